@@ -1,0 +1,49 @@
+//! One module per subcommand; shared set-up here.
+
+pub mod config;
+pub mod get;
+pub mod ls;
+pub mod put;
+pub mod rm;
+pub mod stat;
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use stowage_runtime::{Address, LoadedConfig, Request, Storage};
+
+/// Loads the config (explicit, `./stowage.toml`, or embedded) and starts every disk.
+pub fn open_storage(config: Option<&Path>) -> anyhow::Result<Storage> {
+    let loaded = LoadedConfig::load(config)?;
+    Ok(Storage::start(&loaded)?)
+}
+
+/// Parses `NAME:path`.
+pub fn address(s: &str) -> anyhow::Result<Address> {
+    Ok(Address::parse(s)?)
+}
+
+/// A request from the command line.
+pub fn request() -> Request {
+    Request::new()
+}
+
+/// Parses `key=value` (for `--meta`).
+pub fn key_value(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not key=value"))?;
+    let k = k.trim().to_ascii_lowercase();
+    if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err(format!("metadata key `{k}` may only use letters, digits, `-` and `_`"));
+    }
+    Ok((k, v.to_string()))
+}
+
+/// Adds the address to an error's message.
+pub fn at<T, E>(r: Result<T, E>, addr: &str) -> anyhow::Result<T>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    r.with_context(|| addr.to_string())
+}

@@ -1,0 +1,43 @@
+//! Exit codes a shell user can branch on.
+
+use stowage_runtime::{StartError, StorageError};
+
+/// Anything not covered below.
+pub const FAILURE: u8 = 1;
+/// (clap uses 2 for usage errors.)
+/// The object (or name) does not exist.
+pub const NOT_FOUND: u8 = 3;
+/// A policy or the backend refused.
+pub const DENIED: u8 = 4;
+/// Bad input: path, address, range, config.
+pub const INVALID: u8 = 5;
+/// A plugin trapped, timed out or ran out of memory.
+pub const PLUGIN_FAULT: u8 = 6;
+/// The backend is unavailable (maybe retry).
+pub const UNAVAILABLE: u8 = 7;
+/// The object already exists (create-only).
+pub const EXISTS: u8 = 8;
+/// The host itself could not run.
+pub const INTERNAL: u8 = 70;
+
+/// The exit code for an error that ended the command.
+pub fn code_for(e: &anyhow::Error) -> u8 {
+    if let Some(e) = e.downcast_ref::<StorageError>() {
+        return match e {
+            StorageError::NotFound(_) | StorageError::UnknownName(_) => NOT_FOUND,
+            StorageError::AlreadyExists(_) => EXISTS,
+            StorageError::Denied(_) => DENIED,
+            StorageError::InvalidPath(_) | StorageError::InvalidRange(_) | StorageError::BadAddress(_) => INVALID,
+            StorageError::Unsupported(_) | StorageError::Io(_) => FAILURE,
+            StorageError::Unavailable { .. } => UNAVAILABLE,
+            StorageError::PluginFault { .. } => PLUGIN_FAULT,
+        };
+    }
+    if let Some(StartError::Config(_)) = e.downcast_ref::<StartError>() {
+        return INVALID;
+    }
+    if e.downcast_ref::<stowage_runtime::ConfigError>().is_some() {
+        return INVALID;
+    }
+    FAILURE
+}

@@ -1,0 +1,86 @@
+//! `stowage`: a storage host for sensitive research data. See the README for a quickstart.
+
+mod cmd;
+mod exit;
+mod progress;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Stowage: one storage contract, drivers and policies as sandboxed WebAssembly components.
+#[derive(Parser)]
+#[command(name = "stowage", version, about, long_about = None)]
+struct Cli {
+    /// Config file. Without it: ./stowage.toml if present, else the embedded default
+    /// (role testing, one local-fs disk under ./stowage-data).
+    #[arg(long, global = true, env = "STOWAGE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Store FILE (or stdin with `-`) at ADDR, e.g. `stowage put default:hello.txt hello.txt`.
+    Put(cmd::put::Args),
+    /// Write the object at ADDR to stdout, or to a file with -o.
+    Get(cmd::get::Args),
+    /// List the objects under ADDR (`NAME:` or `NAME:prefix`), one path per line.
+    Ls(cmd::ls::Args),
+    /// Remove the object at ADDR.
+    Rm(cmd::rm::Args),
+    /// Show the object's size, sha256, content type and metadata.
+    Stat(cmd::stat::Args),
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(cmd::config::Command),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("stowage: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::INTERNAL);
+        }
+    };
+    let config = cli.config.as_deref();
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Put(args) => cmd::put::run(config, args).await,
+            Command::Get(args) => cmd::get::run(config, args).await,
+            Command::Ls(args) => cmd::ls::run(config, args).await,
+            Command::Rm(args) => cmd::rm::run(config, args).await,
+            Command::Stat(args) => cmd::stat::run(config, args).await,
+            Command::Config(c) => cmd::config::run(config, c),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("stowage: {e:#}");
+            ExitCode::from(exit::code_for(&e))
+        }
+    }
+}
+
+/// Logs go to stderr; `STOWAGE_LOG` (or `RUST_LOG`) sets the filter, default `warn`.
+fn init_tracing() {
+    let filter = std::env::var("STOWAGE_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "warn".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,40 @@
+//! The checks, one file per area of the contract.
+
+mod delete;
+mod list;
+mod paths;
+mod read;
+mod write;
+
+use crate::{Check, Needs};
+
+macro_rules! check {
+    ($name:literal, $needs:ident, $f:path) => {
+        Check { name: $name, needs: Needs::$needs, run: |h| Box::pin($f(h)) }
+    };
+}
+
+pub(crate) fn all() -> Vec<Check> {
+    vec![
+        check!("write/put-get-roundtrip", Basics, write::roundtrip),
+        check!("write/empty-object", Basics, write::empty_object),
+        check!("write/overwrite", Basics, write::overwrite),
+        check!("write/invisible-until-finish", Basics, write::invisible_until_finish),
+        check!("write/abort-leaves-nothing", Basics, write::abort_leaves_nothing),
+        check!("write/drop-leaves-nothing", Basics, write::drop_leaves_nothing),
+        check!("write/create-only", CreateOnly, write::create_only),
+        check!("write/metadata", UserMetadata, write::metadata),
+        check!("write/streaming-100mib", Basics, write::streaming_100mib),
+        check!("read/not-found", Basics, read::not_found),
+        check!("read/stat", Basics, read::stat),
+        check!("read/exists", Basics, read::exists),
+        check!("read/range", RangeReads, read::range),
+        check!("read/url-or-unsupported", Basics, read::url_or_unsupported),
+        check!("list/prefix", Basics, list::prefix),
+        check!("list/pagination", ListPagination, list::pagination),
+        check!("delete/removes", Basics, delete::removes),
+        check!("delete/not-found", Basics, delete::not_found),
+        check!("paths/invalid-refused", Basics, paths::invalid_refused),
+        check!("paths/nested-and-unicode", Basics, paths::nested_and_unicode),
+    ]
+}

@@ -1,0 +1,88 @@
+//! What a check gets: the disk, its capabilities, a private path prefix and helpers.
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use stowage_runtime::{
+    ByteRange, Capabilities, Disk, ObjectInfo, RequestContext, Role, StorageError, WriteOptions,
+};
+
+/// The disk under test, scoped to one check.
+pub struct Harness {
+    /// The disk.
+    pub disk: Disk,
+    /// What it declares.
+    pub caps: Capabilities,
+    /// A request context for its calls.
+    pub ctx: RequestContext,
+    scope: String,
+}
+
+impl Harness {
+    pub(crate) fn new(disk: Disk, caps: Capabilities, scope: String) -> Harness {
+        let ctx = RequestContext {
+            role: Role::Testing,
+            class: None,
+            disk: disk.name().to_string(),
+            actor: Some("conformance".into()),
+            request_id: format!("conformance-{scope}"),
+            metadata: Vec::new(),
+        };
+        Harness { disk, caps, ctx, scope }
+    }
+
+    /// `name` inside this check's private prefix.
+    pub fn path(&self, name: &str) -> String {
+        format!("{}/{name}", self.scope)
+    }
+
+    /// This check's private prefix, ending in `/`.
+    pub fn prefix(&self) -> String {
+        format!("{}/", self.scope)
+    }
+
+    /// Writes `data` at `path` (relative to the scope).
+    pub async fn put(&self, name: &str, data: &[u8]) -> Result<ObjectInfo, String> {
+        self.put_with(name, data, &WriteOptions::default()).await
+    }
+
+    /// Writes `data` with options.
+    pub async fn put_with(&self, name: &str, data: &[u8], options: &WriteOptions) -> Result<ObjectInfo, String> {
+        self.disk
+            .put_bytes(&self.ctx, &self.path(name), Bytes::copy_from_slice(data), options)
+            .await
+            .map_err(|e| format!("put {name}: {e}"))
+    }
+
+    /// Reads a whole object (or range).
+    pub async fn get(&self, name: &str, range: Option<ByteRange>) -> Result<Vec<u8>, StorageError> {
+        self.disk.get_bytes(&self.ctx, &self.path(name), range).await.map(|(_, b)| b)
+    }
+}
+
+/// Lowercase hex sha256.
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// Deterministic bytes that are not all alike.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Fails with `msg` unless `cond`.
+#[macro_export]
+macro_rules! ensure {
+    ($cond:expr, $($msg:tt)+) => {
+        if !$cond {
+            return Err(format!($($msg)+));
+        }
+    };
+}

@@ -1,0 +1,20 @@
+//! The one place where Rust bindings for the WIT contract are generated on the host side.
+//! Nothing outside `bindings` and `convert` uses these generated types.
+
+#![allow(missing_docs, reason = "generated code carries the WIT's own docs")]
+
+/// Bindings for the `driver` world.
+pub mod driver {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "driver",
+        exports: { default: async },
+        with: {
+            "wasi:io": wasmtime_wasi_io::bindings::wasi::io,
+        },
+        require_store_data_send: true,
+    });
+}
+
+pub use driver::stowage::storage::types as wit;
+pub use driver::exports::stowage::storage::store as wit_store;

@@ -1,0 +1,296 @@
+//! Loading and checking the config file, and the embedded default used when there is none.
+//!
+//! Every problem is reported with the file, line and column it comes from, and all semantic
+//! problems are reported at once (a TOML syntax or shape error stops at the first).
+
+mod model;
+mod plan;
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+pub use model::{Config, DiskConfig, Grant, LimitsConfig, StorageMap};
+pub use plan::{DiskPlan, PluginSource};
+
+use crate::types::StorageClass;
+
+/// The config used when no file is given and there is no `./stowage.toml`: role `testing`,
+/// one local-fs disk rooted at `./stowage-data`, every class on it.
+pub const EMBEDDED_DEFAULT: &str = r#"# Stowage's embedded default configuration.
+role = "testing"
+
+[disks.local]
+plugin = "local-fs"
+grant = { dir = "./stowage-data" }
+
+[storage]
+default = "local"
+scratch = "local"
+submission = "local"
+"#;
+
+/// The file looked for in the working directory when no `--config` is given.
+pub const DEFAULT_FILE: &str = "stowage.toml";
+
+/// Where a config came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// A file.
+    File(PathBuf),
+    /// The embedded default.
+    Embedded,
+}
+
+impl fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigSource::File(p) => write!(f, "{}", p.display()),
+            ConfigSource::Embedded => f.write_str("<embedded default>"),
+        }
+    }
+}
+
+/// One problem in a config, with its place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// 1-based line and column, when the problem has a place.
+    pub at: Option<(usize, usize)>,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+/// A config that cannot be used, with every problem found.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigError {
+    /// Where the config came from.
+    pub origin: ConfigSource,
+    /// What is wrong with it.
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            match p.at {
+                Some((line, col)) => write!(f, "{}:{line}:{col}: {}", self.origin, p.message)?,
+                None => write!(f, "{}: {}", self.origin, p.message)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A parsed, checked config and where relative paths in it are resolved from.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    /// The config.
+    pub config: Config,
+    /// Where it came from.
+    pub source: ConfigSource,
+    /// Directory that relative paths are resolved against (the file's directory, or the
+    /// working directory for the embedded default).
+    pub base_dir: PathBuf,
+}
+
+impl LoadedConfig {
+    /// Loads `explicit` if given; otherwise `./stowage.toml` if it exists; otherwise the
+    /// embedded default.
+    pub fn load(explicit: Option<&Path>) -> Result<LoadedConfig, ConfigError> {
+        let path = match explicit {
+            Some(p) => Some(p.to_path_buf()),
+            None => Some(PathBuf::from(DEFAULT_FILE)).filter(|p| p.exists()),
+        };
+        match path {
+            Some(path) => Self::load_file(&path),
+            None => {
+                let cwd = std::env::current_dir().map_err(|e| ConfigError {
+                    origin: ConfigSource::Embedded,
+                    problems: vec![Problem { at: None, message: format!("cannot read the working directory: {e}") }],
+                })?;
+                Self::parse(EMBEDDED_DEFAULT, ConfigSource::Embedded, cwd)
+            }
+        }
+    }
+
+    /// Loads and checks the file at `path`.
+    pub fn load_file(path: &Path) -> Result<LoadedConfig, ConfigError> {
+        let source = ConfigSource::File(path.to_path_buf());
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            origin: source.clone(),
+            problems: vec![Problem { at: None, message: format!("cannot read the config file: {e}") }],
+        })?;
+        let base_dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        Self::parse(&text, source, base_dir)
+    }
+
+    /// Parses and checks config `text`.
+    pub fn parse(text: &str, source: ConfigSource, base_dir: PathBuf) -> Result<LoadedConfig, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError {
+            origin: source.clone(),
+            problems: vec![Problem {
+                at: e.span().map(|s| position(text, s.start)),
+                message: match e.span().and_then(|s| key_before(text, s.start)) {
+                    Some(key) => format!("`{key}`: {}", e.message().trim()),
+                    None => e.message().trim().to_string(),
+                },
+            }],
+        })?;
+        let loaded = LoadedConfig { config, source, base_dir };
+        let problems = loaded.check(text);
+        if problems.is_empty() {
+            Ok(loaded)
+        } else {
+            Err(ConfigError { origin: loaded.source, problems })
+        }
+    }
+
+    /// The disk that serves `class`.
+    pub fn disk_for(&self, class: StorageClass) -> &str {
+        let map = self.config.storage.get_ref();
+        let chosen = match class {
+            StorageClass::Default => None,
+            StorageClass::Scratch => map.scratch.as_ref(),
+            StorageClass::Submission => map.submission.as_ref(),
+        };
+        chosen.unwrap_or(&map.default).get_ref()
+    }
+
+    fn check(&self, text: &str) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let mut problem = |span: Range<usize>, message: String| {
+            problems.push(Problem { at: Some(position(text, span.start)), message });
+        };
+        let names: Vec<&str> = self.config.disks.keys().map(|k| k.get_ref().as_str()).collect();
+        for (name, disk) in &self.config.disks {
+            let n = name.get_ref();
+            if StorageClass::parse(n).is_some() {
+                problem(name.span(), format!(
+                    "disk name `{n}` is also a storage class name; addresses like `{n}:path` would be ambiguous: rename the disk"
+                ));
+            } else if n.is_empty() || !n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_') {
+                problem(name.span(), format!("disk name `{n}` may only use a-z, 0-9, `-` and `_`"));
+            }
+            if let Err(message) = plan::check_plugin(&disk.plugin, &self.base_dir) {
+                problem(disk.plugin.span(), format!("disks.{n}.plugin: {message}"));
+            }
+            for (field, value, min, max) in [
+                ("memory_mib", &disk.limits.memory_mib, 1, 4096),
+                ("call_timeout_ms", &disk.limits.call_timeout_ms, 10, 3_600_000),
+                ("max_instances", &disk.limits.max_instances, 1, 1024),
+            ] {
+                if let Some(v) = value
+                    && !(min..=max).contains(v.get_ref())
+                {
+                    problem(v.span(), format!("disks.{n}.limits.{field} = {} is out of range {min}..={max}", v.get_ref()));
+                }
+            }
+            if let Some(dir) = &disk.grant.dir {
+                let resolved = self.base_dir.join(dir.get_ref());
+                if resolved.exists() && !resolved.is_dir() {
+                    problem(dir.span(), format!(
+                        "disks.{n}.grant.dir: {} exists but is not a directory", resolved.display()
+                    ));
+                }
+            }
+        }
+        let map = self.config.storage.get_ref();
+        for (class, value) in [
+            ("default", Some(&map.default)),
+            ("scratch", map.scratch.as_ref()),
+            ("submission", map.submission.as_ref()),
+        ] {
+            if let Some(disk) = value
+                && !names.contains(&disk.get_ref().as_str())
+            {
+                problem(disk.span(), format!(
+                    "storage.{class} = \"{}\": no disk of that name; defined disks: {}",
+                    disk.get_ref(),
+                    if names.is_empty() { "none (add a [disks.NAME] table)".to_string() } else { names.join(", ") }
+                ));
+            }
+        }
+        problems.sort_by_key(|p| p.at);
+        problems
+    }
+}
+
+/// The key whose value starts at `offset` (`key = <value>`), to name it in type errors.
+fn key_before(text: &str, offset: usize) -> Option<&str> {
+    let before = text.get(..offset)?.trim_end().strip_suffix('=')?.trim_end();
+    let start = before
+        .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        .map_or(0, |i| i + 1);
+    Some(&before[start..]).filter(|k| !k.is_empty())
+}
+
+/// 1-based (line, column) of byte `offset` in `text`.
+fn position(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<LoadedConfig, ConfigError> {
+        LoadedConfig::parse(text, ConfigSource::File("t.toml".into()), PathBuf::from("."))
+    }
+
+    #[test]
+    fn embedded_default_is_valid_and_maps_every_class_to_local() {
+        let c = parse(EMBEDDED_DEFAULT).unwrap();
+        for class in StorageClass::ALL {
+            assert_eq!(c.disk_for(class), "local");
+        }
+    }
+
+    #[test]
+    fn unknown_field_names_the_field_and_line() {
+        let text = "role = \"testing\"\n[disks.a]\nplugin = \"local-fs\"\nplgin = 3\n[storage]\ndefault = \"a\"\n";
+        let e = parse(text).unwrap_err().to_string();
+        assert!(e.starts_with("t.toml:4:"), "{e}");
+        assert!(e.contains("unknown field `plgin`"), "{e}");
+    }
+
+    #[test]
+    fn bad_role_names_the_line() {
+        let e = parse("role = \"webby\"\n[storage]\ndefault = \"a\"\n").unwrap_err().to_string();
+        assert!(e.starts_with("t.toml:1:"), "{e}");
+        assert!(e.contains("webby"), "{e}");
+    }
+
+    #[test]
+    fn every_semantic_problem_is_reported_with_its_line() {
+        let text = "role = \"testing\"\n[disks.scratch]\nplugin = \"nope\"\n[disks.ok]\nplugin = \"local-fs\"\nlimits = { memory_mib = 0 }\n[storage]\ndefault = \"ok\"\nscratch = \"missing\"\n";
+        let e = parse(text).unwrap_err();
+        let lines: Vec<_> = e.problems.iter().map(|p| p.at.unwrap().0).collect();
+        assert_eq!(lines, vec![2, 3, 6, 9], "{e}");
+        let s = e.to_string();
+        assert!(s.contains("storage.scratch = \"missing\": no disk of that name; defined disks: ok, scratch"), "{s}");
+        assert!(s.contains("memory_mib = 0 is out of range"), "{s}");
+        assert!(s.contains("also a storage class name"), "{s}");
+    }
+
+    #[test]
+    fn type_errors_name_the_key() {
+        let text = "role = \"testing\"\n[disks.a]\nplugin = \"local-fs\"\nlimits = { memory_mib = \"lots\" }\n[storage]\ndefault = \"a\"\n";
+        let e = parse(text).unwrap_err().to_string();
+        assert!(e.starts_with("t.toml:4:25: `memory_mib`: invalid type"), "{e}");
+    }
+
+    #[test]
+    fn position_counts_lines_and_columns_from_one() {
+        assert_eq!(position("ab\ncd", 0), (1, 1));
+        assert_eq!(position("ab\ncd", 4), (2, 2));
+    }
+}

@@ -1,0 +1,74 @@
+//! The config file's shape (TOML). Every table denies unknown fields, so a typo fails at load
+//! with the field's name and line.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::types::Role;
+
+/// A whole config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The part this host plays: `web`, `services` or `testing`.
+    pub role: Spanned<Role>,
+    /// Named disks, each served by a driver plugin.
+    #[serde(default)]
+    pub disks: BTreeMap<Spanned<String>, DiskConfig>,
+    /// Which disk serves each storage class.
+    pub storage: Spanned<StorageMap>,
+}
+
+/// One `[disks.NAME]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskConfig {
+    /// A bundled plugin's name (`local-fs`) or the path of a `.wasm` component.
+    pub plugin: Spanned<String>,
+    /// What the plugin may touch.
+    #[serde(default)]
+    pub grant: Grant,
+    /// Resource limits of each instance.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// The plugin's own settings, passed to it as config values.
+    #[serde(default)]
+    pub config: toml::Table,
+}
+
+/// The capabilities a plugin is granted. Nothing else is reachable from inside it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grant {
+    /// The one directory the plugin may read and write, seen by it as `/`. Relative paths are
+    /// relative to the config file's directory. Created if missing.
+    pub dir: Option<Spanned<PathBuf>>,
+}
+
+/// Per-instance limits; defaults in [`crate::engine::Limits`].
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Most linear memory per instance, in MiB (default 64).
+    pub memory_mib: Option<Spanned<u64>>,
+    /// Longest one call into the plugin may run, in milliseconds (default 30000).
+    pub call_timeout_ms: Option<Spanned<u64>>,
+    /// Most instances alive at once, i.e. operations in flight on the disk (default 64).
+    pub max_instances: Option<Spanned<u64>>,
+}
+
+/// The `[storage]` table: storage class → disk name. `scratch` and `submission` default to the
+/// `default` disk.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageMap {
+    /// General storage.
+    pub default: Spanned<String>,
+    /// Temporary processing files.
+    pub scratch: Option<Spanned<String>>,
+    /// Permanent submission files.
+    pub submission: Option<Spanned<String>>,
+}

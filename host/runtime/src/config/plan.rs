@@ -1,0 +1,138 @@
+//! From a checked config to what the host loads: each disk's plugin bytes, grants and limits.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::LoadedConfig;
+use crate::engine::Limits;
+use crate::state::Grants;
+
+/// Where a plugin's component comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginSource {
+    /// Built into the binary (trusted as part of it).
+    Bundled(&'static str),
+    /// A `.wasm` file on disk.
+    File(PathBuf),
+}
+
+/// Everything needed to bring up one disk.
+#[derive(Debug, Clone)]
+pub struct DiskPlan {
+    /// The disk's name.
+    pub name: String,
+    /// Its driver component.
+    pub plugin: PluginSource,
+    /// What the driver may touch, and its config values.
+    pub grants: Grants,
+    /// Its limits.
+    pub limits: Limits,
+}
+
+impl PluginSource {
+    /// The component's bytes.
+    pub fn bytes(&self) -> std::io::Result<std::borrow::Cow<'static, [u8]>> {
+        match self {
+            PluginSource::Bundled(name) => stowage_bundled::get(name)
+                .map(std::borrow::Cow::Borrowed)
+                .ok_or_else(|| std::io::Error::other(format!("no bundled plugin named `{name}`"))),
+            PluginSource::File(path) => std::fs::read(path).map(std::borrow::Cow::Owned),
+        }
+    }
+}
+
+/// Where `plugin = "..."` points, or why it points nowhere.
+pub(super) fn resolve_plugin(value: &str, base_dir: &Path) -> Result<PluginSource, String> {
+    if let Some(name) = stowage_bundled::NAMES.iter().find(|n| **n == value) {
+        return Ok(PluginSource::Bundled(name));
+    }
+    if !value.ends_with(".wasm") {
+        return Err(format!(
+            "`{value}` is neither a bundled plugin ({}) nor a path to a .wasm component",
+            stowage_bundled::NAMES.join(", ")
+        ));
+    }
+    let path = base_dir.join(value);
+    if !path.is_file() {
+        return Err(format!("plugin file {} does not exist", path.display()));
+    }
+    Ok(PluginSource::File(path))
+}
+
+pub(super) fn check_plugin(value: &Spanned<String>, base_dir: &Path) -> Result<(), String> {
+    resolve_plugin(value.get_ref(), base_dir).map(|_| ())
+}
+
+impl LoadedConfig {
+    /// What to load for each disk, in name order.
+    pub fn disk_plans(&self) -> Result<Vec<DiskPlan>, String> {
+        let defaults = Limits::default();
+        self.config
+            .disks
+            .iter()
+            .map(|(name, disk)| {
+                let name = name.get_ref().clone();
+                let plugin = resolve_plugin(disk.plugin.get_ref(), &self.base_dir)
+                    .map_err(|e| format!("disks.{name}.plugin: {e}"))?;
+                let l = &disk.limits;
+                let limits = Limits {
+                    memory_bytes: l.memory_mib.as_ref().map_or(defaults.memory_bytes, |v| (*v.get_ref() as usize) << 20),
+                    call_timeout: l.call_timeout_ms.as_ref().map_or(defaults.call_timeout, |v| Duration::from_millis(*v.get_ref())),
+                    max_instances: l.max_instances.as_ref().map_or(defaults.max_instances, |v| *v.get_ref() as usize),
+                };
+                let grants = Grants {
+                    dir: disk.grant.dir.as_ref().map(|d| self.base_dir.join(d.get_ref())),
+                    config: flatten(&disk.config),
+                };
+                Ok(DiskPlan { name, plugin, grants, limits })
+            })
+            .collect()
+    }
+}
+
+/// A plugin's config table as `key` / `parent.child` → string pairs.
+pub fn flatten(table: &toml::Table) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    flatten_into("", table, &mut out);
+    out
+}
+
+fn flatten_into(prefix: &str, table: &toml::Table, out: &mut Vec<(String, String)>) {
+    for (k, v) in table {
+        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        match v {
+            toml::Value::Table(t) => flatten_into(&key, t, out),
+            toml::Value::String(s) => out.push((key, s.clone())),
+            other => out.push((key, other.to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flatten_renders_scalars_and_nests_keys() {
+        let t: toml::Table = toml::from_str("a = \"x\"\nn = 3\nb = true\n[t]\nc = 1.5\n").unwrap();
+        assert_eq!(
+            flatten(&t),
+            vec![
+                ("a".into(), "x".into()),
+                ("b".into(), "true".into()),
+                ("n".into(), "3".into()),
+                ("t.c".into(), "1.5".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn plugin_must_be_bundled_or_an_existing_wasm_file() {
+        let dir = std::path::Path::new(".");
+        assert_eq!(resolve_plugin("local-fs", dir), Ok(PluginSource::Bundled("local-fs")));
+        assert!(resolve_plugin("s4", dir).unwrap_err().contains("neither a bundled plugin"));
+        assert!(resolve_plugin("missing.wasm", dir).unwrap_err().contains("does not exist"));
+    }
+}

@@ -1,0 +1,159 @@
+//! Size and sha256 of a stream, measured by the host while the bytes go to the driver.
+//!
+//! Small objects are hashed inline. Past [`PARALLEL_AFTER`] bytes the hashing moves to its own
+//! thread, fed by reference-counted chunks (no copies), so hashing and writing overlap: a large
+//! write costs max(hash, write) instead of their sum.
+
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+use sha2::{Digest as _, Sha256};
+
+/// Bytes after which hashing moves to a background thread.
+pub const PARALLEL_AFTER: u64 = 4 << 20;
+
+/// Chunks queued for the hashing thread before the writer waits for it.
+const QUEUE: usize = 16;
+
+/// What the host measured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Digest {
+    /// Bytes seen.
+    pub size: u64,
+    /// Lowercase hex sha256.
+    pub sha256: String,
+}
+
+enum State {
+    Inline(Sha256),
+    Threaded {
+        tx: SyncSender<Bytes>,
+        thread: JoinHandle<Sha256>,
+    },
+    /// Only while switching states, and after `finish`.
+    Empty,
+}
+
+/// Measures a stream of chunks.
+pub struct Digester {
+    size: u64,
+    state: State,
+}
+
+impl Default for Digester {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Digester {
+    /// A digester that has seen nothing.
+    pub fn new() -> Self {
+        Digester {
+            size: 0,
+            state: State::Inline(Sha256::new()),
+        }
+    }
+
+    /// Bytes seen so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Adds a chunk.
+    pub fn update(&mut self, chunk: Bytes) {
+        self.size += chunk.len() as u64;
+        if self.size > PARALLEL_AFTER
+            && let State::Inline(_) = self.state
+            && let State::Inline(hasher) = std::mem::replace(&mut self.state, State::Empty)
+        {
+            self.state = spawn(hasher);
+        }
+        match &mut self.state {
+            State::Inline(hasher) => hasher.update(&chunk),
+            State::Threaded { tx, .. } => {
+                if let Err(failed) = tx.send(chunk) {
+                    // The thread is gone (it cannot fail short of a panic): hash inline from
+                    // here on so the result stays correct.
+                    self.fall_back_inline(failed.0);
+                }
+            }
+            State::Empty => {}
+        }
+    }
+
+    /// The size and sha256 of everything seen.
+    pub fn finish(&mut self) -> Digest {
+        let hasher = match std::mem::replace(&mut self.state, State::Empty) {
+            State::Inline(hasher) => hasher,
+            State::Threaded { tx, thread } => {
+                drop(tx);
+                thread.join().unwrap_or_default()
+            }
+            State::Empty => Sha256::new(),
+        };
+        Digest {
+            size: self.size,
+            sha256: hex::encode(hasher.finalize()),
+        }
+    }
+
+    fn fall_back_inline(&mut self, chunk: Bytes) {
+        if let State::Threaded { tx, thread } = std::mem::replace(&mut self.state, State::Empty) {
+            drop(tx);
+            let mut hasher = thread.join().unwrap_or_default();
+            hasher.update(&chunk);
+            self.state = State::Inline(hasher);
+        }
+    }
+}
+
+fn spawn(hasher: Sha256) -> State {
+    let (tx, rx) = sync_channel::<Bytes>(QUEUE);
+    // The closure takes the hasher; keep a copy in case no thread can be had.
+    let fallback = hasher.clone();
+    let spawned = std::thread::Builder::new()
+        .name("stowage-sha256".into())
+        .spawn(move || {
+            let mut hasher = hasher;
+            for chunk in rx {
+                hasher.update(&chunk);
+            }
+            hasher
+        });
+    match spawned {
+        Ok(thread) => State::Threaded { tx, thread },
+        Err(_) => State::Inline(fallback),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference(data: &[u8]) -> String {
+        hex::encode(Sha256::digest(data))
+    }
+
+    #[test]
+    fn inline_and_threaded_agree_with_one_shot_sha256() {
+        let data: Vec<u8> = (0..(PARALLEL_AFTER as usize * 3 + 12345)).map(|i| (i * 7 % 251) as u8).collect();
+        for chunk in [1usize, 4096, 1 << 20, 3 << 20] {
+            let mut d = Digester::new();
+            for piece in data.chunks(chunk) {
+                d.update(Bytes::copy_from_slice(piece));
+            }
+            let got = d.finish();
+            assert_eq!(got.size, data.len() as u64);
+            assert_eq!(got.sha256, reference(&data), "chunk size {chunk}");
+        }
+    }
+
+    #[test]
+    fn empty_stream_has_the_empty_hash() {
+        let got = Digester::new().finish();
+        assert_eq!(got.size, 0);
+        assert_eq!(got.sha256, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    }
+}

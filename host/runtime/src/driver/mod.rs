@@ -1,0 +1,233 @@
+//! A disk: one driver component, its grants and limits, and the pool of its instances. This is
+//! the "driver handle" the conformance suite runs against.
+
+mod digest;
+mod pool;
+mod reader;
+mod writer;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use wasmtime::component::{Component, HasSelf, Linker};
+
+pub use digest::{Digest, Digester};
+pub use reader::{MAX_CHUNK, ObjectReader};
+pub use writer::ObjectWriter;
+
+use crate::bindings::driver::DriverPre;
+use crate::bindings::driver::stowage::storage::{config, log};
+use crate::convert;
+use crate::engine::{Limits, PluginEngine};
+use crate::error::StorageError;
+use crate::state::{Grants, PluginState};
+use crate::types::{ByteRange, Capabilities, ListPage, ObjectInfo, RequestContext, WriteOptions};
+use pool::DriverPool;
+
+/// Why a driver component could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The bytes are not a valid component for this engine.
+    #[error("not a valid WebAssembly component: {0}")]
+    Compile(String),
+    /// The component does not fit the `driver` world (or imports what the host does not offer).
+    #[error("does not fit the stowage `driver` world: {0}")]
+    World(String),
+}
+
+/// A storage disk served by a driver component.
+#[derive(Clone)]
+pub struct Disk {
+    pool: Arc<DriverPool>,
+}
+
+impl Disk {
+    /// Compiles `bytes` and links it as disk `name` with exactly `grants`.
+    pub fn load(
+        engine: &PluginEngine,
+        name: &str,
+        bytes: &[u8],
+        grants: Grants,
+        limits: Limits,
+    ) -> Result<Disk, LoadError> {
+        let component = Component::new(engine.engine(), bytes)
+            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        Self::from_component(engine, name, &component, grants, limits)
+    }
+
+    /// Links an already compiled component as disk `name`.
+    pub fn from_component(
+        engine: &PluginEngine,
+        name: &str,
+        component: &Component,
+        grants: Grants,
+        limits: Limits,
+    ) -> Result<Disk, LoadError> {
+        let mut linker: Linker<PluginState> = Linker::new(engine.engine());
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| LoadError::World(format!("{e:#}")))?;
+        // wasi:io comes with WASI above; only the contract's own host interfaces here.
+        log::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)
+            .map_err(|e| LoadError::World(format!("{e:#}")))?;
+        config::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)
+            .map_err(|e| LoadError::World(format!("{e:#}")))?;
+        let pre = linker
+            .instantiate_pre(component)
+            .map_err(|e| LoadError::World(format!("{e:#}")))?;
+        let pre = DriverPre::new(pre).map_err(|e| LoadError::World(format!("{e:#}")))?;
+        Ok(Disk {
+            pool: Arc::new(DriverPool::new(name, pre, grants, limits)),
+        })
+    }
+
+    /// The disk's name.
+    pub fn name(&self) -> &str {
+        self.pool.disk()
+    }
+
+    /// How many plugin instances were replaced after a fault since the disk was loaded.
+    pub fn restarts(&self) -> u64 {
+        self.pool.restarts()
+    }
+
+    /// What the driver declares it supports.
+    pub async fn capabilities(&self) -> Result<Capabilities, StorageError> {
+        let mut lease = self.pool.lease().await?;
+        let (store, guest) = lease.begin()?;
+        let r = guest.call_get_capabilities(store).await;
+        lease.end_infallible(r).map(convert::capabilities_from_wit)
+    }
+
+    /// Starts writing `path`.
+    pub async fn writer(
+        &self,
+        ctx: &RequestContext,
+        path: &str,
+        options: &WriteOptions,
+    ) -> Result<ObjectWriter, StorageError> {
+        let mut lease = self.pool.lease().await?;
+        let (store, guest) = lease.begin()?;
+        let r = guest
+            .call_open_writer(store, &convert::context_to_wit(ctx), path, &convert::write_options_to_wit(options))
+            .await;
+        let writer = lease.end(r)?;
+        ObjectWriter::new(lease, writer, path.to_string()).await
+    }
+
+    /// Starts reading `path` (all of it, or `range`).
+    pub async fn reader(
+        &self,
+        ctx: &RequestContext,
+        path: &str,
+        range: Option<ByteRange>,
+    ) -> Result<ObjectReader, StorageError> {
+        let mut lease = self.pool.lease().await?;
+        let (store, guest) = lease.begin()?;
+        let r = guest
+            .call_open_reader(store, &convert::context_to_wit(ctx), path, range.map(convert::range_to_wit))
+            .await;
+        let (reader, info) = lease.end(r)?;
+        let info = convert::info_from_wit(info);
+        let remaining = match range {
+            None => info.size,
+            Some(r) if r.offset > info.size => {
+                return Err(StorageError::InvalidRange(format!(
+                    "offset {} is past the end of `{path}` (size {})",
+                    r.offset, info.size
+                )));
+            }
+            Some(r) => {
+                let rest = info.size - r.offset;
+                r.length.map_or(rest, |len| len.min(rest))
+            }
+        };
+        ObjectReader::new(lease, reader, info, remaining, path.to_string()).await
+    }
+
+    /// Everything known about `path`.
+    pub async fn stat(&self, ctx: &RequestContext, path: &str) -> Result<ObjectInfo, StorageError> {
+        let mut lease = self.pool.lease().await?;
+        let (store, guest) = lease.begin()?;
+        let r = guest.call_stat(store, &convert::context_to_wit(ctx), path).await;
+        lease.end(r).map(convert::info_from_wit)
+    }
+
+    /// Whether an object exists at `path`.
+    pub async fn exists(&self, ctx: &RequestContext, path: &str) -> Result<bool, StorageError> {
+        let mut lease = self.pool.lease().await?;
+        let (store, guest) = lease.begin()?;
+        let r = guest.call_exists(store, &convert::context_to_wit(ctx), path).await;
+        lease.end(r)
+    }
+
+    /// One page of the objects under `prefix`.
+    pub async fn list(
+        &self,
+        ctx: &RequestContext,
+        prefix: &str,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<ListPage, StorageError> {
+        let mut lease = self.pool.lease().await?;
+        let (store, guest) = lease.begin()?;
+        let r = guest
+            .call_list(store, &convert::context_to_wit(ctx), prefix, cursor, limit)
+            .await;
+        lease.end(r).map(convert::page_from_wit)
+    }
+
+    /// Removes `path`.
+    pub async fn delete(&self, ctx: &RequestContext, path: &str) -> Result<(), StorageError> {
+        let mut lease = self.pool.lease().await?;
+        let (store, guest) = lease.begin()?;
+        let r = guest.call_delete(store, &convert::context_to_wit(ctx), path).await;
+        lease.end(r)
+    }
+
+    /// A URL serving `path` for `expires_in_secs`, if the driver can make one.
+    pub async fn url(&self, ctx: &RequestContext, path: &str, expires_in_secs: u64) -> Result<String, StorageError> {
+        let mut lease = self.pool.lease().await?;
+        let (store, guest) = lease.begin()?;
+        let r = guest
+            .call_url(store, &convert::context_to_wit(ctx), path, expires_in_secs)
+            .await;
+        lease.end(r)
+    }
+
+    /// Writes a whole object from memory (small objects; stream large ones with `writer`).
+    pub async fn put_bytes(
+        &self,
+        ctx: &RequestContext,
+        path: &str,
+        data: Bytes,
+        options: &WriteOptions,
+    ) -> Result<ObjectInfo, StorageError> {
+        let mut writer = self.writer(ctx, path, options).await?;
+        let mut rest = data;
+        while !rest.is_empty() {
+            let chunk = rest.split_to(rest.len().min(MAX_CHUNK));
+            if let Err(e) = writer.write(chunk).await {
+                // Best effort: the write failed already; abort cleans up what it can.
+                let _ = writer.abort().await;
+                return Err(e);
+            }
+        }
+        writer.finish().await
+    }
+
+    /// Reads a whole object (or range) into memory (small objects; stream large ones with
+    /// `reader`).
+    pub async fn get_bytes(
+        &self,
+        ctx: &RequestContext,
+        path: &str,
+        range: Option<ByteRange>,
+    ) -> Result<(ObjectInfo, Vec<u8>), StorageError> {
+        let mut reader = self.reader(ctx, path, range).await?;
+        let mut out = Vec::with_capacity(reader.remaining().min(MAX_CHUNK as u64) as usize);
+        while let Some(chunk) = reader.next_chunk(MAX_CHUNK).await? {
+            out.extend_from_slice(&chunk);
+        }
+        Ok((reader.info().clone(), out))
+    }
+}

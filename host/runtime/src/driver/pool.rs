@@ -1,0 +1,197 @@
+//! A pool of instances of one driver component.
+//!
+//! One `Store` runs one call at a time, so each operation leases an instance for its whole
+//! duration (a streaming write holds its instance until `finish`). Idle instances are reused;
+//! a new one is made from the pre-linked `DriverPre` when none is idle, up to
+//! `Limits::max_instances` (further callers wait). An instance whose plugin trapped, timed out
+//! or ran out of memory is dropped, never reused: the next lease gets a fresh one.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use wasmtime::Store;
+use wasmtime::Trap;
+
+use crate::bindings::driver::{Driver, DriverPre};
+use crate::bindings::{wit, wit_store};
+use crate::convert::error_from_wit;
+use crate::engine::Limits;
+use crate::error::{FaultKind, StorageError};
+use crate::state::{Grants, MemoryLimitExceeded, PluginState};
+
+/// One live instance of the driver.
+pub(crate) struct Instance {
+    pub(crate) store: Store<PluginState>,
+    driver: Driver,
+}
+
+/// The instances of one disk's driver.
+pub(crate) struct DriverPool {
+    disk: Arc<str>,
+    pre: DriverPre<PluginState>,
+    grants: Arc<Grants>,
+    limits: Limits,
+    idle: Mutex<Vec<Instance>>,
+    permits: Arc<Semaphore>,
+    restarts: AtomicU64,
+}
+
+impl DriverPool {
+    pub(crate) fn new(disk: &str, pre: DriverPre<PluginState>, grants: Grants, limits: Limits) -> Self {
+        DriverPool {
+            disk: disk.into(),
+            pre,
+            grants: Arc::new(grants),
+            limits,
+            idle: Mutex::new(Vec::new()),
+            permits: Arc::new(Semaphore::new(limits.max_instances.max(1))),
+            restarts: AtomicU64::new(0),
+        }
+    }
+
+    /// The disk this pool serves.
+    pub(crate) fn disk(&self) -> &str {
+        &self.disk
+    }
+
+    /// How many instances were thrown away after a fault.
+    pub(crate) fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::Relaxed)
+    }
+
+    /// Takes an instance for one operation, waiting if `max_instances` are busy.
+    pub(crate) async fn lease(self: &Arc<Self>) -> Result<Lease, StorageError> {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StorageError::Io(format!("disk `{}` is shutting down", self.disk)))?;
+        let reused = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let instance = match reused {
+            Some(instance) => instance,
+            None => self.instantiate().await?,
+        };
+        Ok(Lease {
+            pool: self.clone(),
+            instance: Some(instance),
+            _permit: permit,
+        })
+    }
+
+    async fn instantiate(&self) -> Result<Instance, StorageError> {
+        let state = PluginState::new(self.disk.clone(), self.grants.clone(), self.limits.memory_bytes)
+            .map_err(|e| StorageError::Io(format!("cannot start the plugin of disk `{}`: {e}", self.disk)))?;
+        let mut store = Store::new(self.pre.engine(), state);
+        store.limiter(|s| s.limiter());
+        store.set_epoch_deadline(self.limits.deadline_ticks());
+        store.epoch_deadline_trap();
+        match self.pre.instantiate_async(&mut store).await {
+            Ok(driver) => Ok(Instance { store, driver }),
+            Err(e) => Err(self.fault(e)),
+        }
+    }
+
+    /// Turns an engine error from a call into the host's error, naming the disk.
+    fn fault(&self, e: wasmtime::Error) -> StorageError {
+        let (kind, detail) = if let Some(m) = e.downcast_ref::<MemoryLimitExceeded>() {
+            (FaultKind::MemoryLimit, m.to_string())
+        } else if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {
+            (
+                FaultKind::Timeout,
+                format!("a call ran longer than {:?}", self.limits.call_timeout),
+            )
+        } else if let Some(trap) = e.downcast_ref::<Trap>() {
+            (FaultKind::Trap, trap.to_string())
+        } else {
+            (FaultKind::Trap, e.root_cause().to_string())
+        };
+        tracing::warn!(disk = %self.disk, %kind, %detail, "plugin fault; replacing the instance");
+        StorageError::PluginFault {
+            disk: self.disk.to_string(),
+            kind,
+            detail,
+        }
+    }
+}
+
+/// An instance leased for one operation; returned to the pool on drop unless it faulted.
+pub(crate) struct Lease {
+    pool: Arc<DriverPool>,
+    instance: Option<Instance>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Lease {
+    /// Arms the per-call deadline and gives the store and the driver's `store` exports.
+    pub(crate) fn begin(&mut self) -> Result<(&mut Store<PluginState>, &wit_store::Guest), StorageError> {
+        let pool = &self.pool;
+        match self.instance.as_mut() {
+            Some(i) => {
+                i.store.set_epoch_deadline(pool.limits.deadline_ticks());
+                Ok((&mut i.store, i.driver.stowage_storage_store()))
+            }
+            None => Err(poisoned(pool)),
+        }
+    }
+
+    /// The store, for host-side work on resources the plugin handed over.
+    pub(crate) fn store(&mut self) -> Result<&mut Store<PluginState>, StorageError> {
+        let pool = &self.pool;
+        match self.instance.as_mut() {
+            Some(i) => Ok(&mut i.store),
+            None => Err(poisoned(pool)),
+        }
+    }
+
+    /// Classifies the result of a call that answers `result<T, error>`.
+    pub(crate) fn end<T>(&mut self, r: wasmtime::Result<Result<T, wit::Error>>) -> Result<T, StorageError> {
+        self.end_infallible(r)?.map_err(error_from_wit)
+    }
+
+    /// Classifies the result of a call; a fault poisons the instance.
+    pub(crate) fn end_infallible<T>(&mut self, r: wasmtime::Result<T>) -> Result<T, StorageError> {
+        r.map_err(|e| {
+            self.discard();
+            self.pool.fault(e)
+        })
+    }
+
+    /// Throws the instance away (after a fault, or when its state can no longer be trusted).
+    pub(crate) fn discard(&mut self) {
+        if self.instance.take().is_some() {
+            self.pool.restarts.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Fails with a protocol fault and throws the instance away.
+    pub(crate) fn protocol_fault(&mut self, detail: String) -> StorageError {
+        self.discard();
+        let e = StorageError::PluginFault {
+            disk: self.pool.disk.to_string(),
+            kind: FaultKind::Protocol,
+            detail,
+        };
+        tracing::warn!(disk = %self.pool.disk, error = %e, "plugin broke the contract");
+        e
+    }
+}
+
+fn poisoned(pool: &DriverPool) -> StorageError {
+    StorageError::PluginFault {
+        disk: pool.disk.to_string(),
+        kind: FaultKind::Protocol,
+        detail: "instance already failed during this operation".into(),
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(instance) = self.instance.take()
+            && let Ok(mut idle) = self.pool.idle.lock()
+        {
+            idle.push(instance);
+        }
+    }
+}

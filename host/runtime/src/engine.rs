@@ -1,0 +1,90 @@
+//! The wasmtime engine every plugin runs on, and the limits each plugin runs under.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use wasmtime::{Config, Engine};
+
+/// How often the engine's epoch advances. Per-call deadlines are counted in these ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Resource limits for one plugin instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most linear memory the plugin may grow to, in bytes.
+    pub memory_bytes: usize,
+    /// Longest a single call into the plugin may run.
+    pub call_timeout: Duration,
+    /// Most instances of the plugin alive at once (= operations in flight on the disk).
+    pub max_instances: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_bytes: 64 << 20,
+            call_timeout: Duration::from_secs(30),
+            max_instances: 64,
+        }
+    }
+}
+
+impl Limits {
+    /// The call timeout as a number of epoch ticks (at least one).
+    pub fn deadline_ticks(&self) -> u64 {
+        (self.call_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
+    }
+}
+
+/// A wasmtime engine with component-model, async and epoch interruption, plus the thread that
+/// advances its epoch. Dropping the last clone stops the thread.
+#[derive(Clone)]
+pub struct PluginEngine {
+    engine: Engine,
+    _ticker: Arc<Ticker>,
+}
+
+struct Ticker {
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl PluginEngine {
+    /// Builds the engine and starts its epoch ticker.
+    pub fn new() -> wasmtime::Result<Self> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let weak = engine.weak();
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("stowage-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    match weak.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .map_err(|e| wasmtime::format_err!("cannot start the epoch thread: {e}"))?;
+        Ok(PluginEngine {
+            engine,
+            _ticker: Arc::new(Ticker { stop }),
+        })
+    }
+
+    /// The wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}

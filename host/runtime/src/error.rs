@@ -1,0 +1,105 @@
+//! The host's storage error: what a caller (CLI, HTTP API, tests) sees when an operation fails.
+//!
+//! Driver errors (values of the WIT `error` variant) map one-to-one onto the first variants;
+//! plugin faults (trap, timeout, memory) are the host's own and say which plugin failed.
+
+use std::fmt;
+
+/// How a plugin failed, as opposed to what it answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// The plugin trapped (a panic, `unreachable`, an out-of-bounds access...).
+    Trap,
+    /// The plugin ran past its per-call deadline.
+    Timeout,
+    /// The plugin tried to grow its memory past its limit.
+    MemoryLimit,
+    /// The plugin broke the contract (e.g. a stream it handed over failed to take bytes).
+    Protocol,
+}
+
+impl fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FaultKind::Trap => "trapped",
+            FaultKind::Timeout => "ran past its deadline",
+            FaultKind::MemoryLimit => "exceeded its memory limit",
+            FaultKind::Protocol => "broke the storage contract",
+        })
+    }
+}
+
+/// Why a storage operation failed.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum StorageError {
+    /// No object at this path.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// A create-only write found an object.
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
+    /// Refused by a policy or the backend.
+    #[error("denied: {0}")]
+    Denied(String),
+    /// The path breaks the path rules.
+    #[error("invalid path: {0}")]
+    InvalidPath(String),
+    /// The byte range does not fit the object.
+    #[error("invalid range: {0}")]
+    InvalidRange(String),
+    /// The driver does not offer this operation.
+    #[error("unsupported by this disk: {0}")]
+    Unsupported(String),
+    /// The backend could not be reached.
+    #[error("unavailable{}: {reason}", if *.retryable { " (retryable)" } else { "" })]
+    Unavailable {
+        /// What happened.
+        reason: String,
+        /// Whether retrying may help.
+        retryable: bool,
+    },
+    /// Any other backend failure.
+    #[error("i/o error: {0}")]
+    Io(String),
+    /// The plugin serving the disk failed; it has been replaced by a fresh instance.
+    #[error("plugin for disk `{disk}` {kind}: {detail}")]
+    PluginFault {
+        /// The disk (or policy) whose plugin failed.
+        disk: String,
+        /// How it failed.
+        kind: FaultKind,
+        /// The engine's description of the fault.
+        detail: String,
+    },
+    /// The address names no storage class and no disk.
+    #[error("no storage class or disk named `{0}` in this configuration")]
+    UnknownName(String),
+    /// The address is not of the `NAME:path` form.
+    #[error("address `{0}` is not of the form NAME:path (e.g. default:hello.txt)")]
+    BadAddress(String),
+}
+
+impl StorageError {
+    /// A short stable name of the kind of error, for exit codes, metrics and HTTP mapping.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StorageError::NotFound(_) => "not-found",
+            StorageError::AlreadyExists(_) => "already-exists",
+            StorageError::Denied(_) => "denied",
+            StorageError::InvalidPath(_) => "invalid-path",
+            StorageError::InvalidRange(_) => "invalid-range",
+            StorageError::Unsupported(_) => "unsupported",
+            StorageError::Unavailable { .. } => "unavailable",
+            StorageError::Io(_) => "io",
+            StorageError::PluginFault { .. } => "plugin-fault",
+            StorageError::UnknownName(_) => "unknown-name",
+            StorageError::BadAddress(_) => "bad-address",
+        }
+    }
+}
+
+impl From<stowage_path::PathError> for StorageError {
+    fn from(e: stowage_path::PathError) -> Self {
+        StorageError::InvalidPath(e.to_string())
+    }
+}

@@ -1,0 +1,34 @@
+//! The Stowage host runtime: loads storage driver components (WebAssembly, wasm32-wasip2)
+//! with only the capabilities config grants them, pools their instances, and streams bytes
+//! through them while measuring size and sha256.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use stowage_runtime::{Address, LoadedConfig, Request, Storage};
+//! let config = LoadedConfig::load(None)?; // ./stowage.toml or the embedded default
+//! let storage = Storage::start(&config)?;
+//! let addr = Address::parse("default:hello.txt")?;
+//! let mut writer = storage.writer(&addr, &Request::new(), &Default::default()).await?;
+//! writer.write(bytes::Bytes::from_static(b"hello")).await?;
+//! let info = writer.finish().await?;
+//! assert_eq!(info.size, 5);
+//! # Ok(()) }
+//! ```
+
+mod bindings;
+pub mod config;
+mod convert;
+pub mod driver;
+pub mod engine;
+pub mod error;
+mod state;
+pub mod storage;
+pub mod types;
+
+pub use config::{ConfigError, ConfigSource, LoadedConfig};
+pub use driver::{Disk, MAX_CHUNK, ObjectReader, ObjectWriter};
+pub use engine::{Limits, PluginEngine};
+pub use error::{FaultKind, StorageError};
+pub use state::Grants;
+pub use storage::{Address, Request, StartError, Storage, Target};
+pub use types::*;

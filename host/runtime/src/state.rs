@@ -1,0 +1,146 @@
+//! What one plugin instance's `Store` holds: its WASI context (with only the granted
+//! capabilities), its resource table, its memory limiter, and the host interfaces it imports
+//! (`log`, `config`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::bindings::driver::stowage::storage::{config, log, types};
+
+/// What config grants a plugin, and its own config values.
+#[derive(Debug, Clone, Default)]
+pub struct Grants {
+    /// The one host directory the plugin may use, preopened as `/`.
+    pub dir: Option<PathBuf>,
+    /// The plugin's config values, flattened (`key`, `parent.child`).
+    pub config: Vec<(String, String)>,
+}
+
+/// A plugin tried to grow its memory past its limit (the trap's cause).
+#[derive(Debug, thiserror::Error)]
+#[error("memory limit of {limit} bytes exceeded (asked for {desired})")]
+pub struct MemoryLimitExceeded {
+    /// The limit.
+    pub limit: usize,
+    /// What the plugin asked for.
+    pub desired: usize,
+}
+
+struct Limiter {
+    memory_bytes: usize,
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            return Err(wasmtime::Error::new(MemoryLimitExceeded {
+                limit: self.memory_bytes,
+                desired,
+            }));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// The data of one plugin instance's `Store`.
+pub struct PluginState {
+    name: Arc<str>,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: Limiter,
+    grants: Arc<Grants>,
+}
+
+impl PluginState {
+    /// A fresh state for plugin `name` with exactly `grants`: the granted directory (if any)
+    /// preopened as `/`, no environment, no arguments, no stdio, no network.
+    pub fn new(name: Arc<str>, grants: Arc<Grants>, memory_bytes: usize) -> std::io::Result<Self> {
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.allow_blocking_current_thread(true)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .socket_addr_check(|_, _| Box::pin(async { false }));
+        if let Some(dir) = &grants.dir {
+            wasi.preopened_dir(dir, "/", FsPerms::ReadWrite)
+                .map_err(|e| {
+                    std::io::Error::other(format!(
+                        "cannot open granted directory {}: {e}",
+                        dir.display()
+                    ))
+                })?;
+        }
+        Ok(PluginState {
+            name,
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limiter: Limiter { memory_bytes },
+            grants,
+        })
+    }
+
+    /// The resource table (streams handed over by the plugin live here).
+    pub fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+
+    /// The limiter to install on the store.
+    pub fn limiter(&mut self) -> &mut dyn wasmtime::ResourceLimiter {
+        &mut self.limiter
+    }
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for PluginState {}
+
+impl log::Host for PluginState {
+    fn log(&mut self, level: log::Level, message: String) {
+        let plugin = &*self.name;
+        match level {
+            log::Level::Trace => tracing::trace!(target: "stowage::plugin", plugin, "{message}"),
+            log::Level::Debug => tracing::debug!(target: "stowage::plugin", plugin, "{message}"),
+            log::Level::Info => tracing::info!(target: "stowage::plugin", plugin, "{message}"),
+            log::Level::Warn => tracing::warn!(target: "stowage::plugin", plugin, "{message}"),
+            log::Level::Error => tracing::error!(target: "stowage::plugin", plugin, "{message}"),
+        }
+    }
+}
+
+impl config::Host for PluginState {
+    fn get(&mut self, key: String) -> Option<String> {
+        self.grants
+            .config
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn all(&mut self) -> Vec<(String, String)> {
+        self.grants.config.clone()
+    }
+}

@@ -1,0 +1,310 @@
+//! The host's front door: loads every configured disk, resolves `CLASS_OR_DISK:path`
+//! addresses, checks paths, and runs operations on the right disk.
+//!
+//! Data flows one way: request → (policies, later) → driver → backend.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use wasmtime::component::Component;
+
+use crate::config::{ConfigError, LoadedConfig, PluginSource};
+use crate::driver::{Disk, ObjectReader, ObjectWriter};
+use crate::engine::PluginEngine;
+use crate::error::StorageError;
+use crate::types::{ByteRange, ListPage, Metadata, ObjectInfo, RequestContext, Role, StorageClass, WriteOptions};
+
+/// Why the host could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The config is unusable.
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// The engine could not be built.
+    #[error("cannot start the WebAssembly engine: {0}")]
+    Engine(String),
+    /// A disk's plugin could not be read, compiled or linked.
+    #[error("disk `{disk}`: plugin {plugin}: {reason}")]
+    Plugin {
+        /// The disk.
+        disk: String,
+        /// The plugin (bundled name or file).
+        plugin: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A disk's granted directory could not be created.
+    #[error("disk `{disk}`: granted directory {}: {reason}", dir.display())]
+    GrantDir {
+        /// The disk.
+        disk: String,
+        /// The directory.
+        dir: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// A parsed `NAME:path` address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Address {
+    /// A storage class or a disk name.
+    pub name: String,
+    /// The object path (or listing prefix), possibly empty.
+    pub path: String,
+}
+
+impl Address {
+    /// Parses `NAME:path`, e.g. `scratch:audit_123/data.csv`.
+    pub fn parse(s: &str) -> Result<Address, StorageError> {
+        match s.split_once(':') {
+            Some((name, path)) if !name.is_empty() => Ok(Address {
+                name: name.to_string(),
+                path: path.to_string(),
+            }),
+            _ => Err(StorageError::BadAddress(s.to_string())),
+        }
+    }
+}
+
+/// Who is asking, for one request.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The person or service asking.
+    pub actor: Option<String>,
+    /// Unique id, carried into logs (and, later, the ledger).
+    pub request_id: String,
+    /// Request metadata (e.g. `cohort`).
+    pub metadata: Metadata,
+}
+
+impl Request {
+    /// A request with a fresh id and no actor.
+    pub fn new() -> Request {
+        Request {
+            actor: None,
+            request_id: new_request_id(),
+            metadata: Vec::new(),
+        }
+    }
+}
+
+impl Default for Request {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn new_request_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{:x}-{:x}-{n:x}", nanos, std::process::id())
+}
+
+/// A resolved address: which disk, through which class, which path.
+#[derive(Clone)]
+pub struct Target {
+    /// The disk serving it.
+    pub disk: Disk,
+    /// The class it was addressed through, if any.
+    pub class: Option<StorageClass>,
+    /// The object path or prefix.
+    pub path: String,
+}
+
+/// All configured disks and the class → disk map.
+pub struct Storage {
+    role: Role,
+    disks: BTreeMap<String, Disk>,
+    classes: BTreeMap<StorageClass, String>,
+    _engine: PluginEngine,
+}
+
+impl Storage {
+    /// Builds the engine, creates granted directories, and compiles and links every disk's
+    /// plugin. Fails (starting nothing) if any of it fails.
+    pub fn start(config: &LoadedConfig) -> Result<Storage, StartError> {
+        let engine = PluginEngine::new().map_err(|e| StartError::Engine(e.to_string()))?;
+        Self::start_with(config, &engine)
+    }
+
+    /// Like [`Storage::start`], on an existing engine.
+    pub fn start_with(config: &LoadedConfig, engine: &PluginEngine) -> Result<Storage, StartError> {
+        let plans = config.disk_plans().map_err(|reason| StartError::Plugin {
+            disk: String::new(),
+            plugin: String::new(),
+            reason,
+        })?;
+        let mut compiled: Vec<(PluginSource, Component)> = Vec::new();
+        let mut disks = BTreeMap::new();
+        for plan in plans {
+            let plugin_name = match &plan.plugin {
+                PluginSource::Bundled(n) => format!("`{n}` (bundled)"),
+                PluginSource::File(p) => p.display().to_string(),
+            };
+            let plugin_err = |reason: String| StartError::Plugin {
+                disk: plan.name.clone(),
+                plugin: plugin_name.clone(),
+                reason,
+            };
+            if let Some(dir) = &plan.grants.dir {
+                create_grant_dir(&plan.name, dir)?;
+            }
+            let component = match compiled.iter().find(|(s, _)| *s == plan.plugin) {
+                Some((_, c)) => c.clone(),
+                None => {
+                    let bytes = plan.plugin.bytes().map_err(|e| plugin_err(e.to_string()))?;
+                    let c = Component::new(engine.engine(), &*bytes)
+                        .map_err(|e| plugin_err(format!("not a valid WebAssembly component: {e}")))?;
+                    compiled.push((plan.plugin.clone(), c.clone()));
+                    c
+                }
+            };
+            let disk = Disk::from_component(engine, &plan.name, &component, plan.grants, plan.limits)
+                .map_err(|e| plugin_err(e.to_string()))?;
+            disks.insert(plan.name, disk);
+        }
+        let classes = StorageClass::ALL
+            .into_iter()
+            .map(|c| (c, config.disk_for(c).to_string()))
+            .collect();
+        Ok(Storage {
+            role: *config.config.role.get_ref(),
+            disks,
+            classes,
+            _engine: engine.clone(),
+        })
+    }
+
+    /// The host's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The disk named `name`.
+    pub fn disk(&self, name: &str) -> Option<&Disk> {
+        self.disks.get(name)
+    }
+
+    /// Every disk, by name.
+    pub fn disks(&self) -> impl Iterator<Item = (&str, &Disk)> {
+        self.disks.iter().map(|(n, d)| (n.as_str(), d))
+    }
+
+    /// Resolves an address: a class name goes through the class map, anything else must be
+    /// a disk name.
+    pub fn resolve(&self, addr: &Address) -> Result<Target, StorageError> {
+        let (class, disk_name) = match StorageClass::parse(&addr.name) {
+            Some(class) => (Some(class), self.classes.get(&class).map(String::as_str)),
+            None => (None, Some(addr.name.as_str())),
+        };
+        let disk = disk_name
+            .and_then(|n| self.disks.get(n))
+            .ok_or_else(|| StorageError::UnknownName(addr.name.clone()))?;
+        Ok(Target {
+            disk: disk.clone(),
+            class,
+            path: addr.path.clone(),
+        })
+    }
+
+    /// The context a driver sees for `req` on `target`.
+    pub fn context(&self, target: &Target, req: &Request) -> RequestContext {
+        RequestContext {
+            role: self.role,
+            class: target.class,
+            disk: target.disk.name().to_string(),
+            actor: req.actor.clone(),
+            request_id: req.request_id.clone(),
+            metadata: req.metadata.clone(),
+        }
+    }
+
+    fn object(&self, addr: &Address, req: &Request) -> Result<(Target, RequestContext), StorageError> {
+        let target = self.resolve(addr)?;
+        stowage_path::validate(&target.path)?;
+        let ctx = self.context(&target, req);
+        Ok((target, ctx))
+    }
+
+    /// Starts a streaming write.
+    pub async fn writer(&self, addr: &Address, req: &Request, options: &WriteOptions) -> Result<ObjectWriter, StorageError> {
+        let (t, ctx) = self.object(addr, req)?;
+        t.disk.writer(&ctx, &t.path, options).await
+    }
+
+    /// Starts a streaming read.
+    pub async fn reader(&self, addr: &Address, req: &Request, range: Option<ByteRange>) -> Result<ObjectReader, StorageError> {
+        let (t, ctx) = self.object(addr, req)?;
+        t.disk.reader(&ctx, &t.path, range).await
+    }
+
+    /// An object's info.
+    pub async fn stat(&self, addr: &Address, req: &Request) -> Result<ObjectInfo, StorageError> {
+        let (t, ctx) = self.object(addr, req)?;
+        t.disk.stat(&ctx, &t.path).await
+    }
+
+    /// Whether an object exists.
+    pub async fn exists(&self, addr: &Address, req: &Request) -> Result<bool, StorageError> {
+        let (t, ctx) = self.object(addr, req)?;
+        t.disk.exists(&ctx, &t.path).await
+    }
+
+    /// Removes an object.
+    pub async fn delete(&self, addr: &Address, req: &Request) -> Result<(), StorageError> {
+        let (t, ctx) = self.object(addr, req)?;
+        t.disk.delete(&ctx, &t.path).await
+    }
+
+    /// One page of the objects under the address's path (a prefix; may be empty).
+    pub async fn list(&self, addr: &Address, req: &Request, cursor: Option<&str>, limit: u32) -> Result<ListPage, StorageError> {
+        let target = self.resolve(addr)?;
+        stowage_path::validate_prefix(&target.path)?;
+        let ctx = self.context(&target, req);
+        target.disk.list(&ctx, &target.path, cursor, limit).await
+    }
+}
+
+fn create_grant_dir(disk: &str, dir: &std::path::Path) -> Result<(), StartError> {
+    let err = |reason: String| StartError::GrantDir {
+        disk: disk.to_string(),
+        dir: dir.to_path_buf(),
+        reason,
+    };
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(err("exists but is not a directory".into())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(dir).map_err(|e| {
+            err(match e.kind() {
+                std::io::ErrorKind::PermissionDenied => "permission denied while creating it".into(),
+                std::io::ErrorKind::AlreadyExists => "a parent exists but is not a directory".into(),
+                _ => format!("cannot create it: {e}"),
+            })
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(err("permission denied".into())),
+        Err(e) => Err(err(format!(
+            "cannot inspect it ({e}); a stale NFS handle or a corrupted volume entry looks like this: check the mount"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_split_at_the_first_colon() {
+        assert_eq!(
+            Address::parse("scratch:audit_123/a:b.csv").unwrap(),
+            Address { name: "scratch".into(), path: "audit_123/a:b.csv".into() }
+        );
+        assert_eq!(Address::parse("default:").unwrap().path, "");
+        assert!(matches!(Address::parse("nocolon"), Err(StorageError::BadAddress(_))));
+        assert!(matches!(Address::parse(":x"), Err(StorageError::BadAddress(_))));
+    }
+}

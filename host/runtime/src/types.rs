@@ -1,0 +1,165 @@
+//! The host's own storage types. Generated WIT types never leave `bindings`/`convert`: the rest
+//! of the host, the CLI and the conformance suite speak these.
+
+use std::fmt;
+
+/// User metadata: ordered key/value pairs.
+pub type Metadata = Vec<(String, String)>;
+
+/// What a driver knows about a stored object.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ObjectInfo {
+    /// Path relative to the disk's root.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Lowercase hex sha256 of the content, when known.
+    pub sha256: Option<String>,
+    /// MIME type given at write time.
+    pub content_type: Option<String>,
+    /// Last modification, milliseconds since the Unix epoch.
+    pub modified: Option<u64>,
+    /// Opaque version tag.
+    pub etag: Option<String>,
+    /// User metadata given at write time.
+    pub metadata: Metadata,
+}
+
+/// The part a host plays in a deployment (SPEC section 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Faces users; never keeps PHI on its own disks.
+    Web,
+    /// Holds the data.
+    Services,
+    /// One machine for development and tests.
+    Testing,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Web => "web",
+            Role::Services => "services",
+            Role::Testing => "testing",
+        })
+    }
+}
+
+/// The storage classes a deployment maps to disks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum StorageClass {
+    /// General storage.
+    Default,
+    /// Temporary processing files that must be cleaned up.
+    Scratch,
+    /// Permanent cohort submission files.
+    Submission,
+}
+
+impl StorageClass {
+    /// Every class, in config order.
+    pub const ALL: [StorageClass; 3] =
+        [StorageClass::Default, StorageClass::Scratch, StorageClass::Submission];
+
+    /// The class's name in config files and addresses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StorageClass::Default => "default",
+            StorageClass::Scratch => "scratch",
+            StorageClass::Submission => "submission",
+        }
+    }
+
+    /// Parses a class name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+}
+
+impl fmt::Display for StorageClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who asks for an operation and why; passed to drivers and policies.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// Role of the serving host.
+    pub role: Role,
+    /// The class the request was addressed to, if any.
+    pub class: Option<StorageClass>,
+    /// The disk serving the request.
+    pub disk: String,
+    /// The person or service asking.
+    pub actor: Option<String>,
+    /// Unique id of the request.
+    pub request_id: String,
+    /// Request metadata (e.g. cohort).
+    pub metadata: Metadata,
+}
+
+/// How to write an object.
+#[derive(Debug, Clone, Default)]
+pub struct WriteOptions {
+    /// MIME type to store.
+    pub content_type: Option<String>,
+    /// User metadata to store.
+    pub metadata: Metadata,
+    /// Refuse to replace an existing object.
+    pub create_only: bool,
+}
+
+/// A byte range; `length: None` reads to the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    /// First byte.
+    pub offset: u64,
+    /// Number of bytes, or to the end.
+    pub length: Option<u64>,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, Default)]
+pub struct ListPage {
+    /// Objects in ascending path order.
+    pub items: Vec<ObjectInfo>,
+    /// Cursor for the next page.
+    pub next_cursor: Option<String>,
+}
+
+/// Optional behaviours a driver declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Capabilities {
+    /// Byte ranges on reads.
+    pub range_reads: bool,
+    /// Signed URLs.
+    pub presign: bool,
+    /// Atomic create-only writes.
+    pub create_only: bool,
+    /// User metadata and content type kept.
+    pub user_metadata: bool,
+    /// `list` honours limits and cursors.
+    pub list_pagination: bool,
+}
+
+/// The operations a host performs on a disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// Write an object.
+    Put,
+    /// Read an object.
+    Get,
+    /// Read an object's info.
+    Stat,
+    /// Ask whether an object exists.
+    Exists,
+    /// List objects.
+    List,
+    /// Remove an object.
+    Delete,
+    /// Make a URL.
+    Url,
+}

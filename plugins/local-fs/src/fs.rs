@@ -1,0 +1,209 @@
+//! Filesystem helpers over the one directory the host grants: the root descriptor, `mkdir -p`,
+//! directory fsync, temp-file cleanup, and small conversions.
+
+use std::sync::OnceLock;
+
+use stowage_plugin_sdk::driver::stowage::storage::types::Error;
+use stowage_plugin_sdk::wasip2::clocks::wall_clock::Datetime;
+use stowage_plugin_sdk::wasip2::filesystem::preopens::get_directories;
+use stowage_plugin_sdk::wasip2::filesystem::types::{
+    Descriptor, DescriptorFlags, DescriptorStat, DescriptorType, ErrorCode, MetadataHashValue,
+    OpenFlags, PathFlags,
+};
+
+use crate::error::{fs_error, not_a_directory};
+
+/// Path flags for every lookup: never follow a symbolic link in the last segment.
+pub const NO_FOLLOW: PathFlags = PathFlags::empty();
+
+/// The disk's root, opened once per instance.
+static ROOT: OnceLock<Descriptor> = OnceLock::new();
+
+/// The directory the host preopened as `/` (or its only preopen, whatever its name).
+pub fn root() -> Result<&'static Descriptor, Error> {
+    if let Some(root) = ROOT.get() {
+        return Ok(root);
+    }
+    let mut dirs = get_directories();
+    let index = match dirs.iter().position(|(_, name)| name == "/") {
+        Some(i) => i,
+        None if dirs.len() == 1 => 0,
+        None if dirs.is_empty() => {
+            return Err(Error::Io(
+                "local-fs was granted no directory: give its disk `grant = { dir = \"...\" }` \
+                 in the host config"
+                    .to_string(),
+            ));
+        }
+        None => {
+            let names: Vec<&str> = dirs.iter().map(|(_, name)| name.as_str()).collect();
+            return Err(Error::Io(format!(
+                "local-fs needs its disk's directory granted as `/`, but the host granted \
+                 {names:?}: check the disk's `grant.dir` in the host config"
+            )));
+        }
+    };
+    let (dir, _) = dirs.swap_remove(index);
+    Ok(ROOT.get_or_init(|| dir))
+}
+
+/// Opens the directory `dir` (`""` is the root itself) for reading its entries or syncing it.
+pub fn open_dir(root: &Descriptor, dir: &str) -> Result<Descriptor, ErrorCode> {
+    root.open_at(
+        NO_FOLLOW,
+        if dir.is_empty() { "." } else { dir },
+        OpenFlags::DIRECTORY,
+        DescriptorFlags::READ,
+    )
+}
+
+/// Creates the directory `dir` and its missing parents; `path` is the object being written,
+/// for messages.
+pub fn create_dirs(root: &Descriptor, dir: &str, path: &str) -> Result<(), Error> {
+    if dir.is_empty() {
+        return Ok(());
+    }
+    // The common case: the directory is already there.
+    if let Ok(stat) = root.stat_at(NO_FOLLOW, dir)
+        && stat.type_ == DescriptorType::Directory
+    {
+        return Ok(());
+    }
+    let mut end = 0;
+    while end < dir.len() {
+        end = dir[end..].find('/').map_or(dir.len(), |i| end + i);
+        let component = &dir[..end];
+        match root.create_directory_at(component) {
+            Ok(()) => {}
+            Err(ErrorCode::Exist) => match root.stat_at(NO_FOLLOW, component) {
+                Ok(stat) if stat.type_ == DescriptorType::Directory => {}
+                Ok(stat) => return Err(not_a_directory(component, path, stat.type_)),
+                Err(code) => return Err(fs_error(code, path)),
+            },
+            Err(code) => return Err(fs_error(code, path)),
+        }
+        end += 1;
+    }
+    Ok(())
+}
+
+/// Flushes the directory `dir`'s entries to disk, so a rename in it survives a crash.
+pub fn sync_dir(root: &Descriptor, dir: &str, path: &str) -> Result<(), Error> {
+    let result = if dir.is_empty() {
+        root.sync()
+    } else {
+        open_dir(root, dir).and_then(|d| d.sync())
+    };
+    match result {
+        // Some filesystems (and platforms) cannot fsync a directory; the rename is then as
+        // durable as that filesystem makes it, which is all we can do.
+        Ok(()) | Err(ErrorCode::Unsupported | ErrorCode::Invalid) => Ok(()),
+        Err(code) => Err(fs_error(code, path)),
+    }
+}
+
+/// Removes the driver file `file` if it exists; errors are returned for the caller to judge.
+pub fn remove(root: &Descriptor, file: &str) -> Result<(), ErrorCode> {
+    match root.unlink_file_at(file) {
+        Ok(()) | Err(ErrorCode::NoEntry) => Ok(()),
+        Err(code) => Err(code),
+    }
+}
+
+/// A driver file (a temp file) that is removed when this guard is dropped, unless
+/// [`TempFile::keep`] was called because it has been renamed into place.
+#[derive(Debug)]
+pub struct TempFile {
+    /// The file's path under the root, or none once kept.
+    path: Option<String>,
+}
+
+impl TempFile {
+    /// Guards the temp file at `path`.
+    pub fn new(path: String) -> Self {
+        Self { path: Some(path) }
+    }
+
+    /// The temp file's path under the root.
+    pub fn path(&self) -> &str {
+        self.path.as_deref().unwrap_or_default()
+    }
+
+    /// Forgets the file: it has been renamed away and must not be removed.
+    pub fn keep(&mut self) {
+        self.path = None;
+    }
+
+    /// Removes the file now, reporting a failure.
+    pub fn remove_now(&mut self, object: &str) -> Result<(), Error> {
+        match self.path.take() {
+            Some(path) => remove(root()?, &path).map_err(|code| fs_error(code, object)),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let (Some(path), Ok(root)) = (self.path.take(), root()) {
+            // Best effort: a temp file left behind is hidden and removed later by
+            // `remove_stale_temps`.
+            let _ = remove(root, &path);
+        }
+    }
+}
+
+/// Temp files older than this are left over from a crash and may be removed.
+const STALE_TEMP_SECS: u64 = 60 * 60;
+
+/// Removes temp files in `dir` older than an hour, except `current`: writes that crashed leave
+/// them behind. Best effort; errors are ignored.
+pub fn remove_stale_temps(root: &Descriptor, dir: &str, current: &str) {
+    let Ok(handle) = open_dir(root, dir) else {
+        return;
+    };
+    let Ok(entries) = handle.read_directory() else {
+        return;
+    };
+    let now = stowage_plugin_sdk::wasip2::clocks::wall_clock::now().seconds;
+    while let Ok(Some(entry)) = entries.read_directory_entry() {
+        if !entry.name.contains(crate::paths::TEMP_MARK) || entry.name == current {
+            continue;
+        }
+        let Ok(stat) = handle.stat_at(NO_FOLLOW, &entry.name) else {
+            continue;
+        };
+        let old = stat
+            .data_modification_timestamp
+            .is_some_and(|t| t.seconds.saturating_add(STALE_TEMP_SECS) < now);
+        if old && stat.type_ == DescriptorType::RegularFile {
+            let _ = handle.unlink_file_at(&entry.name);
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn millis(t: Datetime) -> u64 {
+    t.seconds
+        .saturating_mul(1000)
+        .saturating_add(u64::from(t.nanoseconds / 1_000_000))
+}
+
+/// A file's last modification, in milliseconds since the Unix epoch.
+pub fn modified_ms(stat: &DescriptorStat) -> Option<u64> {
+    stat.data_modification_timestamp.map(millis)
+}
+
+/// The identity of a file (device and inode, hashed by the host) as hex: it survives renames
+/// and differs between two files that exist at the same time.
+pub fn file_id(hash: MetadataHashValue) -> String {
+    format!("{:016x}{:016x}", hash.lower, hash.upper)
+}
+
+/// An opaque version tag for a file: its identity and modification time.
+pub fn etag(id: &str, stat: &DescriptorStat) -> String {
+    match stat.data_modification_timestamp {
+        Some(t) => format!("{id}-{:x}.{:08x}", t.seconds, t.nanoseconds),
+        None => id.to_string(),
+    }
+}

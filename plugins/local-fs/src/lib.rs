@@ -1,0 +1,90 @@
+//! `local-fs`: a Stowage storage driver that keeps objects as files in the one directory the
+//! host grants it (preopened as `/`).
+//!
+//! ```text
+//! object   scratch/audit_123/data.csv   ->  <disk root>/scratch/audit_123/data.csv
+//! metadata                                  <disk root>/scratch/audit_123/.data.csv.stowage-meta
+//! writing                                   <disk root>/scratch/audit_123/.stowage-tmp-<16 hex>
+//! ```
+//!
+//! Writes go to a temp file that is flushed and renamed into place, so a crash never leaves a
+//! partial object visible. See `README.md` for the capabilities and the on-disk layout.
+
+mod error;
+mod fs;
+mod lister;
+mod meta;
+mod object;
+mod paths;
+mod reader;
+mod writer;
+
+use stowage_plugin_sdk::driver::exports::stowage::storage::store::{Guest, Reader, Writer};
+use stowage_plugin_sdk::driver::stowage::storage::types::{
+    ByteRange, Capabilities, Error, ListPage, ObjectInfo, RequestContext, WriteOptions,
+};
+
+use crate::reader::FsReader;
+use crate::writer::FsWriter;
+
+/// The driver: every call is checked and served by one module.
+struct LocalFs;
+
+impl Guest for LocalFs {
+    type Writer = FsWriter;
+    type Reader = FsReader;
+
+    fn get_capabilities() -> Capabilities {
+        Capabilities::RANGE_READS
+            | Capabilities::CREATE_ONLY
+            | Capabilities::USER_METADATA
+            | Capabilities::LIST_PAGINATION
+    }
+
+    fn open_writer(
+        _ctx: RequestContext,
+        path: String,
+        options: WriteOptions,
+    ) -> Result<Writer, Error> {
+        FsWriter::open(path, options).map(Writer::new)
+    }
+
+    fn open_reader(
+        _ctx: RequestContext,
+        path: String,
+        range: Option<ByteRange>,
+    ) -> Result<(Reader, ObjectInfo), Error> {
+        let (reader, info) = FsReader::open(path, range)?;
+        Ok((Reader::new(reader), info))
+    }
+
+    fn stat(_ctx: RequestContext, path: String) -> Result<ObjectInfo, Error> {
+        object::stat(&path)
+    }
+
+    fn exists(_ctx: RequestContext, path: String) -> Result<bool, Error> {
+        object::exists(&path)
+    }
+
+    fn list(
+        _ctx: RequestContext,
+        prefix: String,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<ListPage, Error> {
+        lister::list(prefix, cursor, limit)
+    }
+
+    fn delete(_ctx: RequestContext, path: String) -> Result<(), Error> {
+        object::delete(&path)
+    }
+
+    fn url(_ctx: RequestContext, path: String, _expires_in_secs: u64) -> Result<String, Error> {
+        paths::check_object_path(&path)?;
+        Err(Error::Unsupported(
+            "url: local-fs has no signed URLs; the host signs them".to_string(),
+        ))
+    }
+}
+
+stowage_plugin_sdk::driver::export_driver!(LocalFs with_types_in stowage_plugin_sdk::driver);

@@ -1,0 +1,241 @@
+//! Writes: bytes go to a temp file beside the object, which `finish` flushes and renames into
+//! place after its sidecar, so a crash never leaves a partial object visible.
+
+use std::cell::RefCell;
+
+use stowage_plugin_sdk::driver::exports::stowage::storage::store::GuestWriter;
+use stowage_plugin_sdk::driver::stowage::storage::types::{
+    Digest, Error, ObjectInfo, WriteOptions,
+};
+use stowage_plugin_sdk::wasip2::filesystem::types::{
+    Descriptor, DescriptorFlags, DescriptorType, ErrorCode, OpenFlags,
+};
+use stowage_plugin_sdk::wasip2::io::streams::OutputStream;
+
+use crate::error::{fs_error, not_an_object};
+use crate::fs::{
+    NO_FOLLOW, TempFile, create_dirs, etag, file_id, modified_ms, remove_stale_temps, root,
+    sync_dir,
+};
+use crate::meta::{Sidecar, write_all};
+use crate::paths::{check_object_path, join, sidecar_path, split, temp_name};
+
+/// One write in `STALE_SWEEP_ONE_IN` also sweeps its directory for temp files left by a crash
+/// (listing a directory on every write would cost too much in large directories).
+const STALE_SWEEP_ONE_IN: u64 = 32;
+
+/// An object being written; the `writer` resource.
+pub struct FsWriter {
+    /// The write in progress, or none once finished or aborted.
+    state: RefCell<Option<Pending>>,
+}
+
+/// A write in progress. Dropping it (an unfinished writer) removes its temp file.
+struct Pending {
+    /// The object's path.
+    path: String,
+    /// What to store with the object.
+    options: WriteOptions,
+    /// The temp file, open for writing.
+    file: Descriptor,
+    /// Removes the temp file unless it was renamed into place.
+    temp: TempFile,
+    /// Bytes written through `write`.
+    written: u64,
+    /// Whether the host took the sink (then bytes must not also come through `write`).
+    sink_given: bool,
+}
+
+impl FsWriter {
+    /// Starts writing the object at `path`: checks the target, creates its parent
+    /// directories and a temp file beside it.
+    pub fn open(path: String, options: WriteOptions) -> Result<FsWriter, Error> {
+        check_object_path(&path)?;
+        let root = root()?;
+        match root.stat_at(NO_FOLLOW, &path) {
+            Ok(stat) if stat.type_ == DescriptorType::RegularFile => {
+                if options.create_only {
+                    return Err(Error::AlreadyExists(path));
+                }
+            }
+            Ok(stat) if stat.type_ == DescriptorType::Directory => {
+                return Err(fs_error(ErrorCode::IsDirectory, &path));
+            }
+            Ok(stat) => return Err(not_an_object(&path, stat.type_)),
+            // A parent that is a file is reported by `create_dirs`, with its name.
+            Err(ErrorCode::NoEntry | ErrorCode::NotDirectory) => {}
+            Err(code) => return Err(fs_error(code, &path)),
+        }
+        let (dir, _) = split(&path);
+        let temp_file_name = temp_name("");
+        let temp_path = join(dir, &temp_file_name);
+        let mut attempts = 0;
+        let file = loop {
+            create_dirs(root, dir, &path)?;
+            match root.open_at(
+                NO_FOLLOW,
+                &temp_path,
+                OpenFlags::CREATE | OpenFlags::EXCLUSIVE,
+                DescriptorFlags::WRITE,
+            ) {
+                Ok(file) => break file,
+                // A concurrent delete removed the then-empty parent between `create_dirs`
+                // and here: create it again.
+                Err(ErrorCode::NoEntry) if attempts < 3 => attempts += 1,
+                Err(code) => return Err(fs_error(code, &path)),
+            }
+        };
+        let temp = TempFile::new(temp_path);
+        let sweep = stowage_plugin_sdk::wasip2::random::random::get_random_u64();
+        if sweep.is_multiple_of(STALE_SWEEP_ONE_IN) {
+            remove_stale_temps(root, dir, &temp_file_name);
+        }
+        let pending = Pending {
+            path,
+            options,
+            file,
+            temp,
+            written: 0,
+            sink_given: false,
+        };
+        Ok(FsWriter {
+            state: RefCell::new(Some(pending)),
+        })
+    }
+
+    /// The error for a call on a writer that has already finished or been aborted.
+    fn closed() -> Error {
+        Error::Io("this writer has already finished or been aborted".to_string())
+    }
+}
+
+impl GuestWriter for FsWriter {
+    fn sink(&self) -> Option<OutputStream> {
+        let mut state = self.state.borrow_mut();
+        let pending = state.as_mut()?;
+        if pending.sink_given {
+            return None;
+        }
+        let stream = pending.file.write_via_stream(pending.written).ok()?;
+        pending.sink_given = true;
+        Some(stream)
+    }
+
+    fn write(&self, chunk: Vec<u8>) -> Result<(), Error> {
+        let mut state = self.state.borrow_mut();
+        let pending = state.as_mut().ok_or_else(Self::closed)?;
+        if pending.sink_given {
+            return Err(Error::Io(format!(
+                "writing `{}`: the host took this writer's sink, so its bytes must go through \
+                 the sink, not `write`",
+                pending.path
+            )));
+        }
+        write_all(&pending.file, &chunk, pending.written)
+            .map_err(|code| fs_error(code, &pending.path))?;
+        pending.written += chunk.len() as u64;
+        Ok(())
+    }
+
+    fn finish(&self, digest: Digest) -> Result<ObjectInfo, Error> {
+        // Taken out first: if committing fails, dropping it removes the temp file.
+        let pending = self.state.borrow_mut().take().ok_or_else(Self::closed)?;
+        pending.commit(digest)
+    }
+
+    fn abort(&self) -> Result<(), Error> {
+        match self.state.borrow_mut().take() {
+            Some(mut pending) => pending.temp.remove_now(&pending.path),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Pending {
+    /// Flushes the temp file, writes the sidecar and renames both into place.
+    fn commit(mut self, digest: Digest) -> Result<ObjectInfo, Error> {
+        let root = root()?;
+        let owned_path = self.path.clone();
+        let path = owned_path.as_str();
+        let io = |code| fs_error(code, path);
+        self.file.sync().map_err(io)?;
+        let stat = self.file.stat().map_err(io)?;
+        if stat.size != digest.size {
+            return Err(Error::Io(format!(
+                "size mismatch writing `{path}`: the host sent {} bytes but the file holds {}; \
+                 nothing was stored",
+                digest.size, stat.size
+            )));
+        }
+        let id = file_id(self.file.metadata_hash().map_err(io)?);
+        let (dir, _) = split(path);
+        let sidecar = Sidecar {
+            object_id: id.clone(),
+            size: stat.size,
+            sha256: digest.sha256.clone(),
+            content_type: self.options.content_type.clone(),
+            metadata: self.options.metadata.clone(),
+        };
+        let mut sidecar_temp = TempFile::new(join(dir, &temp_name("-meta")));
+        sidecar.write_new(root, sidecar_temp.path(), path)?;
+
+        // The object first, then its sidecar: a crash between the two leaves the new object
+        // with the old sidecar, whose `object_id` no longer matches, so it is ignored.
+        if self.options.create_only {
+            self.link_into_place(root)?;
+        } else {
+            root.rename_at(self.temp.path(), root, path)
+                .map_err(|code| match code {
+                    ErrorCode::Exist | ErrorCode::NotEmpty => {
+                        fs_error(ErrorCode::IsDirectory, path)
+                    }
+                    other => fs_error(other, path),
+                })?;
+            self.temp.keep();
+        }
+        root.rename_at(sidecar_temp.path(), root, &sidecar_path(path))
+            .map_err(io)?;
+        sidecar_temp.keep();
+        sync_dir(root, dir, path)?;
+
+        Ok(ObjectInfo {
+            path: self.path.clone(),
+            size: stat.size,
+            sha256: Some(digest.sha256),
+            content_type: self.options.content_type.clone(),
+            modified: modified_ms(&stat),
+            etag: Some(etag(&id, &stat)),
+            metadata: self.options.metadata.clone(),
+        })
+    }
+
+    /// Makes the temp file visible at the object's path only if nothing is there yet.
+    ///
+    /// A hard link fails atomically when the target exists, so two racing create-only
+    /// writes cannot both succeed. On filesystems without hard links this falls back to
+    /// check-then-rename, where a write landing between the check and the rename is replaced.
+    fn link_into_place(&mut self, root: &Descriptor) -> Result<(), Error> {
+        let path = self.path.clone();
+        let path = path.as_str();
+        match root.link_at(NO_FOLLOW, self.temp.path(), root, path) {
+            Ok(()) => {
+                // The object is in place; a temp name left behind is swept later.
+                let _ = self.temp.remove_now(path);
+                Ok(())
+            }
+            Err(ErrorCode::Exist) => Err(Error::AlreadyExists(path.to_string())),
+            Err(ErrorCode::Unsupported | ErrorCode::NotPermitted) => {
+                match root.stat_at(NO_FOLLOW, path) {
+                    Ok(_) => return Err(Error::AlreadyExists(path.to_string())),
+                    Err(ErrorCode::NoEntry) => {}
+                    Err(code) => return Err(fs_error(code, path)),
+                }
+                root.rename_at(self.temp.path(), root, path)
+                    .map_err(|code| fs_error(code, path))?;
+                self.temp.keep();
+                Ok(())
+            }
+            Err(code) => Err(fs_error(code, path)),
+        }
+    }
+}

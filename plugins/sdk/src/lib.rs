@@ -1,0 +1,59 @@
+//! Guest-side bindings for Stowage plugins, generated once from the project's WIT.
+//!
+//! A driver implements [`driver::exports::stowage::storage::store::Guest`] and exports it with
+//! [`export_driver!`]:
+//!
+//! ```ignore
+//! use stowage_plugin_sdk::driver::exports::stowage::storage::store::Guest;
+//! struct MyDriver;
+//! impl Guest for MyDriver { /* ... */ }
+//! stowage_plugin_sdk::export_driver!(MyDriver with_types_in stowage_plugin_sdk::driver);
+//! ```
+//!
+//! `wasi:io` streams are the [`wasip2`] crate's types, so a driver can hand the host a stream
+//! it opened with `wasip2` (a file, an HTTP body) for direct byte transfer.
+
+#![allow(missing_docs, reason = "generated bindings carry the WIT's own docs")]
+
+pub use stowage_path as path;
+pub use wasip2;
+
+/// Bindings for the `driver` world.
+pub mod driver {
+    wit_bindgen::generate!({
+        world: "driver",
+        path: "../../wit",
+        with: {
+            "wasi:io/streams@0.2.12": wasip2::io::streams,
+            "wasi:io/error@0.2.12": wasip2::io::error,
+            "wasi:io/poll@0.2.12": wasip2::io::poll,
+        },
+        pub_export_macro: true,
+        export_macro_name: "export_driver",
+        default_bindings_module: "stowage_plugin_sdk::driver",
+    });
+}
+
+/// Bindings for the `policy` world.
+pub mod policy {
+    wit_bindgen::generate!({
+        world: "policy",
+        path: "../../wit",
+        pub_export_macro: true,
+        export_macro_name: "export_policy",
+        default_bindings_module: "stowage_plugin_sdk::policy",
+    });
+}
+
+use driver::stowage::storage::types::Error;
+
+impl From<path::PathError> for Error {
+    fn from(e: path::PathError) -> Self {
+        Error::InvalidPath(e.to_string())
+    }
+}
+
+/// Checks an object path, as every driver must before touching its backend.
+pub fn check_path(path: &str) -> Result<(), Error> {
+    path::validate(path).map_err(Error::from)
+}

@@ -1,0 +1,35 @@
+//! End-to-end tests: the real `stowage` binary and the real runtime with real plugin
+//! components, real files and real processes. One test binary, a module per topic.
+
+mod cli;
+mod concurrency;
+mod conformance;
+mod config;
+mod crash;
+mod sandbox;
+mod streaming;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// The `stowage` binary built for these tests.
+pub fn stowage() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_stowage"));
+    cmd.env_remove("STOWAGE_CONFIG").env_remove("RUST_LOG").env_remove("STOWAGE_LOG");
+    cmd
+}
+
+/// Runs `stowage ARGS` in `dir` and returns its output.
+pub fn run_in(dir: &Path, args: &[&str]) -> Output {
+    stowage().current_dir(dir).args(args).output().expect("stowage runs")
+}
+
+/// stdout as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// stderr as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}

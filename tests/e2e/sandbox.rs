@@ -1,0 +1,105 @@
+//! A driver reaches nothing outside its grant, and a misbehaving plugin fails only its own
+//! request: the host replaces the instance and keeps serving.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use stowage_runtime::{FaultKind, Limits, PluginEngine, StorageError, WriteOptions};
+use stowage_tests::{ctx, fixture_disk, local_disk};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn driver_cannot_leave_its_root() {
+    let outside = tempfile::tempdir().unwrap();
+    let sentinel = outside.path().join("sentinel.txt");
+    std::fs::write(&sentinel, "do not touch").unwrap();
+    let root = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path(), root.path().join("dirlink")).unwrap();
+    std::os::unix::fs::symlink(&sentinel, root.path().join("filelink")).unwrap();
+    std::os::unix::fs::symlink("../../etc", root.path().join("relative-escape")).unwrap();
+
+    let engine = PluginEngine::new().unwrap();
+    let disk = local_disk(&engine, "local", root.path(), Limits::default());
+    let c = ctx(&disk);
+    let put = |p: &'static str| {
+        let disk = disk.clone();
+        let c = c.clone();
+        async move { disk.put_bytes(&c, p, Bytes::from_static(b"evil"), &WriteOptions::default()).await }
+    };
+
+    // Escapes by path are refused by the driver's own checks.
+    for p in ["../sentinel.txt", "/etc/passwd", "a/../../sentinel.txt"] {
+        assert!(matches!(put(p).await, Err(StorageError::InvalidPath(_))), "{p}");
+        assert!(matches!(disk.stat(&c, p).await, Err(StorageError::InvalidPath(_))), "{p}");
+    }
+    // Escapes through planted symlinks fail inside the sandbox.
+    for p in ["dirlink/new.txt", "dirlink/sentinel.txt", "relative-escape/passwd"] {
+        assert!(put(p).await.is_err(), "writing through {p} must fail");
+        assert!(disk.get_bytes(&c, p, None).await.is_err(), "reading through {p} must fail");
+    }
+    match disk.get_bytes(&c, "filelink", None).await {
+        Ok((_, bytes)) => assert_ne!(bytes, b"do not touch", "read the sentinel through a symlink"),
+        Err(_) => {}
+    }
+    assert!(disk.get_bytes(&c, "dirlink/sentinel.txt", None).await.is_err());
+    // Replacing or deleting the link itself never touches its target.
+    let _ = put("filelink").await;
+    let _ = disk.delete(&c, "filelink").await;
+    assert!(disk.list(&c, "", None, 1000).await.unwrap().items.iter().all(|i| !i.path.starts_with("dirlink")));
+
+    assert_eq!(std::fs::read_to_string(&sentinel).unwrap(), "do not touch");
+    let names: Vec<_> = std::fs::read_dir(outside.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("sentinel.txt")], "nothing new outside the root");
+}
+
+fn limits() -> Limits {
+    Limits { memory_bytes: 32 << 20, call_timeout: Duration::from_millis(500), max_instances: 4 }
+}
+
+fn assert_fault(r: Result<stowage_runtime::ObjectInfo, StorageError>, want: FaultKind) {
+    match r {
+        Err(StorageError::PluginFault { disk, kind, detail }) => {
+            assert_eq!(kind, want, "{detail}");
+            assert_eq!(disk, "bad");
+            assert!(!detail.is_empty());
+        }
+        other => panic!("expected a {want:?} fault, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trap_loop_and_oom_fail_their_request_and_the_host_keeps_serving() {
+    let engine = PluginEngine::new().unwrap();
+    let bad = fixture_disk(&engine, "bad", "misbehaving_driver", limits());
+    let root = tempfile::tempdir().unwrap();
+    let good = local_disk(&engine, "good", root.path(), Limits::default());
+    let (bc, gc) = (ctx(&bad), ctx(&good));
+
+    // The misbehaving driver works normally for other paths.
+    bad.put_bytes(&bc, "fine", Bytes::from_static(b"ok"), &WriteOptions::default()).await.unwrap();
+
+    assert_fault(bad.stat(&bc, "trap").await, FaultKind::Trap);
+    assert_eq!(bad.restarts(), 1);
+    assert!(matches!(bad.stat(&bc, "missing").await, Err(StorageError::NotFound(_))), "fresh instance serves");
+
+    // A loop is cut at the deadline, while another disk keeps serving meanwhile.
+    let started = Instant::now();
+    let looping = tokio::spawn({
+        let (bad, bc) = (bad.clone(), bc.clone());
+        async move { bad.stat(&bc, "loop").await }
+    });
+    for i in 0..20 {
+        let path = format!("during-loop/{i}");
+        good.put_bytes(&gc, &path, Bytes::from(vec![i as u8; 1000]), &WriteOptions::default()).await.unwrap();
+        assert_eq!(good.get_bytes(&gc, &path, None).await.unwrap().1, vec![i as u8; 1000]);
+    }
+    assert_fault(looping.await.unwrap(), FaultKind::Timeout);
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(400) && took < Duration::from_secs(10), "loop cut after {took:?}");
+
+    assert_fault(bad.stat(&bc, "oom").await, FaultKind::MemoryLimit);
+    assert_eq!(bad.restarts(), 3);
+
+    // Every fault replaced the instance; the disk still serves, with its state fresh.
+    assert!(matches!(bad.exists(&bc, "anything").await, Ok(false)));
+    assert!(good.exists(&gc, "during-loop/0").await.unwrap());
+}

@@ -1,0 +1,88 @@
+//! Support for Stowage's end-to-end tests and benchmarks: fixture plugins, disks on temporary
+//! directories, test data, and measuring a child process's peak memory.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus};
+
+use stowage_runtime::{Disk, Grants, Limits, PluginEngine, RequestContext, Role};
+
+/// The `.wasm` file of test fixture `name` (e.g. `misbehaving_driver`).
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("STOWAGE_FIXTURE_DIR")).join(format!("stowage_fixture_{name}.wasm"))
+}
+
+/// A disk served by the bundled local-fs driver, rooted at `root`.
+pub fn local_disk(engine: &PluginEngine, name: &str, root: &Path, limits: Limits) -> Disk {
+    let bytes = stowage_bundled::get("local-fs").expect("local-fs is bundled");
+    let grants = Grants { dir: Some(root.to_path_buf()), config: Vec::new() };
+    Disk::load(engine, name, bytes, grants, limits).expect("local-fs loads")
+}
+
+/// A disk served by a fixture component, with no grants.
+pub fn fixture_disk(engine: &PluginEngine, name: &str, fixture_name: &str, limits: Limits) -> Disk {
+    let bytes = std::fs::read(fixture(fixture_name)).expect("fixture was built");
+    Disk::load(engine, name, &bytes, Grants::default(), limits).expect("fixture loads")
+}
+
+/// A request context for tests.
+pub fn ctx(disk: &Disk) -> RequestContext {
+    RequestContext {
+        role: Role::Testing,
+        class: None,
+        disk: disk.name().to_string(),
+        actor: Some("test".into()),
+        request_id: "test".into(),
+        metadata: Vec::new(),
+    }
+}
+
+/// A 1 MiB block whose first 8 bytes are `index`, so blocks of a large file differ.
+pub fn block(index: u64) -> Vec<u8> {
+    let mut b: Vec<u8> = (0..(1usize << 20)).map(|i| (i % 251) as u8 ^ (index as u8)).collect();
+    b[..8].copy_from_slice(&index.to_le_bytes());
+    b
+}
+
+/// Writes a file of `mib` MiB made of [`block`]s and returns its sha256.
+pub fn write_big_file(path: &Path, mib: u64) -> String {
+    use sha2::Digest;
+    use std::io::Write;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).expect("create big file"));
+    let mut h = sha2::Sha256::new();
+    for i in 0..mib {
+        let b = block(i);
+        h.update(&b);
+        f.write_all(&b).expect("write big file");
+    }
+    f.flush().expect("flush big file");
+    hex::encode(h.finalize())
+}
+
+/// sha256 of a file, streamed.
+pub fn sha256_file(path: &Path) -> String {
+    use sha2::Digest;
+    let mut f = std::fs::File::open(path).expect("open file to hash");
+    let mut h = sha2::Sha256::new();
+    std::io::copy(&mut f, &mut h).expect("hash file");
+    hex::encode(h.finalize())
+}
+
+/// Waits for `child` and returns its exit status and peak resident memory in bytes, from the
+/// kernel's accounting of that one child (wait4's rusage).
+pub fn wait_with_peak_rss(child: Child) -> (ExitStatus, u64) {
+    use std::os::unix::process::ExitStatusExt;
+    let pid = child.id() as libc::pid_t;
+    let mut status: libc::c_int = 0;
+    // SAFETY: rusage is plain old data; wait4 fills it and `status` for our own child `pid`,
+    // which `child` owns and nobody else waits for (we consume `child` and never call wait on it).
+    #[allow(unsafe_code, reason = "std offers no way to read a child's rusage")]
+    let (rc, usage) = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        let rc = libc::wait4(pid, &mut status, 0, &mut usage);
+        (rc, usage)
+    };
+    assert_eq!(rc, pid, "wait4 failed: {}", std::io::Error::last_os_error());
+    drop(child);
+    // ru_maxrss is in KiB on Linux.
+    (ExitStatus::from_raw(status), usage.ru_maxrss as u64 * 1024)
+}
