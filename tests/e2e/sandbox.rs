@@ -103,3 +103,23 @@ async fn trap_loop_and_oom_fail_their_request_and_the_host_keeps_serving() {
     assert!(matches!(bad.exists(&bc, "anything").await, Ok(false)));
     assert!(good.exists(&gc, "during-loop/0").await.unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_abandoned_midway_does_not_poison_the_pool() {
+    let engine = PluginEngine::new().unwrap();
+    let long = Limits { call_timeout: Duration::from_secs(30), ..limits() };
+    let bad = fixture_disk(&engine, "bad", "misbehaving_driver", long);
+    let bc = ctx(&bad);
+    let call = tokio::spawn({
+        let (bad, bc) = (bad.clone(), bc.clone());
+        async move { bad.stat(&bc, "loop").await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    call.abort();
+    assert!(call.await.unwrap_err().is_cancelled());
+    // The abandoned instance was thrown away, not reused: the next calls get a fresh one.
+    for _ in 0..3 {
+        assert!(matches!(bad.exists(&bc, "x").await, Ok(false)));
+    }
+    assert_eq!(bad.restarts(), 1);
+}

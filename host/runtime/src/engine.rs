@@ -30,13 +30,6 @@ impl Default for Limits {
     }
 }
 
-impl Limits {
-    /// The call timeout as a number of epoch ticks (at least one).
-    pub fn deadline_ticks(&self) -> u64 {
-        (self.call_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
-    }
-}
-
 /// A wasmtime engine with component-model, async and epoch interruption, plus the thread that
 /// advances its epoch. Dropping the last clone stops the thread.
 #[derive(Clone)]

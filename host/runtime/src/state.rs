@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -66,6 +67,8 @@ pub struct PluginState {
     table: ResourceTable,
     limiter: Limiter,
     grants: Arc<Grants>,
+    /// When the current call must have returned (see `pool::Lease::begin_with`).
+    pub(crate) deadline: Instant,
 }
 
 impl PluginState {
@@ -93,6 +96,7 @@ impl PluginState {
             table: ResourceTable::new(),
             limiter: Limiter { memory_bytes },
             grants,
+            deadline: Instant::now(),
         })
     }
 

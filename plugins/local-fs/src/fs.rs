@@ -7,7 +7,7 @@ use stowage_plugin_sdk::driver::stowage::storage::types::Error;
 use stowage_plugin_sdk::wasip2::clocks::wall_clock::Datetime;
 use stowage_plugin_sdk::wasip2::filesystem::preopens::get_directories;
 use stowage_plugin_sdk::wasip2::filesystem::types::{
-    Descriptor, DescriptorFlags, DescriptorStat, DescriptorType, ErrorCode, MetadataHashValue,
+    Descriptor, DescriptorFlags, DescriptorStat, DescriptorType, ErrorCode,
     OpenFlags, PathFlags,
 };
 
@@ -74,7 +74,9 @@ pub fn create_dirs(root: &Descriptor, dir: &str, path: &str) -> Result<(), Error
         end = dir[end..].find('/').map_or(dir.len(), |i| end + i);
         let component = &dir[..end];
         match root.create_directory_at(component) {
-            Ok(()) => {}
+            // The new directory's entry must reach the disk too, or a crash could lose the
+            // whole subtree (and the object about to be written in it).
+            Ok(()) => sync_dir(root, component.rsplit_once('/').map_or("", |(p, _)| p), path)?,
             Err(ErrorCode::Exist) => match root.stat_at(NO_FOLLOW, component) {
                 Ok(stat) if stat.type_ == DescriptorType::Directory => {}
                 Ok(stat) => return Err(not_a_directory(component, path, stat.type_)),
@@ -194,16 +196,19 @@ pub fn modified_ms(stat: &DescriptorStat) -> Option<u64> {
     stat.data_modification_timestamp.map(millis)
 }
 
-/// The identity of a file (device and inode, hashed by the host) as hex: it survives renames
-/// and differs between two files that exist at the same time.
-pub fn file_id(hash: MetadataHashValue) -> String {
-    format!("{:016x}{:016x}", hash.lower, hash.upper)
+/// The version of a file's content: its size and modification time (nanoseconds). It survives
+/// renames, host upgrades and backups that keep times, and changes with every write, so a
+/// sidecar that names it describes exactly this content. (The host's `metadata-hash` was not
+/// used: wasmtime derives it from a hasher that may change between host builds, which would
+/// silently orphan every sidecar.)
+pub fn file_id(stat: &DescriptorStat) -> String {
+    match stat.data_modification_timestamp {
+        Some(t) => format!("{:x}-{:x}.{:09}", stat.size, t.seconds, t.nanoseconds),
+        None => format!("{:x}", stat.size),
+    }
 }
 
-/// An opaque version tag for a file: its identity and modification time.
-pub fn etag(id: &str, stat: &DescriptorStat) -> String {
-    match stat.data_modification_timestamp {
-        Some(t) => format!("{id}-{:x}.{:08x}", t.seconds, t.nanoseconds),
-        None => id.to_string(),
-    }
+/// An opaque version tag for a file: its [`file_id`].
+pub fn etag(id: &str) -> String {
+    id.to_string()
 }

@@ -1,9 +1,9 @@
 //! The metadata sidecar kept beside each object: content type, user metadata, sha256, size.
 //!
-//! The sidecar names the object file it describes by its identity (`object_id`, the hex of
-//! the file's metadata hash taken before the rename). A sidecar whose id does not match the
-//! current object file is stale — e.g. a crash between the object's rename and the sidecar's —
-//! and is ignored: the object is then served with its size and time only.
+//! The sidecar names the object content it describes (`object_id`: the object file's size and
+//! modification time, taken before the rename). A sidecar whose id does not match the current
+//! object file is stale — e.g. a crash between the object's rename and the sidecar's — and is
+//! ignored: the object is then served with its size and time only.
 
 use serde::{Deserialize, Serialize};
 use stowage_plugin_sdk::driver::stowage::storage::types::{Error, ObjectInfo};
@@ -20,7 +20,7 @@ const MAX_SIDECAR_BYTES: u64 = 1 << 20;
 /// What the sidecar file holds, as JSON.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Sidecar {
-    /// The object file's identity when it was written (see [`crate::fs::file_id`]).
+    /// The object file's content version when it was written (see [`crate::fs::file_id`]).
     pub object_id: String,
     /// The object's size, as measured by the host.
     pub size: u64,
@@ -106,7 +106,7 @@ pub fn object_info(root: &Descriptor, path: &str, stat: &DescriptorStat, id: &st
         sha256,
         content_type,
         modified: modified_ms(stat),
-        etag: Some(etag(id, stat)),
+        etag: Some(etag(id)),
         metadata,
     }
 }

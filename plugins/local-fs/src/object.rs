@@ -24,10 +24,7 @@ fn object_stat(path: &str) -> Result<DescriptorStat, Error> {
 pub fn stat(path: &str) -> Result<ObjectInfo, Error> {
     let stat = object_stat(path)?;
     let root = root()?;
-    let id = file_id(
-        root.metadata_hash_at(NO_FOLLOW, path)
-            .map_err(|code| lookup_error(code, path))?,
-    );
+    let id = file_id(&stat);
     Ok(object_info(root, path, &stat, &id))
 }
 

@@ -49,7 +49,7 @@ impl FsReader {
             .open_at(NO_FOLLOW, &path, OpenFlags::empty(), DescriptorFlags::READ)
             .map_err(|code| lookup_error(code, &path))?;
         let stat = file.stat().map_err(|code| fs_error(code, &path))?;
-        let id = file_id(file.metadata_hash().map_err(|code| fs_error(code, &path))?);
+        let id = file_id(&stat);
         let info = object_info(root, &path, &stat, &id);
         let size = stat.size;
         let (offset, end) = match range {

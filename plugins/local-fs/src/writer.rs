@@ -167,7 +167,7 @@ impl Pending {
                 digest.size, stat.size
             )));
         }
-        let id = file_id(self.file.metadata_hash().map_err(io)?);
+        let id = file_id(&stat);
         let (dir, _) = split(path);
         let sidecar = Sidecar {
             object_id: id.clone(),
@@ -204,7 +204,7 @@ impl Pending {
             sha256: Some(digest.sha256),
             content_type: self.options.content_type.clone(),
             modified: modified_ms(&stat),
-            etag: Some(etag(&id, &stat)),
+            etag: Some(etag(&id)),
             metadata: self.options.metadata.clone(),
         })
     }

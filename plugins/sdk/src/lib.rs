@@ -1,13 +1,13 @@
 //! Guest-side bindings for Stowage plugins, generated once from the project's WIT.
 //!
 //! A driver implements [`driver::exports::stowage::storage::store::Guest`] and exports it with
-//! [`export_driver!`]:
+//! [`driver::export_driver!`]:
 //!
 //! ```ignore
 //! use stowage_plugin_sdk::driver::exports::stowage::storage::store::Guest;
 //! struct MyDriver;
 //! impl Guest for MyDriver { /* ... */ }
-//! stowage_plugin_sdk::export_driver!(MyDriver with_types_in stowage_plugin_sdk::driver);
+//! stowage_plugin_sdk::driver::export_driver!(MyDriver with_types_in stowage_plugin_sdk::driver);
 //! ```
 //!
 //! `wasi:io` streams are the [`wasip2`] crate's types, so a driver can hand the host a stream

@@ -59,6 +59,8 @@ fn to_text(info: &ObjectInfo) -> String {
     s
 }
 
+/// Milliseconds since the epoch as RFC 3339 (clamped to year 9999, the format's limit).
 fn rfc3339(ms: u64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+    const MAX_MS: u64 = 253_402_300_799_999;
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms.min(MAX_MS))).to_string()
 }

@@ -10,6 +10,8 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use toml::Spanned;
+
 pub use model::{Config, DiskConfig, Grant, LimitsConfig, StorageMap};
 pub use plan::{DiskPlan, PluginSource};
 
@@ -200,6 +202,7 @@ impl LoadedConfig {
                 }
             }
         }
+        self.check_grants_disjoint(&mut problem);
         let map = self.config.storage.get_ref();
         for (class, value) in [
             ("default", Some(&map.default)),
@@ -219,6 +222,44 @@ impl LoadedConfig {
         problems.sort_by_key(|p| p.at);
         problems
     }
+}
+
+impl LoadedConfig {
+    /// Two disks whose granted directories nest could read and delete each other's objects.
+    fn check_grants_disjoint(&self, problem: &mut impl FnMut(Range<usize>, String)) {
+        let dirs: Vec<(&str, &Spanned<PathBuf>, PathBuf)> = self
+            .config
+            .disks
+            .iter()
+            .filter_map(|(name, d)| d.grant.dir.as_ref().map(|dir| (name.get_ref().as_str(), dir, normalize(&self.base_dir.join(dir.get_ref())))))
+            .collect();
+        for (i, (a, _, pa)) in dirs.iter().enumerate() {
+            for (b, db, pb) in &dirs[i + 1..] {
+                if pa.starts_with(pb) || pb.starts_with(pa) {
+                    problem(db.span(), format!(
+                        "disks.{b}.grant.dir and disks.{a}.grant.dir overlap ({} and {}): each disk needs a directory of its own",
+                        pb.display(), pa.display()
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// `path` made absolute with `.` and `..` resolved lexically (no symlinks followed).
+fn normalize(path: &Path) -> PathBuf {
+    let absolute = std::env::current_dir().map(|cwd| cwd.join(path)).unwrap_or_else(|_| path.to_path_buf());
+    let mut out = PathBuf::new();
+    for c in absolute.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// The key whose value starts at `offset` (`key = <value>`), to name it in type errors.
@@ -286,6 +327,14 @@ mod tests {
         let text = "role = \"testing\"\n[disks.a]\nplugin = \"local-fs\"\nlimits = { memory_mib = \"lots\" }\n[storage]\ndefault = \"a\"\n";
         let e = parse(text).unwrap_err().to_string();
         assert!(e.starts_with("t.toml:4:25: `memory_mib`: invalid type"), "{e}");
+    }
+
+    #[test]
+    fn nested_grant_dirs_are_refused() {
+        let text = "role = \"testing\"\n[disks.a]\nplugin = \"local-fs\"\ngrant = { dir = \"data\" }\n[disks.b]\nplugin = \"local-fs\"\ngrant = { dir = \"./data/sub/..\" }\n[storage]\ndefault = \"a\"\n";
+        let e = parse(text).unwrap_err().to_string();
+        assert!(e.starts_with("t.toml:7:"), "{e}");
+        assert!(e.contains("overlap"), "{e}");
     }
 
     #[test]

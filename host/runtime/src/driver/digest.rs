@@ -31,8 +31,8 @@ enum State {
         tx: SyncSender<Bytes>,
         thread: JoinHandle<Sha256>,
     },
-    /// Only while switching states, and after `finish`.
-    Empty,
+    /// The hashing thread died: no digest can be trusted.
+    Broken,
 }
 
 /// Measures a stream of chunks.
@@ -61,57 +61,46 @@ impl Digester {
         self.size
     }
 
-    /// Adds a chunk.
+    /// Adds a chunk. Past [`PARALLEL_AFTER`] bytes this may wait for the hashing thread to
+    /// catch up (bounded queue): hashing is back-pressure like the write itself.
     pub fn update(&mut self, chunk: Bytes) {
         self.size += chunk.len() as u64;
         if self.size > PARALLEL_AFTER
-            && let State::Inline(_) = self.state
-            && let State::Inline(hasher) = std::mem::replace(&mut self.state, State::Empty)
+            && let State::Inline(hasher) = &self.state
         {
-            self.state = spawn(hasher);
+            self.state = spawn(hasher.clone());
         }
         match &mut self.state {
             State::Inline(hasher) => hasher.update(&chunk),
             State::Threaded { tx, .. } => {
-                if let Err(failed) = tx.send(chunk) {
-                    // The thread is gone (it cannot fail short of a panic): hash inline from
-                    // here on so the result stays correct.
-                    self.fall_back_inline(failed.0);
+                if tx.send(chunk).is_err() {
+                    self.state = State::Broken;
                 }
             }
-            State::Empty => {}
+            State::Broken => {}
         }
     }
 
-    /// The size and sha256 of everything seen.
-    pub fn finish(&mut self) -> Digest {
-        let hasher = match std::mem::replace(&mut self.state, State::Empty) {
+    /// The size and sha256 of everything seen; `None` if the hashing thread died.
+    pub fn finish(&mut self) -> Option<Digest> {
+        let hasher = match std::mem::replace(&mut self.state, State::Broken) {
             State::Inline(hasher) => hasher,
             State::Threaded { tx, thread } => {
                 drop(tx);
-                thread.join().unwrap_or_default()
+                thread.join().ok()?
             }
-            State::Empty => Sha256::new(),
+            State::Broken => return None,
         };
-        Digest {
+        Some(Digest {
             size: self.size,
             sha256: hex::encode(hasher.finalize()),
-        }
-    }
-
-    fn fall_back_inline(&mut self, chunk: Bytes) {
-        if let State::Threaded { tx, thread } = std::mem::replace(&mut self.state, State::Empty) {
-            drop(tx);
-            let mut hasher = thread.join().unwrap_or_default();
-            hasher.update(&chunk);
-            self.state = State::Inline(hasher);
-        }
+        })
     }
 }
 
+/// Moves hashing to its own thread; stays inline if no thread can be had.
 fn spawn(hasher: Sha256) -> State {
     let (tx, rx) = sync_channel::<Bytes>(QUEUE);
-    // The closure takes the hasher; keep a copy in case no thread can be had.
     let fallback = hasher.clone();
     let spawned = std::thread::Builder::new()
         .name("stowage-sha256".into())
@@ -139,12 +128,12 @@ mod tests {
     #[test]
     fn inline_and_threaded_agree_with_one_shot_sha256() {
         let data: Vec<u8> = (0..(PARALLEL_AFTER as usize * 3 + 12345)).map(|i| (i * 7 % 251) as u8).collect();
-        for chunk in [1usize, 4096, 1 << 20, 3 << 20] {
+        for chunk in [4093usize, 1 << 20, 3 << 20] {
             let mut d = Digester::new();
             for piece in data.chunks(chunk) {
                 d.update(Bytes::copy_from_slice(piece));
             }
-            let got = d.finish();
+            let got = d.finish().unwrap();
             assert_eq!(got.size, data.len() as u64);
             assert_eq!(got.sha256, reference(&data), "chunk size {chunk}");
         }
@@ -152,7 +141,7 @@ mod tests {
 
     #[test]
     fn empty_stream_has_the_empty_hash() {
-        let got = Digester::new().finish();
+        let got = Digester::new().finish().unwrap();
         assert_eq!(got.size, 0);
         assert_eq!(got.sha256, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     }

@@ -76,7 +76,7 @@ impl Disk {
             .map_err(|e| LoadError::World(format!("{e:#}")))?;
         let pre = DriverPre::new(pre).map_err(|e| LoadError::World(format!("{e:#}")))?;
         Ok(Disk {
-            pool: Arc::new(DriverPool::new(name, pre, grants, limits)),
+            pool: Arc::new(DriverPool::new(engine, name, pre, grants, limits)),
         })
     }
 
@@ -111,7 +111,7 @@ impl Disk {
             .call_open_writer(store, &convert::context_to_wit(ctx), path, &convert::write_options_to_wit(options))
             .await;
         let writer = lease.end(r)?;
-        ObjectWriter::new(lease, writer, path.to_string()).await
+        ObjectWriter::new(lease, writer).await
     }
 
     /// Starts reading `path` (all of it, or `range`).
@@ -130,16 +130,17 @@ impl Disk {
         let info = convert::info_from_wit(info);
         let remaining = match range {
             None => info.size,
-            Some(r) if r.offset > info.size => {
-                return Err(StorageError::InvalidRange(format!(
-                    "offset {} is past the end of `{path}` (size {})",
-                    r.offset, info.size
-                )));
-            }
-            Some(r) => {
-                let rest = info.size - r.offset;
-                r.length.map_or(rest, |len| len.min(rest))
-            }
+            Some(r) => match info.size.checked_sub(r.offset) {
+                Some(rest) => r.length.map_or(rest, |len| len.min(rest)),
+                None => {
+                    // The driver should have refused this range itself.
+                    writer::drop_resource(&mut lease, reader).await;
+                    return Err(lease.protocol_fault(format!(
+                        "open-reader accepted offset {} past the end (size {})",
+                        r.offset, info.size
+                    )));
+                }
+            },
         };
         ObjectReader::new(lease, reader, info, remaining, path.to_string()).await
     }

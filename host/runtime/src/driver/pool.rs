@@ -8,15 +8,15 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use wasmtime::Store;
-use wasmtime::Trap;
+use wasmtime::{Store, Trap, UpdateDeadline};
 
 use crate::bindings::driver::{Driver, DriverPre};
 use crate::bindings::{wit, wit_store};
 use crate::convert::error_from_wit;
-use crate::engine::Limits;
+use crate::engine::{Limits, PluginEngine};
 use crate::error::{FaultKind, StorageError};
 use crate::state::{Grants, MemoryLimitExceeded, PluginState};
 
@@ -29,6 +29,8 @@ pub(crate) struct Instance {
 /// The instances of one disk's driver.
 pub(crate) struct DriverPool {
     disk: Arc<str>,
+    // Keeps the epoch ticker running as long as the disk exists: deadlines depend on it.
+    _engine: PluginEngine,
     pre: DriverPre<PluginState>,
     grants: Arc<Grants>,
     limits: Limits,
@@ -38,9 +40,16 @@ pub(crate) struct DriverPool {
 }
 
 impl DriverPool {
-    pub(crate) fn new(disk: &str, pre: DriverPre<PluginState>, grants: Grants, limits: Limits) -> Self {
+    pub(crate) fn new(
+        engine: &PluginEngine,
+        disk: &str,
+        pre: DriverPre<PluginState>,
+        grants: Grants,
+        limits: Limits,
+    ) -> Self {
         DriverPool {
             disk: disk.into(),
+            _engine: engine.clone(),
             pre,
             grants: Arc::new(grants),
             limits,
@@ -76,6 +85,7 @@ impl DriverPool {
         Ok(Lease {
             pool: self.clone(),
             instance: Some(instance),
+            in_call: false,
             _permit: permit,
         })
     }
@@ -85,8 +95,18 @@ impl DriverPool {
             .map_err(|e| StorageError::Io(format!("cannot start the plugin of disk `{}`: {e}", self.disk)))?;
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| s.limiter());
-        store.set_epoch_deadline(self.limits.deadline_ticks());
-        store.epoch_deadline_trap();
+        // Every epoch tick, a running plugin yields to the async runtime (so a busy plugin never
+        // pins a worker thread and an abandoned call can be dropped), and traps once the
+        // current call is past its deadline.
+        store.epoch_deadline_callback(|ctx| {
+            Ok(if Instant::now() >= ctx.data().deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
+        });
+        store.data_mut().deadline = Instant::now() + self.limits.call_timeout;
+        store.set_epoch_deadline(1);
         match self.pre.instantiate_async(&mut store).await {
             Ok(driver) => Ok(Instance { store, driver }),
             Err(e) => Err(self.fault(e)),
@@ -107,7 +127,8 @@ impl DriverPool {
         } else {
             (FaultKind::Trap, e.root_cause().to_string())
         };
-        tracing::warn!(disk = %self.disk, %kind, %detail, "plugin fault; replacing the instance");
+        // No paths or arguments here: they may be PHI.
+        tracing::warn!(disk = %self.disk, %kind, "plugin fault; replacing the instance");
         StorageError::PluginFault {
             disk: self.disk.to_string(),
             kind,
@@ -116,20 +137,34 @@ impl DriverPool {
     }
 }
 
-/// An instance leased for one operation; returned to the pool on drop unless it faulted.
+/// An instance leased for one operation; returned to the pool on drop unless it faulted or a
+/// call into it was abandoned midway (its future dropped), which leaves it unusable.
 pub(crate) struct Lease {
     pool: Arc<DriverPool>,
     instance: Option<Instance>,
+    in_call: bool,
     _permit: OwnedSemaphorePermit,
 }
 
 impl Lease {
-    /// Arms the per-call deadline and gives the store and the driver's `store` exports.
+    /// Arms the per-call deadline and gives the store and the driver's `store` exports. Every
+    /// call must be followed by `end`/`end_infallible`.
     pub(crate) fn begin(&mut self) -> Result<(&mut Store<PluginState>, &wit_store::Guest), StorageError> {
+        self.begin_with(Duration::ZERO)
+    }
+
+    /// Like `begin`, with `extra` time on top of the call timeout (for calls whose host-side
+    /// I/O grows with the object, like the fsync in `finish`).
+    pub(crate) fn begin_with(
+        &mut self,
+        extra: Duration,
+    ) -> Result<(&mut Store<PluginState>, &wit_store::Guest), StorageError> {
         let pool = &self.pool;
         match self.instance.as_mut() {
             Some(i) => {
-                i.store.set_epoch_deadline(pool.limits.deadline_ticks());
+                i.store.data_mut().deadline = Instant::now() + pool.limits.call_timeout + extra;
+                i.store.set_epoch_deadline(1);
+                self.in_call = true;
                 Ok((&mut i.store, i.driver.stowage_storage_store()))
             }
             None => Err(poisoned(pool)),
@@ -152,6 +187,7 @@ impl Lease {
 
     /// Classifies the result of a call; a fault poisons the instance.
     pub(crate) fn end_infallible<T>(&mut self, r: wasmtime::Result<T>) -> Result<T, StorageError> {
+        self.in_call = false;
         r.map_err(|e| {
             self.discard();
             self.pool.fault(e)
@@ -188,10 +224,28 @@ fn poisoned(pool: &DriverPool) -> StorageError {
 
 impl Drop for Lease {
     fn drop(&mut self) {
+        if self.in_call {
+            // A call was abandoned midway: the instance cannot be entered again.
+            self.discard();
+        }
         if let Some(instance) = self.instance.take()
             && let Ok(mut idle) = self.pool.idle.lock()
         {
             idle.push(instance);
         }
+    }
+}
+
+/// Runs `cleanup` (abort a write, release a read) on the current tokio runtime after its
+/// owner was dropped unfinished; without a runtime, throws the instance away instead.
+pub(crate) fn cleanup_later<F>(mut lease: Lease, cleanup: impl FnOnce(Lease) -> F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => {
+            handle.spawn(cleanup(lease));
+        }
+        Err(_) => lease.discard(),
     }
 }

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use wasmtime::component::{Resource, ResourceAny};
 use wasmtime_wasi_io::streams::{DynInputStream, StreamError};
 
-use super::pool::Lease;
+use super::pool::{Lease, cleanup_later};
 use super::writer::drop_resource;
 use crate::error::StorageError;
 use crate::types::ObjectInfo;
@@ -74,7 +74,7 @@ impl ObjectReader {
                     Ok(bytes) => bytes,
                     Err(StreamError::Closed) => Bytes::new(),
                     Err(StreamError::LastOperationFailed(e)) => {
-                        lease.discard();
+                        self.close().await;
                         return Err(StorageError::Io(format!("read of `{}` failed: {e}", self.path)));
                     }
                     Err(StreamError::Trap(e)) => {
@@ -89,10 +89,11 @@ impl ObjectReader {
             }
         };
         if chunk.is_empty() {
+            // The object shrank under us (changed outside Stowage) or the driver miscounted.
             let missing = self.remaining;
-            let lease = self.lease.as_mut().ok_or_else(closed)?;
-            return Err(lease.protocol_fault(format!(
-                "`{}` ended {missing} bytes before the size the driver reported",
+            self.close().await;
+            return Err(StorageError::Io(format!(
+                "`{}` ended {missing} bytes before its recorded size (changed outside Stowage?)",
                 self.path
             )));
         }
@@ -113,14 +114,9 @@ impl ObjectReader {
 
 impl Drop for ObjectReader {
     fn drop(&mut self) {
-        let Some(mut lease) = self.lease.take() else { return };
+        let Some(lease) = self.lease.take() else { return };
         let (source, reader) = (self.source.take(), self.reader);
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => {
-                handle.spawn(async move { release(&mut lease, source, reader).await });
-            }
-            Err(_) => lease.discard(),
-        }
+        cleanup_later(lease, move |mut lease| async move { release(&mut lease, source, reader).await });
     }
 }
 

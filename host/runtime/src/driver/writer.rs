@@ -2,29 +2,36 @@
 //! and moves the bytes into the stream the driver handed over (a file, an HTTP body) when it
 //! has one, so they never pass through the plugin's memory.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use wasmtime::component::{Resource, ResourceAny};
 use wasmtime_wasi_io::streams::{DynOutputStream, StreamError};
 
 use super::digest::Digester;
-use super::pool::Lease;
+use super::pool::{Lease, cleanup_later};
 use crate::bindings::wit;
 use crate::convert::info_from_wit;
 use crate::error::StorageError;
 use crate::types::ObjectInfo;
 
+/// `finish` may take this much longer than the call timeout per byte written: it flushes the
+/// whole object to stable storage, at no less than 32 MiB/s.
+const FINISH_BYTES_PER_SEC: u64 = 32 << 20;
+
 /// An object being written. Nothing is visible at its path until [`ObjectWriter::finish`]
-/// succeeds; dropping it unfinished aborts the write.
+/// succeeds; [`ObjectWriter::abort`], or dropping it unfinished, discards it. After a failed
+/// `write` the writer only accepts `abort`.
 pub struct ObjectWriter {
     lease: Option<Lease>,
     writer: ResourceAny,
     sink: Option<Resource<DynOutputStream>>,
     digester: Digester,
-    path: String,
+    failed: bool,
 }
 
 impl ObjectWriter {
-    pub(crate) async fn new(mut lease: Lease, writer: ResourceAny, path: String) -> Result<Self, StorageError> {
+    pub(crate) async fn new(mut lease: Lease, writer: ResourceAny) -> Result<Self, StorageError> {
         let (store, guest) = lease.begin()?;
         let sink = guest.writer().call_sink(&mut *store, writer).await;
         let sink = lease.end_infallible(sink)?;
@@ -33,7 +40,7 @@ impl ObjectWriter {
             writer,
             sink,
             digester: Digester::new(),
-            path,
+            failed: false,
         })
     }
 
@@ -44,28 +51,30 @@ impl ObjectWriter {
 
     /// Appends `chunk` to the object.
     pub async fn write(&mut self, chunk: Bytes) -> Result<(), StorageError> {
+        if self.failed {
+            return Err(StorageError::Io("an earlier write failed; this write can only be aborted".into()));
+        }
         if chunk.is_empty() {
             return Ok(());
         }
-        self.digester.update(chunk.clone());
         let lease = self.lease.as_mut().ok_or_else(gone)?;
-        match &self.sink {
-            Some(sink) => {
-                let store = lease.store()?;
-                let stream = store
-                    .data_mut()
-                    .table()
-                    .get_mut(sink)
-                    .map_err(|e| StorageError::Io(format!("driver's write stream is gone: {e}")))?;
-                match stream.blocking_write_and_flush(chunk).await {
-                    Ok(()) => Ok(()),
-                    Err(e) => Err(stream_error(lease, e)),
-                }
-            }
+        let hashed = chunk.clone();
+        let result = match &self.sink {
+            Some(sink) => write_to_sink(lease, sink, chunk).await,
             None => {
                 let (store, guest) = lease.begin()?;
                 let r = guest.writer().call_write(&mut *store, self.writer, &chunk).await;
                 lease.end(r)
+            }
+        };
+        match result {
+            Ok(()) => {
+                self.digester.update(hashed);
+                Ok(())
+            }
+            Err(e) => {
+                self.failed = true;
+                Err(e)
             }
         }
     }
@@ -73,10 +82,21 @@ impl ObjectWriter {
     /// Commits the object atomically and returns its info, with the size and sha256 the host
     /// measured.
     pub async fn finish(mut self) -> Result<ObjectInfo, StorageError> {
-        let digest = self.digester.finish();
         let mut lease = self.lease.take().ok_or_else(gone)?;
-        close_sink(&mut lease, self.sink.take()).await?;
-        let (store, guest) = lease.begin()?;
+        if self.failed {
+            abort(lease, self.sink.take(), self.writer).await;
+            return Err(StorageError::Io("an earlier write failed; nothing was stored".into()));
+        }
+        let Some(digest) = self.digester.finish() else {
+            abort(lease, self.sink.take(), self.writer).await;
+            return Err(StorageError::Io("the host could not compute the sha256; nothing was stored".into()));
+        };
+        if let Err(e) = close_sink(&mut lease, self.sink.take()).await {
+            lease.discard();
+            return Err(e);
+        }
+        let flush_time = Duration::from_secs(digest.size / FINISH_BYTES_PER_SEC);
+        let (store, guest) = lease.begin_with(flush_time)?;
         let wit_digest = wit::Digest {
             size: digest.size,
             sha256: digest.sha256.clone(),
@@ -87,8 +107,8 @@ impl ObjectWriter {
         let mut info = info_from_wit(info?);
         if info.size != digest.size {
             return Err(lease.protocol_fault(format!(
-                "finish reported {} bytes for `{}` but the host wrote {}",
-                info.size, self.path, digest.size
+                "finish reported {} bytes but the host wrote {}",
+                info.size, digest.size
             )));
         }
         info.sha256 = Some(digest.sha256);
@@ -97,40 +117,57 @@ impl ObjectWriter {
 
     /// Discards the object; nothing becomes visible.
     pub async fn abort(mut self) -> Result<(), StorageError> {
-        let mut lease = self.lease.take().ok_or_else(gone)?;
-        abort(&mut lease, self.sink.take(), self.writer).await
+        let lease = self.lease.take().ok_or_else(gone)?;
+        abort_checked(lease, self.sink.take(), self.writer).await
     }
 }
 
 impl Drop for ObjectWriter {
     fn drop(&mut self) {
-        let Some(mut lease) = self.lease.take() else { return };
+        let Some(lease) = self.lease.take() else { return };
         let (sink, writer) = (self.sink.take(), self.writer);
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => {
-                handle.spawn(async move {
-                    if let Err(e) = abort(&mut lease, sink, writer).await {
-                        tracing::warn!(error = %e, "aborting a dropped write failed");
-                    }
-                });
-            }
-            // No runtime to abort on: the instance (and its unfinished temp state) is thrown
-            // away; drivers ignore and clean up stale temporaries.
-            Err(_) => lease.discard(),
-        }
+        cleanup_later(lease, move |lease| abort(lease, sink, writer));
     }
 }
 
-async fn abort(
+async fn write_to_sink(
     lease: &mut Lease,
+    sink: &Resource<DynOutputStream>,
+    chunk: Bytes,
+) -> Result<(), StorageError> {
+    let store = lease.store()?;
+    let stream = store
+        .data_mut()
+        .table()
+        .get_mut(sink)
+        .map_err(|e| StorageError::Io(format!("driver's write stream is gone: {e}")))?;
+    match stream.blocking_write_and_flush(chunk).await {
+        Ok(()) => Ok(()),
+        // A backend failure (e.g. disk full): the instance is fine; the caller aborts, which
+        // lets the driver remove what was written.
+        Err(StreamError::LastOperationFailed(e)) => Err(StorageError::Io(format!("write failed: {e}"))),
+        Err(StreamError::Closed) => Err(lease.protocol_fault("the driver's write stream closed early".into())),
+        Err(StreamError::Trap(e)) => Err(lease.protocol_fault(format!("write stream trapped: {e}"))),
+    }
+}
+
+/// Aborts, logging (not returning) a failure: for drops and paths that already failed.
+async fn abort(lease: Lease, sink: Option<Resource<DynOutputStream>>, writer: ResourceAny) {
+    if let Err(e) = abort_checked(lease, sink, writer).await {
+        tracing::warn!(kind = e.kind(), "aborting an unfinished write failed");
+    }
+}
+
+async fn abort_checked(
+    mut lease: Lease,
     sink: Option<Resource<DynOutputStream>>,
     writer: ResourceAny,
 ) -> Result<(), StorageError> {
-    let closed = close_sink(lease, sink).await;
+    let closed = close_sink(&mut lease, sink).await;
     let (store, guest) = lease.begin()?;
     let r = guest.writer().call_abort(&mut *store, writer).await;
     let aborted = lease.end(r);
-    drop_resource(lease, writer).await;
+    drop_resource(&mut lease, writer).await;
     closed.and(aborted)
 }
 
@@ -147,25 +184,13 @@ async fn close_sink(lease: &mut Lease, sink: Option<Resource<DynOutputStream>>) 
     }
 }
 
-/// Drops a resource the driver handed out; a failure means the instance is unusable.
+/// Drops a resource the driver handed out (running its destructor under the call deadline);
+/// a failure means the instance is unusable and it is thrown away.
 pub(crate) async fn drop_resource(lease: &mut Lease, resource: ResourceAny) {
-    let dropped = match lease.store() {
-        Ok(store) => resource.resource_drop_async(&mut *store).await,
-        Err(_) => return,
-    };
+    let Ok((store, _)) = lease.begin() else { return };
+    let dropped = resource.resource_drop_async(&mut *store).await;
     if lease.end_infallible(dropped).is_err() {
         tracing::warn!("dropping a plugin resource failed; instance replaced");
-    }
-}
-
-fn stream_error(lease: &mut Lease, e: StreamError) -> StorageError {
-    match e {
-        StreamError::Closed => lease.protocol_fault("the driver's write stream closed early".into()),
-        StreamError::LastOperationFailed(e) => {
-            lease.discard();
-            StorageError::Io(format!("write failed: {e}"))
-        }
-        StreamError::Trap(e) => lease.protocol_fault(format!("write stream trapped: {e}")),
     }
 }
 
