@@ -7,10 +7,10 @@ use std::process::Command;
 include!("../host/bundled/build_plugins.rs");
 
 /// (crate name, file stem of its .wasm)
-const FIXTURES: &[(&str, &str)] = &[(
-    "stowage-fixture-misbehaving-driver",
-    "stowage_fixture_misbehaving_driver",
-)];
+const FIXTURES: &[(&str, &str)] = &[
+    ("stowage-fixture-misbehaving-driver", "stowage_fixture_misbehaving_driver"),
+    ("stowage-fixture-allow-all-policy", "stowage_fixture_allow_all_policy"),
+];
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());

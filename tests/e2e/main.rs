@@ -7,6 +7,7 @@ mod conformance;
 mod config;
 mod crash;
 mod sandbox;
+mod signing;
 mod streaming;
 
 use std::path::Path;
@@ -16,6 +17,8 @@ use std::process::{Command, Output};
 pub fn stowage() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_stowage"));
     cmd.env_remove("STOWAGE_CONFIG").env_remove("RUST_LOG").env_remove("STOWAGE_LOG");
+    // Compiled plugins are cached here, not in the user's ~/.cache.
+    cmd.env("STOWAGE_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("stowage-cache"));
     cmd
 }
 

@@ -37,6 +37,9 @@ enum Command {
     /// Configuration tools.
     #[command(subcommand)]
     Config(cmd::config::Command),
+    /// Plugin signing keys, signatures and inspection.
+    #[command(subcommand)]
+    Plugin(cmd::plugin::Command),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
             Command::Rm(args) => cmd::rm::run(config, args).await,
             Command::Stat(args) => cmd::stat::run(config, args).await,
             Command::Config(c) => cmd::config::run(config, c),
+            Command::Plugin(c) => cmd::plugin::run(c).await,
         }
     });
     match result {

@@ -21,6 +21,7 @@ mod convert;
 pub mod driver;
 pub mod engine;
 pub mod error;
+pub mod plugin;
 mod state;
 pub mod storage;
 pub mod types;

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use wasmtime::component::Component;
-
 use crate::config::{ConfigError, LoadedConfig, PluginSource};
+use crate::plugin::PluginLoader;
+use crate::plugin::inspect::World;
 use crate::driver::{Disk, ObjectReader, ObjectWriter};
 use crate::engine::PluginEngine;
 use crate::error::StorageError;
@@ -121,12 +121,12 @@ pub struct Storage {
     role: Role,
     disks: BTreeMap<String, Disk>,
     classes: BTreeMap<StorageClass, String>,
-    _engine: PluginEngine,
+    loader: PluginLoader,
 }
 
 impl Storage {
-    /// Builds the engine, creates granted directories, and compiles and links every disk's
-    /// plugin. Fails (starting nothing) if any of it fails.
+    /// Builds the engine, creates granted directories, and verifies, compiles and links every
+    /// disk's plugin. Fails (starting nothing) if any of it fails.
     pub fn start(config: &LoadedConfig) -> Result<Storage, StartError> {
         let engine = PluginEngine::new().map_err(|e| StartError::Engine(e.to_string()))?;
         Self::start_with(config, &engine)
@@ -139,33 +139,35 @@ impl Storage {
             plugin: String::new(),
             reason,
         })?;
-        let mut compiled: Vec<(PluginSource, Component)> = Vec::new();
-        let mut disks = BTreeMap::new();
+        let trust = config.trust_policy().map_err(|reason| StartError::Plugin {
+            disk: String::new(),
+            plugin: String::new(),
+            reason,
+        })?;
+        if trust.allow_unsigned {
+            tracing::warn!("[trust] allow_unsigned = true: UNSIGNED PLUGIN FILES WILL RUN. Development only; sign plugins with `stowage plugin sign`.");
+        }
+        let loader = PluginLoader::new(engine, trust, config.cache_dir().as_deref());
+        // Every plugin is verified and compiled before anything is created on disk: a refused
+        // plugin means nothing starts and nothing is touched.
+        let mut loaded = Vec::with_capacity(plans.len());
         for plan in plans {
-            let plugin_name = match &plan.plugin {
+            let plugin = match &plan.plugin {
                 PluginSource::Bundled(n) => format!("`{n}` (bundled)"),
                 PluginSource::File(p) => p.display().to_string(),
             };
-            let plugin_err = |reason: String| StartError::Plugin {
-                disk: plan.name.clone(),
-                plugin: plugin_name.clone(),
-                reason,
-            };
+            match loader.load(&plan.plugin, &plan.pins, World::Driver) {
+                Ok(l) => loaded.push((plan, l)),
+                Err(e) => return Err(StartError::Plugin { disk: plan.name, plugin, reason: e.to_string() }),
+            }
+        }
+        let mut disks = BTreeMap::new();
+        for (plan, l) in loaded {
             if let Some(dir) = &plan.grants.dir {
                 create_grant_dir(&plan.name, dir)?;
             }
-            let component = match compiled.iter().find(|(s, _)| *s == plan.plugin) {
-                Some((_, c)) => c.clone(),
-                None => {
-                    let bytes = plan.plugin.bytes().map_err(|e| plugin_err(e.to_string()))?;
-                    let c = Component::new(engine.engine(), &*bytes)
-                        .map_err(|e| plugin_err(format!("not a valid WebAssembly component: {e}")))?;
-                    compiled.push((plan.plugin.clone(), c.clone()));
-                    c
-                }
-            };
-            let disk = Disk::from_component(engine, &plan.name, &component, plan.grants, plan.limits)
-                .map_err(|e| plugin_err(e.to_string()))?;
+            let disk = Disk::from_component(engine, &plan.name, &l.component, plan.grants, plan.limits)
+                .map_err(|e| StartError::Plugin { disk: plan.name.clone(), plugin: l.sha256, reason: e.to_string() })?;
             disks.insert(plan.name, disk);
         }
         let classes = StorageClass::ALL
@@ -176,8 +178,13 @@ impl Storage {
             role: *config.config.role.get_ref(),
             disks,
             classes,
-            _engine: engine.clone(),
+            loader,
         })
+    }
+
+    /// (plugins compiled, plugins loaded from the compiled-code cache) at start-up.
+    pub fn load_stats(&self) -> (u64, u64) {
+        self.loader.stats()
     }
 
     /// The host's role.

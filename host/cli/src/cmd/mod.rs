@@ -3,6 +3,7 @@
 pub mod config;
 pub mod get;
 pub mod ls;
+pub mod plugin;
 pub mod put;
 pub mod rm;
 pub mod stat;

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
-pub use model::{Config, DiskConfig, Grant, LimitsConfig, StorageMap};
+pub use model::{CacheConfig, Config, DiskConfig, Grant, LimitsConfig, Pin, StorageMap, Trust};
 pub use plan::{DiskPlan, PluginSource};
 
 use crate::types::StorageClass;
@@ -203,6 +203,7 @@ impl LoadedConfig {
             }
         }
         self.check_grants_disjoint(&mut problem);
+        self.check_trust(&mut problem);
         let map = self.config.storage.get_ref();
         for (class, value) in [
             ("default", Some(&map.default)),
@@ -225,6 +226,32 @@ impl LoadedConfig {
 }
 
 impl LoadedConfig {
+    fn check_trust(&self, problem: &mut impl FnMut(Range<usize>, String)) {
+        let trust = &self.config.trust;
+        for key in &trust.keys {
+            if let Err(e) = crate::plugin::keys::read_public(key.get_ref(), &self.base_dir) {
+                problem(key.span(), format!("trust.keys: {e}"));
+            }
+        }
+        let role = *self.config.role.get_ref();
+        if let Some(allow) = &trust.allow_unsigned
+            && *allow.get_ref()
+            && role != crate::types::Role::Testing
+            && !trust.force_allow_unsigned
+        {
+            problem(allow.span(), format!(
+                "trust.allow_unsigned = true is refused on role `{role}`: sign the plugins (stowage plugin sign), or set force_allow_unsigned = true if you really must"
+            ));
+        }
+        for (name, disk) in &self.config.disks {
+            if let Some(sha) = &disk.pin.sha256
+                && (sha.get_ref().len() != 64 || !sha.get_ref().bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
+            {
+                problem(sha.span(), format!("disks.{}.pin.sha256 must be 64 lowercase hex digits", name.get_ref()));
+            }
+        }
+    }
+
     /// Two disks whose granted directories nest could read and delete each other's objects.
     fn check_grants_disjoint(&self, problem: &mut impl FnMut(Range<usize>, String)) {
         let dirs: Vec<(&str, &Spanned<PathBuf>, PathBuf)> = self

@@ -20,6 +20,61 @@ pub struct Config {
     pub disks: BTreeMap<Spanned<String>, DiskConfig>,
     /// Which disk serves each storage class.
     pub storage: Spanned<StorageMap>,
+    /// Which plugin signers are trusted.
+    #[serde(default)]
+    pub trust: Trust,
+    /// Where compiled plugins are cached.
+    #[serde(default)]
+    pub cache: CacheConfig,
+}
+
+/// The `[trust]` table: who may sign plugins loaded from files. Bundled plugins are trusted as
+/// part of the binary.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trust {
+    /// Public keys: files written by `stowage plugin keygen` (relative to the config file), or
+    /// inline `ed25519:<hex>` values.
+    #[serde(default)]
+    pub keys: Vec<Spanned<String>>,
+    /// Development only: load unsigned plugin files (logged loudly at every start). Refused on
+    /// roles `web` and `services` unless `force_allow_unsigned` is also set.
+    #[serde(default)]
+    pub allow_unsigned: Option<Spanned<bool>>,
+    /// Allows `allow_unsigned` on a production role. Do not.
+    #[serde(default)]
+    pub force_allow_unsigned: bool,
+}
+
+/// The `[cache]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Cache compiled plugins (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Where (default: `$STOWAGE_CACHE_DIR`, `$XDG_CACHE_HOME/stowage` or `~/.cache/stowage`).
+    pub dir: Option<PathBuf>,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig { enabled: true, dir: None }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Optional pins on a plugin: the key that must have signed it and/or its exact sha256.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pin {
+    /// Key id (as printed by `stowage plugin keygen` / `verify`).
+    pub key_id: Option<Spanned<String>>,
+    /// Lowercase hex sha256 of the component file.
+    pub sha256: Option<Spanned<String>>,
 }
 
 /// One `[disks.NAME]` table.
@@ -37,6 +92,9 @@ pub struct DiskConfig {
     /// The plugin's own settings, passed to it as config values.
     #[serde(default)]
     pub config: toml::Table,
+    /// Pins on the plugin's signer and content.
+    #[serde(default)]
+    pub pin: Pin,
 }
 
 /// The capabilities a plugin is granted. Nothing else is reachable from inside it.

@@ -29,6 +29,8 @@ pub struct DiskPlan {
     pub grants: Grants,
     /// Its limits.
     pub limits: Limits,
+    /// Pins on its signer and content.
+    pub pins: crate::plugin::Pins,
 }
 
 impl PluginSource {
@@ -66,6 +68,29 @@ pub(super) fn check_plugin(value: &Spanned<String>, base_dir: &Path) -> Result<(
 }
 
 impl LoadedConfig {
+    /// The trust policy: parsed keys and whether unsigned files may load.
+    pub fn trust_policy(&self) -> Result<crate::plugin::TrustPolicy, String> {
+        let trust = &self.config.trust;
+        let keys = trust
+            .keys
+            .iter()
+            .map(|k| crate::plugin::keys::read_public(k.get_ref(), &self.base_dir).map_err(|e| format!("trust.keys: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(crate::plugin::TrustPolicy { keys, allow_unsigned: trust.allow_unsigned.as_ref().is_some_and(|a| *a.get_ref()) })
+    }
+
+    /// Where compiled plugins are cached, if anywhere.
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        let cache = &self.config.cache;
+        if !cache.enabled {
+            return None;
+        }
+        match &cache.dir {
+            Some(d) => Some(self.base_dir.join(d)),
+            None => crate::plugin::cache::default_dir(),
+        }
+    }
+
     /// What to load for each disk, in name order.
     pub fn disk_plans(&self) -> Result<Vec<DiskPlan>, String> {
         let defaults = Limits::default();
@@ -86,7 +111,11 @@ impl LoadedConfig {
                     dir: disk.grant.dir.as_ref().map(|d| self.base_dir.join(d.get_ref())),
                     config: flatten(&disk.config),
                 };
-                Ok(DiskPlan { name, plugin, grants, limits })
+                let pins = crate::plugin::Pins {
+                    key_id: disk.pin.key_id.as_ref().map(|k| k.get_ref().clone()),
+                    sha256: disk.pin.sha256.as_ref().map(|k| k.get_ref().clone()),
+                };
+                Ok(DiskPlan { name, plugin, grants, limits, pins })
             })
             .collect()
     }

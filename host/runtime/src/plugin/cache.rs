@@ -1,0 +1,174 @@
+//! The compiled-code cache: components compiled once are kept on disk so a restart with
+//! unchanged plugins skips compilation.
+//!
+//! An entry is keyed by the component's sha256 (of bytes that already passed signature
+//! checks) and the engine's identity (wasmtime version and settings). Its bytes are
+//! authenticated with HMAC-SHA256 under a key only this host holds (`cache.key`, mode 0600), so
+//! a corrupted, truncated or foreign entry is detected, recompiled and replaced, never loaded:
+//! precompiled code is only ever deserialized when this host produced it.
+
+use std::hash::{Hash, Hasher};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+const MAGIC: &[u8] = b"stowage-compiled-v1\n";
+const MAC_LEN: usize = 32;
+
+/// Where compiled components are kept, and the key that authenticates them.
+pub struct CompileCache {
+    dir: PathBuf,
+    key: [u8; 32],
+    engine_id: String,
+}
+
+/// Why an entry was not used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Miss {
+    /// No entry yet.
+    Absent,
+    /// An entry that failed authentication or could not be loaded (it is replaced).
+    Rejected(String),
+}
+
+impl CompileCache {
+    /// Opens (creating if needed) the cache in `dir` for `engine`.
+    pub fn open(dir: &Path, engine: &Engine) -> std::io::Result<CompileCache> {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        let key_path = dir.join("cache.key");
+        let key = match std::fs::read(&key_path) {
+            Ok(bytes) if bytes.len() == 32 => {
+                let mut key = [0u8; 32];
+                key.copy_from_slice(&bytes);
+                key
+            }
+            _ => {
+                let mut key = [0u8; 32];
+                getrandom::fill(&mut key).map_err(|e| std::io::Error::other(e.to_string()))?;
+                let tmp = dir.join(format!("cache.key.{}", std::process::id()));
+                let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+                f.write_all(&key)?;
+                f.sync_all()?;
+                std::fs::rename(&tmp, &key_path)?;
+                // Another process may have won the race: use whatever is in place now.
+                match std::fs::read(&key_path) {
+                    Ok(bytes) if bytes.len() == 32 => key.copy_from_slice(&bytes),
+                    _ => return Err(std::io::Error::other("cache key vanished")),
+                }
+                key
+            }
+        };
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut h);
+        let engine_id = format!("{:016x}", h.finish());
+        Ok(CompileCache { dir: dir.to_path_buf(), key, engine_id })
+    }
+
+    fn entry(&self, component_sha256: &str) -> PathBuf {
+        self.dir.join(format!("{component_sha256}-{}.cwasm", self.engine_id))
+    }
+
+    fn mac(&self, component_sha256: &str, payload: &[u8]) -> Hmac<Sha256> {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(component_sha256.as_bytes());
+        mac.update(self.engine_id.as_bytes());
+        mac.update(&Sha256::digest(payload));
+        mac
+    }
+
+    /// The compiled component for `component_sha256`, if a valid entry exists.
+    pub fn load(&self, engine: &Engine, component_sha256: &str) -> Result<Component, Miss> {
+        let bytes = match std::fs::read(self.entry(component_sha256)) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Miss::Absent),
+            Err(e) => return Err(Miss::Rejected(format!("unreadable: {e}"))),
+        };
+        let Some(rest) = bytes.strip_prefix(MAGIC) else {
+            return Err(Miss::Rejected("not a stowage cache entry".into()));
+        };
+        if rest.len() < MAC_LEN {
+            return Err(Miss::Rejected("truncated".into()));
+        }
+        let (tag, payload) = rest.split_at(MAC_LEN);
+        if self.mac(component_sha256, payload).verify_slice(tag).is_err() {
+            return Err(Miss::Rejected("authentication failed (corrupted, or not made by this host)".into()));
+        }
+        // SAFETY: the payload is authenticated by an HMAC under this host's private cache key
+        // and bound to the component's sha256 and this engine's identity: it is exactly what
+        // `Component::serialize` produced on this host from verified bytes.
+        #[allow(unsafe_code, reason = "loading precompiled code this host produced and authenticated")]
+        let loaded = unsafe { Component::deserialize(engine, payload) };
+        loaded.map_err(|e| Miss::Rejected(format!("incompatible: {e}")))
+    }
+
+    /// Stores `component` (compiled from bytes with `component_sha256`). Best effort: a failure
+    /// only costs a compile next time.
+    pub fn store(&self, component_sha256: &str, component: &Component) {
+        let result = (|| -> std::io::Result<()> {
+            let payload = component.serialize().map_err(|e| std::io::Error::other(e.to_string()))?;
+            let tag = self.mac(component_sha256, &payload).finalize().into_bytes();
+            let path = self.entry(component_sha256);
+            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(MAGIC)?;
+            f.write_all(&tag)?;
+            f.write_all(&payload)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)
+        })();
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "could not store a compiled plugin in the cache");
+        }
+    }
+}
+
+/// The default cache directory: `$STOWAGE_CACHE_DIR`, else `$XDG_CACHE_HOME/stowage`, else
+/// `$HOME/.cache/stowage`.
+pub fn default_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("STOWAGE_CACHE_DIR") {
+        return Some(PathBuf::from(d));
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
+        return Some(PathBuf::from(d).join("stowage"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("stowage"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_round_trip_and_tampering_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = crate::PluginEngine::new().unwrap();
+        let engine = engine.engine();
+        let cache = CompileCache::open(dir.path(), engine).unwrap();
+        let bytes = stowage_bundled::get("local-fs").unwrap();
+        let sha = hex::encode(Sha256::digest(bytes));
+        assert_eq!(cache.load(engine, &sha).err(), Some(Miss::Absent));
+        let component = Component::new(engine, bytes).unwrap();
+        cache.store(&sha, &component);
+        assert!(cache.load(engine, &sha).is_ok());
+
+        // A flipped byte anywhere in the entry is caught before deserializing.
+        let path = cache.entry(&sha);
+        let mut entry = std::fs::read(&path).unwrap();
+        let mid = entry.len() / 2;
+        entry[mid] ^= 1;
+        std::fs::write(&path, &entry).unwrap();
+        assert!(matches!(cache.load(engine, &sha), Err(Miss::Rejected(_))));
+
+        // An entry made by another host (another key) is foreign.
+        cache.store(&sha, &component);
+        let other = tempfile::tempdir().unwrap();
+        let foreign = CompileCache::open(other.path(), engine).unwrap();
+        std::fs::copy(&path, foreign.entry(&sha)).unwrap();
+        assert!(matches!(foreign.load(engine, &sha), Err(Miss::Rejected(_))));
+    }
+}

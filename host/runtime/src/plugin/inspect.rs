@@ -1,0 +1,101 @@
+//! What a component is, read from its bytes without compiling it: whether it is a component,
+//! its top-level imports and exports, and so which Stowage world it implements.
+
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+use wasmparser::{Parser, Payload};
+
+/// The interface a driver exports.
+pub const STORE_EXPORT: &str = "stowage:storage/store@0.1.0";
+/// The interface a policy exports.
+pub const POLICY_EXPORT: &str = "stowage:storage/policy-hooks@0.1.0";
+
+/// The Stowage worlds a plugin can implement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum World {
+    /// Exports `store`.
+    Driver,
+    /// Exports `policy-hooks`.
+    Policy,
+}
+
+impl fmt::Display for World {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            World::Driver => "driver",
+            World::Policy => "policy",
+        })
+    }
+}
+
+/// What a plugin file declares.
+#[derive(Debug, Clone)]
+pub struct Inspection {
+    /// Top-level import names.
+    pub imports: Vec<String>,
+    /// Top-level export names.
+    pub exports: Vec<String>,
+    /// The world it implements, if any.
+    pub world: Option<World>,
+    /// Lowercase hex sha256 of the whole file.
+    pub sha256: String,
+}
+
+/// Reads a component's imports and exports. Fails for core modules and malformed files.
+pub fn inspect(bytes: &[u8]) -> Result<Inspection, String> {
+    let mut imports = Vec::new();
+    let mut exports = Vec::new();
+    let mut depth = 0usize;
+    let mut is_component = false;
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload.map_err(|e| e.to_string())? {
+            Payload::Version { encoding, .. } if depth == 0 => {
+                is_component = encoding == wasmparser::Encoding::Component;
+            }
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentImportSection(reader) if depth == 0 => {
+                for import in reader {
+                    imports.push(import.map_err(|e| e.to_string())?.name.name.to_string());
+                }
+            }
+            Payload::ComponentExportSection(reader) if depth == 0 => {
+                for export in reader {
+                    exports.push(export.map_err(|e| e.to_string())?.name.name.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    if !is_component {
+        return Err("a core WebAssembly module, not a component (build for wasm32-wasip2)".into());
+    }
+    let world = if exports.iter().any(|e| e == STORE_EXPORT) {
+        Some(World::Driver)
+    } else if exports.iter().any(|e| e == POLICY_EXPORT) {
+        Some(World::Policy)
+    } else {
+        None
+    };
+    Ok(Inspection { imports, exports, world, sha256: hex::encode(Sha256::digest(bytes)) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bundled_driver_is_a_driver() {
+        let i = inspect(stowage_bundled::get("local-fs").unwrap()).unwrap();
+        assert_eq!(i.world, Some(World::Driver));
+        assert!(i.exports.iter().any(|e| e == STORE_EXPORT));
+        assert!(i.imports.iter().any(|e| e.starts_with("wasi:filesystem/preopens")));
+    }
+
+    #[test]
+    fn core_modules_are_refused() {
+        assert!(inspect(b"\0asm\x01\0\0\0").unwrap_err().contains("core WebAssembly module"));
+        assert!(inspect(b"garbage").is_err());
+    }
+}

@@ -1,0 +1,169 @@
+//! Loading plugin components, fail-closed: read bytes → verify the signature against trusted
+//! keys → check pins → check the world → compile (or load this host's own compiled copy from
+//! the cache).
+
+pub mod cache;
+pub mod inspect;
+pub mod keys;
+pub mod signature;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ed25519_dalek::VerifyingKey;
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+
+use crate::config::PluginSource;
+use crate::engine::PluginEngine;
+use inspect::World;
+use signature::SignatureError;
+
+/// Why a plugin was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read it: {0}")]
+    Read(String),
+    /// Its signature did not verify.
+    #[error("signature check failed: {0}")]
+    Signature(#[from] SignatureError),
+    /// A pin in config does not match.
+    #[error("pin mismatch: {0}")]
+    Pin(String),
+    /// Not a component, or not of the expected world.
+    #[error("{0}")]
+    World(String),
+    /// The engine could not compile it.
+    #[error("does not compile: {0}")]
+    Compile(String),
+}
+
+/// Who may sign plugins.
+#[derive(Debug, Clone, Default)]
+pub struct TrustPolicy {
+    /// Trusted public keys.
+    pub keys: Vec<VerifyingKey>,
+    /// Load unsigned files (development only).
+    pub allow_unsigned: bool,
+}
+
+/// Optional pins.
+#[derive(Debug, Clone, Default)]
+pub struct Pins {
+    /// The key id that must have signed it.
+    pub key_id: Option<String>,
+    /// The exact sha256 of the file.
+    pub sha256: Option<String>,
+}
+
+/// A plugin that passed every check, compiled.
+pub struct Loaded {
+    /// The compiled component.
+    pub component: Component,
+    /// The key that signed it (`bundled` for bundled plugins, none if unsigned was allowed).
+    pub signer: Option<String>,
+    /// sha256 of the file.
+    pub sha256: String,
+}
+
+/// Loads plugins under one trust policy, with an optional compiled-code cache.
+pub struct PluginLoader {
+    engine: PluginEngine,
+    trust: TrustPolicy,
+    cache: Option<cache::CompileCache>,
+    compiled: AtomicU64,
+    cache_hits: AtomicU64,
+}
+
+impl PluginLoader {
+    /// A loader; `cache_dir` none disables the cache. A cache that cannot be opened is
+    /// skipped with a warning (it only costs compile time).
+    pub fn new(engine: &PluginEngine, trust: TrustPolicy, cache_dir: Option<&Path>) -> PluginLoader {
+        let cache = cache_dir.and_then(|dir| match cache::CompileCache::open(dir, engine.engine()) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "compiled-plugin cache unavailable; compiling every start");
+                None
+            }
+        });
+        PluginLoader { engine: engine.clone(), trust, cache, compiled: AtomicU64::new(0), cache_hits: AtomicU64::new(0) }
+    }
+
+    /// (components compiled, components loaded from the cache) so far.
+    pub fn stats(&self) -> (u64, u64) {
+        (self.compiled.load(Ordering::Relaxed), self.cache_hits.load(Ordering::Relaxed))
+    }
+
+    /// Reads, verifies, checks and compiles the plugin at `source`, expected to be `world`.
+    pub fn load(&self, source: &PluginSource, pins: &Pins, world: World) -> Result<Loaded, LoadError> {
+        let bytes = source.bytes().map_err(|e| LoadError::Read(e.to_string()))?;
+        let signer = match source {
+            PluginSource::Bundled(_) => Some("bundled".to_string()),
+            PluginSource::File(path) => self.verify_file(path, &bytes)?,
+        };
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        if let Some(want) = &pins.key_id
+            && signer.as_deref() != Some(want.as_str())
+        {
+            return Err(LoadError::Pin(format!(
+                "config pins key {want}, but the plugin is signed by {}",
+                signer.as_deref().unwrap_or("nobody")
+            )));
+        }
+        if let Some(want) = &pins.sha256
+            && *want != sha256
+        {
+            return Err(LoadError::Pin(format!("config pins sha256 {want}, but the file's is {sha256}")));
+        }
+        let found = inspect::inspect(&bytes).map_err(LoadError::World)?.world;
+        if found != Some(world) {
+            return Err(LoadError::World(match found {
+                Some(other) => format!("it is a {other} plugin, but a {world} is expected here"),
+                None => format!("it exports neither stowage driver nor policy interfaces (a {world} is expected)"),
+            }));
+        }
+        let component = self.compile(&bytes, &sha256)?;
+        Ok(Loaded { component, signer, sha256 })
+    }
+
+    fn verify_file(&self, path: &Path, bytes: &[u8]) -> Result<Option<String>, LoadError> {
+        let sig_path = PathBuf::from(format!("{}.sig", path.display()));
+        let detached = match std::fs::read(&sig_path) {
+            Ok(sig) => Some(sig),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(LoadError::Read(format!("{}: {e}", sig_path.display()))),
+        };
+        match signature::verify(bytes, detached.as_deref(), &self.trust.keys) {
+            Ok(signer) => Ok(Some(signer)),
+            Err(SignatureError::Unsigned) if self.trust.allow_unsigned => {
+                tracing::warn!(plugin = %path.display(), "LOADING AN UNSIGNED PLUGIN because [trust] allow_unsigned = true");
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn compile(&self, bytes: &[u8], sha256: &str) -> Result<Component, LoadError> {
+        if let Some(cache) = &self.cache {
+            match cache.load(self.engine.engine(), sha256) {
+                Ok(component) => {
+                    self.cache_hits.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(sha256, "loaded compiled plugin from cache");
+                    return Ok(component);
+                }
+                Err(cache::Miss::Absent) => {}
+                Err(cache::Miss::Rejected(why)) => {
+                    tracing::warn!(sha256, why, "compiled-plugin cache entry rejected; recompiling");
+                }
+            }
+        }
+        tracing::info!(sha256, "compiling plugin");
+        let component = Component::new(self.engine.engine(), bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        self.compiled.fetch_add(1, Ordering::Relaxed);
+        if let Some(cache) = &self.cache {
+            cache.store(sha256, &component);
+        }
+        Ok(component)
+    }
+}
