@@ -22,6 +22,7 @@ pub mod driver;
 pub mod engine;
 pub mod error;
 pub mod plugin;
+mod pool;
 mod state;
 pub mod storage;
 pub mod types;

@@ -5,7 +5,8 @@ use bytes::Bytes;
 use wasmtime::component::{Resource, ResourceAny};
 use wasmtime_wasi_io::streams::{DynInputStream, StreamError};
 
-use super::pool::{Lease, cleanup_later};
+use super::Lease;
+use crate::pool::cleanup_later;
 use super::writer::drop_resource;
 use crate::error::StorageError;
 use crate::types::ObjectInfo;

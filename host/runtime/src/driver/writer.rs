@@ -9,7 +9,8 @@ use wasmtime::component::{Resource, ResourceAny};
 use wasmtime_wasi_io::streams::{DynOutputStream, StreamError};
 
 use super::digest::Digester;
-use super::pool::{Lease, cleanup_later};
+use super::Lease;
+use crate::pool::cleanup_later;
 use crate::bindings::wit;
 use crate::convert::info_from_wit;
 use crate::error::StorageError;

@@ -1,8 +1,8 @@
-//! A pool of instances of one driver component.
+//! A pool of instances of one plugin component (a driver or a policy).
 //!
 //! One `Store` runs one call at a time, so each operation leases an instance for its whole
 //! duration (a streaming write holds its instance until `finish`). Idle instances are reused;
-//! a new one is made from the pre-linked `DriverPre` when none is idle, up to
+//! a new one is made from the pre-linked component when none is idle, up to
 //! `Limits::max_instances` (further callers wait). An instance whose plugin trapped, timed out
 //! or ran out of memory is dropped, never reused: the next lease gets a fresh one.
 
@@ -13,41 +13,47 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
-use crate::bindings::driver::{Driver, DriverPre};
-use crate::bindings::{wit, wit_store};
+use crate::bindings::wit;
 use crate::convert::error_from_wit;
 use crate::engine::{Limits, PluginEngine};
 use crate::error::{FaultKind, StorageError};
 use crate::state::{Grants, MemoryLimitExceeded, PluginState};
 
-/// One live instance of the driver.
-pub(crate) struct Instance {
-    pub(crate) store: Store<PluginState>,
-    driver: Driver,
+/// A component linked against the host, ready to instantiate (`DriverPre`, `PolicyPre`).
+pub(crate) trait Prelinked: Send + Sync + 'static {
+    /// The generated bindings of one instance.
+    type Bindings: Send + Sync + 'static;
+    /// The engine it was linked for.
+    fn engine(&self) -> &wasmtime::Engine;
+    /// Instantiates it in `store`.
+    fn instantiate(
+        &self,
+        store: &mut Store<PluginState>,
+    ) -> impl Future<Output = wasmtime::Result<Self::Bindings>> + Send;
 }
 
-/// The instances of one disk's driver.
-pub(crate) struct DriverPool {
+/// One live instance.
+pub(crate) struct Instance<B> {
+    pub(crate) store: Store<PluginState>,
+    bindings: B,
+}
+
+/// The instances of one plugin (named after the disk or policy it serves).
+pub(crate) struct Pool<P: Prelinked> {
     disk: Arc<str>,
-    // Keeps the epoch ticker running as long as the disk exists: deadlines depend on it.
+    // Keeps the epoch ticker running as long as the pool exists: deadlines depend on it.
     _engine: PluginEngine,
-    pre: DriverPre<PluginState>,
+    pre: P,
     grants: Arc<Grants>,
     limits: Limits,
-    idle: Mutex<Vec<Instance>>,
+    idle: Mutex<Vec<Instance<P::Bindings>>>,
     permits: Arc<Semaphore>,
     restarts: AtomicU64,
 }
 
-impl DriverPool {
-    pub(crate) fn new(
-        engine: &PluginEngine,
-        disk: &str,
-        pre: DriverPre<PluginState>,
-        grants: Grants,
-        limits: Limits,
-    ) -> Self {
-        DriverPool {
+impl<P: Prelinked> Pool<P> {
+    pub(crate) fn new(engine: &PluginEngine, disk: &str, pre: P, grants: Grants, limits: Limits) -> Self {
+        Pool {
             disk: disk.into(),
             _engine: engine.clone(),
             pre,
@@ -70,7 +76,7 @@ impl DriverPool {
     }
 
     /// Takes an instance for one operation, waiting if `max_instances` are busy.
-    pub(crate) async fn lease(self: &Arc<Self>) -> Result<Lease, StorageError> {
+    pub(crate) async fn lease(self: &Arc<Self>) -> Result<Lease<P>, StorageError> {
         let permit = self
             .permits
             .clone()
@@ -90,7 +96,7 @@ impl DriverPool {
         })
     }
 
-    async fn instantiate(&self) -> Result<Instance, StorageError> {
+    async fn instantiate(&self) -> Result<Instance<P::Bindings>, StorageError> {
         let state = PluginState::new(self.disk.clone(), self.grants.clone(), self.limits.memory_bytes)
             .map_err(|e| StorageError::Io(format!("cannot start the plugin of disk `{}`: {e}", self.disk)))?;
         let mut store = Store::new(self.pre.engine(), state);
@@ -107,8 +113,8 @@ impl DriverPool {
         });
         store.data_mut().deadline = Instant::now() + self.limits.call_timeout;
         store.set_epoch_deadline(1);
-        match self.pre.instantiate_async(&mut store).await {
-            Ok(driver) => Ok(Instance { store, driver }),
+        match self.pre.instantiate(&mut store).await {
+            Ok(bindings) => Ok(Instance { store, bindings }),
             Err(e) => Err(self.fault(e)),
         }
     }
@@ -139,33 +145,25 @@ impl DriverPool {
 
 /// An instance leased for one operation; returned to the pool on drop unless it faulted or a
 /// call into it was abandoned midway (its future dropped), which leaves it unusable.
-pub(crate) struct Lease {
-    pool: Arc<DriverPool>,
-    instance: Option<Instance>,
+pub(crate) struct Lease<P: Prelinked> {
+    pool: Arc<Pool<P>>,
+    instance: Option<Instance<P::Bindings>>,
     in_call: bool,
     _permit: OwnedSemaphorePermit,
 }
 
-impl Lease {
-    /// Arms the per-call deadline and gives the store and the driver's `store` exports. Every
-    /// call must be followed by `end`/`end_infallible`.
-    pub(crate) fn begin(&mut self) -> Result<(&mut Store<PluginState>, &wit_store::Guest), StorageError> {
-        self.begin_with(Duration::ZERO)
-    }
-
-    /// Like `begin`, with `extra` time on top of the call timeout (for calls whose host-side
-    /// I/O grows with the object, like the fsync in `finish`).
-    pub(crate) fn begin_with(
-        &mut self,
-        extra: Duration,
-    ) -> Result<(&mut Store<PluginState>, &wit_store::Guest), StorageError> {
+impl<P: Prelinked> Lease<P> {
+    /// Arms the per-call deadline (the call timeout plus `extra`, for calls whose host-side
+    /// I/O grows with the object, like the fsync in `finish`) and gives the store and the
+    /// instance's bindings. Every call must be followed by `end`/`end_infallible`.
+    pub(crate) fn enter(&mut self, extra: Duration) -> Result<(&mut Store<PluginState>, &P::Bindings), StorageError> {
         let pool = &self.pool;
         match self.instance.as_mut() {
             Some(i) => {
                 i.store.data_mut().deadline = Instant::now() + pool.limits.call_timeout + extra;
                 i.store.set_epoch_deadline(1);
                 self.in_call = true;
-                Ok((&mut i.store, i.driver.stowage_storage_store()))
+                Ok((&mut i.store, &i.bindings))
             }
             None => Err(poisoned(pool)),
         }
@@ -214,7 +212,7 @@ impl Lease {
     }
 }
 
-fn poisoned(pool: &DriverPool) -> StorageError {
+fn poisoned<P: Prelinked>(pool: &Pool<P>) -> StorageError {
     StorageError::PluginFault {
         disk: pool.disk.to_string(),
         kind: FaultKind::Protocol,
@@ -222,7 +220,7 @@ fn poisoned(pool: &DriverPool) -> StorageError {
     }
 }
 
-impl Drop for Lease {
+impl<P: Prelinked> Drop for Lease<P> {
     fn drop(&mut self) {
         if self.in_call {
             // A call was abandoned midway: the instance cannot be entered again.
@@ -238,7 +236,7 @@ impl Drop for Lease {
 
 /// Runs `cleanup` (abort a write, release a read) on the current tokio runtime after its
 /// owner was dropped unfinished; without a runtime, throws the instance away instead.
-pub(crate) fn cleanup_later<F>(mut lease: Lease, cleanup: impl FnOnce(Lease) -> F)
+pub(crate) fn cleanup_later<P: Prelinked, F>(mut lease: Lease<P>, cleanup: impl FnOnce(Lease<P>) -> F)
 where
     F: Future<Output = ()> + Send + 'static,
 {
