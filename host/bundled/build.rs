@@ -7,7 +7,11 @@ use std::process::Command;
 include!("build_plugins.rs");
 
 /// (crate name, file stem of its .wasm)
-const BUNDLED: &[(&str, &str)] = &[("stowage-local-fs", "stowage_local_fs")];
+const BUNDLED: &[(&str, &str)] = &[
+    ("stowage-local-fs", "stowage_local_fs"),
+    ("stowage-role-policy", "stowage_role_policy"),
+    ("stowage-phi-tracking", "stowage_phi_tracking"),
+];
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());

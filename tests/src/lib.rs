@@ -14,7 +14,7 @@ pub fn fixture(name: &str) -> PathBuf {
 /// A disk served by the bundled local-fs driver, rooted at `root`.
 pub fn local_disk(engine: &PluginEngine, name: &str, root: &Path, limits: Limits) -> Disk {
     let bytes = stowage_bundled::get("local-fs").expect("local-fs is bundled");
-    let grants = Grants { dir: Some(root.to_path_buf()), config: Vec::new() };
+    let grants = Grants { dir: Some(root.to_path_buf()), ..Grants::default() };
     Disk::load(engine, name, bytes, grants, limits).expect("local-fs loads")
 }
 
@@ -30,6 +30,7 @@ pub fn ctx(disk: &Disk) -> RequestContext {
         role: Role::Testing,
         class: None,
         disk: disk.name().to_string(),
+        driver: "test".into(),
         actor: Some("test".into()),
         request_id: "test".into(),
         metadata: Vec::new(),

@@ -12,12 +12,14 @@ mod generated {
 }
 
 /// Names under which config files refer to bundled plugins (`plugin = "local-fs"`).
-pub const NAMES: &[&str] = &["local-fs"];
+pub const NAMES: &[&str] = &["local-fs", "role-policy", "phi-tracking"];
 
 /// The component bytes of the bundled plugin `name`.
 pub fn get(name: &str) -> Option<&'static [u8]> {
     match name {
         "local-fs" => Some(generated::STOWAGE_LOCAL_FS),
+        "role-policy" => Some(generated::STOWAGE_ROLE_POLICY),
+        "phi-tracking" => Some(generated::STOWAGE_PHI_TRACKING),
         _ => None,
     }
 }

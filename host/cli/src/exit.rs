@@ -33,7 +33,9 @@ pub fn code_for(e: &anyhow::Error) -> u8 {
             StorageError::PluginFault { .. } => PLUGIN_FAULT,
         };
     }
-    if e.downcast_ref::<crate::cmd::plugin::VerifyFailed>().is_some() {
+    if e.downcast_ref::<crate::cmd::plugin::VerifyFailed>().is_some()
+        || e.downcast_ref::<crate::cmd::ledger::LedgerBroken>().is_some()
+    {
         return DENIED;
     }
     if let Some(StartError::Config(_)) = e.downcast_ref::<StartError>() {

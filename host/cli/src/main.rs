@@ -18,6 +18,18 @@ struct Cli {
     #[arg(long, global = true, env = "STOWAGE_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
 
+    /// Who is asking (recorded in the PHI ledger).
+    #[arg(long, global = true, env = "STOWAGE_ACTOR")]
+    actor: Option<String>,
+
+    /// The cohort the request is for (request metadata `cohort`, recorded in the ledger).
+    #[arg(long, global = true)]
+    cohort: Option<String>,
+
+    /// Request metadata KEY=VALUE (repeatable; seen by policies, e.g. `file_type=patient`).
+    #[arg(long = "req-meta", global = true, value_name = "KEY=VALUE", value_parser = cmd::key_value)]
+    req_meta: Vec<(String, String)>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -40,11 +52,21 @@ enum Command {
     /// Plugin signing keys, signatures and inspection.
     #[command(subcommand)]
     Plugin(cmd::plugin::Command),
+    /// The PHI ledger: verify the chain, list overdue temporary files, show records.
+    #[command(subcommand)]
+    Ledger(cmd::ledger::Command),
+    /// Delete overdue temporary files through the normal pipeline (so each deletion is recorded).
+    Cleanup,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
+    let mut req_meta = cli.req_meta;
+    if let Some(cohort) = cli.cohort {
+        req_meta.push(("cohort".into(), cohort));
+    }
+    cmd::set_identity(cli.actor, req_meta);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -66,6 +88,8 @@ fn main() -> ExitCode {
             Command::Stat(args) => cmd::stat::run(config, args).await,
             Command::Config(c) => cmd::config::run(config, c),
             Command::Plugin(c) => cmd::plugin::run(c).await,
+            Command::Ledger(c) => cmd::ledger::run(config, c).await,
+            Command::Cleanup => cmd::ledger::cleanup(config).await,
         }
     });
     match result {

@@ -23,6 +23,7 @@ impl Harness {
             role: Role::Testing,
             class: None,
             disk: disk.name().to_string(),
+            driver: "under-test".into(),
             actor: Some("conformance".into()),
             request_id: format!("conformance-{scope}"),
             metadata: Vec::new(),

@@ -18,3 +18,21 @@ pub mod driver {
 
 pub use driver::stowage::storage::types as wit;
 pub use driver::exports::stowage::storage::store as wit_store;
+
+/// Bindings for the `policy` world; shared interfaces reuse the driver world's types.
+pub mod policy {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "policy",
+        exports: { default: async },
+        with: {
+            "stowage:storage/types": super::driver::stowage::storage::types,
+            "stowage:storage/log": super::driver::stowage::storage::log,
+            "stowage:storage/config": super::driver::stowage::storage::config,
+        },
+        require_store_data_send: true,
+    });
+}
+
+pub use policy::exports::stowage::storage::policy_hooks as wit_policy;
+pub use policy::stowage::storage::ledger as wit_ledger;

@@ -1,9 +1,11 @@
 //! The one place where generated WIT types and the host's own types are converted.
 
-use crate::bindings::wit;
+use crate::bindings::{wit, wit_ledger, wit_policy};
 use crate::error::StorageError;
+use crate::ledger::TrackingRecord;
+use crate::policy::{OperationOutcome, OperationRequest};
 use crate::types::{
-    ByteRange, Capabilities, ListPage, ObjectInfo, RequestContext, Role, WriteOptions,
+    ByteRange, Capabilities, ListPage, ObjectInfo, Operation, RequestContext, Role, WriteOptions,
 };
 
 /// A driver's answer (a value of the WIT `error` variant) as the host's error.
@@ -65,6 +67,7 @@ pub fn context_to_wit(c: &RequestContext) -> wit::RequestContext {
         },
         class: c.class.map(|c| c.as_str().to_string()),
         disk: c.disk.clone(),
+        driver: c.driver.clone(),
         actor: c.actor.clone(),
         request_id: c.request_id.clone(),
         metadata: c.metadata.clone(),
@@ -85,5 +88,75 @@ pub fn range_to_wit(r: ByteRange) -> wit::ByteRange {
     wit::ByteRange {
         offset: r.offset,
         length: r.length,
+    }
+}
+
+/// A host error as the WIT error variant (for policy outcomes).
+pub fn error_to_wit(e: &StorageError) -> wit::Error {
+    match e {
+        StorageError::NotFound(p) => wit::Error::NotFound(p.clone()),
+        StorageError::AlreadyExists(p) => wit::Error::AlreadyExists(p.clone()),
+        StorageError::Denied(r) => wit::Error::Denied(r.clone()),
+        StorageError::InvalidPath(r) => wit::Error::InvalidPath(r.clone()),
+        StorageError::InvalidRange(r) => wit::Error::InvalidRange(r.clone()),
+        StorageError::Unsupported(op) => wit::Error::Unsupported(op.clone()),
+        StorageError::Unavailable { reason, retryable } => {
+            wit::Error::Unavailable(wit::Unavailable { reason: reason.clone(), retryable: *retryable })
+        }
+        other => wit::Error::Io(other.to_string()),
+    }
+}
+
+fn operation_to_wit(op: Operation) -> wit::Operation {
+    match op {
+        Operation::Put => wit::Operation::Put,
+        Operation::Get => wit::Operation::Get,
+        Operation::Stat => wit::Operation::Stat,
+        Operation::Exists => wit::Operation::Exists,
+        Operation::List => wit::Operation::List,
+        Operation::Delete => wit::Operation::Delete,
+        Operation::Url => wit::Operation::Url,
+    }
+}
+
+/// An operation request for a policy.
+pub fn request_to_wit(r: &OperationRequest) -> wit_policy::OperationRequest {
+    wit_policy::OperationRequest {
+        operation: operation_to_wit(r.operation),
+        ctx: context_to_wit(&r.ctx),
+        path: r.path.clone(),
+        content_type: r.content_type.clone(),
+        object_metadata: r.object_metadata.clone(),
+    }
+}
+
+/// An operation outcome for a policy.
+pub fn outcome_to_wit(o: &OperationOutcome) -> wit_policy::OperationOutcome {
+    wit_policy::OperationOutcome {
+        request: request_to_wit(&o.request),
+        size: o.size,
+        sha256: o.sha256.clone(),
+        duration_us: o.duration.as_micros().min(u128::from(u64::MAX)) as u64,
+        error: o.error.as_ref().map(error_to_wit),
+    }
+}
+
+/// A policy's tracking record for the ledger.
+pub fn tracking_from_wit(r: wit_ledger::TrackingRecord) -> TrackingRecord {
+    TrackingRecord {
+        action: r.action,
+        path: r.path,
+        disk: r.disk,
+        class: r.class,
+        actor: r.actor,
+        cohort: r.cohort,
+        file_type: r.file_type,
+        size: r.size,
+        sha256: r.sha256,
+        metadata: r.metadata,
+        error: r.error,
+        cleanup_required: r.cleanup_required,
+        cleanup_within_secs: r.cleanup_within_secs,
+        request_id: r.request_id,
     }
 }

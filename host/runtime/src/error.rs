@@ -61,8 +61,8 @@ pub enum StorageError {
     /// Any other backend failure.
     #[error("i/o error: {0}")]
     Io(String),
-    /// The plugin serving the disk failed; it has been replaced by a fresh instance.
-    #[error("plugin for disk `{disk}` {kind}: {detail}")]
+    /// The plugin serving a disk (or a policy) failed; it has been replaced by a fresh instance.
+    #[error("plugin of `{disk}` {kind}: {detail}")]
     PluginFault {
         /// The disk (or policy) whose plugin failed.
         disk: String,

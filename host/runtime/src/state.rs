@@ -18,6 +18,8 @@ pub struct Grants {
     pub dir: Option<PathBuf>,
     /// The plugin's config values, flattened (`key`, `parent.child`).
     pub config: Vec<(String, String)>,
+    /// For policies: the ledger they may append to.
+    pub ledger: Option<Arc<crate::ledger::Ledger>>,
 }
 
 /// A plugin tried to grow its memory past its limit (the trap's cause).
@@ -131,6 +133,15 @@ impl log::Host for PluginState {
             log::Level::Info => tracing::info!(target: "stowage::plugin", plugin, "{message}"),
             log::Level::Warn => tracing::warn!(target: "stowage::plugin", plugin, "{message}"),
             log::Level::Error => tracing::error!(target: "stowage::plugin", plugin, "{message}"),
+        }
+    }
+}
+
+impl crate::bindings::wit_ledger::Host for PluginState {
+    fn append(&mut self, record: crate::bindings::wit_ledger::TrackingRecord) -> Result<u64, String> {
+        match &self.grants.ledger {
+            Some(ledger) => ledger.append(&crate::convert::tracking_from_wit(record)).map_err(|e| e.to_string()),
+            None => Err("this host has no ledger configured".into()),
         }
     }
 }

@@ -7,13 +7,19 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::sync::Arc;
+use std::time::Instant;
+
 use crate::config::{ConfigError, LoadedConfig, PluginSource};
+use crate::ledger::{Ledger, LedgerError};
 use crate::plugin::PluginLoader;
 use crate::plugin::inspect::World;
-use crate::driver::{Disk, ObjectReader, ObjectWriter};
+use crate::policy::{OperationOutcome, OperationRequest, Pipeline, Policy};
+use crate::upload::Upload;
+use crate::driver::{Disk, ObjectReader};
 use crate::engine::PluginEngine;
 use crate::error::StorageError;
-use crate::types::{ByteRange, ListPage, Metadata, ObjectInfo, RequestContext, Role, StorageClass, WriteOptions};
+use crate::types::{ByteRange, ListPage, Metadata, ObjectInfo, Operation, RequestContext, Role, StorageClass, WriteOptions};
 
 /// Why the host could not start.
 #[derive(Debug, thiserror::Error)]
@@ -24,8 +30,8 @@ pub enum StartError {
     /// The engine could not be built.
     #[error("cannot start the WebAssembly engine: {0}")]
     Engine(String),
-    /// A disk's plugin could not be read, compiled or linked.
-    #[error("disk `{disk}`: plugin {plugin}: {reason}")]
+    /// A disk's or policy's plugin could not be read, verified, compiled or linked.
+    #[error("`{disk}`: plugin {plugin}: {reason}")]
     Plugin {
         /// The disk.
         disk: String,
@@ -34,6 +40,9 @@ pub enum StartError {
         /// What went wrong.
         reason: String,
     },
+    /// The ledger could not be opened.
+    #[error("ledger: {0}")]
+    Ledger(#[from] LedgerError),
     /// A disk's granted directory could not be created.
     #[error("disk `{disk}`: granted directory {}: {reason}", dir.display())]
     GrantDir {
@@ -121,6 +130,8 @@ pub struct Storage {
     role: Role,
     disks: BTreeMap<String, Disk>,
     classes: BTreeMap<StorageClass, String>,
+    pipeline: Pipeline,
+    ledger: Arc<Ledger>,
     loader: PluginLoader,
 }
 
@@ -152,14 +163,30 @@ impl Storage {
         // plugin means nothing starts and nothing is touched.
         let mut loaded = Vec::with_capacity(plans.len());
         for plan in plans {
-            let plugin = match &plan.plugin {
-                PluginSource::Bundled(n) => format!("`{n}` (bundled)"),
-                PluginSource::File(p) => p.display().to_string(),
-            };
             match loader.load(&plan.plugin, &plan.pins, World::Driver) {
                 Ok(l) => loaded.push((plan, l)),
-                Err(e) => return Err(StartError::Plugin { disk: plan.name, plugin, reason: e.to_string() }),
+                Err(e) => return Err(plugin_error(&plan.name, &plan.plugin, e)),
             }
+        }
+        let policy_plans = config.policy_plans().map_err(|reason| StartError::Plugin {
+            disk: String::new(),
+            plugin: String::new(),
+            reason,
+        })?;
+        let mut loaded_policies = Vec::with_capacity(policy_plans.len());
+        for plan in policy_plans {
+            match loader.load(&plan.plugin, &plan.pins, World::Policy) {
+                Ok(l) => loaded_policies.push((plan, l)),
+                Err(e) => return Err(plugin_error(&plan.name, &plan.plugin, e)),
+            }
+        }
+        let ledger = Arc::new(Ledger::open(&config.ledger_path())?);
+        let mut policies = Vec::with_capacity(loaded_policies.len());
+        for (plan, l) in loaded_policies {
+            let grants = crate::state::Grants { ledger: Some(ledger.clone()), ..plan.grants };
+            let policy = Policy::from_component(engine, &plan.name, &l.component, grants, plan.limits)
+                .map_err(|e| StartError::Plugin { disk: plan.name.clone(), plugin: plan.plugin.name(), reason: e.to_string() })?;
+            policies.push(policy);
         }
         let mut disks = BTreeMap::new();
         for (plan, l) in loaded {
@@ -167,7 +194,8 @@ impl Storage {
                 create_grant_dir(&plan.name, dir)?;
             }
             let disk = Disk::from_component(engine, &plan.name, &l.component, plan.grants, plan.limits)
-                .map_err(|e| StartError::Plugin { disk: plan.name.clone(), plugin: l.sha256, reason: e.to_string() })?;
+                .map_err(|e| StartError::Plugin { disk: plan.name.clone(), plugin: l.sha256, reason: e.to_string() })?
+                .with_driver_name(&plan.plugin.name());
             disks.insert(plan.name, disk);
         }
         let classes = StorageClass::ALL
@@ -178,8 +206,20 @@ impl Storage {
             role: *config.config.role.get_ref(),
             disks,
             classes,
+            pipeline: Pipeline::new(policies),
+            ledger,
             loader,
         })
+    }
+
+    /// The PHI ledger.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// The policies, in order.
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
     }
 
     /// (plugins compiled, plugins loaded from the compiled-code cache) at start-up.
@@ -225,6 +265,7 @@ impl Storage {
             role: self.role,
             class: target.class,
             disk: target.disk.name().to_string(),
+            driver: target.disk.driver_name().to_string(),
             actor: req.actor.clone(),
             request_id: req.request_id.clone(),
             metadata: req.metadata.clone(),
@@ -238,34 +279,79 @@ impl Storage {
         Ok((target, ctx))
     }
 
-    /// Starts a streaming write.
-    pub async fn writer(&self, addr: &Address, req: &Request, options: &WriteOptions) -> Result<ObjectWriter, StorageError> {
-        let (t, ctx) = self.object(addr, req)?;
-        t.disk.writer(&ctx, &t.path, options).await
+    /// Runs `op` through the pipeline: policies first (the first deny wins and `op` never
+    /// runs), then every policy learns the outcome. `measure` gives size and sha256 of a
+    /// success.
+    async fn run<T>(
+        &self,
+        request: OperationRequest,
+        op: impl Future<Output = Result<T, StorageError>>,
+        measure: impl FnOnce(&T) -> (Option<u64>, Option<String>),
+    ) -> Result<T, StorageError> {
+        let started = Instant::now();
+        let result = match self.pipeline.check(&request).await {
+            Ok(()) => op.await,
+            Err(denied) => Err(denied),
+        };
+        let (size, sha256) = result.as_ref().map_or((None, None), measure);
+        let outcome = OperationOutcome { request, size, sha256, duration: started.elapsed(), error: result.as_ref().err().cloned() };
+        self.pipeline.observe(&outcome).await;
+        result
     }
 
-    /// Starts a streaming read.
+    fn request(op: Operation, ctx: &RequestContext, path: &str) -> OperationRequest {
+        OperationRequest { operation: op, ctx: ctx.clone(), path: path.to_string(), content_type: None, object_metadata: Vec::new() }
+    }
+
+    /// Starts a streaming write (after the policies allow it).
+    pub async fn writer(&self, addr: &Address, req: &Request, options: &WriteOptions) -> Result<Upload, StorageError> {
+        let (t, ctx) = self.object(addr, req)?;
+        let request = OperationRequest {
+            content_type: options.content_type.clone(),
+            object_metadata: options.metadata.clone(),
+            ..Self::request(Operation::Put, &ctx, &t.path)
+        };
+        let started = Instant::now();
+        let opened = match self.pipeline.check(&request).await {
+            Ok(()) => t.disk.writer(&ctx, &t.path, options).await,
+            Err(denied) => Err(denied),
+        };
+        match opened {
+            Ok(inner) => Ok(Upload::new(inner, request, self.pipeline.clone(), started)),
+            Err(e) => {
+                let outcome = OperationOutcome { request, size: None, sha256: None, duration: started.elapsed(), error: Some(e.clone()) };
+                self.pipeline.observe(&outcome).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Starts a streaming read (after the policies allow it).
     pub async fn reader(&self, addr: &Address, req: &Request, range: Option<ByteRange>) -> Result<ObjectReader, StorageError> {
         let (t, ctx) = self.object(addr, req)?;
-        t.disk.reader(&ctx, &t.path, range).await
+        let request = Self::request(Operation::Get, &ctx, &t.path);
+        self.run(request, t.disk.reader(&ctx, &t.path, range), |r| (Some(r.remaining()), r.info().sha256.clone())).await
     }
 
     /// An object's info.
     pub async fn stat(&self, addr: &Address, req: &Request) -> Result<ObjectInfo, StorageError> {
         let (t, ctx) = self.object(addr, req)?;
-        t.disk.stat(&ctx, &t.path).await
+        let request = Self::request(Operation::Stat, &ctx, &t.path);
+        self.run(request, t.disk.stat(&ctx, &t.path), |i| (Some(i.size), i.sha256.clone())).await
     }
 
     /// Whether an object exists.
     pub async fn exists(&self, addr: &Address, req: &Request) -> Result<bool, StorageError> {
         let (t, ctx) = self.object(addr, req)?;
-        t.disk.exists(&ctx, &t.path).await
+        let request = Self::request(Operation::Exists, &ctx, &t.path);
+        self.run(request, t.disk.exists(&ctx, &t.path), |_| (None, None)).await
     }
 
     /// Removes an object.
     pub async fn delete(&self, addr: &Address, req: &Request) -> Result<(), StorageError> {
         let (t, ctx) = self.object(addr, req)?;
-        t.disk.delete(&ctx, &t.path).await
+        let request = Self::request(Operation::Delete, &ctx, &t.path);
+        self.run(request, t.disk.delete(&ctx, &t.path), |_| (None, None)).await
     }
 
     /// One page of the objects under the address's path (a prefix; may be empty).
@@ -273,8 +359,17 @@ impl Storage {
         let target = self.resolve(addr)?;
         stowage_path::validate_prefix(&target.path)?;
         let ctx = self.context(&target, req);
-        target.disk.list(&ctx, &target.path, cursor, limit).await
+        let request = Self::request(Operation::List, &ctx, &target.path);
+        self.run(request, target.disk.list(&ctx, &target.path, cursor, limit), |_| (None, None)).await
     }
+}
+
+fn plugin_error(name: &str, plugin: &PluginSource, e: crate::plugin::LoadError) -> StartError {
+    let plugin = match plugin {
+        PluginSource::Bundled(n) => format!("`{n}` (bundled)"),
+        PluginSource::File(p) => p.display().to_string(),
+    };
+    StartError::Plugin { disk: name.to_string(), plugin, reason: e.to_string() }
 }
 
 fn create_grant_dir(disk: &str, dir: &std::path::Path) -> Result<(), StartError> {

@@ -93,6 +93,8 @@ pub struct RequestContext {
     pub class: Option<StorageClass>,
     /// The disk serving the request.
     pub disk: String,
+    /// The plugin serving that disk (bundled name or file stem).
+    pub driver: String,
     /// The person or service asking.
     pub actor: Option<String>,
     /// Unique id of the request.

@@ -57,3 +57,15 @@ impl From<path::PathError> for Error {
 pub fn check_path(path: &str) -> Result<(), Error> {
     path::validate(path).map_err(Error::from)
 }
+
+/// A list-valued config setting: `a,b` or a TOML array (`["a", "b"]`), trimmed, without quotes.
+pub fn config_list(value: &str) -> Vec<String> {
+    value
+        .trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .split(',')
+        .map(|s| s.trim().trim_matches('"').trim_matches('\'').to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}

@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod get;
+pub mod ledger;
 pub mod ls;
 pub mod plugin;
 pub mod put;
@@ -24,9 +25,21 @@ pub fn address(s: &str) -> anyhow::Result<Address> {
     Ok(Address::parse(s)?)
 }
 
+static IDENTITY: std::sync::OnceLock<(Option<String>, Vec<(String, String)>)> = std::sync::OnceLock::new();
+
+/// Records who is asking (from `--actor`, `--cohort`, `--req-meta`) for every request.
+pub fn set_identity(actor: Option<String>, metadata: Vec<(String, String)>) {
+    let _ = IDENTITY.set((actor, metadata));
+}
+
 /// A request from the command line.
 pub fn request() -> Request {
-    Request::new()
+    let mut req = Request::new();
+    if let Some((actor, metadata)) = IDENTITY.get() {
+        req.actor = actor.clone().or_else(|| std::env::var("USER").ok());
+        req.metadata = metadata.clone();
+    }
+    req
 }
 
 /// Parses `key=value` (for `--meta`).

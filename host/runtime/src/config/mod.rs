@@ -12,13 +12,14 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
-pub use model::{CacheConfig, Config, DiskConfig, Grant, LimitsConfig, Pin, StorageMap, Trust};
-pub use plan::{DiskPlan, PluginSource};
+pub use model::{CacheConfig, Config, DiskConfig, Grant, LedgerConfig, LimitsConfig, Pin, PolicyConfig, StorageMap, Trust};
+pub use plan::{DiskPlan, PluginSource, PolicyPlan};
 
 use crate::types::StorageClass;
 
 /// The config used when no file is given and there is no `./stowage.toml`: role `testing`,
-/// one local-fs disk rooted at `./stowage-data`, every class on it.
+/// one local-fs disk rooted at `./stowage-data`, every class on it, the bundled role and
+/// PHI-tracking policies, and the ledger in `./stowage-ledger.sqlite`.
 pub const EMBEDDED_DEFAULT: &str = r#"# Stowage's embedded default configuration.
 role = "testing"
 
@@ -30,6 +31,12 @@ grant = { dir = "./stowage-data" }
 default = "local"
 scratch = "local"
 submission = "local"
+
+[[policies]]
+plugin = "role-policy"
+
+[[policies]]
+plugin = "phi-tracking"
 "#;
 
 /// The file looked for in the working directory when no `--config` is given.
@@ -182,6 +189,14 @@ impl LoadedConfig {
             if let Err(message) = plan::check_plugin(&disk.plugin, &self.base_dir) {
                 problem(disk.plugin.span(), format!("disks.{n}.plugin: {message}"));
             }
+            if let Some(dir) = &disk.grant.dir {
+                let ledger = normalize(&self.ledger_path());
+                if ledger.starts_with(normalize(&self.base_dir.join(dir.get_ref()))) {
+                    problem(dir.span(), format!(
+                        "disks.{n}.grant.dir contains the ledger ({}): its plugin could rewrite it; move one of them", ledger.display()
+                    ));
+                }
+            }
             for (field, value, min, max) in [
                 ("memory_mib", &disk.limits.memory_mib, 1, 4096),
                 ("call_timeout_ms", &disk.limits.call_timeout_ms, 10, 3_600_000),
@@ -203,6 +218,12 @@ impl LoadedConfig {
             }
         }
         self.check_grants_disjoint(&mut problem);
+        for (i, p) in self.config.policies.iter().enumerate() {
+            if let Err(message) = plan::check_plugin(&p.plugin, &self.base_dir) {
+                problem(p.plugin.span(), format!("policies[{i}].plugin: {message}"));
+            }
+        }
+        self.check_web_role(&mut problem);
         self.check_trust(&mut problem);
         let map = self.config.storage.get_ref();
         for (class, value) in [
@@ -226,6 +247,32 @@ impl LoadedConfig {
 }
 
 impl LoadedConfig {
+    /// Defence in depth for the seed's rule: a web host never keeps PHI on its own disks, so
+    /// its PHI classes must map to a disk served by the remote driver.
+    fn check_web_role(&self, problem: &mut impl FnMut(Range<usize>, String)) {
+        if *self.config.role.get_ref() != crate::types::Role::Web {
+            return;
+        }
+        let map = self.config.storage.get_ref();
+        for (class, value) in [("scratch", map.scratch.as_ref()), ("submission", map.submission.as_ref())] {
+            let value = value.unwrap_or(&map.default);
+            let disk = value.get_ref();
+            let plugin = self
+                .config
+                .disks
+                .iter()
+                .find(|(n, _)| n.get_ref() == disk)
+                .map(|(_, d)| d.plugin.get_ref().as_str());
+            if let Some(plugin) = plugin
+                && plugin != "remote"
+            {
+                problem(value.span(), format!(
+                    "role = \"web\" must never keep PHI on its own disks, but storage.{class} resolves to disk `{disk}` (plugin {plugin}): map {class} to a disk with plugin = \"remote\" (this line, or add `{class} = ...` under [storage])"
+                ));
+            }
+        }
+    }
+
     fn check_trust(&self, problem: &mut impl FnMut(Range<usize>, String)) {
         let trust = &self.config.trust;
         for key in &trust.keys {

@@ -20,12 +20,46 @@ pub struct Config {
     pub disks: BTreeMap<Spanned<String>, DiskConfig>,
     /// Which disk serves each storage class.
     pub storage: Spanned<StorageMap>,
+    /// Policies, asked in this order before every operation.
+    #[serde(default)]
+    pub policies: Vec<PolicyConfig>,
+    /// Where the PHI ledger lives.
+    #[serde(default)]
+    pub ledger: LedgerConfig,
     /// Which plugin signers are trusted.
     #[serde(default)]
     pub trust: Trust,
     /// Where compiled plugins are cached.
     #[serde(default)]
     pub cache: CacheConfig,
+}
+
+/// One `[[policies]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Name in logs and denials (default: the plugin's name).
+    pub name: Option<String>,
+    /// A bundled policy (`role-policy`, `phi-tracking`) or the path of a `.wasm` component.
+    pub plugin: Spanned<String>,
+    /// Resource limits of each instance.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// The policy's own settings.
+    #[serde(default)]
+    pub config: toml::Table,
+    /// Pins on the plugin's signer and content.
+    #[serde(default)]
+    pub pin: Pin,
+}
+
+/// The `[ledger]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerConfig {
+    /// The SQLite file (default `stowage-ledger.sqlite` beside the config file, or in the
+    /// working directory for the embedded default). Must not be inside a disk's directory.
+    pub path: Option<Spanned<PathBuf>>,
 }
 
 /// The `[trust]` table: who may sign plugins loaded from files. Bundled plugins are trusted as

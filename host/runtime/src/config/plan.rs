@@ -18,6 +18,21 @@ pub enum PluginSource {
     File(PathBuf),
 }
 
+/// Everything needed to bring up one policy.
+#[derive(Debug, Clone)]
+pub struct PolicyPlan {
+    /// Its name.
+    pub name: String,
+    /// Its component.
+    pub plugin: PluginSource,
+    /// Its config values (policies get no directory).
+    pub grants: Grants,
+    /// Its limits.
+    pub limits: Limits,
+    /// Pins on its signer and content.
+    pub pins: crate::plugin::Pins,
+}
+
 /// Everything needed to bring up one disk.
 #[derive(Debug, Clone)]
 pub struct DiskPlan {
@@ -34,6 +49,14 @@ pub struct DiskPlan {
 }
 
 impl PluginSource {
+    /// A short name: the bundled name, or the file name without `.wasm`.
+    pub fn name(&self) -> String {
+        match self {
+            PluginSource::Bundled(n) => n.to_string(),
+            PluginSource::File(p) => p.file_stem().map_or_else(|| p.display().to_string(), |s| s.to_string_lossy().into_owned()),
+        }
+    }
+
     /// The component's bytes.
     pub fn bytes(&self) -> std::io::Result<std::borrow::Cow<'static, [u8]>> {
         match self {
@@ -93,7 +116,6 @@ impl LoadedConfig {
 
     /// What to load for each disk, in name order.
     pub fn disk_plans(&self) -> Result<Vec<DiskPlan>, String> {
-        let defaults = Limits::default();
         self.config
             .disks
             .iter()
@@ -101,23 +123,54 @@ impl LoadedConfig {
                 let name = name.get_ref().clone();
                 let plugin = resolve_plugin(disk.plugin.get_ref(), &self.base_dir)
                     .map_err(|e| format!("disks.{name}.plugin: {e}"))?;
-                let l = &disk.limits;
-                let limits = Limits {
-                    memory_bytes: l.memory_mib.as_ref().map_or(defaults.memory_bytes, |v| (*v.get_ref() as usize) << 20),
-                    call_timeout: l.call_timeout_ms.as_ref().map_or(defaults.call_timeout, |v| Duration::from_millis(*v.get_ref())),
-                    max_instances: l.max_instances.as_ref().map_or(defaults.max_instances, |v| *v.get_ref() as usize),
-                };
                 let grants = Grants {
                     dir: disk.grant.dir.as_ref().map(|d| self.base_dir.join(d.get_ref())),
                     config: flatten(&disk.config),
+                    ledger: None,
                 };
-                let pins = crate::plugin::Pins {
-                    key_id: disk.pin.key_id.as_ref().map(|k| k.get_ref().clone()),
-                    sha256: disk.pin.sha256.as_ref().map(|k| k.get_ref().clone()),
-                };
-                Ok(DiskPlan { name, plugin, grants, limits, pins })
+                Ok(DiskPlan { name, plugin, grants, limits: limits(&disk.limits), pins: pins(&disk.pin) })
             })
             .collect()
+    }
+
+    /// What to load for each policy, in config order.
+    pub fn policy_plans(&self) -> Result<Vec<PolicyPlan>, String> {
+        self.config
+            .policies
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let plugin = resolve_plugin(p.plugin.get_ref(), &self.base_dir)
+                    .map_err(|e| format!("policies[{i}].plugin: {e}"))?;
+                let name = p.name.clone().unwrap_or_else(|| plugin.name());
+                let grants = Grants { dir: None, config: flatten(&p.config), ledger: None };
+                Ok(PolicyPlan { name, plugin, grants, limits: limits(&p.limits), pins: pins(&p.pin) })
+            })
+            .collect()
+    }
+
+    /// The ledger database file.
+    pub fn ledger_path(&self) -> PathBuf {
+        match &self.config.ledger.path {
+            Some(p) => self.base_dir.join(p.get_ref()),
+            None => self.base_dir.join("stowage-ledger.sqlite"),
+        }
+    }
+}
+
+fn limits(l: &crate::config::LimitsConfig) -> Limits {
+    let defaults = Limits::default();
+    Limits {
+        memory_bytes: l.memory_mib.as_ref().map_or(defaults.memory_bytes, |v| (*v.get_ref() as usize) << 20),
+        call_timeout: l.call_timeout_ms.as_ref().map_or(defaults.call_timeout, |v| Duration::from_millis(*v.get_ref())),
+        max_instances: l.max_instances.as_ref().map_or(defaults.max_instances, |v| *v.get_ref() as usize),
+    }
+}
+
+fn pins(p: &crate::config::Pin) -> crate::plugin::Pins {
+    crate::plugin::Pins {
+        key_id: p.key_id.as_ref().map(|k| k.get_ref().clone()),
+        sha256: p.sha256.as_ref().map(|k| k.get_ref().clone()),
     }
 }
 

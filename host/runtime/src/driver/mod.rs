@@ -75,6 +75,7 @@ pub enum LoadError {
 #[derive(Clone)]
 pub struct Disk {
     pool: Arc<DriverPool>,
+    driver: Arc<str>,
 }
 
 impl Disk {
@@ -113,7 +114,19 @@ impl Disk {
         let pre = DriverPre::new(pre).map_err(|e| LoadError::World(format!("{e:#}")))?;
         Ok(Disk {
             pool: Arc::new(DriverPool::new(engine, name, pre, grants, limits)),
+            driver: "unnamed".into(),
         })
+    }
+
+    /// The same disk, recording which plugin serves it (what policies see as `driver`).
+    pub fn with_driver_name(mut self, driver: &str) -> Disk {
+        self.driver = driver.into();
+        self
+    }
+
+    /// The plugin serving this disk: a bundled name or a plugin file's stem.
+    pub fn driver_name(&self) -> &str {
+        &self.driver
     }
 
     /// The disk's name.

@@ -1,0 +1,160 @@
+//! The policy pipeline: before an operation reaches a driver, every configured policy is asked
+//! in order (the first deny wins); after it, every policy is told the outcome. Policies never
+//! see object bytes and never call drivers. A policy that traps or times out denies (fail
+//! closed), and its instance is replaced.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::{Component, HasSelf, Linker};
+
+use crate::bindings::driver::stowage::storage::{config, log};
+use crate::bindings::policy::{Policy as PolicyBindings, PolicyPre};
+use crate::bindings::{wit_ledger, wit_policy};
+use crate::convert;
+use crate::driver::LoadError;
+use crate::engine::{Limits, PluginEngine};
+use crate::error::StorageError;
+use crate::pool::{Pool, Prelinked};
+use crate::state::{Grants, PluginState};
+use crate::types::{Metadata, Operation, RequestContext};
+
+impl Prelinked for PolicyPre<PluginState> {
+    type Bindings = PolicyBindings;
+
+    fn engine(&self) -> &wasmtime::Engine {
+        PolicyPre::engine(self)
+    }
+
+    fn instantiate(
+        &self,
+        store: &mut wasmtime::Store<PluginState>,
+    ) -> impl Future<Output = wasmtime::Result<Self::Bindings>> + Send {
+        self.instantiate_async(store)
+    }
+}
+
+/// An operation about to run, as policies see it.
+#[derive(Debug, Clone)]
+pub struct OperationRequest {
+    /// What.
+    pub operation: Operation,
+    /// Who, through which class and disk.
+    pub ctx: RequestContext,
+    /// The object path (or listing prefix).
+    pub path: String,
+    /// For writes: the content type to store.
+    pub content_type: Option<String>,
+    /// For writes: the user metadata to store.
+    pub object_metadata: Metadata,
+}
+
+/// What happened.
+#[derive(Debug, Clone)]
+pub struct OperationOutcome {
+    /// The request.
+    pub request: OperationRequest,
+    /// Bytes written or read.
+    pub size: Option<u64>,
+    /// sha256 measured by the host (writes) or known for the object (reads).
+    pub sha256: Option<String>,
+    /// How long it took.
+    pub duration: Duration,
+    /// The error, if it failed.
+    pub error: Option<StorageError>,
+}
+
+/// One loaded policy component.
+#[derive(Clone)]
+pub struct Policy {
+    name: Arc<str>,
+    pool: Arc<Pool<PolicyPre<PluginState>>>,
+}
+
+impl Policy {
+    /// Links a compiled policy component as policy `name`. `grants` carries its config values
+    /// and the ledger; policies get no directory.
+    pub fn from_component(
+        engine: &PluginEngine,
+        name: &str,
+        component: &Component,
+        grants: Grants,
+        limits: Limits,
+    ) -> Result<Policy, LoadError> {
+        let world = |e: wasmtime::Error| LoadError::World(format!("{e:#}"));
+        let mut linker: Linker<PluginState> = Linker::new(engine.engine());
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(world)?;
+        log::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s).map_err(world)?;
+        config::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s).map_err(world)?;
+        wit_ledger::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s).map_err(world)?;
+        let pre = PolicyPre::new(linker.instantiate_pre(component).map_err(world)?).map_err(world)?;
+        let grants = Grants { dir: None, ..grants };
+        Ok(Policy { name: name.into(), pool: Arc::new(Pool::new(engine, name, pre, grants, limits)) })
+    }
+
+    /// The policy's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Asks the policy; `Err(reason)` is a denial. A fault is a denial too.
+    pub async fn check(&self, request: &OperationRequest) -> Result<(), String> {
+        let fault = |e: StorageError| format!("policy `{}` failed, so the operation is refused: {e}", self.name);
+        let mut lease = self.pool.lease().await.map_err(fault)?;
+        let (store, policy) = lease.enter(Duration::ZERO).map_err(fault)?;
+        let r = policy
+            .stowage_storage_policy_hooks()
+            .call_check(store, &convert::request_to_wit(request))
+            .await;
+        match lease.end_infallible(r).map_err(fault)? {
+            wit_policy::Decision::Allow => Ok(()),
+            wit_policy::Decision::Deny(reason) => Err(format!("policy `{}`: {reason}", self.name)),
+        }
+    }
+
+    /// Tells the policy an outcome. Failures are logged (the operation already happened).
+    pub async fn observe(&self, outcome: &OperationOutcome) {
+        let Ok(mut lease) = self.pool.lease().await else { return };
+        let Ok((store, policy)) = lease.enter(Duration::ZERO) else { return };
+        let r = policy
+            .stowage_storage_policy_hooks()
+            .call_observe(store, &convert::outcome_to_wit(outcome))
+            .await;
+        if let Err(e) = lease.end_infallible(r) {
+            tracing::error!(policy = %self.name, kind = e.kind(), "policy failed to record an outcome");
+        }
+    }
+}
+
+/// The policies of a host, in config order.
+#[derive(Clone, Default)]
+pub struct Pipeline {
+    policies: Vec<Policy>,
+}
+
+impl Pipeline {
+    /// A pipeline of `policies`, asked in this order.
+    pub fn new(policies: Vec<Policy>) -> Pipeline {
+        Pipeline { policies }
+    }
+
+    /// The policies, in order.
+    pub fn policies(&self) -> &[Policy] {
+        &self.policies
+    }
+
+    /// Asks every policy in order; the first deny wins.
+    pub async fn check(&self, request: &OperationRequest) -> Result<(), StorageError> {
+        for p in &self.policies {
+            p.check(request).await.map_err(StorageError::Denied)?;
+        }
+        Ok(())
+    }
+
+    /// Tells every policy the outcome.
+    pub async fn observe(&self, outcome: &OperationOutcome) {
+        for p in &self.policies {
+            p.observe(outcome).await;
+        }
+    }
+}

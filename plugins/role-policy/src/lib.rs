@@ -1,0 +1,62 @@
+//! The server-role policy: the seed's storage security boundaries, as a policy component.
+//!
+//! - role `web`: requests for PHI classes (`scratch`, `submission` by default), and requests
+//!   that name a disk directly, may only reach a remote driver; anything else is denied. A web
+//!   host never keeps PHI on its own disks.
+//! - role `services`: a remote driver is allowed but logged as a likely misconfiguration.
+//! - role `testing`: everything is allowed.
+//!
+//! Config (all optional): `phi_classes` (default `scratch,submission`), `remote_drivers`
+//! (default `remote`).
+
+use stowage_plugin_sdk::config_list;
+use stowage_plugin_sdk::policy::exports::stowage::storage::policy_hooks::{
+    Decision, Guest, OperationOutcome, OperationRequest,
+};
+use stowage_plugin_sdk::policy::stowage::storage::config;
+use stowage_plugin_sdk::policy::stowage::storage::log::{Level, log};
+use stowage_plugin_sdk::policy::stowage::storage::types::ServerRole;
+
+struct RolePolicy;
+
+fn setting(key: &str, default: &str) -> Vec<String> {
+    config_list(&config::get(key).unwrap_or_else(|| default.to_string()))
+}
+
+impl Guest for RolePolicy {
+    fn check(request: OperationRequest) -> Decision {
+        let ctx = &request.ctx;
+        let remote = setting("remote_drivers", "remote").contains(&ctx.driver);
+        match ctx.role {
+            ServerRole::Testing => Decision::Allow,
+            ServerRole::Services => {
+                if remote {
+                    log(Level::Warn, &format!(
+                        "services host using the remote driver for disk `{}`: possible misconfiguration",
+                        ctx.disk
+                    ));
+                }
+                Decision::Allow
+            }
+            ServerRole::Web => {
+                let phi = match &ctx.class {
+                    Some(class) => setting("phi_classes", "scratch,submission").contains(class),
+                    // Addressed by disk name: no class to vouch for it, so treat it as PHI.
+                    None => true,
+                };
+                if !phi || remote {
+                    return Decision::Allow;
+                }
+                let via = ctx.class.as_deref().map_or_else(|| format!("disk `{}`", ctx.disk), |c| format!("class `{c}`"));
+                Decision::Deny(format!(
+                    "web hosts never keep PHI on their own disks: {via} is served by the `{}` driver, not a remote one",
+                    ctx.driver
+                ))
+            }
+        }
+    }
+
+    fn observe(_outcome: OperationOutcome) {}
+}
+
+stowage_plugin_sdk::policy::export_policy!(RolePolicy with_types_in stowage_plugin_sdk::policy);
