@@ -9,7 +9,7 @@ include!("../host/bundled/build_plugins.rs");
 /// (crate name, file stem of its .wasm)
 const FIXTURES: &[(&str, &str)] = &[
     ("stowage-fixture-misbehaving-driver", "stowage_fixture_misbehaving_driver"),
-    ("stowage-fixture-allow-all-policy", "stowage_fixture_allow_all_policy"),
+    ("stowage-fixture-test-policy", "stowage_fixture_test_policy"),
 ];
 
 fn main() {

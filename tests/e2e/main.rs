@@ -6,6 +6,7 @@ mod concurrency;
 mod conformance;
 mod config;
 mod crash;
+mod policies;
 mod sandbox;
 mod signing;
 mod streaming;

@@ -108,7 +108,7 @@ fn the_host_starts_only_with_verified_plugins() {
     assert!(o.status.success(), "good plugin refused: {}", stderr(&o));
 
     // A policy component where a driver is expected is refused, even when signed.
-    std::fs::copy(stowage_tests::fixture("allow_all_policy"), d.join("policy.wasm")).unwrap();
+    std::fs::copy(stowage_tests::fixture("test_policy"), d.join("policy.wasm")).unwrap();
     assert!(run_in(d, &["plugin", "sign", "--key", "k.key", "policy.wasm"]).status.success());
     let c = config(d, "./policy.wasm", "");
     let o = run_in(d, &["--config", &c, "ls", "default:"]);

@@ -257,14 +257,16 @@ impl LoadedConfig {
         for (class, value) in [("scratch", map.scratch.as_ref()), ("submission", map.submission.as_ref())] {
             let value = value.unwrap_or(&map.default);
             let disk = value.get_ref();
+            // The remote driver: bundled `remote`, or a plugin file named remote.wasm.
             let plugin = self
                 .config
                 .disks
                 .iter()
                 .find(|(n, _)| n.get_ref() == disk)
                 .map(|(_, d)| d.plugin.get_ref().as_str());
+            let is_remote = |p: &str| p == "remote" || std::path::Path::new(p).file_stem().is_some_and(|s| s == "remote") && p.ends_with(".wasm");
             if let Some(plugin) = plugin
-                && plugin != "remote"
+                && !is_remote(plugin)
             {
                 problem(value.span(), format!(
                     "role = \"web\" must never keep PHI on its own disks, but storage.{class} resolves to disk `{disk}` (plugin {plugin}): map {class} to a disk with plugin = \"remote\" (this line, or add `{class} = ...` under [storage])"

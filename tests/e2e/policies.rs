@@ -1,0 +1,236 @@
+//! Policies as components: swapping by config, web-role rules, the hash-chained ledger,
+//! cleanup of overdue temporary files, fail-closed policies, the scoped scratch guard.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use stowage_runtime::{Address, ConfigSource, LoadedConfig, Request, Storage, WriteOptions};
+
+use crate::{run_in, stderr, stdout};
+
+const DISK: &str = "[disks.local]\nplugin = \"local-fs\"\ngrant = { dir = \"data\" }\n";
+
+fn write_config(d: &Path, text: &str) {
+    std::fs::write(d.join("stowage.toml"), text).unwrap();
+}
+
+fn test_policy(d: &Path) -> String {
+    std::fs::copy(stowage_tests::fixture("test_policy"), d.join("test-policy.wasm")).unwrap();
+    "./test-policy.wasm".into()
+}
+
+#[test]
+fn swapping_a_policy_is_a_config_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("f.csv"), "id\n1\n").unwrap();
+    let plugin = test_policy(d);
+    let strict = format!(
+        "role = \"testing\"\n[trust]\nallow_unsigned = true\n{DISK}[storage]\ndefault = \"local\"\n[[policies]]\nplugin = \"{plugin}\"\nconfig = {{ mode = \"require-cohort\" }}\n"
+    );
+    write_config(d, &strict);
+    let o = run_in(d, &["put", "default:f.csv", "f.csv"]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(stderr(&o).contains("denied: policy `test-policy`: writes need a cohort"), "{}", stderr(&o));
+    assert!(!d.join("data/f.csv").exists(), "a denied write reached the disk");
+    let o = run_in(d, &["--cohort", "VACS", "put", "default:f.csv", "f.csv"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // Same binary, only the config changes: the bundled role policy does not ask for a cohort.
+    write_config(d, &strict.replace(&format!("plugin = \"{plugin}\"\nconfig = {{ mode = \"require-cohort\" }}"), "plugin = \"role-policy\""));
+    let o = run_in(d, &["put", "default:g.csv", "f.csv"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn a_web_host_refuses_local_phi_at_start_up_and_at_run_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("f.csv"), "x").unwrap();
+    let local_scratch = format!("role = \"web\"\n{DISK}[storage]\ndefault = \"local\"\nscratch = \"local\"\n");
+    write_config(d, &local_scratch);
+    let o = run_in(d, &["put", "scratch:f.csv", "f.csv"]);
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("stowage.toml:7:") && err.contains("storage.scratch resolves to disk `local` (plugin local-fs)"), "{err}");
+    assert!(err.contains("never keep PHI on its own disks") && err.contains("plugin = \"remote\""), "{err}");
+
+    // A config that passes start-up (PHI classes on a remote disk; here a test driver standing
+    // in for the remote one), forced to the local disk by its name: the role policy denies it.
+    std::fs::copy(stowage_tests::fixture("misbehaving_driver"), d.join("remote.wasm")).unwrap();
+    write_config(d, &format!(
+        "role = \"web\"\n[trust]\nallow_unsigned = true\nforce_allow_unsigned = true\n{DISK}[disks.services]\nplugin = \"./remote.wasm\"\n[storage]\ndefault = \"local\"\nscratch = \"services\"\nsubmission = \"services\"\n[[policies]]\nplugin = \"role-policy\"\n"
+    ));
+    let o = run_in(d, &["put", "local:f.csv", "f.csv"]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(stderr(&o).contains("web hosts never keep PHI on their own disks: disk `local` is served by the `local-fs` driver"), "{}", stderr(&o));
+    assert!(std::fs::read_dir(d.join("data")).unwrap().next().is_none(), "nothing may be written to the web host's disk");
+    let o = run_in(d, &["put", "scratch:f.csv", "f.csv"]);
+    assert!(o.status.success(), "PHI to the remote disk is allowed: {}", stderr(&o));
+}
+
+const TRACKED: &str = "role = \"testing\"\n[disks.local]\nplugin = \"local-fs\"\ngrant = { dir = \"data\" }\n[storage]\ndefault = \"local\"\n[[policies]]\nplugin = \"role-policy\"\n[[policies]]\nplugin = \"phi-tracking\"\nconfig = { cleanup_within_secs = 1 }\n";
+
+#[test]
+fn the_ledger_records_every_operation_and_detects_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_config(d, TRACKED);
+    std::fs::write(d.join("a.csv"), "id,age\n1,42\n").unwrap();
+    std::fs::write(d.join("b.csv"), "id\n7\n").unwrap();
+    let a_sha = stowage_tests::sha256_file(&d.join("a.csv"));
+    let b_sha = stowage_tests::sha256_file(&d.join("b.csv"));
+    let steps: &[&[&str]] = &[
+        &["--actor", "alice", "--cohort", "VACS", "put", "submission:subs/a.csv", "a.csv"],
+        &["--actor", "bob", "put", "scratch:audit_1/b.csv", "b.csv"],
+        &["--actor", "bob", "get", "submission:subs/a.csv"],
+        &["--actor", "bob", "rm", "scratch:audit_1/b.csv"],
+    ];
+    for args in steps {
+        let o = run_in(d, args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    }
+    let o = run_in(d, &["get", "default:missing.csv"]);
+    assert_eq!(o.status.code(), Some(3));
+
+    let show = stdout(&run_in(d, &["ledger", "show"]));
+    let lines: Vec<&str> = show.lines().collect();
+    assert_eq!(lines.len(), 5, "{show}");
+    assert!(lines[0].contains("file_created local:subs/a.csv actor=alice cohort=VACS size=12") && lines[0].contains(&a_sha), "{show}");
+    assert!(lines[1].contains("work_copy_created local:audit_1/b.csv actor=bob") && lines[1].contains("size=5") && lines[1].contains(&b_sha) && lines[1].contains("cleanup_within=1s"), "{show}");
+    assert!(lines[2].contains("file_accessed local:subs/a.csv") && lines[2].contains(&a_sha), "{show}");
+    assert!(lines[3].contains("work_copy_deleted local:audit_1/b.csv"), "{show}");
+    assert!(lines[4].contains("access_failed local:missing.csv") && lines[4].contains("not found"), "{show}");
+    let o = run_in(d, &["ledger", "verify"]);
+    assert!(o.status.success() && stdout(&o).contains("5 records"), "{}", stderr(&o));
+
+    // Each kind of tampering, on its own copy of the ledger.
+    let cases: &[(&str, &str, u64)] = &[
+        ("edit a field", "UPDATE records SET body = replace(body, 'alice', 'mallory') WHERE idx = 0", 0),
+        ("delete a row", "DELETE FROM records WHERE idx = 2", 2),
+        ("swap two rows", "UPDATE records SET idx = CASE idx WHEN 1 THEN 3 WHEN 3 THEN 1 END + 100 WHERE idx IN (1, 3); UPDATE records SET idx = idx - 100 WHERE idx > 100", 1),
+        ("truncate the tail", "DELETE FROM records WHERE idx >= 3", 3),
+    ];
+    for (what, sql, index) in cases {
+        let copy = tempfile::tempdir().unwrap();
+        for f in std::fs::read_dir(d).unwrap() {
+            let f = f.unwrap();
+            if f.file_name().to_string_lossy().starts_with("stowage") {
+                std::fs::copy(f.path(), copy.path().join(f.file_name())).unwrap();
+            }
+        }
+        let conn = rusqlite::Connection::open(copy.path().join("stowage-ledger.sqlite")).unwrap();
+        conn.execute_batch(sql).unwrap();
+        drop(conn);
+        let o = run_in(copy.path(), &["ledger", "verify"]);
+        assert_eq!(o.status.code(), Some(4), "{what}: {}", stdout(&o));
+        assert!(stderr(&o).contains(&format!("ledger broken at index {index}")), "{what}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn overdue_scratch_files_are_listed_and_cleaned_up_with_a_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_config(d, TRACKED);
+    std::fs::write(d.join("t.csv"), "tmp").unwrap();
+    assert!(run_in(d, &["put", "scratch:work/t.csv", "t.csv"]).status.success());
+    assert!(run_in(d, &["put", "default:keep.csv", "t.csv"]).status.success());
+    assert_eq!(stdout(&run_in(d, &["ledger", "overdue"])), "", "not overdue yet");
+    std::thread::sleep(Duration::from_millis(1300));
+    let overdue = stdout(&run_in(d, &["ledger", "overdue"]));
+    assert!(overdue.starts_with("local:work/t.csv\tdue "), "{overdue}");
+    assert_eq!(overdue.lines().count(), 1, "{overdue}");
+
+    let o = run_in(d, &["cleanup"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "deleted local:work/t.csv\n");
+    assert!(!d.join("data/work/t.csv").exists());
+    assert!(d.join("data/keep.csv").exists(), "cleanup only removes temporary files");
+    assert_eq!(stdout(&run_in(d, &["ledger", "overdue"])), "");
+    let show = stdout(&run_in(d, &["ledger", "show", "--path", "work/t.csv"]));
+    assert!(show.lines().last().unwrap().contains("file_deleted local:work/t.csv actor=stowage-cleanup") || show.contains("_deleted local:work/t.csv"), "{show}");
+    assert!(run_in(d, &["ledger", "verify"]).status.success());
+}
+
+fn storage(d: &Path, text: &str) -> Arc<Storage> {
+    let config = LoadedConfig::parse(text, ConfigSource::File(d.join("stowage.toml")), d.to_path_buf()).unwrap();
+    Arc::new(Storage::start(&config).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trapping_and_looping_policies_deny_and_the_host_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let plugin = test_policy(d);
+    for mode in ["trap", "loop"] {
+        let s = storage(d, &format!(
+            "role = \"testing\"\n[trust]\nallow_unsigned = true\n{DISK}[storage]\ndefault = \"local\"\n[[policies]]\nplugin = \"{plugin}\"\nconfig = {{ mode = \"{mode}\" }}\nlimits = {{ call_timeout_ms = 300 }}\n"
+        ));
+        let req = Request::new();
+        for _ in 0..2 {
+            let bad = Address::parse(&format!("default:{mode}.csv")).unwrap();
+            match s.writer(&bad, &req, &WriteOptions::default()).await {
+                Err(stowage_runtime::StorageError::Denied(reason)) => {
+                    assert!(reason.contains("policy `test-policy` failed, so the operation is refused"), "{reason}");
+                    assert!(reason.contains(if mode == "trap" { "trapped" } else { "ran past its deadline" }), "{reason}");
+                }
+                Err(e) => panic!("{mode}: expected a denial, got {e}"),
+                Ok(_) => panic!("{mode}: a failing policy let the write through"),
+            }
+            assert!(!d.join(format!("data/{mode}.csv")).exists());
+            // The next request, to another path, is served by a fresh instance.
+            let good = Address::parse("default:fine.csv").unwrap();
+            let mut w = s.writer(&good, &req, &WriteOptions::default()).await.unwrap();
+            w.write(Bytes::from_static(b"fine")).await.unwrap();
+            w.finish().await.unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scoped_scratch_file_is_deleted_and_recorded_whatever_the_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let s = storage(d, TRACKED);
+    async fn work(s: &Arc<Storage>, fail: bool) -> Result<Address, String> {
+        let req = Request::new();
+        let tmp = s.scratch_file("converted.duckdb", &req).map_err(|e| e.to_string())?;
+        let mut w = s.writer(tmp.address(), &req, &WriteOptions::default()).await.map_err(|e| e.to_string())?;
+        w.write(Bytes::from_static(b"duckdb bytes")).await.map_err(|e| e.to_string())?;
+        w.finish().await.map_err(|e| e.to_string())?;
+        let addr = tmp.address().clone();
+        assert!(s.exists(&addr, &req).await.unwrap());
+        if fail {
+            return Err(format!("processing {} failed", addr.path)); // the guard is dropped here
+        }
+        tmp.remove().await.map_err(|e| e.to_string())?;
+        Ok(addr)
+    }
+    let ok = work(&s, false).await.unwrap();
+    let failed_path = work(&s, true).await.unwrap_err();
+    // The dropped guard deletes in the background: wait for it (bounded).
+    let path = failed_path.trim_start_matches("processing ").trim_end_matches(" failed").to_string();
+    let addr = Address { name: "scratch".into(), path };
+    // The dropped guard deletes (and the deletion is recorded) in the background: wait for the
+    // ledger record, bounded.
+    let deleted = |s: &Storage| {
+        s.ledger().entries().unwrap().iter().any(|e| e.record.path == addr.path && e.record.action == "work_copy_deleted")
+    };
+    for _ in 0..200 {
+        if deleted(&s) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(deleted(&s), "the guard did not delete {}", addr.path);
+    assert!(!s.exists(&addr, &Request::new()).await.unwrap());
+    assert!(!s.exists(&ok, &Request::new()).await.unwrap());
+    let entries = s.ledger().entries().unwrap();
+    for p in [&ok.path, &addr.path] {
+        let actions: Vec<&str> = entries.iter().filter(|e| &e.record.path == p).map(|e| e.record.action.as_str()).collect();
+        assert_eq!(actions, vec!["work_copy_created", "work_copy_deleted"], "{p}");
+    }
+}
