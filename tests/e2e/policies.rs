@@ -146,12 +146,13 @@ fn overdue_scratch_files_are_listed_and_cleaned_up_with_a_record() {
 
     let o = run_in(d, &["cleanup"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(stdout(&o), "deleted local:work/t.csv\n");
+    assert_eq!(stdout(&o), "deleted scratch:work/t.csv\n");
     assert!(!d.join("data/work/t.csv").exists());
     assert!(d.join("data/keep.csv").exists(), "cleanup only removes temporary files");
     assert_eq!(stdout(&run_in(d, &["ledger", "overdue"])), "");
     let show = stdout(&run_in(d, &["ledger", "show", "--path", "work/t.csv"]));
-    assert!(show.lines().last().unwrap().contains("file_deleted local:work/t.csv actor=stowage-cleanup") || show.contains("_deleted local:work/t.csv"), "{show}");
+    let last = show.lines().last().unwrap();
+    assert!(last.contains("work_copy_deleted local:work/t.csv"), "recorded as a temporary copy's deletion: {show}");
     assert!(run_in(d, &["ledger", "verify"]).status.success());
 }
 

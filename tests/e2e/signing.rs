@@ -74,7 +74,7 @@ fn verify_names_the_signer_or_the_exact_reason() {
     let o = run_in(d, &["plugin", "verify", "--trust", "k.pub", "unsigned.wasm"]);
     assert!(o.status.success(), "{}", stderr(&o));
 
-    let o = run_in(d, &["plugin", "inspect", "good.wasm"]);
+    let o = run_in(d, &["plugin", "inspect", "--capabilities", "good.wasm"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
     for want in ["world: driver", "export: stowage:storage/store@0.1.0", "import: wasi:filesystem/preopens@0.2", &format!("signature: key {id} (embedded)"), "capabilities:", "range_reads: true"] {

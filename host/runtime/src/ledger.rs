@@ -7,9 +7,11 @@
 //! every append; `verify` checks the chain reaches it.
 //!
 //! Durability: SQLite in WAL mode with `synchronous = FULL`, one transaction per append, so an
-//! appended record survives a crash once `append` returns. The head file is written after the
-//! commit without fsync: after a crash it may lag the database (harmless, it is only ever
-//! allowed to be behind), never run ahead.
+//! appended record survives a crash once `append` returns. The head file is replaced durably
+//! after the commit: after a crash it may lag the database by one record (allowed: the head
+//! may be behind, never ahead, and must agree with the record it names). `append` refuses to
+//! chain onto a database that no longer reaches its head, so records removed from the tail
+//! cannot be papered over by new ones.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -169,6 +171,27 @@ impl Ledger {
             Some((i, h)) => (i as u64 + 1, h),
             None => (0, GENESIS.to_string()),
         };
+        // Never chain onto a tampered tail: the database must reach the head (it may be ahead
+        // of it after a crash, never behind), and agree with it where they overlap.
+        let head = self.read_head()?;
+        if let Some((count, head_hash)) = &head {
+            let agrees = match count.checked_sub(1) {
+                None => true,
+                Some(last) if last + 1 > index => false,
+                Some(last) => tx
+                    .query_row("SELECT hash FROM records WHERE idx = ?1", params![last as i64], |r| r.get::<_, String>(0))
+                    .optional()?
+                    .is_some_and(|h| h == *head_hash),
+            };
+            if !agrees {
+                return Err(LedgerError::Record {
+                    index,
+                    error: "the ledger does not match its head (records were removed or changed); run `stowage ledger verify`".into(),
+                });
+            }
+        } else if index > 0 {
+            return Err(LedgerError::Record { index, error: "the ledger's head file is missing or damaged; run `stowage ledger verify`".into() });
+        }
         let at_ms = now_ms();
         let hash = chain_hash(&prev, index, at_ms, &body);
         tx.execute(
@@ -176,11 +199,34 @@ impl Ledger {
             params![index as i64, at_ms as i64, body, prev, hash],
         )?;
         tx.commit()?;
-        let tmp = self.head.with_extension("head.tmp");
-        std::fs::write(&tmp, format!("{} {hash}\n", index + 1))
-            .and_then(|()| std::fs::rename(&tmp, &self.head))
-            .map_err(|error| LedgerError::Head { path: self.head.display().to_string(), error })?;
+        self.write_head(index + 1, &hash)?;
         Ok(index)
+    }
+
+    /// The head: (record count, hash of the last record), if the file exists and parses.
+    fn read_head(&self) -> Result<Option<(u64, String)>, LedgerError> {
+        match std::fs::read_to_string(&self.head) {
+            Ok(text) => {
+                let mut parts = text.split_whitespace();
+                let count = parts.next().and_then(|c| c.parse::<u64>().ok());
+                let hash = parts.next().filter(|h| h.len() == 64);
+                Ok(count.zip(hash.map(str::to_string)))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(LedgerError::Head { path: self.head.display().to_string(), error }),
+        }
+    }
+
+    /// Replaces the head file durably (written, fsynced, renamed).
+    fn write_head(&self, count: u64, hash: &str) -> Result<(), LedgerError> {
+        use std::io::Write;
+        let err = |error| LedgerError::Head { path: self.head.display().to_string(), error };
+        let dir = self.head.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
+        writeln!(tmp, "{count} {hash}").map_err(err)?;
+        tmp.as_file().sync_all().map_err(err)?;
+        tmp.persist(&self.head).map_err(|e| err(e.error))?;
+        Ok(())
     }
 
     /// Every record, in order.
@@ -201,44 +247,47 @@ impl Ledger {
     /// Walks the chain; `Ok(n)` with the number of records, or the first broken index.
     pub fn verify(&self) -> Result<Result<u64, Broken>, LedgerError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT idx, at_ms, body, prev, hash FROM records ORDER BY idx")?;
-        let mut rows = stmt.query([])?;
         let mut expected_prev = GENESIS.to_string();
         let mut n = 0u64;
-        while let Some(row) = rows.next()? {
-            let (index, at_ms, body, prev, hash): (i64, i64, String, String, String) =
-                (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?);
-            let (index, at_ms) = (index as u64, at_ms as u64);
-            let broken = |reason: &str| Ok(Err(Broken { index: n, reason: reason.to_string() }));
-            if index != n {
-                return broken("record missing (deleted, or rows renumbered)");
+        {
+            let mut stmt = conn.prepare("SELECT idx, at_ms, body, prev, hash FROM records ORDER BY idx")?;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                let (index, at_ms, body, prev, hash): (i64, i64, String, String, String) =
+                    (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?);
+                let (index, at_ms) = (index as u64, at_ms as u64);
+                let broken = |reason: &str| Ok(Err(Broken { index: n, reason: reason.to_string() }));
+                if index != n {
+                    return broken("record missing (deleted, or rows renumbered)");
+                }
+                if prev != expected_prev {
+                    return broken("does not follow the previous record (reordered or replaced)");
+                }
+                if chain_hash(&prev, index, at_ms, &body) != hash {
+                    return broken("contents changed after it was written");
+                }
+                expected_prev = hash;
+                n += 1;
             }
-            if prev != expected_prev {
-                return broken("does not follow the previous record (reordered or replaced)");
-            }
-            if chain_hash(&prev, index, at_ms, &body) != hash {
-                return broken("contents changed after it was written");
-            }
-            expected_prev = hash;
-            n += 1;
         }
-        match std::fs::read_to_string(&self.head) {
-            Ok(text) => {
-                let mut parts = text.split_whitespace();
-                let count: u64 = parts.next().and_then(|c| c.parse().ok()).unwrap_or(0);
-                let head_hash = parts.next().unwrap_or("");
+        let head_exists = self.head.exists();
+        match self.read_head()? {
+            Some((count, head_hash)) => {
                 if count > n {
                     return Ok(Err(Broken { index: n, reason: format!("records from here on are missing (the head says {count} records)") }));
                 }
-                if count == n && count > 0 && head_hash != expected_prev {
-                    return Ok(Err(Broken { index: n - 1, reason: "the last record does not match the head".into() }));
+                if let Some(last) = count.checked_sub(1) {
+                    let at_head: Option<String> = conn
+                        .query_row("SELECT hash FROM records WHERE idx = ?1", params![last as i64], |r| r.get(0))
+                        .optional()?;
+                    if at_head.as_deref() != Some(head_hash.as_str()) {
+                        return Ok(Err(Broken { index: last, reason: "does not match the head (the chain was rewritten)".into() }));
+                    }
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && n == 0 => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Err(Broken { index: 0, reason: "the head file is missing".into() }));
-            }
-            Err(error) => return Err(LedgerError::Head { path: self.head.display().to_string(), error }),
+            None if head_exists => return Ok(Err(Broken { index: 0, reason: "the head file is damaged".into() })),
+            None if n > 0 => return Ok(Err(Broken { index: 0, reason: "the head file is missing".into() })),
+            None => {}
         }
         Ok(Ok(n))
     }
@@ -253,7 +302,8 @@ impl Ledger {
                 open.retain(|(o, _)| (o.record.disk.clone(), o.record.path.clone()) != key);
             }
             if e.record.cleanup_required && e.record.error.is_none() {
-                let deadline = e.at_ms + e.record.cleanup_within_secs.unwrap_or(0) * 1000;
+                let within_ms = e.record.cleanup_within_secs.unwrap_or(0).saturating_mul(1000);
+                let deadline = e.at_ms.saturating_add(within_ms);
                 open.push((e, deadline));
             }
         }
@@ -299,6 +349,13 @@ mod tests {
         assert_eq!(l.append(&record("work_copy_deleted", "a")).unwrap(), 2);
         assert_eq!(l.verify().unwrap(), Ok(3));
         let overdue = l.overdue(now() + 1).unwrap();
+        assert_eq!(overdue.len(), 1);
+        // Removing the tail and appending again must not paper over the gap.
+        l.conn().execute("DELETE FROM records WHERE idx = 2", []).unwrap();
+        assert!(l.append(&record("file_created", "c")).is_err());
+        assert_eq!(l.verify().unwrap().unwrap_err().index, 2);
+        std::fs::write(dir.path().join("l.sqlite.head"), "").unwrap();
+        assert_eq!(l.verify().unwrap().unwrap_err().reason, "the head file is damaged");
         assert_eq!(overdue.iter().map(|(e, _)| e.record.path.as_str()).collect::<Vec<_>>(), vec!["b"]);
     }
 }

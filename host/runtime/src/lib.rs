@@ -36,7 +36,7 @@ pub use driver::{Disk, MAX_CHUNK, ObjectReader, ObjectWriter};
 pub use engine::{Limits, PluginEngine};
 pub use error::{FaultKind, StorageError};
 pub use state::Grants;
-pub use storage::{Address, Request, StartError, Storage, Target};
+pub use storage::{Address, Request, StartError, Storage};
 pub use scratch::{ScratchFile, scratch_path, submission_path};
 pub use upload::Upload;
 pub use types::*;

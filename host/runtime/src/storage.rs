@@ -116,7 +116,7 @@ fn new_request_id() -> String {
 
 /// A resolved address: which disk, through which class, which path.
 #[derive(Clone)]
-pub struct Target {
+pub(crate) struct Target {
     /// The disk serving it.
     pub disk: Disk,
     /// The class it was addressed through, if any.
@@ -232,19 +232,20 @@ impl Storage {
         self.role
     }
 
-    /// The disk named `name`.
-    pub fn disk(&self, name: &str) -> Option<&Disk> {
-        self.disks.get(name)
+    /// Every disk's name. (Disks themselves are not handed out: every operation goes
+    /// through the policies.)
+    pub fn disk_names(&self) -> impl Iterator<Item = &str> {
+        self.disks.keys().map(String::as_str)
     }
 
-    /// Every disk, by name.
-    pub fn disks(&self) -> impl Iterator<Item = (&str, &Disk)> {
-        self.disks.iter().map(|(n, d)| (n.as_str(), d))
+    /// The disk a storage class name maps to, if `class` is one.
+    pub fn class_disk(&self, class: &str) -> Option<&str> {
+        StorageClass::parse(class).and_then(|c| self.classes.get(&c)).map(String::as_str)
     }
 
     /// Resolves an address: a class name goes through the class map, anything else must be
     /// a disk name.
-    pub fn resolve(&self, addr: &Address) -> Result<Target, StorageError> {
+    pub(crate) fn resolve(&self, addr: &Address) -> Result<Target, StorageError> {
         let (class, disk_name) = match StorageClass::parse(&addr.name) {
             Some(class) => (Some(class), self.classes.get(&class).map(String::as_str)),
             None => (None, Some(addr.name.as_str())),
@@ -260,7 +261,7 @@ impl Storage {
     }
 
     /// The context a driver sees for `req` on `target`.
-    pub fn context(&self, target: &Target, req: &Request) -> RequestContext {
+    pub(crate) fn context(&self, target: &Target, req: &Request) -> RequestContext {
         RequestContext {
             role: self.role,
             class: target.class,

@@ -94,7 +94,13 @@ pub async fn cleanup(config: Option<&Path>) -> anyhow::Result<()> {
     let overdue = storage.ledger().overdue(now())?;
     let mut failed = 0;
     for (e, _) in &overdue {
-        let addr = Address { name: e.record.disk.clone(), path: e.record.path.clone() };
+        // Through its class when the class still maps to that disk (so it is recorded as a
+        // temporary copy's deletion), else through the disk's name.
+        let name = match &e.record.class {
+            Some(class) if storage.class_disk(class) == Some(e.record.disk.as_str()) => class.clone(),
+            _ => e.record.disk.clone(),
+        };
+        let addr = Address { name, path: e.record.path.clone() };
         match storage.delete(&addr, &req).await {
             Ok(()) => println!("deleted {}:{}", addr.name, addr.path),
             Err(StorageError::NotFound(_)) => {

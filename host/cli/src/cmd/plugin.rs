@@ -35,8 +35,12 @@ pub enum Command {
         /// The component.
         file: PathBuf,
     },
-    /// Show a plugin's world, imports, exports, capabilities, sha256 and signatures.
+    /// Show a plugin's world, imports, exports, sha256 and signatures (read from the file,
+    /// nothing is run).
     Inspect {
+        /// Also run the driver, sandboxed with no grants at all, to ask its declared capabilities.
+        #[arg(long)]
+        capabilities: bool,
         /// The component.
         file: PathBuf,
     },
@@ -83,18 +87,18 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             let bytes = read(&file)?;
             let detached = std::fs::read(format!("{}.sig", file.display())).ok();
             match signature::verify(&bytes, detached.as_deref(), &keys) {
-                Ok(id) => {
-                    println!("OK: {} is signed by trusted key {id}", file.display());
+                Ok(ids) => {
+                    println!("OK: {} is signed by trusted key {}", file.display(), ids.join(", "));
                     Ok(())
                 }
                 Err(reason) => Err(VerifyFailed { file: file.display().to_string(), reason }.into()),
             }
         }
-        Command::Inspect { file } => inspect_file(&file).await,
+        Command::Inspect { capabilities, file } => inspect_file(&file, capabilities).await,
     }
 }
 
-async fn inspect_file(file: &Path) -> anyhow::Result<()> {
+async fn inspect_file(file: &Path, run_for_capabilities: bool) -> anyhow::Result<()> {
     let bytes = read(file)?;
     let info = inspect(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     println!("file: {}", file.display());
@@ -123,7 +127,7 @@ async fn inspect_file(file: &Path) -> anyhow::Result<()> {
             Err(e) => println!("signature: detached .sig unreadable: {e}"),
         }
     }
-    if info.world == Some(World::Driver) {
+    if info.world == Some(World::Driver) && run_for_capabilities {
         // Capabilities come from the driver itself: run it with no grants at all.
         let engine = PluginEngine::new().map_err(|e| anyhow::anyhow!("{e}"))?;
         let disk = Disk::load(&engine, "inspect", &bytes, Grants::default(), Limits::default())?;
@@ -143,6 +147,13 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         _ => PathBuf::from("."),
     };
     let mut tmp = tempfile::NamedTempFile::new_in(&dir).with_context(|| format!("cannot write in {}", dir.display()))?;
+    // Keep the replaced file's permissions (a temp file is private by default).
+    if let Ok(meta) = std::fs::metadata(path) {
+        tmp.as_file().set_permissions(meta.permissions())?;
+    } else {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    }
     std::io::Write::write_all(&mut tmp, bytes)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| anyhow::anyhow!("cannot write {}: {}", path.display(), e.error))?;

@@ -292,11 +292,23 @@ impl LoadedConfig {
                 "trust.allow_unsigned = true is refused on role `{role}`: sign the plugins (stowage plugin sign), or set force_allow_unsigned = true if you really must"
             ));
         }
-        for (name, disk) in &self.config.disks {
-            if let Some(sha) = &disk.pin.sha256
-                && (sha.get_ref().len() != 64 || !sha.get_ref().bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
+        let pins = self
+            .config
+            .disks
+            .iter()
+            .map(|(n, d)| (format!("disks.{}", n.get_ref()), &d.pin))
+            .chain(self.config.policies.iter().enumerate().map(|(i, p)| (format!("policies[{i}]"), &p.pin)));
+        let lower_hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        for (owner, pin) in pins {
+            if let Some(sha) = &pin.sha256
+                && !lower_hex(sha.get_ref(), 64)
             {
-                problem(sha.span(), format!("disks.{}.pin.sha256 must be 64 lowercase hex digits", name.get_ref()));
+                problem(sha.span(), format!("{owner}.pin.sha256 must be 64 lowercase hex digits"));
+            }
+            if let Some(key) = &pin.key_id
+                && !lower_hex(key.get_ref(), 16)
+            {
+                problem(key.span(), format!("{owner}.pin.key_id must be 16 lowercase hex digits (as `stowage plugin keygen` prints)"));
             }
         }
     }

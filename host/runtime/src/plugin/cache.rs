@@ -40,6 +40,7 @@ impl CompileCache {
     pub fn open(dir: &Path, engine: &Engine) -> std::io::Result<CompileCache> {
         use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        check_private(dir)?;
         let key_path = dir.join("cache.key");
         let key = match std::fs::read(&key_path) {
             Ok(bytes) if bytes.len() == 32 => {
@@ -63,6 +64,7 @@ impl CompileCache {
                 key
             }
         };
+        check_private(&key_path)?;
         let mut h = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut h);
         let engine_id = format!("{:016x}", h.finish());
@@ -113,18 +115,36 @@ impl CompileCache {
             let payload = component.serialize().map_err(|e| std::io::Error::other(e.to_string()))?;
             let tag = self.mac(component_sha256, &payload).finalize().into_bytes();
             let path = self.entry(component_sha256);
-            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-            let mut f = std::fs::File::create(&tmp)?;
+            let mut f = tempfile::NamedTempFile::new_in(&self.dir)?;
             f.write_all(MAGIC)?;
             f.write_all(&tag)?;
             f.write_all(&payload)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)
+            f.as_file().sync_all()?;
+            f.persist(&path).map(|_| ()).map_err(|e| e.error)
         })();
         if let Err(e) = result {
             tracing::warn!(error = %e, "could not store a compiled plugin in the cache");
         }
     }
+}
+
+/// Refuses a cache directory or key that another user owns or may write (or, for the key,
+/// read): whoever can write entries and knows the key could get native code loaded.
+fn check_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path)?;
+    // Our own uid, without unsafe code: the owner of a file we create.
+    let dir = if meta.is_dir() { path } else { path.parent().unwrap_or(path) };
+    let probe = tempfile::NamedTempFile::new_in(dir)?;
+    let me = probe.as_file().metadata()?.uid();
+    let forbidden = if meta.is_dir() { 0o022 } else { 0o077 };
+    if meta.uid() != me || meta.mode() & forbidden != 0 || meta.file_type().is_symlink() {
+        return Err(std::io::Error::other(format!(
+            "{} must be owned by this user and not writable (or, for the key, readable) by others",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// The default cache directory: `$STOWAGE_CACHE_DIR`, else `$XDG_CACHE_HOME/stowage`, else

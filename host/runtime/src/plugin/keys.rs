@@ -86,10 +86,14 @@ pub fn read_secret(path: &Path) -> Result<SigningKey, KeyError> {
 
 /// Parses `ed25519:<hex>`.
 pub fn parse_public(text: &str) -> Result<VerifyingKey, KeyError> {
+    // Never echo the text: it may be a secret key given by mistake.
+    if text.trim().starts_with(SECRET_TAG.trim()) {
+        return Err(KeyError::Malformed("this is a SECRET key file; give the .pub file instead".into()));
+    }
     let hex_key = text
         .trim()
         .strip_prefix(PUBLIC_TAG)
-        .ok_or_else(|| KeyError::Malformed(format!("`{}` is not of the form ed25519:<64 hex digits>", text.trim())))?;
+        .ok_or_else(|| KeyError::Malformed("not a public key: expected ed25519:<64 hex digits>".into()))?;
     let bytes: [u8; 32] = hex::decode(hex_key)
         .ok()
         .and_then(|b| b.try_into().ok())

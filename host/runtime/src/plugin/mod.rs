@@ -61,8 +61,9 @@ pub struct Pins {
 pub struct Loaded {
     /// The compiled component.
     pub component: Component,
-    /// The key that signed it (`bundled` for bundled plugins, none if unsigned was allowed).
-    pub signer: Option<String>,
+    /// The trusted keys whose signatures verify (`bundled` for bundled plugins; empty if an
+    /// unsigned file was allowed).
+    pub signers: Vec<String>,
     /// sha256 of the file.
     pub sha256: String,
 }
@@ -98,17 +99,17 @@ impl PluginLoader {
     /// Reads, verifies, checks and compiles the plugin at `source`, expected to be `world`.
     pub fn load(&self, source: &PluginSource, pins: &Pins, world: World) -> Result<Loaded, LoadError> {
         let bytes = source.bytes().map_err(|e| LoadError::Read(e.to_string()))?;
-        let signer = match source {
-            PluginSource::Bundled(_) => Some("bundled".to_string()),
+        let signers = match source {
+            PluginSource::Bundled(_) => vec!["bundled".to_string()],
             PluginSource::File(path) => self.verify_file(path, &bytes)?,
         };
         let sha256 = hex::encode(Sha256::digest(&bytes));
         if let Some(want) = &pins.key_id
-            && signer.as_deref() != Some(want.as_str())
+            && !signers.contains(want)
         {
             return Err(LoadError::Pin(format!(
                 "config pins key {want}, but the plugin is signed by {}",
-                signer.as_deref().unwrap_or("nobody")
+                if signers.is_empty() { "nobody".to_string() } else { signers.join(", ") }
             )));
         }
         if let Some(want) = &pins.sha256
@@ -124,10 +125,10 @@ impl PluginLoader {
             }));
         }
         let component = self.compile(&bytes, &sha256)?;
-        Ok(Loaded { component, signer, sha256 })
+        Ok(Loaded { component, signers, sha256 })
     }
 
-    fn verify_file(&self, path: &Path, bytes: &[u8]) -> Result<Option<String>, LoadError> {
+    fn verify_file(&self, path: &Path, bytes: &[u8]) -> Result<Vec<String>, LoadError> {
         let sig_path = PathBuf::from(format!("{}.sig", path.display()));
         let detached = match std::fs::read(&sig_path) {
             Ok(sig) => Some(sig),
@@ -135,10 +136,10 @@ impl PluginLoader {
             Err(e) => return Err(LoadError::Read(format!("{}: {e}", sig_path.display()))),
         };
         match signature::verify(bytes, detached.as_deref(), &self.trust.keys) {
-            Ok(signer) => Ok(Some(signer)),
+            Ok(signers) => Ok(signers),
             Err(SignatureError::Unsigned) if self.trust.allow_unsigned => {
                 tracing::warn!(plugin = %path.display(), "LOADING AN UNSIGNED PLUGIN because [trust] allow_unsigned = true");
-                Ok(None)
+                Ok(Vec::new())
             }
             Err(e) => Err(e.into()),
         }

@@ -256,8 +256,8 @@ pub fn sign_detached(bytes: &[u8], key: &SigningKey) -> Vec<u8> {
 }
 
 /// Verifies `bytes` (with an optional detached signature) against `trusted` keys; returns the
-/// id of the trusted key that signed it.
-pub fn verify(bytes: &[u8], detached: Option<&[u8]>, trusted: &[VerifyingKey]) -> Result<String, SignatureError> {
+/// ids of every trusted key whose signature verifies (at least one).
+pub fn verify(bytes: &[u8], detached: Option<&[u8]>, trusted: &[VerifyingKey]) -> Result<Vec<String>, SignatureError> {
     let signed = split(bytes)?;
     let (content, set) = match (signed.set, detached) {
         (Some(set), _) => (signed.content, set),
@@ -268,22 +268,27 @@ pub fn verify(bytes: &[u8], detached: Option<&[u8]>, trusted: &[VerifyingKey]) -
     if hash != set.hash {
         return Err(SignatureError::Modified);
     }
+    // Every entry is checked: a junk entry naming a trusted key cannot hide a valid one.
+    let mut valid = Vec::new();
+    let mut bad = None;
     let mut untrusted = Vec::new();
     for entry in &set.signatures {
         let Some(key) = trusted.iter().find(|k| key_id(k) == entry.key_id) else {
             untrusted.push(entry.key_id.clone());
             continue;
         };
-        let sig = Signature::from_slice(&entry.signature).map_err(|_| SignatureError::BadSignature(entry.key_id.clone()))?;
-        return match key.verify(&message(&set.hash), &sig) {
-            Ok(()) => Ok(entry.key_id.clone()),
-            Err(_) => Err(SignatureError::BadSignature(entry.key_id.clone())),
-        };
+        let ok = Signature::from_slice(&entry.signature).is_ok_and(|sig| key.verify(&message(&set.hash), &sig).is_ok());
+        if ok {
+            valid.push(entry.key_id.clone());
+        } else {
+            bad.get_or_insert_with(|| entry.key_id.clone());
+        }
     }
-    if untrusted.is_empty() {
-        Err(SignatureError::Unsigned)
-    } else {
-        Err(SignatureError::UntrustedKey(untrusted.join(", ")))
+    match (valid.is_empty(), bad, untrusted.is_empty()) {
+        (false, _, _) => Ok(valid),
+        (true, Some(id), _) => Err(SignatureError::BadSignature(id)),
+        (true, None, false) => Err(SignatureError::UntrustedKey(untrusted.join(", "))),
+        (true, None, true) => Err(SignatureError::Unsigned),
     }
 }
 
@@ -308,7 +313,7 @@ mod tests {
         let k = key(1);
         let signed = sign(&module(), &k).unwrap();
         let trusted = [k.verifying_key()];
-        assert_eq!(verify(&signed, None, &trusted), Ok(key_id(&k.verifying_key())));
+        assert_eq!(verify(&signed, None, &trusted), Ok(vec![key_id(&k.verifying_key())]));
 
         let mut flipped = signed.clone();
         flipped[18] ^= 1; // inside the type section
@@ -332,10 +337,11 @@ mod tests {
     fn a_second_signer_adds_to_the_section_and_detached_signatures_work() {
         let (a, b) = (key(1), key(2));
         let twice = sign(&sign(&module(), &a).unwrap(), &b).unwrap();
-        assert_eq!(verify(&twice, None, &[b.verifying_key()]), Ok(key_id(&b.verifying_key())));
-        assert_eq!(verify(&twice, None, &[a.verifying_key()]), Ok(key_id(&a.verifying_key())));
+        assert_eq!(verify(&twice, None, &[b.verifying_key()]), Ok(vec![key_id(&b.verifying_key())]));
+        assert_eq!(verify(&twice, None, &[a.verifying_key(), b.verifying_key()]).unwrap().len(), 2);
+        assert_eq!(verify(&twice, None, &[a.verifying_key()]), Ok(vec![key_id(&a.verifying_key())]));
         let sig = sign_detached(&module(), &a);
-        assert_eq!(verify(&module(), Some(&sig), &[a.verifying_key()]), Ok(key_id(&a.verifying_key())));
+        assert_eq!(verify(&module(), Some(&sig), &[a.verifying_key()]), Ok(vec![key_id(&a.verifying_key())]));
         let mut changed = module();
         changed[12] ^= 1;
         assert_eq!(verify(&changed, Some(&sig), &[a.verifying_key()]), Err(SignatureError::Modified));

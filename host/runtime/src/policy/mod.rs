@@ -114,8 +114,17 @@ impl Policy {
 
     /// Tells the policy an outcome. Failures are logged (the operation already happened).
     pub async fn observe(&self, outcome: &OperationOutcome) {
-        let Ok(mut lease) = self.pool.lease().await else { return };
-        let Ok((store, policy)) = lease.enter(Duration::ZERO) else { return };
+        let lost = |e: StorageError| {
+            tracing::error!(policy = %self.name, kind = e.kind(), "an operation outcome could not be given to the policy");
+        };
+        let mut lease = match self.pool.lease().await {
+            Ok(lease) => lease,
+            Err(e) => return lost(e),
+        };
+        let (store, policy) = match lease.enter(Duration::ZERO) {
+            Ok(entered) => entered,
+            Err(e) => return lost(e),
+        };
         let r = policy
             .stowage_storage_policy_hooks()
             .call_observe(store, &convert::outcome_to_wit(outcome))
