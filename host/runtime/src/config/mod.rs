@@ -190,10 +190,18 @@ impl LoadedConfig {
                 problem(disk.plugin.span(), format!("disks.{n}.plugin: {message}"));
             }
             if let Some(dir) = &disk.grant.dir {
+                let granted = normalize(&self.base_dir.join(dir.get_ref()));
                 let ledger = normalize(&self.ledger_path());
-                if ledger.starts_with(normalize(&self.base_dir.join(dir.get_ref()))) {
+                if ledger.starts_with(&granted) {
                     problem(dir.span(), format!(
                         "disks.{n}.grant.dir contains the ledger ({}): its plugin could rewrite it; move one of them", ledger.display()
+                    ));
+                }
+                if let Some(cache) = self.cache_dir().map(|c| normalize(&c))
+                    && cache.starts_with(&granted)
+                {
+                    problem(dir.span(), format!(
+                        "disks.{n}.grant.dir contains the compiled-plugin cache ({}): set [cache] dir elsewhere", cache.display()
                     ));
                 }
             }
