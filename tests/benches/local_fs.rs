@@ -306,6 +306,7 @@ async fn cold_start(engine: &PluginEngine, root: &Path) {
     let grants = stowage_runtime::Grants { dir: Some(root.to_path_buf()), ..Default::default() };
     let mut first = Duration::MAX;
     let mut warm = Duration::MAX;
+    let mut bare = Duration::MAX;
     for _ in 0..ROUNDS {
         let disk = Disk::from_component(engine, "cold", &component, grants.clone(), Limits::default()).expect("link");
         let c = ctx(&disk);
@@ -317,6 +318,11 @@ async fn cold_start(engine: &PluginEngine, root: &Path) {
             disk.exists(&c, "x").await.expect("exists");
         }
         warm = warm.min(start.elapsed() / 100);
+        let start = Instant::now();
+        for _ in 0..100 {
+            disk.capabilities().await.expect("capabilities");
+        }
+        bare = bare.min(start.elapsed() / 100);
     }
     println!("\n== cold start (local-fs component, {} KiB)", bytes.len() / 1024);
     println!("compile                     {:>10.2} ms", compile.as_secs_f64() * 1e3);
@@ -324,7 +330,8 @@ async fn cold_start(engine: &PluginEngine, root: &Path) {
     println!("plugin start, cold (verify + compile + cache) {:>8.2} ms", cold_load.as_secs_f64() * 1e3);
     println!("plugin start, warm (verify + cached code)     {:>8.2} ms  ({:.0}x faster)", warm_load.as_secs_f64() * 1e3, cold_load.as_secs_f64() / warm_load.as_secs_f64());
     println!("first call (instantiate)    {:>10.1} us", first.as_secs_f64() * 1e6);
-    println!("warm call (pooled instance) {:>10.1} us", warm.as_secs_f64() * 1e6);
+    println!("warm call, exists (pooled)  {:>10.1} us", warm.as_secs_f64() * 1e6);
+    println!("warm call, no I/O (get-capabilities) {:>6.1} us", bare.as_secs_f64() * 1e6);
 }
 
 /// Per-operation cost of the policy pipeline (role-policy + phi-tracking with its ledger)
