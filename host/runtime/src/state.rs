@@ -113,6 +113,17 @@ impl PluginState {
     }
 }
 
+/// A linker with what every plugin may import: WASI (limited by its `WasiCtx` to the grants)
+/// and the contract's `log` and `config` interfaces. Policies add the ledger.
+pub(crate) fn plugin_linker(engine: &wasmtime::Engine) -> wasmtime::Result<wasmtime::component::Linker<PluginState>> {
+    use wasmtime::component::HasSelf;
+    let mut linker = wasmtime::component::Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    log::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)?;
+    config::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)?;
+    Ok(linker)
+}
+
 impl WasiView for PluginState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {

@@ -8,7 +8,7 @@ mod writer;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::Component;
 
 pub use digest::{Digest, Digester};
 pub use reader::{MAX_CHUNK, ObjectReader};
@@ -16,7 +16,6 @@ pub use writer::ObjectWriter;
 
 use crate::bindings::driver::DriverPre;
 use crate::bindings::wit_store;
-use crate::bindings::driver::stowage::storage::{config, log};
 use crate::convert;
 use crate::engine::{Limits, PluginEngine};
 use crate::error::StorageError;
@@ -66,8 +65,8 @@ pub enum LoadError {
     /// The bytes are not a valid component for this engine.
     #[error("not a valid WebAssembly component: {0}")]
     Compile(String),
-    /// The component does not fit the `driver` world (or imports what the host does not offer).
-    #[error("does not fit the stowage `driver` world: {0}")]
+    /// The component does not fit its world (or imports what the host does not offer).
+    #[error("does not fit the stowage world it is loaded as (driver or policy): {0}")]
     World(String),
 }
 
@@ -100,14 +99,7 @@ impl Disk {
         grants: Grants,
         limits: Limits,
     ) -> Result<Disk, LoadError> {
-        let mut linker: Linker<PluginState> = Linker::new(engine.engine());
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(|e| LoadError::World(format!("{e:#}")))?;
-        // wasi:io comes with WASI above; only the contract's own host interfaces here.
-        log::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)
-            .map_err(|e| LoadError::World(format!("{e:#}")))?;
-        config::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)
-            .map_err(|e| LoadError::World(format!("{e:#}")))?;
+        let linker = crate::state::plugin_linker(engine.engine()).map_err(|e| LoadError::World(format!("{e:#}")))?;
         let pre = linker
             .instantiate_pre(component)
             .map_err(|e| LoadError::World(format!("{e:#}")))?;

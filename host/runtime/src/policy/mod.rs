@@ -6,9 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, HasSelf};
 
-use crate::bindings::driver::stowage::storage::{config, log};
 use crate::bindings::policy::{Policy as PolicyBindings, PolicyPre};
 use crate::bindings::{wit_ledger, wit_policy};
 use crate::convert;
@@ -82,10 +81,7 @@ impl Policy {
         limits: Limits,
     ) -> Result<Policy, LoadError> {
         let world = |e: wasmtime::Error| LoadError::World(format!("{e:#}"));
-        let mut linker: Linker<PluginState> = Linker::new(engine.engine());
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(world)?;
-        log::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s).map_err(world)?;
-        config::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s).map_err(world)?;
+        let mut linker = crate::state::plugin_linker(engine.engine()).map_err(world)?;
         wit_ledger::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s).map_err(world)?;
         let pre = PolicyPre::new(linker.instantiate_pre(component).map_err(world)?).map_err(world)?;
         let grants = Grants { dir: None, ..grants };
