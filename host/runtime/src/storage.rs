@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::config::{ConfigError, LoadedConfig, PluginSource};
+use crate::config::{ConfigError, LoadedConfig, PluginPlan, PluginSource};
 use crate::ledger::{Ledger, LedgerError};
-use crate::plugin::PluginLoader;
+use crate::plugin::{Loaded, PluginLoader};
 use crate::plugin::inspect::World;
 use crate::policy::{OperationOutcome, OperationRequest, Pipeline, Policy};
 use crate::upload::Upload;
@@ -40,6 +40,9 @@ pub enum StartError {
         /// What went wrong.
         reason: String,
     },
+    /// Something the config names could not be set up (keys, plugin paths).
+    #[error("{0}")]
+    Setup(String),
     /// The ledger could not be opened.
     #[error("ledger: {0}")]
     Ledger(#[from] LedgerError),
@@ -145,56 +148,30 @@ impl Storage {
 
     /// Like [`Storage::start`], on an existing engine.
     pub fn start_with(config: &LoadedConfig, engine: &PluginEngine) -> Result<Storage, StartError> {
-        let plans = config.disk_plans().map_err(|reason| StartError::Plugin {
-            disk: String::new(),
-            plugin: String::new(),
-            reason,
-        })?;
-        let trust = config.trust_policy().map_err(|reason| StartError::Plugin {
-            disk: String::new(),
-            plugin: String::new(),
-            reason,
-        })?;
+        let trust = config.trust_policy().map_err(StartError::Setup)?;
         if trust.allow_unsigned {
             tracing::warn!("[trust] allow_unsigned = true: UNSIGNED PLUGIN FILES WILL RUN. Development only; sign plugins with `stowage plugin sign`.");
         }
         let loader = PluginLoader::new(engine, trust, config.cache_dir().as_deref());
         // Every plugin is verified and compiled before anything is created on disk: a refused
         // plugin means nothing starts and nothing is touched.
-        let mut loaded = Vec::with_capacity(plans.len());
-        for plan in plans {
-            match loader.load(&plan.plugin, &plan.pins, World::Driver) {
-                Ok(l) => loaded.push((plan, l)),
-                Err(e) => return Err(plugin_error(&plan.name, &plan.plugin, e)),
-            }
-        }
-        let policy_plans = config.policy_plans().map_err(|reason| StartError::Plugin {
-            disk: String::new(),
-            plugin: String::new(),
-            reason,
-        })?;
-        let mut loaded_policies = Vec::with_capacity(policy_plans.len());
-        for plan in policy_plans {
-            match loader.load(&plan.plugin, &plan.pins, World::Policy) {
-                Ok(l) => loaded_policies.push((plan, l)),
-                Err(e) => return Err(plugin_error(&plan.name, &plan.plugin, e)),
-            }
-        }
+        let drivers = load_all(&loader, config.disk_plans().map_err(StartError::Setup)?, World::Driver)?;
+        let policy_plugins = load_all(&loader, config.policy_plans().map_err(StartError::Setup)?, World::Policy)?;
         let ledger = Arc::new(Ledger::open(&config.ledger_path())?);
-        let mut policies = Vec::with_capacity(loaded_policies.len());
-        for (plan, l) in loaded_policies {
+        let mut policies = Vec::with_capacity(policy_plugins.len());
+        for (plan, l) in policy_plugins {
             let grants = crate::state::Grants { ledger: Some(ledger.clone()), ..plan.grants };
             let policy = Policy::from_component(engine, &plan.name, &l.component, grants, plan.limits)
-                .map_err(|e| StartError::Plugin { disk: plan.name.clone(), plugin: plan.plugin.name(), reason: e.to_string() })?;
+                .map_err(|e| plugin_error(&plan.name, &plan.plugin, e))?;
             policies.push(policy);
         }
         let mut disks = BTreeMap::new();
-        for (plan, l) in loaded {
+        for (plan, l) in drivers {
             if let Some(dir) = &plan.grants.dir {
                 create_grant_dir(&plan.name, dir)?;
             }
             let disk = Disk::from_component(engine, &plan.name, &l.component, plan.grants, plan.limits)
-                .map_err(|e| StartError::Plugin { disk: plan.name.clone(), plugin: l.sha256, reason: e.to_string() })?
+                .map_err(|e| plugin_error(&plan.name, &plan.plugin, e))?
                 .with_driver_name(&plan.plugin.name());
             disks.insert(plan.name, disk);
         }
@@ -365,12 +342,19 @@ impl Storage {
     }
 }
 
-fn plugin_error(name: &str, plugin: &PluginSource, e: crate::plugin::LoadError) -> StartError {
-    let plugin = match plugin {
-        PluginSource::Bundled(n) => format!("`{n}` (bundled)"),
-        PluginSource::File(p) => p.display().to_string(),
-    };
-    StartError::Plugin { disk: name.to_string(), plugin, reason: e.to_string() }
+/// Verifies and compiles every plan's plugin as `world`, stopping at the first refusal.
+fn load_all(loader: &PluginLoader, plans: Vec<PluginPlan>, world: World) -> Result<Vec<(PluginPlan, Loaded)>, StartError> {
+    plans
+        .into_iter()
+        .map(|plan| match loader.load(&plan.plugin, &plan.pins, world) {
+            Ok(l) => Ok((plan, l)),
+            Err(e) => Err(plugin_error(&plan.name, &plan.plugin, e)),
+        })
+        .collect()
+}
+
+fn plugin_error(name: &str, plugin: &PluginSource, reason: impl std::fmt::Display) -> StartError {
+    StartError::Plugin { disk: name.to_string(), plugin: plugin.to_string(), reason: reason.to_string() }
 }
 
 fn create_grant_dir(disk: &str, dir: &std::path::Path) -> Result<(), StartError> {

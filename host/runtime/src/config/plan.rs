@@ -18,14 +18,14 @@ pub enum PluginSource {
     File(PathBuf),
 }
 
-/// Everything needed to bring up one policy.
+/// Everything needed to bring up one disk or policy.
 #[derive(Debug, Clone)]
-pub struct PolicyPlan {
-    /// Its name.
+pub struct PluginPlan {
+    /// The disk's or policy's name.
     pub name: String,
     /// Its component.
     pub plugin: PluginSource,
-    /// Its config values (policies get no directory).
+    /// What it may touch (policies get no directory), and its config values.
     pub grants: Grants,
     /// Its limits.
     pub limits: Limits,
@@ -33,19 +33,13 @@ pub struct PolicyPlan {
     pub pins: crate::plugin::Pins,
 }
 
-/// Everything needed to bring up one disk.
-#[derive(Debug, Clone)]
-pub struct DiskPlan {
-    /// The disk's name.
-    pub name: String,
-    /// Its driver component.
-    pub plugin: PluginSource,
-    /// What the driver may touch, and its config values.
-    pub grants: Grants,
-    /// Its limits.
-    pub limits: Limits,
-    /// Pins on its signer and content.
-    pub pins: crate::plugin::Pins,
+impl std::fmt::Display for PluginSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PluginSource::Bundled(n) => write!(f, "`{n}` (bundled)"),
+            PluginSource::File(p) => write!(f, "{}", p.display()),
+        }
+    }
 }
 
 impl PluginSource {
@@ -115,7 +109,7 @@ impl LoadedConfig {
     }
 
     /// What to load for each disk, in name order.
-    pub fn disk_plans(&self) -> Result<Vec<DiskPlan>, String> {
+    pub fn disk_plans(&self) -> Result<Vec<PluginPlan>, String> {
         self.config
             .disks
             .iter()
@@ -128,13 +122,13 @@ impl LoadedConfig {
                     config: flatten(&disk.config),
                     ledger: None,
                 };
-                Ok(DiskPlan { name, plugin, grants, limits: limits(&disk.limits), pins: pins(&disk.pin) })
+                Ok(PluginPlan { name, plugin, grants, limits: limits(&disk.limits), pins: pins(&disk.pin) })
             })
             .collect()
     }
 
     /// What to load for each policy, in config order.
-    pub fn policy_plans(&self) -> Result<Vec<PolicyPlan>, String> {
+    pub fn policy_plans(&self) -> Result<Vec<PluginPlan>, String> {
         self.config
             .policies
             .iter()
@@ -144,7 +138,7 @@ impl LoadedConfig {
                     .map_err(|e| format!("policies[{i}].plugin: {e}"))?;
                 let name = p.name.clone().unwrap_or_else(|| plugin.name());
                 let grants = Grants { dir: None, config: flatten(&p.config), ledger: None };
-                Ok(PolicyPlan { name, plugin, grants, limits: limits(&p.limits), pins: pins(&p.pin) })
+                Ok(PluginPlan { name, plugin, grants, limits: limits(&p.limits), pins: pins(&p.pin) })
             })
             .collect()
     }
