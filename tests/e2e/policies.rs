@@ -192,6 +192,31 @@ async fn trapping_and_looping_policies_deny_and_the_host_keeps_serving() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_is_only_asked_about_the_operations_it_declares() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let plugin = test_policy(d);
+    // Traps on any path containing `trap`, but declares that it only checks puts.
+    let s = storage(d, &format!(
+        "role = \"testing\"\n[trust]\nallow_unsigned = true\n{DISK}[storage]\ndefault = \"local\"\n[[policies]]\nplugin = \"{plugin}\"\nconfig = {{ mode = \"trap\", check_ops = \"put\" }}\n"
+    ));
+    let req = Request::new();
+    let addr = Address::parse("default:trap.csv").unwrap();
+    std::fs::create_dir_all(d.join("data")).unwrap();
+    std::fs::write(d.join("data/trap.csv"), b"planted").unwrap();
+    // Not asked about stat, exists or get: served.
+    assert_eq!(s.stat(&addr, &req).await.unwrap().size, 7);
+    assert!(s.exists(&addr, &req).await.unwrap());
+    // Asked about the put: it traps, so the put is denied and the file is untouched.
+    match s.writer(&addr, &req, &WriteOptions::default()).await {
+        Err(stowage_runtime::StorageError::Denied(reason)) => assert!(reason.contains("trapped"), "{reason}"),
+        Err(e) => panic!("expected a denial, got {e}"),
+        Ok(_) => panic!("the policy was not asked about a put"),
+    }
+    assert_eq!(std::fs::read(d.join("data/trap.csv")).unwrap(), b"planted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scoped_scratch_file_is_deleted_and_recorded_whatever_the_exit() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

@@ -25,6 +25,8 @@ pub mod policy {
         path: "../../wit",
         world: "policy",
         exports: { default: async },
+        // A ledger append waits for its group commit without holding a worker thread.
+        imports: { "stowage:storage/ledger.append": async },
         with: {
             "stowage:storage/types": super::driver::stowage::storage::types,
             "stowage:storage/log": super::driver::stowage::storage::log,

@@ -5,7 +5,7 @@ use crate::error::StorageError;
 use crate::ledger::TrackingRecord;
 use crate::policy::{OperationOutcome, OperationRequest};
 use crate::types::{
-    ByteRange, Capabilities, ListPage, ObjectInfo, Operation, RequestContext, Role, WriteOptions,
+    ByteRange, Capabilities, ListPage, ObjectInfo, Operation, OperationSet, RequestContext, Role, WriteOptions,
 };
 
 /// A driver's answer (a value of the WIT `error` variant) as the host's error.
@@ -116,6 +116,26 @@ fn operation_to_wit(op: Operation) -> wit::Operation {
         Operation::List => wit::Operation::List,
         Operation::Delete => wit::Operation::Delete,
         Operation::Url => wit::Operation::Url,
+    }
+}
+
+/// The operations in a policy's `operation-set`.
+pub fn operation_set_from_wit(set: wit_policy::OperationSet) -> OperationSet {
+    Operation::ALL
+        .into_iter()
+        .filter(|op| set.contains(operation_set_bit(*op)))
+        .collect()
+}
+
+fn operation_set_bit(op: Operation) -> wit_policy::OperationSet {
+    match op {
+        Operation::Put => wit_policy::OperationSet::PUT,
+        Operation::Get => wit_policy::OperationSet::GET,
+        Operation::Stat => wit_policy::OperationSet::STAT,
+        Operation::Exists => wit_policy::OperationSet::EXISTS,
+        Operation::List => wit_policy::OperationSet::LIST,
+        Operation::Delete => wit_policy::OperationSet::DELETE,
+        Operation::Url => wit_policy::OperationSet::URL,
     }
 }
 

@@ -149,9 +149,9 @@ impl log::Host for PluginState {
 }
 
 impl crate::bindings::wit_ledger::Host for PluginState {
-    fn append(&mut self, record: crate::bindings::wit_ledger::TrackingRecord) -> Result<u64, String> {
+    async fn append(&mut self, record: crate::bindings::wit_ledger::TrackingRecord) -> Result<u64, String> {
         match &self.grants.ledger {
-            Some(ledger) => ledger.append(&crate::convert::tracking_from_wit(record)).map_err(|e| e.to_string()),
+            Some(ledger) => ledger.append_async(&crate::convert::tracking_from_wit(record)).await.map_err(|e| e.to_string()),
             None => Err("this host has no ledger configured".into()),
         }
     }

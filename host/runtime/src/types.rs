@@ -165,3 +165,48 @@ pub enum Operation {
     /// Make a URL.
     Url,
 }
+
+impl Operation {
+    /// Every operation.
+    pub const ALL: [Operation; 7] = [
+        Operation::Put,
+        Operation::Get,
+        Operation::Stat,
+        Operation::Exists,
+        Operation::List,
+        Operation::Delete,
+        Operation::Url,
+    ];
+}
+
+/// A set of operations (e.g. those a policy checks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OperationSet(u8);
+
+impl OperationSet {
+    /// No operation.
+    pub const NONE: OperationSet = OperationSet(0);
+    /// Every operation.
+    pub const ALL: OperationSet = OperationSet((1 << Operation::ALL.len()) - 1);
+
+    fn bit(op: Operation) -> u8 {
+        1 << op as u8
+    }
+
+    /// This set plus `op`.
+    #[must_use]
+    pub fn with(self, op: Operation) -> OperationSet {
+        OperationSet(self.0 | Self::bit(op))
+    }
+
+    /// Whether `op` is in the set.
+    pub fn contains(self, op: Operation) -> bool {
+        self.0 & Self::bit(op) != 0
+    }
+}
+
+impl FromIterator<Operation> for OperationSet {
+    fn from_iter<I: IntoIterator<Item = Operation>>(ops: I) -> Self {
+        ops.into_iter().fold(OperationSet::NONE, OperationSet::with)
+    }
+}

@@ -7,9 +7,11 @@
 //! Cohort and file type come from the request metadata (`cohort`, `file_type`), else from the
 //! object's metadata.
 
+use std::sync::OnceLock;
+
 use stowage_plugin_sdk::config_list;
 use stowage_plugin_sdk::policy::exports::stowage::storage::policy_hooks::{
-    Decision, Guest, OperationOutcome, OperationRequest,
+    Decision, Guest, HookInterests, OperationOutcome, OperationRequest, OperationSet,
 };
 use stowage_plugin_sdk::policy::stowage::storage::ledger::{TrackingRecord, append};
 use stowage_plugin_sdk::policy::stowage::storage::log::{Level, log};
@@ -35,7 +37,32 @@ fn error_text(e: &Error) -> String {
     }
 }
 
+/// The policy's config, read once per instance (it cannot change while the instance lives).
+struct Settings {
+    temporary_classes: Vec<String>,
+    cleanup_within_secs: u64,
+    record_reads: bool,
+}
+
+fn settings() -> &'static Settings {
+    static SETTINGS: OnceLock<Settings> = OnceLock::new();
+    SETTINGS.get_or_init(|| Settings {
+        temporary_classes: config_list(&config::get("temporary_classes").unwrap_or_else(|| "scratch".into())),
+        cleanup_within_secs: config::get("cleanup_within_secs").and_then(|v| v.parse().ok()).unwrap_or(7200),
+        record_reads: config::get("record_reads").is_none_or(|v| v != "false"),
+    })
+}
+
 impl Guest for PhiTracking {
+    fn interests() -> HookInterests {
+        // Never refuses anything; records creates, reads and deletes.
+        let mut observe = OperationSet::PUT | OperationSet::DELETE;
+        if settings().record_reads {
+            observe = observe | OperationSet::GET;
+        }
+        HookInterests { check: OperationSet::empty(), observe }
+    }
+
     fn check(_request: OperationRequest) -> Decision {
         Decision::Allow
     }
@@ -43,9 +70,8 @@ impl Guest for PhiTracking {
     fn observe(outcome: OperationOutcome) {
         let request = &outcome.request;
         let ctx = &request.ctx;
-        let temporary = ctx.class.as_ref().is_some_and(|c| {
-            config_list(&config::get("temporary_classes").unwrap_or_else(|| "scratch".into())).contains(c)
-        });
+        let settings = settings();
+        let temporary = ctx.class.as_ref().is_some_and(|c| settings.temporary_classes.contains(c));
         let failed = outcome.error.is_some();
         let action = match (request.operation, failed) {
             (Operation::Put, false) if temporary => "work_copy_created",
@@ -58,13 +84,10 @@ impl Guest for PhiTracking {
             (Operation::Delete, true) => "deletion_failed",
             _ => return,
         };
-        if request.operation == Operation::Get
-            && config::get("record_reads").is_some_and(|v| v == "false")
-        {
+        if request.operation == Operation::Get && !settings.record_reads {
             return;
         }
         let cleanup_required = action == "work_copy_created";
-        let within = config::get("cleanup_within_secs").and_then(|v| v.parse().ok()).unwrap_or(7200);
         let record = TrackingRecord {
             action: action.to_string(),
             path: request.path.clone(),
@@ -79,7 +102,7 @@ impl Guest for PhiTracking {
             metadata: request.object_metadata.clone(),
             error: outcome.error.as_ref().map(error_text),
             cleanup_required,
-            cleanup_within_secs: cleanup_required.then_some(within),
+            cleanup_within_secs: cleanup_required.then_some(settings.cleanup_within_secs),
             request_id: ctx.request_id.clone(),
         };
         if let Err(e) = append(&record) {

@@ -9,9 +9,11 @@
 //! Config (all optional): `phi_classes` (default `scratch,submission`), `remote_drivers`
 //! (default `remote`).
 
+use std::sync::OnceLock;
+
 use stowage_plugin_sdk::config_list;
 use stowage_plugin_sdk::policy::exports::stowage::storage::policy_hooks::{
-    Decision, Guest, OperationOutcome, OperationRequest,
+    Decision, Guest, HookInterests, OperationOutcome, OperationRequest, OperationSet,
 };
 use stowage_plugin_sdk::policy::stowage::storage::config;
 use stowage_plugin_sdk::policy::stowage::storage::log::{Level, log};
@@ -19,14 +21,33 @@ use stowage_plugin_sdk::policy::stowage::storage::types::ServerRole;
 
 struct RolePolicy;
 
-fn setting(key: &str, default: &str) -> Vec<String> {
-    config_list(&config::get(key).unwrap_or_else(|| default.to_string()))
+/// The policy's config, read once per instance (it cannot change while the instance lives).
+struct Settings {
+    phi_classes: Vec<String>,
+    remote_drivers: Vec<String>,
+}
+
+fn settings() -> &'static Settings {
+    static SETTINGS: OnceLock<Settings> = OnceLock::new();
+    SETTINGS.get_or_init(|| {
+        let list = |key: &str, default: &str| config_list(&config::get(key).unwrap_or_else(|| default.to_string()));
+        Settings {
+            phi_classes: list("phi_classes", "scratch,submission"),
+            remote_drivers: list("remote_drivers", "remote"),
+        }
+    })
 }
 
 impl Guest for RolePolicy {
+    fn interests() -> HookInterests {
+        // Decides on everything; records nothing.
+        HookInterests { check: stowage_plugin_sdk::all_operations(), observe: OperationSet::empty() }
+    }
+
     fn check(request: OperationRequest) -> Decision {
         let ctx = &request.ctx;
-        let remote = setting("remote_drivers", "remote").contains(&ctx.driver);
+        let settings = settings();
+        let remote = settings.remote_drivers.contains(&ctx.driver);
         match ctx.role {
             ServerRole::Testing => Decision::Allow,
             ServerRole::Services => {
@@ -40,7 +61,7 @@ impl Guest for RolePolicy {
             }
             ServerRole::Web => {
                 let phi = match &ctx.class {
-                    Some(class) => setting("phi_classes", "scratch,submission").contains(class),
+                    Some(class) => settings.phi_classes.contains(class),
                     // Addressed by disk name: no class to vouch for it, so treat it as PHI.
                     None => true,
                 };

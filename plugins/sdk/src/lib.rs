@@ -46,6 +46,18 @@ pub mod policy {
 }
 
 use driver::stowage::storage::types::Error;
+use policy::exports::stowage::storage::policy_hooks::OperationSet;
+
+/// Every operation, for a policy's `interests` (`OperationSet::empty()` is none).
+pub fn all_operations() -> OperationSet {
+    OperationSet::PUT
+        | OperationSet::GET
+        | OperationSet::STAT
+        | OperationSet::EXISTS
+        | OperationSet::LIST
+        | OperationSet::DELETE
+        | OperationSet::URL
+}
 
 impl From<path::PathError> for Error {
     fn from(e: path::PathError) -> Self {

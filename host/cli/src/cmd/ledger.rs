@@ -105,7 +105,7 @@ pub async fn cleanup(config: Option<&Path>) -> anyhow::Result<()> {
             Ok(()) => println!("deleted {}:{}", addr.name, addr.path),
             Err(StorageError::NotFound(_)) => {
                 // Already gone (deleted outside Stowage): record that it was checked.
-                storage.ledger().append(&TrackingRecord {
+                storage.ledger().append_async(&TrackingRecord {
                     action: "cleaned_up".into(),
                     error: None,
                     cleanup_required: false,
@@ -113,7 +113,8 @@ pub async fn cleanup(config: Option<&Path>) -> anyhow::Result<()> {
                     request_id: req.request_id.clone(),
                     actor: req.actor.clone(),
                     ..e.record.clone()
-                })?;
+                })
+                .await?;
                 println!("already gone {}:{}", addr.name, addr.path);
             }
             Err(err) => {

@@ -174,7 +174,7 @@ pub fn parse_payload(p: &[u8]) -> Result<SignatureSet, SignatureError> {
     if p.len() < 3 || p[0] != SPEC_VERSION || p[1] != CONTENT_WASM || p[2] != HASH_SHA256 {
         return Err(bad("unknown version, content type or hash function"));
     }
-    let leb = |pos: &mut usize| read_leb(p, pos).map_err(|e| SignatureError::BadSection(e));
+    let leb = |pos: &mut usize| read_leb(p, pos).map_err(SignatureError::BadSection);
     if leb(&mut pos)? != 1 || leb(&mut pos)? != 1 {
         return Err(bad("expected exactly one signed sha256 hash"));
     }

@@ -2,6 +2,10 @@
 //! in order (the first deny wins); after it, every policy is told the outcome. Policies never
 //! see object bytes and never call drivers. A policy that traps or times out denies (fail
 //! closed), and its instance is replaced.
+//!
+//! Each policy declares once which operations it checks and which it observes
+//! (`interests`); the host calls it for nothing else, so a policy that only records writes
+//! costs nothing on a `stat`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +20,7 @@ use crate::engine::{Limits, PluginEngine};
 use crate::error::StorageError;
 use crate::pool::{Pool, Prelinked};
 use crate::state::{Grants, PluginState};
-use crate::types::{Metadata, Operation, RequestContext};
+use crate::types::{Metadata, Operation, OperationSet, RequestContext};
 
 impl Prelinked for PolicyPre<PluginState> {
     type Bindings = PolicyBindings;
@@ -63,11 +67,26 @@ pub struct OperationOutcome {
     pub error: Option<StorageError>,
 }
 
+/// Which operations a policy checks and observes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interests {
+    /// Operations the policy decides on; the others it allows without being asked.
+    pub check: OperationSet,
+    /// Operations whose outcome it is told.
+    pub observe: OperationSet,
+}
+
+impl Interests {
+    /// Asked about everything: what the host assumes when a policy cannot say.
+    pub const ALL: Interests = Interests { check: OperationSet::ALL, observe: OperationSet::ALL };
+}
+
 /// One loaded policy component.
 #[derive(Clone)]
 pub struct Policy {
     name: Arc<str>,
     pool: Arc<Pool<PolicyPre<PluginState>>>,
+    interests: Arc<tokio::sync::OnceCell<Interests>>,
 }
 
 impl Policy {
@@ -85,7 +104,39 @@ impl Policy {
         wit_ledger::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s).map_err(world)?;
         let pre = PolicyPre::new(linker.instantiate_pre(component).map_err(world)?).map_err(world)?;
         let grants = Grants { dir: None, ..grants };
-        Ok(Policy { name: name.into(), pool: Arc::new(Pool::new(engine, name, pre, grants, limits)) })
+        Ok(Policy {
+            name: name.into(),
+            pool: Arc::new(Pool::new(engine, name, pre, grants, limits)),
+            interests: Arc::default(),
+        })
+    }
+
+    /// What the policy checks and observes, asked once. A policy that cannot answer is asked
+    /// about everything (so a broken one still fails closed on `check`).
+    pub async fn interests(&self) -> Interests {
+        *self
+            .interests
+            .get_or_init(|| async {
+                match self.ask_interests().await {
+                    Ok(interests) => interests,
+                    Err(e) => {
+                        tracing::warn!(policy = %self.name, error = %e, "policy did not declare its interests; asking it about everything");
+                        Interests::ALL
+                    }
+                }
+            })
+            .await
+    }
+
+    async fn ask_interests(&self) -> Result<Interests, StorageError> {
+        let mut lease = self.pool.lease().await?;
+        let (store, policy) = lease.enter(Duration::ZERO)?;
+        let r = policy.stowage_storage_policy_hooks().call_interests(store).await;
+        let wit = lease.end_infallible(r)?;
+        Ok(Interests {
+            check: convert::operation_set_from_wit(wit.check),
+            observe: convert::operation_set_from_wit(wit.observe),
+        })
     }
 
     /// The policy's name.
@@ -95,6 +146,9 @@ impl Policy {
 
     /// Asks the policy; `Err(reason)` is a denial. A fault is a denial too.
     pub async fn check(&self, request: &OperationRequest) -> Result<(), String> {
+        if !self.interests().await.check.contains(request.operation) {
+            return Ok(());
+        }
         let fault = |e: StorageError| format!("policy `{}` failed, so the operation is refused: {e}", self.name);
         let mut lease = self.pool.lease().await.map_err(fault)?;
         let (store, policy) = lease.enter(Duration::ZERO).map_err(fault)?;
@@ -110,6 +164,9 @@ impl Policy {
 
     /// Tells the policy an outcome. Failures are logged (the operation already happened).
     pub async fn observe(&self, outcome: &OperationOutcome) {
+        if !self.interests().await.observe.contains(outcome.request.operation) {
+            return;
+        }
         let lost = |e: StorageError| {
             tracing::error!(policy = %self.name, kind = e.kind(), "an operation outcome could not be given to the policy");
         };

@@ -3,26 +3,39 @@
 //! Each row holds its index, time, the record as canonical JSON, the previous row's hash and
 //! its own: `sha256(prev | index | time | json)`. Any edited field, deleted row or swapped
 //! pair breaks the chain at that index. A truncated tail leaves a valid chain, so the host
-//! also keeps the head (count and last hash) in a file beside the database, rewritten after
-//! every append; `verify` checks the chain reaches it.
+//! also keeps the head (count and last hash) in a file beside the database (`head`);
+//! `verify` checks the chain reaches it.
 //!
-//! Durability: SQLite in WAL mode with `synchronous = FULL`, one transaction per append, so an
-//! appended record survives a crash once `append` returns. The head file is replaced durably
-//! after the commit: after a crash it may lag the database by one record (allowed: the head
-//! may be behind, never ahead, and must agree with the record it names). `append` refuses to
-//! chain onto a database that no longer reaches its head, so records removed from the tail
+//! Durability: SQLite in WAL mode with `synchronous = FULL`. Appends are group-committed
+//! (`committer`): concurrent appends share one transaction, and `append` returns only once
+//! the transaction holding its record is durable. The head is rewritten in place after each
+//! commit and synced right after the callers are answered, so after a power loss it may lag
+//! the database (allowed: the head may be behind, never ahead, and must agree with the record
+//! it names), never lead it. The host refuses to chain onto a database that no longer reaches
+//! its head, or whose last record changed while it ran, so records removed from the tail
 //! cannot be papered over by new ones.
+
+mod committer;
+mod head;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::mpsc::Sender;
+use std::thread::JoinHandle;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use self::committer::Pending;
+use self::head::{Head, HeadFile, HeadState};
 use crate::types::Metadata;
 
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+fn genesis() -> String {
+    GENESIS.to_string()
+}
 
 /// One tracking event (the fields of the original PHIFileTracking).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,6 +95,12 @@ pub enum LedgerError {
         /// What went wrong.
         error: std::io::Error,
     },
+    /// The ledger was changed behind the host's back; appending is refused.
+    #[error("{0}; run `stowage ledger verify`")]
+    Tampered(String),
+    /// An append was not committed.
+    #[error("ledger append failed: {0}")]
+    Append(String),
     /// A record could not be encoded or decoded.
     #[error("ledger record at index {index}: {error}")]
     Record {
@@ -104,8 +123,11 @@ pub struct Broken {
 
 /// The ledger.
 pub struct Ledger {
+    /// For reading (`entries`, `verify`); the committer has its own connection.
     conn: Mutex<Connection>,
     head: PathBuf,
+    writer: Option<Sender<Pending>>,
+    committer: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -129,17 +151,23 @@ fn chain_hash(prev: &str, index: u64, at_ms: u64, body: &str) -> String {
     hex::encode(h.finalize())
 }
 
+fn connect(path: &Path) -> Result<Connection, LedgerError> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(conn)
+}
+
 impl Ledger {
-    /// Opens (creating if needed) the ledger database at `path`.
+    /// Opens (creating if needed) the ledger database at `path`. A ledger that no longer
+    /// reaches its head still opens (so it can be verified and read) but refuses appends.
     pub fn open(path: &Path) -> Result<Ledger, LedgerError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|error| LedgerError::Head { path: dir.display().to_string(), error })?;
         }
-        let conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.execute_batch(
+        let writer = connect(path)?;
+        writer.execute_batch(
             "CREATE TABLE IF NOT EXISTS records (
                 idx INTEGER PRIMARY KEY,
                 at_ms INTEGER NOT NULL,
@@ -148,9 +176,39 @@ impl Ledger {
                 hash TEXT NOT NULL
             )",
         )?;
-        let mut head = path.as_os_str().to_owned();
-        head.push(".head");
-        Ok(Ledger { conn: Mutex::new(conn), head: PathBuf::from(head) })
+        let mut head_path = path.as_os_str().to_owned();
+        head_path.push(".head");
+        let head_path = PathBuf::from(head_path);
+        let head_err = |error| LedgerError::Head { path: head_path.display().to_string(), error };
+        let state = head::read(&head_path).map_err(head_err)?;
+        let tip: Option<Head> = writer
+            .query_row("SELECT idx, hash FROM records ORDER BY idx DESC LIMIT 1", [], |r| {
+                Ok(Head { count: r.get::<_, i64>(0)? as u64 + 1, hash: r.get(1)? })
+            })
+            .optional()?;
+        let broken = Self::reaches(&writer, tip.as_ref(), &state)?;
+        let start = committer::Start { conn: writer, tip, broken, head: HeadFile::new(&head_path, &state) };
+        let (tx, thread) = committer::spawn(start).map_err(head_err)?;
+        Ok(Ledger { conn: Mutex::new(connect(path)?), head: head_path, writer: Some(tx), committer: Some(thread) })
+    }
+
+    /// Why the database does not reach its head (the head may be behind, never ahead).
+    fn reaches(conn: &Connection, tip: Option<&Head>, state: &HeadState) -> Result<Option<String>, LedgerError> {
+        Ok(match (state, tip) {
+            (HeadState::Missing, None) => None,
+            (HeadState::Missing | HeadState::Damaged, Some(_)) => Some("the ledger's head file is missing or damaged".into()),
+            (HeadState::Damaged, None) => Some("the ledger's head file is damaged".into()),
+            (HeadState::At(head), _) => {
+                let at_head: Option<String> = match head.count.checked_sub(1) {
+                    Some(last) => conn
+                        .query_row("SELECT hash FROM records WHERE idx = ?1", params![last as i64], |r| r.get(0))
+                        .optional()?,
+                    None => None,
+                };
+                (at_head.as_deref() != Some(head.hash.as_str()))
+                    .then(|| "the ledger does not match its head (records were removed or changed)".into())
+            }
+        })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -159,74 +217,19 @@ impl Ledger {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Appends `record`; returns its index.
-    pub fn append(&self, record: &TrackingRecord) -> Result<u64, LedgerError> {
+    /// Appends `record` once it is durable; returns its index. Concurrent appends share a
+    /// commit.
+    pub async fn append_async(&self, record: &TrackingRecord) -> Result<u64, LedgerError> {
         let body = serde_json::to_string(record).map_err(|e| LedgerError::Record { index: 0, error: e.to_string() })?;
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let last: Option<(i64, String)> = tx
-            .query_row("SELECT idx, hash FROM records ORDER BY idx DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        let (index, prev) = match last {
-            Some((i, h)) => (i as u64 + 1, h),
-            None => (0, GENESIS.to_string()),
-        };
-        // Never chain onto a tampered tail: the database must reach the head (it may be ahead
-        // of it after a crash, never behind), and agree with it where they overlap.
-        let head = self.read_head()?;
-        if let Some((count, head_hash)) = &head {
-            let agrees = match count.checked_sub(1) {
-                None => true,
-                Some(last) if last + 1 > index => false,
-                Some(last) => tx
-                    .query_row("SELECT hash FROM records WHERE idx = ?1", params![last as i64], |r| r.get::<_, String>(0))
-                    .optional()?
-                    .is_some_and(|h| h == *head_hash),
-            };
-            if !agrees {
-                return Err(LedgerError::Record {
-                    index,
-                    error: "the ledger does not match its head (records were removed or changed); run `stowage ledger verify`".into(),
-                });
-            }
-        } else if index > 0 {
-            return Err(LedgerError::Record { index, error: "the ledger's head file is missing or damaged; run `stowage ledger verify`".into() });
-        }
-        let at_ms = now_ms();
-        let hash = chain_hash(&prev, index, at_ms, &body);
-        tx.execute(
-            "INSERT INTO records (idx, at_ms, body, prev, hash) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![index as i64, at_ms as i64, body, prev, hash],
-        )?;
-        tx.commit()?;
-        self.write_head(index + 1, &hash)?;
-        Ok(index)
+        let stopped = || LedgerError::Append("the ledger's writer has stopped".into());
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.writer.as_ref().ok_or_else(stopped)?.send(Pending { body, reply }).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 
-    /// The head: (record count, hash of the last record), if the file exists and parses.
-    fn read_head(&self) -> Result<Option<(u64, String)>, LedgerError> {
-        match std::fs::read_to_string(&self.head) {
-            Ok(text) => {
-                let mut parts = text.split_whitespace();
-                let count = parts.next().and_then(|c| c.parse::<u64>().ok());
-                let hash = parts.next().filter(|h| h.len() == 64);
-                Ok(count.zip(hash.map(str::to_string)))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(error) => Err(LedgerError::Head { path: self.head.display().to_string(), error }),
-        }
-    }
-
-    /// Replaces the head file durably (written, fsynced, renamed).
-    fn write_head(&self, count: u64, hash: &str) -> Result<(), LedgerError> {
-        use std::io::Write;
-        let err = |error| LedgerError::Head { path: self.head.display().to_string(), error };
-        let dir = self.head.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
-        writeln!(tmp, "{count} {hash}").map_err(err)?;
-        tmp.as_file().sync_all().map_err(err)?;
-        tmp.persist(&self.head).map_err(|e| err(e.error))?;
-        Ok(())
+    /// Appends `record`, blocking the thread until it is durable; returns its index.
+    pub fn append(&self, record: &TrackingRecord) -> Result<u64, LedgerError> {
+        futures::executor::block_on(self.append_async(record))
     }
 
     /// Every record, in order.
@@ -247,7 +250,7 @@ impl Ledger {
     /// Walks the chain; `Ok(n)` with the number of records, or the first broken index.
     pub fn verify(&self) -> Result<Result<u64, Broken>, LedgerError> {
         let conn = self.conn();
-        let mut expected_prev = GENESIS.to_string();
+        let mut expected_prev = genesis();
         let mut n = 0u64;
         {
             let mut stmt = conn.prepare("SELECT idx, at_ms, body, prev, hash FROM records ORDER BY idx")?;
@@ -270,9 +273,9 @@ impl Ledger {
                 n += 1;
             }
         }
-        let head_exists = self.head.exists();
-        match self.read_head()? {
-            Some((count, head_hash)) => {
+        let state = head::read(&self.head).map_err(|error| LedgerError::Head { path: self.head.display().to_string(), error })?;
+        match state {
+            HeadState::At(Head { count, hash: head_hash }) => {
                 if count > n {
                     return Ok(Err(Broken { index: n, reason: format!("records from here on are missing (the head says {count} records)") }));
                 }
@@ -285,9 +288,9 @@ impl Ledger {
                     }
                 }
             }
-            None if head_exists => return Ok(Err(Broken { index: 0, reason: "the head file is damaged".into() })),
-            None if n > 0 => return Ok(Err(Broken { index: 0, reason: "the head file is missing".into() })),
-            None => {}
+            HeadState::Damaged => return Ok(Err(Broken { index: 0, reason: "the head file is damaged".into() })),
+            HeadState::Missing if n > 0 => return Ok(Err(Broken { index: 0, reason: "the head file is missing".into() })),
+            HeadState::Missing => {}
         }
         Ok(Ok(n))
     }
@@ -308,6 +311,17 @@ impl Ledger {
             }
         }
         Ok(open.into_iter().filter(|(_, d)| *d <= now_ms).collect())
+    }
+}
+
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        // Closing the queue lets the committer finish what it holds; waiting for it means
+        // every answered append is durable and the head is synced before the process exits.
+        drop(self.writer.take());
+        if let Some(thread) = self.committer.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -357,5 +371,46 @@ mod tests {
         std::fs::write(dir.path().join("l.sqlite.head"), "").unwrap();
         assert_eq!(l.verify().unwrap().unwrap_err().reason, "the head file is damaged");
         assert_eq!(overdue.iter().map(|(e, _)| e.record.path.as_str()).collect::<Vec<_>>(), vec!["b"]);
+    }
+
+    #[test]
+    fn concurrent_appends_share_commits_and_chain_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.sqlite");
+        let l = std::sync::Arc::new(Ledger::open(&path).unwrap());
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+        let mut indexes: Vec<u64> = rt.block_on(async {
+            let tasks: Vec<_> = (0..64)
+                .map(|i| {
+                    let l = l.clone();
+                    tokio::spawn(async move { l.append_async(&record("file_created", &format!("f{i}"))).await.unwrap() })
+                })
+                .collect();
+            futures::future::join_all(tasks).await.into_iter().map(Result::unwrap).collect()
+        });
+        indexes.sort_unstable();
+        assert_eq!(indexes, (0..64).collect::<Vec<_>>());
+        assert_eq!(l.verify().unwrap(), Ok(64));
+        drop(l);
+        // Reopened, it chains on where it stopped.
+        let l = Ledger::open(&path).unwrap();
+        assert_eq!(l.append(&record("file_deleted", "f0")).unwrap(), 64);
+        assert_eq!(l.verify().unwrap(), Ok(65));
+    }
+
+    #[test]
+    fn a_ledger_cut_short_while_closed_refuses_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.sqlite");
+        let l = Ledger::open(&path).unwrap();
+        for p in ["a", "b", "c"] {
+            l.append(&record("file_created", p)).unwrap();
+        }
+        drop(l);
+        Connection::open(&path).unwrap().execute("DELETE FROM records WHERE idx = 2", []).unwrap();
+        let l = Ledger::open(&path).unwrap();
+        let e = l.append(&record("file_created", "d")).unwrap_err();
+        assert!(e.to_string().contains("does not match its head"), "{e}");
+        assert_eq!(l.verify().unwrap().unwrap_err().index, 2);
     }
 }

@@ -1,0 +1,162 @@
+//! The ledger's head file: the record count and the hash of the last record, kept beside the
+//! database so that removing records from the tail (which leaves a valid chain) is detected.
+//!
+//! The file holds two fixed-size slots in separate 4 KiB blocks, each `count hash check`
+//! where `check` is a sha256 prefix of the rest. Writes go to the slot not holding the
+//! newest head, in place (no new inode, no rename); readers take the newest valid slot. A
+//! write torn by a crash damages at most the slot being written, so the other still names a
+//! head the database reaches.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+const SLOT_BYTES: usize = 160;
+const SLOT_OFFSETS: [u64; 2] = [0, 4096];
+const MAGIC: &str = "stowage-ledger-head/1";
+
+/// A head: how many records the ledger holds and the hash of the last one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Head {
+    pub(crate) count: u64,
+    pub(crate) hash: String,
+}
+
+/// What the head file says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum HeadState {
+    /// No file: a new ledger.
+    Missing,
+    /// A file, but no slot in it is valid.
+    Damaged,
+    /// The newest valid head.
+    At(Head),
+}
+
+fn check(count: u64, hash: &str) -> String {
+    let digest = Sha256::digest(format!("{MAGIC} {count} {hash}").as_bytes());
+    hex::encode(&digest[..8])
+}
+
+fn encode(head: &Head) -> [u8; SLOT_BYTES] {
+    let line = format!("{MAGIC} {} {} {}\n", head.count, head.hash, check(head.count, &head.hash));
+    let mut slot = [b' '; SLOT_BYTES];
+    slot[..line.len()].copy_from_slice(line.as_bytes());
+    slot
+}
+
+fn decode(slot: &[u8]) -> Option<Head> {
+    let text = std::str::from_utf8(slot).ok()?;
+    let mut parts = text.split_whitespace();
+    if parts.next()? != MAGIC {
+        return None;
+    }
+    let count = parts.next()?.parse::<u64>().ok()?;
+    let hash = parts.next().filter(|h| h.len() == 64)?.to_string();
+    (parts.next()? == check(count, &hash)).then_some(Head { count, hash })
+}
+
+/// Reads the head file at `path`.
+pub(crate) fn read(path: &Path) -> std::io::Result<HeadState> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HeadState::Missing),
+        Err(e) => return Err(e),
+    };
+    let newest = SLOT_OFFSETS
+        .iter()
+        .filter_map(|&at| bytes.get(at as usize..at as usize + SLOT_BYTES).and_then(decode))
+        .max_by_key(|h| h.count);
+    Ok(newest.map_or(HeadState::Damaged, HeadState::At))
+}
+
+/// The open head file, written by the ledger's committer only.
+pub(crate) struct HeadFile {
+    path: PathBuf,
+    file: Option<File>,
+    next_slot: usize,
+}
+
+impl HeadFile {
+    /// The head file at `path`; `current` is what it holds now (its slot is not overwritten
+    /// next).
+    pub(crate) fn new(path: &Path, current: &HeadState) -> HeadFile {
+        let next_slot = match current {
+            HeadState::At(head) => {
+                let bytes = std::fs::read(path).unwrap_or_default();
+                let holds = |i: usize| {
+                    let at = SLOT_OFFSETS[i] as usize;
+                    bytes.get(at..at + SLOT_BYTES).and_then(decode).as_ref() == Some(head)
+                };
+                if holds(0) { 1 } else { 0 }
+            }
+            _ => 0,
+        };
+        HeadFile { path: path.to_path_buf(), file: None, next_slot }
+    }
+
+    /// Writes `head` into the spare slot; visible to readers at once, durable after `sync`.
+    pub(crate) fn write(&mut self, head: &Head) -> std::io::Result<()> {
+        let file = match &mut self.file {
+            Some(file) => file,
+            slot @ None => {
+                let created = !self.path.exists();
+                let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&self.path)?;
+                if created {
+                    // A new file's directory entry must survive a crash too.
+                    file.sync_all()?;
+                    if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                        File::open(dir)?.sync_all()?;
+                    }
+                }
+                slot.insert(file)
+            }
+        };
+        file.write_all_at(&encode(head), SLOT_OFFSETS[self.next_slot])?;
+        self.next_slot ^= 1;
+        Ok(())
+    }
+
+    /// Makes the last write durable.
+    pub(crate) fn sync(&mut self) -> std::io::Result<()> {
+        match &self.file {
+            Some(file) => file.sync_data(),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(count: u64) -> Head {
+        Head { count, hash: format!("{count:064x}") }
+    }
+
+    #[test]
+    fn newest_valid_slot_wins_and_a_torn_slot_falls_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.head");
+        assert_eq!(read(&path).unwrap(), HeadState::Missing);
+        let mut file = HeadFile::new(&path, &HeadState::Missing);
+        for n in 1..=3 {
+            file.write(&head(n)).unwrap();
+            assert_eq!(read(&path).unwrap(), HeadState::At(head(n)));
+        }
+        file.sync().unwrap();
+        // Tear the newest slot (3 went to slot 0): the previous head is still there.
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all_at(b"garbage", SLOT_OFFSETS[0] + 30).unwrap();
+        assert_eq!(read(&path).unwrap(), HeadState::At(head(2)));
+        // Reopened, the writer keeps the valid slot and overwrites the torn one.
+        let mut file = HeadFile::new(&path, &read(&path).unwrap());
+        file.write(&head(4)).unwrap();
+        f.write_all_at(b"garbage", SLOT_OFFSETS[1] + 30).unwrap();
+        assert_eq!(read(&path).unwrap(), HeadState::At(head(4)));
+        std::fs::write(&path, "").unwrap();
+        assert_eq!(read(&path).unwrap(), HeadState::Damaged);
+    }
+}
