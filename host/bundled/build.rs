@@ -11,6 +11,7 @@ const BUNDLED: &[(&str, &str)] = &[
     ("stowage-local-fs", "stowage_local_fs"),
     ("stowage-role-policy", "stowage_role_policy"),
     ("stowage-phi-tracking", "stowage_phi_tracking"),
+    ("stowage-s3", "stowage_s3"),
 ];
 
 fn main() {

@@ -7,6 +7,7 @@ mod conformance;
 mod config;
 mod crash;
 mod policies;
+mod s3;
 mod sandbox;
 mod signing;
 mod streaming;

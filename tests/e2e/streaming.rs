@@ -1,8 +1,6 @@
 //! A 1 GiB put and get through the CLI stay well under 150 MiB of resident memory.
 
-use std::process::Stdio;
-
-use stowage_tests::{sha256_file, wait_with_peak_rss, write_big_file};
+use stowage_tests::{run_with_peak_rss, sha256_file, write_big_file};
 
 const LIMIT: u64 = 150 << 20;
 
@@ -13,22 +11,15 @@ fn one_gib_put_and_get_with_bounded_memory() {
     let src = d.join("big.bin");
     let want = write_big_file(&src, 1024);
 
-    let put = crate::stowage()
-        .current_dir(d)
-        .args(["put", "default:big.bin", "big.bin"])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (status, put_rss) = wait_with_peak_rss(put);
+    let mut put = crate::stowage();
+    put.current_dir(d).args(["put", "default:big.bin", "big.bin"]);
+    let (status, put_rss) = run_with_peak_rss(&put);
     assert!(status.success(), "put failed");
     std::fs::remove_file(&src).unwrap();
 
-    let get = crate::stowage()
-        .current_dir(d)
-        .args(["get", "default:big.bin", "-o", "back.bin"])
-        .spawn()
-        .unwrap();
-    let (status, get_rss) = wait_with_peak_rss(get);
+    let mut get = crate::stowage();
+    get.current_dir(d).args(["get", "default:big.bin", "-o", "back.bin"]);
+    let (status, get_rss) = run_with_peak_rss(&get);
     assert!(status.success(), "get failed");
     println!("peak RSS: put {} MiB, get {} MiB", put_rss >> 20, get_rss >> 20);
     assert!(put_rss < LIMIT, "put peaked at {} MiB", put_rss >> 20);

@@ -2,7 +2,9 @@
 //! directories, test data, and measuring a child process's peak memory.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus};
+use std::process::ExitStatus;
+
+pub mod s3;
 
 use stowage_runtime::{Disk, Grants, Limits, PluginEngine, RequestContext, Role};
 
@@ -68,22 +70,32 @@ pub fn sha256_file(path: &Path) -> String {
     hex::encode(h.finalize())
 }
 
-/// Waits for `child` and returns its exit status and peak resident memory in bytes, from the
-/// kernel's accounting of that one child (wait4's rusage).
-pub fn wait_with_peak_rss(child: Child) -> (ExitStatus, u64) {
-    use std::os::unix::process::ExitStatusExt;
-    let pid = child.id() as libc::pid_t;
-    let mut status: libc::c_int = 0;
-    // SAFETY: rusage is plain old data; wait4 fills it and `status` for our own child `pid`,
-    // which `child` owns and nobody else waits for (we consume `child` and never call wait on it).
-    #[allow(unsafe_code, reason = "std offers no way to read a child's rusage")]
-    let (rc, usage) = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        let rc = libc::wait4(pid, &mut status, 0, &mut usage);
-        (rc, usage)
-    };
-    assert_eq!(rc, pid, "wait4 failed: {}", std::io::Error::last_os_error());
-    drop(child);
-    // ru_maxrss is in KiB on Linux.
-    (ExitStatus::from_raw(status), usage.ru_maxrss as u64 * 1024)
+/// Runs `cmd` and returns its exit status and peak resident memory in bytes.
+///
+/// A child spawned straight from this (large, multi-threaded) test process would inherit the
+/// test process's memory high-water mark through `vfork` + `exec`, so the command runs under a
+/// small Python launcher instead: it forks, execs the command, and reports the kernel's
+/// accounting of that one grandchild (`wait4`'s `ru_maxrss`).
+pub fn run_with_peak_rss(cmd: &std::process::Command) -> (ExitStatus, u64) {
+    const LAUNCHER: &str = "import os, sys\n\
+pid = os.fork()\n\
+if pid == 0:\n    os.execvp(sys.argv[2], sys.argv[2:])\n\
+_, status, usage = os.wait4(pid, 0)\n\
+open(sys.argv[1], 'w').write(str(usage.ru_maxrss * 1024))\n\
+sys.exit(os.waitstatus_to_exitcode(status) % 256)\n";
+    let report = tempfile::NamedTempFile::new().expect("rss report file");
+    let mut launcher = std::process::Command::new("python3");
+    launcher.arg("-c").arg(LAUNCHER).arg(report.path()).arg(cmd.get_program()).args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => launcher.env(k, v),
+            None => launcher.env_remove(k),
+        };
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        launcher.current_dir(dir);
+    }
+    let status = launcher.stdout(std::process::Stdio::null()).status().expect("python3 runs the command");
+    let peak = std::fs::read_to_string(report.path()).expect("rss report").trim().parse().expect("rss number");
+    (status, peak)
 }

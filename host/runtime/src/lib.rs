@@ -21,6 +21,7 @@ mod convert;
 pub mod driver;
 pub mod engine;
 pub mod error;
+pub mod http;
 pub mod ledger;
 pub mod plugin;
 pub mod policy;

@@ -8,6 +8,9 @@ use std::time::Instant;
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::http::EndpointGuard;
 
 use crate::bindings::driver::stowage::storage::{config, log, types};
 
@@ -20,6 +23,8 @@ pub struct Grants {
     pub config: Vec<(String, String)>,
     /// For policies: the ledger they may append to.
     pub ledger: Option<Arc<crate::ledger::Ledger>>,
+    /// For drivers: the one HTTP(S) origin they may send requests to.
+    pub endpoint: Option<crate::http::Endpoint>,
 }
 
 /// A plugin tried to grow its memory past its limit (the trap's cause).
@@ -66,6 +71,8 @@ impl wasmtime::ResourceLimiter for Limiter {
 pub struct PluginState {
     name: Arc<str>,
     wasi: WasiCtx,
+    http: WasiHttpCtx,
+    http_hooks: EndpointGuard,
     table: ResourceTable,
     limiter: Limiter,
     grants: Arc<Grants>,
@@ -93,8 +100,10 @@ impl PluginState {
                 })?;
         }
         Ok(PluginState {
+            http_hooks: EndpointGuard { plugin: name.clone(), endpoint: grants.endpoint.clone() },
             name,
             wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             limiter: Limiter { memory_bytes },
             grants,
@@ -154,6 +163,12 @@ impl crate::bindings::wit_ledger::Host for PluginState {
             Some(ledger) => ledger.append_async(&crate::convert::tracking_from_wit(record)).await.map_err(|e| e.to_string()),
             None => Err("this host has no ledger configured".into()),
         }
+    }
+}
+
+impl WasiHttpView for PluginState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.http_hooks }
     }
 }
 

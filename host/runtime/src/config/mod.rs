@@ -216,6 +216,14 @@ impl LoadedConfig {
                     problem(v.span(), format!("disks.{n}.limits.{field} = {} is out of range {min}..={max}", v.get_ref()));
                 }
             }
+            if let Some(endpoint) = &disk.grant.endpoint
+                && let Err(message) = crate::http::Endpoint::parse(endpoint.get_ref())
+            {
+                problem(endpoint.span(), format!("disks.{n}.grant.endpoint: {message}"));
+            }
+            if let Err(message) = plan::flatten(&disk.config, &format!("disks.{n}.config")) {
+                problem(disk.plugin.span(), message);
+            }
             if let Some(dir) = &disk.grant.dir {
                 let resolved = self.base_dir.join(dir.get_ref());
                 if resolved.exists() && !resolved.is_dir() {

@@ -138,6 +138,9 @@ pub struct Grant {
     /// The one directory the plugin may read and write, seen by it as `/`. Relative paths are
     /// relative to the config file's directory. Created if missing.
     pub dir: Option<Spanned<PathBuf>>,
+    /// The one HTTP(S) origin the plugin may send requests to (`https://host:port`); the host
+    /// refuses every other request.
+    pub endpoint: Option<Spanned<String>>,
 }
 
 /// Per-instance limits; defaults in [`crate::engine::Limits`].

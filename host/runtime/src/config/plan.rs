@@ -117,10 +117,15 @@ impl LoadedConfig {
                 let name = name.get_ref().clone();
                 let plugin = resolve_plugin(disk.plugin.get_ref(), &self.base_dir)
                     .map_err(|e| format!("disks.{name}.plugin: {e}"))?;
+                let endpoint = match &disk.grant.endpoint {
+                    Some(e) => Some(crate::http::Endpoint::parse(e.get_ref()).map_err(|e| format!("disks.{name}.grant.endpoint: {e}"))?),
+                    None => None,
+                };
                 let grants = Grants {
                     dir: disk.grant.dir.as_ref().map(|d| self.base_dir.join(d.get_ref())),
-                    config: flatten(&disk.config),
+                    config: flatten(&disk.config, &format!("disks.{name}.config"))?,
                     ledger: None,
+                    endpoint,
                 };
                 Ok(PluginPlan { name, plugin, grants, limits: limits(&disk.limits), pins: pins(&disk.pin) })
             })
@@ -137,7 +142,7 @@ impl LoadedConfig {
                 let plugin = resolve_plugin(p.plugin.get_ref(), &self.base_dir)
                     .map_err(|e| format!("policies[{i}].plugin: {e}"))?;
                 let name = p.name.clone().unwrap_or_else(|| plugin.name());
-                let grants = Grants { dir: None, config: flatten(&p.config), ledger: None };
+                let grants = Grants { config: flatten(&p.config, &format!("policies[{i}].config"))?, ..Grants::default() };
                 Ok(PluginPlan { name, plugin, grants, limits: limits(&p.limits), pins: pins(&p.pin) })
             })
             .collect()
@@ -168,22 +173,33 @@ fn pins(p: &crate::config::Pin) -> crate::plugin::Pins {
     }
 }
 
-/// A plugin's config table as `key` / `parent.child` → string pairs.
-pub fn flatten(table: &toml::Table) -> Vec<(String, String)> {
+/// A plugin's config table as `key` / `parent.child` → string pairs. A value written
+/// `{ env = "NAME" }` is read from the host's environment variable `NAME` (so secrets stay out
+/// of config files); `at` names the table in errors.
+pub fn flatten(table: &toml::Table, at: &str) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();
-    flatten_into("", table, &mut out);
-    out
+    flatten_into("", table, at, &mut out)?;
+    Ok(out)
 }
 
-fn flatten_into(prefix: &str, table: &toml::Table, out: &mut Vec<(String, String)>) {
+fn flatten_into(prefix: &str, table: &toml::Table, at: &str, out: &mut Vec<(String, String)>) -> Result<(), String> {
     for (k, v) in table {
         let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
         match v {
-            toml::Value::Table(t) => flatten_into(&key, t, out),
+            toml::Value::Table(t) if t.len() == 1 && t.contains_key("env") => {
+                let Some(toml::Value::String(var)) = t.get("env") else {
+                    return Err(format!("{at}.{key}: `env` must name an environment variable"));
+                };
+                // The value may be a secret: never put it in an error.
+                let value = std::env::var(var).map_err(|_| format!("{at}.{key}: environment variable `{var}` is not set"))?;
+                out.push((key, value));
+            }
+            toml::Value::Table(t) => flatten_into(&key, t, at, out)?,
             toml::Value::String(s) => out.push((key, s.clone())),
             other => out.push((key, other.to_string())),
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -194,7 +210,7 @@ mod tests {
     fn flatten_renders_scalars_and_nests_keys() {
         let t: toml::Table = toml::from_str("a = \"x\"\nn = 3\nb = true\n[t]\nc = 1.5\n").unwrap();
         assert_eq!(
-            flatten(&t),
+            flatten(&t, "x").unwrap(),
             vec![
                 ("a".into(), "x".into()),
                 ("b".into(), "true".into()),
@@ -202,6 +218,15 @@ mod tests {
                 ("t.c".into(), "1.5".into()),
             ]
         );
+    }
+
+    #[test]
+    fn env_references_are_resolved_and_a_missing_one_is_named_without_a_value() {
+        let t: toml::Table = toml::from_str("key = { env = \"PATH\" }\nsecret = { env = \"STOWAGE_TEST_UNSET_VAR\" }\n").unwrap();
+        let e = flatten(&t, "disks.s3.config").unwrap_err();
+        assert_eq!(e, "disks.s3.config.secret: environment variable `STOWAGE_TEST_UNSET_VAR` is not set");
+        let t: toml::Table = toml::from_str("key = { env = \"PATH\" }\n").unwrap();
+        assert_eq!(flatten(&t, "x").unwrap(), vec![("key".to_string(), std::env::var("PATH").unwrap())]);
     }
 
     #[test]

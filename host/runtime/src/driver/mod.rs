@@ -99,7 +99,11 @@ impl Disk {
         grants: Grants,
         limits: Limits,
     ) -> Result<Disk, LoadError> {
-        let linker = crate::state::plugin_linker(engine.engine()).map_err(|e| LoadError::World(format!("{e:#}")))?;
+        let world = |e: wasmtime::Error| LoadError::World(format!("{e:#}"));
+        let mut linker = crate::state::plugin_linker(engine.engine()).map_err(world)?;
+        // Drivers may speak wasi:http; the host refuses every request outside the disk's
+        // granted endpoint (none granted: no request leaves).
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(world)?;
         let pre = linker
             .instantiate_pre(component)
             .map_err(|e| LoadError::World(format!("{e:#}")))?;

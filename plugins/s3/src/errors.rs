@@ -1,0 +1,76 @@
+//! S3 failures as the contract's errors, in one place. Messages name the disk and the object
+//! path, never credentials.
+
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use stowage_plugin_sdk::driver::stowage::storage::types::{Error, Unavailable};
+
+/// What was being done, for the message.
+pub struct Op<'a> {
+    pub disk: &'a str,
+    pub path: &'a str,
+    pub what: &'static str,
+}
+
+pub fn unavailable(reason: String) -> Error {
+    Error::Unavailable(Unavailable { reason, retryable: true })
+}
+
+/// Maps an HTTP status and S3 error code (from an SDK error or a raw response).
+pub fn from_status(op: &Op<'_>, status: u16, code: Option<&str>, message: Option<&str>) -> Error {
+    let detail = match (code, message) {
+        (Some(c), Some(m)) => format!("{c}: {m}"),
+        (Some(c), None) => c.to_string(),
+        (None, Some(m)) => m.to_string(),
+        (None, None) => format!("HTTP {status}"),
+    };
+    match (status, code) {
+        (_, Some("NoSuchKey" | "NotFound")) | (404, None) => Error::NotFound(op.path.to_string()),
+        (_, Some("NoSuchBucket")) => Error::Io(format!("disk `{}`: the bucket does not exist ({detail})", op.disk)),
+        (412, _) | (_, Some("PreconditionFailed")) => Error::AlreadyExists(op.path.to_string()),
+        (401 | 403, _) => Error::Denied(format!(
+            "disk `{}`: the S3 server refused the request to {} `{}` ({detail}); check the disk's credentials and bucket policy",
+            op.disk, op.what, op.path
+        )),
+        (416, _) => Error::InvalidRange(format!("{} ({detail})", op.path)),
+        (429 | 500..=599, _) | (_, Some("SlowDown" | "RequestTimeout")) => {
+            unavailable(format!("disk `{}`: the S3 server could not {} `{}` now ({detail})", op.disk, op.what, op.path))
+        }
+        _ => Error::Io(format!("disk `{}`: {} `{}` failed ({detail})", op.disk, op.what, op.path)),
+    }
+}
+
+/// Maps an SDK failure (after the SDK's own retries).
+pub fn from_sdk<E, R>(op: &Op<'_>, e: SdkError<E, R>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + RawStatus,
+{
+    match &e {
+        SdkError::ServiceError(service) => from_status(op, service.raw().status(), service.err().code(), service.err().message()),
+        SdkError::TimeoutError(_) => unavailable(format!("disk `{}`: the S3 server did not answer in time ({} `{}`)", op.disk, op.what, op.path)),
+        SdkError::DispatchFailure(failure) => {
+            let text = format!("{:?}", failure);
+            if text.contains("HttpRequestDenied") {
+                Error::Denied(format!(
+                    "disk `{}`: the host refused the request: the driver's `endpoint` is not the disk's granted endpoint",
+                    op.disk
+                ))
+            } else {
+                unavailable(format!("disk `{}`: cannot reach the S3 server to {} `{}`", op.disk, op.what, op.path))
+            }
+        }
+        SdkError::ResponseError(_) => unavailable(format!("disk `{}`: the S3 server's answer to {} `{}` was cut short", op.disk, op.what, op.path)),
+        _ => Error::Io(format!("disk `{}`: {} `{}` failed: {}", op.disk, op.what, op.path, aws_sdk_s3::error::DisplayErrorContext(&e))),
+    }
+}
+
+/// The HTTP status of a raw SDK response.
+pub trait RawStatus {
+    fn status(&self) -> u16;
+}
+
+impl RawStatus for aws_sdk_s3::config::http::HttpResponse {
+    fn status(&self) -> u16 {
+        self.status().as_u16()
+    }
+}

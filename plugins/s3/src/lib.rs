@@ -1,0 +1,137 @@
+//! The S3 driver: objects in any S3-compatible store (AWS S3, SeaweedFS, MinIO, Ceph RGW,
+//! Garage), through aws-sdk-s3 over wasi:http. The host lets it reach only the disk's granted
+//! endpoint. Config keys: see `settings`.
+//!
+//! - Writes: one PUT up to `part_size_mib`, a multipart upload beyond (memory stays at about
+//!   one part); create-only through `If-None-Match: *`.
+//! - Reads: ranged GETs whose body stream goes straight to the host.
+//! - `url`: a presigned GET.
+
+mod client;
+mod errors;
+mod object;
+mod reader;
+mod settings;
+mod writer;
+
+use std::time::Duration;
+
+use aws_sdk_s3::presigning::PresigningConfig;
+use stowage_plugin_sdk::check_path;
+use stowage_plugin_sdk::driver::exports::stowage::storage::store::{Guest, Reader, Writer};
+use stowage_plugin_sdk::driver::stowage::storage::types::{
+    ByteRange, Capabilities, Error, ListPage, ObjectInfo, RequestContext, WriteOptions,
+};
+
+use crate::client::{run, s3};
+use crate::errors::{Op, from_sdk};
+
+/// The longest a presigned URL may live (SigV4's limit: 7 days).
+const MAX_URL_SECS: u64 = 7 * 24 * 3600;
+
+struct S3Driver;
+
+impl Guest for S3Driver {
+    type Writer = writer::S3Writer;
+    type Reader = reader::S3Reader;
+
+    fn get_capabilities() -> Capabilities {
+        Capabilities::RANGE_READS | Capabilities::PRESIGN | Capabilities::CREATE_ONLY | Capabilities::USER_METADATA | Capabilities::LIST_PAGINATION
+    }
+
+    fn open_writer(ctx: RequestContext, path: String, options: WriteOptions) -> Result<Writer, Error> {
+        check_path(&path)?;
+        Ok(Writer::new(writer::S3Writer::new(ctx.disk, path, options)?))
+    }
+
+    fn open_reader(ctx: RequestContext, path: String, range: Option<ByteRange>) -> Result<(Reader, ObjectInfo), Error> {
+        check_path(&path)?;
+        let info = object::head(&ctx.disk, &path)?;
+        // A range may run past the end (it is cut there) but may not start past it.
+        let range = match range {
+            Some(r) if r.offset > info.size => {
+                return Err(Error::InvalidRange(format!("{path}: offset {} is past the end of a {}-byte object", r.offset, info.size)));
+            }
+            Some(r) => Some(ByteRange { offset: r.offset, length: r.length.map(|len| len.min(info.size - r.offset)) }),
+            None => None,
+        };
+        // An empty range (or object) needs no GET, and S3 refuses empty ranges.
+        let empty = match range {
+            Some(r) => r.length == Some(0) || r.offset == info.size,
+            None => info.size == 0,
+        };
+        let reader = if empty { reader::S3Reader::empty() } else { reader::open(&ctx.disk, &info, range)? };
+        Ok((Reader::new(reader), info))
+    }
+
+    fn stat(ctx: RequestContext, path: String) -> Result<ObjectInfo, Error> {
+        check_path(&path)?;
+        object::head(&ctx.disk, &path)
+    }
+
+    fn exists(ctx: RequestContext, path: String) -> Result<bool, Error> {
+        check_path(&path)?;
+        match object::head(&ctx.disk, &path) {
+            Ok(_) => Ok(true),
+            Err(Error::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn list(ctx: RequestContext, prefix: String, cursor: Option<String>, limit: u32) -> Result<ListPage, Error> {
+        if !prefix.is_empty() {
+            stowage_plugin_sdk::path::validate_prefix(&prefix).map_err(Error::from)?;
+        }
+        let s3 = s3()?;
+        let op = Op { disk: &ctx.disk, path: &prefix, what: "list" };
+        let page = run(
+            s3.client
+                .list_objects_v2()
+                .bucket(&s3.settings.bucket)
+                .prefix(s3.settings.key(&prefix))
+                .set_continuation_token(cursor)
+                .max_keys(i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000))
+                .send(),
+        )
+        .map_err(|e| from_sdk(&op, e))?;
+        let items = page
+            .contents()
+            .iter()
+            .filter_map(|o| {
+                let path = s3.settings.path(o.key()?)?;
+                // Keys written outside Stowage may not be valid object paths: skip them.
+                check_path(path).ok()?;
+                Some(object::list_item(path, o))
+            })
+            .collect();
+        let next_cursor = if page.is_truncated == Some(true) { page.next_continuation_token } else { None };
+        Ok(ListPage { items, next_cursor })
+    }
+
+    fn delete(ctx: RequestContext, path: String) -> Result<(), Error> {
+        check_path(&path)?;
+        // S3 deletes succeed for missing keys; the contract says not-found.
+        object::head(&ctx.disk, &path)?;
+        let s3 = s3()?;
+        let op = Op { disk: &ctx.disk, path: &path, what: "delete" };
+        run(s3.client.delete_object().bucket(&s3.settings.bucket).key(s3.settings.key(&path)).send())
+            .map(|_| ())
+            .map_err(|e| from_sdk(&op, e))
+    }
+
+    fn url(ctx: RequestContext, path: String, expires_in_secs: u64) -> Result<String, Error> {
+        check_path(&path)?;
+        if expires_in_secs == 0 || expires_in_secs > MAX_URL_SECS {
+            return Err(Error::Unsupported(format!("URLs may live 1 to {MAX_URL_SECS} seconds, not {expires_in_secs}")));
+        }
+        object::head(&ctx.disk, &path)?;
+        let s3 = s3()?;
+        let config = PresigningConfig::expires_in(Duration::from_secs(expires_in_secs))
+            .map_err(|e| Error::Io(format!("cannot sign a URL: {e}")))?;
+        let signed = run(s3.client.get_object().bucket(&s3.settings.bucket).key(s3.settings.key(&path)).presigned(config))
+            .map_err(|e| Error::Io(format!("disk `{}`: cannot sign a URL for `{path}`: {e}", ctx.disk)))?;
+        Ok(signed.uri().to_string())
+    }
+}
+
+stowage_plugin_sdk::driver::export_driver!(S3Driver with_types_in stowage_plugin_sdk::driver);

@@ -1,0 +1,56 @@
+//! Object info from S3's answers: user metadata as `x-amz-meta-*` (keys lower-cased by S3,
+//! returned in key order), the host-measured sha256 kept under one reserved key.
+
+use aws_sdk_s3::operation::head_object::HeadObjectOutput;
+use stowage_plugin_sdk::driver::stowage::storage::types::{Error, ObjectInfo};
+
+use crate::client::{run, s3};
+use crate::errors::{Op, from_sdk};
+
+/// The user-metadata key holding the sha256 the host measured while writing.
+pub const SHA256_KEY: &str = "stowage-sha256";
+
+/// Metadata in key order, so every read gives the same list.
+pub fn sorted(mut metadata: Vec<(String, String)>) -> Vec<(String, String)> {
+    metadata.sort();
+    metadata
+}
+
+fn millis(t: Option<&aws_sdk_s3::primitives::DateTime>) -> Option<u64> {
+    t.and_then(|t| t.to_millis().ok()).and_then(|ms| u64::try_from(ms).ok())
+}
+
+pub fn info_from_head(path: &str, head: HeadObjectOutput) -> ObjectInfo {
+    let mut metadata: Vec<(String, String)> = head.metadata.unwrap_or_default().into_iter().collect();
+    let sha256 = metadata.iter().position(|(k, _)| k == SHA256_KEY).map(|i| metadata.swap_remove(i).1);
+    ObjectInfo {
+        path: path.to_string(),
+        size: head.content_length.and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+        sha256,
+        content_type: head.content_type,
+        modified: millis(head.last_modified.as_ref()),
+        etag: head.e_tag,
+        metadata: sorted(metadata),
+    }
+}
+
+pub fn list_item(path: &str, object: &aws_sdk_s3::types::Object) -> ObjectInfo {
+    ObjectInfo {
+        path: path.to_string(),
+        size: object.size.and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+        sha256: None,
+        content_type: None,
+        modified: millis(object.last_modified.as_ref()),
+        etag: object.e_tag.clone(),
+        metadata: Vec::new(),
+    }
+}
+
+/// HEAD of a (checked) object path.
+pub fn head(disk: &str, path: &str) -> Result<ObjectInfo, Error> {
+    let s3 = s3()?;
+    let op = Op { disk, path, what: "read the info of" };
+    let out = run(s3.client.head_object().bucket(&s3.settings.bucket).key(s3.settings.key(path)).send())
+        .map_err(|e| from_sdk(&op, e))?;
+    Ok(info_from_head(path, out))
+}

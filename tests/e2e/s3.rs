@@ -1,0 +1,235 @@
+//! The bundled s3 driver against a real S3 server (SeaweedFS, started by `tests/run`).
+
+use std::time::Duration;
+
+use stowage_tests::s3::aws_sdk_s3::primitives::ByteStream;
+use stowage_tests::s3::reqwest;
+use bytes::Bytes;
+use stowage_runtime::{PluginEngine, StorageError, WriteOptions};
+use stowage_tests::ctx;
+use stowage_tests::s3::{driver_config, fresh_bucket, native_client, s3_disk, server};
+
+use crate::{stderr, stdout};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_passes_the_conformance_suite() {
+    let server = server();
+    let bucket = fresh_bucket(&server, "conformance").await;
+    let engine = PluginEngine::new().unwrap();
+    let disk = s3_disk(&engine, &server, driver_config(&server, &bucket, None));
+    let report = stowage_conformance::run(&disk, "suite").await;
+    let lines = report.lines();
+    println!("{}", lines.join("\n"));
+    assert_eq!(report.failed(), 0, "{}", lines.join("\n"));
+    assert_eq!(report.passed(), stowage_conformance::checks().len(), "{}", lines.join("\n"));
+}
+
+fn config_file(dir: &std::path::Path, bucket: &str) -> std::path::PathBuf {
+    let server = server();
+    let text = format!(
+        "role = \"testing\"\n[disks.nas]\nplugin = \"s3\"\ngrant = {{ endpoint = \"{e}\" }}\n\
+         config = {{ endpoint = \"{e}\", bucket = \"{bucket}\", access_key_id = {{ env = \"TEST_S3_KEY\" }}, secret_access_key = {{ env = \"TEST_S3_SECRET\" }} }}\n\
+         [storage]\ndefault = \"nas\"\n[ledger]\npath = \"ledger.sqlite\"\n",
+        e = server.endpoint
+    );
+    let path = dir.join("stowage.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn cli(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let server = server();
+    crate::stowage()
+        .current_dir(dir)
+        .env("TEST_S3_KEY", &server.access_key)
+        .env("TEST_S3_SECRET", &server.secret_key)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_independent_client_sees_what_the_driver_wrote_and_the_reverse() {
+    let server = server();
+    let bucket = fresh_bucket(&server, "independent").await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let config = config_file(d, &bucket);
+    let config = config.to_str().unwrap();
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(d.join("in.bin"), &data).unwrap();
+
+    // stowage put → native GetObject.
+    let out = cli(d, &["--config", config, "put", "nas:cohort/a.bin", "in.bin", "--content-type", "application/x-test", "--meta", "cohort=VACS", "--meta", "file-type=raw"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let native = native_client(&server, None);
+    let got = native.get_object().bucket(&bucket).key("cohort/a.bin").send().await.unwrap();
+    assert_eq!(got.content_type(), Some("application/x-test"));
+    let meta = got.metadata().cloned().unwrap_or_default();
+    assert_eq!(meta.get("cohort").map(String::as_str), Some("VACS"));
+    assert_eq!(meta.get("file-type").map(String::as_str), Some("raw"));
+    let body = got.body.collect().await.unwrap().into_bytes();
+    assert_eq!(body.as_ref(), data.as_slice());
+
+    // Native PutObject → stowage stat and get.
+    native
+        .put_object()
+        .bucket(&bucket)
+        .key("from-native/b.csv")
+        .content_type("text/csv")
+        .metadata("cohort", "PREVENT")
+        .body(ByteStream::from_static(b"id,age\n1,42\n"))
+        .send()
+        .await
+        .unwrap();
+    let out = cli(d, &["--config", config, "stat", "nas:from-native/b.csv", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let info: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(info["size"], 12);
+    assert_eq!(info["content_type"], "text/csv");
+    assert_eq!(info["metadata"]["cohort"], "PREVENT");
+    let out = cli(d, &["--config", config, "get", "nas:from-native/b.csv", "-o", "b.csv"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(d.join("b.csv")).unwrap(), b"id,age\n1,42\n");
+    // The secret never shows in anything the CLI printed.
+    let out = cli(d, &["--config", config, "config", "check", config]);
+    assert!(!stdout(&out).contains(&server.secret_key) && !stderr(&out).contains(&server.secret_key));
+}
+
+async fn pending_uploads(bucket: &str) -> usize {
+    let native = native_client(&server(), None);
+    let list = native.list_multipart_uploads().bucket(bucket).send().await.unwrap();
+    list.uploads().len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aborted_and_abandoned_multipart_writes_leave_nothing_behind() {
+    let server = server();
+    let bucket = fresh_bucket(&server, "abort").await;
+    let engine = PluginEngine::new().unwrap();
+    let disk = s3_disk(&engine, &server, driver_config(&server, &bucket, None));
+    let c = ctx(&disk);
+    let chunk = Bytes::from(vec![5u8; 1 << 20]);
+    for (path, how) in [("aborted.bin", "abort"), ("dropped.bin", "drop")] {
+        let mut w = disk.writer(&c, path, &WriteOptions::default()).await.unwrap();
+        for _ in 0..12 {
+            w.write(chunk.clone()).await.unwrap();
+        }
+        // Two 5 MiB parts are on the server by now.
+        assert_eq!(pending_uploads(&bucket).await, 1, "{how}: the upload should be in flight");
+        if how == "abort" {
+            w.abort().await.unwrap();
+        } else {
+            drop(w);
+        }
+        let mut gone = false;
+        for _ in 0..50 {
+            if pending_uploads(&bucket).await == 0 {
+                gone = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(gone, "{how}: an incomplete multipart upload was left behind");
+        assert!(matches!(disk.stat(&c, path).await, Err(StorageError::NotFound(_))), "{how}: a partial object is visible");
+    }
+    // A multipart object that completes has every byte.
+    let mut w = disk.writer(&c, "whole.bin", &WriteOptions::default()).await.unwrap();
+    for _ in 0..12 {
+        w.write(chunk.clone()).await.unwrap();
+    }
+    let info = w.finish().await.unwrap();
+    assert_eq!(info.size, 12 << 20);
+    assert_eq!(disk.stat(&c, "whole.bin").await.unwrap().size, 12 << 20);
+    assert_eq!(pending_uploads(&bucket).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presigned_urls_work_and_expired_or_tampered_ones_are_refused() {
+    let server = server();
+    let bucket = fresh_bucket(&server, "presign").await;
+    let engine = PluginEngine::new().unwrap();
+    let disk = s3_disk(&engine, &server, driver_config(&server, &bucket, None));
+    let c = ctx(&disk);
+    let mut w = disk.writer(&c, "shared/report.csv", &WriteOptions::default()).await.unwrap();
+    w.write(Bytes::from_static(b"a,b\n1,2\n")).await.unwrap();
+    w.finish().await.unwrap();
+    let http = reqwest::Client::new();
+
+    let url = disk.url(&c, "shared/report.csv", 600).await.unwrap();
+    let ok = http.get(&url).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.bytes().await.unwrap().as_ref(), b"a,b\n1,2\n");
+
+    // Another object's path under the same signature.
+    let tampered = url.replace("report.csv", "other.csv");
+    assert_eq!(http.get(&tampered).send().await.unwrap().status(), 403);
+    // A longer lifetime than was signed.
+    let tampered = url.replace("X-Amz-Expires=600", "X-Amz-Expires=6000");
+    assert_ne!(tampered, url);
+    assert_eq!(http.get(&tampered).send().await.unwrap().status(), 403);
+
+    let short = disk.url(&c, "shared/report.csv", 1).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(http.get(&short).send().await.unwrap().status(), 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_are_a_clear_denial_naming_the_disk() {
+    let server = server();
+    let bucket = fresh_bucket(&server, "creds").await;
+    let engine = PluginEngine::new().unwrap();
+    let disk = s3_disk(&engine, &server, driver_config(&server, &bucket, Some("not-the-secret")));
+    let c = ctx(&disk);
+    match disk.stat(&c, "a.txt").await {
+        Err(StorageError::Denied(reason)) => {
+            assert!(reason.contains("disk `s3`"), "{reason}");
+            assert!(reason.contains("credentials"), "{reason}");
+            assert!(!reason.contains("not-the-secret"), "{reason}");
+        }
+        other => panic!("expected a denial, got {other:?}"),
+    }
+    let mut w = disk.writer(&c, "a.txt", &WriteOptions::default()).await.unwrap();
+    w.write(Bytes::from_static(b"x")).await.unwrap();
+    assert!(matches!(w.finish().await, Err(StorageError::Denied(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_is_down_gives_a_retryable_error_after_bounded_retries() {
+    let server = server();
+    // A loopback port nobody listens on, granted and configured: the server is "down".
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let down = stowage_tests::s3::S3Server { endpoint: format!("http://127.0.0.1:{port}"), ..server.clone() };
+    let engine = PluginEngine::new().unwrap();
+    let disk = s3_disk(&engine, &down, driver_config(&down, "any", None));
+    let c = ctx(&disk);
+    let started = std::time::Instant::now();
+    match disk.stat(&c, "a.txt").await {
+        Err(StorageError::Unavailable { retryable: true, reason }) => assert!(reason.contains("cannot reach"), "{reason}"),
+        other => panic!("expected a retryable error, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(20), "retries were not bounded: {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_driver_reaches_only_its_granted_endpoint() {
+    let server = server();
+    let bucket = fresh_bucket(&server, "grant").await;
+    let engine = PluginEngine::new().unwrap();
+    // Granted a different origin than the one it is configured to call.
+    let bytes = stowage_bundled::get("s3").unwrap();
+    let grants = stowage_runtime::Grants {
+        endpoint: Some(stowage_runtime::http::Endpoint::parse("http://127.0.0.1:9").unwrap()),
+        config: driver_config(&server, &bucket, None),
+        ..Default::default()
+    };
+    let disk = stowage_runtime::Disk::load(&engine, "s3", bytes, grants, stowage_runtime::Limits::default()).unwrap();
+    match disk.stat(&ctx(&disk), "a.txt").await {
+        Err(StorageError::Denied(reason)) => assert!(reason.contains("granted endpoint"), "{reason}"),
+        other => panic!("expected the host to refuse, got {other:?}"),
+    }
+    // And with no grant at all.
+    let grants = stowage_runtime::Grants { config: driver_config(&server, &bucket, None), ..Default::default() };
+    let disk = stowage_runtime::Disk::load(&engine, "s3", bytes, grants, stowage_runtime::Limits::default()).unwrap();
+    assert!(matches!(disk.stat(&ctx(&disk), "a.txt").await, Err(StorageError::Denied(_))));
+}

