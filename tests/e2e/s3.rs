@@ -28,7 +28,7 @@ fn config_file(dir: &std::path::Path, bucket: &str) -> std::path::PathBuf {
     let server = server();
     let text = format!(
         "role = \"testing\"\n[disks.nas]\nplugin = \"s3\"\ngrant = {{ endpoint = \"{e}\" }}\n\
-         config = {{ endpoint = \"{e}\", bucket = \"{bucket}\", access_key_id = {{ env = \"TEST_S3_KEY\" }}, secret_access_key = {{ env = \"TEST_S3_SECRET\" }} }}\n\
+         config = {{ endpoint = \"{e}\", bucket = \"{bucket}\", part_size_mib = 8, access_key_id = {{ env = \"TEST_S3_KEY\" }}, secret_access_key = {{ env = \"TEST_S3_SECRET\" }} }}\n\
          [storage]\ndefault = \"nas\"\n[ledger]\npath = \"ledger.sqlite\"\n",
         e = server.endpoint
     );
@@ -37,15 +37,47 @@ fn config_file(dir: &std::path::Path, bucket: &str) -> std::path::PathBuf {
     path
 }
 
-fn cli(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+fn cli_command(dir: &std::path::Path, args: &[&str]) -> std::process::Command {
     let server = server();
-    crate::stowage()
-        .current_dir(dir)
+    let mut cmd = crate::stowage();
+    cmd.current_dir(dir)
         .env("TEST_S3_KEY", &server.access_key)
         .env("TEST_S3_SECRET", &server.secret_key)
-        .args(args)
-        .output()
-        .unwrap()
+        .args(args);
+    cmd
+}
+
+fn cli(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    cli_command(dir, args).output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_gib_goes_up_in_parts_and_comes_back_with_bounded_memory() {
+    const LIMIT: u64 = 150 << 20;
+    let server = server();
+    let bucket = fresh_bucket(&server, "big").await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let config = config_file(d, &bucket);
+    let config = config.to_str().unwrap();
+    let want = stowage_tests::write_big_file(&d.join("big.bin"), 1024);
+
+    let (status, put_rss) = stowage_tests::run_with_peak_rss(&cli_command(d, &["--config", config, "put", "nas:big.bin", "big.bin"]));
+    assert!(status.success(), "put failed");
+    std::fs::remove_file(d.join("big.bin")).unwrap();
+    // It went up as a multipart upload (its etag says how many parts) and none is left open.
+    let head = native_client(&server, None).head_object().bucket(&bucket).key("big.bin").send().await.unwrap();
+    assert_eq!(head.content_length(), Some(1 << 30));
+    let etag = head.e_tag().unwrap_or_default();
+    assert!(etag.trim_matches('"').ends_with("-128"), "expected 128 parts of 8 MiB, etag {etag}");
+    assert_eq!(pending_uploads(&bucket).await, 0);
+
+    let (status, get_rss) = stowage_tests::run_with_peak_rss(&cli_command(d, &["--config", config, "get", "nas:big.bin", "-o", "back.bin"]));
+    assert!(status.success(), "get failed");
+    println!("s3 1 GiB peak RSS (host + plugin): put {} MiB, get {} MiB", put_rss >> 20, get_rss >> 20);
+    assert!(put_rss < LIMIT, "put peaked at {} MiB", put_rss >> 20);
+    assert!(get_rss < LIMIT, "get peaked at {} MiB", get_rss >> 20);
+    assert_eq!(stowage_tests::sha256_file(&d.join("back.bin")), want, "bytes read back differ");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -46,21 +46,26 @@ impl Guest for S3Driver {
 
     fn open_reader(ctx: RequestContext, path: String, range: Option<ByteRange>) -> Result<(Reader, ObjectInfo), Error> {
         check_path(&path)?;
-        let info = object::head(&ctx.disk, &path)?;
-        // A range may run past the end (it is cut there) but may not start past it.
-        let range = match range {
-            Some(r) if r.offset > info.size => {
-                return Err(Error::InvalidRange(format!("{path}: offset {} is past the end of a {}-byte object", r.offset, info.size)));
-            }
-            Some(r) => Some(ByteRange { offset: r.offset, length: r.length.map(|len| len.min(info.size - r.offset)) }),
-            None => None,
+        // One GET answers with the bytes and the info. S3 refuses ranges that are empty or
+        // start at the end (416): those need the size from a HEAD, and read nothing.
+        let (reader, info) = match range {
+            Some(r) if r.length == Some(0) => (reader::S3Reader::empty(), object::head(&ctx.disk, &path)?),
+            _ => match reader::open(&ctx.disk, &path, range) {
+                Err(Error::InvalidRange(why)) => {
+                    let info = object::head(&ctx.disk, &path)?;
+                    match range {
+                        Some(r) if r.offset == info.size => (reader::S3Reader::empty(), info),
+                        _ => return Err(Error::InvalidRange(format!("{path}: {why}; the object has {} bytes", info.size))),
+                    }
+                }
+                other => other?,
+            },
         };
-        // An empty range (or object) needs no GET, and S3 refuses empty ranges.
-        let empty = match range {
-            Some(r) => r.length == Some(0) || r.offset == info.size,
-            None => info.size == 0,
-        };
-        let reader = if empty { reader::S3Reader::empty() } else { reader::open(&ctx.disk, &info, range)? };
+        if let Some(r) = range
+            && r.offset > info.size
+        {
+            return Err(Error::InvalidRange(format!("{path}: offset {} is past the end of a {}-byte object", r.offset, info.size)));
+        }
         Ok((Reader::new(reader), info))
     }
 

@@ -34,6 +34,43 @@ pub fn info_from_head(path: &str, head: HeadObjectOutput) -> ObjectInfo {
     }
 }
 
+/// Object info from the headers of a GET (`partial`: a 206, whose `content-range` holds the
+/// whole size).
+pub fn info_from_headers(path: &str, headers: &[(String, Vec<u8>)], partial: bool) -> Option<ObjectInfo> {
+    let text = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+            .map(str::to_string)
+    };
+    let size = if partial {
+        text("content-range")?.rsplit('/').next()?.parse().ok()?
+    } else {
+        text("content-length")?.parse().ok()?
+    };
+    let mut metadata: Vec<(String, String)> = headers
+        .iter()
+        .filter_map(|(k, v)| {
+            let key = k.to_ascii_lowercase();
+            let key = key.strip_prefix("x-amz-meta-")?.to_string();
+            Some((key, std::str::from_utf8(v).ok()?.to_string()))
+        })
+        .collect();
+    let sha256 = metadata.iter().position(|(k, _)| k == SHA256_KEY).map(|i| metadata.swap_remove(i).1);
+    let modified = text("last-modified")
+        .and_then(|t| aws_sdk_s3::primitives::DateTime::from_str(&t, aws_sdk_s3::primitives::DateTimeFormat::HttpDate).ok());
+    Some(ObjectInfo {
+        path: path.to_string(),
+        size,
+        sha256,
+        content_type: text("content-type"),
+        modified: millis(modified.as_ref()),
+        etag: text("etag"),
+        metadata: sorted(metadata),
+    })
+}
+
 pub fn list_item(path: &str, object: &aws_sdk_s3::types::Object) -> ObjectInfo {
     ObjectInfo {
         path: path.to_string(),

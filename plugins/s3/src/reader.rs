@@ -32,23 +32,19 @@ impl S3Reader {
     }
 }
 
-/// Opens `range` of the object whose info is `info` (its etag pins the version read).
-pub fn open(disk: &str, info: &ObjectInfo, range: Option<ByteRange>) -> Result<S3Reader, Error> {
+/// Opens `range` of `path` with one GET; the object's info comes from the response headers.
+/// `None` means the range starts exactly at the end (S3 answers 416 there; for us it is an
+/// empty read), with the object's info from a HEAD.
+pub fn open(disk: &str, path: &str, range: Option<ByteRange>) -> Result<(S3Reader, ObjectInfo), Error> {
     let s3 = s3()?;
-    let op = Op { disk, path: &info.path, what: "read" };
-    let mut get = s3.client.get_object().bucket(&s3.settings.bucket).key(s3.settings.key(&info.path));
+    let op = Op { disk, path, what: "read" };
+    let mut get = s3.client.get_object().bucket(&s3.settings.bucket).key(s3.settings.key(path));
     if let Some(r) = range {
-        let end = match r.length {
-            Some(len) => format!("{}", r.offset + len - 1),
-            None => String::new(),
-        };
+        let end = r.length.map_or_else(String::new, |len| (r.offset + len - 1).to_string());
         get = get.range(format!("bytes={}-{end}", r.offset));
     }
-    if let Some(etag) = &info.etag {
-        get = get.if_match(etag);
-    }
     let config = PresigningConfig::expires_in(SIGNED_FOR).map_err(|e| Error::Io(format!("cannot sign a read: {e}")))?;
-    let signed = run(get.presigned(config)).map_err(|e| Error::Io(format!("disk `{disk}`: cannot sign a read of `{}`: {e}", info.path)))?;
+    let signed = run(get.presigned(config)).map_err(|e| Error::Io(format!("disk `{disk}`: cannot sign a read of `{path}`: {e}")))?;
 
     let uri: http::Uri = signed.uri().parse().map_err(|e| Error::Io(format!("signed URL is invalid: {e}")))?;
     let headers: Vec<(String, Vec<u8>)> = signed.headers().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect();
@@ -62,27 +58,26 @@ pub fn open(disk: &str, info: &ObjectInfo, range: Option<ByteRange>) -> Result<S
     if !set {
         return Err(Error::Io("cannot build the read request".into()));
     }
-    let pending = outgoing_handler::handle(request, None).map_err(|e| transport(disk, &info.path, &format!("{e:?}")))?;
+    let pending = outgoing_handler::handle(request, None).map_err(|e| transport(disk, path, &format!("{e:?}")))?;
     pending.subscribe().block();
     let response = match pending.get() {
         Some(Ok(Ok(response))) => response,
-        Some(Ok(Err(e))) => return Err(transport(disk, &info.path, &format!("{e:?}"))),
-        _ => return Err(unavailable(format!("disk `{disk}`: no answer to the read of `{}`", info.path))),
+        Some(Ok(Err(e))) => return Err(transport(disk, path, &format!("{e:?}"))),
+        _ => return Err(unavailable(format!("disk `{disk}`: no answer to the read of `{path}`"))),
     };
     let status = response.status();
+    let headers = response.headers().entries();
     let body = response.consume().map_err(|_| Error::Io("the read's body was already taken".into()))?;
     let stream = body.stream().map_err(|_| Error::Io("the read's body stream was already taken".into()))?;
     if !(200..300).contains(&status) {
         let text = read_small(&stream);
         let code = xml_tag(&text, "Code");
         let message = xml_tag(&text, "Message");
-        return Err(match (status, code.as_deref()) {
-            // The object changed between the host's look at it and the read.
-            (412, _) => Error::Io(format!("`{}` changed while it was being opened; try again", info.path)),
-            _ => from_status(&op, status, code.as_deref(), message.as_deref()),
-        });
+        return Err(from_status(&op, status, code.as_deref(), message.as_deref()));
     }
-    Ok(S3Reader { stream: RefCell::new(Some(stream)), _body: Some(body), _response: Some(response) })
+    let info = crate::object::info_from_headers(path, &headers, status == 206)
+        .ok_or_else(|| Error::Io(format!("disk `{disk}`: the S3 server's answer to the read of `{path}` has no size")))?;
+    Ok((S3Reader { stream: RefCell::new(Some(stream)), _body: Some(body), _response: Some(response) }, info))
 }
 
 fn transport(disk: &str, path: &str, detail: &str) -> Error {
