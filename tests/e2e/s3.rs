@@ -207,6 +207,32 @@ async fn presigned_urls_work_and_expired_or_tampered_ones_are_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ranges_read_exactly_the_asked_bytes_and_reserved_metadata_is_refused() {
+    let server = server();
+    let bucket = fresh_bucket(&server, "range").await;
+    let engine = PluginEngine::new().unwrap();
+    let disk = s3_disk(&engine, &server, driver_config(&server, &bucket, None));
+    let c = ctx(&disk);
+    let data: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+    let mut w = disk.writer(&c, "r.bin", &WriteOptions::default()).await.unwrap();
+    w.write(Bytes::from(data.clone())).await.unwrap();
+    w.finish().await.unwrap();
+    for (offset, length, want) in [(10u64, Some(u64::MAX), &data[10..]), (0, Some(1), &data[..1]), (1000, None, &data[1000..]), (999, Some(5), &data[999..])] {
+        let range = stowage_runtime::ByteRange { offset, length };
+        let mut r = disk.reader(&c, "r.bin", Some(range)).await.unwrap();
+        let mut got = Vec::new();
+        while let Some(chunk) = r.next_chunk(1 << 20).await.unwrap() {
+            got.extend_from_slice(&chunk);
+        }
+        assert_eq!(got.as_slice(), want, "range {offset} {length:?}");
+    }
+    let past = stowage_runtime::ByteRange { offset: 1001, length: None };
+    assert!(matches!(disk.reader(&c, "r.bin", Some(past)).await, Err(StorageError::InvalidRange(_))));
+    let options = WriteOptions { metadata: vec![("Stowage-Sha256".into(), "0".repeat(64))], ..WriteOptions::default() };
+    assert!(matches!(disk.writer(&c, "spoof.bin", &options).await, Err(StorageError::Unsupported(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_credentials_are_a_clear_denial_naming_the_disk() {
     let server = server();
     let bucket = fresh_bucket(&server, "creds").await;

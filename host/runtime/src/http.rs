@@ -45,6 +45,9 @@ impl Endpoint {
             _ => return false,
         };
         let Some(authority) = uri.authority() else { return false };
+        if authority.as_str().contains('@') {
+            return false;
+        }
         let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
         https == self.https && port == self.port && authority.host().eq_ignore_ascii_case(&self.host)
     }
@@ -60,6 +63,22 @@ impl std::fmt::Display for Endpoint {
 pub(crate) struct EndpointGuard {
     pub(crate) plugin: Arc<str>,
     pub(crate) endpoint: Option<Endpoint>,
+    /// The plugin's call timeout: no wait on the network may outlast it (the epoch deadline
+    /// does not run while a call waits in the host).
+    pub(crate) timeout: std::time::Duration,
+}
+
+impl EndpointGuard {
+    /// `requested`, with every wait capped at the call timeout.
+    fn capped(&self, requested: Option<RequestOptions>) -> RequestOptions {
+        let cap = |t: Option<std::time::Duration>| Some(t.map_or(self.timeout, |t| t.min(self.timeout)));
+        let r = requested.unwrap_or_default();
+        RequestOptions {
+            connect_timeout: cap(r.connect_timeout),
+            first_byte_timeout: cap(r.first_byte_timeout),
+            between_bytes_timeout: cap(r.between_bytes_timeout),
+        }
+    }
 }
 
 type ResponseFuture = Box<dyn Future<Output = Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), HttpError>> + Send>), HttpError>> + Send>;
@@ -78,9 +97,10 @@ impl WasiHttpHooks for EndpointGuard {
             tracing::warn!(plugin = %self.plugin, %target, "refused an outgoing request outside the plugin's granted endpoint");
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
+        let options = self.capped(options);
         Box::new(async move {
             use http_body_util::BodyExt;
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
             Ok((response.map(BodyExt::boxed_unsync), Box::new(io) as Box<dyn Future<Output = _> + Send>))
         })
     }
@@ -97,6 +117,7 @@ mod tests {
         assert!(!e.allows(&"http://127.0.0.1:8334/bucket".parse().unwrap()));
         assert!(!e.allows(&"https://127.0.0.1:8333/bucket".parse().unwrap()));
         assert!(!e.allows(&"http://localhost:8333/".parse().unwrap()));
+        assert!(!e.allows(&"http://x@127.0.0.1:8333/".parse().unwrap()));
         let s = Endpoint::parse("https://S3.example.org").unwrap();
         assert!(s.allows(&"https://s3.example.org:443/b".parse().unwrap()));
         assert!(Endpoint::parse("ftp://x").is_err());

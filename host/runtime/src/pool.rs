@@ -97,7 +97,7 @@ impl<P: Prelinked> Pool<P> {
     }
 
     async fn instantiate(&self) -> Result<Instance<P::Bindings>, StorageError> {
-        let state = PluginState::new(self.disk.clone(), self.grants.clone(), self.limits.memory_bytes)
+        let state = PluginState::new(self.disk.clone(), self.grants.clone(), self.limits)
             .map_err(|e| StorageError::Io(format!("cannot start the plugin of disk `{}`: {e}", self.disk)))?;
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| s.limiter());

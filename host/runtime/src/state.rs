@@ -15,7 +15,7 @@ use crate::http::EndpointGuard;
 use crate::bindings::driver::stowage::storage::{config, log, types};
 
 /// What config grants a plugin, and its own config values.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Grants {
     /// The one host directory the plugin may use, preopened as `/`.
     pub dir: Option<PathBuf>,
@@ -25,6 +25,19 @@ pub struct Grants {
     pub ledger: Option<Arc<crate::ledger::Ledger>>,
     /// For drivers: the one HTTP(S) origin they may send requests to.
     pub endpoint: Option<crate::http::Endpoint>,
+}
+
+impl std::fmt::Debug for Grants {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Config values may be secrets (env references): keys only.
+        let keys: Vec<&str> = self.config.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("Grants")
+            .field("dir", &self.dir)
+            .field("config_keys", &keys)
+            .field("ledger", &self.ledger.is_some())
+            .field("endpoint", &self.endpoint)
+            .finish()
+    }
 }
 
 /// A plugin tried to grow its memory past its limit (the trap's cause).
@@ -83,7 +96,7 @@ pub struct PluginState {
 impl PluginState {
     /// A fresh state for plugin `name` with exactly `grants`: the granted directory (if any)
     /// preopened as `/`, no environment, no arguments, no stdio, no network.
-    pub fn new(name: Arc<str>, grants: Arc<Grants>, memory_bytes: usize) -> std::io::Result<Self> {
+    pub fn new(name: Arc<str>, grants: Arc<Grants>, limits: crate::engine::Limits) -> std::io::Result<Self> {
         let mut wasi = WasiCtxBuilder::new();
         wasi.allow_blocking_current_thread(true)
             .allow_tcp(false)
@@ -100,12 +113,12 @@ impl PluginState {
                 })?;
         }
         Ok(PluginState {
-            http_hooks: EndpointGuard { plugin: name.clone(), endpoint: grants.endpoint.clone() },
+            http_hooks: EndpointGuard { plugin: name.clone(), endpoint: grants.endpoint.clone(), timeout: limits.call_timeout },
             name,
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            limiter: Limiter { memory_bytes },
+            limiter: Limiter { memory_bytes: limits.memory_bytes },
             grants,
             deadline: Instant::now(),
         })

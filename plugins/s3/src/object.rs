@@ -10,8 +10,9 @@ use crate::errors::{Op, from_sdk};
 /// The user-metadata key holding the sha256 the host measured while writing.
 pub const SHA256_KEY: &str = "stowage-sha256";
 
-/// Metadata in key order, so every read gives the same list.
-pub fn sorted(mut metadata: Vec<(String, String)>) -> Vec<(String, String)> {
+/// Metadata as S3 gives it back: keys lower-cased, in key order (so every answer agrees).
+pub fn sorted(metadata: Vec<(String, String)>) -> Vec<(String, String)> {
+    let mut metadata: Vec<(String, String)> = metadata.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
     metadata.sort();
     metadata
 }
@@ -34,9 +35,9 @@ pub fn info_from_head(path: &str, head: HeadObjectOutput) -> ObjectInfo {
     }
 }
 
-/// Object info from the headers of a GET (`partial`: a 206, whose `content-range` holds the
-/// whole size).
-pub fn info_from_headers(path: &str, headers: &[(String, Vec<u8>)], partial: bool) -> Option<ObjectInfo> {
+/// Object info from the headers of a GET, and the offset of the first byte of its body
+/// (`partial`: a 206, whose `content-range` holds both).
+pub fn info_from_headers(path: &str, headers: &[(String, Vec<u8>)], partial: bool) -> Option<(ObjectInfo, u64)> {
     let text = |name: &str| {
         headers
             .iter()
@@ -44,10 +45,13 @@ pub fn info_from_headers(path: &str, headers: &[(String, Vec<u8>)], partial: boo
             .and_then(|(_, v)| std::str::from_utf8(v).ok())
             .map(str::to_string)
     };
-    let size = if partial {
-        text("content-range")?.rsplit('/').next()?.parse().ok()?
+    let (size, start) = if partial {
+        // `bytes START-END/SIZE`
+        let range = text("content-range")?;
+        let (span, size) = range.strip_prefix("bytes ")?.split_once('/')?;
+        (size.parse().ok()?, span.split_once('-')?.0.parse().ok()?)
     } else {
-        text("content-length")?.parse().ok()?
+        (text("content-length")?.parse().ok()?, 0)
     };
     let mut metadata: Vec<(String, String)> = headers
         .iter()
@@ -60,7 +64,7 @@ pub fn info_from_headers(path: &str, headers: &[(String, Vec<u8>)], partial: boo
     let sha256 = metadata.iter().position(|(k, _)| k == SHA256_KEY).map(|i| metadata.swap_remove(i).1);
     let modified = text("last-modified")
         .and_then(|t| aws_sdk_s3::primitives::DateTime::from_str(&t, aws_sdk_s3::primitives::DateTimeFormat::HttpDate).ok());
-    Some(ObjectInfo {
+    let info = ObjectInfo {
         path: path.to_string(),
         size,
         sha256,
@@ -68,7 +72,8 @@ pub fn info_from_headers(path: &str, headers: &[(String, Vec<u8>)], partial: boo
         modified: millis(modified.as_ref()),
         etag: text("etag"),
         metadata: sorted(metadata),
-    })
+    };
+    Some((info, start))
 }
 
 pub fn list_item(path: &str, object: &aws_sdk_s3::types::Object) -> ObjectInfo {

@@ -40,7 +40,8 @@ pub fn open(disk: &str, path: &str, range: Option<ByteRange>) -> Result<(S3Reade
     let op = Op { disk, path, what: "read" };
     let mut get = s3.client.get_object().bucket(&s3.settings.bucket).key(s3.settings.key(path));
     if let Some(r) = range {
-        let end = r.length.map_or_else(String::new, |len| (r.offset + len - 1).to_string());
+        // A length running past u64 reads to the end.
+        let end = r.length.and_then(|len| r.offset.checked_add(len)).map_or_else(String::new, |end| (end - 1).to_string());
         get = get.range(format!("bytes={}-{end}", r.offset));
     }
     let config = PresigningConfig::expires_in(SIGNED_FOR).map_err(|e| Error::Io(format!("cannot sign a read: {e}")))?;
@@ -75,8 +76,15 @@ pub fn open(disk: &str, path: &str, range: Option<ByteRange>) -> Result<(S3Reade
         let message = xml_tag(&text, "Message");
         return Err(from_status(&op, status, code.as_deref(), message.as_deref()));
     }
-    let info = crate::object::info_from_headers(path, &headers, status == 206)
+    let (info, start) = crate::object::info_from_headers(path, &headers, status == 206)
         .ok_or_else(|| Error::Io(format!("disk `{disk}`: the S3 server's answer to the read of `{path}` has no size")))?;
+    // Bytes from anywhere but the asked offset would be passed off as the range.
+    let wanted = range.map_or(0, |r| r.offset);
+    if start != wanted {
+        return Err(Error::Io(format!(
+            "disk `{disk}`: the S3 server answered the read of `{path}` from byte {start}, not {wanted} (it ignored the range)"
+        )));
+    }
     Ok((S3Reader { stream: RefCell::new(Some(stream)), _body: Some(body), _response: Some(response) }, info))
 }
 

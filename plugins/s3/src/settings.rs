@@ -8,7 +8,7 @@
 //! | `prefix` | a key prefix under which every object lives | none |
 //! | `path_style` | path-style addressing (`true` for most self-hosted servers) | `true` |
 //! | `access_key_id`, `secret_access_key` | credentials; use env references | required |
-//! | `part_size_mib` | multipart part size (at least 5) and the largest single PUT | `8` |
+//! | `part_size_mib` | multipart part size (5 to 1024) and the largest single PUT | `8` |
 //! | `max_attempts` | attempts per request, with the SDK's backoff | `3` |
 
 use stowage_plugin_sdk::driver::stowage::storage::config;
@@ -16,6 +16,8 @@ use stowage_plugin_sdk::driver::stowage::storage::types::Error;
 
 /// The smallest part S3 accepts (except the last).
 const MIN_PART_MIB: u64 = 5;
+/// The largest part size accepted: a part sits in the plugin's memory.
+const MAX_PART_MIB: u64 = 1024;
 
 pub struct Settings {
     pub endpoint: String,
@@ -45,8 +47,10 @@ fn number(key: &str, default: u64) -> Result<u64, Error> {
 impl Settings {
     pub fn load() -> Result<Settings, Error> {
         let part_mib = number("part_size_mib", 8)?;
-        if part_mib < MIN_PART_MIB {
-            return Err(Error::Io(format!("s3 config `part_size_mib` must be at least {MIN_PART_MIB} (S3's smallest part)")));
+        if !(MIN_PART_MIB..=MAX_PART_MIB).contains(&part_mib) {
+            return Err(Error::Io(format!(
+                "s3 config `part_size_mib` must be {MIN_PART_MIB} (S3's smallest part) to {MAX_PART_MIB}; the plugin's memory_mib must hold about two parts"
+            )));
         }
         let mut prefix = config::get("prefix").unwrap_or_default();
         if !prefix.is_empty() && !prefix.ends_with('/') {

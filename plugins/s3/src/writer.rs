@@ -16,6 +16,8 @@ use stowage_plugin_sdk::driver::exports::stowage::storage::store::GuestWriter;
 use stowage_plugin_sdk::driver::stowage::storage::types::{Digest, Error, ObjectInfo, WriteOptions};
 use stowage_plugin_sdk::wasip2::io::streams::OutputStream;
 
+use stowage_plugin_sdk::driver::stowage::storage::log::{Level, log};
+
 use crate::client::{S3, run, s3};
 use crate::errors::{Op, from_sdk};
 use crate::object::SHA256_KEY;
@@ -28,6 +30,8 @@ struct Upload {
 struct State {
     buf: Vec<u8>,
     upload: Option<Upload>,
+    /// Bytes sent in parts so far.
+    sent: u64,
     done: bool,
 }
 
@@ -42,12 +46,15 @@ pub struct S3Writer {
 impl S3Writer {
     pub fn new(disk: String, path: String, options: WriteOptions) -> Result<S3Writer, Error> {
         let s3 = s3()?;
+        if options.metadata.iter().any(|(k, _)| k.eq_ignore_ascii_case(SHA256_KEY)) {
+            return Err(Error::Unsupported(format!("metadata key `{SHA256_KEY}` is reserved for the sha256 the host measures")));
+        }
         Ok(S3Writer {
             disk,
             key: s3.settings.key(&path),
             path,
             options,
-            state: RefCell::new(State { buf: Vec::new(), upload: None, done: false }),
+            state: RefCell::new(State { buf: Vec::new(), upload: None, sent: 0, done: false }),
         })
     }
 
@@ -84,6 +91,7 @@ impl S3Writer {
         if number > 10_000 {
             return Err(Error::Io(format!("`{}` needs more than 10000 parts: raise the disk's part_size_mib", self.path)));
         }
+        let len = state.buf.len() as u64;
         let body = ByteStream::from(std::mem::take(&mut state.buf));
         let sent = run(
             s3.client
@@ -99,6 +107,7 @@ impl S3Writer {
         )
         .map_err(|e| from_sdk(&self.op("upload a part of"), e))?;
         upload.parts.push(CompletedPart::builder().part_number(number).set_e_tag(sent.e_tag).build());
+        state.sent += len;
         Ok(())
     }
 
@@ -107,9 +116,14 @@ impl S3Writer {
         state.done = true;
         let Some(upload) = state.upload.take() else { return Ok(()) };
         let s3 = s3()?;
-        run(s3.client.abort_multipart_upload().bucket(&s3.settings.bucket).key(&self.key).upload_id(&upload.id).send())
+        let r = run(s3.client.abort_multipart_upload().bucket(&s3.settings.bucket).key(&self.key).upload_id(&upload.id).send())
             .map(|_| ())
-            .map_err(|e| from_sdk(&self.op("abort the upload of"), e))
+            .map_err(|e| from_sdk(&self.op("abort the upload of"), e));
+        if let Err(e) = &r {
+            // Its parts stay on the server until a bucket lifecycle rule removes them.
+            log(Level::Error, &format!("disk `{}`: an unfinished upload could not be aborted: {e:?}", self.disk));
+        }
+        r
     }
 
     fn write_inner(&self, chunk: Vec<u8>) -> Result<(), Error> {
@@ -156,6 +170,9 @@ impl S3Writer {
             .map_err(|e| from_sdk(&self.op("write"), e))?;
             state.done = true;
             return Ok(put.e_tag);
+        }
+        if state.sent + state.buf.len() as u64 != digest.size {
+            return Err(Error::Io(format!("the host counted {} bytes but the driver got {}", digest.size, state.sent + state.buf.len() as u64)));
         }
         if !state.buf.is_empty() {
             self.send_part(s3, &mut state)?;
@@ -226,7 +243,7 @@ impl Drop for S3Writer {
         // Dropped unfinished (the host gave up on the write): leave no parts behind.
         let state = self.state.get_mut();
         if !state.done && state.upload.is_some() {
-            let mut state = std::mem::replace(state, State { buf: Vec::new(), upload: None, done: true });
+            let mut state = std::mem::replace(state, State { buf: Vec::new(), upload: None, sent: 0, done: true });
             let _ = self.abort_upload(&mut state);
         }
     }

@@ -238,6 +238,9 @@ impl LoadedConfig {
             if let Err(message) = plan::check_plugin(&p.plugin, &self.base_dir) {
                 problem(p.plugin.span(), format!("policies[{i}].plugin: {message}"));
             }
+            if let Err(message) = plan::flatten(&p.config, &format!("policies[{i}].config")) {
+                problem(p.plugin.span(), message);
+            }
         }
         self.check_web_role(&mut problem);
         self.check_trust(&mut problem);

@@ -3,13 +3,14 @@
 //! concurrent appends cost one WAL fsync, not N. Every caller is answered only after the
 //! transaction holding its record is durable.
 
+use std::path::Path;
 use std::sync::mpsc::{Receiver, Sender};
 use std::thread::JoinHandle;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
-use super::head::{Head, HeadFile};
+use super::head::{self, Head, HeadFile, HeadState};
 use super::{LedgerError, chain_hash, genesis, now_ms};
 
 /// Most records committed in one transaction.
@@ -50,7 +51,7 @@ fn run(mut s: Start, rx: Receiver<Pending>) {
         let bodies: Vec<&str> = batch.iter().map(|p| p.body.as_str()).collect();
         let result = match &s.broken {
             Some(why) => Err(why.clone()),
-            None => commit(&mut s.conn, s.tip.as_ref(), &bodies).map_err(|e| e.to_string()),
+            None => commit(&mut s.conn, s.tip.as_ref(), s.head.path(), &bodies).map_err(|e| e.to_string()),
         };
         match result {
             Ok(tip) => {
@@ -78,19 +79,60 @@ fn run(mut s: Start, rx: Receiver<Pending>) {
     }
 }
 
-/// Chains `bodies` onto `tip` in one transaction; returns the new tip.
-fn commit(conn: &mut Connection, tip: Option<&Head>, bodies: &[&str]) -> Result<Head, LedgerError> {
+fn tampered() -> LedgerError {
+    LedgerError::Tampered("the ledger's last record changed while the host was running (records were removed or edited)".into())
+}
+
+/// Chains `bodies` onto `tip` (or onto what another process appended after it) in one
+/// transaction; returns the new tip.
+fn commit(conn: &mut Connection, tip: Option<&Head>, head_path: &Path, bodies: &[&str]) -> Result<Head, LedgerError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let last: Option<(i64, String)> = tx
         .query_row("SELECT idx, hash FROM records ORDER BY idx DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let last = last.map(|(i, hash)| Head { count: i as u64 + 1, hash });
-    // Never chain onto a tail changed behind the host's back.
-    if last.as_ref() != tip {
-        return Err(LedgerError::Tampered(
-            "the ledger's last record changed while the host was running (records were removed or edited)".into(),
-        ));
+    // Another process (a CLI command, `stowage cleanup`) may have appended since: its records
+    // must extend ours, which must still be there unchanged. Anything else was done behind
+    // the host's back.
+    let tip = match (tip, last) {
+        (None, None) => None,
+        (Some(tip), Some(last)) if last == *tip => Some(last),
+        (tip, Some(last)) if tip.is_none_or(|t| last.count > t.count) => {
+            let ours_intact = match tip {
+                None => true,
+                Some(t) => {
+                    let at: Option<String> = tx
+                        .query_row("SELECT hash FROM records WHERE idx = ?1", params![(t.count - 1) as i64], |r| r.get(0))
+                        .optional()?;
+                    at.as_deref() == Some(t.hash.as_str())
+                }
+            };
+            if !ours_intact {
+                return Err(tampered());
+            }
+            Some(last)
+        }
+        _ => return Err(tampered()),
+    };
+    // And the database must still reach the head (which any process may have advanced).
+    let reaches = match head::read(head_path).map_err(|error| LedgerError::Head { path: head_path.display().to_string(), error })? {
+        HeadState::Missing => tip.is_none(),
+        HeadState::Damaged => false,
+        HeadState::At(h) => match &tip {
+            Some(t) if t.count == h.count => t.hash == h.hash,
+            Some(t) if t.count > h.count => {
+                let at: Option<String> = tx
+                    .query_row("SELECT hash FROM records WHERE idx = ?1", params![(h.count - 1) as i64], |r| r.get(0))
+                    .optional()?;
+                at.as_deref() == Some(h.hash.as_str())
+            }
+            _ => false,
+        },
+    };
+    if !reaches {
+        return Err(tampered());
     }
+    let tip = tip.as_ref();
     let (mut index, mut prev) = tip.map_or((0, genesis()), |t| (t.count, t.hash.clone()));
     {
         let mut insert = tx.prepare_cached("INSERT INTO records (idx, at_ms, body, prev, hash) VALUES (?1, ?2, ?3, ?4, ?5)")?;

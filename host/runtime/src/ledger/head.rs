@@ -69,7 +69,17 @@ pub(crate) fn read(path: &Path) -> std::io::Result<HeadState> {
         .iter()
         .filter_map(|&at| bytes.get(at as usize..at as usize + SLOT_BYTES).and_then(decode))
         .max_by_key(|h| h.count);
-    Ok(newest.map_or(HeadState::Damaged, HeadState::At))
+    Ok(newest.or_else(|| legacy(&bytes)).map_or(HeadState::Damaged, HeadState::At))
+}
+
+/// The head as earlier versions wrote it (`count hash`, one line, replaced by rename); the
+/// first slot write replaces it.
+fn legacy(bytes: &[u8]) -> Option<Head> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let mut parts = text.split_whitespace();
+    let count = parts.next()?.parse::<u64>().ok()?;
+    let hash = parts.next().filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))?.to_string();
+    parts.next().is_none().then_some(Head { count, hash })
 }
 
 /// The open head file, written by the ledger's committer only.
@@ -95,6 +105,11 @@ impl HeadFile {
             _ => 0,
         };
         HeadFile { path: path.to_path_buf(), file: None, next_slot }
+    }
+
+    /// The file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Writes `head` into the spare slot; visible to readers at once, durable after `sync`.
@@ -158,5 +173,17 @@ mod tests {
         assert_eq!(read(&path).unwrap(), HeadState::At(head(4)));
         std::fs::write(&path, "").unwrap();
         assert_eq!(read(&path).unwrap(), HeadState::Damaged);
+    }
+
+    #[test]
+    fn a_head_written_by_an_earlier_version_is_read_and_then_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.head");
+        std::fs::write(&path, format!("7 {}\n", head(7).hash)).unwrap();
+        let state = read(&path).unwrap();
+        assert_eq!(state, HeadState::At(head(7)));
+        let mut file = HeadFile::new(&path, &state);
+        file.write(&head(8)).unwrap();
+        assert_eq!(read(&path).unwrap(), HeadState::At(head(8)));
     }
 }

@@ -249,6 +249,9 @@ impl Ledger {
 
     /// Walks the chain; `Ok(n)` with the number of records, or the first broken index.
     pub fn verify(&self) -> Result<Result<u64, Broken>, LedgerError> {
+        // The head first: it never leads the database, so records appended while the chain is
+        // walked cannot look like missing ones.
+        let state = head::read(&self.head).map_err(|error| LedgerError::Head { path: self.head.display().to_string(), error })?;
         let conn = self.conn();
         let mut expected_prev = genesis();
         let mut n = 0u64;
@@ -273,7 +276,6 @@ impl Ledger {
                 n += 1;
             }
         }
-        let state = head::read(&self.head).map_err(|error| LedgerError::Head { path: self.head.display().to_string(), error })?;
         match state {
             HeadState::At(Head { count, hash: head_hash }) => {
                 if count > n {
@@ -396,6 +398,22 @@ mod tests {
         let l = Ledger::open(&path).unwrap();
         assert_eq!(l.append(&record("file_deleted", "f0")).unwrap(), 64);
         assert_eq!(l.verify().unwrap(), Ok(65));
+    }
+
+    #[test]
+    fn two_processes_appending_to_one_ledger_keep_one_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.sqlite");
+        let (a, b) = (Ledger::open(&path).unwrap(), Ledger::open(&path).unwrap());
+        for i in 0..6 {
+            let l = if i % 2 == 0 { &a } else { &b };
+            assert_eq!(l.append(&record("file_created", &format!("f{i}"))).unwrap(), i);
+        }
+        assert_eq!(a.verify().unwrap(), Ok(6));
+        // A removed tail is still refused, whoever appended it.
+        a.conn().execute("DELETE FROM records WHERE idx = 5", []).unwrap();
+        assert!(b.append(&record("file_created", "g")).is_err());
+        assert!(a.append(&record("file_created", "g")).is_err());
     }
 
     #[test]
