@@ -11,6 +11,11 @@ pub struct Op<'a> {
     pub what: &'static str,
 }
 
+/// The host's wasi:http hook refused the request: it was not for the disk's granted endpoint.
+pub fn host_refused(disk: &str) -> Error {
+    Error::Denied(format!("disk `{disk}`: the host refused the request: the driver's `endpoint` is not the disk's granted endpoint"))
+}
+
 pub fn unavailable(reason: String) -> Error {
     Error::Unavailable(Unavailable { reason, retryable: true })
 }
@@ -51,10 +56,7 @@ where
         SdkError::DispatchFailure(failure) => {
             let text = format!("{:?}", failure);
             if text.contains("HttpRequestDenied") {
-                Error::Denied(format!(
-                    "disk `{}`: the host refused the request: the driver's `endpoint` is not the disk's granted endpoint",
-                    op.disk
-                ))
+                host_refused(op.disk)
             } else {
                 unavailable(format!("disk `{}`: cannot reach the S3 server to {} `{}`", op.disk, op.what, op.path))
             }

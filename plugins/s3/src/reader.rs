@@ -13,7 +13,7 @@ use stowage_plugin_sdk::wasip2::http::types::{Fields, IncomingBody, IncomingResp
 use stowage_plugin_sdk::wasip2::io::streams::{InputStream, StreamError};
 
 use crate::client::{run, s3};
-use crate::errors::{Op, from_status, unavailable};
+use crate::errors::{Op, from_status, host_refused, unavailable};
 
 /// How long the signature of one GET stays valid (it is used at once).
 const SIGNED_FOR: Duration = Duration::from_secs(300);
@@ -90,7 +90,7 @@ pub fn open(disk: &str, path: &str, range: Option<ByteRange>) -> Result<(S3Reade
 
 fn transport(disk: &str, path: &str, detail: &str) -> Error {
     if detail.contains("HttpRequestDenied") {
-        Error::Denied(format!("disk `{disk}`: the host refused the request: the driver's `endpoint` is not the disk's granted endpoint"))
+        host_refused(disk)
     } else {
         unavailable(format!("disk `{disk}`: cannot reach the S3 server to read `{path}` ({detail})"))
     }

@@ -10,8 +10,8 @@ use std::thread::JoinHandle;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
-use super::head::{self, Head, HeadFile, HeadState};
-use super::{LedgerError, chain_hash, genesis, now_ms};
+use super::head::{self, Head, HeadFile};
+use super::{LedgerError, chain_hash, genesis, hash_at, now_ms, reaches};
 
 /// Most records committed in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -100,12 +100,7 @@ fn commit(conn: &mut Connection, tip: Option<&Head>, head_path: &Path, bodies: &
         (tip, Some(last)) if tip.is_none_or(|t| last.count > t.count) => {
             let ours_intact = match tip {
                 None => true,
-                Some(t) => {
-                    let at: Option<String> = tx
-                        .query_row("SELECT hash FROM records WHERE idx = ?1", params![(t.count - 1) as i64], |r| r.get(0))
-                        .optional()?;
-                    at.as_deref() == Some(t.hash.as_str())
-                }
+                Some(t) => hash_at(&tx, t.count - 1)?.as_deref() == Some(t.hash.as_str()),
             };
             if !ours_intact {
                 return Err(tampered());
@@ -115,22 +110,9 @@ fn commit(conn: &mut Connection, tip: Option<&Head>, head_path: &Path, bodies: &
         _ => return Err(tampered()),
     };
     // And the database must still reach the head (which any process may have advanced).
-    let reaches = match head::read(head_path).map_err(|error| LedgerError::Head { path: head_path.display().to_string(), error })? {
-        HeadState::Missing => tip.is_none(),
-        HeadState::Damaged => false,
-        HeadState::At(h) => match &tip {
-            Some(t) if t.count == h.count => t.hash == h.hash,
-            Some(t) if t.count > h.count => {
-                let at: Option<String> = tx
-                    .query_row("SELECT hash FROM records WHERE idx = ?1", params![(h.count - 1) as i64], |r| r.get(0))
-                    .optional()?;
-                at.as_deref() == Some(h.hash.as_str())
-            }
-            _ => false,
-        },
-    };
-    if !reaches {
-        return Err(tampered());
+    let state = head::read(head_path).map_err(|error| LedgerError::Head { path: head_path.display().to_string(), error })?;
+    if let Some(why) = reaches(&tx, tip.as_ref(), &state)? {
+        return Err(LedgerError::Tampered(why));
     }
     let tip = tip.as_ref();
     let (mut index, mut prev) = tip.map_or((0, genesis()), |t| (t.count, t.hash.clone()));

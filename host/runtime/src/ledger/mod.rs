@@ -159,6 +159,29 @@ fn connect(path: &Path) -> Result<Connection, LedgerError> {
     Ok(conn)
 }
 
+/// The hash of the record at `index`, if there is one.
+fn hash_at(conn: &Connection, index: u64) -> Result<Option<String>, LedgerError> {
+    Ok(conn.query_row("SELECT hash FROM records WHERE idx = ?1", params![index as i64], |r| r.get(0)).optional()?)
+}
+
+/// Why a database whose last record is `tip` does not reach the head `state` (the head may
+/// be behind, never ahead), if it does not.
+fn reaches(conn: &Connection, tip: Option<&Head>, state: &HeadState) -> Result<Option<String>, LedgerError> {
+    Ok(match (state, tip) {
+        (HeadState::Missing, None) => None,
+        (HeadState::Missing | HeadState::Damaged, Some(_)) => Some("the ledger's head file is missing or damaged".into()),
+        (HeadState::Damaged, None) => Some("the ledger's head file is damaged".into()),
+        (HeadState::At(head), _) => {
+            let at_head = match head.count.checked_sub(1) {
+                Some(last) => hash_at(conn, last)?,
+                None => None,
+            };
+            (at_head.as_deref() != Some(head.hash.as_str()))
+                .then(|| "the ledger does not match its head (records were removed or changed)".into())
+        }
+    })
+}
+
 impl Ledger {
     /// Opens (creating if needed) the ledger database at `path`. A ledger that no longer
     /// reaches its head still opens (so it can be verified and read) but refuses appends.
@@ -186,29 +209,10 @@ impl Ledger {
                 Ok(Head { count: r.get::<_, i64>(0)? as u64 + 1, hash: r.get(1)? })
             })
             .optional()?;
-        let broken = Self::reaches(&writer, tip.as_ref(), &state)?;
+        let broken = reaches(&writer, tip.as_ref(), &state)?;
         let start = committer::Start { conn: writer, tip, broken, head: HeadFile::new(&head_path, &state) };
         let (tx, thread) = committer::spawn(start).map_err(head_err)?;
         Ok(Ledger { conn: Mutex::new(connect(path)?), head: head_path, writer: Some(tx), committer: Some(thread) })
-    }
-
-    /// Why the database does not reach its head (the head may be behind, never ahead).
-    fn reaches(conn: &Connection, tip: Option<&Head>, state: &HeadState) -> Result<Option<String>, LedgerError> {
-        Ok(match (state, tip) {
-            (HeadState::Missing, None) => None,
-            (HeadState::Missing | HeadState::Damaged, Some(_)) => Some("the ledger's head file is missing or damaged".into()),
-            (HeadState::Damaged, None) => Some("the ledger's head file is damaged".into()),
-            (HeadState::At(head), _) => {
-                let at_head: Option<String> = match head.count.checked_sub(1) {
-                    Some(last) => conn
-                        .query_row("SELECT hash FROM records WHERE idx = ?1", params![last as i64], |r| r.get(0))
-                        .optional()?,
-                    None => None,
-                };
-                (at_head.as_deref() != Some(head.hash.as_str()))
-                    .then(|| "the ledger does not match its head (records were removed or changed)".into())
-            }
-        })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -282,10 +286,7 @@ impl Ledger {
                     return Ok(Err(Broken { index: n, reason: format!("records from here on are missing (the head says {count} records)") }));
                 }
                 if let Some(last) = count.checked_sub(1) {
-                    let at_head: Option<String> = conn
-                        .query_row("SELECT hash FROM records WHERE idx = ?1", params![last as i64], |r| r.get(0))
-                        .optional()?;
-                    if at_head.as_deref() != Some(head_hash.as_str()) {
+                    if hash_at(&conn, last)?.as_deref() != Some(head_hash.as_str()) {
                         return Ok(Err(Broken { index: last, reason: "does not match the head (the chain was rewritten)".into() }));
                     }
                 }
