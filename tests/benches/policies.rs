@@ -1,0 +1,228 @@
+//! The policy pipeline and the PHI ledger, in one run. Prints costs against the same set-up
+//! without policies; asserts nothing.
+//!
+//! `cargo bench -p stowage-tests --bench policies` (`STOWAGE_BENCH_ONLY=pipeline|ledger` runs one
+//! section; `STOWAGE_BENCH_OPS=N` sets the count of stats, for profiling; `STOWAGE_BENCH_DIR=/path`
+//! chooses the disk, default: the workspace's target dir).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use stowage_runtime::WriteOptions;
+
+const ROUNDS: usize = 3;
+const DEFAULT_SMALL_OPS: usize = 300;
+
+fn small_op_count() -> usize {
+    std::env::var("STOWAGE_BENCH_OPS").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_SMALL_OPS)
+}
+
+fn section(name: &str) -> bool {
+    std::env::var("STOWAGE_BENCH_ONLY").map_or(true, |only| only == name)
+}
+
+fn per_sec(n: usize, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+fn main() {
+    let base = std::env::var_os("STOWAGE_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    std::fs::create_dir_all(&base).expect("bench dir");
+    let dir = tempfile::tempdir_in(&base).expect("bench temp dir");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    println!("stowage policy pipeline and ledger benchmark in {}", dir.path().display());
+    rt.block_on(async {
+        if section("pipeline") {
+            pipeline(dir.path()).await;
+        }
+        if section("ledger") {
+            ledger(dir.path()).await;
+        }
+    });
+}
+
+/// Per-operation cost of the policy pipeline (role-policy + phi-tracking with its ledger)
+/// against the same disk with no policies, through the same `Storage` front door. Both
+/// set-ups run in alternating rounds and the best round counts, so disk noise hits both alike.
+async fn pipeline(base: &Path) {
+    use stowage_runtime::{Address, ConfigSource, LoadedConfig, Request, Storage};
+    const CONCURRENT: usize = 16;
+    let n_ops = small_op_count();
+    // Puts are bound by fsync; more of them only adds noise (and inodes).
+    let puts = n_ops.min(DEFAULT_SMALL_OPS);
+    let per_task = puts.div_ceil(CONCURRENT);
+    let disk = "role = \"testing\"\n[disks.local]\nplugin = \"local-fs\"\ngrant = { dir = \"data\" }\n[storage]\ndefault = \"local\"\n";
+    let policies = "[[policies]]\nplugin = \"role-policy\"\n[[policies]]\nplugin = \"phi-tracking\"\n";
+    let setups: Vec<(&str, Arc<Storage>)> = [("no policies", disk.to_string()), ("2 policies + ledger", format!("{disk}{policies}"))]
+        .into_iter()
+        .map(|(name, text)| {
+            let root = base.join(name.replace(' ', "-").replace('+', ""));
+            std::fs::create_dir_all(&root).expect("dir");
+            let config = LoadedConfig::parse(&text, ConfigSource::File(root.join("stowage.toml")), root.clone()).expect("config");
+            (name, Arc::new(Storage::start(&config).expect("start")))
+        })
+        .collect();
+    let data = Bytes::from(vec![7u8; 4096]);
+    let req = Request::new();
+    async fn put(storage: &Storage, name: String, data: &Bytes, req: &Request) {
+        let addr = Address::parse(&format!("default:{name}")).expect("addr");
+        let mut w = storage.writer(&addr, req, &WriteOptions::default()).await.expect("writer");
+        w.write(data.clone()).await.expect("write");
+        w.finish().await.expect("finish");
+    }
+    // Best (sequential put, stat, concurrent put) per set-up.
+    let mut best = vec![[Duration::MAX; 3]; setups.len()];
+    for round in 0..ROUNDS {
+        for ((_, storage), best) in setups.iter().zip(&mut best) {
+            let start = Instant::now();
+            for i in 0..puts {
+                put(storage, format!("p{round}/{i}"), &data, &req).await;
+            }
+            best[0] = best[0].min(start.elapsed());
+            let start = Instant::now();
+            let writers: Vec<_> = (0..CONCURRENT)
+                .map(|t| {
+                    let (storage, data, req) = (storage.clone(), data.clone(), req.clone());
+                    tokio::spawn(async move {
+                        for i in 0..per_task {
+                            put(&storage, format!("c{round}/{t}/{i}"), &data, &req).await;
+                        }
+                    })
+                })
+                .collect();
+            for w in writers {
+                w.await.expect("writer task");
+            }
+            best[2] = best[2].min(start.elapsed());
+        }
+    }
+    // Stats are a few microseconds: measure them in many short slices, alternating the
+    // set-ups, and keep each one's best slice.
+    const SLICES: usize = 20;
+    let slice = n_ops.div_ceil(SLICES);
+    for s in 0..SLICES {
+        for ((_, storage), best) in setups.iter().zip(&mut best) {
+            let start = Instant::now();
+            for i in 0..slice {
+                let addr = Address::parse(&format!("default:p{}/{}", s % ROUNDS, (s * slice + i) % puts)).expect("addr");
+                std::hint::black_box(storage.stat(&addr, &req).await.expect("stat"));
+            }
+            best[1] = best[1].min(start.elapsed() * SLICES as u32);
+        }
+    }
+    let n_ops = slice * SLICES;
+    let us = |d: Duration, n: usize| d.as_secs_f64() * 1e6 / n as f64;
+    println!("\n== policy pipeline: 4 KiB puts ({puts} one at a time, {} from {CONCURRENT} writers) and stats ({n_ops}), best of {ROUNDS}", per_task * CONCURRENT);
+    for ((name, _), b) in setups.iter().zip(&best) {
+        println!(
+            "{name:<22} put {:>8.1} us/op   stat {:>6.1} us/op   concurrent put {:>8.0} ops/s",
+            us(b[0], puts),
+            us(b[1], n_ops),
+            per_sec(per_task * CONCURRENT, b[2])
+        );
+    }
+    // The pipeline alone, without the driver or the disk: check + observe of a stat, the
+    // cleanest measure of what each policy adds.
+    let (_, with_policies) = &setups[1];
+    let request = stowage_runtime::policy::OperationRequest {
+        operation: stowage_runtime::Operation::Stat,
+        ctx: stowage_runtime::RequestContext {
+            role: stowage_runtime::Role::Testing,
+            class: None,
+            disk: "local".into(),
+            driver: "local-fs".into(),
+            actor: Some("bench".into()),
+            request_id: "r".into(),
+            metadata: vec![("cohort".into(), "VACS".into())],
+        },
+        path: "p0/0".into(),
+        content_type: None,
+        object_metadata: vec![],
+    };
+    let outcome = stowage_runtime::policy::OperationOutcome {
+        request: request.clone(),
+        size: Some(4096),
+        sha256: None,
+        duration: Duration::from_micros(20),
+        error: None,
+    };
+    let mut alone = Duration::MAX;
+    for _ in 0..SLICES {
+        let start = Instant::now();
+        for _ in 0..slice {
+            with_policies.pipeline().check(&request).await.expect("allowed");
+            with_policies.pipeline().observe(&outcome).await;
+        }
+        alone = alone.min(start.elapsed() * SLICES as u32);
+    }
+    let per = |i: usize, n: usize| (us(best[1][i], n) - us(best[0][i], n)) / 2.0;
+    println!(
+        "overhead per policy per op: put {:.1} us (includes the durable ledger append), stat {:.1} us; concurrent puts with policies at {:.2}x the rate without",
+        per(0, puts),
+        per(1, n_ops),
+        best[0][2].as_secs_f64() / best[1][2].as_secs_f64()
+    );
+    println!("the pipeline alone (check + observe of a stat, no driver): {:.2} us per policy per op", us(alone, n_ops) / 2.0);
+}
+
+/// The ledger alone: durable appends one at a time, then from many tasks at once (group
+/// commit shares one WAL fsync among the appends that queue up while a commit runs).
+async fn ledger(base: &Path) {
+    use stowage_runtime::ledger::{Ledger, TrackingRecord};
+    const N: usize = 512;
+    const TASKS: usize = 64;
+    let record = |i: usize| TrackingRecord {
+        action: "file_created".into(),
+        path: format!("p/{i}"),
+        disk: "local".into(),
+        class: Some("submission".into()),
+        actor: Some("bench".into()),
+        cohort: Some("VACS".into()),
+        file_type: None,
+        size: Some(4096),
+        sha256: Some("0".repeat(64)),
+        metadata: vec![],
+        error: None,
+        cleanup_required: false,
+        cleanup_within_secs: None,
+        request_id: format!("r{i}"),
+    };
+    let ledger = Arc::new(Ledger::open(&base.join("bench-ledger.sqlite")).expect("ledger"));
+    let start = Instant::now();
+    for i in 0..N {
+        ledger.append_async(&record(i)).await.expect("append");
+    }
+    let sequential = start.elapsed();
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let ledger = ledger.clone();
+            tokio::spawn(async move {
+                for i in 0..N / TASKS {
+                    ledger.append_async(&record(t * N + i)).await.expect("append");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let concurrent = start.elapsed();
+    assert_eq!(ledger.verify().expect("verify"), Ok(2 * N as u64));
+    println!("\n== ledger appends (durable), {N} each");
+    println!(
+        "one at a time   {:>8.1} us/append {:>8.0} appends/s",
+        sequential.as_secs_f64() * 1e6 / N as f64,
+        per_sec(N, sequential)
+    );
+    println!(
+        "{TASKS} tasks        {:>8.1} us/append {:>8.0} appends/s  ({:.1}x, group commit)",
+        concurrent.as_secs_f64() * 1e6 / N as f64,
+        per_sec(N, concurrent),
+        sequential.as_secs_f64() / concurrent.as_secs_f64()
+    );
+}
