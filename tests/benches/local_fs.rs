@@ -20,19 +20,11 @@ use bytes::Bytes;
 use sha2::Digest;
 use stowage_runtime::{Disk, Limits, PluginEngine, WriteOptions};
 use stowage_tests::{block, ctx, local_disk};
+use stowage_tests::bench::{per_sec, section, small_op_count};
 use wasmtime::component::Component;
 
 const CHUNK: usize = 1 << 20;
 const ROUNDS: usize = 3;
-const DEFAULT_SMALL_OPS: usize = 300;
-
-fn small_op_count() -> usize {
-    std::env::var("STOWAGE_BENCH_OPS").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_SMALL_OPS)
-}
-
-fn section(name: &str) -> bool {
-    std::env::var("STOWAGE_BENCH_ONLY").map_or(true, |only| only == name)
-}
 
 fn main() {
     let mib: u64 = std::env::var("STOWAGE_BENCH_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024);
@@ -230,10 +222,6 @@ mod raw {
         std::fs::rename(&tmp, root.join(name)).expect("rename");
         std::fs::File::open(root).and_then(|d| d.sync_all()).expect("fsync dir");
     }
-}
-
-fn per_sec(n: usize, d: Duration) -> f64 {
-    n as f64 / d.as_secs_f64()
 }
 
 async fn small_ops(disk: &Disk, native_root: &Path) {

@@ -11,21 +11,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use stowage_runtime::WriteOptions;
+use stowage_tests::bench::{DEFAULT_SMALL_OPS, per_sec, section, small_op_count};
 
 const ROUNDS: usize = 3;
-const DEFAULT_SMALL_OPS: usize = 300;
-
-fn small_op_count() -> usize {
-    std::env::var("STOWAGE_BENCH_OPS").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_SMALL_OPS)
-}
-
-fn section(name: &str) -> bool {
-    std::env::var("STOWAGE_BENCH_ONLY").map_or(true, |only| only == name)
-}
-
-fn per_sec(n: usize, d: Duration) -> f64 {
-    n as f64 / d.as_secs_f64()
-}
 
 fn main() {
     let base = std::env::var_os("STOWAGE_BENCH_DIR")

@@ -6,6 +6,29 @@ use std::process::ExitStatus;
 
 pub mod s3;
 
+/// What the benchmarks share: section selection and operation counts from the environment.
+pub mod bench {
+    use std::time::Duration;
+
+    /// Small operations per measurement unless `STOWAGE_BENCH_OPS` says otherwise.
+    pub const DEFAULT_SMALL_OPS: usize = 300;
+
+    /// `STOWAGE_BENCH_OPS`, or the default.
+    pub fn small_op_count() -> usize {
+        std::env::var("STOWAGE_BENCH_OPS").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_SMALL_OPS)
+    }
+
+    /// Whether section `name` runs (`STOWAGE_BENCH_ONLY` unset, or naming it).
+    pub fn section(name: &str) -> bool {
+        std::env::var("STOWAGE_BENCH_ONLY").map_or(true, |only| only == name)
+    }
+
+    /// Operations per second.
+    pub fn per_sec(n: usize, d: Duration) -> f64 {
+        n as f64 / d.as_secs_f64()
+    }
+}
+
 use stowage_runtime::{Disk, Grants, Limits, PluginEngine, RequestContext, Role};
 
 /// The `.wasm` file of test fixture `name` (e.g. `misbehaving_driver`).
