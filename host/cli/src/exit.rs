@@ -38,7 +38,7 @@ pub fn code_for(e: &anyhow::Error) -> u8 {
     {
         return DENIED;
     }
-    if let Some(StartError::Config(_)) = e.downcast_ref::<StartError>() {
+    if let Some(StartError::Config(_) | StartError::Wiring { .. }) = e.downcast_ref::<StartError>() {
         return INVALID;
     }
     if e.downcast_ref::<stowage_runtime::ConfigError>().is_some() {

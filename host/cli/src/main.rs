@@ -7,7 +7,8 @@ mod progress;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Stowage: one storage contract, drivers and policies as sandboxed WebAssembly components.
 #[derive(Parser)]
@@ -60,7 +61,16 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    // `plugin test --config TABLE.toml` names the plugin's config table; STOWAGE_CONFIG (a
+    // host config) must not be taken for one.
+    let config_flag = (matches.value_source("config") == Some(ValueSource::CommandLine))
+        .then(|| cli.config.clone())
+        .flatten();
     init_tracing();
     let mut req_meta = cli.req_meta;
     if let Some(cohort) = cli.cohort {
@@ -87,7 +97,7 @@ fn main() -> ExitCode {
             Command::Rm(args) => cmd::rm::run(config, args).await,
             Command::Stat(args) => cmd::stat::run(config, args).await,
             Command::Config(c) => cmd::config::run(config, c),
-            Command::Plugin(c) => cmd::plugin::run(c).await,
+            Command::Plugin(c) => cmd::plugin::run(c, config_flag.as_deref()).await,
             Command::Ledger(c) => cmd::ledger::run(config, c).await,
             Command::Cleanup => cmd::ledger::cleanup(config).await,
         }

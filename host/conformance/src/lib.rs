@@ -13,6 +13,7 @@
 
 mod checks;
 mod harness;
+pub mod policy;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -39,6 +40,17 @@ pub enum Needs {
 }
 
 impl Needs {
+    /// The capability's WIT name.
+    fn wit_name(self) -> &'static str {
+        match self {
+            Needs::Basics => "nothing",
+            Needs::RangeReads => "range-reads",
+            Needs::CreateOnly => "create-only",
+            Needs::UserMetadata => "user-metadata",
+            Needs::ListPagination => "list-pagination",
+        }
+    }
+
     fn met_by(self, caps: &Capabilities) -> bool {
         match self {
             Needs::Basics => true,
@@ -135,7 +147,7 @@ pub async fn run(disk: &Disk, scope: &str) -> Report {
 /// Runs one check.
 pub async fn run_one(disk: &Disk, scope: &str, caps: &Capabilities, check: &Check) -> Outcome {
     if !check.needs.met_by(caps) {
-        return Outcome::Skip(format!("driver does not declare {:?}", check.needs));
+        return Outcome::Skip(format!("the driver does not declare {}", check.needs.wit_name()));
     }
     let harness = Harness::new(disk.clone(), *caps, format!("{scope}/{}", check.name.replace('/', "-")));
     match (check.run)(&harness).await {

@@ -46,6 +46,25 @@ pub enum StartError {
     /// The ledger could not be opened.
     #[error("ledger: {0}")]
     Ledger(#[from] LedgerError),
+    /// A policy needs a driver capability a disk does not declare.
+    #[error(
+        "policy `{policy}` needs {} from every disk it guards, but disk `{disk}` (plugin {driver}) does not declare {} (it declares: {declared}). Put that disk behind a driver that supports it, or remove the policy",
+        needs.join(", "), lacking.join(", ")
+    )]
+    Wiring {
+        /// The policy.
+        policy: String,
+        /// What it needs.
+        needs: Vec<&'static str>,
+        /// The disk.
+        disk: String,
+        /// Its driver.
+        driver: String,
+        /// What the disk lacks of `needs`.
+        lacking: Vec<&'static str>,
+        /// What the disk declares.
+        declared: crate::types::Capabilities,
+    },
     /// A disk's granted directory could not be created.
     #[error("disk `{disk}`: granted directory {}: {reason}", dir.display())]
     GrantDir {
@@ -187,6 +206,38 @@ impl Storage {
             ledger,
             loader,
         })
+    }
+
+    /// Checks that every disk declares the driver capabilities the policies need (policies
+    /// guard every disk). Asks each policy its interests and, if any needs something, each
+    /// disk its capabilities. Run it right after [`Storage::start`], before serving requests.
+    pub async fn check_wiring(&self) -> Result<(), StartError> {
+        for policy in self.pipeline.policies() {
+            let needs = policy.interests().await.needs;
+            let wanted = crate::types::Capabilities::default().lacking(&needs);
+            if wanted.is_empty() {
+                continue;
+            }
+            for (name, disk) in &self.disks {
+                let declared = disk.capabilities().await.map_err(|e| StartError::Plugin {
+                    disk: name.clone(),
+                    plugin: disk.driver_name().to_string(),
+                    reason: format!("cannot ask its capabilities: {e}"),
+                })?;
+                let lacking = declared.lacking(&needs);
+                if !lacking.is_empty() {
+                    return Err(StartError::Wiring {
+                        policy: policy.name().to_string(),
+                        needs: wanted,
+                        disk: name.clone(),
+                        driver: disk.driver_name().to_string(),
+                        lacking,
+                        declared,
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The PHI ledger.

@@ -147,6 +147,36 @@ pub struct Capabilities {
     pub list_pagination: bool,
 }
 
+impl Capabilities {
+    /// Each capability with its WIT name.
+    pub fn named(&self) -> [(&'static str, bool); 5] {
+        [
+            ("range-reads", self.range_reads),
+            ("presign", self.presign),
+            ("create-only", self.create_only),
+            ("user-metadata", self.user_metadata),
+            ("list-pagination", self.list_pagination),
+        ]
+    }
+
+    /// The WIT names of the capabilities `needs` has and `self` lacks.
+    pub fn lacking(&self, needs: &Capabilities) -> Vec<&'static str> {
+        self.named()
+            .into_iter()
+            .zip(needs.named())
+            .filter(|((_, have), (_, need))| *need && !*have)
+            .map(|((name, _), _)| name)
+            .collect()
+    }
+}
+
+impl std::fmt::Display for Capabilities {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.named().into_iter().filter(|(_, on)| *on).map(|(n, _)| n).collect();
+        if names.is_empty() { f.write_str("none") } else { f.write_str(&names.join(", ")) }
+    }
+}
+
 /// The operations a host performs on a disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
@@ -164,6 +194,20 @@ pub enum Operation {
     Delete,
     /// Make a URL.
     Url,
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Operation::Put => "put",
+            Operation::Get => "get",
+            Operation::Stat => "stat",
+            Operation::Exists => "exists",
+            Operation::List => "list",
+            Operation::Delete => "delete",
+            Operation::Url => "url",
+        })
+    }
 }
 
 impl Operation {
@@ -202,6 +246,11 @@ impl OperationSet {
     /// Whether `op` is in the set.
     pub fn contains(self, op: Operation) -> bool {
         self.0 & Self::bit(op) != 0
+    }
+
+    /// Whether the set has no operation.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
     }
 }
 

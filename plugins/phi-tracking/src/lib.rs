@@ -15,7 +15,7 @@ use stowage_plugin_sdk::policy::exports::stowage::storage::policy_hooks::{
 };
 use stowage_plugin_sdk::policy::stowage::storage::ledger::{TrackingRecord, append};
 use stowage_plugin_sdk::policy::stowage::storage::log::{Level, log};
-use stowage_plugin_sdk::policy::stowage::storage::types::{Error, Operation};
+use stowage_plugin_sdk::policy::stowage::storage::types::{Capabilities, Error, Operation};
 use stowage_plugin_sdk::policy::stowage::storage::config;
 
 struct PhiTracking;
@@ -60,7 +60,7 @@ impl Guest for PhiTracking {
         if settings().record_reads {
             observe = observe | OperationSet::GET;
         }
-        HookInterests { check: OperationSet::empty(), observe }
+        HookInterests { check: OperationSet::empty(), observe, needs: Capabilities::empty() }
     }
 
     fn check(_request: OperationRequest) -> Decision {

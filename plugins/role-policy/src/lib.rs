@@ -17,7 +17,7 @@ use stowage_plugin_sdk::policy::exports::stowage::storage::policy_hooks::{
 };
 use stowage_plugin_sdk::policy::stowage::storage::config;
 use stowage_plugin_sdk::policy::stowage::storage::log::{Level, log};
-use stowage_plugin_sdk::policy::stowage::storage::types::ServerRole;
+use stowage_plugin_sdk::policy::stowage::storage::types::{Capabilities, ServerRole};
 
 struct RolePolicy;
 
@@ -41,7 +41,7 @@ fn settings() -> &'static Settings {
 impl Guest for RolePolicy {
     fn interests() -> HookInterests {
         // Decides on everything; records nothing.
-        HookInterests { check: stowage_plugin_sdk::all_operations(), observe: OperationSet::empty() }
+        HookInterests { check: stowage_plugin_sdk::all_operations(), observe: OperationSet::empty(), needs: Capabilities::empty() }
     }
 
     fn check(request: OperationRequest) -> Decision {

@@ -21,7 +21,7 @@ pub struct Args {
 /// Runs `get`.
 pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<()> {
     let addr = address(&args.addr)?;
-    let storage = open_storage(config)?;
+    let storage = open_storage(config).await?;
     let mut reader = at(storage.reader(&addr, &request(), None).await, &args.addr)?;
     let bar = progress::bar(Some(reader.remaining()));
     match &args.output {

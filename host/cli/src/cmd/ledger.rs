@@ -88,7 +88,7 @@ pub async fn run(config: Option<&Path>, command: Command) -> anyhow::Result<()> 
 
 /// Deletes every overdue temporary file through the pipeline, so each deletion is recorded.
 pub async fn cleanup(config: Option<&Path>) -> anyhow::Result<()> {
-    let storage = open_storage(config)?;
+    let storage = open_storage(config).await?;
     let mut req = request();
     req.actor = Some(req.actor.unwrap_or_else(|| "stowage-cleanup".into()));
     let overdue = storage.ledger().overdue(now())?;

@@ -24,7 +24,7 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<()> {
     } else {
         Address { name: args.addr.clone(), path: String::new() }
     };
-    let storage = open_storage(config)?;
+    let storage = open_storage(config).await?;
     let req = request();
     let mut out = std::io::stdout().lock();
     let mut cursor: Option<String> = None;

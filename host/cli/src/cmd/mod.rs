@@ -5,6 +5,8 @@ pub mod get;
 pub mod ledger;
 pub mod ls;
 pub mod plugin;
+pub mod plugin_new;
+pub mod plugin_test;
 pub mod put;
 pub mod rm;
 pub mod stat;
@@ -14,10 +16,13 @@ use std::path::Path;
 use anyhow::Context as _;
 use stowage_runtime::{Address, LoadedConfig, Request, Storage};
 
-/// Loads the config (explicit, `./stowage.toml`, or embedded) and starts every disk.
-pub fn open_storage(config: Option<&Path>) -> anyhow::Result<Storage> {
+/// Loads the config (explicit, `./stowage.toml`, or embedded), starts every disk and policy,
+/// and checks that the disks give the policies what they need.
+pub async fn open_storage(config: Option<&Path>) -> anyhow::Result<Storage> {
     let loaded = LoadedConfig::load(config)?;
-    Ok(Storage::start(&loaded)?)
+    let storage = Storage::start(&loaded)?;
+    storage.check_wiring().await?;
+    Ok(storage)
 }
 
 /// Parses `NAME:path`.

@@ -1,4 +1,5 @@
-//! `stowage plugin keygen|sign|verify|inspect`: keys, signatures and what a plugin declares.
+//! `stowage plugin keygen|sign|verify|inspect|test|new|wit`: keys, signatures, what a plugin
+//! declares, the conformance kit and scaffolding.
 
 use std::path::{Path, PathBuf};
 
@@ -44,6 +45,15 @@ pub enum Command {
         /// The component.
         file: PathBuf,
     },
+    /// Run the conformance suite (drivers) or the policy contract checks (policies) against a
+    /// component: one PASS/FAIL/SKIP line per check, then a summary; exits 1 on any failure.
+    /// `--config TABLE.toml` gives the plugin its config values (`key = value`, like the
+    /// `config` table of a disk or policy).
+    Test(super::plugin_test::Args),
+    /// Write a new plugin project that builds and passes `stowage plugin test` as generated.
+    New(super::plugin_new::NewArgs),
+    /// Write the stowage WIT package (the contract plugins are built against) into a directory.
+    Wit(super::plugin_new::WitArgs),
 }
 
 /// A signature that did not verify (exit code 4, like a denial).
@@ -54,9 +64,13 @@ pub struct VerifyFailed {
     reason: signature::SignatureError,
 }
 
-/// Runs a plugin subcommand.
-pub async fn run(command: Command) -> anyhow::Result<()> {
+/// Runs a plugin subcommand. `table` is `--config` given on the command line (for `test`, the
+/// plugin's config table).
+pub async fn run(command: Command, table: Option<&Path>) -> anyhow::Result<()> {
     match command {
+        Command::Test(args) => super::plugin_test::run(args, table).await,
+        Command::New(args) => super::plugin_new::new(&args),
+        Command::Wit(args) => super::plugin_new::wit(&args),
         Command::Keygen { out } => {
             let key = keys::generate()?;
             let id = keys::write_pair(&out, &key)?;

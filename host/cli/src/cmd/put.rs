@@ -35,7 +35,7 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<()> {
         let len = file.metadata().ok().map(|m| m.len());
         (Box::new(file), len)
     };
-    let storage = open_storage(config)?;
+    let storage = open_storage(config).await?;
     let options = WriteOptions {
         content_type: args.content_type,
         metadata: args.meta,

@@ -14,6 +14,6 @@ pub struct Args {
 /// Runs `rm`.
 pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<()> {
     let addr = address(&args.addr)?;
-    let storage = open_storage(config)?;
+    let storage = open_storage(config).await?;
     at(storage.delete(&addr, &request()).await, &args.addr)
 }

@@ -20,7 +20,7 @@ pub struct Args {
 /// Runs `stat`.
 pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<()> {
     let addr = address(&args.addr)?;
-    let storage = open_storage(config)?;
+    let storage = open_storage(config).await?;
     let info = at(storage.stat(&addr, &request()).await, &args.addr)?;
     if args.json {
         println!("{}", to_json(&info));

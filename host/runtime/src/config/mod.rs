@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 pub use model::{CacheConfig, Config, DiskConfig, Grant, LedgerConfig, LimitsConfig, Pin, PolicyConfig, StorageMap, Trust};
-pub use plan::{PluginPlan, PluginSource};
+pub use plan::{PluginPlan, PluginSource, flatten, resolve_plugin};
 
 use crate::types::StorageClass;
 

@@ -63,7 +63,7 @@ impl PluginSource {
 }
 
 /// Where `plugin = "..."` points, or why it points nowhere.
-pub(super) fn resolve_plugin(value: &str, base_dir: &Path) -> Result<PluginSource, String> {
+pub fn resolve_plugin(value: &str, base_dir: &Path) -> Result<PluginSource, String> {
     if let Some(name) = stowage_bundled::NAMES.iter().find(|n| **n == value) {
         return Ok(PluginSource::Bundled(name));
     }

@@ -128,6 +128,20 @@ impl PluginLoader {
         Ok(Loaded { component, signers, sha256 })
     }
 
+    /// Reads and compiles the plugin at `source` WITHOUT checking its signature, for
+    /// `stowage plugin test` (an author tests a plugin before signing it). Returns it with the
+    /// world it declares. A host serving data never loads plugins this way.
+    pub fn load_unverified(&self, source: &PluginSource) -> Result<(Loaded, World), LoadError> {
+        let bytes = source.bytes().map_err(|e| LoadError::Read(e.to_string()))?;
+        let world = inspect::inspect(&bytes)
+            .map_err(LoadError::World)?
+            .world
+            .ok_or_else(|| LoadError::World("it exports neither stowage driver nor policy interfaces".into()))?;
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let component = self.compile(&bytes, &sha256)?;
+        Ok((Loaded { component, signers: Vec::new(), sha256 }, world))
+    }
+
     fn verify_file(&self, path: &Path, bytes: &[u8]) -> Result<Vec<String>, LoadError> {
         let sig_path = PathBuf::from(format!("{}.sig", path.display()));
         let detached = match std::fs::read(&sig_path) {

@@ -20,7 +20,7 @@ use crate::engine::{Limits, PluginEngine};
 use crate::error::StorageError;
 use crate::pool::{Pool, Prelinked};
 use crate::state::{Grants, PluginState};
-use crate::types::{Metadata, Operation, OperationSet, RequestContext};
+use crate::types::{Capabilities, Metadata, Operation, OperationSet, RequestContext};
 
 impl Prelinked for PolicyPre<PluginState> {
     type Bindings = PolicyBindings;
@@ -67,18 +67,33 @@ pub struct OperationOutcome {
     pub error: Option<StorageError>,
 }
 
-/// Which operations a policy checks and observes.
+/// Which operations a policy checks and observes, and what it needs from the disks it guards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Interests {
     /// Operations the policy decides on; the others it allows without being asked.
     pub check: OperationSet,
     /// Operations whose outcome it is told.
     pub observe: OperationSet,
+    /// Driver capabilities every disk must declare for this policy to work.
+    pub needs: Capabilities,
 }
 
 impl Interests {
-    /// Asked about everything: what the host assumes when a policy cannot say.
-    pub const ALL: Interests = Interests { check: OperationSet::ALL, observe: OperationSet::ALL };
+    /// Asked about everything, needing nothing: what the host assumes when a policy cannot say.
+    pub const ALL: Interests = Interests {
+        check: OperationSet::ALL,
+        observe: OperationSet::ALL,
+        needs: Capabilities { range_reads: false, presign: false, create_only: false, user_metadata: false, list_pagination: false },
+    };
+}
+
+/// A policy's answer to `check`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// The operation may run.
+    Allow,
+    /// Refused, with the policy's reason.
+    Deny(String),
 }
 
 /// One loaded policy component.
@@ -117,7 +132,7 @@ impl Policy {
         *self
             .interests
             .get_or_init(|| async {
-                match self.ask_interests().await {
+                match self.declared_interests().await {
                     Ok(interests) => interests,
                     Err(e) => {
                         tracing::warn!(policy = %self.name, error = %e, "policy did not declare its interests; asking it about everything");
@@ -128,7 +143,8 @@ impl Policy {
             .await
     }
 
-    async fn ask_interests(&self) -> Result<Interests, StorageError> {
+    /// Asks the policy for its interests (uncached); a fault is an error.
+    pub async fn declared_interests(&self) -> Result<Interests, StorageError> {
         let mut lease = self.pool.lease().await?;
         let (store, policy) = lease.enter(Duration::ZERO)?;
         let r = policy.stowage_storage_policy_hooks().call_interests(store).await;
@@ -136,6 +152,7 @@ impl Policy {
         Ok(Interests {
             check: convert::operation_set_from_wit(wit.check),
             observe: convert::operation_set_from_wit(wit.observe),
+            needs: convert::capabilities_from_wit(wit.needs),
         })
     }
 
@@ -149,17 +166,25 @@ impl Policy {
         if !self.interests().await.check.contains(request.operation) {
             return Ok(());
         }
-        let fault = |e: StorageError| format!("policy `{}` failed, so the operation is refused: {e}", self.name);
-        let mut lease = self.pool.lease().await.map_err(fault)?;
-        let (store, policy) = lease.enter(Duration::ZERO).map_err(fault)?;
+        match self.decide(request).await {
+            Ok(Decision::Allow) => Ok(()),
+            Ok(Decision::Deny(reason)) => Err(format!("policy `{}`: {reason}", self.name)),
+            Err(e) => Err(format!("policy `{}` failed, so the operation is refused: {e}", self.name)),
+        }
+    }
+
+    /// Calls the policy's `check` whatever its interests; a fault (trap, timeout) is an error.
+    pub async fn decide(&self, request: &OperationRequest) -> Result<Decision, StorageError> {
+        let mut lease = self.pool.lease().await?;
+        let (store, policy) = lease.enter(Duration::ZERO)?;
         let r = policy
             .stowage_storage_policy_hooks()
             .call_check(store, &convert::request_to_wit(request))
             .await;
-        match lease.end_infallible(r).map_err(fault)? {
-            wit_policy::Decision::Allow => Ok(()),
-            wit_policy::Decision::Deny(reason) => Err(format!("policy `{}`: {reason}", self.name)),
-        }
+        Ok(match lease.end_infallible(r)? {
+            wit_policy::Decision::Allow => Decision::Allow,
+            wit_policy::Decision::Deny(reason) => Decision::Deny(reason),
+        })
     }
 
     /// Tells the policy an outcome. Failures are logged (the operation already happened).
@@ -167,24 +192,20 @@ impl Policy {
         if !self.interests().await.observe.contains(outcome.request.operation) {
             return;
         }
-        let lost = |e: StorageError| {
-            tracing::error!(policy = %self.name, kind = e.kind(), "an operation outcome could not be given to the policy");
-        };
-        let mut lease = match self.pool.lease().await {
-            Ok(lease) => lease,
-            Err(e) => return lost(e),
-        };
-        let (store, policy) = match lease.enter(Duration::ZERO) {
-            Ok(entered) => entered,
-            Err(e) => return lost(e),
-        };
+        if let Err(e) = self.tell(outcome).await {
+            tracing::error!(policy = %self.name, kind = e.kind(), "policy failed to record an outcome");
+        }
+    }
+
+    /// Calls the policy's `observe` whatever its interests; a fault is an error.
+    pub async fn tell(&self, outcome: &OperationOutcome) -> Result<(), StorageError> {
+        let mut lease = self.pool.lease().await?;
+        let (store, policy) = lease.enter(Duration::ZERO)?;
         let r = policy
             .stowage_storage_policy_hooks()
             .call_observe(store, &convert::outcome_to_wit(outcome))
             .await;
-        if let Err(e) = lease.end_infallible(r) {
-            tracing::error!(policy = %self.name, kind = e.kind(), "policy failed to record an outcome");
-        }
+        lease.end_infallible(r)
     }
 }
 

@@ -1,0 +1,134 @@
+//! `stowage plugin test`: the black-box conformance kit. Loads any component (no signature
+//! needed: authors test before they sign), finds its world, and runs the driver conformance
+//! suite or the policy contract checks against it.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use stowage_runtime::config::{flatten, resolve_plugin};
+use stowage_runtime::ledger::Ledger;
+use stowage_runtime::plugin::inspect::World;
+use stowage_runtime::plugin::{PluginLoader, TrustPolicy, cache};
+use stowage_runtime::policy::Policy;
+use stowage_runtime::{Disk, Grants, Limits, PluginEngine};
+use stowage_conformance::{Outcome, Report};
+
+/// `plugin test` arguments.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The component: a .wasm file, or a bundled plugin's name (e.g. `local-fs`).
+    plugin: String,
+    /// A directory granted to a driver (preopened as `/`). Default: a fresh temporary
+    /// directory, removed afterwards.
+    #[arg(long, value_name = "DIR")]
+    grant_dir: Option<PathBuf>,
+    /// The one HTTP(S) origin a driver may reach (e.g. an S3 server).
+    #[arg(long, value_name = "URL")]
+    grant_endpoint: Option<String>,
+    /// Print one JSON object instead of lines.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Some checks failed (exit code 1); the report has been printed.
+#[derive(Debug, thiserror::Error)]
+#[error("{failed} conformance check(s) failed")]
+pub struct ChecksFailed {
+    failed: usize,
+}
+
+/// Runs the suite. `table` is the plugin's config table (a TOML file of `key = value`, the
+/// same as the `config` table of a disk or policy in stowage.toml).
+pub async fn run(args: Args, table: Option<&Path>) -> anyhow::Result<()> {
+    let source = resolve_plugin(&args.plugin, Path::new(".")).map_err(anyhow::Error::msg)?;
+    let config = match table {
+        Some(path) => read_table(path)?,
+        None => Vec::new(),
+    };
+    let engine = PluginEngine::new().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let loader = PluginLoader::new(&engine, TrustPolicy::default(), cache::default_dir().as_deref());
+    let (loaded, world) = loader.load_unverified(&source).with_context(|| source.to_string())?;
+    let name = source.name();
+    let scratch = tempfile::tempdir().context("cannot make a temporary directory")?;
+    let report = match world {
+        World::Driver => {
+            let dir = match &args.grant_dir {
+                Some(dir) => {
+                    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+                    dir.clone()
+                }
+                None => scratch.path().join("grant"),
+            };
+            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            let endpoint = args
+                .grant_endpoint
+                .as_deref()
+                .map(stowage_runtime::http::Endpoint::parse)
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            let grants = Grants { dir: Some(dir), config, endpoint, ..Grants::default() };
+            let disk = Disk::from_component(&engine, "under-test", &loaded.component, grants, Limits::default())?
+                .with_driver_name(&name);
+            // A fresh scope per run: a granted directory or bucket may hold earlier runs' data.
+            let scope = format!("stowage-conformance-{}", unique());
+            stowage_conformance::run(&disk, &scope).await
+        }
+        World::Policy => {
+            let ledger = Ledger::open(&scratch.path().join("ledger.sqlite"))?;
+            let ledger = std::sync::Arc::new(ledger);
+            let grants = Grants { config, ledger: Some(ledger.clone()), ..Grants::default() };
+            let policy = Policy::from_component(&engine, &name, &loaded.component, grants, Limits::default())?;
+            stowage_conformance::policy::run(&policy, &ledger).await
+        }
+    };
+    print(&args, world, &loaded.sha256, &report)?;
+    match report.failed() {
+        0 => Ok(()),
+        failed => Err(ChecksFailed { failed }.into()),
+    }
+}
+
+fn read_table(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let table: toml::Table = toml::from_str(&text).with_context(|| format!("{} is not a TOML table", path.display()))?;
+    flatten(&table, &path.display().to_string()).map_err(anyhow::Error::msg)
+}
+
+/// A string unique to this run.
+fn unique() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("{nanos:x}-{:x}", std::process::id())
+}
+
+fn print(args: &Args, world: World, sha256: &str, report: &Report) -> anyhow::Result<()> {
+    if !args.json {
+        println!("testing {} ({world}, sha256 {sha256})", args.plugin);
+        for line in report.lines() {
+            println!("{line}");
+        }
+        return Ok(());
+    }
+    let checks: Vec<serde_json::Value> = report
+        .results
+        .iter()
+        .map(|(name, outcome)| {
+            let (status, reason) = match outcome {
+                Outcome::Pass => ("pass", None),
+                Outcome::Fail(why) => ("fail", Some(why)),
+                Outcome::Skip(why) => ("skip", Some(why)),
+            };
+            serde_json::json!({ "check": name, "status": status, "reason": reason })
+        })
+        .collect();
+    let out = serde_json::json!({
+        "plugin": args.plugin,
+        "world": world.to_string(),
+        "sha256": sha256,
+        "checks": checks,
+        "passed": report.passed(),
+        "failed": report.failed(),
+        "skipped": report.skipped(),
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
