@@ -6,6 +6,7 @@ mod concurrency;
 mod conformance;
 mod config;
 mod crash;
+mod plugin_kit;
 mod policies;
 mod s3;
 mod sandbox;

@@ -11,19 +11,6 @@ use stowage_tests::s3::{driver_config, fresh_bucket, native_client, s3_disk, ser
 
 use crate::{stderr, stdout};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s3_passes_the_conformance_suite() {
-    let server = server();
-    let bucket = fresh_bucket(&server, "conformance").await;
-    let engine = PluginEngine::new().unwrap();
-    let disk = s3_disk(&engine, &server, driver_config(&server, &bucket, None));
-    let report = stowage_conformance::run(&disk, "suite").await;
-    let lines = report.lines();
-    println!("{}", lines.join("\n"));
-    assert_eq!(report.failed(), 0, "{}", lines.join("\n"));
-    assert_eq!(report.passed(), stowage_conformance::checks().len(), "{}", lines.join("\n"));
-}
-
 fn config_file(dir: &std::path::Path, bucket: &str) -> std::path::PathBuf {
     let server = server();
     let text = format!(

@@ -15,7 +15,8 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 #[command(name = "stowage", version, about, long_about = None)]
 struct Cli {
     /// Config file. Without it: ./stowage.toml if present, else the embedded default
-    /// (role testing, one local-fs disk under ./stowage-data).
+    /// (role testing, one local-fs disk under ./stowage-data). For `plugin test`: the
+    /// plugin's own config table.
     #[arg(long, global = true, env = "STOWAGE_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
 

@@ -146,7 +146,7 @@ async fn inspect_file(file: &Path, run_for_capabilities: bool) -> anyhow::Result
         let engine = PluginEngine::new().map_err(|e| anyhow::anyhow!("{e}"))?;
         let disk = Disk::load(&engine, "inspect", &bytes, Grants::default(), Limits::default())?;
         let caps = disk.capabilities().await?;
-        println!("capabilities: {caps:?}");
+        println!("capabilities: {caps}");
     }
     Ok(())
 }

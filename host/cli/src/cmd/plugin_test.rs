@@ -25,6 +25,9 @@ pub struct Args {
     /// The one HTTP(S) origin a driver may reach (e.g. an S3 server).
     #[arg(long, value_name = "URL")]
     grant_endpoint: Option<String>,
+    /// Most linear memory the plugin may use, in MiB, as `limits.memory_mib` in config.
+    #[arg(long, value_name = "MIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    memory_mib: u64,
     /// Print one JSON object instead of lines.
     #[arg(long)]
     json: bool,
@@ -50,6 +53,8 @@ pub async fn run(args: Args, table: Option<&Path>) -> anyhow::Result<()> {
     let (loaded, world) = loader.load_unverified(&source).with_context(|| source.to_string())?;
     let name = source.name();
     let scratch = tempfile::tempdir().context("cannot make a temporary directory")?;
+    // At most 4096 MiB (the argument's range): fits usize on every supported host.
+    let limits = Limits { memory_bytes: usize::try_from(args.memory_mib << 20)?, ..Limits::default() };
     let report = match world {
         World::Driver => {
             let dir = match &args.grant_dir {
@@ -67,7 +72,7 @@ pub async fn run(args: Args, table: Option<&Path>) -> anyhow::Result<()> {
                 .transpose()
                 .map_err(anyhow::Error::msg)?;
             let grants = Grants { dir: Some(dir), config, endpoint, ..Grants::default() };
-            let disk = Disk::from_component(&engine, "under-test", &loaded.component, grants, Limits::default())?
+            let disk = Disk::from_component(&engine, "under-test", &loaded.component, grants, limits)?
                 .with_driver_name(&name);
             // A fresh scope per run: a granted directory or bucket may hold earlier runs' data.
             let scope = format!("stowage-conformance-{}", unique());
@@ -77,7 +82,7 @@ pub async fn run(args: Args, table: Option<&Path>) -> anyhow::Result<()> {
             let ledger = Ledger::open(&scratch.path().join("ledger.sqlite"))?;
             let ledger = std::sync::Arc::new(ledger);
             let grants = Grants { config, ledger: Some(ledger.clone()), ..Grants::default() };
-            let policy = Policy::from_component(&engine, &name, &loaded.component, grants, Limits::default())?;
+            let policy = Policy::from_component(&engine, &name, &loaded.component, grants, limits)?;
             stowage_conformance::policy::run(&policy, &ledger).await
         }
     };
