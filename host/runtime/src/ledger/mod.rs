@@ -285,10 +285,10 @@ impl Ledger {
                 if count > n {
                     return Ok(Err(Broken { index: n, reason: format!("records from here on are missing (the head says {count} records)") }));
                 }
-                if let Some(last) = count.checked_sub(1) {
-                    if hash_at(&conn, last)?.as_deref() != Some(head_hash.as_str()) {
-                        return Ok(Err(Broken { index: last, reason: "does not match the head (the chain was rewritten)".into() }));
-                    }
+                if let Some(last) = count.checked_sub(1)
+                    && hash_at(&conn, last)?.as_deref() != Some(head_hash.as_str())
+                {
+                    return Ok(Err(Broken { index: last, reason: "does not match the head (the chain was rewritten)".into() }));
                 }
             }
             HeadState::Damaged => return Ok(Err(Broken { index: 0, reason: "the head file is damaged".into() })),
