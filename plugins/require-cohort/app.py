@@ -3,10 +3,12 @@
 Submissions must say which cohort they belong to. A write (`put`) to one of the guarded storage
 classes is refused unless the request carries a `cohort` (request metadata, as `stowage
 --cohort NAME` sends it, or the object's own `cohort` metadata). With `cohorts` set, the cohort
-must also be one of those listed.
+must also be one of those listed. A write addressed to a disk by name (not through a class)
+is guarded too: it could otherwise go around the rule.
 
 Config (all optional):
-    classes = "submission"        # guarded storage classes, comma-separated ("*" for all)
+    classes = "submission"        # guarded storage classes, comma-separated ("*" for all;
+                                  # empty also guards all: the policy fails closed)
     cohorts = "VACS,ADNI"         # the only cohorts accepted; empty accepts any
 
 Built into a WebAssembly component with componentize-py (see README.md). The host calls
@@ -47,14 +49,14 @@ class PolicyHooks(exports.PolicyHooks):
         if request.operation != types.Operation.PUT:
             return hooks.Decision_Allow()
         classes, cohorts = _settings()
-        guarded = "*" in classes or (request.ctx.class_ or "") in classes
+        target = request.ctx.class_
+        guarded = not classes or "*" in classes or target is None or target in classes
         if not guarded:
             return hooks.Decision_Allow()
         cohort = _cohort(request.ctx.metadata) or _cohort(request.object_metadata)
         if not cohort:
-            return hooks.Decision_Deny(
-                f"writes to `{request.ctx.class_}` need a cohort (stowage --cohort NAME)"
-            )
+            where = target if target is not None else f"disk {request.ctx.disk}"
+            return hooks.Decision_Deny(f"writes to `{where}` need a cohort (stowage --cohort NAME)")
         if cohorts and cohort not in cohorts:
             log.log(log.Level.INFO, f"refused unknown cohort for request {request.ctx.request_id}")
             return hooks.Decision_Deny(

@@ -1,7 +1,7 @@
 //! The policy pipeline and the PHI ledger, in one run. Prints costs against the same set-up
 //! without policies; asserts nothing.
 //!
-//! `cargo bench -p stowage-tests --bench policies` (`STOWAGE_BENCH_ONLY=pipeline|ledger` runs one
+//! `tests/run bench --bench policies` (`STOWAGE_BENCH_ONLY=pipeline|ledger|languages` runs one
 //! section; `STOWAGE_BENCH_OPS=N` sets the count of stats, for profiling; `STOWAGE_BENCH_DIR=/path`
 //! chooses the disk, default: the workspace's target dir).
 
@@ -29,6 +29,9 @@ fn main() {
         }
         if section("ledger") {
             ledger(dir.path()).await;
+        }
+        if section("languages") {
+            languages().await;
         }
     });
 }
@@ -213,4 +216,65 @@ async fn ledger(base: &Path) {
         per_sec(N, concurrent),
         sequential.as_secs_f64() / concurrent.as_secs_f64()
     );
+}
+
+/// The same decision (a write needs a cohort) made by a Rust policy (the test-policy fixture)
+/// and by the Python one (plugins/require-cohort), called directly: what a policy's language
+/// costs per `check`, and once at start-up (compiling the component).
+async fn languages() {
+    use stowage_runtime::config::PluginSource;
+    use stowage_runtime::plugin::{PluginLoader, TrustPolicy};
+    use stowage_runtime::policy::{Decision, OperationRequest, Policy};
+    use stowage_runtime::{Grants, Limits, Operation, PluginEngine, RequestContext, Role, StorageClass};
+    const CALLS: usize = 20_000;
+    let engine = PluginEngine::new().expect("engine");
+    // No cache: the compile time is part of what is measured.
+    let loader = PluginLoader::new(&engine, TrustPolicy::default(), None);
+    let rust = (stowage_tests::fixture("test_policy"), vec![("mode".to_string(), "require-cohort".to_string())]);
+    let python = (stowage_tests::require_cohort_policy().to_path_buf(), vec![("classes".to_string(), "*".to_string())]);
+    let request = OperationRequest {
+        operation: Operation::Put,
+        ctx: RequestContext {
+            role: Role::Services,
+            class: Some(StorageClass::Submission),
+            disk: "local".into(),
+            driver: "local-fs".into(),
+            actor: Some("bench".into()),
+            request_id: "bench".into(),
+            metadata: vec![("cohort".into(), "VACS".into())],
+        },
+        path: "cohort/file.csv".into(),
+        content_type: Some("text/csv".into()),
+        object_metadata: Vec::new(),
+    };
+    println!("\n== policy languages: the same check in Rust and in Python, {CALLS} calls, best of {ROUNDS}");
+    let mut per_call = Vec::new();
+    for (name, (path, config)) in [("rust", rust), ("python", python)] {
+        let size = std::fs::metadata(&path).expect("component").len();
+        let start = Instant::now();
+        let (loaded, _) = loader.load_unverified(&PluginSource::File(path)).expect("loads");
+        let compile = start.elapsed();
+        let grants = Grants { config, ..Grants::default() };
+        let policy = Policy::from_component(&engine, name, &loaded.component, grants, Limits::default()).expect("links");
+        let start = Instant::now();
+        assert_eq!(policy.decide(&request).await.expect("first check"), Decision::Allow, "{name} denied");
+        let first = start.elapsed();
+        let mut best = Duration::MAX;
+        for _ in 0..ROUNDS {
+            let start = Instant::now();
+            for _ in 0..CALLS {
+                policy.decide(&request).await.expect("check");
+            }
+            best = best.min(start.elapsed());
+        }
+        let us = best.as_secs_f64() * 1e6 / CALLS as f64;
+        println!(
+            "{name:>6}: {:.1} MB component, compile {:.2} s, first check (instantiate) {:.1} ms, then {us:.2} us per check",
+            size as f64 / 1e6,
+            compile.as_secs_f64(),
+            first.as_secs_f64() * 1e3
+        );
+        per_call.push(us);
+    }
+    println!("python / rust per check: {:.1}x", per_call[1] / per_call[0]);
 }

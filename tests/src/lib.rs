@@ -31,6 +31,31 @@ pub mod bench {
 
 use stowage_runtime::{Disk, Grants, Limits, PluginEngine, RequestContext, Role};
 
+/// The Python require-cohort policy (`plugins/require-cohort`), built once per process by its
+/// own build script with the componentize-py that `tests/run` installs.
+pub fn require_cohort_policy() -> &'static Path {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let componentize_py = std::env::var_os("STOWAGE_TEST_COMPONENTIZE_PY").unwrap_or_else(|| {
+            panic!("STOWAGE_TEST_COMPONENTIZE_PY is not set: run through `tests/run` (it installs componentize-py from PyPI into target/tools)")
+        });
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let out = workspace.join("target/plugins/python/require_cohort.wasm");
+        let o = std::process::Command::new(workspace.join("plugins/require-cohort/build"))
+            .arg(&out)
+            .env("COMPONENTIZE_PY", componentize_py)
+            .output()
+            .expect("the require-cohort build script runs");
+        assert!(
+            o.status.success(),
+            "building require-cohort failed:\n{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        out
+    })
+}
+
 /// The `.wasm` file of test fixture `name` (e.g. `misbehaving_driver`).
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("STOWAGE_FIXTURE_DIR")).join(format!("stowage_fixture_{name}.wasm"))

@@ -38,6 +38,9 @@ pub fn code_for(e: &anyhow::Error) -> u8 {
     {
         return DENIED;
     }
+    if e.downcast_ref::<crate::cmd::plugin_test::CannotTest>().is_some() {
+        return INVALID;
+    }
     if let Some(StartError::Config(_) | StartError::Wiring { .. }) = e.downcast_ref::<StartError>() {
         return INVALID;
     }

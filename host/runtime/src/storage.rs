@@ -158,8 +158,17 @@ pub struct Storage {
 }
 
 impl Storage {
+    /// Starts the host as configured and checks its wiring ([`Storage::check_wiring`]): what
+    /// every host that serves requests calls.
+    pub async fn open(config: &LoadedConfig) -> Result<Storage, StartError> {
+        let storage = Self::start(config)?;
+        storage.check_wiring().await?;
+        Ok(storage)
+    }
+
     /// Builds the engine, creates granted directories, and verifies, compiles and links every
-    /// disk's plugin. Fails (starting nothing) if any of it fails.
+    /// disk's plugin. Fails (starting nothing) if any of it fails. Does not run the policies or
+    /// drivers, so it cannot check their wiring: [`Storage::open`] does both.
     pub fn start(config: &LoadedConfig) -> Result<Storage, StartError> {
         let engine = PluginEngine::new().map_err(|e| StartError::Engine(e.to_string()))?;
         Self::start_with(config, &engine)
@@ -210,20 +219,27 @@ impl Storage {
 
     /// Checks that every disk declares the driver capabilities the policies need (policies
     /// guard every disk). Asks each policy its interests and, if any needs something, each
-    /// disk its capabilities. Run it right after [`Storage::start`], before serving requests.
+    /// disk its capabilities (once).
     pub async fn check_wiring(&self) -> Result<(), StartError> {
+        let mut declared_by: BTreeMap<&str, crate::types::Capabilities> = BTreeMap::new();
         for policy in self.pipeline.policies() {
             let needs = policy.interests().await.needs;
-            let wanted = crate::types::Capabilities::default().lacking(&needs);
+            let wanted = needs.names();
             if wanted.is_empty() {
                 continue;
             }
             for (name, disk) in &self.disks {
-                let declared = disk.capabilities().await.map_err(|e| StartError::Plugin {
-                    disk: name.clone(),
-                    plugin: disk.driver_name().to_string(),
-                    reason: format!("cannot ask its capabilities: {e}"),
-                })?;
+                let declared = match declared_by.get(name.as_str()) {
+                    Some(caps) => *caps,
+                    None => {
+                        let caps = disk.capabilities().await.map_err(|e| StartError::Plugin {
+                            disk: name.clone(),
+                            plugin: disk.driver_name().to_string(),
+                            reason: format!("cannot ask its capabilities: {e}"),
+                        })?;
+                        *declared_by.entry(name).or_insert(caps)
+                    }
+                };
                 let lacking = declared.lacking(&needs);
                 if !lacking.is_empty() {
                     return Err(StartError::Wiring {

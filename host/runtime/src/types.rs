@@ -148,6 +148,15 @@ pub struct Capabilities {
 }
 
 impl Capabilities {
+    /// None declared.
+    pub const NONE: Capabilities =
+        Capabilities { range_reads: false, presign: false, create_only: false, user_metadata: false, list_pagination: false };
+
+    /// The WIT names of those declared, in WIT order.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.named().into_iter().filter(|(_, on)| *on).map(|(n, _)| n).collect()
+    }
+
     /// Each capability with its WIT name.
     pub fn named(&self) -> [(&'static str, bool); 5] {
         [
@@ -172,7 +181,7 @@ impl Capabilities {
 
 impl std::fmt::Display for Capabilities {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<&str> = self.named().into_iter().filter(|(_, on)| *on).map(|(n, _)| n).collect();
+        let names = self.names();
         if names.is_empty() { f.write_str("none") } else { f.write_str(&names.join(", ")) }
     }
 }

@@ -20,9 +20,7 @@ use stowage_runtime::{Address, LoadedConfig, Request, Storage};
 /// and checks that the disks give the policies what they need.
 pub async fn open_storage(config: Option<&Path>) -> anyhow::Result<Storage> {
     let loaded = LoadedConfig::load(config)?;
-    let storage = Storage::start(&loaded)?;
-    storage.check_wiring().await?;
-    Ok(storage)
+    Ok(Storage::open(&loaded).await?)
 }
 
 /// Parses `NAME:path`.

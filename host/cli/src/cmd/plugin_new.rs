@@ -21,19 +21,28 @@ const RUST_DRIVER: &[(&str, &str)] = &[
     ("Cargo.toml", include_str!("../../templates/rust-driver/Cargo.toml")),
     ("src/lib.rs", include_str!("../../templates/rust-driver/src/lib.rs")),
     ("README.md", include_str!("../../templates/rust-driver/README.md")),
-    (".gitignore", "/target\n"),
+    (".gitignore", "/target\n*.key\n"),
 ];
 const RUST_POLICY: &[(&str, &str)] = &[
     ("Cargo.toml", include_str!("../../templates/rust-policy/Cargo.toml")),
     ("src/lib.rs", include_str!("../../templates/rust-policy/src/lib.rs")),
     ("README.md", include_str!("../../templates/rust-policy/README.md")),
-    (".gitignore", "/target\n"),
+    (".gitignore", "/target\n*.key\n"),
 ];
 const PYTHON_POLICY: &[(&str, &str)] = &[
     ("app.py", include_str!("../../templates/python-policy/app.py")),
     ("pyproject.toml", include_str!("../../templates/python-policy/pyproject.toml")),
     ("README.md", include_str!("../../templates/python-policy/README.md")),
-    (".gitignore", "/.venv\n*.wasm\n__pycache__/\n"),
+    (".gitignore", "*.wasm\n*.key\n__pycache__/\n"),
+];
+
+/// Names cargo refuses for a package (keywords and the standard crates), `-` read as `_`.
+const RESERVED: &[&str] = &[
+    "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern", "false", "fn", "for",
+    "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref", "return", "self", "static", "struct",
+    "super", "trait", "true", "type", "unsafe", "use", "where", "while", "abstract", "become", "box", "do", "final",
+    "macro", "override", "priv", "try", "typeof", "unsized", "virtual", "yield", "gen", "std", "core", "alloc",
+    "proc_macro", "test",
 ];
 
 /// What kind of plugin.
@@ -88,6 +97,9 @@ pub fn new(args: &NewArgs) -> anyhow::Result<()> {
     if !valid {
         bail!("plugin name `{}` must start with a lowercase letter and use only a-z, 0-9 and `-`", name.escape_debug());
     }
+    if RESERVED.contains(&name.replace('-', "_").as_str()) {
+        bail!("plugin name `{name}` is a Rust keyword or standard crate name; cargo refuses it as a package name");
+    }
     let files = match (args.kind, args.lang) {
         (Kind::Driver, Lang::Rust) => RUST_DRIVER,
         (Kind::Policy, Lang::Rust) => RUST_POLICY,
@@ -99,8 +111,13 @@ pub fn new(args: &NewArgs) -> anyhow::Result<()> {
         ),
     };
     let dir = args.parent.join(name);
-    if dir.exists() {
-        bail!("{} already exists: choose another name or remove it", dir.display());
+    std::fs::create_dir_all(&args.parent).with_context(|| format!("cannot create {}", args.parent.display()))?;
+    // Creating the directory is the existence check: nothing of an existing one is touched.
+    if let Err(e) = std::fs::create_dir(&dir) {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            bail!("{} already exists: choose another name or remove it", dir.display());
+        }
+        return Err(e).with_context(|| format!("cannot create {}", dir.display()));
     }
     let stem = name.replace('-', "_");
     for (path, text) in files {

@@ -40,9 +40,23 @@ pub struct ChecksFailed {
     failed: usize,
 }
 
+/// The plugin could not be tested at all: unreadable, not a plugin, bad arguments (exit code
+/// 5, so a script can tell it from failed checks).
+#[derive(Debug, thiserror::Error)]
+#[error("{0:#}")]
+pub struct CannotTest(anyhow::Error);
+
 /// Runs the suite. `table` is the plugin's config table (a TOML file of `key = value`, the
 /// same as the `config` table of a disk or policy in stowage.toml).
 pub async fn run(args: Args, table: Option<&Path>) -> anyhow::Result<()> {
+    let report = prepare_and_run(&args, table).await.map_err(CannotTest)?;
+    match report.failed() {
+        0 => Ok(()),
+        failed => Err(ChecksFailed { failed }.into()),
+    }
+}
+
+async fn prepare_and_run(args: &Args, table: Option<&Path>) -> anyhow::Result<Report> {
     let source = resolve_plugin(&args.plugin, Path::new(".")).map_err(anyhow::Error::msg)?;
     let config = match table {
         Some(path) => read_table(path)?,
@@ -57,13 +71,7 @@ pub async fn run(args: Args, table: Option<&Path>) -> anyhow::Result<()> {
     let limits = Limits { memory_bytes: usize::try_from(args.memory_mib << 20)?, ..Limits::default() };
     let report = match world {
         World::Driver => {
-            let dir = match &args.grant_dir {
-                Some(dir) => {
-                    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-                    dir.clone()
-                }
-                None => scratch.path().join("grant"),
-            };
+            let dir = args.grant_dir.clone().unwrap_or_else(|| scratch.path().join("grant"));
             std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
             let endpoint = args
                 .grant_endpoint
@@ -79,6 +87,9 @@ pub async fn run(args: Args, table: Option<&Path>) -> anyhow::Result<()> {
             stowage_conformance::run(&disk, &scope).await
         }
         World::Policy => {
+            if args.grant_dir.is_some() || args.grant_endpoint.is_some() {
+                anyhow::bail!("{}: --grant-dir and --grant-endpoint are for drivers; a policy gets neither", args.plugin);
+            }
             let ledger = Ledger::open(&scratch.path().join("ledger.sqlite"))?;
             let ledger = std::sync::Arc::new(ledger);
             let grants = Grants { config, ledger: Some(ledger.clone()), ..Grants::default() };
@@ -86,16 +97,20 @@ pub async fn run(args: Args, table: Option<&Path>) -> anyhow::Result<()> {
             stowage_conformance::policy::run(&policy, &ledger).await
         }
     };
-    print(&args, world, &loaded.sha256, &report)?;
-    match report.failed() {
-        0 => Ok(()),
-        failed => Err(ChecksFailed { failed }.into()),
-    }
+    print(args, world, &loaded.sha256, &report)?;
+    Ok(report)
 }
 
 fn read_table(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let table: toml::Table = toml::from_str(&text).with_context(|| format!("{} is not a TOML table", path.display()))?;
+    // A host config would hand the plugin under test every secret it references.
+    if table.contains_key("role") || table.contains_key("disks") || table.contains_key("trust") {
+        anyhow::bail!(
+            "{} looks like a host config (it has `role`, `disks` or `trust`): `plugin test --config` takes the plugin's own config table, e.g. `bucket = \"x\"`",
+            path.display()
+        );
+    }
     flatten(&table, &path.display().to_string()).map_err(anyhow::Error::msg)
 }
 

@@ -6,10 +6,12 @@ use std::fmt;
 use sha2::{Digest, Sha256};
 use wasmparser::{Parser, Payload};
 
+/// The version of the `stowage:storage` WIT package this host speaks.
+pub const CONTRACT_VERSION: &str = "0.2.0";
 /// The interface a driver exports.
-pub const STORE_EXPORT: &str = "stowage:storage/store@0.1.0";
+pub const STORE_EXPORT: &str = "stowage:storage/store@0.2.0";
 /// The interface a policy exports.
-pub const POLICY_EXPORT: &str = "stowage:storage/policy-hooks@0.1.0";
+pub const POLICY_EXPORT: &str = "stowage:storage/policy-hooks@0.2.0";
 
 /// The Stowage worlds a plugin can implement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +42,23 @@ pub struct Inspection {
     pub world: Option<World>,
     /// Lowercase hex sha256 of the whole file.
     pub sha256: String,
+}
+
+impl Inspection {
+    /// Why this is not a plugin for this host (when `world` is none): built against another
+    /// version of the contract, or not a Stowage plugin at all.
+    pub fn not_a_plugin(&self) -> String {
+        let version = self
+            .exports
+            .iter()
+            .find_map(|e| e.strip_prefix("stowage:storage/").and_then(|rest| rest.split_once('@')).map(|(_, v)| v));
+        match version {
+            Some(v) => format!(
+                "it was built against the stowage:storage {v} contract, but this host speaks {CONTRACT_VERSION}: rebuild it against `stowage plugin wit`"
+            ),
+            None => "it exports neither stowage driver nor policy interfaces".to_string(),
+        }
+    }
 }
 
 /// Reads a component's imports and exports. Fails for core modules and malformed files.
@@ -91,6 +110,15 @@ mod tests {
         assert_eq!(i.world, Some(World::Driver));
         assert!(i.exports.iter().any(|e| e == STORE_EXPORT));
         assert!(i.imports.iter().any(|e| e.starts_with("wasi:filesystem/preopens")));
+    }
+
+    #[test]
+    fn a_plugin_built_for_another_contract_version_is_told_so() {
+        let i = Inspection { imports: vec![], exports: vec!["stowage:storage/store@0.1.0".into()], world: None, sha256: String::new() };
+        let why = i.not_a_plugin();
+        assert!(why.contains("built against the stowage:storage 0.1.0 contract, but this host speaks 0.2.0"), "{why}");
+        let i = Inspection { exports: vec!["wasi:cli/run@0.2.0".into()], ..i };
+        assert_eq!(i.not_a_plugin(), "it exports neither stowage driver nor policy interfaces");
     }
 
     #[test]

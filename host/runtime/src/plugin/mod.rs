@@ -117,11 +117,11 @@ impl PluginLoader {
         {
             return Err(LoadError::Pin(format!("config pins sha256 {want}, but the file's is {sha256}")));
         }
-        let found = inspect::inspect(&bytes).map_err(LoadError::World)?.world;
-        if found != Some(world) {
-            return Err(LoadError::World(match found {
+        let inspection = inspect::inspect(&bytes).map_err(LoadError::World)?;
+        if inspection.world != Some(world) {
+            return Err(LoadError::World(match inspection.world {
                 Some(other) => format!("it is a {other} plugin, but a {world} is expected here"),
-                None => format!("it exports neither stowage driver nor policy interfaces (a {world} is expected)"),
+                None => format!("{} (a {world} is expected)", inspection.not_a_plugin()),
             }));
         }
         let component = self.compile(&bytes, &sha256)?;
@@ -133,10 +133,8 @@ impl PluginLoader {
     /// world it declares. A host serving data never loads plugins this way.
     pub fn load_unverified(&self, source: &PluginSource) -> Result<(Loaded, World), LoadError> {
         let bytes = source.bytes().map_err(|e| LoadError::Read(e.to_string()))?;
-        let world = inspect::inspect(&bytes)
-            .map_err(LoadError::World)?
-            .world
-            .ok_or_else(|| LoadError::World("it exports neither stowage driver nor policy interfaces".into()))?;
+        let inspection = inspect::inspect(&bytes).map_err(LoadError::World)?;
+        let world = inspection.world.ok_or_else(|| LoadError::World(inspection.not_a_plugin()))?;
         let sha256 = hex::encode(Sha256::digest(&bytes));
         let component = self.compile(&bytes, &sha256)?;
         Ok((Loaded { component, signers: Vec::new(), sha256 }, world))

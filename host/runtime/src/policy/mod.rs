@@ -83,7 +83,7 @@ impl Interests {
     pub const ALL: Interests = Interests {
         check: OperationSet::ALL,
         observe: OperationSet::ALL,
-        needs: Capabilities { range_reads: false, presign: false, create_only: false, user_metadata: false, list_pagination: false },
+        needs: Capabilities::NONE,
     };
 }
 

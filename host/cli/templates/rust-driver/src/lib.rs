@@ -1,7 +1,8 @@
 //! {{name}}: a Stowage storage driver. It keeps each object as a file under the one directory
 //! the host grants it (`grant = { dir = "..." }`, preopened as `/`). A write goes to a
 //! temporary file under `/.partial/` and is renamed into place by `finish`, so nothing is
-//! visible at the object's path until then.
+//! visible at the object's path until then. Temporary files a crashed instance left behind are
+//! removed once they are a day old.
 //!
 //! It declares no optional capability (ranges, create-only, metadata, presign, pagination):
 //! `stowage plugin test` skips those checks. Add them one at a time, with the checks to prove
@@ -13,7 +14,7 @@ use std::cell::RefCell;
 use std::fs::{self, File};
 use std::hash::{BuildHasher, Hasher};
 use std::io::{ErrorKind, Read, Write};
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use exports::stowage::storage::store::{Guest, GuestReader, GuestWriter, Reader, Writer};
 use stowage::storage::types::{
@@ -23,6 +24,9 @@ use wasi::io::streams::{InputStream, OutputStream};
 
 /// Where unfinished writes live (hidden from listings, refused as an object path).
 const PARTIAL: &str = ".partial";
+
+/// Age after which a temporary file is an orphan (its writer's instance died).
+const ORPHAN_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// Refuses paths outside the contract: empty, absolute, `.`/`..`/empty segments, control
 /// characters, backslashes, over 1024 bytes.
@@ -115,7 +119,8 @@ impl GuestWriter for FileWriter {
             Ok(meta) => Ok(info_of(&self.path, &meta, Some(digest.sha256))),
             Err(e) => {
                 let _ = fs::remove_file(&self.temp);
-                Err(io_error("finish", &self.path, e))
+                // Not `not-found`: nothing the caller asked for is missing.
+                Err(Error::Io(format!("finish `{}`: {e}", self.path)))
             }
         }
     }
@@ -147,6 +152,37 @@ impl GuestReader for FileReader {
         buf.truncate(n);
         *left -= n as u64;
         Ok(buf)
+    }
+}
+
+/// Removes temporary files older than [`ORPHAN_AFTER`] (once per instance).
+fn remove_orphans() {
+    thread_local!(static DONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+    if DONE.with(|d| d.replace(true)) {
+        return;
+    }
+    let Ok(entries) = fs::read_dir(format!("/{PARTIAL}")) else { return };
+    let now = SystemTime::now();
+    for entry in entries.flatten() {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| now.duration_since(t).is_ok_and(|age| age > ORPHAN_AFTER));
+        if old {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Removes the empty directories above the object `path`, up to the root.
+fn remove_empty_parents(path: &str) {
+    let mut dir = path;
+    while let Some((parent, _)) = dir.rsplit_once('/') {
+        // Fails (and stops) at the first directory that is not empty.
+        if fs::remove_dir(file_of(parent)).is_err() {
+            return;
+        }
+        dir = parent;
     }
 }
 
@@ -192,9 +228,10 @@ impl Guest for Driver {
         if options.create_only {
             return Err(Error::Unsupported("create-only writes".into()));
         }
-        fs::create_dir_all(format!("/{PARTIAL}")).map_err(|e| io_error("open", &path, e))?;
+        fs::create_dir_all(format!("/{PARTIAL}")).map_err(|e| Error::Io(format!("open `{path}`: {e}")))?;
+        remove_orphans();
         let temp = format!("/{PARTIAL}/{:016x}", unique());
-        let file = File::create_new(&temp).map_err(|e| io_error("open", &path, e))?;
+        let file = File::create_new(&temp).map_err(|e| Error::Io(format!("open `{path}`: {e}")))?;
         Ok(Writer::new(FileWriter { path, temp, file: RefCell::new(Some(file)) }))
     }
 
@@ -251,9 +288,12 @@ impl Guest for Driver {
         Ok(ListPage { items, next_cursor: None })
     }
 
-    fn delete(_ctx: RequestContext, path: String) -> Result<(), Error> {
-        check_path(&path)?;
-        fs::remove_file(file_of(&path)).map_err(|e| io_error("delete", &path, e))
+    fn delete(ctx: RequestContext, path: String) -> Result<(), Error> {
+        Self::stat(ctx, path.clone())?; // not-found for a directory too
+        fs::remove_file(file_of(&path)).map_err(|e| io_error("delete", &path, e))?;
+        // Else writing `a` after `a/b` was deleted would find a directory in its way.
+        remove_empty_parents(&path);
+        Ok(())
     }
 
     fn url(_ctx: RequestContext, _path: String, _expires_in_secs: u64) -> Result<String, Error> {
