@@ -9,6 +9,7 @@ mod crash;
 mod plugin_kit;
 mod policies;
 mod s3;
+mod serve;
 mod sandbox;
 mod signing;
 mod streaming;

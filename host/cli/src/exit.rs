@@ -27,7 +27,10 @@ pub fn code_for(e: &anyhow::Error) -> u8 {
             StorageError::NotFound(_) | StorageError::UnknownName(_) => NOT_FOUND,
             StorageError::AlreadyExists(_) => EXISTS,
             StorageError::Denied(_) => DENIED,
-            StorageError::InvalidPath(_) | StorageError::InvalidRange(_) | StorageError::BadAddress(_) => INVALID,
+            StorageError::InvalidPath(_)
+            | StorageError::InvalidRange(_)
+            | StorageError::BadAddress(_)
+            | StorageError::DigestMismatch { .. } => INVALID,
             StorageError::Unsupported(_) | StorageError::Io(_) => FAILURE,
             StorageError::Unavailable { .. } => UNAVAILABLE,
             StorageError::PluginFault { .. } => PLUGIN_FAULT,
@@ -44,7 +47,7 @@ pub fn code_for(e: &anyhow::Error) -> u8 {
     if let Some(StartError::Config(_) | StartError::Wiring { .. }) = e.downcast_ref::<StartError>() {
         return INVALID;
     }
-    if e.downcast_ref::<stowage_runtime::ConfigError>().is_some() {
+    if e.downcast_ref::<stowage_runtime::ConfigError>().is_some() || e.downcast_ref::<stowage_server::SettingsError>().is_some() {
         return INVALID;
     }
     FAILURE

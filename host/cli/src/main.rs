@@ -59,6 +59,9 @@ enum Command {
     Ledger(cmd::ledger::Command),
     /// Delete overdue temporary files through the normal pipeline (so each deletion is recorded).
     Cleanup,
+    /// Serve the storage pipeline over HTTP(S): the services host's API (see [server] in the
+    /// config).
+    Serve(cmd::serve::Args),
 }
 
 fn main() -> ExitCode {
@@ -101,6 +104,7 @@ fn main() -> ExitCode {
             Command::Plugin(c) => cmd::plugin::run(c, config_flag.as_deref()).await,
             Command::Ledger(c) => cmd::ledger::run(config, c).await,
             Command::Cleanup => cmd::ledger::cleanup(config).await,
+            Command::Serve(args) => cmd::serve::run(config, args).await,
         }
     });
     match result {

@@ -77,6 +77,15 @@ pub enum StorageError {
     /// The address is not of the `NAME:path` form.
     #[error("address `{0}` is not of the form NAME:path (e.g. default:hello.txt)")]
     BadAddress(String),
+    /// The bytes received are not the ones the client meant to send (their sha256 differs
+    /// from the one it gave); nothing was stored.
+    #[error("the content's sha256 is {actual}, not {expected} as the client said; nothing was stored")]
+    DigestMismatch {
+        /// What the client said.
+        expected: String,
+        /// What arrived.
+        actual: String,
+    },
 }
 
 impl StorageError {
@@ -94,6 +103,7 @@ impl StorageError {
             StorageError::PluginFault { .. } => "plugin-fault",
             StorageError::UnknownName(_) => "unknown-name",
             StorageError::BadAddress(_) => "bad-address",
+            StorageError::DigestMismatch { .. } => "digest-mismatch",
         }
     }
 }

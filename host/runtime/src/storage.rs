@@ -256,6 +256,31 @@ impl Storage {
         Ok(())
     }
 
+    /// Writes, reads back and deletes a small object on every disk: what `/readyz` reports.
+    /// Bypasses the policies: a probe is not a user's operation and must not fill the ledger.
+    pub async fn probe(&self) -> Vec<(String, Result<std::time::Duration, StorageError>)> {
+        let mut out = Vec::with_capacity(self.disks.len());
+        for (name, disk) in &self.disks {
+            let started = Instant::now();
+            let req = Request::new();
+            let target = Target { disk: disk.clone(), class: None, path: format!("stowage-probe/{}", req.request_id) };
+            let ctx = self.context(&target, &req);
+            let payload = bytes::Bytes::from(format!("stowage readiness probe {}", req.request_id));
+            let result = async {
+                disk.put_bytes(&ctx, &target.path, payload.clone(), &WriteOptions::default()).await?;
+                let (_, back) = disk.get_bytes(&ctx, &target.path, None).await?;
+                disk.delete(&ctx, &target.path).await?;
+                if back != payload {
+                    return Err(StorageError::Io("the probe object read back differs from what was written".into()));
+                }
+                Ok(started.elapsed())
+            }
+            .await;
+            out.push((name.clone(), result));
+        }
+        out
+    }
+
     /// The PHI ledger.
     pub fn ledger(&self) -> &Ledger {
         &self.ledger

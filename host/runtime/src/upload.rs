@@ -37,11 +37,17 @@ impl Upload {
     }
 
     /// Commits the object; the policies learn its size and sha256.
-    pub async fn finish(mut self) -> Result<ObjectInfo, StorageError> {
+    pub async fn finish(self) -> Result<ObjectInfo, StorageError> {
+        self.finish_verified(None).await
+    }
+
+    /// Commits the object if its sha256 is `expected_sha256` (when given); else stores nothing
+    /// and fails with [`StorageError::DigestMismatch`]. The policies learn the outcome.
+    pub async fn finish_verified(mut self, expected_sha256: Option<&str>) -> Result<ObjectInfo, StorageError> {
         let Some(inner) = self.inner.take() else {
             return Err(StorageError::Io("the write was already finished or aborted".into()));
         };
-        let result = inner.finish().await;
+        let result = inner.finish_verified(expected_sha256).await;
         let (size, sha256) = result.as_ref().map_or((None, None), |i| (Some(i.size), i.sha256.clone()));
         let outcome = self.outcome(size, sha256, result.as_ref().err().cloned());
         self.pipeline.observe(&outcome).await;

@@ -9,6 +9,7 @@ pub mod plugin_new;
 pub mod plugin_test;
 pub mod put;
 pub mod rm;
+pub mod serve;
 pub mod stat;
 
 use std::path::Path;

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
-pub use model::{CacheConfig, Config, DiskConfig, Grant, LedgerConfig, LimitsConfig, Pin, PolicyConfig, StorageMap, Trust};
-pub use plan::{PluginPlan, PluginSource, flatten, resolve_plugin};
+pub use model::{CacheConfig, Config, DiskConfig, Grant, LedgerConfig, LimitsConfig, Pin, PolicyConfig, ServerConfig, StorageMap, TlsConfig, Trust};
+pub use plan::{PluginPlan, PluginSource, flatten, resolve_plugin, resolve_value};
 
 use crate::types::StorageClass;
 

@@ -32,6 +32,36 @@ pub struct Config {
     /// Where compiled plugins are cached.
     #[serde(default)]
     pub cache: CacheConfig,
+    /// How `stowage serve` listens and whom it lets in.
+    #[serde(default)]
+    pub server: ServerConfig,
+}
+
+/// The `[server]` table, read by `stowage serve`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on (default `127.0.0.1:8443`; `--listen` overrides it).
+    pub listen: Option<String>,
+    /// Development only: allows plain HTTP and API keys shorter than 32 characters.
+    #[serde(default)]
+    pub dev_mode: bool,
+    /// The TLS certificate chain and private key (PEM files, relative to the config file).
+    pub tls: Option<TlsConfig>,
+    /// API keys a client may present (`Authorization: Bearer KEY`): strings or
+    /// `{ env = "NAME" }` references.
+    #[serde(default)]
+    pub api_keys: Vec<toml::Value>,
+}
+
+/// `[server.tls]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
 }
 
 /// One `[[policies]]` entry.

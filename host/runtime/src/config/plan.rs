@@ -186,20 +186,31 @@ fn flatten_into(prefix: &str, table: &toml::Table, at: &str, out: &mut Vec<(Stri
     for (k, v) in table {
         let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
         match v {
-            toml::Value::Table(t) if t.len() == 1 && t.contains_key("env") => {
-                let Some(toml::Value::String(var)) = t.get("env") else {
-                    return Err(format!("{at}.{key}: `env` must name an environment variable"));
-                };
-                // The value may be a secret: never put it in an error.
-                let value = std::env::var(var).map_err(|_| format!("{at}.{key}: environment variable `{var}` is not set"))?;
-                out.push((key, value));
-            }
-            toml::Value::Table(t) => flatten_into(&key, t, at, out)?,
-            toml::Value::String(s) => out.push((key, s.clone())),
-            other => out.push((key, other.to_string())),
+            toml::Value::Table(t) if !is_env_ref(t) => flatten_into(&key, t, at, out)?,
+            value => out.push((key.clone(), resolve_value(value, &format!("{at}.{key}"))?)),
         }
     }
     Ok(())
+}
+
+fn is_env_ref(t: &toml::Table) -> bool {
+    t.len() == 1 && t.contains_key("env")
+}
+
+/// One scalar config value as a string; `{ env = "NAME" }` reads the environment variable
+/// `NAME`. `at` names the value in errors, which never carry the value (it may be a secret).
+pub fn resolve_value(value: &toml::Value, at: &str) -> Result<String, String> {
+    match value {
+        toml::Value::Table(t) if is_env_ref(t) => {
+            let Some(toml::Value::String(var)) = t.get("env") else {
+                return Err(format!("{at}: `env` must name an environment variable"));
+            };
+            std::env::var(var).map_err(|_| format!("{at}: environment variable `{var}` is not set"))
+        }
+        toml::Value::Table(_) => Err(format!("{at}: expected a value or {{ env = \"NAME\" }}")),
+        toml::Value::String(s) => Ok(s.clone()),
+        other => Ok(other.to_string()),
+    }
 }
 
 #[cfg(test)]

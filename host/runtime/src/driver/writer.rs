@@ -82,7 +82,13 @@ impl ObjectWriter {
 
     /// Commits the object atomically and returns its info, with the size and sha256 the host
     /// measured.
-    pub async fn finish(mut self) -> Result<ObjectInfo, StorageError> {
+    pub async fn finish(self) -> Result<ObjectInfo, StorageError> {
+        self.finish_verified(None).await
+    }
+
+    /// Like [`ObjectWriter::finish`], but when `expected_sha256` is given and the bytes'
+    /// sha256 differs, aborts instead: nothing is stored.
+    pub async fn finish_verified(mut self, expected_sha256: Option<&str>) -> Result<ObjectInfo, StorageError> {
         let mut lease = self.lease.take().ok_or_else(gone)?;
         if self.failed {
             abort(lease, self.sink.take(), self.writer).await;
@@ -92,6 +98,12 @@ impl ObjectWriter {
             abort(lease, self.sink.take(), self.writer).await;
             return Err(StorageError::Io("the host could not compute the sha256; nothing was stored".into()));
         };
+        if let Some(expected) = expected_sha256
+            && !expected.eq_ignore_ascii_case(&digest.sha256)
+        {
+            abort_checked(lease, self.sink.take(), self.writer).await?;
+            return Err(StorageError::DigestMismatch { expected: expected.to_string(), actual: digest.sha256 });
+        }
         if let Err(e) = close_sink(&mut lease, self.sink.take()).await {
             lease.discard();
             return Err(e);

@@ -1,0 +1,51 @@
+//! The one place storage errors become HTTP responses: a status and a JSON body
+//! `{"error": kind, "message": text}`.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use stowage_runtime::StorageError;
+
+/// A failed request.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    kind: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    /// A bad request the storage layer never saw (a malformed header, say).
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError { status: StatusCode::BAD_REQUEST, kind: "bad-request", message: message.into() }
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> ApiError {
+        let status = match &e {
+            StorageError::NotFound(_) | StorageError::UnknownName(_) => StatusCode::NOT_FOUND,
+            StorageError::AlreadyExists(_) => StatusCode::PRECONDITION_FAILED,
+            StorageError::Denied(_) => StatusCode::FORBIDDEN,
+            StorageError::InvalidPath(_) | StorageError::BadAddress(_) | StorageError::DigestMismatch { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            StorageError::InvalidRange(_) => StatusCode::RANGE_NOT_SATISFIABLE,
+            StorageError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
+            StorageError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            StorageError::Io(_) | StorageError::PluginFault { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError { status, kind: e.kind(), message: e.to_string() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let retryable = self.status == StatusCode::SERVICE_UNAVAILABLE;
+        let mut response = (self.status, Json(serde_json::json!({ "error": self.kind, "message": self.message }))).into_response();
+        if retryable {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}

@@ -1,0 +1,115 @@
+//! `stowage serve`: the host's storage pipeline (policies → driver) over HTTP(S), so a web host
+//! can keep nothing on its own disk and stream every operation to a services host.
+//!
+//! Routes: `PUT|GET|HEAD|DELETE /v1/objects/{name}/{path}` (raw streaming bodies),
+//! `GET /v1/list/{name}`, `GET /healthz`, `GET /readyz`. Every `/v1` route needs an API key.
+//! TLS (rustls) unless the config says `dev_mode = true`.
+
+mod auth;
+mod errors;
+mod health;
+mod list;
+mod objects;
+mod request;
+pub mod settings;
+mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::middleware;
+use axum::routing::get;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use stowage_runtime::Storage;
+use tokio::net::TcpListener;
+
+pub use settings::{Settings, SettingsError};
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    storage: Arc<Storage>,
+    keys: auth::ApiKeys,
+}
+
+/// The routes over `storage`, `/v1` guarded by `keys`.
+fn router(storage: Arc<Storage>, keys: auth::ApiKeys) -> Router {
+    let state = AppState { storage, keys };
+    let v1 = Router::new()
+        .route(
+            "/v1/objects/{name}/{*path}",
+            get(objects::get).put(objects::put).head(objects::head).delete(objects::delete),
+        )
+        .route("/v1/list/{name}", get(list::list))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
+    Router::new()
+        .merge(v1)
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .layer(middleware::from_fn(request::with_request_id))
+        .with_state(state)
+}
+
+/// Why serving stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Accepting connections failed for good.
+    #[error("accepting connections failed: {0}")]
+    Accept(std::io::Error),
+}
+
+/// How long a client has to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves `storage` as `settings` say until the process ends. `on_listening` is told the bound
+/// address (useful with port 0) before the first connection is accepted.
+pub async fn serve(storage: Arc<Storage>, settings: Settings, on_listening: impl FnOnce(SocketAddr, bool)) -> Result<(), ServeError> {
+    let listener = TcpListener::bind(settings.listen).await.map_err(|source| ServeError::Bind { addr: settings.listen, source })?;
+    let local = listener.local_addr().map_err(ServeError::Accept)?;
+    let acceptor = settings.tls.map(tokio_rustls::TlsAcceptor::from);
+    on_listening(local, acceptor.is_some());
+    let app = router(storage, settings.keys);
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            // Out of file descriptors and the like: wait a moment rather than spin.
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            let served = match acceptor {
+                Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tls), service).await,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                },
+                None => auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tcp), service).await,
+            };
+            if let Err(e) = served {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}

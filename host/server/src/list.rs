@@ -1,0 +1,38 @@
+//! `GET /v1/list/{name}?prefix=&cursor=&limit=`: one JSON page and the cursor of the next.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use serde::Deserialize;
+use stowage_runtime::Address;
+
+use crate::AppState;
+use crate::errors::ApiError;
+use crate::objects::info_json;
+use crate::request::request_of;
+
+/// The most items one page holds.
+const MAX_LIMIT: u32 = 1000;
+
+/// The query string.
+#[derive(Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    prefix: String,
+    cursor: Option<String>,
+    limit: Option<u32>,
+}
+
+/// Lists a page.
+pub async fn list(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<ListQuery>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let limit = q.limit.unwrap_or(MAX_LIMIT).clamp(1, MAX_LIMIT);
+    let addr = Address { name, path: q.prefix };
+    let page = state.storage.list(&addr, &request_of(&headers), q.cursor.as_deref(), limit).await?;
+    let items: Vec<serde_json::Value> = page.items.iter().map(info_json).collect();
+    Ok(Json(serde_json::json!({ "items": items, "next_cursor": page.next_cursor })))
+}

@@ -1,0 +1,238 @@
+//! `/v1/objects/{name}/{path}`: PUT, GET (with `Range`), HEAD and DELETE, with raw streaming
+//! bodies. Metadata travels as headers: `content-type`, `x-stowage-meta-*`, `x-stowage-sha256`.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt as _;
+use stowage_runtime::{Address, ByteRange, ObjectInfo, ObjectReader, StorageError, WriteOptions};
+
+use crate::errors::ApiError;
+use crate::request::request_of;
+use crate::AppState;
+
+/// User metadata headers: `x-stowage-meta-KEY: VALUE`.
+const META_PREFIX: &str = "x-stowage-meta-";
+/// The content's sha256 (lowercase hex): checked before commit on PUT, given on GET/HEAD.
+const SHA256: &str = "x-stowage-sha256";
+/// Bytes per chunk read from a driver for a response body.
+const READ_CHUNK: usize = 1 << 20;
+
+/// An object's info as JSON.
+pub fn info_json(info: &ObjectInfo) -> serde_json::Value {
+    let metadata: serde_json::Map<String, serde_json::Value> =
+        info.metadata.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+    serde_json::json!({
+        "path": info.path,
+        "size": info.size,
+        "sha256": info.sha256,
+        "content_type": info.content_type,
+        "modified_ms": info.modified,
+        "etag": info.etag,
+        "metadata": metadata,
+    })
+}
+
+fn text_header<'a>(headers: &'a HeaderMap, name: impl axum::http::header::AsHeaderName) -> Result<Option<&'a str>, ApiError> {
+    headers
+        .get(name)
+        .map(|v| v.to_str().map_err(|_| ApiError::bad_request("a header value is not visible ASCII")))
+        .transpose()
+}
+
+fn write_options(headers: &HeaderMap) -> Result<WriteOptions, ApiError> {
+    let mut metadata = Vec::new();
+    for (name, value) in headers {
+        if let Some(key) = name.as_str().strip_prefix(META_PREFIX) {
+            let value = value.to_str().map_err(|_| ApiError::bad_request(format!("{name}: not visible ASCII")))?;
+            metadata.push((key.to_string(), value.to_string()));
+        }
+    }
+    metadata.sort();
+    let create_only = match text_header(headers, header::IF_NONE_MATCH)? {
+        None => false,
+        Some("*") => true,
+        Some(other) => return Err(ApiError::bad_request(format!("If-None-Match: only `*` is supported, not `{other}`"))),
+    };
+    Ok(WriteOptions { content_type: text_header(headers, header::CONTENT_TYPE)?.map(str::to_string), metadata, create_only })
+}
+
+fn expected_sha256(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    match text_header(headers, SHA256)? {
+        None => Ok(None),
+        Some(v) if v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(Some(v.to_ascii_lowercase())),
+        Some(_) => Err(ApiError::bad_request(format!("{SHA256} must be 64 hex digits"))),
+    }
+}
+
+/// PUT: streams the body to the driver; commits only if all of it arrived (and matches
+/// `x-stowage-sha256` when given).
+pub async fn put(
+    State(state): State<AppState>,
+    Path((name, path)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let options = write_options(&headers)?;
+    let expected = expected_sha256(&headers)?;
+    let addr = Address { name, path };
+    let req = request_of(&headers);
+    let mut upload = state.storage.writer(&addr, &req, &options).await?;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let written = match chunk {
+            Ok(bytes) => upload.write(bytes).await,
+            Err(e) => Err(StorageError::Io(format!("the request body broke off: {e}"))),
+        };
+        if let Err(e) = written {
+            // Nothing is stored; the abort's own failure adds nothing for the client.
+            let _ = upload.abort().await;
+            return Err(e.into());
+        }
+    }
+    let info = upload.finish_verified(expected.as_deref()).await?;
+    Ok((StatusCode::OK, Json(info_json(&info))).into_response())
+}
+
+/// Headers describing an object.
+fn info_headers(info: &ObjectInfo, headers: &mut HeaderMap) {
+    let mut set = |name: HeaderName, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(name, v);
+        }
+    };
+    set(header::CONTENT_TYPE, info.content_type.as_deref().unwrap_or("application/octet-stream"));
+    if let Some(sha) = &info.sha256 {
+        set(HeaderName::from_static(SHA256), sha);
+    }
+    if let Some(etag) = &info.etag {
+        set(header::ETAG, &format!("\"{}\"", etag.trim_matches('"')));
+    }
+    for (k, v) in &info.metadata {
+        if let Ok(name) = HeaderName::from_bytes(format!("{META_PREFIX}{k}").as_bytes()) {
+            set(name, v);
+        }
+    }
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+}
+
+/// A `Range: bytes=...` header as a byte range; `None` for the whole object. One range only.
+fn parse_range(value: &str, size: impl FnOnce() -> Option<u64>) -> Result<Option<ByteRange>, ApiError> {
+    let spec = value
+        .strip_prefix("bytes=")
+        .filter(|s| !s.contains(','))
+        .ok_or_else(|| ApiError::bad_request("Range: only one `bytes=` range is supported"))?;
+    let bad = || ApiError::bad_request(format!("Range: `{value}` is not a byte range"));
+    let (first, last) = spec.split_once('-').ok_or_else(bad)?;
+    let range = match (first.trim(), last.trim()) {
+        ("", suffix) => {
+            let n: u64 = suffix.parse().map_err(|_| bad())?;
+            let size = size().ok_or_else(bad)?;
+            ByteRange { offset: size.saturating_sub(n), length: Some(n.min(size)) }
+        }
+        (from, "") => ByteRange { offset: from.parse().map_err(|_| bad())?, length: None },
+        (from, to) => {
+            let (from, to): (u64, u64) = (from.parse().map_err(|_| bad())?, to.parse().map_err(|_| bad())?);
+            if to < from {
+                return Err(bad());
+            }
+            ByteRange { offset: from, length: Some(to - from + 1) }
+        }
+    };
+    Ok(Some(range))
+}
+
+/// GET: streams the object (or the `Range` asked for: `206`).
+pub async fn get(
+    State(state): State<AppState>,
+    Path((name, path)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let addr = Address { name, path };
+    let req = request_of(&headers);
+    let range = match text_header(&headers, header::RANGE)? {
+        None => None,
+        Some(value) if value.trim_start().starts_with("bytes=-") => {
+            let size = state.storage.stat(&addr, &req).await?.size;
+            parse_range(value, || Some(size))?
+        }
+        Some(value) => parse_range(value, || None)?,
+    };
+    let reader = state.storage.reader(&addr, &req, range).await?;
+    let info = reader.info().clone();
+    let length = reader.remaining();
+    let mut response = Response::new(Body::from_stream(body_stream(reader)));
+    info_headers(&info, response.headers_mut());
+    response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    if let Some(r) = range {
+        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+        // An empty range at the end has no last byte to name.
+        let last = (r.offset + length).saturating_sub(1);
+        let value = format!("bytes {}-{last}/{}", r.offset, info.size);
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            response.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
+    }
+    Ok(response)
+}
+
+/// The object's bytes, a chunk at a time, straight from the driver.
+fn body_stream(reader: ObjectReader) -> impl futures::Stream<Item = Result<bytes::Bytes, StorageError>> {
+    futures::stream::unfold(Some(reader), |reader| async move {
+        let mut reader = reader?;
+        match reader.next_chunk(READ_CHUNK).await {
+            Ok(Some(chunk)) => Some((Ok(chunk), Some(reader))),
+            Ok(None) => {
+                reader.close().await;
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "a download broke off");
+                Some((Err(e), None))
+            }
+        }
+    })
+}
+
+/// HEAD: the object's info as headers.
+pub async fn head(
+    State(state): State<AppState>,
+    Path((name, path)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let info = state.storage.stat(&Address { name, path }, &request_of(&headers)).await?;
+    let mut response = StatusCode::OK.into_response();
+    info_headers(&info, response.headers_mut());
+    response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(info.size));
+    Ok(response)
+}
+
+/// DELETE: `204`.
+pub async fn delete(
+    State(state): State<AppState>,
+    Path((name, path)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    state.storage.delete(&Address { name, path }, &request_of(&headers)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_parse_as_http_says() {
+        let r = |v: &str, size: Option<u64>| parse_range(v, || size).map_err(|_| ());
+        assert_eq!(r("bytes=0-9", None), Ok(Some(ByteRange { offset: 0, length: Some(10) })));
+        assert_eq!(r("bytes=5-", None), Ok(Some(ByteRange { offset: 5, length: None })));
+        assert_eq!(r("bytes=-3", Some(10)), Ok(Some(ByteRange { offset: 7, length: Some(3) })));
+        assert_eq!(r("bytes=-30", Some(10)), Ok(Some(ByteRange { offset: 0, length: Some(10) })));
+        assert!(r("bytes=9-5", None).is_err());
+        assert!(r("bytes=0-1,5-6", None).is_err());
+        assert!(r("items=0-1", None).is_err());
+        assert!(r("bytes=x-1", None).is_err());
+    }
+}

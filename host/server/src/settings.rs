@@ -1,0 +1,71 @@
+//! The `[server]` table, checked and resolved: where to listen, TLS or (development only)
+//! plain HTTP, and the API keys.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use stowage_runtime::config::{ServerConfig, resolve_value};
+
+use crate::auth::ApiKeys;
+
+/// The shortest API key accepted outside development mode.
+pub const MIN_KEY_LEN: usize = 32;
+
+/// Why `stowage serve` will not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// No TLS and no development mode.
+    #[error("[server] has no tls = {{ cert, key }}: plain HTTP is refused outside development (set dev_mode = true for a development host)")]
+    PlainHttpRefused,
+    /// No key at all.
+    #[error("[server] api_keys is empty: every /v1 request needs a key, so nobody could use this host")]
+    NoKeys,
+    /// A key is too short.
+    #[error("[server] api_keys[{0}] is shorter than {MIN_KEY_LEN} characters (allowed only with dev_mode = true)")]
+    ShortKey(usize),
+    /// A key could not be read (e.g. an unset environment variable).
+    #[error("[server] {0}")]
+    Key(String),
+    /// The listen address does not parse.
+    #[error("[server] listen = `{0}` is not an address like 127.0.0.1:8443")]
+    Listen(String),
+    /// The certificate or key could not be used.
+    #[error("[server] tls: {0}")]
+    Tls(String),
+}
+
+/// How to serve.
+pub struct Settings {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// TLS, or none in development mode.
+    pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    /// Who may call `/v1`.
+    pub keys: ApiKeys,
+}
+
+impl Settings {
+    /// Checks `config` (paths relative to `base_dir`); `listen` overrides `config.listen`.
+    pub fn resolve(config: &ServerConfig, base_dir: &Path, listen: Option<&str>) -> Result<Settings, SettingsError> {
+        let listen_text = listen.or(config.listen.as_deref()).unwrap_or("127.0.0.1:8443");
+        let listen = listen_text.parse().map_err(|_| SettingsError::Listen(listen_text.to_string()))?;
+        let tls = match (&config.tls, config.dev_mode) {
+            (Some(tls), _) => Some(crate::tls::server_config(&base_dir.join(&tls.cert), &base_dir.join(&tls.key))?),
+            (None, true) => None,
+            (None, false) => return Err(SettingsError::PlainHttpRefused),
+        };
+        let mut keys = Vec::with_capacity(config.api_keys.len());
+        for (i, value) in config.api_keys.iter().enumerate() {
+            let key = resolve_value(value, &format!("api_keys[{i}]")).map_err(SettingsError::Key)?;
+            if key.len() < MIN_KEY_LEN && !config.dev_mode {
+                return Err(SettingsError::ShortKey(i));
+            }
+            keys.push(key);
+        }
+        if keys.is_empty() {
+            return Err(SettingsError::NoKeys);
+        }
+        Ok(Settings { listen, tls, keys: ApiKeys::new(&keys) })
+    }
+}

@@ -1,0 +1,217 @@
+//! `stowage serve`: the HTTP API, driven by curl (as the README shows it) against a real
+//! `stowage` process on 127.0.0.1, over plain HTTP in development mode and over TLS with a
+//! test CA made here.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+use crate::{run_in, stderr, stdout, stowage};
+
+const KEY: &str = "test-key-0123456789abcdef0123456789abcdef";
+
+/// A running `stowage serve`, stopped on drop.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(dir: &Path) -> Server {
+        let mut child = stowage()
+            .current_dir(dir)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let url = line.trim().strip_prefix("stowage: serving on ").unwrap_or_else(|| panic!("no address in {line:?}")).to_string();
+        Server { child, url }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs curl with ARGS in `dir`; returns its output (`-w` puts the status on the last line).
+fn curl(dir: &Path, args: &[&str]) -> Output {
+    Command::new("curl")
+        .current_dir(dir)
+        .args(["-sS", "--max-time", "30"])
+        .args(args)
+        .output()
+        .expect("curl is installed (.ci/run installs it)")
+}
+
+fn status_and_body(o: &Output) -> (String, String) {
+    let out = stdout(o);
+    if !o.status.success() {
+        eprintln!("curl: {}", stderr(o));
+    }
+    let (body, status) = out.rsplit_once('\n').unwrap_or(("", &out));
+    (status.to_string(), body.to_string())
+}
+
+fn config(dir: &Path, server: &str) {
+    let text = format!(
+        "role = \"services\"\n[disks.local]\nplugin = \"local-fs\"\ngrant = {{ dir = \"data\" }}\n[storage]\ndefault = \"local\"\n\
+         [[policies]]\nplugin = \"phi-tracking\"\n[ledger]\npath = \"ledger.sqlite\"\n[server]\n{server}"
+    );
+    std::fs::write(dir.join("stowage.toml"), text).unwrap();
+}
+
+#[test]
+fn the_http_api_works_with_curl_in_development_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    config(d, &format!("dev_mode = true\napi_keys = [\"{KEY}\"]\n"));
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(d.join("in.bin"), &data).unwrap();
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&data));
+    let server = Server::start(d);
+    let obj = format!("{}/v1/objects/default/cohort/in.bin", server.url);
+    let auth = format!("Authorization: Bearer {KEY}");
+
+    // PUT, verified against the sha256 the client sends, with metadata and a request id.
+    let sha_header = format!("x-stowage-sha256: {sha}");
+    let o = curl(d, &["-X", "PUT", "-H", &auth, "-H", &sha_header, "-H", "x-stowage-meta-cohort: VACS", "-H", "content-type: application/octet-stream",
+        "-H", "x-request-id: req-put-1", "--data-binary", "@in.bin", "-w", "\n%{http_code}", &obj]);
+    let (status, body) = status_and_body(&o);
+    assert_eq!(status, "200", "{body}");
+    let info: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((info["size"].as_u64(), info["sha256"].as_str()), (Some(300_000), Some(sha.as_str())), "{info}");
+    assert_eq!(info["metadata"]["cohort"], "VACS");
+
+    // GET whole and a range; HEAD.
+    let o2 = Command::new("curl").current_dir(d).args(["-sS", "-H", &auth, "-o", "out.bin", "-w", "%{http_code}", &obj]).output().unwrap();
+    assert_eq!(stdout(&o2), "200");
+    assert_eq!(std::fs::read(d.join("out.bin")).unwrap(), data);
+    let o = Command::new("curl").current_dir(d).args(["-sS", "-H", &auth, "-H", "Range: bytes=100-199", "-D", "h.txt", "-o", "part.bin", &obj]).output().unwrap();
+    assert!(o.status.success());
+    let h = std::fs::read_to_string(d.join("h.txt")).unwrap().to_ascii_lowercase();
+    assert!(h.starts_with("http/1.1 206") && h.contains("content-range: bytes 100-199/300000"), "{h}");
+    assert_eq!(std::fs::read(d.join("part.bin")).unwrap(), &data[100..200]);
+    let o = curl(d, &["-I", "-H", &auth, &obj]);
+    let h = stdout(&o).to_ascii_lowercase();
+    assert!(h.contains(&format!("x-stowage-sha256: {sha}")) && h.contains("x-stowage-meta-cohort: vacs") && h.contains("content-length: 300000"), "{h}");
+
+    // Wrong or missing key: a bare 401.
+    for args in [vec!["-H", "Authorization: Bearer wrong-key"], vec![]] {
+        let mut a = args.clone();
+        a.extend(["-w", "\n%{http_code}", obj.as_str()]);
+        let (status, body) = status_and_body(&curl(d, &a));
+        assert_eq!((status.as_str(), body.as_str()), ("401", ""));
+    }
+
+    // A body that does not match its sha256 stores nothing; create-only refuses to replace.
+    let bad_sha = format!("x-stowage-sha256: {}", "0".repeat(64));
+    let other = format!("{}/v1/objects/default/cohort/other.bin", server.url);
+    let (status, body) = status_and_body(&curl(d, &["-X", "PUT", "-H", &auth, "-H", &bad_sha, "--data-binary", "garbage", "-w", "\n%{http_code}", &other]));
+    assert_eq!(status, "400", "{body}");
+    assert!(body.contains("digest-mismatch"), "{body}");
+    assert!(!d.join("data/cohort/other.bin").exists());
+    let (status, _) = status_and_body(&curl(d, &["-X", "PUT", "-H", &auth, "-H", "If-None-Match: *", "--data-binary", "x", "-w", "\n%{http_code}", &obj]));
+    assert_eq!(status, "412");
+    assert_eq!(std::fs::read(d.join("data/cohort/in.bin")).unwrap(), data, "a refused create-only write changed the object");
+
+    // Bad paths are refused with a reason.
+    let (status, body) = status_and_body(&curl(d, &["-H", &auth, "--path-as-is", "-w", "\n%{http_code}", &format!("{}/v1/objects/default/a/../../etc/passwd", server.url)]));
+    assert!(status == "400" || status == "404", "{status} {body}");
+
+    // List, readiness, delete.
+    let (status, body) = status_and_body(&curl(d, &["-H", &auth, "-w", "\n%{http_code}", &format!("{}/v1/list/default?prefix=cohort/", server.url)]));
+    assert_eq!(status, "200");
+    let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(page["items"].as_array().map(|a| a.len()), Some(1), "{page}");
+    let (status, body) = status_and_body(&curl(d, &["-w", "\n%{http_code}", &format!("{}/readyz", server.url)]));
+    assert_eq!(status, "200", "{body}");
+    assert!(body.contains("\"local\":{") && body.contains("\"ok\":true"), "{body}");
+    let (status, _) = status_and_body(&curl(d, &["-X", "DELETE", "-H", &auth, "-w", "\n%{http_code}", &obj]));
+    assert_eq!(status, "204");
+    let (status, _) = status_and_body(&curl(d, &["-H", &auth, "-w", "\n%{http_code}", &obj]));
+    assert_eq!(status, "404");
+
+    // The ledger recorded the upload under the client's request id.
+    let ledger = stowage_runtime::ledger::Ledger::open(&d.join("ledger.sqlite")).unwrap();
+    let entries = ledger.entries().unwrap();
+    assert!(entries.iter().any(|e| e.record.request_id == "req-put-1" && e.record.action == "file_created"), "{entries:?}");
+}
+
+/// A CA and a server certificate for 127.0.0.1, as PEM files in `dir`.
+fn test_ca(dir: &Path) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    // Subject names must differ, or the leaf looks self-signed.
+    ca.distinguished_name.push(DnType::CommonName, "Stowage test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    leaf.distinguished_name.push(DnType::CommonName, "127.0.0.1");
+    let cert = leaf.signed_by(&key, &ca_cert, &ca_key).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
+    std::fs::write(dir.join("server.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
+}
+
+#[test]
+fn tls_with_a_test_ca_and_plain_http_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    test_ca(d);
+    config(d, &format!("api_keys = [{{ env = \"TEST_API_KEY\" }}]\ntls = {{ cert = \"server.pem\", key = \"server.key\" }}\n"));
+    let mut child = stowage()
+        .current_dir(d)
+        .env("TEST_API_KEY", KEY)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let server = Server { url: line.trim().strip_prefix("stowage: serving on ").unwrap().to_string(), child };
+    assert!(server.url.starts_with("https://127.0.0.1:"), "{}", server.url);
+    let ca = d.join("ca.pem");
+    let ca = ca.to_str().unwrap();
+    let auth = format!("Authorization: Bearer {KEY}");
+    let obj = format!("{}/v1/objects/default/t.txt", server.url);
+    let (status, body) = status_and_body(&curl(d, &["--cacert", ca, "-X", "PUT", "-H", &auth, "--data-binary", "over tls", "-w", "\n%{http_code}", &obj]));
+    assert_eq!(status, "200", "{body}");
+    let (status, body) = status_and_body(&curl(d, &["--cacert", ca, "-H", &auth, "-w", "\n%{http_code}", &obj]));
+    assert_eq!((status.as_str(), body.as_str()), ("200", "over tls"));
+    let (status, _) = status_and_body(&curl(d, &["--cacert", ca, "-H", "Authorization: Bearer wrong", "-w", "\n%{http_code}", &obj]));
+    assert_eq!(status, "401");
+    // Without the CA the certificate is not trusted; plain HTTP to the TLS port gets nothing.
+    assert!(!curl(d, &[&obj]).status.success());
+    let plain = obj.replace("https://", "http://");
+    let o = curl(d, &["-H", &auth, "-w", "\n%{http_code}", &plain]);
+    assert!(!o.status.success() || !stdout(&o).ends_with("200"), "plain HTTP was served: {}", stdout(&o));
+}
+
+#[test]
+fn serve_refuses_plain_http_short_keys_and_missing_keys_outside_dev_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    test_ca(d);
+    let tls = "tls = { cert = \"server.pem\", key = \"server.key\" }\n";
+    for (server, want) in [
+        (format!("api_keys = [\"{KEY}\"]\n"), "plain HTTP is refused outside development"),
+        (format!("api_keys = [\"short\"]\n{tls}"), "api_keys[0] is shorter than 32 characters"),
+        (format!("api_keys = []\n{tls}"), "api_keys is empty"),
+        (format!("api_keys = [{{ env = \"STOWAGE_TEST_UNSET_KEY\" }}]\n{tls}"), "environment variable `STOWAGE_TEST_UNSET_KEY` is not set"),
+        (format!("api_keys = [\"{KEY}\"]\ntls = {{ cert = \"missing.pem\", key = \"server.key\" }}\n"), "missing.pem"),
+    ] {
+        config(d, &server);
+        let o = run_in(d, &["serve", "--listen", "127.0.0.1:0"]);
+        assert_eq!(o.status.code(), Some(5), "{server}: {}", stderr(&o));
+        assert!(stderr(&o).contains(want), "{server}: {}", stderr(&o));
+        assert!(!stderr(&o).contains(KEY), "a key leaked: {}", stderr(&o));
+    }
+}
