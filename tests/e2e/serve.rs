@@ -137,6 +137,27 @@ fn the_http_api_works_with_curl_in_development_mode() {
     let (status, _) = status_and_body(&curl(d, &["-H", &auth, "-w", "\n%{http_code}", &obj]));
     assert_eq!(status, "404");
 
+    // Metrics: behind the key; names the host does not have do not become labels.
+    let (status, _) = status_and_body(&curl(d, &["-H", &auth, "-w", "\n%{http_code}", &format!("{}/v1/objects/no-such-disk/x", server.url)]));
+    assert_eq!(status, "404");
+    let metrics_url = format!("{}/metrics", server.url);
+    let (status, _) = status_and_body(&curl(d, &["-w", "\n%{http_code}", &metrics_url]));
+    assert_eq!(status, "401");
+    let (status, m) = status_and_body(&curl(d, &["-H", &auth, "-w", "\n%{http_code}", &metrics_url]));
+    assert_eq!(status, "200");
+    for want in [
+        "stowage_requests_total{operation=\"put\",name=\"default\",status=\"200\"} 1",
+        "stowage_requests_total{operation=\"get\",name=\"default\",status=\"401\"} 2",
+        "stowage_requests_total{operation=\"get\",name=\"unknown\",status=\"404\"} 1",
+        "stowage_requests_total{operation=\"list\",name=\"default\",status=\"200\"} 1",
+        "stowage_bytes_total{name=\"default\",direction=\"received\"} 300000",
+        "stowage_bytes_total{name=\"default\",direction=\"sent\"} 300100",
+        "stowage_plugin_restarts_total{disk=\"local\"} 0",
+        "stowage_request_duration_seconds_count{operation=\"put\",name=\"default\"} 3",
+    ] {
+        assert!(m.contains(want), "metrics lack {want}:\n{m}");
+    }
+
     // The ledger recorded the upload under the client's request id.
     let ledger = stowage_runtime::ledger::Ledger::open(&d.join("ledger.sqlite")).unwrap();
     let entries = ledger.entries().unwrap();
@@ -214,4 +235,59 @@ fn serve_refuses_plain_http_short_keys_and_missing_keys_outside_dev_mode() {
         assert!(stderr(&o).contains(want), "{server}: {}", stderr(&o));
         assert!(!stderr(&o).contains(KEY), "a key leaked: {}", stderr(&o));
     }
+}
+
+#[test]
+fn signed_urls_serve_until_they_expire_and_refuse_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    config(d, &format!("dev_mode = true\napi_keys = [\"{KEY}\"]\nurl_secret = {{ env = \"TEST_URL_SECRET\" }}\n"));
+    std::fs::write(d.join("f.csv"), "id,age\n1,42\n").unwrap();
+    assert!(run_in(d, &["put", "default:a b/f.csv", "f.csv"]).status.success());
+    let secret = "url-secret-0123456789abcdef0123456789";
+    let mut child = stowage()
+        .current_dir(d)
+        .env("TEST_URL_SECRET", secret)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let server = Server { url: line.trim().strip_prefix("stowage: serving on ").unwrap().to_string(), child };
+    let url_for = |addr: &str, expires: &str| {
+        let o = stowage().current_dir(d).env("TEST_URL_SECRET", secret).args(["url", addr, "--expires", expires]).output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        // `stowage url` names the configured listen address; the test server took a free port.
+        let printed = stdout(&o).trim().to_string();
+        let path = printed.split_once("/v1/").map(|(_, p)| format!("/v1/{p}")).unwrap();
+        assert!(path.starts_with("/v1/signed/default/a%20b/f.csv?expires="), "{printed}");
+        format!("{}{path}", server.url)
+    };
+    let url = url_for("default:a b/f.csv", "60");
+    // No API key needed: the signature is the credential.
+    let (status, body) = status_and_body(&curl(d, &["-w", "\n%{http_code}", &url]));
+    assert_eq!((status.as_str(), body.as_str()), ("200", "id,age\n1,42\n"));
+    // Tampered: another path, a longer expiry, a changed signature.
+    let tampered = [
+        url.replace("f.csv", "g.csv"),
+        url.replacen("expires=", "expires=9", 1),
+        format!("{}0", &url[..url.len() - 1]),
+        url.split_once("&sig=").unwrap().0.to_string(),
+    ];
+    for bad in &tampered {
+        let (status, body) = status_and_body(&curl(d, &["-w", "\n%{http_code}", bad]));
+        assert_eq!((status.as_str(), body.as_str()), ("403", ""), "{bad}");
+    }
+    // Expired.
+    let short = url_for("default:a b/f.csv", "1");
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let (status, _) = status_and_body(&curl(d, &["-w", "\n%{http_code}", &short]));
+    assert_eq!(status, "403");
+    // No URL for an object that does not exist, and none without a secret.
+    let o = stowage().current_dir(d).env("TEST_URL_SECRET", secret).args(["url", "default:missing.csv"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    config(d, &format!("dev_mode = true\napi_keys = [\"{KEY}\"]\n"));
+    let o = run_in(d, &["url", "default:a b/f.csv"]);
+    assert!(!o.status.success() && stderr(&o).contains("[server] url_secret is not set"), "{}", stderr(&o));
 }

@@ -62,6 +62,9 @@ enum Command {
     /// Serve the storage pipeline over HTTP(S): the services host's API (see [server] in the
     /// config).
     Serve(cmd::serve::Args),
+    /// Print a URL that serves the object until it expires (the driver's, or one signed by
+    /// this host's `stowage serve`).
+    Url(cmd::url::Args),
 }
 
 fn main() -> ExitCode {
@@ -105,6 +108,7 @@ fn main() -> ExitCode {
             Command::Ledger(c) => cmd::ledger::run(config, c).await,
             Command::Cleanup => cmd::ledger::cleanup(config).await,
             Command::Serve(args) => cmd::serve::run(config, args).await,
+            Command::Url(args) => cmd::url::run(config, args).await,
         }
     });
     match result {

@@ -307,6 +307,16 @@ impl Storage {
         self.disks.keys().map(String::as_str)
     }
 
+    /// Whether `name` is a storage class or a disk of this host.
+    pub fn knows(&self, name: &str) -> bool {
+        StorageClass::parse(name).is_some() || self.disks.contains_key(name)
+    }
+
+    /// (disk, plugin instances replaced after a fault since start), for every disk.
+    pub fn disk_restarts(&self) -> Vec<(&str, u64)> {
+        self.disks.iter().map(|(n, d)| (n.as_str(), d.restarts())).collect()
+    }
+
     /// The disk a storage class name maps to, if `class` is one.
     pub fn class_disk(&self, class: &str) -> Option<&str> {
         StorageClass::parse(class).and_then(|c| self.classes.get(&c)).map(String::as_str)
@@ -422,6 +432,14 @@ impl Storage {
         let (t, ctx) = self.object(addr, req)?;
         let request = Self::request(Operation::Delete, &ctx, &t.path);
         self.run(request, t.disk.delete(&ctx, &t.path), |_| (None, None)).await
+    }
+
+    /// A URL from the disk's driver that serves the object for `expires_in_secs` (drivers
+    /// with native presign, e.g. S3); `unsupported` otherwise.
+    pub async fn url(&self, addr: &Address, req: &Request, expires_in_secs: u64) -> Result<String, StorageError> {
+        let (t, ctx) = self.object(addr, req)?;
+        let request = Self::request(Operation::Url, &ctx, &t.path);
+        self.run(request, t.disk.url(&ctx, &t.path, expires_in_secs), |_| (None, None)).await
     }
 
     /// One page of the objects under the address's path (a prefix; may be empty).

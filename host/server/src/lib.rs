@@ -2,16 +2,20 @@
 //! can keep nothing on its own disk and stream every operation to a services host.
 //!
 //! Routes: `PUT|GET|HEAD|DELETE /v1/objects/{name}/{path}` (raw streaming bodies),
-//! `GET /v1/list/{name}`, `GET /healthz`, `GET /readyz`. Every `/v1` route needs an API key.
+//! `GET /v1/list/{name}`, `GET /v1/signed/{name}/{path}` (signed, expiring URLs),
+//! `GET /healthz`, `GET /readyz`, `GET /metrics`. Every other `/v1` route and `/metrics` need an
+//! API key.
 //! TLS (rustls) unless the config says `dev_mode = true`.
 
 mod auth;
 mod errors;
 mod health;
 mod list;
+mod metrics;
 mod objects;
 mod request;
 pub mod settings;
+pub mod signed;
 mod tls;
 
 use std::net::SocketAddr;
@@ -33,20 +37,30 @@ pub use settings::{Settings, SettingsError};
 pub struct AppState {
     storage: Arc<Storage>,
     keys: auth::ApiKeys,
+    metrics: Arc<metrics::Metrics>,
+    /// Signs download URLs; none: no signed URLs are served.
+    url_secret: Option<Arc<[u8]>>,
 }
 
 /// The routes over `storage`, `/v1` guarded by `keys`.
-fn router(storage: Arc<Storage>, keys: auth::ApiKeys) -> Router {
-    let state = AppState { storage, keys };
+fn router(storage: Arc<Storage>, keys: auth::ApiKeys, url_secret: Option<Arc<[u8]>>) -> Router {
+    let state = AppState { storage, keys, metrics: Arc::default(), url_secret };
+    let require_key = || middleware::from_fn_with_state(state.clone(), auth::require_key);
     let v1 = Router::new()
         .route(
             "/v1/objects/{name}/{*path}",
             get(objects::get).put(objects::put).head(objects::head).delete(objects::delete),
         )
         .route("/v1/list/{name}", get(list::list))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
+        .route_layer(require_key())
+        // Outside the key check, so refused requests are counted too.
+        .route_layer(middleware::from_fn_with_state(state.clone(), metrics::count));
+    let metrics = Router::new().route("/metrics", get(metrics::metrics)).route_layer(require_key());
     Router::new()
         .merge(v1)
+        .merge(metrics)
+        // The signature is the credential: no key.
+        .route("/v1/signed/{name}/{*path}", get(signed::get))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .layer(middleware::from_fn(request::with_request_id))
@@ -79,7 +93,7 @@ pub async fn serve(storage: Arc<Storage>, settings: Settings, on_listening: impl
     let local = listener.local_addr().map_err(ServeError::Accept)?;
     let acceptor = settings.tls.map(tokio_rustls::TlsAcceptor::from);
     on_listening(local, acceptor.is_some());
-    let app = router(storage, settings.keys);
+    let app = router(storage, settings.keys, settings.url_secret);
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(accepted) => accepted,

@@ -93,6 +93,7 @@ pub async fn put(
         }
     }
     let info = upload.finish_verified(expected.as_deref()).await?;
+    state.metrics.add_bytes(&crate::metrics::label_name(&state, &addr.name), info.size, false);
     Ok((StatusCode::OK, Json(info_json(&info))).into_response())
 }
 
@@ -163,7 +164,8 @@ pub async fn get(
     let reader = state.storage.reader(&addr, &req, range).await?;
     let info = reader.info().clone();
     let length = reader.remaining();
-    let mut response = Response::new(Body::from_stream(body_stream(reader)));
+    let sent = Sent { metrics: state.metrics.clone(), name: crate::metrics::label_name(&state, &addr.name) };
+    let mut response = Response::new(Body::from_stream(body_stream(reader, sent)));
     info_headers(&info, response.headers_mut());
     response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     if let Some(r) = range {
@@ -178,12 +180,21 @@ pub async fn get(
     Ok(response)
 }
 
+/// Where a download's bytes are counted.
+struct Sent {
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+    name: String,
+}
+
 /// The object's bytes, a chunk at a time, straight from the driver.
-fn body_stream(reader: ObjectReader) -> impl futures::Stream<Item = Result<bytes::Bytes, StorageError>> {
-    futures::stream::unfold(Some(reader), |reader| async move {
-        let mut reader = reader?;
+fn body_stream(reader: ObjectReader, sent: Sent) -> impl futures::Stream<Item = Result<bytes::Bytes, StorageError>> {
+    futures::stream::unfold(Some((reader, sent)), |state| async move {
+        let (mut reader, sent) = state?;
         match reader.next_chunk(READ_CHUNK).await {
-            Ok(Some(chunk)) => Some((Ok(chunk), Some(reader))),
+            Ok(Some(chunk)) => {
+                sent.metrics.add_bytes(&sent.name, chunk.len() as u64, true);
+                Some((Ok(chunk), Some((reader, sent))))
+            }
             Ok(None) => {
                 reader.close().await;
                 None

@@ -30,6 +30,9 @@ pub enum SettingsError {
     /// The listen address does not parse.
     #[error("[server] listen = `{0}` is not an address like 127.0.0.1:8443")]
     Listen(String),
+    /// The URL-signing secret is too short.
+    #[error("[server] url_secret is shorter than {MIN_KEY_LEN} characters")]
+    ShortUrlSecret,
     /// The certificate or key could not be used.
     #[error("[server] tls: {0}")]
     Tls(String),
@@ -43,6 +46,8 @@ pub struct Settings {
     pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     /// Who may call `/v1`.
     pub keys: ApiKeys,
+    /// Signs download URLs, if configured.
+    pub url_secret: Option<Arc<[u8]>>,
 }
 
 impl Settings {
@@ -66,6 +71,30 @@ impl Settings {
         if keys.is_empty() {
             return Err(SettingsError::NoKeys);
         }
-        Ok(Settings { listen, tls, keys: ApiKeys::new(&keys) })
+        let url_secret = url_secret(config)?;
+        Ok(Settings { listen, tls, keys: ApiKeys::new(&keys), url_secret })
+    }
+}
+
+/// `[server] url_secret`, resolved and checked; none if not configured.
+pub fn url_secret(config: &ServerConfig) -> Result<Option<Arc<[u8]>>, SettingsError> {
+    let Some(value) = &config.url_secret else { return Ok(None) };
+    let secret = resolve_value(value, "url_secret").map_err(SettingsError::Key)?;
+    if secret.len() < MIN_KEY_LEN {
+        return Err(SettingsError::ShortUrlSecret);
+    }
+    Ok(Some(Arc::from(secret.into_bytes())))
+}
+
+impl Settings {
+    /// The base URL clients reach the host at: `public_url`, else the listen address.
+    pub fn base_url(config: &ServerConfig) -> String {
+        match &config.public_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => {
+                let scheme = if config.tls.is_some() { "https" } else { "http" };
+                format!("{scheme}://{}", config.listen.as_deref().unwrap_or("127.0.0.1:8443"))
+            }
+        }
     }
 }

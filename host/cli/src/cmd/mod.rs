@@ -11,6 +11,7 @@ pub mod put;
 pub mod rm;
 pub mod serve;
 pub mod stat;
+pub mod url;
 
 use std::path::Path;
 

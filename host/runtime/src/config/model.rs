@@ -52,6 +52,11 @@ pub struct ServerConfig {
     /// `{ env = "NAME" }` references.
     #[serde(default)]
     pub api_keys: Vec<toml::Value>,
+    /// The secret that signs download URLs for disks without native presign (32+
+    /// characters, usually `{ env = "NAME" }`). Without it, no such URLs are served.
+    pub url_secret: Option<toml::Value>,
+    /// The base URL clients reach this host at, for `stowage url` (default: https://LISTEN).
+    pub public_url: Option<String>,
 }
 
 /// `[server.tls]`.

@@ -1,0 +1,109 @@
+//! `GET /metrics`: Prometheus text. Requests, durations and bytes per operation and storage
+//! name (class or disk; names this host does not have count as `unknown`, so a client cannot
+//! grow the label set), policy denials, plugin restarts per disk.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::AppState;
+
+/// (operation, name, status) → (count, seconds).
+type RequestKey = (&'static str, String, u16);
+
+/// The counters.
+#[derive(Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<RequestKey, (u64, f64)>>,
+    /// name → (bytes received, bytes sent).
+    bytes: Mutex<BTreeMap<String, (u64, u64)>>,
+}
+
+impl Metrics {
+    fn record(&self, key: RequestKey, seconds: f64) {
+        if let Ok(mut m) = self.requests.lock() {
+            let e = m.entry(key).or_default();
+            e.0 += 1;
+            e.1 += seconds;
+        }
+    }
+
+    /// Counts `n` bytes received (`sent = false`) or sent for `name`.
+    pub fn add_bytes(&self, name: &str, n: u64, sent: bool) {
+        if let Ok(mut m) = self.bytes.lock() {
+            let e = m.entry(name.to_string()).or_default();
+            if sent { e.1 += n } else { e.0 += n }
+        }
+    }
+}
+
+/// The storage name a request addressed, if the host knows it.
+pub fn label_name(state: &AppState, name: &str) -> String {
+    if state.storage.knows(name) { name.to_string() } else { "unknown".to_string() }
+}
+
+/// Middleware on `/v1`: counts every request and its duration.
+pub async fn count(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let operation = match (request.method().as_str(), request.uri().path().starts_with("/v1/list/")) {
+        (_, true) => "list",
+        ("PUT", _) => "put",
+        ("GET", _) => "get",
+        ("HEAD", _) => "stat",
+        ("DELETE", _) => "delete",
+        _ => "other",
+    };
+    // /v1/objects/{name}/... or /v1/list/{name}
+    let name = request.uri().path().split('/').nth(3).unwrap_or_default().to_string();
+    let name = label_name(&state, &name);
+    let response = next.run(request).await;
+    state.metrics.record((operation, name, response.status().as_u16()), started.elapsed().as_secs_f64());
+    response
+}
+
+/// Escapes a label value.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// The text exposition.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let mut out = String::new();
+    let m = &state.metrics;
+    let requests = m.requests.lock().map(|r| r.clone()).unwrap_or_default();
+    let _ = writeln!(out, "# HELP stowage_requests_total HTTP API requests.\n# TYPE stowage_requests_total counter");
+    for ((op, name, status), (n, _)) in &requests {
+        let _ = writeln!(out, "stowage_requests_total{{operation=\"{op}\",name=\"{}\",status=\"{status}\"}} {n}", label(name));
+    }
+    let _ = writeln!(out, "# HELP stowage_request_duration_seconds Time to answer (to the first byte of a download).\n# TYPE stowage_request_duration_seconds summary");
+    let mut durations: BTreeMap<(&str, &str), (u64, f64)> = BTreeMap::new();
+    for ((op, name, _), (n, secs)) in &requests {
+        let e = durations.entry((op, name)).or_default();
+        e.0 += n;
+        e.1 += secs;
+    }
+    for ((op, name), (n, secs)) in &durations {
+        let l = format!("operation=\"{op}\",name=\"{}\"", label(name));
+        let _ = writeln!(out, "stowage_request_duration_seconds_sum{{{l}}} {secs}\nstowage_request_duration_seconds_count{{{l}}} {n}");
+    }
+    let denials: u64 = requests.iter().filter(|((_, _, s), _)| *s == 403).map(|(_, (n, _))| n).sum();
+    let _ = writeln!(out, "# HELP stowage_policy_denials_total Requests refused (403: by a policy or the backend).\n# TYPE stowage_policy_denials_total counter\nstowage_policy_denials_total {denials}");
+    let bytes = m.bytes.lock().map(|b| b.clone()).unwrap_or_default();
+    let _ = writeln!(out, "# HELP stowage_bytes_total Object bytes received and sent.\n# TYPE stowage_bytes_total counter");
+    for (name, (received, sent)) in &bytes {
+        let _ = writeln!(out, "stowage_bytes_total{{name=\"{0}\",direction=\"received\"}} {received}\nstowage_bytes_total{{name=\"{0}\",direction=\"sent\"}} {sent}", label(name));
+    }
+    let _ = writeln!(out, "# HELP stowage_plugin_restarts_total Driver instances replaced after a fault.\n# TYPE stowage_plugin_restarts_total counter");
+    for (disk, n) in state.storage.disk_restarts() {
+        let _ = writeln!(out, "stowage_plugin_restarts_total{{disk=\"{}\"}} {n}", label(disk));
+    }
+    let mut response = (StatusCode::OK, out).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    response
+}
