@@ -291,3 +291,53 @@ fn signed_urls_serve_until_they_expire_and_refuse_tampering() {
     let o = run_in(d, &["url", "default:a b/f.csv"]);
     assert!(!o.status.success() && stderr(&o).contains("[server] url_secret is not set"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_resumable_upload_survives_a_dropped_connection_and_commits_once_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    config(d, &format!("dev_mode = true\napi_keys = [\"{KEY}\"]\n"));
+    let data: Vec<u8> = (0..4_000_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    std::fs::write(d.join("big.bin"), &data).unwrap();
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&data));
+    let server = Server::start(d);
+    let auth = format!("Authorization: Bearer {KEY}");
+
+    // Open a session (with the sha256 the whole body must have).
+    let o = curl(d, &["-X", "POST", "-H", &auth, "-H", &format!("x-stowage-sha256: {sha}"), "-D", "-", "-o", "/dev/null",
+        &format!("{}/v1/uploads/default/big.bin", server.url)]);
+    let head = stdout(&o).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 201") && head.contains("upload-offset: 0"), "{head}");
+    let location = head.lines().find_map(|l| l.strip_prefix("location: ")).unwrap().trim().to_string();
+    let session = format!("{}{location}", server.url);
+
+    // The first append breaks off (the client gives up after a second at 1 MB/s).
+    let _ = curl(d, &["-X", "PATCH", "-H", &auth, "-H", "upload-offset: 0", "--limit-rate", "1M", "--max-time", "1.5",
+        "--data-binary", "@big.bin", &session]);
+    let offset = |d: &Path| -> u64 {
+        let h = stdout(&curl(d, &["-I", "-H", &auth, &session])).to_ascii_lowercase();
+        h.lines().find_map(|l| l.strip_prefix("upload-offset: ")).unwrap_or_else(|| panic!("{h}")).trim().parse().unwrap()
+    };
+    let got = offset(d);
+    assert!(got > 0 && got < data.len() as u64, "offset after the broken append: {got}");
+    // Nothing is visible yet.
+    let (status, _) = status_and_body(&curl(d, &["-H", &auth, "-w", "\n%{http_code}", &format!("{}/v1/objects/default/big.bin", server.url)]));
+    assert_eq!(status, "404");
+    // A wrong offset is refused with the right one.
+    let (status, _) = status_and_body(&curl(d, &["-X", "PATCH", "-H", &auth, "-H", "upload-offset: 1", "--data-binary", "x", "-w", "\n%{http_code}", &session]));
+    assert_eq!(status, "409");
+
+    // Continue from where it stopped, then complete.
+    std::fs::write(d.join("rest.bin"), &data[got as usize..]).unwrap();
+    let (status, _) = status_and_body(&curl(d, &["-X", "PATCH", "-H", &auth, "-H", &format!("upload-offset: {got}"), "--data-binary", "@rest.bin", "-w", "\n%{http_code}", &session]));
+    assert_eq!(status, "204");
+    assert_eq!(offset(d), data.len() as u64);
+    let (status, body) = status_and_body(&curl(d, &["-X", "POST", "-H", &auth, "-w", "\n%{http_code}", &format!("{session}/complete")]));
+    assert_eq!(status, "200", "{body}");
+    let info: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(info["sha256"].as_str(), Some(sha.as_str()));
+    assert_eq!(std::fs::read(d.join("data/big.bin")).unwrap(), data);
+    // The session is gone.
+    let (status, _) = status_and_body(&curl(d, &["-I", "-H", &auth, "-w", "\n%{http_code}", &session]));
+    assert!(status.ends_with("404"), "{status}");
+}

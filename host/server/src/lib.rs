@@ -2,7 +2,8 @@
 //! can keep nothing on its own disk and stream every operation to a services host.
 //!
 //! Routes: `PUT|GET|HEAD|DELETE /v1/objects/{name}/{path}` (raw streaming bodies),
-//! `GET /v1/list/{name}`, `GET /v1/signed/{name}/{path}` (signed, expiring URLs),
+//! `GET /v1/list/{name}`, `/v1/uploads/...` (resumable uploads), `GET /v1/signed/{name}/{path}`
+//! (signed, expiring URLs),
 //! `GET /healthz`, `GET /readyz`, `GET /metrics`. Every other `/v1` route and `/metrics` need an
 //! API key.
 //! TLS (rustls) unless the config says `dev_mode = true`.
@@ -17,6 +18,7 @@ mod request;
 pub mod settings;
 pub mod signed;
 mod tls;
+mod uploads;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,11 +42,21 @@ pub struct AppState {
     metrics: Arc<metrics::Metrics>,
     /// Signs download URLs; none: no signed URLs are served.
     url_secret: Option<Arc<[u8]>>,
+    /// Resumable uploads in progress.
+    uploads: Arc<uploads::Sessions>,
 }
 
 /// The routes over `storage`, `/v1` guarded by `keys`.
 fn router(storage: Arc<Storage>, keys: auth::ApiKeys, url_secret: Option<Arc<[u8]>>) -> Router {
-    let state = AppState { storage, keys, metrics: Arc::default(), url_secret };
+    let state = AppState { storage, keys, metrics: Arc::default(), url_secret, uploads: Arc::default() };
+    let reaped = Arc::downgrade(&state.uploads);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+            let Some(sessions) = reaped.upgrade() else { return };
+            sessions.reap(uploads::IDLE_LIMIT).await;
+        }
+    });
     let require_key = || middleware::from_fn_with_state(state.clone(), auth::require_key);
     let v1 = Router::new()
         .route(
@@ -52,6 +64,9 @@ fn router(storage: Arc<Storage>, keys: auth::ApiKeys, url_secret: Option<Arc<[u8
             get(objects::get).put(objects::put).head(objects::head).delete(objects::delete),
         )
         .route("/v1/list/{name}", get(list::list))
+        .route("/v1/uploads/{name}/{*path}", axum::routing::post(uploads::create))
+        .route("/v1/upload-sessions/{id}", axum::routing::patch(uploads::append).head(uploads::offset).delete(uploads::discard))
+        .route("/v1/upload-sessions/{id}/complete", axum::routing::post(uploads::complete))
         .route_layer(require_key())
         // Outside the key check, so refused requests are counted too.
         .route_layer(middleware::from_fn_with_state(state.clone(), metrics::count));

@@ -42,7 +42,7 @@ fn text_header<'a>(headers: &'a HeaderMap, name: impl axum::http::header::AsHead
         .transpose()
 }
 
-fn write_options(headers: &HeaderMap) -> Result<WriteOptions, ApiError> {
+pub(crate) fn write_options(headers: &HeaderMap) -> Result<WriteOptions, ApiError> {
     let mut metadata = Vec::new();
     for (name, value) in headers {
         if let Some(key) = name.as_str().strip_prefix(META_PREFIX) {
@@ -59,7 +59,7 @@ fn write_options(headers: &HeaderMap) -> Result<WriteOptions, ApiError> {
     Ok(WriteOptions { content_type: text_header(headers, header::CONTENT_TYPE)?.map(str::to_string), metadata, create_only })
 }
 
-fn expected_sha256(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+pub(crate) fn expected_sha256(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     match text_header(headers, SHA256)? {
         None => Ok(None),
         Some(v) if v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(Some(v.to_ascii_lowercase())),
