@@ -77,6 +77,9 @@ pub enum StartError {
     },
 }
 
+/// How long a readiness probe of one disk may take.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A parsed `NAME:path` address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Address {
@@ -266,16 +269,21 @@ impl Storage {
             let target = Target { disk: disk.clone(), class: None, path: format!("stowage-probe/{}", req.request_id) };
             let ctx = self.context(&target, &req);
             let payload = bytes::Bytes::from(format!("stowage readiness probe {}", req.request_id));
-            let result = async {
+            let round_trip = async {
                 disk.put_bytes(&ctx, &target.path, payload.clone(), &WriteOptions::default()).await?;
-                let (_, back) = disk.get_bytes(&ctx, &target.path, None).await?;
-                disk.delete(&ctx, &target.path).await?;
+                // Delete whatever the read gives: a probe leaves nothing behind.
+                let read = disk.get_bytes(&ctx, &target.path, None).await;
+                let deleted = disk.delete(&ctx, &target.path).await;
+                let (_, back) = read?;
+                deleted?;
                 if back != payload {
                     return Err(StorageError::Io("the probe object read back differs from what was written".into()));
                 }
                 Ok(started.elapsed())
-            }
-            .await;
+            };
+            let result = tokio::time::timeout(PROBE_TIMEOUT, round_trip).await.unwrap_or_else(|_| {
+                Err(StorageError::Unavailable { reason: format!("no answer within {} s", PROBE_TIMEOUT.as_secs()), retryable: true })
+            });
             out.push((name.clone(), result));
         }
         out

@@ -38,7 +38,9 @@ pub async fn require_key(State(state): State<AppState>, request: Request, next: 
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+        .map(|v| v.as_bytes())
+        // The scheme is case-insensitive (RFC 9110).
+        .and_then(|v| v.get(..7).filter(|s| s.eq_ignore_ascii_case(b"bearer ")).map(|_| &v[7..]));
     match presented {
         Some(key) if state.keys.allows(key) => next.run(request).await,
         _ => {

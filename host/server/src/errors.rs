@@ -42,7 +42,15 @@ impl From<StorageError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let retryable = self.status == StatusCode::SERVICE_UNAVAILABLE;
-        let mut response = (self.status, Json(serde_json::json!({ "error": self.kind, "message": self.message }))).into_response();
+        // The host's own failures are logged in full (in the request's span, with its id) and
+        // told to the client without engine or backend detail.
+        let message = if self.status.is_server_error() && !retryable {
+            tracing::error!(kind = self.kind, detail = %self.message, "request failed");
+            "the host failed; its log has the detail under this request's x-request-id".to_string()
+        } else {
+            self.message
+        };
+        let mut response = (self.status, Json(serde_json::json!({ "error": self.kind, "message": message }))).into_response();
         if retryable {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }

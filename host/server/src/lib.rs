@@ -98,6 +98,10 @@ pub enum ServeError {
     Accept(std::io::Error),
 }
 
+/// How long a request body may stall before the request is given up (a stalled upload would
+/// otherwise hold a driver instance for ever).
+pub(crate) const BODY_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// How long a client has to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 

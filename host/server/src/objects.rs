@@ -35,7 +35,7 @@ pub fn info_json(info: &ObjectInfo) -> serde_json::Value {
     })
 }
 
-fn text_header<'a>(headers: &'a HeaderMap, name: impl axum::http::header::AsHeaderName) -> Result<Option<&'a str>, ApiError> {
+fn text_header(headers: &HeaderMap, name: impl axum::http::header::AsHeaderName) -> Result<Option<&str>, ApiError> {
     headers
         .get(name)
         .map(|v| v.to_str().map_err(|_| ApiError::bad_request("a header value is not visible ASCII")))
@@ -81,10 +81,12 @@ pub async fn put(
     let req = request_of(&headers);
     let mut upload = state.storage.writer(&addr, &req, &options).await?;
     let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let written = match chunk {
-            Ok(bytes) => upload.write(bytes).await,
-            Err(e) => Err(StorageError::Io(format!("the request body broke off: {e}"))),
+    loop {
+        let written = match tokio::time::timeout(crate::BODY_IDLE, stream.next()).await {
+            Ok(None) => break,
+            Ok(Some(Ok(bytes))) => upload.write(bytes).await,
+            Ok(Some(Err(e))) => Err(StorageError::Io(format!("the request body broke off: {e}"))),
+            Err(_) => Err(StorageError::Io(format!("the request body stalled for {} s", crate::BODY_IDLE.as_secs()))),
         };
         if let Err(e) = written {
             // Nothing is stored; the abort's own failure adds nothing for the client.
@@ -136,10 +138,9 @@ fn parse_range(value: &str, size: impl FnOnce() -> Option<u64>) -> Result<Option
         (from, "") => ByteRange { offset: from.parse().map_err(|_| bad())?, length: None },
         (from, to) => {
             let (from, to): (u64, u64) = (from.parse().map_err(|_| bad())?, to.parse().map_err(|_| bad())?);
-            if to < from {
-                return Err(bad());
-            }
-            ByteRange { offset: from, length: Some(to - from + 1) }
+            // `to` may lie past the end (the driver stops there); `to - from + 1` may not overflow.
+            let length = to.checked_sub(from).and_then(|d| d.checked_add(1)).ok_or_else(bad)?;
+            ByteRange { offset: from, length: Some(length) }
         }
     };
     Ok(Some(range))
@@ -164,14 +165,22 @@ pub async fn get(
     let reader = state.storage.reader(&addr, &req, range).await?;
     let info = reader.info().clone();
     let length = reader.remaining();
+    if range.is_some() && length == 0 {
+        // Nothing of the object lies in the range (at its end, or an empty object).
+        let mut response = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes */{}", info.size)) {
+            response.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
+        return Ok(response);
+    }
     let sent = Sent { metrics: state.metrics.clone(), name: crate::metrics::label_name(&state, &addr.name) };
     let mut response = Response::new(Body::from_stream(body_stream(reader, sent)));
     info_headers(&info, response.headers_mut());
     response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     if let Some(r) = range {
         *response.status_mut() = StatusCode::PARTIAL_CONTENT;
-        // An empty range at the end has no last byte to name.
-        let last = (r.offset + length).saturating_sub(1);
+        let last = r.offset + length - 1; // length > 0, and offset + length <= size
+
         let value = format!("bytes {}-{last}/{}", r.offset, info.size);
         if let Ok(v) = HeaderValue::from_str(&value) {
             response.headers_mut().insert(header::CONTENT_RANGE, v);
@@ -242,6 +251,7 @@ mod tests {
         assert_eq!(r("bytes=-3", Some(10)), Ok(Some(ByteRange { offset: 7, length: Some(3) })));
         assert_eq!(r("bytes=-30", Some(10)), Ok(Some(ByteRange { offset: 0, length: Some(10) })));
         assert!(r("bytes=9-5", None).is_err());
+        assert_eq!(r("bytes=0-18446744073709551615", None), Err(()), "the length overflows");
         assert!(r("bytes=0-1,5-6", None).is_err());
         assert!(r("items=0-1", None).is_err());
         assert!(r("bytes=x-1", None).is_err());

@@ -29,11 +29,10 @@ pub async fn with_request_id(mut request: HttpRequest, next: Next) -> Response {
         }
     }
     let id = request.headers().get(&REQUEST_ID).cloned();
-    let span = tracing::info_span!("request", id = id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-"));
-    let _entered = span.enter();
-    tracing::debug!(method = %request.method(), path = %request.uri().path(), "request");
-    drop(_entered);
-    let mut response = next.run(request).await;
+    // Everything the request logs, down to the runtime, carries its id. (Never the path: it
+    // may name a patient.)
+    let span = tracing::info_span!("request", id = id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-"), method = %request.method());
+    let mut response = tracing::Instrument::instrument(next.run(request), span).await;
     if let Some(id) = id {
         response.headers_mut().insert(REQUEST_ID, id);
     }

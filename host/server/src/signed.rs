@@ -74,7 +74,12 @@ pub async fn get(
         headers.remove(name);
     }
     headers.insert("x-stowage-actor", axum::http::HeaderValue::from_static("signed-url"));
-    crate::objects::get(State(state), Path((name, path)), headers).await.into_response()
+    let mut response = crate::objects::get(State(state), Path((name, path)), headers).await.into_response();
+    // A link opened in a browser downloads; the stored type is never sniffed into a page.
+    let h = response.headers_mut();
+    h.insert(axum::http::header::X_CONTENT_TYPE_OPTIONS, axum::http::HeaderValue::from_static("nosniff"));
+    h.insert(axum::http::header::CONTENT_DISPOSITION, axum::http::HeaderValue::from_static("attachment"));
+    response
 }
 
 #[cfg(test)]

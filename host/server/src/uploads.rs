@@ -17,6 +17,7 @@
 //! [`IDLE_LIMIT`] is discarded.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -43,32 +44,50 @@ const OFFSET: HeaderName = HeaderName::from_static("upload-offset");
 /// One upload in progress.
 struct Session {
     upload: Option<Upload>,
-    offset: u64,
+    /// Bytes the driver has taken (readable without the lock, for `HEAD`).
+    offset: Arc<AtomicU64>,
     expected_sha256: Option<String>,
     last_used: Instant,
+    /// The storage name, for metrics.
+    name: String,
 }
+
+/// A session: its offset outside the lock, the rest inside.
+type Entry = (Arc<AtomicU64>, Arc<tokio::sync::Mutex<Session>>);
 
 /// The open sessions.
 #[derive(Default)]
 pub struct Sessions {
-    map: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Session>>>>,
+    map: Mutex<HashMap<String, Entry>>,
+    /// Sessions open or being opened (reserved before the driver is asked, so concurrent
+    /// opens cannot pass [`MAX_SESSIONS`]).
+    reserved: AtomicUsize,
 }
 
 impl Sessions {
-    fn get(&self, id: &str) -> Option<Arc<tokio::sync::Mutex<Session>>> {
+    fn get(&self, id: &str) -> Option<Entry> {
         self.map.lock().ok()?.get(id).cloned()
     }
 
     fn remove(&self, id: &str) {
-        if let Ok(mut map) = self.map.lock() {
-            map.remove(id);
+        let removed = self.map.lock().map(|mut map| map.remove(id).is_some()).unwrap_or(false);
+        if removed {
+            self.release();
         }
+    }
+
+    fn reserve(&self) -> bool {
+        self.reserved.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < MAX_SESSIONS).then_some(n + 1)).is_ok()
+    }
+
+    fn release(&self) {
+        let _ = self.reserved.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
     }
 
     /// Discards sessions idle for longer than `limit` (their writes are aborted).
     pub async fn reap(&self, limit: Duration) {
         let sessions: Vec<(String, Arc<tokio::sync::Mutex<Session>>)> =
-            self.map.lock().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
+            self.map.lock().map(|m| m.iter().map(|(k, (_, s))| (k.clone(), s.clone())).collect()).unwrap_or_default();
         for (id, session) in sessions {
             // A session in use is not idle.
             let Ok(mut s) = session.try_lock() else { continue };
@@ -108,15 +127,28 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let options = write_options(&headers)?;
     let expected = expected_sha256(&headers)?;
-    let full = state.uploads.map.lock().map(|m| m.len() >= MAX_SESSIONS).unwrap_or(true);
-    if full {
+    let id = new_id()?;
+    if !state.uploads.reserve() {
         return Err(StorageError::Unavailable { reason: format!("{MAX_SESSIONS} uploads are open; try again later"), retryable: true }.into());
     }
-    let upload = state.storage.writer(&Address { name, path }, &request_of(&headers), &options).await?;
-    let id = new_id()?;
-    let session = Session { upload: Some(upload), offset: 0, expected_sha256: expected, last_used: Instant::now() };
-    if let Ok(mut map) = state.uploads.map.lock() {
-        map.insert(id.clone(), Arc::new(tokio::sync::Mutex::new(session)));
+    let label = crate::metrics::label_name(&state, &name);
+    let upload = match state.storage.writer(&Address { name, path }, &request_of(&headers), &options).await {
+        Ok(upload) => upload,
+        Err(e) => {
+            state.uploads.release();
+            return Err(e.into());
+        }
+    };
+    let offset = Arc::new(AtomicU64::new(0));
+    let session = Session { upload: Some(upload), offset: offset.clone(), expected_sha256: expected, last_used: Instant::now(), name: label };
+    match state.uploads.map.lock() {
+        Ok(mut map) => {
+            map.insert(id.clone(), (offset, Arc::new(tokio::sync::Mutex::new(session))));
+        }
+        Err(_) => {
+            state.uploads.release();
+            return Err(StorageError::Io("the upload table is unusable".into()).into());
+        }
     }
     let mut r = offset_response(StatusCode::CREATED, 0);
     if let Ok(location) = HeaderValue::from_str(&format!("/v1/upload-sessions/{id}")) {
@@ -125,11 +157,10 @@ pub async fn create(
     Ok(r)
 }
 
-/// The offset to continue from.
+/// The offset to continue from (without waiting for an append in progress).
 pub async fn offset(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let session = state.uploads.get(&id).ok_or_else(|| not_found(&id))?;
-    let s = session.lock().await;
-    Ok(offset_response(StatusCode::OK, s.offset))
+    let (offset, _) = state.uploads.get(&id).ok_or_else(|| not_found(&id))?;
+    Ok(offset_response(StatusCode::OK, offset.load(Ordering::Acquire)))
 }
 
 /// Appends the body at `upload-offset`.
@@ -139,44 +170,66 @@ pub async fn append(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let session = state.uploads.get(&id).ok_or_else(|| not_found(&id))?;
-    // One writer at a time: a second request waits for the first rather than interleaving.
-    let mut s = session.lock().await;
-    s.last_used = Instant::now();
+    let (offset, session) = state.uploads.get(&id).ok_or_else(|| not_found(&id))?;
     let claimed = headers
         .get(&OFFSET)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
         .ok_or_else(|| ApiError::bad_request("upload-offset: a byte offset is required"))?;
-    if claimed != s.offset {
-        return Ok(offset_response(StatusCode::CONFLICT, s.offset));
+    // One writer at a time: a second request waits for the first rather than interleaving.
+    let s = session.lock_owned().await;
+    if claimed != offset.load(Ordering::Acquire) {
+        return Ok(offset_response(StatusCode::CONFLICT, offset.load(Ordering::Acquire)));
     }
+    // The copy runs in a task of its own: if the client goes away, hyper drops this handler,
+    // but a driver write is never cut off halfway and the offset stays exact.
+    let uploads = state.uploads.clone();
+    let metrics = state.metrics.clone();
+    let copied = tokio::spawn(async move { copy_body(s, body, &uploads, &metrics, &id).await }).await;
+    match copied {
+        Ok(Ok(status)) => Ok(offset_response(status, offset.load(Ordering::Acquire))),
+        Ok(Err(e)) => Err(e.into()),
+        Err(e) => Err(StorageError::Io(format!("the upload task failed: {e}")).into()),
+    }
+}
+
+/// Appends `body` to the session; `204`, or `400` if the body broke off (what arrived is
+/// kept). A driver failure ends the session.
+async fn copy_body(
+    mut s: tokio::sync::OwnedMutexGuard<Session>,
+    body: Body,
+    uploads: &Sessions,
+    metrics: &crate::metrics::Metrics,
+    id: &str,
+) -> Result<StatusCode, StorageError> {
+    s.last_used = Instant::now();
     let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let Ok(bytes) = chunk else {
-            // The connection broke: what arrived is kept, and the client can ask the offset.
-            s.last_used = Instant::now();
-            return Ok(offset_response(StatusCode::BAD_REQUEST, s.offset));
+    let status = loop {
+        let chunk = match tokio::time::timeout(crate::BODY_IDLE, stream.next()).await {
+            Ok(Some(Ok(bytes))) => bytes,
+            Ok(None) => break StatusCode::NO_CONTENT,
+            // Broken off or stalled: keep what arrived; the client asks the offset.
+            Ok(Some(Err(_))) | Err(_) => break StatusCode::BAD_REQUEST,
         };
-        let n = bytes.len() as u64;
-        let Some(upload) = s.upload.as_mut() else { return Err(not_found(&id)) };
-        if let Err(e) = upload.write(bytes).await {
-            // The driver failed: this session cannot go on.
+        let n = chunk.len() as u64;
+        let Some(upload) = s.upload.as_mut() else { return Err(StorageError::NotFound(format!("upload session {id}"))) };
+        if let Err(e) = upload.write(chunk).await {
             if let Some(upload) = s.upload.take() {
                 let _ = upload.abort().await;
             }
-            state.uploads.remove(&id);
-            return Err(e.into());
+            uploads.remove(id);
+            return Err(e);
         }
-        s.offset += n;
-    }
+        s.offset.fetch_add(n, Ordering::AcqRel);
+        metrics.add_bytes(&s.name, n, false);
+    };
     s.last_used = Instant::now();
-    Ok(offset_response(StatusCode::NO_CONTENT, s.offset))
+    Ok(status)
 }
 
 /// Commits the object.
 pub async fn complete(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let session = state.uploads.get(&id).ok_or_else(|| not_found(&id))?;
+    let (_, session) = state.uploads.get(&id).ok_or_else(|| not_found(&id))?;
     let mut s = session.lock().await;
     let upload = s.upload.take().ok_or_else(|| not_found(&id))?;
     state.uploads.remove(&id);
@@ -186,7 +239,7 @@ pub async fn complete(State(state): State<AppState>, Path(id): Path<String>) -> 
 
 /// Discards the upload.
 pub async fn discard(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
-    let session = state.uploads.get(&id).ok_or_else(|| not_found(&id))?;
+    let (_, session) = state.uploads.get(&id).ok_or_else(|| not_found(&id))?;
     let mut s = session.lock().await;
     state.uploads.remove(&id);
     if let Some(upload) = s.upload.take() {

@@ -101,7 +101,10 @@ impl ObjectWriter {
         if let Some(expected) = expected_sha256
             && !expected.eq_ignore_ascii_case(&digest.sha256)
         {
-            abort_checked(lease, self.sink.take(), self.writer).await?;
+            // The mismatch is the answer; a failed abort only adds a log line.
+            if let Err(e) = abort_checked(lease, self.sink.take(), self.writer).await {
+                tracing::warn!(kind = e.kind(), "discarding a write whose sha256 did not match failed");
+            }
             return Err(StorageError::DigestMismatch { expected: expected.to_string(), actual: digest.sha256 });
         }
         if let Err(e) = close_sink(&mut lease, self.sink.take()).await {
