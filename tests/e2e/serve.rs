@@ -18,8 +18,14 @@ struct Server {
 
 impl Server {
     fn start(dir: &Path) -> Server {
+        Self::start_with_env(dir, &[])
+    }
+
+    /// Starts it with extra environment variables (secrets the config refers to).
+    fn start_with_env(dir: &Path, env: &[(&str, &str)]) -> Server {
         let mut child = stowage()
             .current_dir(dir)
+            .envs(env.iter().copied())
             .args(["serve", "--listen", "127.0.0.1:0"])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -192,16 +198,7 @@ fn tls_with_a_test_ca_and_plain_http_refused() {
     let d = dir.path();
     test_ca(d);
     config(d, &format!("api_keys = [{{ env = \"TEST_API_KEY\" }}]\ntls = {{ cert = \"server.pem\", key = \"server.key\" }}\n"));
-    let mut child = stowage()
-        .current_dir(d)
-        .env("TEST_API_KEY", KEY)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let server = Server { url: line.trim().strip_prefix("stowage: serving on ").unwrap().to_string(), child };
+    let server = Server::start_with_env(d, &[("TEST_API_KEY", KEY)]);
     assert!(server.url.starts_with("https://127.0.0.1:"), "{}", server.url);
     let ca = d.join("ca.pem");
     let ca = ca.to_str().unwrap();
@@ -249,16 +246,7 @@ fn signed_urls_serve_until_they_expire_and_refuse_tampering() {
     std::fs::write(d.join("f.csv"), "id,age\n1,42\n").unwrap();
     assert!(run_in(d, &["put", "default:a b/f.csv", "f.csv"]).status.success());
     let secret = "url-secret-0123456789abcdef0123456789";
-    let mut child = stowage()
-        .current_dir(d)
-        .env("TEST_URL_SECRET", secret)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let server = Server { url: line.trim().strip_prefix("stowage: serving on ").unwrap().to_string(), child };
+    let server = Server::start_with_env(d, &[("TEST_URL_SECRET", secret)]);
     let url_for = |addr: &str, expires: &str| {
         let o = stowage().current_dir(d).env("TEST_URL_SECRET", secret).args(["url", addr, "--expires", expires]).output().unwrap();
         assert!(o.status.success(), "{}", stderr(&o));
