@@ -333,3 +333,34 @@ fn a_resumable_upload_survives_a_dropped_connection_and_commits_once_complete() 
     let (status, _) = status_and_body(&curl(d, &["-I", "-H", &auth, "-w", "\n%{http_code}", &session]));
     assert!(status.ends_with("404"), "{status}");
 }
+
+/// A process's peak resident memory (VmHWM), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib << 10
+}
+
+#[test]
+fn one_gib_goes_through_the_api_with_bounded_server_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    config(d, &format!("dev_mode = true\napi_keys = [\"{KEY}\"]\n"));
+    let want = stowage_tests::write_big_file(&d.join("big.bin"), 1024);
+    let server = Server::start(d);
+    let auth = format!("Authorization: Bearer {KEY}");
+    let obj = format!("{}/v1/objects/default/big.bin", server.url);
+    let (status, body) = status_and_body(&curl(d, &["-X", "PUT", "-H", &auth, "-H", &format!("x-stowage-sha256: {want}"), "-T", "big.bin", "-w", "\n%{http_code}", &obj]));
+    assert_eq!(status, "200", "{body}");
+    std::fs::remove_file(d.join("big.bin")).unwrap();
+    let (status, _) = status_and_body(&curl(d, &["-H", &auth, "-o", "back.bin", "-w", "\n%{http_code}", &obj]));
+    assert_eq!(status, "200");
+    assert_eq!(stowage_tests::sha256_file(&d.join("back.bin")), want, "bytes read back differ");
+    let peak = peak_rss(server.child.id());
+    println!("stowage serve peak RSS over a 1 GiB upload and download: {} MiB", peak >> 20);
+    assert!(peak < 150 << 20, "the server peaked at {} MiB", peak >> 20);
+}
