@@ -16,7 +16,8 @@
 use std::sync::Arc;
 
 use crate::error::StorageError;
-use crate::storage::{Address, Request, Storage};
+use crate::request::{Address, Request};
+use crate::storage::Storage;
 
 /// A scratch object deleted (through the policy pipeline, so the deletion is recorded) when
 /// the guard is removed or dropped, whatever the path out of the scope.

@@ -83,7 +83,7 @@ async fn prepare_and_run(args: &Args, table: Option<&Path>) -> anyhow::Result<Re
             let disk = Disk::from_component(&engine, "under-test", &loaded.component, grants, limits)?
                 .with_driver_name(&name);
             // A fresh scope per run: a granted directory or bucket may hold earlier runs' data.
-            let scope = format!("stowage-conformance-{}", unique());
+            let scope = format!("stowage-conformance-{}", stowage_runtime::Request::new().request_id);
             stowage_conformance::run(&disk, &scope).await
         }
         World::Policy => {
@@ -112,12 +112,6 @@ fn read_table(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
         );
     }
     flatten(&table, &path.display().to_string()).map_err(anyhow::Error::msg)
-}
-
-/// A string unique to this run.
-fn unique() -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    format!("{nanos:x}-{:x}", std::process::id())
 }
 
 fn print(args: &Args, world: World, sha256: &str, report: &Report) -> anyhow::Result<()> {

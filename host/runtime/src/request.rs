@@ -1,0 +1,81 @@
+//! What is asked: a `NAME:path` address and who is asking (actor, request id, metadata).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::StorageError;
+use crate::types::Metadata;
+
+/// A parsed `NAME:path` address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Address {
+    /// A storage class or a disk name.
+    pub name: String,
+    /// The object path (or listing prefix), possibly empty.
+    pub path: String,
+}
+
+impl Address {
+    /// Parses `NAME:path`, e.g. `scratch:audit_123/data.csv`.
+    pub fn parse(s: &str) -> Result<Address, StorageError> {
+        match s.split_once(':') {
+            Some((name, path)) if !name.is_empty() => Ok(Address {
+                name: name.to_string(),
+                path: path.to_string(),
+            }),
+            _ => Err(StorageError::BadAddress(s.to_string())),
+        }
+    }
+}
+
+/// Who is asking, for one request.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The person or service asking.
+    pub actor: Option<String>,
+    /// Unique id, carried into logs (and, later, the ledger).
+    pub request_id: String,
+    /// Request metadata (e.g. `cohort`).
+    pub metadata: Metadata,
+}
+
+impl Request {
+    /// A request with a fresh id and no actor.
+    pub fn new() -> Request {
+        Request {
+            actor: None,
+            request_id: new_request_id(),
+            metadata: Vec::new(),
+        }
+    }
+}
+
+impl Default for Request {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn new_request_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{:x}-{:x}-{n:x}", nanos, std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_split_at_the_first_colon() {
+        assert_eq!(
+            Address::parse("scratch:audit_123/a:b.csv").unwrap(),
+            Address { name: "scratch".into(), path: "audit_123/a:b.csv".into() }
+        );
+        assert_eq!(Address::parse("default:").unwrap().path, "");
+        assert!(matches!(Address::parse("nocolon"), Err(StorageError::BadAddress(_))));
+        assert!(matches!(Address::parse(":x"), Err(StorageError::BadAddress(_))));
+    }
+}
