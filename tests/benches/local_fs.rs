@@ -13,7 +13,7 @@
 //!   `fs::metadata`) for context.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -28,11 +28,7 @@ const ROUNDS: usize = 3;
 
 fn main() {
     let mib: u64 = std::env::var("STOWAGE_BENCH_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024);
-    let base = std::env::var_os("STOWAGE_BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    std::fs::create_dir_all(&base).expect("bench dir");
-    let dir = tempfile::tempdir_in(&base).expect("bench temp dir");
+    let dir = stowage_tests::bench::work_dir();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let engine = PluginEngine::new().expect("engine");
     let wasm_root = dir.path().join("wasm");

@@ -5,7 +5,7 @@
 //! section; `STOWAGE_BENCH_OPS=N` sets the count of stats, for profiling; `STOWAGE_BENCH_DIR=/path`
 //! chooses the disk, default: the workspace's target dir).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,11 +16,7 @@ use stowage_tests::bench::{DEFAULT_SMALL_OPS, per_sec, section, small_op_count};
 const ROUNDS: usize = 3;
 
 fn main() {
-    let base = std::env::var_os("STOWAGE_BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    std::fs::create_dir_all(&base).expect("bench dir");
-    let dir = tempfile::tempdir_in(&base).expect("bench temp dir");
+    let dir = stowage_tests::bench::work_dir();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     println!("stowage policy pipeline and ledger benchmark in {}", dir.path().display());
     rt.block_on(async {

@@ -27,6 +27,16 @@ pub mod bench {
     pub fn per_sec(n: usize, d: Duration) -> f64 {
         n as f64 / d.as_secs_f64()
     }
+
+    /// A fresh directory for a bench's files, removed when dropped: under `STOWAGE_BENCH_DIR`,
+    /// else the workspace's target dir (a real disk, not a tmpfs).
+    pub fn work_dir() -> tempfile::TempDir {
+        let base = std::env::var_os("STOWAGE_BENCH_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+        std::fs::create_dir_all(&base).expect("bench dir");
+        tempfile::tempdir_in(&base).expect("bench temp dir")
+    }
 }
 
 use stowage_runtime::{Disk, Grants, Limits, PluginEngine, RequestContext, Role};
