@@ -12,6 +12,7 @@ const BUNDLED: &[(&str, &str)] = &[
     ("stowage-role-policy", "stowage_role_policy"),
     ("stowage-phi-tracking", "stowage_phi_tracking"),
     ("stowage-s3", "stowage_s3"),
+    ("stowage-remote", "stowage_remote"),
 ];
 
 fn main() {

@@ -13,6 +13,7 @@ mod serve;
 mod sandbox;
 mod signing;
 mod streaming;
+mod two_hosts;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -264,7 +264,7 @@ async fn the_driver_reaches_only_its_granted_endpoint() {
     // Granted a different origin than the one it is configured to call.
     let bytes = stowage_bundled::get("s3").unwrap();
     let grants = stowage_runtime::Grants {
-        endpoint: Some(stowage_runtime::http::Endpoint::parse("http://127.0.0.1:9").unwrap()),
+        outbound: Some(stowage_runtime::http::Outbound::to("http://127.0.0.1:9").unwrap()),
         config: driver_config(&server, &bucket, None),
         ..Default::default()
     };

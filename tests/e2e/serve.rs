@@ -8,25 +8,30 @@ use std::process::{Child, Command, Output, Stdio};
 
 use crate::{run_in, stderr, stdout, stowage};
 
-const KEY: &str = "test-key-0123456789abcdef0123456789abcdef";
+pub(crate) const KEY: &str = "test-key-0123456789abcdef0123456789abcdef";
 
 /// A running `stowage serve`, stopped on drop.
-struct Server {
-    child: Child,
-    url: String,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) url: String,
 }
 
 impl Server {
-    fn start(dir: &Path) -> Server {
+    pub(crate) fn start(dir: &Path) -> Server {
         Self::start_with_env(dir, &[])
     }
 
     /// Starts it with extra environment variables (secrets the config refers to).
-    fn start_with_env(dir: &Path, env: &[(&str, &str)]) -> Server {
+    pub(crate) fn start_with_env(dir: &Path, env: &[(&str, &str)]) -> Server {
+        Self::start_on(dir, env, "127.0.0.1:0")
+    }
+
+    /// Starts it listening on `listen`.
+    pub(crate) fn start_on(dir: &Path, env: &[(&str, &str)], listen: &str) -> Server {
         let mut child = stowage()
             .current_dir(dir)
             .envs(env.iter().copied())
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["serve", "--listen", listen])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -46,7 +51,7 @@ impl Drop for Server {
 }
 
 /// Runs curl with ARGS in `dir`; returns its output (`-w` puts the status on the last line).
-fn curl(dir: &Path, args: &[&str]) -> Output {
+pub(crate) fn curl(dir: &Path, args: &[&str]) -> Output {
     Command::new("curl")
         .current_dir(dir)
         .args(["-sS", "--max-time", "30"])
@@ -55,7 +60,7 @@ fn curl(dir: &Path, args: &[&str]) -> Output {
         .expect("curl is installed (.ci/run installs it)")
 }
 
-fn status_and_body(o: &Output) -> (String, String) {
+pub(crate) fn status_and_body(o: &Output) -> (String, String) {
     let out = stdout(o);
     if !o.status.success() {
         eprintln!("curl: {}", stderr(o));
@@ -175,7 +180,7 @@ fn the_http_api_works_with_curl_in_development_mode() {
 }
 
 /// A CA and a server certificate for 127.0.0.1, as PEM files in `dir`.
-fn test_ca(dir: &Path) {
+pub(crate) fn test_ca(dir: &Path) {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
     let ca_key = KeyPair::generate().unwrap();
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -335,7 +340,7 @@ fn a_resumable_upload_survives_a_dropped_connection_and_commits_once_complete() 
 }
 
 /// A process's peak resident memory (VmHWM), in bytes.
-fn peak_rss(pid: u32) -> u64 {
+pub(crate) fn peak_rss(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let kib: u64 = status
         .lines()

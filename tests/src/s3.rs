@@ -7,7 +7,7 @@ pub use {aws_sdk_s3, reqwest};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-use stowage_runtime::http::Endpoint;
+use stowage_runtime::http::Outbound;
 use stowage_runtime::{Disk, Grants, Limits, PluginEngine};
 
 /// Where the test S3 server listens, and its keys.
@@ -77,7 +77,7 @@ pub fn driver_config(server: &S3Server, bucket: &str, secret_key: Option<&str>) 
 pub fn s3_disk(engine: &PluginEngine, server: &S3Server, config: Vec<(String, String)>) -> Disk {
     let bytes = stowage_bundled::get("s3").expect("s3 is bundled");
     let grants = Grants {
-        endpoint: Some(Endpoint::parse(&server.endpoint).expect("test endpoint")),
+        outbound: Some(Outbound::to(&server.endpoint).expect("test endpoint")),
         config,
         ..Grants::default()
     };

@@ -23,8 +23,9 @@ pub struct Grants {
     pub config: Vec<(String, String)>,
     /// For policies: the ledger they may append to.
     pub ledger: Option<Arc<crate::ledger::Ledger>>,
-    /// For drivers: the one HTTP(S) origin they may send requests to.
-    pub endpoint: Option<crate::http::Endpoint>,
+    /// For drivers: the one HTTP(S) origin they may send requests to, with the credentials
+    /// the host adds and the connection pool the disk's instances share.
+    pub outbound: Option<Arc<crate::http::Outbound>>,
 }
 
 impl std::fmt::Debug for Grants {
@@ -35,7 +36,7 @@ impl std::fmt::Debug for Grants {
             .field("dir", &self.dir)
             .field("config_keys", &keys)
             .field("ledger", &self.ledger.is_some())
-            .field("endpoint", &self.endpoint)
+            .field("endpoint", &self.outbound.as_ref().map(|o| o.endpoint()))
             .finish()
     }
 }
@@ -113,7 +114,7 @@ impl PluginState {
                 })?;
         }
         Ok(PluginState {
-            http_hooks: EndpointGuard { plugin: name.clone(), endpoint: grants.endpoint.clone(), timeout: limits.call_timeout },
+            http_hooks: EndpointGuard { plugin: name.clone(), outbound: grants.outbound.clone(), timeout: limits.call_timeout },
             name,
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),

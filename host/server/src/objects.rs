@@ -17,6 +17,9 @@ use crate::AppState;
 const META_PREFIX: &str = "x-stowage-meta-";
 /// The content's sha256 (lowercase hex): checked before commit on PUT, given on GET/HEAD.
 const SHA256: &str = "x-stowage-sha256";
+/// When the object was last written, in milliseconds since the Unix epoch (exact, unlike
+/// `Last-Modified`).
+const MODIFIED: &str = "x-stowage-modified-ms";
 /// Bytes per chunk read from a driver for a response body.
 const READ_CHUNK: usize = 1 << 20;
 
@@ -112,6 +115,9 @@ fn info_headers(info: &ObjectInfo, headers: &mut HeaderMap) {
     }
     if let Some(etag) = &info.etag {
         set(header::ETAG, &format!("\"{}\"", etag.trim_matches('"')));
+    }
+    if let Some(ms) = info.modified {
+        set(HeaderName::from_static(MODIFIED), &ms.to_string());
     }
     for (k, v) in &info.metadata {
         if let Ok(name) = HeaderName::from_bytes(format!("{META_PREFIX}{k}").as_bytes()) {

@@ -10,7 +10,8 @@
 //!   offset; `409` with the real offset if N is not it. Bytes that arrived before a connection
 //!   broke are kept.
 //! - `HEAD /v1/upload-sessions/{id}`: `upload-offset`.
-//! - `POST /v1/upload-sessions/{id}/complete`: commits (after the sha256 check); the object's info.
+//! - `POST /v1/upload-sessions/{id}/complete` (optionally with `x-stowage-sha256`): commits
+//!   (after the sha256 check); the object's info.
 //! - `DELETE /v1/upload-sessions/{id}`: discards it.
 //!
 //! A session holds a driver instance, so there are at most [`MAX_SESSIONS`], and one idle for
@@ -227,13 +228,22 @@ async fn copy_body(
     Ok(status)
 }
 
-/// Commits the object.
-pub async fn complete(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+/// Commits the object. An `x-stowage-sha256` here is checked too (a client that streams
+/// learns the digest only at the end); it must agree with one given at the start.
+pub async fn complete(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let given = expected_sha256(&headers)?;
     let (_, session) = state.uploads.get(&id).ok_or_else(|| not_found(&id))?;
     let mut s = session.lock().await;
+    let expected = match (given, s.expected_sha256.take()) {
+        (Some(a), Some(b)) if a != b => {
+            s.expected_sha256 = Some(b);
+            return Err(ApiError::bad_request("x-stowage-sha256 differs from the one the upload was opened with"));
+        }
+        (a, b) => a.or(b),
+    };
     let upload = s.upload.take().ok_or_else(|| not_found(&id))?;
     state.uploads.remove(&id);
-    let info = upload.finish_verified(s.expected_sha256.as_deref()).await?;
+    let info = upload.finish_verified(expected.as_deref()).await?;
     Ok((StatusCode::OK, Json(info_json(&info))).into_response())
 }
 

@@ -25,12 +25,36 @@ pub struct Args {
     /// The one HTTP(S) origin a driver may reach (e.g. an S3 server).
     #[arg(long, value_name = "URL")]
     grant_endpoint: Option<String>,
+    /// The environment variable holding an API key the host adds to every request to the
+    /// endpoint (as `grant.api_key = { env = "NAME" }`).
+    #[arg(long, value_name = "NAME", requires = "grant_endpoint")]
+    grant_api_key_env: Option<String>,
+    /// A PEM file of extra certificate authorities to trust for the endpoint.
+    #[arg(long, value_name = "FILE", requires = "grant_endpoint")]
+    grant_ca_file: Option<PathBuf>,
+    /// Development only: allow the API key over a plain http:// endpoint (as `[server]
+    /// dev_mode = true` does in config).
+    #[arg(long)]
+    dev_mode: bool,
     /// Most linear memory the plugin may use, in MiB, as `limits.memory_mib` in config.
     #[arg(long, value_name = "MIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
     memory_mib: u64,
     /// Print one JSON object instead of lines.
     #[arg(long)]
     json: bool,
+}
+
+/// The way out to `url` the grant flags describe, as config's `grant` would make it.
+fn outbound(url: &str, api_key_env: Option<&str>, ca_file: Option<&Path>, dev_mode: bool) -> anyhow::Result<stowage_runtime::http::Outbound> {
+    let endpoint = stowage_runtime::http::Endpoint::parse(url).map_err(anyhow::Error::msg)?;
+    if api_key_env.is_some() && !endpoint.is_https() && !dev_mode {
+        anyhow::bail!("--grant-api-key-env: the key would travel over plain HTTP to {endpoint}; use an https:// endpoint (or --dev-mode, development only)");
+    }
+    let key = match api_key_env {
+        Some(var) => Some(std::env::var(var).map_err(|_| anyhow::anyhow!("--grant-api-key-env: environment variable `{var}` is not set"))?),
+        None => None,
+    };
+    stowage_runtime::http::Outbound::new(endpoint, key.as_deref(), ca_file).map_err(anyhow::Error::msg)
 }
 
 /// Some checks failed (exit code 1); the report has been printed.
@@ -73,13 +97,11 @@ async fn prepare_and_run(args: &Args, table: Option<&Path>) -> anyhow::Result<Re
         World::Driver => {
             let dir = args.grant_dir.clone().unwrap_or_else(|| scratch.path().join("grant"));
             std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-            let endpoint = args
-                .grant_endpoint
-                .as_deref()
-                .map(stowage_runtime::http::Endpoint::parse)
-                .transpose()
-                .map_err(anyhow::Error::msg)?;
-            let grants = Grants { dir: Some(dir), config, endpoint, ..Grants::default() };
+            let outbound = match &args.grant_endpoint {
+                Some(url) => Some(std::sync::Arc::new(outbound(url, args.grant_api_key_env.as_deref(), args.grant_ca_file.as_deref(), args.dev_mode)?)),
+                None => None,
+            };
+            let grants = Grants { dir: Some(dir), config, outbound, ..Grants::default() };
             let disk = Disk::from_component(&engine, "under-test", &loaded.component, grants, limits)?
                 .with_driver_name(&name);
             // A fresh scope per run: a granted directory or bucket may hold earlier runs' data.

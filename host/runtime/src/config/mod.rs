@@ -216,10 +216,30 @@ impl LoadedConfig {
                     problem(v.span(), format!("disks.{n}.limits.{field} = {} is out of range {min}..={max}", v.get_ref()));
                 }
             }
-            if let Some(endpoint) = &disk.grant.endpoint
-                && let Err(message) = crate::http::Endpoint::parse(endpoint.get_ref())
-            {
-                problem(endpoint.span(), format!("disks.{n}.grant.endpoint: {message}"));
+            let endpoint = disk.grant.endpoint.as_ref().map(|e| (e.span(), crate::http::Endpoint::parse(e.get_ref())));
+            if let Some((span, Err(message))) = &endpoint {
+                problem(span.clone(), format!("disks.{n}.grant.endpoint: {message}"));
+            }
+            if let Some(key) = &disk.grant.api_key {
+                match &endpoint {
+                    None => problem(key.span(), format!("disks.{n}.grant.api_key needs grant.endpoint: it is only sent there")),
+                    Some((_, Ok(e))) if !e.is_https() && !self.config.server.dev_mode => problem(key.span(), format!(
+                        "disks.{n}.grant.api_key would travel over plain HTTP to {e}: use an https:// endpoint (plain HTTP only with [server] dev_mode = true)"
+                    )),
+                    Some(_) => {}
+                }
+                if let Err(message) = plan::resolve_value(key.get_ref(), &format!("disks.{n}.grant.api_key")) {
+                    problem(key.span(), message);
+                }
+            }
+            if let Some(ca) = &disk.grant.ca_file {
+                if endpoint.is_none() {
+                    problem(ca.span(), format!("disks.{n}.grant.ca_file needs grant.endpoint: it only vouches for that endpoint"));
+                }
+                let path = self.base_dir.join(ca.get_ref());
+                if let Err(message) = crate::http::read_ca_file(&path) {
+                    problem(ca.span(), format!("disks.{n}.grant.ca_file: {message}"));
+                }
             }
             if let Err(message) = plan::flatten(&disk.config, &format!("disks.{n}.config")) {
                 problem(disk.plugin.span(), message);
@@ -442,6 +462,24 @@ mod tests {
         let e = parse(text).unwrap_err().to_string();
         assert!(e.starts_with("t.toml:7:"), "{e}");
         assert!(e.contains("overlap"), "{e}");
+    }
+
+    #[test]
+    fn api_keys_need_an_endpoint_and_https_outside_dev_mode() {
+        let disk = |grant: &str, server: &str| {
+            format!("role = \"web\"\n[disks.r]\nplugin = \"remote\"\ngrant = {{ {grant} }}\n[storage]\ndefault = \"r\"\n[server]\n{server}")
+        };
+        // An environment variable no one sets.
+        let key = "api_key = { env = \"STOWAGE_CONFIG_TEST_KEY_UNSET\" }";
+        let e = parse(&disk(key, "")).unwrap_err().to_string();
+        assert!(e.contains("grant.api_key needs grant.endpoint"), "{e}");
+        let e = parse(&disk(&format!("endpoint = \"http://10.0.0.2:8443\", {key}"), "")).unwrap_err().to_string();
+        assert!(e.contains("would travel over plain HTTP") && e.contains("not set"), "{e}");
+        let e = parse(&disk(&format!("endpoint = \"http://10.0.0.2:8443\", {key}"), "dev_mode = true")).unwrap_err().to_string();
+        assert!(!e.contains("plain HTTP") && e.contains("STOWAGE_CONFIG_TEST_KEY_UNSET` is not set"), "{e}");
+        let e = parse(&disk("endpoint = \"https://s.example.org\", ca_file = \"missing-ca.pem\"", "")).unwrap_err().to_string();
+        assert!(e.contains("grant.ca_file") && e.contains("missing-ca.pem"), "{e}");
+        assert!(parse(&disk("endpoint = \"https://s.example.org\", api_key = \"k\"", "")).is_ok());
     }
 
     #[test]

@@ -176,6 +176,13 @@ pub struct Grant {
     /// The one HTTP(S) origin the plugin may send requests to (`https://host:port`); the host
     /// refuses every other request.
     pub endpoint: Option<Spanned<String>>,
+    /// An API key the host adds to every request to `endpoint` (`Authorization: Bearer KEY`),
+    /// usually `{ env = "NAME" }`. The plugin never sees it. Never sent over plain HTTP
+    /// outside `[server] dev_mode`.
+    pub api_key: Option<Spanned<toml::Value>>,
+    /// A PEM file of extra certificate authorities to trust for `endpoint` (a private CA),
+    /// on top of the public web roots. Relative to the config file.
+    pub ca_file: Option<Spanned<PathBuf>>,
 }
 
 /// Per-instance limits; defaults in [`crate::engine::Limits`].

@@ -117,15 +117,25 @@ impl LoadedConfig {
                 let name = name.get_ref().clone();
                 let plugin = resolve_plugin(disk.plugin.get_ref(), &self.base_dir)
                     .map_err(|e| format!("disks.{name}.plugin: {e}"))?;
-                let endpoint = match &disk.grant.endpoint {
-                    Some(e) => Some(crate::http::Endpoint::parse(e.get_ref()).map_err(|e| format!("disks.{name}.grant.endpoint: {e}"))?),
+                let outbound = match &disk.grant.endpoint {
+                    Some(e) => {
+                        let endpoint = crate::http::Endpoint::parse(e.get_ref()).map_err(|e| format!("disks.{name}.grant.endpoint: {e}"))?;
+                        let api_key = match &disk.grant.api_key {
+                            Some(k) => Some(resolve_value(k.get_ref(), &format!("disks.{name}.grant.api_key"))?),
+                            None => None,
+                        };
+                        let ca_file = disk.grant.ca_file.as_ref().map(|c| self.base_dir.join(c.get_ref()));
+                        let outbound = crate::http::Outbound::new(endpoint, api_key.as_deref(), ca_file.as_deref())
+                            .map_err(|e| format!("disks.{name}.grant: {e}"))?;
+                        Some(std::sync::Arc::new(outbound))
+                    }
                     None => None,
                 };
                 let grants = Grants {
                     dir: disk.grant.dir.as_ref().map(|d| self.base_dir.join(d.get_ref())),
                     config: flatten(&disk.config, &format!("disks.{name}.config"))?,
                     ledger: None,
-                    endpoint,
+                    outbound,
                 };
                 Ok(PluginPlan { name, plugin, grants, limits: limits(&disk.limits), pins: pins(&disk.pin) })
             })

@@ -118,7 +118,7 @@ impl Policy {
         let mut linker = crate::state::plugin_linker(engine.engine()).map_err(world)?;
         wit_ledger::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s).map_err(world)?;
         let pre = PolicyPre::new(linker.instantiate_pre(component).map_err(world)?).map_err(world)?;
-        let grants = Grants { dir: None, endpoint: None, ..grants };
+        let grants = Grants { dir: None, outbound: None, ..grants };
         Ok(Policy {
             name: name.into(),
             pool: Arc::new(Pool::new(engine, name, pre, grants, limits)),

@@ -1,0 +1,122 @@
+//! The remote driver: a disk whose objects live on a *services* host, reached through that
+//! host's HTTP API (`stowage serve`) over wasi:http. A *web* host maps its storage classes to
+//! remote disks and so never keeps PHI on its own disks. The host lets the driver reach only
+//! the disk's granted endpoint and adds the API key on the way out; config keys: see
+//! `settings`.
+//!
+//! - Writes: streamed in segments over an upload session, resumed after a dropped connection
+//!   (`writer`); small objects are one PUT. The services host checks the sha256 the host
+//!   measured before anything becomes visible.
+//! - Reads: a GET whose body stream the host reads directly (`reader`).
+//! - Everything else: one request each, retried with backoff while the services host is
+//!   unreachable or busy.
+
+mod api;
+mod errors;
+mod http;
+mod reader;
+mod settings;
+mod writer;
+
+use stowage_plugin_sdk::check_path;
+use stowage_plugin_sdk::driver::exports::stowage::storage::store::{Guest, Reader, Writer};
+use stowage_plugin_sdk::driver::stowage::storage::types::{
+    ByteRange, Capabilities, Error, ListPage, ObjectInfo, RequestContext, WriteOptions,
+};
+use stowage_plugin_sdk::wasip2::http::types::Method;
+
+use crate::api::{Api, InfoJson, json};
+use crate::errors::Op;
+
+/// Largest listing page read (1000 items with metadata).
+const MAX_PAGE: usize = 16 << 20;
+
+struct RemoteDriver;
+
+#[derive(serde::Deserialize)]
+struct Page {
+    items: Vec<InfoJson>,
+    next_cursor: Option<String>,
+}
+
+impl Guest for RemoteDriver {
+    type Writer = writer::RemoteWriter;
+    type Reader = reader::RemoteReader;
+
+    fn get_capabilities() -> Capabilities {
+        // Signed URLs are the services host's to make; the web host serves its own.
+        Capabilities::RANGE_READS | Capabilities::CREATE_ONLY | Capabilities::USER_METADATA | Capabilities::LIST_PAGINATION
+    }
+
+    fn open_writer(ctx: RequestContext, path: String, options: WriteOptions) -> Result<Writer, Error> {
+        check_path(&path)?;
+        Ok(Writer::new(writer::RemoteWriter::new(Api::new(&ctx)?, path, options)?))
+    }
+
+    fn open_reader(ctx: RequestContext, path: String, range: Option<ByteRange>) -> Result<(Reader, ObjectInfo), Error> {
+        check_path(&path)?;
+        let api = Api::new(&ctx)?;
+        // HTTP cannot ask for zero bytes, and answers 416 for a range starting at the end:
+        // both read nothing, given the object's info.
+        let opened = match range {
+            Some(r) if r.length == Some(0) => None,
+            _ => reader::open(&api, &path, range)?,
+        };
+        let (reader, info) = match opened {
+            Some(opened) => opened,
+            None => {
+                let info = reader::head(&api, &path)?;
+                match range {
+                    Some(r) if r.offset <= info.size => (reader::RemoteReader::empty(&path), info),
+                    Some(r) => return Err(Error::InvalidRange(format!("{path}: offset {} is past its end ({} bytes)", r.offset, info.size))),
+                    None => return Err(Error::Io(format!("the services host refused to read `{path}` whole"))),
+                }
+            }
+        };
+        Ok((Reader::new(reader), info))
+    }
+
+    fn stat(ctx: RequestContext, path: String) -> Result<ObjectInfo, Error> {
+        check_path(&path)?;
+        reader::head(&Api::new(&ctx)?, &path)
+    }
+
+    fn exists(ctx: RequestContext, path: String) -> Result<bool, Error> {
+        match Self::stat(ctx, path) {
+            Ok(_) => Ok(true),
+            Err(Error::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn list(ctx: RequestContext, prefix: String, cursor: Option<String>, limit: u32) -> Result<ListPage, Error> {
+        let api = Api::new(&ctx)?;
+        let op = Op { what: "list", path: &prefix };
+        let response = api.call(op, Method::Get, &api.list(&prefix, cursor.as_deref(), limit.max(1)), &[], &[], &[200])?;
+        let page: Page = json(op, response, MAX_PAGE)?;
+        Ok(ListPage { items: page.items.into_iter().map(ObjectInfo::from).collect(), next_cursor: page.next_cursor })
+    }
+
+    fn delete(ctx: RequestContext, path: String) -> Result<(), Error> {
+        check_path(&path)?;
+        let api = Api::new(&ctx)?;
+        let op = Op { what: "delete", path: &path };
+        let mut tries = 0;
+        let deleted = api.retrying(|| {
+            tries += 1;
+            api.call_once(op, Method::Delete, &api.object(&path), &[], &[], &[204])
+        });
+        match deleted {
+            Ok(_) => Ok(()),
+            // An earlier attempt got through but its answer was lost.
+            Err(Error::NotFound(_)) if tries > 1 => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn url(_ctx: RequestContext, _path: String, _expires_in_secs: u64) -> Result<String, Error> {
+        Err(Error::Unsupported("url: a remote disk's objects are served by signed URLs of the host itself (`stowage url`)".into()))
+    }
+}
+
+stowage_plugin_sdk::driver::export_driver!(RemoteDriver with_types_in stowage_plugin_sdk::driver);

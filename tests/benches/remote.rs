@@ -1,0 +1,247 @@
+//! Web → services: the remote driver component against the same services API driven by curl,
+//! and against the seed's protocol (the whole file as base64 in one JSON request, as the
+//! original remote driver did), reimplemented here as a baseline. In one run, on loopback,
+//! plain HTTP (dev mode) so that TLS cost does not hide the protocol's. Prints ratios; asserts
+//! nothing.
+//!
+//! `cargo bench -p stowage-tests --bench remote` (1 GiB; `STOWAGE_BENCH_MIB=256` for a quick
+//! run; `STOWAGE_BENCH_ONLY=streaming|small` for one section).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use stowage_runtime::config::{ConfigSource, LoadedConfig};
+use stowage_runtime::http::{Endpoint, Outbound};
+use stowage_runtime::{Disk, Grants, Limits, PluginEngine, Storage, WriteOptions};
+use stowage_tests::bench::{per_sec, section, work_dir};
+use stowage_tests::ctx;
+
+const KEY: &str = "bench-key-0123456789abcdef0123456789abcdef";
+const CHUNK: usize = 1 << 20;
+const CLIENTS: usize = 16;
+const ROUND_TRIPS: usize = 2000;
+
+fn main() {
+    let mib: usize = std::env::var("STOWAGE_BENCH_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let dir = work_dir();
+        let services = start_services(dir.path()).await;
+        let url = format!("http://{services}");
+        let engine = PluginEngine::new().expect("engine");
+        let outbound = Outbound::new(Endpoint::parse(&url).expect("endpoint"), Some(KEY), None).expect("outbound");
+        let grants = Grants {
+            config: vec![("endpoint".into(), url.clone()), ("name".into(), "default".into())],
+            outbound: Some(Arc::new(outbound)),
+            ..Grants::default()
+        };
+        let limits = Limits { max_instances: 32, ..Limits::default() };
+        let disk = Disk::load(&engine, "remote", stowage_bundled::get("remote").expect("bundled"), grants, limits).expect("remote driver");
+        println!("web → services on loopback ({url}, plain HTTP), {mib} MiB objects");
+        if section("streaming") {
+            streaming(&disk, &url, dir.path(), mib).await;
+        }
+        if section("small") {
+            small(&disk, &url).await;
+        }
+    });
+}
+
+/// A services host in this process: one local-fs disk, no policies, dev mode.
+async fn start_services(dir: &Path) -> SocketAddr {
+    let text = format!(
+        "role = \"services\"\n[disks.local]\nplugin = \"local-fs\"\ngrant = {{ dir = \"services-data\" }}\n[storage]\ndefault = \"local\"\n\
+         [ledger]\npath = \"ledger.sqlite\"\n[server]\ndev_mode = true\napi_keys = [\"{KEY}\"]\n"
+    );
+    let loaded = LoadedConfig::parse(&text, ConfigSource::Embedded, dir.to_path_buf()).expect("config");
+    let settings = stowage_server::Settings::resolve(&loaded.config.server, dir, Some("127.0.0.1:0")).expect("settings");
+    let storage = Arc::new(Storage::open(&loaded).await.expect("storage"));
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let _ = stowage_server::serve(storage, settings, move |addr, _| {
+            let _ = tx.send(addr);
+        })
+        .await;
+    });
+    rx.await.expect("services host listening")
+}
+
+fn mib_s(bytes: usize, d: Duration) -> f64 {
+    bytes as f64 / (1 << 20) as f64 / d.as_secs_f64()
+}
+
+/// One chunk of varied bytes.
+fn chunk() -> Bytes {
+    Bytes::from((0..CHUNK).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect::<Vec<u8>>())
+}
+
+async fn streaming(disk: &Disk, url: &str, dir: &Path, mib: usize) {
+    let chunk = chunk();
+    let bytes = mib * CHUNK;
+
+    // The remote driver: 1 MiB chunks from memory, as a web host gets them from its client.
+    let start = Instant::now();
+    let mut w = disk.writer(&ctx(disk), "bench/remote.bin", &WriteOptions::default()).await.expect("writer");
+    for _ in 0..mib {
+        w.write(chunk.clone()).await.expect("write");
+    }
+    w.finish().await.expect("finish");
+    let remote_up = start.elapsed();
+    let start = Instant::now();
+    let mut r = disk.reader(&ctx(disk), "bench/remote.bin", None).await.expect("reader");
+    let mut got = 0;
+    while let Some(c) = r.next_chunk(CHUNK).await.expect("read") {
+        got += c.len();
+    }
+    assert_eq!(got, bytes);
+    let remote_down = start.elapsed();
+
+    // curl against the same API, from and to a file (page cache).
+    let file = dir.join("curl.bin");
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&file).expect("file"));
+        for _ in 0..mib {
+            f.write_all(&chunk).expect("write");
+        }
+    }
+    let auth = format!("Authorization: Bearer {KEY}");
+    let obj = format!("{url}/v1/objects/default/bench/curl.bin");
+    let curl = |args: &[&str]| {
+        let start = Instant::now();
+        let o = std::process::Command::new("curl").args(["-sS", "-f", "-H", &auth]).args(args).output().expect("curl");
+        assert!(o.status.success(), "curl: {}", String::from_utf8_lossy(&o.stderr));
+        start.elapsed()
+    };
+    let curl_up = curl(&["-T", file.to_str().expect("utf-8 path"), "-o", "/dev/null", &obj]);
+    let curl_down = curl(&["-o", "/dev/null", &obj]);
+    let _ = std::fs::remove_file(&file);
+
+    // The seed's protocol: the whole file as base64 in one JSON body, each way.
+    let seed = start_seed(dir.join("seed-data")).await;
+    let client = reqwest::Client::new();
+    let whole: Vec<u8> = chunk.iter().copied().cycle().take(bytes).collect();
+    let start = Instant::now();
+    let body = serde_json::to_vec(&serde_json::json!({ "path": "seed.bin", "content": base64::engine::general_purpose::STANDARD.encode(&whole) })).expect("json");
+    drop(whole);
+    let r = client.post(format!("http://{seed}/store")).body(body).send().await.expect("seed store");
+    assert!(r.status().is_success());
+    let seed_up = start.elapsed();
+    let start = Instant::now();
+    let r = client.get(format!("http://{seed}/fetch?path=seed.bin")).send().await.expect("seed fetch");
+    let text = r.bytes().await.expect("seed body");
+    let v: serde_json::Value = serde_json::from_slice(&text).expect("seed json");
+    let back = base64::engine::general_purpose::STANDARD.decode(v["content"].as_str().expect("content")).expect("base64");
+    assert_eq!(back.len(), bytes);
+    let seed_down = start.elapsed();
+
+    println!("\n1 GiB-class streaming ({mib} MiB), MiB/s:");
+    println!("{:<10} {:>10} {:>10} {:>14} {:>14}", "", "remote", "curl", "remote/curl", "remote/seed");
+    for (what, remote, curl, seed) in [("upload", remote_up, curl_up, seed_up), ("download", remote_down, curl_down, seed_down)] {
+        println!(
+            "{what:<10} {:>10.0} {:>10.0} {:>13.2}x {:>13.1}x   (seed protocol {:.0} MiB/s)",
+            mib_s(bytes, remote),
+            mib_s(bytes, curl),
+            curl.as_secs_f64() / remote.as_secs_f64(),
+            seed.as_secs_f64() / remote.as_secs_f64(),
+            mib_s(bytes, seed)
+        );
+    }
+}
+
+/// The seed's remote protocol, as a server: `POST /store` with `{"path", "content": base64}`,
+/// `GET /fetch?path=` answering `{"content": base64}`; whole files in memory both ways.
+async fn start_seed(root: std::path::PathBuf) -> SocketAddr {
+    use axum::extract::{Query, State};
+    use axum::routing::{get, post};
+    std::fs::create_dir_all(&root).expect("seed dir");
+    async fn store(State(root): State<Arc<std::path::PathBuf>>, body: Bytes) -> axum::http::StatusCode {
+        let v: serde_json::Value = match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(_) => return axum::http::StatusCode::BAD_REQUEST,
+        };
+        let (Some(path), Some(content)) = (v["path"].as_str(), v["content"].as_str()) else { return axum::http::StatusCode::BAD_REQUEST };
+        let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(content) else { return axum::http::StatusCode::BAD_REQUEST };
+        match tokio::fs::write(root.join(path), bytes).await {
+            Ok(()) => axum::http::StatusCode::OK,
+            Err(_) => axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+    async fn fetch(State(root): State<Arc<std::path::PathBuf>>, Query(q): Query<std::collections::HashMap<String, String>>) -> Vec<u8> {
+        let bytes = tokio::fs::read(root.join(q.get("path").map_or("", String::as_str))).await.unwrap_or_default();
+        serde_json::to_vec(&serde_json::json!({ "content": base64::engine::general_purpose::STANDARD.encode(bytes) })).unwrap_or_default()
+    }
+    let app = axum::Router::new()
+        .route("/store", post(store))
+        .route("/fetch", get(fetch))
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(Arc::new(root));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}
+
+/// 4 KiB put + get round trips from 16 concurrent clients: through the remote driver, and
+/// straight to the services API with a pooled native HTTP client.
+async fn small(disk: &Disk, url: &str) {
+    let body = Bytes::from(vec![7u8; 4096]);
+    let per_client = ROUND_TRIPS / CLIENTS;
+
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let (disk, body) = (disk.clone(), body.clone());
+            tokio::spawn(async move {
+                for i in 0..per_client {
+                    let path = format!("small/r{c}-{i}");
+                    let mut w = disk.writer(&ctx(&disk), &path, &WriteOptions::default()).await.expect("writer");
+                    w.write(body.clone()).await.expect("write");
+                    w.finish().await.expect("finish");
+                    let mut r = disk.reader(&ctx(&disk), &path, None).await.expect("reader");
+                    while r.next_chunk(CHUNK).await.expect("read").is_some() {}
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("client");
+    }
+    let remote = start.elapsed();
+
+    let client = reqwest::Client::new();
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let (client, body, url) = (client.clone(), body.clone(), url.to_string());
+            tokio::spawn(async move {
+                for i in 0..per_client {
+                    let obj = format!("{url}/v1/objects/default/small/n{c}-{i}");
+                    let r = client.put(&obj).bearer_auth(KEY).body(body.clone()).send().await.expect("put");
+                    assert!(r.status().is_success());
+                    let _ = r.bytes().await;
+                    let r = client.get(&obj).bearer_auth(KEY).send().await.expect("get");
+                    assert_eq!(r.bytes().await.expect("body").len(), 4096);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("client");
+    }
+    let native = start.elapsed();
+    let n = per_client * CLIENTS;
+    println!("\n4 KiB put+get round trips, {CLIENTS} concurrent clients ({n} round trips):");
+    println!(
+        "remote driver {:.0}/s, native HTTP client {:.0}/s: {:.2}x",
+        per_sec(n, remote),
+        per_sec(n, native),
+        native.as_secs_f64() / remote.as_secs_f64()
+    );
+}

@@ -1,0 +1,406 @@
+//! Two hosts: a *web* host whose storage is the bundled `remote` driver, streaming to a
+//! *services* host (`stowage serve`) that holds the data. Two real `stowage` processes on
+//! 127.0.0.1, HTTPS with a test CA made here (plain HTTP in development mode where TLS is not
+//! the point), real files on the services host's disk.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::serve::{KEY, Server, curl, peak_rss, status_and_body, test_ca};
+use crate::{run_in, stderr, stdout, stowage};
+
+/// The services host's key, as the web host's environment holds it.
+const KEY_ENV: &str = "SERVICES_API_KEY";
+/// The web host's own key, for its clients.
+const WEB_KEY: &str = "web-key-0123456789abcdef0123456789abcdef";
+
+/// A services host's config: a local-fs disk for every class, the PHI ledger, and `server`.
+fn services_config(dir: &Path, server: &str) {
+    let text = format!(
+        "role = \"services\"\n[disks.local]\nplugin = \"local-fs\"\ngrant = {{ dir = \"data\" }}\n[storage]\ndefault = \"local\"\n\
+         [[policies]]\nplugin = \"role-policy\"\n[[policies]]\nplugin = \"phi-tracking\"\n[ledger]\npath = \"ledger.sqlite\"\n[server]\n{server}"
+    );
+    std::fs::write(dir.join("stowage.toml"), text).unwrap();
+}
+
+/// A web host's config: every class on one remote disk pointing at `url`; `grant_extra` and
+/// `config_extra` add to the disk's grant and config tables; `server` is its own `[server]`.
+fn web_config(dir: &Path, url: &str, grant_extra: &str, config_extra: &str, server: &str) {
+    let text = format!(
+        "role = \"web\"\n[disks.services]\nplugin = \"remote\"\ngrant = {{ endpoint = \"{url}\"{grant_extra} }}\n\
+         config = {{ endpoint = \"{url}\", name = \"default\", backoff_ms = 50{config_extra} }}\n\
+         [storage]\ndefault = \"services\"\nscratch = \"services\"\nsubmission = \"services\"\n\
+         [[policies]]\nplugin = \"role-policy\"\n[[policies]]\nplugin = \"phi-tracking\"\n[ledger]\npath = \"ledger.sqlite\"\n[server]\n{server}"
+    );
+    std::fs::write(dir.join("stowage.toml"), text).unwrap();
+}
+
+/// A services host over HTTPS with a fresh test CA (`ca.pem` in `dir`).
+fn tls_services(dir: &Path) -> Server {
+    test_ca(dir);
+    services_config(dir, &format!("api_keys = [{{ env = \"{KEY_ENV}\" }}]\ntls = {{ cert = \"server.pem\", key = \"server.key\" }}\n"));
+    Server::start_with_env(dir, &[(KEY_ENV, KEY)])
+}
+
+/// A free loopback port (free when this returns; good enough for a test).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn the_driver_conformance_suite_passes_from_a_web_host_to_a_services_host_over_tls() {
+    let services = tempfile::tempdir().unwrap();
+    let server = tls_services(services.path());
+    let web = tempfile::tempdir().unwrap();
+    let w = web.path();
+    std::fs::write(w.join("table.toml"), format!("endpoint = \"{}\"\nname = \"default\"\nbackoff_ms = 50\n", server.url)).unwrap();
+    let ca = services.path().join("ca.pem");
+    let o = stowage()
+        .current_dir(w)
+        .env(KEY_ENV, KEY)
+        .args(["plugin", "test", "remote", "--config", "table.toml", "--grant-endpoint", &server.url, "--grant-api-key-env", KEY_ENV])
+        .arg("--grant-ca-file")
+        .arg(&ca)
+        .output()
+        .unwrap();
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}\n{}", stderr(&o));
+    assert!(out.lines().filter(|l| l.starts_with("PASS ")).count() >= 20, "{out}");
+    assert!(!out.contains("FAIL "), "{out}");
+    // The suite's writes went through the services host's own pipeline: its ledger recorded
+    // them, under the suite's scope.
+    let entries = stowage_runtime::ledger::Ledger::open(&services.path().join("ledger.sqlite")).unwrap().entries().unwrap();
+    let created = entries.iter().filter(|e| e.record.action == "file_created" && e.record.path.starts_with("stowage-conformance-")).count();
+    assert!(created >= 10, "the services host recorded {created} writes of the suite");
+
+    // Without the test CA the services host's certificate is not trusted: a clear failure
+    // that names the fix, not a retry loop and not a silent downgrade.
+    let o = stowage()
+        .current_dir(w)
+        .env(KEY_ENV, KEY)
+        .args(["plugin", "test", "remote", "--config", "table.toml", "--grant-endpoint", &server.url, "--grant-api-key-env", KEY_ENV])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains("certificate is not trusted") && stdout(&o).contains("grant.ca_file"), "{}", stdout(&o));
+    assert!(!stdout(&o).contains("attempts"), "an untrusted certificate was retried: {}", stdout(&o));
+}
+
+#[test]
+fn wrong_or_missing_keys_are_refused_and_plain_http_needs_dev_mode() {
+    let services = tempfile::tempdir().unwrap();
+    let server = tls_services(services.path());
+    let web = tempfile::tempdir().unwrap();
+    let w = web.path();
+    std::fs::write(w.join("f.txt"), "hello").unwrap();
+    let ca = services.path().join("ca.pem");
+    let ca_grant = format!(", ca_file = \"{}\"", ca.display());
+
+    // The right key: the object goes to the services host's disk, none to the web host's.
+    web_config(w, &server.url, &format!(", api_key = {{ env = \"{KEY_ENV}\" }}{ca_grant}"), "", "");
+    let o = stowage().current_dir(w).env(KEY_ENV, KEY).args(["put", "default:notes/f.txt", "f.txt"]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(services.path().join("data/notes/f.txt")).unwrap(), "hello");
+    let o = stowage().current_dir(w).env(KEY_ENV, KEY).args(["get", "default:notes/f.txt"]).output().unwrap();
+    assert_eq!((o.status.success(), stdout(&o).as_str()), (true, "hello"), "{}", stderr(&o));
+
+    // A wrong key and no key: 401 from the services host, a denial here, and the key never in
+    // the message.
+    for (grant, env) in [(format!(", api_key = {{ env = \"{KEY_ENV}\" }}{ca_grant}"), "wrong-key-0123456789abcdef0123456789abcdef"), (ca_grant.clone(), KEY)] {
+        web_config(w, &server.url, &grant, "", "");
+        let o = stowage().current_dir(w).env(KEY_ENV, env).args(["get", "default:notes/f.txt"]).output().unwrap();
+        assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+        assert!(stderr(&o).contains("refused this host's API key"), "{}", stderr(&o));
+        assert!(!stderr(&o).contains(env), "the key leaked: {}", stderr(&o));
+    }
+
+    // An API key for a plain http:// endpoint is refused outside dev mode, at start-up.
+    let plain = server.url.replace("https://", "http://");
+    web_config(w, &plain, &format!(", api_key = {{ env = \"{KEY_ENV}\" }}"), "", "");
+    let o = stowage().current_dir(w).env(KEY_ENV, KEY).args(["get", "default:notes/f.txt"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    assert!(stderr(&o).contains("would travel over plain HTTP"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains(KEY), "{}", stderr(&o));
+}
+
+#[test]
+fn the_remote_driver_reaches_only_its_granted_endpoint() {
+    let services = tempfile::tempdir().unwrap();
+    services_config(services.path(), &format!("dev_mode = true\napi_keys = [\"{KEY}\"]\n"));
+    let server = Server::start(services.path());
+    // Another loopback port, listening: the driver is configured to call it, but granted only
+    // the services host.
+    let other = TcpListener::bind("127.0.0.1:0").unwrap();
+    other.set_nonblocking(true).unwrap();
+    let other_url = format!("http://127.0.0.1:{}", other.local_addr().unwrap().port());
+    let web = tempfile::tempdir().unwrap();
+    let w = web.path();
+    let text = format!(
+        "role = \"web\"\n[disks.services]\nplugin = \"remote\"\ngrant = {{ endpoint = \"{}\" }}\nconfig = {{ endpoint = \"{other_url}\" }}\n\
+         [storage]\ndefault = \"services\"\n[server]\ndev_mode = true\n",
+        server.url
+    );
+    std::fs::write(w.join("stowage.toml"), text).unwrap();
+    let o = run_in(w, &["stat", "default:a.txt"]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(stderr(&o).contains("not the disk's granted endpoint"), "{}", stderr(&o));
+    match other.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the other port was reached: {other:?}"),
+    }
+}
+
+#[test]
+fn a_services_host_that_is_down_gives_a_clear_retryable_error_not_a_hang() {
+    let web = tempfile::tempdir().unwrap();
+    let w = web.path();
+    let url = format!("http://127.0.0.1:{}", free_port());
+    web_config(w, &url, "", ", max_attempts = 3", &format!("dev_mode = true\napi_keys = [\"{WEB_KEY}\"]\n"));
+    std::fs::write(w.join("f.txt"), "hello").unwrap();
+    let started = Instant::now();
+    let o = run_in(w, &["put", "default:f.txt", "f.txt"]);
+    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cannot reach the services host") && stderr(&o).contains("after 3 attempts"), "{}", stderr(&o));
+    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+
+    // Through the web host's own API: 503 with Retry-After.
+    let web_server = Server::start(w);
+    let o = curl(w, &["-X", "PUT", "-H", &format!("Authorization: Bearer {WEB_KEY}"), "--data-binary", "x", "-D", "-", &format!("{}/v1/objects/default/f.txt", web_server.url)]);
+    let text = stdout(&o).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 503") && text.contains("retry-after: 1") && text.contains("cannot reach the services host"), "{text}");
+}
+
+#[test]
+fn a_services_host_that_accepts_but_never_answers_gives_a_retryable_error_in_bounded_time() {
+    // Listening (connections complete in the kernel's backlog) but never answering.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://127.0.0.1:{}", silent.local_addr().unwrap().port());
+    let web = tempfile::tempdir().unwrap();
+    let w = web.path();
+    web_config(w, &url, "", ", max_attempts = 2, timeout_ms = 500", "");
+    let started = Instant::now();
+    let o = run_in(w, &["stat", "default:f.txt"]);
+    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cannot reach the services host") && stderr(&o).contains("after 2 attempts"), "{}", stderr(&o));
+    assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
+    drop(silent);
+}
+
+/// Total bytes of the files under `dir`.
+fn bytes_under(dir: &Path) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let Ok(meta) = entry.metadata() else { continue };
+        total += if meta.is_dir() { bytes_under(&entry.path()) } else { meta.len() };
+    }
+    total
+}
+
+#[test]
+fn one_gib_streams_through_a_web_host_that_keeps_nothing_on_disk() {
+    let services = tempfile::tempdir().unwrap();
+    services_config(services.path(), &format!("dev_mode = true\napi_keys = [{{ env = \"{KEY_ENV}\" }}]\n"));
+    let server = Server::start_with_env(services.path(), &[(KEY_ENV, KEY)]);
+    let web = tempfile::tempdir().unwrap();
+    let w = web.path();
+    let web_tmp = w.join("tmp");
+    std::fs::create_dir(&web_tmp).unwrap();
+    web_config(w, &server.url, &format!(", api_key = {{ env = \"{KEY_ENV}\" }}"), "", &format!("dev_mode = true\napi_keys = [\"{WEB_KEY}\"]\n"));
+    let client = tempfile::tempdir().unwrap();
+    let c = client.path();
+    let want = stowage_tests::write_big_file(&c.join("big.bin"), 1024);
+    let web_server = Server::start_with_env(w, &[(KEY_ENV, KEY), ("TMPDIR", web_tmp.to_str().unwrap())]);
+    let before = bytes_under(w);
+
+    // Watch the web host's directory (its config dir, ledger and TMPDIR) while the upload runs.
+    let done = Arc::new(AtomicBool::new(false));
+    let grew = Arc::new(AtomicU64::new(0));
+    let watcher = {
+        let (done, grew, w) = (done.clone(), grew.clone(), w.to_path_buf());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Acquire) {
+                grew.fetch_max(bytes_under(&w).saturating_sub(before), Ordering::AcqRel);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    let auth = format!("Authorization: Bearer {WEB_KEY}");
+    let obj = format!("{}/v1/objects/submission/big.bin", web_server.url);
+    let o = curl(c, &["--max-time", "300", "-X", "PUT", "-H", &auth, "-H", "x-stowage-cohort: VACS", "-T", "big.bin", "-w", "\n%{http_code}", &obj]);
+    done.store(true, Ordering::Release);
+    watcher.join().unwrap();
+    let (status, body) = status_and_body(&o);
+    assert_eq!(status, "200", "{body}");
+    let info: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(info["sha256"].as_str(), Some(want.as_str()), "{info}");
+    // The bytes are on the services host; the web host's files grew by no more than its
+    // ledger's few records.
+    assert_eq!(stowage_tests::sha256_file(&services.path().join("data/big.bin")), want);
+    let grew = grew.load(Ordering::Acquire);
+    assert!(grew < 1 << 20, "the web host's directory grew by {grew} bytes during the upload");
+    std::fs::remove_file(c.join("big.bin")).unwrap();
+
+    // And back through the web host.
+    let (status, _) = status_and_body(&curl(c, &["--max-time", "300", "-H", &auth, "-o", "back.bin", "-w", "\n%{http_code}", &obj]));
+    assert_eq!(status, "200");
+    assert_eq!(stowage_tests::sha256_file(&c.join("back.bin")), want);
+    let peak = peak_rss(web_server.child.id());
+    println!("web host peak RSS over a 1 GiB upload and download through it: {} MiB", peak >> 20);
+    assert!(peak < 150 << 20, "the web host peaked at {} MiB", peak >> 20);
+
+    // Both ledgers recorded the upload under one request id, each from its own side.
+    let web_ledger = stowage_runtime::ledger::Ledger::open(&w.join("ledger.sqlite")).unwrap().entries().unwrap();
+    let services_ledger = stowage_runtime::ledger::Ledger::open(&services.path().join("ledger.sqlite")).unwrap().entries().unwrap();
+    let created = |entries: &[stowage_runtime::ledger::Entry]| {
+        entries.iter().find(|e| e.record.action == "file_created" && e.record.path == "big.bin").map(|e| (e.record.request_id.clone(), e.record.cohort.clone()))
+    };
+    let (web_id, web_cohort) = created(&web_ledger).expect("the web host's ledger has the upload");
+    let (services_id, services_cohort) = created(&services_ledger).expect("the services host's ledger has the upload");
+    assert_eq!(web_id, services_id);
+    assert_eq!((web_cohort.as_deref(), services_cohort.as_deref()), (Some("VACS"), Some("VACS")));
+}
+
+/// A TCP proxy on loopback that forwards to `to`, and cuts the first connection after it has
+/// carried `cut_after` bytes towards `to`. Counts connections.
+struct CuttingProxy {
+    port: u16,
+    connections: Arc<AtomicUsize>,
+    cut: Arc<AtomicBool>,
+    /// Bytes carried towards `to` by the connections after the first.
+    later_bytes: Arc<AtomicU64>,
+}
+
+impl CuttingProxy {
+    fn start(to: u16, cut_after: u64) -> CuttingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let cut = Arc::new(AtomicBool::new(false));
+        let later_bytes = Arc::new(AtomicU64::new(0));
+        let (n, cut2, later2) = (connections.clone(), cut.clone(), later_bytes.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { break };
+                let Ok(upstream) = TcpStream::connect(("127.0.0.1", to)) else { continue };
+                let first = n.fetch_add(1, Ordering::AcqRel) == 0;
+                let limit = if first { cut_after } else { u64::MAX };
+                let (c2, u2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+                let (cut3, later3) = (cut2.clone(), later2.clone());
+                let count = if first { Arc::new(AtomicU64::new(0)) } else { later3 };
+                std::thread::spawn(move || pipe(client, upstream, limit, &cut3, &count));
+                std::thread::spawn(move || pipe(u2, c2, u64::MAX, &AtomicBool::new(false), &AtomicU64::new(0)));
+            }
+        });
+        CuttingProxy { port, connections, cut, later_bytes }
+    }
+}
+
+fn pipe(mut from: TcpStream, mut to: TcpStream, limit: u64, cut: &AtomicBool, count: &AtomicU64) {
+    let mut buf = vec![0u8; 64 << 10];
+    let mut carried = 0u64;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if carried + n as u64 > limit {
+            cut.store(true, Ordering::Release);
+            break;
+        }
+        carried += n as u64;
+        count.fetch_add(n as u64, Ordering::AcqRel);
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = from.shutdown(std::net::Shutdown::Both);
+    let _ = to.shutdown(std::net::Shutdown::Both);
+}
+
+#[test]
+fn an_upload_resumes_after_the_connection_to_the_services_host_breaks() {
+    let services = tempfile::tempdir().unwrap();
+    services_config(services.path(), &format!("dev_mode = true\napi_keys = [\"{KEY}\"]\n"));
+    let server = Server::start(services.path());
+    let services_port: u16 = server.url.rsplit(':').next().unwrap().parse().unwrap();
+    // The first connection breaks 20 MiB into the upload (in the third 8 MiB segment).
+    let proxy = CuttingProxy::start(services_port, 20 << 20);
+    let url = format!("http://127.0.0.1:{}", proxy.port);
+    let web = tempfile::tempdir().unwrap();
+    let w = web.path();
+    web_config(w, &url, &format!(", api_key = {{ env = \"{KEY_ENV}\" }}"), ", segment_mib = 8", "dev_mode = true\n");
+    let want = stowage_tests::write_big_file(&w.join("big.bin"), 48);
+    let o = stowage().current_dir(w).env(KEY_ENV, KEY).args(["put", "default:big.bin", "big.bin"]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(proxy.cut.load(Ordering::Acquire), "the proxy never cut the connection");
+    assert!(proxy.connections.load(Ordering::Acquire) >= 2, "no second connection after the cut");
+    // Resumed, not restarted: after the cut, only the rest of the broken segment and the
+    // segments after it went out again (about 28 of the 48 MiB).
+    let later = proxy.later_bytes.load(Ordering::Acquire);
+    assert!(later < 36 << 20, "{later} bytes were sent after the cut: the upload started over");
+    assert_eq!(stowage_tests::sha256_file(&services.path().join("data/big.bin")), want);
+}
+
+#[test]
+fn kill_9_of_the_services_host_mid_upload_fails_retryably_and_a_retry_completes() {
+    let services = tempfile::tempdir().unwrap();
+    let s = services.path();
+    services_config(s, &format!("dev_mode = true\napi_keys = [\"{KEY}\"]\n"));
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut server = Server::start_on(s, &[], &listen);
+    let web = tempfile::tempdir().unwrap();
+    let w = web.path();
+    web_config(w, &server.url, &format!(", api_key = {{ env = \"{KEY_ENV}\" }}"), ", max_attempts = 3", &format!("dev_mode = true\napi_keys = [\"{WEB_KEY}\"]\n"));
+    let web_server = Server::start_with_env(w, &[(KEY_ENV, KEY)]);
+    let client = tempfile::tempdir().unwrap();
+    let c = client.path();
+    let want = stowage_tests::write_big_file(&c.join("big.bin"), 1024);
+    let auth = format!("Authorization: Bearer {WEB_KEY}");
+    let obj = format!("{}/v1/objects/default/big.bin", web_server.url);
+    let services_obj = format!("{}/v1/objects/default/big.bin", server.url);
+    let services_auth = format!("Authorization: Bearer {KEY}");
+
+    // The upload, in the background, with a bounded rate so that it is surely in flight.
+    let upload = std::process::Command::new("curl")
+        .current_dir(c)
+        .args(["-sS", "--max-time", "300", "--limit-rate", "200M", "-X", "PUT", "-H", &auth, "-T", "big.bin", "-w", "\n%{http_code}", &obj])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the services host holds a good part of it (in its temp files), checking all
+    // the while that no object is visible there.
+    let started = Instant::now();
+    loop {
+        let (status, _) = status_and_body(&curl(c, &["-I", "-H", &services_auth, "-w", "\n%{http_code}", &services_obj]));
+        assert!(status.ends_with("404"), "a partial object was visible on the services host: {status}");
+        if bytes_under(&s.join("data")) > 100 << 20 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "the upload never got going");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // kill -9, and back on the same port.
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let killed_at = Instant::now();
+    let out = upload.wait_with_output().unwrap();
+    let (status, body) = status_and_body(&out);
+    assert_eq!(status, "503", "{body}");
+    assert!(body.contains("\"unavailable\""), "{body}");
+    assert!(killed_at.elapsed() < Duration::from_secs(60), "the client waited {:?}", killed_at.elapsed());
+    drop(server);
+    let server = Server::start_on(s, &[], &listen);
+    assert!(!s.join("data/big.bin").exists(), "a partial object is on the services host's disk");
+    let (status, _) = status_and_body(&curl(c, &["-I", "-H", &services_auth, "-w", "\n%{http_code}", &services_obj]));
+    assert!(status.ends_with("404"), "{status}");
+
+    // The client sends it again: it completes, whole.
+    let (status, body) = status_and_body(&curl(c, &["--max-time", "300", "-X", "PUT", "-H", &auth, "-T", "big.bin", "-w", "\n%{http_code}", &obj]));
+    assert_eq!(status, "200", "{body}");
+    assert_eq!(stowage_tests::sha256_file(&s.join("data/big.bin")), want);
+    drop(server);
+}
