@@ -154,7 +154,8 @@ async fn streaming(disk: &Disk, url: &str, dir: &Path, mib: usize) {
 }
 
 /// The seed's remote protocol, as a server: `POST /store` with `{"path", "content": base64}`,
-/// `GET /fetch?path=` answering `{"content": base64}`; whole files in memory both ways.
+/// `GET /fetch?path=` answering `{"content": base64}`; whole files in memory both ways. Stores
+/// are synced to disk, as the services host's are.
 async fn start_seed(root: std::path::PathBuf) -> SocketAddr {
     use axum::extract::{Query, State};
     use axum::routing::{get, post};
@@ -166,9 +167,19 @@ async fn start_seed(root: std::path::PathBuf) -> SocketAddr {
         };
         let (Some(path), Some(content)) = (v["path"].as_str(), v["content"].as_str()) else { return axum::http::StatusCode::BAD_REQUEST };
         let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(content) else { return axum::http::StatusCode::BAD_REQUEST };
-        match tokio::fs::write(root.join(path), bytes).await {
-            Ok(()) => axum::http::StatusCode::OK,
-            Err(_) => axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        // As durable as the services host's local-fs commit (data synced before the answer),
+        // so that the comparison is of protocols, not of durability.
+        let path = root.join(path);
+        let written = tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            let mut f = std::fs::File::create(path)?;
+            f.write_all(&bytes)?;
+            f.sync_all()
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => axum::http::StatusCode::OK,
+            _ => axum::http::StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
     async fn fetch(State(root): State<Arc<std::path::PathBuf>>, Query(q): Query<std::collections::HashMap<String, String>>) -> Vec<u8> {
