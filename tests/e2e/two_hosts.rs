@@ -59,14 +59,16 @@ fn the_driver_conformance_suite_passes_from_a_web_host_to_a_services_host_over_t
     let w = web.path();
     std::fs::write(w.join("table.toml"), format!("endpoint = \"{}\"\nname = \"default\"\nbackoff_ms = 50\n", server.url)).unwrap();
     let ca = services.path().join("ca.pem");
-    let o = stowage()
-        .current_dir(w)
-        .env(KEY_ENV, KEY)
-        .args(["plugin", "test", "remote", "--config", "table.toml", "--grant-endpoint", &server.url, "--grant-api-key-env", KEY_ENV])
-        .arg("--grant-ca-file")
-        .arg(&ca)
-        .output()
-        .unwrap();
+    let plugin_test = |extra: &[&str]| {
+        stowage()
+            .current_dir(w)
+            .env(KEY_ENV, KEY)
+            .args(["plugin", "test", "remote", "--config", "table.toml", "--grant-endpoint", &server.url, "--grant-api-key-env", KEY_ENV])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = plugin_test(&["--grant-ca-file", ca.to_str().unwrap()]);
     let out = stdout(&o);
     assert!(o.status.success(), "{out}\n{}", stderr(&o));
     assert!(out.lines().filter(|l| l.starts_with("PASS ")).count() >= 20, "{out}");
@@ -79,12 +81,7 @@ fn the_driver_conformance_suite_passes_from_a_web_host_to_a_services_host_over_t
 
     // Without the test CA the services host's certificate is not trusted: a clear failure
     // that names the fix, not a retry loop and not a silent downgrade.
-    let o = stowage()
-        .current_dir(w)
-        .env(KEY_ENV, KEY)
-        .args(["plugin", "test", "remote", "--config", "table.toml", "--grant-endpoint", &server.url, "--grant-api-key-env", KEY_ENV])
-        .output()
-        .unwrap();
+    let o = plugin_test(&[]);
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
     assert!(stdout(&o).contains("certificate is not trusted") && stdout(&o).contains("grant.ca_file"), "{}", stdout(&o));
     assert!(!stdout(&o).contains("attempts"), "an untrusted certificate was retried: {}", stdout(&o));

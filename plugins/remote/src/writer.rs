@@ -103,26 +103,21 @@ impl RemoteWriter {
         Ok(())
     }
 
-    /// Streams `chunk` on the current append request, opening one if needed.
+    /// Streams `chunk` on the current append request, opening one (at the acknowledged offset)
+    /// if needed. A new append starts with `pending` holding only `chunk`: every path that ends
+    /// one leaves nothing unacknowledged, and if that ever failed, the offset check at its end
+    /// would resend what is missing.
     fn stream(&self, st: &mut State, chunk: &[u8]) -> Result<(), Error> {
-        if st.append.is_none() {
-            let session = st.session.clone().ok_or_else(|| Error::Io("no upload session".into()))?;
-            let headers = self.api.headers(&[(OFFSET.into(), st.acked.to_string())]);
-            let append = Streaming::open(self.api.settings, Method::Patch, &session, &headers).map_err(|f| from_failure(self.op("upload"), f))?;
-            st.append = Some(append);
-            // The segment so far, except this chunk (written below).
-            let before = st.pending.len() - chunk.len();
-            if before > 0 {
-                let earlier = st.pending[..before].to_vec();
-                self.stream_bytes(st, &earlier)?;
+        let append = match &mut st.append {
+            Some(append) => append,
+            None => {
+                let session = st.session.as_deref().ok_or_else(|| Error::Io("no upload session".into()))?;
+                let headers = self.api.headers(&[(OFFSET.into(), st.acked.to_string())]);
+                let opened = Streaming::open(self.api.settings, Method::Patch, session, &headers).map_err(|f| from_failure(self.op("upload"), f))?;
+                st.append.insert(opened)
             }
-        }
-        self.stream_bytes(st, chunk)
-    }
-
-    fn stream_bytes(&self, st: &mut State, bytes: &[u8]) -> Result<(), Error> {
-        let append = st.append.as_mut().ok_or_else(|| Error::Io("no append request".into()))?;
-        append.write(bytes).map_err(|f| from_failure(self.op("upload"), f))
+        };
+        append.write(chunk).map_err(|f| from_failure(self.op("upload"), f))
     }
 
     /// Ends the current append request; on any failure, resends what was not acknowledged.
