@@ -104,6 +104,12 @@ fn wrong_or_missing_keys_are_refused_and_plain_http_needs_dev_mode() {
     assert_eq!(std::fs::read_to_string(services.path().join("data/notes/f.txt")).unwrap(), "hello");
     let o = stowage().current_dir(w).env(KEY_ENV, KEY).args(["get", "default:notes/f.txt"]).output().unwrap();
     assert_eq!((o.status.success(), stdout(&o).as_str()), (true, "hello"), "{}", stderr(&o));
+    // A `name` the services host does not have is a configuration error, not "not found".
+    let text = std::fs::read_to_string(w.join("stowage.toml")).unwrap().replace("name = \"default\"", "name = \"nope\"");
+    std::fs::write(w.join("stowage.toml"), text).unwrap();
+    let o = stowage().current_dir(w).env(KEY_ENV, KEY).args(["stat", "default:notes/f.txt"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no storage class or disk by this disk's `name`"), "{}", stderr(&o));
 
     // A wrong key and no key: 401 from the services host, a denial here, and the key never in
     // the message.

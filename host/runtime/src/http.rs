@@ -196,6 +196,17 @@ struct SignalsEnd {
     sent: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
+impl Drop for SignalsEnd {
+    fn drop(&mut self) {
+        // hyper may drop a body it knows to be empty without polling it to its end.
+        if let Some(sent) = self.sent.take()
+            && http_body::Body::is_end_stream(&self.body)
+        {
+            let _ = sent.send(());
+        }
+    }
+}
+
 impl http_body::Body for SignalsEnd {
     type Data = Bytes;
     type Error = HttpError;

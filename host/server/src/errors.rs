@@ -6,6 +6,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use stowage_runtime::StorageError;
 
+/// The header that names a failure's kind (as the JSON body's `error` does).
+pub const ERROR_KIND: axum::http::HeaderName = axum::http::HeaderName::from_static("x-stowage-error");
+
 /// A failed request.
 #[derive(Debug)]
 pub struct ApiError {
@@ -51,6 +54,8 @@ impl IntoResponse for ApiError {
             self.message
         };
         let mut response = (self.status, Json(serde_json::json!({ "error": self.kind, "message": message }))).into_response();
+        // The kind in a header too: a HEAD answer has no body.
+        response.headers_mut().insert(ERROR_KIND, HeaderValue::from_static(self.kind));
         if retryable {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }

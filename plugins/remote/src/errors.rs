@@ -49,7 +49,12 @@ struct Problem {
 /// A failure answer (any status that is not the one expected).
 pub fn from_response(op: Op<'_>, response: Response) -> Error {
     let status = response.status;
-    let problem: Problem = response.bytes(64 << 10).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    // The kind is also a header, for answers without a body (HEAD).
+    let kind = response.header("x-stowage-error").map(str::to_string);
+    let mut problem: Problem = response.bytes(64 << 10).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    if let Some(kind) = kind {
+        problem.error = kind;
+    }
     let message = if problem.message.is_empty() { format!("HTTP {status}") } else { problem.message };
     match (status, problem.error.as_str()) {
         (401, _) => Error::Denied("the services host refused this host's API key (check the disk's grant.api_key)".into()),

@@ -186,8 +186,9 @@ impl RemoteWriter {
                     Ok(None)
                 }
                 404 => Ok(Some(self.lost())),
-                // Out of step (an earlier request was still landing): ask again.
-                409 | 400 => Err(unavailable(format!("the upload of `{}` is out of step with the services host", self.path))),
+                // Out of step (an earlier request was still landing, or the offset is not the
+                // one expected): ask again.
+                204 | 409 | 400 => Err(unavailable(format!("the upload of `{}` is out of step with the services host", self.path))),
                 _ => Err(from_response(self.op("upload"), sent)),
             }
         })?;
