@@ -86,7 +86,7 @@ impl Api {
     /// the services host is unreachable or busy. `expect` lists the success statuses; any
     /// other becomes the contract's error.
     pub fn call(&self, op: Op<'_>, method: Method, target: &str, extra: &[(String, String)], body: &[u8], expect: &[u16]) -> Result<Response, Error> {
-        self.retrying(|| self.call_once(op, clone_method(&method), target, extra, body, expect))
+        self.retrying(|| self.call_once(op, method.clone(), target, extra, body, expect))
     }
 
     /// One attempt of [`Api::call`].
@@ -128,7 +128,7 @@ impl Api {
         let started = Instant::now();
         let mut n = 1;
         loop {
-            let outcome = send(self.settings, clone_method(&method), target, &headers, &[]);
+            let outcome = send(self.settings, method.clone(), target, &headers, &[]);
             let again = match &outcome {
                 Err(Failure::NotSent(_)) => true,
                 Ok(r) => r.status == 503,
@@ -144,21 +144,6 @@ impl Api {
             n += 1;
             sleep(self.settings.backoff_before(n));
         }
-    }
-}
-
-fn clone_method(m: &Method) -> Method {
-    match m {
-        Method::Get => Method::Get,
-        Method::Head => Method::Head,
-        Method::Post => Method::Post,
-        Method::Put => Method::Put,
-        Method::Delete => Method::Delete,
-        Method::Connect => Method::Connect,
-        Method::Options => Method::Options,
-        Method::Trace => Method::Trace,
-        Method::Patch => Method::Patch,
-        Method::Other(s) => Method::Other(s.clone()),
     }
 }
 
