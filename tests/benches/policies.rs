@@ -1,8 +1,9 @@
 //! The policy pipeline and the PHI ledger, in one run. Prints costs against the same set-up
 //! without policies; asserts nothing.
 //!
-//! `tests/run bench --bench policies` (`STOWAGE_BENCH_ONLY=pipeline|ledger|languages` runs one
-//! section; `STOWAGE_BENCH_OPS=N` sets the count of stats, for profiling; `STOWAGE_BENCH_DIR=/path`
+//! `tests/run bench --bench policies` (`STOWAGE_BENCH_ONLY=pipeline|ledger|audit|languages`
+//! runs one section; `STOWAGE_BENCH_RECORDS=N` sets the size of the audit section's ledger,
+//! default 1,000,000; `STOWAGE_BENCH_OPS=N` sets the count of stats, for profiling; `STOWAGE_BENCH_DIR=/path`
 //! chooses the disk, default: the workspace's target dir).
 
 use std::path::Path;
@@ -16,6 +17,11 @@ use stowage_tests::bench::{DEFAULT_SMALL_OPS, per_sec, section, small_op_count};
 const ROUNDS: usize = 3;
 
 fn main() {
+    // The audit section measures an export's memory in a process of its own: this one, again.
+    if let Some(path) = std::env::var_os(EXPORT_CHILD) {
+        export_child(Path::new(&path));
+        return;
+    }
     let dir = stowage_tests::bench::work_dir();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     println!("stowage policy pipeline and ledger benchmark in {}", dir.path().display());
@@ -25,6 +31,9 @@ fn main() {
         }
         if section("ledger") {
             ledger(dir.path()).await;
+        }
+        if section("audit") {
+            audit(dir.path()).await;
         }
         if section("languages") {
             languages().await;
@@ -63,13 +72,16 @@ async fn pipeline(base: &Path) {
     }
     // Best (sequential put, stat, concurrent put) per set-up.
     let mut best = vec![[Duration::MAX; 3]; setups.len()];
+    let mut commits_per_put = Vec::new();
     for round in 0..ROUNDS {
         for ((_, storage), best) in setups.iter().zip(&mut best) {
+            let commits = storage.ledger().commits();
             let start = Instant::now();
             for i in 0..puts {
                 put(storage, format!("p{round}/{i}"), &data, &req).await;
             }
             best[0] = best[0].min(start.elapsed());
+            commits_per_put.push(storage.ledger().commits() - commits);
             let start = Instant::now();
             let writers: Vec<_> = (0..CONCURRENT)
                 .map(|t| {
@@ -119,78 +131,82 @@ async fn pipeline(base: &Path) {
         operation: stowage_runtime::Operation::Stat,
         ctx: stowage_runtime::RequestContext {
             role: stowage_runtime::Role::Testing,
-            class: None,
+            class: Some(stowage_runtime::StorageClass::Default),
             disk: "local".into(),
             driver: "local-fs".into(),
             actor: Some("bench".into()),
+            authenticated_as: Some("bench".into()),
             request_id: "r".into(),
             metadata: vec![("cohort".into(), "VACS".into())],
         },
         path: "p0/0".into(),
         content_type: None,
         object_metadata: vec![],
+        expires_in_secs: None,
     };
-    let outcome = stowage_runtime::policy::OperationOutcome {
-        request: request.clone(),
-        size: Some(4096),
-        sha256: None,
-        duration: Duration::from_micros(20),
-        error: None,
-    };
+    let outcome = stowage_runtime::policy::OperationOutcome { size: Some(4096), ..stowage_runtime::policy::OperationOutcome::of(request.clone(), Instant::now()) };
     let mut alone = Duration::MAX;
     for _ in 0..SLICES {
         let start = Instant::now();
         for _ in 0..slice {
             with_policies.pipeline().check(&request).await.expect("allowed");
-            with_policies.pipeline().observe(&outcome).await;
+            with_policies.pipeline().observe(&outcome, stowage_runtime::policy::Phase::After, None).await;
         }
         alone = alone.min(start.elapsed() * SLICES as u32);
     }
-    let per = |i: usize, n: usize| (us(best[1][i], n) - us(best[0][i], n)) / 2.0;
+    // Divide by the policy calls a stat or a put really makes (interests decide who is asked).
+    let calls = |op: stowage_runtime::Operation, phases: usize| {
+        let mut n = 0;
+        for p in with_policies.pipeline().policies() {
+            let i = futures::executor::block_on(p.interests());
+            n += usize::from(i.check.contains(op)) + phases * usize::from(i.observe.contains(op));
+        }
+        n.max(1)
+    };
+    let (stat_calls, put_calls) = (calls(stowage_runtime::Operation::Stat, 1), calls(stowage_runtime::Operation::Put, 2));
+    let extra = |i: usize, n: usize| us(best[1][i], n) - us(best[0][i], n);
     println!(
-        "overhead per policy per op: put {:.1} us (includes the durable ledger append), stat {:.1} us; concurrent puts with policies at {:.2}x the rate without",
-        per(0, puts),
-        per(1, n_ops),
+        "overhead per policy call: put {:.1} us ({put_calls} calls, with the durable write-ahead record), stat {:.1} us ({stat_calls} calls); concurrent puts with policies at {:.2}x the rate without",
+        extra(0, puts) / put_calls as f64,
+        extra(1, n_ops) / stat_calls as f64,
         best[0][2].as_secs_f64() / best[1][2].as_secs_f64()
     );
-    println!("the pipeline alone (check + observe of a stat, no driver): {:.2} us per policy per op", us(alone, n_ops) / 2.0);
+    let with = &commits_per_put[1..].iter().step_by(2).copied().collect::<Vec<_>>();
+    println!(
+        "ledger commits per sequential put with policies: {:.2} (the write-ahead record waits for its commit; the outcome rides on the next one)",
+        with.iter().sum::<u64>() as f64 / (with.len() * puts) as f64
+    );
+    println!("the pipeline alone (check + observe of a stat, no driver): {:.2} us per policy call ({stat_calls} calls)", us(alone, n_ops) / stat_calls as f64);
 }
 
 /// The ledger alone: durable appends one at a time, then from many tasks at once (group
 /// commit shares one WAL fsync among the appends that queue up while a commit runs).
 async fn ledger(base: &Path) {
-    use stowage_runtime::ledger::{Ledger, TrackingRecord};
+    use stowage_runtime::ledger::Ledger;
     const N: usize = 512;
     const TASKS: usize = 64;
-    let record = |i: usize| TrackingRecord {
-        action: "file_created".into(),
-        path: format!("p/{i}"),
-        disk: "local".into(),
-        class: Some("submission".into()),
-        actor: Some("bench".into()),
-        cohort: Some("VACS".into()),
-        file_type: None,
-        size: Some(4096),
-        sha256: Some("0".repeat(64)),
-        metadata: vec![],
-        error: None,
-        cleanup_required: false,
-        cleanup_within_secs: None,
-        request_id: format!("r{i}"),
-    };
-    let ledger = Arc::new(Ledger::open(&base.join("bench-ledger.sqlite")).expect("ledger"));
+    let ledger = Arc::new(Ledger::open(&base.join("bench-ledger.sqlite"), Default::default()).expect("ledger"));
     let start = Instant::now();
     for i in 0..N {
-        ledger.append_async(&record(i)).await.expect("append");
+        ledger.append(&record(i)).await.expect("append");
     }
     let sequential = start.elapsed();
+    // The same with a signed checkpoint after every record: signing and storing them is the
+    // checkpointer thread's work, not the append's.
+    let signing = Ledger::open(&base.join("bench-signing.sqlite"), checkpointed(base, "bench-signing", 1)).expect("ledger");
+    let start = Instant::now();
+    for i in 0..N {
+        signing.append(&record(i)).await.expect("append");
+    }
+    let with_checkpoints = start.elapsed();
+    drop(signing);
     let start = Instant::now();
     let tasks: Vec<_> = (0..TASKS)
         .map(|t| {
             let ledger = ledger.clone();
             tokio::spawn(async move {
                 for i in 0..N / TASKS {
-                    ledger.append_async(&record(t * N + i)).await.expect("append");
+                    ledger.append(&record(t * N + i)).await.expect("append");
                 }
             })
         })
@@ -199,7 +215,7 @@ async fn ledger(base: &Path) {
         t.await.expect("task");
     }
     let concurrent = start.elapsed();
-    assert_eq!(ledger.verify().expect("verify"), Ok(2 * N as u64));
+    assert_eq!(ledger.verify(stowage_runtime::ledger::VerifyMode::Full).expect("verify").expect("intact").count, 2 * N as u64);
     println!("\n== ledger appends (durable), {N} each");
     println!(
         "one at a time   {:>8.1} us/append {:>8.0} appends/s",
@@ -212,6 +228,129 @@ async fn ledger(base: &Path) {
         per_sec(N, concurrent),
         sequential.as_secs_f64() / concurrent.as_secs_f64()
     );
+    println!(
+        "one at a time, a signed checkpoint after each: {:>8.1} us/append ({:.2}x the time without: signing is off the append's path)",
+        with_checkpoints.as_secs_f64() * 1e6 / N as f64,
+        with_checkpoints.as_secs_f64() / sequential.as_secs_f64()
+    );
+}
+
+/// A record like phi-tracking's.
+fn record(i: usize) -> stowage_runtime::ledger::Record {
+    stowage_runtime::ledger::Record {
+        action: "file_accessed".into(),
+        path: format!("subs/VACS/2026/patient/p{i}.csv"),
+        disk: "local".into(),
+        class: Some("submission".into()),
+        actor: Some(format!("user{}", i % 50)),
+        cohort: Some(format!("C{}", i % 7)),
+        size: Some(4096),
+        sha256: Some("0".repeat(64)),
+        request_id: format!("r{i}"),
+        key: Some("web-1".into()),
+        policy: Some("phi-tracking".into()),
+        ..Default::default()
+    }
+}
+
+/// Ledger options with checkpoints every `every` records, files under `base`.
+fn checkpointed(base: &Path, name: &str, every: u64) -> stowage_runtime::ledger::LedgerOptions {
+    stowage_runtime::ledger::LedgerOptions {
+        checkpoints: Some(stowage_runtime::ledger::CheckpointPolicy {
+            origin: "bench".into(),
+            every_records: every,
+            every_secs: 3600,
+            file: base.join(format!("{name}.checkpoints")),
+            key_file: base.join(format!("{name}.key")),
+        }),
+        ..Default::default()
+    }
+}
+
+const EXPORT_CHILD: &str = "STOWAGE_BENCH_EXPORT_CHILD";
+
+/// In the child: exports the ledger at `path` as CSV to nowhere; prints records and seconds.
+fn export_child(path: &Path) {
+    use stowage_runtime::ledger::{Filter, Format, Ledger, export};
+    let ledger = Ledger::open(path, Default::default()).expect("ledger");
+    let start = Instant::now();
+    let n = export(&ledger, &Filter::default(), Format::Csv, std::io::sink()).expect("export");
+    println!("{n} {}", start.elapsed().as_secs_f64());
+}
+
+/// The audit ledger at scale: export of a large ledger (rate, and peak memory in a process of
+/// its own), an inclusion proof, incremental against full verification.
+async fn audit(base: &Path) {
+    use stowage_runtime::ledger::{Ledger, VerifyMode};
+    let n: usize = std::env::var("STOWAGE_BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let path = base.join("audit-ledger.sqlite");
+    let ledger = Ledger::open(&path, checkpointed(base, "audit", u64::MAX)).expect("ledger");
+    let start = Instant::now();
+    for i in 0..n - 1 {
+        ledger.append_nowait(&record(i));
+    }
+    ledger.append(&record(n - 1)).await.expect("append");
+    let filled = start.elapsed();
+    let checkpoint = ledger.checkpoint_now().expect("checkpoint");
+    println!("
+== the audit ledger at {n} records (filled in {:.1} s, {:.0} records/s, group-committed)", filled.as_secs_f64(), per_sec(n, filled));
+
+    // Export, in a process of its own so its peak memory is its own.
+    let mut child = std::process::Command::new(std::env::current_exe().expect("this bench"));
+    child.env(EXPORT_CHILD, &path);
+    let (status, peak) = stowage_tests::run_with_peak_rss(&child);
+    assert!(status.success(), "the export child failed");
+    let out = std::process::Command::new(std::env::current_exe().expect("this bench")).env(EXPORT_CHILD, &path).output().expect("export child");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut parts = text.split_whitespace();
+    let (count, secs): (usize, f64) = (parts.next().and_then(|v| v.parse().ok()).unwrap_or(0), parts.next().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN));
+    println!("export (CSV)        {count} records in {secs:.2} s: {:.0} records/s, peak RSS {:.0} MiB (goal: >= 200k/s, < 100 MiB)", count as f64 / secs, peak as f64 / (1 << 20) as f64);
+
+    // An inclusion proof against the checkpoint of everything.
+    let mut worst = Duration::ZERO;
+    let mut total = Duration::ZERO;
+    const PROOFS: usize = 200;
+    for k in 0..PROOFS {
+        let index = (k * 7919 * 104_729) % n;
+        let start = Instant::now();
+        let proof = ledger.prove(index as u64).expect("proof");
+        let took = start.elapsed();
+        std::hint::black_box(proof);
+        worst = worst.max(took);
+        total += took;
+    }
+    println!(
+        "inclusion proof     {:.2} ms each on average, {:.2} ms at worst, of {PROOFS} (tree of {}; goal: < 10 ms)",
+        total.as_secs_f64() * 1e3 / PROOFS as f64,
+        worst.as_secs_f64() * 1e3,
+        checkpoint.checkpoint.size
+    );
+
+    // Verification: full, then incremental from the checkpoint with a few and with more new
+    // records.
+    let start = Instant::now();
+    let full = ledger.verify(VerifyMode::Full).expect("verify").expect("intact");
+    let full_time = start.elapsed();
+    println!("verify, full        {} records in {:.2} s", full.count, full_time.as_secs_f64());
+    for new in [1_000usize, 10_000] {
+        let before = ledger.len().expect("len");
+        ledger.checkpoint_now().expect("checkpoint");
+        for i in 0..new - 1 {
+            ledger.append_nowait(&record(i));
+        }
+        ledger.append(&record(new)).await.expect("append");
+        let start = Instant::now();
+        let v = ledger.verify(VerifyMode::Incremental).expect("verify").expect("intact");
+        let took = start.elapsed();
+        assert_eq!(v.from, before, "incremental from the checkpoint");
+        println!(
+            "verify, incremental {} new records in {:.1} ms ({:.1} us per new record; the full walk: {:.1} us per record)",
+            v.count - v.from,
+            took.as_secs_f64() * 1e3,
+            took.as_secs_f64() * 1e6 / (v.count - v.from) as f64,
+            full_time.as_secs_f64() * 1e6 / full.count as f64
+        );
+    }
 }
 
 /// The same decision (a write needs a cohort) made by a Rust policy (the test-policy fixture)
@@ -236,12 +375,14 @@ async fn languages() {
             disk: "local".into(),
             driver: "local-fs".into(),
             actor: Some("bench".into()),
+            authenticated_as: None,
             request_id: "bench".into(),
             metadata: vec![("cohort".into(), "VACS".into())],
         },
         path: "cohort/file.csv".into(),
         content_type: Some("text/csv".into()),
         object_metadata: Vec::new(),
+        expires_in_secs: None,
     };
     println!("\n== policy languages: the same check in Rust and in Python, {CALLS} calls, best of {ROUNDS}");
     let mut per_call = Vec::new();

@@ -7,16 +7,18 @@ use std::time::{Duration, Instant};
 
 use crate::{run_in, stderr, stdout};
 
-/// Sizes of the driver's hidden temp files under `root` (recursively).
-fn temp_file_bytes(root: &std::path::Path) -> u64 {
+/// Bytes in the driver's temp files (local-fs keeps them in `.stowage-tmp/` at the root), and
+/// in anything else hidden under `root` that is not a metadata sidecar.
+pub(crate) fn temp_file_bytes(root: &std::path::Path) -> u64 {
     let mut total = 0;
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(d) = dirs.pop() {
+    let mut dirs = vec![(root.to_path_buf(), false)];
+    while let Some((d, in_temp_dir)) = dirs.pop() {
         for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
             let ft = e.file_type().unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
             if ft.is_dir() {
-                dirs.push(e.path());
-            } else if e.file_name().to_string_lossy().contains(".stowage-tmp-") {
+                dirs.push((e.path(), in_temp_dir || name == ".stowage-tmp"));
+            } else if in_temp_dir || (name.starts_with('.') && !name.ends_with(".stowage-meta")) {
                 total += e.metadata().unwrap().len();
             }
         }
@@ -55,9 +57,14 @@ fn sigkill_mid_write_leaves_the_previous_version() {
     child.wait().unwrap();
     drop(stdin);
 
+    assert!(temp_file_bytes(&d.join("stowage-data")) >= 16 << 20, "the killed write left its temp file");
     let o = run_in(d, &["get", "default:reports/obj.bin"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), "version one", "the previous version must be intact");
+    // The next host's start found the temp file of the dead write, removed it, and said so.
+    assert_eq!(temp_file_bytes(&d.join("stowage-data")), 0, "a full copy of the killed write stayed on the disk");
+    let show = stdout(&run_in(d, &["ledger", "show"]));
+    assert!(show.lines().any(|l| l.contains("orphan_removed local:") && l.contains("size=") && !l.contains("size=-")), "{show}");
     let o = run_in(d, &["ls", "default:"]);
     assert_eq!(stdout(&o), "reports/obj.bin\n", "no partial object is visible");
     let o = run_in(d, &["stat", "default:reports/obj.bin", "--json"]);

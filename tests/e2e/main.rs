@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `stowage` binary and the real runtime with real plugin
 //! components, real files and real processes. One test binary, a module per topic.
 
+mod audit;
 mod cli;
 mod concurrency;
 mod conformance;

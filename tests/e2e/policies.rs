@@ -95,23 +95,32 @@ fn the_ledger_records_every_operation_and_detects_tampering() {
     let o = run_in(d, &["get", "default:missing.csv"]);
     assert_eq!(o.status.code(), Some(3));
 
-    let show = stdout(&run_in(d, &["ledger", "show"]));
+    let o = run_in(d, &["ledger", "show"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let show = stdout(&o);
     let lines: Vec<&str> = show.lines().collect();
-    assert_eq!(lines.len(), 5, "{show}");
-    assert!(lines[0].contains("file_created local:subs/a.csv actor=alice cohort=VACS size=12") && lines[0].contains(&a_sha), "{show}");
-    assert!(lines[1].contains("work_copy_created local:audit_1/b.csv actor=bob") && lines[1].contains("size=5") && lines[1].contains(&b_sha) && lines[1].contains("cleanup_within=1s"), "{show}");
-    assert!(lines[2].contains("file_accessed local:subs/a.csv") && lines[2].contains(&a_sha), "{show}");
-    assert!(lines[3].contains("work_copy_deleted local:audit_1/b.csv"), "{show}");
-    assert!(lines[4].contains("access_failed local:missing.csv") && lines[4].contains("not found"), "{show}");
+    assert_eq!(lines.len(), 8, "{show}");
+    // Writes and deletes: a write-ahead record (with size and sha256 before the commit), then
+    // the host's outcome settling it.
+    assert!(lines[0].contains("file_created local:subs/a.csv actor=alice key=local:") && lines[0].contains("cohort=VACS size=12"), "{show}");
+    assert!(lines[0].contains(&a_sha) && lines[0].ends_with("(write-ahead)"), "{show}");
+    assert!(lines[1].contains("write_committed local:subs/a.csv") && lines[1].contains(&a_sha) && lines[1].ends_with("settles=#0"), "{show}");
+    assert!(lines[2].contains("work_copy_created local:audit_1/b.csv actor=bob") && lines[2].contains("size=5") && lines[2].contains(&b_sha), "{show}");
+    assert!(lines[2].contains("(write-ahead) cleanup_within=1s"), "{show}");
+    assert!(lines[3].contains("write_committed local:audit_1/b.csv") && lines[3].ends_with("settles=#2"), "{show}");
+    assert!(lines[4].contains("file_accessed local:subs/a.csv actor=bob") && lines[4].contains(&a_sha), "{show}");
+    assert!(lines[5].contains("work_copy_deleted local:audit_1/b.csv") && lines[5].ends_with("(write-ahead)"), "{show}");
+    assert!(lines[6].contains("delete_committed local:audit_1/b.csv") && lines[6].ends_with("settles=#5"), "{show}");
+    assert!(lines[7].contains("access_failed local:missing.csv") && lines[7].contains("error=\"not found: missing.csv\""), "{show}");
     let o = run_in(d, &["ledger", "verify"]);
-    assert!(o.status.success() && stdout(&o).contains("5 records"), "{}", stderr(&o));
+    assert!(o.status.success() && stdout(&o).contains("ledger OK: 8 records"), "{}", stderr(&o));
 
     // Each kind of tampering, on its own copy of the ledger.
     let cases: &[(&str, &str, u64)] = &[
         ("edit a field", "UPDATE records SET body = replace(body, 'alice', 'mallory') WHERE idx = 0", 0),
         ("delete a row", "DELETE FROM records WHERE idx = 2", 2),
         ("swap two rows", "UPDATE records SET idx = CASE idx WHEN 1 THEN 3 WHEN 3 THEN 1 END + 100 WHERE idx IN (1, 3); UPDATE records SET idx = idx - 100 WHERE idx > 100", 1),
-        ("truncate the tail", "DELETE FROM records WHERE idx >= 3", 3),
+        ("truncate the tail", "DELETE FROM records WHERE idx >= 6", 6),
     ];
     for (what, sql, index) in cases {
         let copy = tempfile::tempdir().unwrap();
@@ -125,8 +134,8 @@ fn the_ledger_records_every_operation_and_detects_tampering() {
         conn.execute_batch(sql).unwrap();
         drop(conn);
         let o = run_in(copy.path(), &["ledger", "verify"]);
-        assert_eq!(o.status.code(), Some(4), "{what}: {}", stdout(&o));
-        assert!(stderr(&o).contains(&format!("ledger broken at index {index}")), "{what}: {}", stderr(&o));
+        assert_eq!(o.status.code(), Some(9), "{what}: {}", stdout(&o));
+        assert!(stderr(&o).contains(&format!("ledger broken at index {index}:")), "{what}: {}", stderr(&o));
     }
 }
 
@@ -134,25 +143,41 @@ fn the_ledger_records_every_operation_and_detects_tampering() {
 fn overdue_scratch_files_are_listed_and_cleaned_up_with_a_record() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    write_config(d, TRACKED);
+    write_config(d, &TRACKED.replace("cleanup_within_secs = 1", "cleanup_within_secs = 5"));
     std::fs::write(d.join("t.csv"), "tmp").unwrap();
     assert!(run_in(d, &["put", "scratch:work/t.csv", "t.csv"]).status.success());
     assert!(run_in(d, &["put", "default:keep.csv", "t.csv"]).status.success());
-    assert_eq!(stdout(&run_in(d, &["ledger", "overdue"])), "", "not overdue yet");
-    std::thread::sleep(Duration::from_millis(1300));
-    let overdue = stdout(&run_in(d, &["ledger", "overdue"]));
+    // The deadline is the record's time plus 5 s, whatever the clock says now.
+    let o = run_in(d, &["ledger", "export", "--format", "json"]);
+    let records: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let created = records[0]["at_ms"].as_u64().unwrap();
+    let overdue_at = |ms: u64| {
+        let o = run_in(d, &["ledger", "overdue", "--at", &ms.to_string()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+    };
+    assert_eq!(overdue_at(created + 4_999), "", "not overdue before its deadline");
+    let overdue = overdue_at(created + 5_000);
     assert!(overdue.starts_with("local:work/t.csv\tdue "), "{overdue}");
     assert_eq!(overdue.lines().count(), 1, "{overdue}");
 
+    // Once the deadline has passed, cleanup deletes it (and nothing else), recorded.
+    while stowage_tests::now_ms() < created + 5_000 {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let o = run_in(d, &["cleanup"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), "deleted scratch:work/t.csv\n");
     assert!(!d.join("data/work/t.csv").exists());
     assert!(d.join("data/keep.csv").exists(), "cleanup only removes temporary files");
-    assert_eq!(stdout(&run_in(d, &["ledger", "overdue"])), "");
+    let o = run_in(d, &["ledger", "overdue"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "");
     let show = stdout(&run_in(d, &["ledger", "show", "--path", "work/t.csv"]));
-    let last = show.lines().last().unwrap();
-    assert!(last.contains("work_copy_deleted local:work/t.csv"), "recorded as a temporary copy's deletion: {show}");
+    let lines: Vec<&str> = show.lines().collect();
+    assert_eq!(lines.len(), 4, "{show}");
+    assert!(lines[2].contains("work_copy_deleted local:work/t.csv actor=stowage-cleanup"), "recorded as a temporary copy's deletion: {show}");
+    assert!(lines[3].contains("delete_committed local:work/t.csv") && lines[3].ends_with("settles=#4"), "{show}");
     assert!(run_in(d, &["ledger", "verify"]).status.success());
 }
 
@@ -257,6 +282,8 @@ async fn a_scoped_scratch_file_is_deleted_and_recorded_whatever_the_exit() {
     let entries = s.ledger().entries().unwrap();
     for p in [&ok.path, &addr.path] {
         let actions: Vec<&str> = entries.iter().filter(|e| &e.record.path == p).map(|e| e.record.action.as_str()).collect();
-        assert_eq!(actions, vec!["work_copy_created", "work_copy_deleted"], "{p}");
+        // Created and deleted (each announced, then settled), and looked up twice.
+        let want = ["work_copy_created", "write_committed", "metadata_accessed", "work_copy_deleted", "delete_committed", "metadata_accessed"];
+        assert_eq!(actions, want, "{p}");
     }
 }

@@ -174,7 +174,7 @@ fn the_http_api_works_with_curl_in_development_mode() {
     }
 
     // The ledger recorded the upload under the client's request id.
-    let ledger = stowage_runtime::ledger::Ledger::open(&d.join("ledger.sqlite")).unwrap();
+    let ledger = stowage_runtime::ledger::Ledger::open(&d.join("ledger.sqlite"), Default::default()).unwrap();
     let entries = ledger.entries().unwrap();
     assert!(entries.iter().any(|e| e.record.request_id == "req-put-1" && e.record.action == "file_created"), "{entries:?}");
 }

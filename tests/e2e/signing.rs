@@ -77,7 +77,7 @@ fn verify_names_the_signer_or_the_exact_reason() {
     let o = run_in(d, &["plugin", "inspect", "--capabilities", "good.wasm"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    for want in ["world: driver", "export: stowage:storage/store@0.2.0", "import: wasi:filesystem/preopens@0.2", &format!("signature: key {id} (embedded)"), "capabilities: range-reads, create-only"] {
+    for want in ["world: driver", "export: stowage:storage/store@0.3.0", "import: wasi:filesystem/preopens@0.2", &format!("signature: key {id} (embedded)"), "capabilities: range-reads, create-only"] {
         assert!(out.contains(want), "inspect lacks {want:?}: {out}");
     }
 }

@@ -75,7 +75,7 @@ fn the_driver_conformance_suite_passes_from_a_web_host_to_a_services_host_over_t
     assert!(!out.contains("FAIL "), "{out}");
     // The suite's writes went through the services host's own pipeline: its ledger recorded
     // them, under the suite's scope.
-    let entries = stowage_runtime::ledger::Ledger::open(&services.path().join("ledger.sqlite")).unwrap().entries().unwrap();
+    let entries = stowage_runtime::ledger::Ledger::open(&services.path().join("ledger.sqlite"), Default::default()).unwrap().entries().unwrap();
     let created = entries.iter().filter(|e| e.record.action == "file_created" && e.record.path.starts_with("stowage-conformance-")).count();
     assert!(created >= 10, "the services host recorded {created} writes of the suite");
 
@@ -256,8 +256,8 @@ fn one_gib_streams_through_a_web_host_that_keeps_nothing_on_disk() {
     assert!(peak < 150 << 20, "the web host peaked at {} MiB", peak >> 20);
 
     // Both ledgers recorded the upload under one request id, each from its own side.
-    let web_ledger = stowage_runtime::ledger::Ledger::open(&w.join("ledger.sqlite")).unwrap().entries().unwrap();
-    let services_ledger = stowage_runtime::ledger::Ledger::open(&services.path().join("ledger.sqlite")).unwrap().entries().unwrap();
+    let web_ledger = stowage_runtime::ledger::Ledger::open(&w.join("ledger.sqlite"), Default::default()).unwrap().entries().unwrap();
+    let services_ledger = stowage_runtime::ledger::Ledger::open(&services.path().join("ledger.sqlite"), Default::default()).unwrap().entries().unwrap();
     let created = |entries: &[stowage_runtime::ledger::Entry]| {
         entries.iter().find(|e| e.record.action == "file_created" && e.record.path == "big.bin").map(|e| (e.record.request_id.clone(), e.record.cohort.clone()))
     };

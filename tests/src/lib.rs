@@ -92,6 +92,7 @@ pub fn ctx(disk: &Disk) -> RequestContext {
         disk: disk.name().to_string(),
         driver: "test".into(),
         actor: Some("test".into()),
+        authenticated_as: None,
         request_id: "test".into(),
         metadata: Vec::new(),
     }
@@ -156,4 +157,9 @@ sys.exit(os.waitstatus_to_exitcode(status) % 256)\n";
     let status = launcher.stdout(std::process::Stdio::null()).status().expect("python3 runs the command");
     let peak = std::fs::read_to_string(report.path()).expect("rss report").trim().parse().expect("rss number");
     (status, peak)
+}
+
+/// Now, in milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }

@@ -17,6 +17,8 @@ pub const PLUGIN_FAULT: u8 = 6;
 pub const UNAVAILABLE: u8 = 7;
 /// The object already exists (create-only).
 pub const EXISTS: u8 = 8;
+/// The PHI ledger cannot record the operation, or does not verify: nothing was done.
+pub const AUDIT: u8 = 9;
 /// The host itself could not run.
 pub const INTERNAL: u8 = 70;
 
@@ -34,12 +36,16 @@ pub fn code_for(e: &anyhow::Error) -> u8 {
             StorageError::Unsupported(_) | StorageError::Io(_) => FAILURE,
             StorageError::Unavailable { .. } => UNAVAILABLE,
             StorageError::PluginFault { .. } => PLUGIN_FAULT,
+            StorageError::AuditUnavailable(_) => AUDIT,
         };
     }
-    if e.downcast_ref::<crate::cmd::plugin::VerifyFailed>().is_some()
-        || e.downcast_ref::<crate::cmd::ledger::LedgerBroken>().is_some()
-    {
+    if e.downcast_ref::<crate::cmd::plugin::VerifyFailed>().is_some() {
         return DENIED;
+    }
+    if e.downcast_ref::<crate::cmd::ledger::LedgerBroken>().is_some()
+        || matches!(e.downcast_ref::<StartError>(), Some(StartError::LedgerBroken(_) | StartError::Ledger(_)))
+    {
+        return AUDIT;
     }
     if e.downcast_ref::<crate::cmd::plugin_test::CannotTest>().is_some() {
         return INVALID;

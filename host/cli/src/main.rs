@@ -28,6 +28,10 @@ struct Cli {
     #[arg(long, global = true)]
     cohort: Option<String>,
 
+    /// Why the data is accessed (recorded in the PHI ledger; request metadata `purpose`).
+    #[arg(long, global = true, env = "STOWAGE_PURPOSE")]
+    purpose: Option<String>,
+
     /// Request metadata KEY=VALUE (repeatable; seen by policies, e.g. `file_type=patient`).
     #[arg(long = "req-meta", global = true, value_name = "KEY=VALUE", value_parser = cmd::key_value)]
     req_meta: Vec<(String, String)>,
@@ -54,10 +58,11 @@ enum Command {
     /// Plugin signing keys, signatures and inspection.
     #[command(subcommand)]
     Plugin(cmd::plugin::Command),
-    /// The PHI ledger: verify the chain, list overdue temporary files, show records.
+    /// The PHI ledger: verify, checkpoints and proofs, show, export and report, seal a break.
     #[command(subcommand)]
     Ledger(cmd::ledger::Command),
-    /// Delete overdue temporary files through the normal pipeline (so each deletion is recorded).
+    /// Delete overdue temporary files through the normal pipeline (so each deletion is
+    /// recorded), and remove the temp objects of writes that never finished.
     Cleanup,
     /// Serve the storage pipeline over HTTP(S): the services host's API (see [server] in the
     /// config).
@@ -82,6 +87,9 @@ fn main() -> ExitCode {
     let mut req_meta = cli.req_meta;
     if let Some(cohort) = cli.cohort {
         req_meta.push(("cohort".into(), cohort));
+    }
+    if let Some(purpose) = cli.purpose {
+        req_meta.push(("purpose".into(), purpose));
     }
     cmd::set_identity(cli.actor, req_meta);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -24,6 +24,7 @@ impl Harness {
             class: None,
             disk: disk.name().to_string(),
             driver: "under-test".into(),
+            authenticated_as: None,
             actor: Some("conformance".into()),
             request_id: format!("conformance-{scope}"),
             metadata: Vec::new(),

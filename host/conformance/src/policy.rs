@@ -4,11 +4,10 @@
 //! only ledger records the host accepts and can attribute to a request. Like the host, the
 //! checks never call a policy for operations outside its declared interests.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use stowage_runtime::ledger::Ledger;
-use stowage_runtime::policy::{Decision, Interests, OperationOutcome, OperationRequest, Policy};
+use stowage_runtime::policy::{Decision, Interests, OperationOutcome, OperationRequest, Phase, Policy};
 use stowage_runtime::{Operation, OperationSet, RequestContext, Role, StorageClass, StorageError};
 
 use crate::{Outcome, Report, ensure};
@@ -24,9 +23,8 @@ pub async fn run(policy: &Policy, ledger: &Ledger) -> Report {
         }
     };
     report.results.push(("policy/interests", Outcome::Pass));
-    let before = ledger.entries().map_or(0, |e| e.len());
-    // Every request id the checks use: ledger records must name one of them.
-    let mut ids = BTreeSet::new();
+    // Every record a call appends must name that call's request.
+    let mut ids = Calls { ledger, next: ledger.len().unwrap_or(0), wrong: None };
     let checks = interests.check;
     let outcome = |skip: bool, r: Result<(), String>| match (skip, r) {
         (true, _) => Outcome::Skip("the policy declares no operation to check".into()),
@@ -46,9 +44,42 @@ pub async fn run(policy: &Policy, ledger: &Ledger) -> Report {
             (false, Err(why)) => Outcome::Fail(why),
         },
     ));
-    let r = records_accepted(ledger, before, &ids);
+    let r = records_accepted(ledger, ids.wrong.take());
     report.results.push(("policy/ledger-records-accepted", r.map_or_else(Outcome::Fail, |()| Outcome::Pass)));
     report
+}
+
+/// Follows the ledger across calls: each call's new records must carry its request id.
+struct Calls<'l> {
+    ledger: &'l Ledger,
+    next: u64,
+    wrong: Option<String>,
+}
+
+impl Calls<'_> {
+    /// After a call for request `id`: checks the records it appended.
+    fn called(&mut self, id: &str) {
+        let mut found = Vec::new();
+        let _ = self.ledger.scan(self.next, |e| {
+            found.push(e);
+            Ok(true)
+        });
+        for entry in found {
+            self.next = entry.index + 1;
+            let r = &entry.record;
+            if self.wrong.is_some() {
+                continue;
+            }
+            if r.action.trim().is_empty() {
+                self.wrong = Some(format!("ledger record {} has no action", entry.index));
+            } else if r.request_id != id {
+                self.wrong = Some(format!(
+                    "ledger record {} (`{}`) carries request id `{}`, but it was written while the policy was told of request `{id}`: records must say which request they are about",
+                    entry.index, r.action, r.request_id
+                ));
+            }
+        }
+    }
 }
 
 async fn interests(policy: &Policy) -> Result<Interests, String> {
@@ -69,13 +100,14 @@ fn context(role: Role, request_id: String) -> RequestContext {
         disk: "conformance".into(),
         driver: "local-fs".into(),
         actor: Some("conformance".into()),
+        authenticated_as: Some("conformance-key".into()),
         request_id,
         metadata: vec![("cohort".into(), "CONFORMANCE".into())],
     }
 }
 
 fn request(operation: Operation, ctx: RequestContext, path: &str) -> OperationRequest {
-    OperationRequest { operation, ctx, path: path.into(), content_type: None, object_metadata: Vec::new() }
+    OperationRequest { operation, ctx, path: path.into(), content_type: None, object_metadata: Vec::new(), expires_in_secs: None }
 }
 
 async fn decide(policy: &Policy, r: &OperationRequest, what: &str) -> Result<Decision, String> {
@@ -85,20 +117,19 @@ async fn decide(policy: &Policy, r: &OperationRequest, what: &str) -> Result<Dec
         .map_err(|e| format!("`check` on {} ({what}) failed instead of answering: {e}", r.operation))
 }
 
-async fn answers_every_operation(policy: &Policy, checks: OperationSet, ids: &mut BTreeSet<String>) -> Result<(), String> {
+async fn answers_every_operation(policy: &Policy, checks: OperationSet, ids: &mut Calls<'_>) -> Result<(), String> {
     for role in [Role::Web, Role::Services, Role::Testing] {
         for op in Operation::ALL.into_iter().filter(|op| checks.contains(*op)) {
             let id = format!("conformance-{role}-{op}");
-            ids.insert(id.clone());
-            let r = request(op, context(role, id), "conformance/a.csv");
+            let r = request(op, context(role, id.clone()), "conformance/a.csv");
             decide(policy, &r, &format!("role {role}")).await?;
+            ids.called(&id);
         }
     }
     Ok(())
 }
 
-async fn odd_input(policy: &Policy, checks: OperationSet, ids: &mut BTreeSet<String>) -> Result<(), String> {
-    ids.extend(["conformance-odd".to_string(), String::new()]);
+async fn odd_input(policy: &Policy, checks: OperationSet, ids: &mut Calls<'_>) -> Result<(), String> {
     let base = || context(Role::Services, "conformance-odd".into());
     let long = "d/".repeat(511) + "f";
     let many: Vec<(String, String)> = (0..1000).map(|i| (format!("k{i}"), "v".repeat(i % 7))).collect();
@@ -135,13 +166,14 @@ async fn odd_input(policy: &Policy, checks: OperationSet, ids: &mut BTreeSet<Str
         for op in Operation::ALL.into_iter().filter(|op| checks.contains(*op)) {
             r.operation = op;
             decide(policy, &r, what).await?;
+            ids.called(&r.ctx.request_id);
         }
     }
     Ok(())
 }
 
 /// Tells the policy a success and failures of every operation it observes.
-async fn observes_every_outcome(policy: &Policy, observes: OperationSet, ids: &mut BTreeSet<String>) -> Result<(), String> {
+async fn observes_every_outcome(policy: &Policy, observes: OperationSet, ids: &mut Calls<'_>) -> Result<(), String> {
     let failures = [
         StorageError::NotFound("conformance/a.csv".into()),
         StorageError::Denied("policy `other`: no".into()),
@@ -153,47 +185,41 @@ async fn observes_every_outcome(policy: &Policy, observes: OperationSet, ids: &m
         let id = format!("conformance-observe-{op}-ok");
         let mut r = request(op, context(Role::Services, id.clone()), "conformance/a.csv");
         r.content_type = Some("text/csv".into());
-        outcomes.push(OperationOutcome {
+        let ok = OperationOutcome {
             request: r.clone(),
             size: Some(42),
             sha256: Some("0".repeat(64)),
             duration: Duration::from_micros(120),
             error: None,
-        });
-        ids.insert(id);
+            items: (op == Operation::List).then_some(3),
+            url_id: (op == Operation::Url).then(|| "0123456789abcdef".into()),
+        };
+        // Operations with an effect are told before it, then after.
+        if matches!(op, Operation::Put | Operation::Delete | Operation::Get) {
+            outcomes.push((Phase::Before, ok.clone()));
+        }
+        outcomes.push((Phase::After, ok));
         for (i, e) in failures.iter().enumerate() {
             let id = format!("conformance-observe-{op}-err{i}");
             let r = OperationRequest { ctx: context(Role::Services, id.clone()), ..r.clone() };
-            outcomes.push(OperationOutcome { request: r, size: None, sha256: None, duration: Duration::ZERO, error: Some(e.clone()) });
-            ids.insert(id);
+            outcomes.push((Phase::After, OperationOutcome { error: Some(e.clone()), size: None, sha256: None, items: None, url_id: None, duration: Duration::ZERO, request: r }));
         }
-        for o in &outcomes {
-            if let Err(e) = policy.tell(o).await {
+        for (phase, o) in &outcomes {
+            if let Err(e) = policy.tell(o, *phase).await {
                 let what = o.error.as_ref().map_or("success".to_string(), |e| format!("failure `{e}`"));
-                return Err(format!("`observe` of a {op} {what} failed: {e}"));
+                return Err(format!("`observe` ({phase:?}) of a {op} {what} failed: {e}"));
             }
+            ids.called(&o.request.ctx.request_id);
         }
     }
     Ok(())
 }
 
-fn records_accepted(ledger: &Ledger, before: usize, ids: &BTreeSet<String>) -> Result<(), String> {
-    match ledger.verify() {
+fn records_accepted(ledger: &Ledger, wrong: Option<String>) -> Result<(), String> {
+    match ledger.verify(stowage_runtime::ledger::VerifyMode::Full) {
         Ok(Ok(_)) => {}
         Ok(Err(broken)) => return Err(format!("the ledger no longer verifies: {broken}")),
         Err(e) => return Err(format!("cannot read the ledger: {e}")),
     }
-    let entries = ledger.entries().map_err(|e| format!("cannot read the ledger: {e}"))?;
-    for entry in entries.iter().skip(before) {
-        let r = &entry.record;
-        ensure!(!r.action.trim().is_empty(), "ledger record {} has no action", entry.index);
-        ensure!(
-            ids.contains(&r.request_id),
-            "ledger record {} (`{}`) carries request id `{}`, which belongs to no observed outcome: records must say which request they are about",
-            entry.index,
-            r.action,
-            r.request_id
-        );
-    }
-    Ok(())
+    wrong.map_or(Ok(()), Err)
 }

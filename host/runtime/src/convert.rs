@@ -2,10 +2,10 @@
 
 use crate::bindings::{wit, wit_ledger, wit_policy};
 use crate::error::StorageError;
-use crate::ledger::TrackingRecord;
-use crate::policy::{OperationOutcome, OperationRequest};
+use crate::ledger::Record;
+use crate::policy::{OperationOutcome, OperationRequest, Phase};
 use crate::types::{
-    ByteRange, Capabilities, ListPage, ObjectInfo, Operation, OperationSet, RequestContext, Role, WriteOptions,
+    ByteRange, Capabilities, ListPage, ObjectInfo, Operation, OperationSet, RequestContext, Role, TempObject, TempPage, WriteOptions,
 };
 
 /// A driver's answer (a value of the WIT `error` variant) as the host's error.
@@ -69,17 +69,27 @@ pub fn context_to_wit(c: &RequestContext) -> wit::RequestContext {
         disk: c.disk.clone(),
         driver: c.driver.clone(),
         actor: c.actor.clone(),
+        authenticated_as: c.authenticated_as.clone(),
         request_id: c.request_id.clone(),
         metadata: c.metadata.clone(),
     }
 }
 
-/// Write options for a driver.
-pub fn write_options_to_wit(o: &WriteOptions) -> wit::WriteOptions {
+/// Write options for a driver, for the write tagged `owner`.
+pub fn write_options_to_wit(o: &WriteOptions, owner: &str) -> wit::WriteOptions {
     wit::WriteOptions {
         content_type: o.content_type.clone(),
         metadata: o.metadata.clone(),
         create_only: o.create_only,
+        owner: owner.to_string(),
+    }
+}
+
+/// A page of a driver's temporary objects.
+pub fn temp_page_from_wit(p: wit::TempPage) -> TempPage {
+    TempPage {
+        items: p.items.into_iter().map(|t| TempObject { id: t.id, owner: t.owner, size: t.size, modified: t.modified }).collect(),
+        next_cursor: p.next_cursor,
     }
 }
 
@@ -147,23 +157,30 @@ pub fn request_to_wit(r: &OperationRequest) -> wit_policy::OperationRequest {
         path: r.path.clone(),
         content_type: r.content_type.clone(),
         object_metadata: r.object_metadata.clone(),
+        expires_in_secs: r.expires_in_secs,
     }
 }
 
-/// An operation outcome for a policy.
-pub fn outcome_to_wit(o: &OperationOutcome) -> wit_policy::OperationOutcome {
+/// An operation outcome for a policy, at `phase`.
+pub fn outcome_to_wit(o: &OperationOutcome, phase: Phase) -> wit_policy::OperationOutcome {
     wit_policy::OperationOutcome {
         request: request_to_wit(&o.request),
+        phase: match phase {
+            Phase::Before => wit_policy::Phase::Before,
+            Phase::After => wit_policy::Phase::After,
+        },
         size: o.size,
         sha256: o.sha256.clone(),
         duration_us: o.duration.as_micros().min(u128::from(u64::MAX)) as u64,
         error: o.error.as_ref().map(error_to_wit),
+        items: o.items,
+        url_id: o.url_id.clone(),
     }
 }
 
-/// A policy's tracking record for the ledger.
-pub fn tracking_from_wit(r: wit_ledger::TrackingRecord) -> TrackingRecord {
-    TrackingRecord {
+/// A policy's tracking record for the ledger (before the host stamps it).
+pub fn tracking_from_wit(r: wit_ledger::TrackingRecord) -> Record {
+    Record {
         action: r.action,
         path: r.path,
         disk: r.disk,
@@ -178,5 +195,6 @@ pub fn tracking_from_wit(r: wit_ledger::TrackingRecord) -> TrackingRecord {
         cleanup_required: r.cleanup_required,
         cleanup_within_secs: r.cleanup_within_secs,
         request_id: r.request_id,
+        ..Record::default()
     }
 }

@@ -77,6 +77,10 @@ pub enum StorageError {
     /// The address is not of the `NAME:path` form.
     #[error("address `{0}` is not of the form NAME:path (e.g. default:hello.txt)")]
     BadAddress(String),
+    /// The operation would not be recorded durably in the PHI ledger (it cannot append, or
+    /// does not verify), so it was refused: nothing was stored, served or removed.
+    #[error("audit unavailable: {0}")]
+    AuditUnavailable(String),
     /// The bytes received are not the ones the client meant to send (their sha256 differs
     /// from the one it gave); nothing was stored.
     #[error("the content's sha256 is {actual}, not {expected} as the client said; nothing was stored")]
@@ -104,6 +108,7 @@ impl StorageError {
             StorageError::UnknownName(_) => "unknown-name",
             StorageError::BadAddress(_) => "bad-address",
             StorageError::DigestMismatch { .. } => "digest-mismatch",
+            StorageError::AuditUnavailable(_) => "audit-unavailable",
         }
     }
 }

@@ -15,6 +15,7 @@
 //! # Ok(()) }
 //! ```
 
+mod audit;
 mod bindings;
 pub mod config;
 mod convert;
@@ -22,7 +23,10 @@ pub mod driver;
 pub mod engine;
 pub mod error;
 pub mod http;
-pub mod ledger;
+mod maintenance;
+/// The PHI ledger (its own crate, re-exported).
+pub use stowage_ledger as ledger;
+mod owner;
 pub mod plugin;
 pub mod policy;
 mod request;
@@ -39,7 +43,9 @@ pub use engine::{Limits, PluginEngine};
 pub use error::{FaultKind, StorageError};
 pub use state::Grants;
 pub use request::{Address, Request};
-pub use storage::{StartError, Storage};
+pub use maintenance::{Reconciled, Swept};
+pub use storage::{StartError, Storage, UrlSigner};
 pub use scratch::{ScratchFile, scratch_path, submission_path};
 pub use upload::Upload;
 pub use types::*;
+pub use owner::{HostId, Liveness, OwnerTag, Owners, owners};

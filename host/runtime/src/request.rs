@@ -30,11 +30,14 @@ impl Address {
 /// Who is asking, for one request.
 #[derive(Debug, Clone)]
 pub struct Request {
-    /// The person or service asking.
+    /// The person or service asking, as the client claims it.
     pub actor: Option<String>,
-    /// Unique id, carried into logs (and, later, the ledger).
+    /// The credential that authenticated the request: an API key's name, `signed-url:ID`,
+    /// `local:USER` for the command line. Recorded next to the actor.
+    pub authenticated_as: Option<String>,
+    /// Unique id, carried into logs and the ledger.
     pub request_id: String,
-    /// Request metadata (e.g. `cohort`).
+    /// Request metadata (e.g. `cohort`, `purpose`).
     pub metadata: Metadata,
 }
 
@@ -43,9 +46,15 @@ impl Request {
     pub fn new() -> Request {
         Request {
             actor: None,
+            authenticated_as: None,
             request_id: new_request_id(),
             metadata: Vec::new(),
         }
+    }
+
+    /// Why the data is accessed, when the request says (request metadata `purpose`).
+    pub fn purpose(&self) -> Option<&str> {
+        self.metadata.iter().find(|(k, _)| k == "purpose").map(|(_, v)| v.as_str())
     }
 }
 

@@ -92,6 +92,9 @@ pub struct PluginState {
     grants: Arc<Grants>,
     /// When the current call must have returned (see `pool::Lease::begin_with`).
     pub(crate) deadline: Instant,
+    /// For a policy's `observe` call: what the host stamps on its ledger records, and what
+    /// they were.
+    pub(crate) audit: Option<Arc<std::sync::Mutex<crate::policy::CallAudit>>>,
 }
 
 impl PluginState {
@@ -122,6 +125,7 @@ impl PluginState {
             limiter: Limiter { memory_bytes: limits.memory_bytes },
             grants,
             deadline: Instant::now(),
+            audit: None,
         })
     }
 
@@ -173,11 +177,33 @@ impl log::Host for PluginState {
 
 impl crate::bindings::wit_ledger::Host for PluginState {
     async fn append(&mut self, record: crate::bindings::wit_ledger::TrackingRecord) -> Result<u64, String> {
-        match &self.grants.ledger {
-            Some(ledger) => ledger.append_async(&crate::convert::tracking_from_wit(record)).await.map_err(|e| e.to_string()),
+        let record = crate::convert::tracking_from_wit(record);
+        let audit = self.audit.clone();
+        // Outside an observe call (a policy recording from `check`): only its name is stamped.
+        let record = match &audit {
+            Some(a) => lock_audit(a).stamped(record),
+            None => crate::ledger::Record { policy: Some(self.name.to_string()), ..record },
+        };
+        let result = match &self.grants.ledger {
+            Some(ledger) => ledger.append(&record).await.map_err(|e| e.to_string()),
             None => Err("this host has no ledger configured".into()),
+        };
+        if let Some(a) = &audit {
+            let mut a = lock_audit(a);
+            match &result {
+                Ok(index) => a.appended.push(*index),
+                Err(e) => {
+                    a.failed.get_or_insert_with(|| e.clone());
+                }
+            }
         }
+        result
     }
+}
+
+/// A call's audit, even after a panic elsewhere poisoned it (it holds plain data).
+fn lock_audit(a: &std::sync::Mutex<crate::policy::CallAudit>) -> std::sync::MutexGuard<'_, crate::policy::CallAudit> {
+    a.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl WasiHttpView for PluginState {

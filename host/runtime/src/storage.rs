@@ -9,11 +9,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use sha2::Digest as _;
+
+use crate::audit::{self, pause_point};
 use crate::config::{ConfigError, LoadedConfig, PluginPlan, PluginSource};
-use crate::ledger::{Ledger, LedgerError};
+use crate::ledger::{Broken, Effect, Ledger, LedgerError, VerifyMode};
 use crate::plugin::{Loaded, PluginLoader};
 use crate::plugin::inspect::World;
-use crate::policy::{OperationOutcome, OperationRequest, Pipeline, Policy};
+use crate::policy::{OperationOutcome, OperationRequest, Phase, Pipeline, Policy};
 use crate::upload::Upload;
 use crate::driver::{Disk, ObjectReader};
 use crate::engine::PluginEngine;
@@ -46,6 +49,9 @@ pub enum StartError {
     /// The ledger could not be opened.
     #[error("ledger: {0}")]
     Ledger(#[from] LedgerError),
+    /// The ledger does not verify: nothing is served until an operator looks.
+    #[error("the PHI ledger does not verify, so this host will not start: {0}. Find out what happened (`stowage ledger verify --full`); to go on, record that you did with `stowage ledger seal --reason TEXT`")]
+    LedgerBroken(Broken),
     /// A policy needs a driver capability a disk does not declare.
     #[error(
         "policy `{policy}` needs {} from every disk it guards, but disk `{disk}` (plugin {driver}) does not declare {} (it declares: {declared}). Put that disk behind a driver that supports it, or remove the policy",
@@ -91,6 +97,13 @@ pub(crate) struct Target {
     pub path: String,
 }
 
+/// Signs download URLs the host serves itself, for disks whose driver cannot (`stowage
+/// serve`'s `/v1/signed/...`).
+pub trait UrlSigner: Send + Sync {
+    /// A URL serving `name:path` for `expires_in_secs`, and its id.
+    fn sign(&self, name: &str, path: &str, expires_in_secs: u64) -> Result<(String, String), StorageError>;
+}
+
 /// All configured disks and the class → disk map.
 pub struct Storage {
     role: Role,
@@ -99,6 +112,10 @@ pub struct Storage {
     pipeline: Pipeline,
     ledger: Arc<Ledger>,
     loader: PluginLoader,
+    /// Per disk: temp objects of unknown owners older than this are orphans.
+    orphan_after: BTreeMap<String, std::time::Duration>,
+    /// The disk that keeps a copy of every checkpoint.
+    checkpoint_disk: Option<String>,
 }
 
 impl Storage {
@@ -107,6 +124,19 @@ impl Storage {
     pub async fn open(config: &LoadedConfig) -> Result<Storage, StartError> {
         let storage = Self::start(config)?;
         storage.check_wiring().await?;
+        // What a crash left: write-ahead records without an outcome, temp objects of writes
+        // that never finished. Neither stops the start: what cannot be settled now is
+        // settled next time.
+        if let Err(e) = storage.reconcile().await {
+            tracing::warn!(error = %e, "could not reconcile the ledger's open intents at start");
+        }
+        if let Err(e) = storage.sweep_orphans().await {
+            tracing::warn!(error = %e, "could not sweep orphaned temp objects at start");
+        }
+        // A checkpoint an earlier process made reaches the checkpoint disk now.
+        if let Err(e) = storage.copy_checkpoint().await {
+            tracing::warn!(error = %e, "could not copy the latest ledger checkpoint to the checkpoint disk");
+        }
         Ok(storage)
     }
 
@@ -129,16 +159,26 @@ impl Storage {
         // plugin means nothing starts and nothing is touched.
         let drivers = load_all(&loader, config.disk_plans().map_err(StartError::Setup)?, World::Driver)?;
         let policy_plugins = load_all(&loader, config.policy_plans().map_err(StartError::Setup)?, World::Policy)?;
-        let ledger = Arc::new(Ledger::open(&config.ledger_path())?);
+        let ledger = Arc::new(Ledger::open(&config.ledger_path(), config.ledger_options())?);
+        let log_only = config.ledger_log_only();
+        if let Err(broken) = ledger.verify(VerifyMode::Incremental)? {
+            if !log_only {
+                return Err(StartError::LedgerBroken(broken));
+            }
+            tracing::error!(error = %broken, "the PHI ledger does not verify; going on because [ledger] on_failure = \"log\"");
+        }
         let mut policies = Vec::with_capacity(policy_plugins.len());
         for (plan, l) in policy_plugins {
             let grants = crate::state::Grants { ledger: Some(ledger.clone()), ..plan.grants };
             let policy = Policy::from_component(engine, &plan.name, &l.component, grants, plan.limits)
-                .map_err(|e| plugin_error(&plan.name, &plan.plugin, e))?;
+                .map_err(|e| plugin_error(&plan.name, &plan.plugin, e))?
+                .with_required(plan.required);
             policies.push(policy);
         }
         let mut disks = BTreeMap::new();
+        let mut orphan_after = BTreeMap::new();
         for (plan, l) in drivers {
+            orphan_after.insert(plan.name.clone(), plan.orphan_after);
             if let Some(dir) = &plan.grants.dir {
                 create_grant_dir(&plan.name, dir)?;
             }
@@ -155,9 +195,11 @@ impl Storage {
             role: *config.config.role.get_ref(),
             disks,
             classes,
-            pipeline: Pipeline::new(policies),
+            pipeline: Pipeline::new(policies).log_only(log_only),
             ledger,
             loader,
+            orphan_after,
+            checkpoint_disk: config.config.ledger.checkpoint_disk.as_ref().map(|d| d.get_ref().clone()),
         })
     }
 
@@ -235,6 +277,26 @@ impl Storage {
         &self.ledger
     }
 
+    /// The disk checkpoints are copied to, if one is configured.
+    pub(crate) fn checkpoint_disk(&self) -> Option<&Disk> {
+        self.checkpoint_disk.as_ref().and_then(|d| self.disks.get(d))
+    }
+
+    /// How old a temp object of an unknown owner on `disk` must be to count as an orphan.
+    pub(crate) fn orphan_after(&self, disk: &str) -> std::time::Duration {
+        self.orphan_after.get(disk).copied().unwrap_or(std::time::Duration::from_secs(86_400))
+    }
+
+    /// A disk by name (for the host's own maintenance: probes, sweeps, reconciling).
+    pub(crate) fn disk(&self, name: &str) -> Option<&Disk> {
+        self.disks.get(name)
+    }
+
+    /// Every disk.
+    pub(crate) fn disks(&self) -> impl Iterator<Item = (&String, &Disk)> {
+        self.disks.iter()
+    }
+
     /// The policies, in order.
     pub fn pipeline(&self) -> &Pipeline {
         &self.pipeline
@@ -296,6 +358,7 @@ impl Storage {
             disk: target.disk.name().to_string(),
             driver: target.disk.driver_name().to_string(),
             actor: req.actor.clone(),
+            authenticated_as: req.authenticated_as.clone(),
             request_id: req.request_id.clone(),
             metadata: req.metadata.clone(),
         }
@@ -308,28 +371,42 @@ impl Storage {
         Ok((target, ctx))
     }
 
-    /// Runs `op` through the pipeline: policies first (the first deny wins and `op` never
-    /// runs), then every policy learns the outcome. `measure` gives size and sha256 of a
-    /// success.
+    /// Runs `op` (an operation without effects: stat, exists, list, url) through the
+    /// pipeline: policies first (the first deny wins and `op` never runs), then every policy
+    /// learns the outcome. `measure` fills in what a success measured. If a required policy
+    /// cannot record the outcome, the answer is withheld.
     async fn run<T>(
         &self,
         request: OperationRequest,
         op: impl Future<Output = Result<T, StorageError>>,
-        measure: impl FnOnce(&T) -> (Option<u64>, Option<String>),
+        measure: impl FnOnce(&T, &mut OperationOutcome),
     ) -> Result<T, StorageError> {
         let started = Instant::now();
         let result = match self.pipeline.check(&request).await {
             Ok(()) => op.await,
             Err(denied) => Err(denied),
         };
-        let (size, sha256) = result.as_ref().map_or((None, None), measure);
-        let outcome = OperationOutcome { request, size, sha256, duration: started.elapsed(), error: result.as_ref().err().cloned() };
-        self.pipeline.observe(&outcome).await;
-        result
+        let mut outcome = OperationOutcome::of(request, started);
+        match &result {
+            Ok(v) => measure(v, &mut outcome),
+            Err(e) => outcome.error = Some(e.clone()),
+        }
+        let audit = self.pipeline.observe(&outcome, Phase::After, None).await;
+        match (result, audit.error()) {
+            (Ok(_), Some(unrecorded)) => Err(unrecorded),
+            (result, _) => result,
+        }
     }
 
     fn request(op: Operation, ctx: &RequestContext, path: &str) -> OperationRequest {
-        OperationRequest { operation: op, ctx: ctx.clone(), path: path.to_string(), content_type: None, object_metadata: Vec::new() }
+        OperationRequest { operation: op, ctx: ctx.clone(), path: path.to_string(), content_type: None, object_metadata: Vec::new(), expires_in_secs: None }
+    }
+
+    /// Tells the policies an operation failed before it could take effect.
+    async fn failed<T>(&self, mut outcome: OperationOutcome, e: StorageError) -> Result<T, StorageError> {
+        outcome.error = Some(e.clone());
+        self.pipeline.observe(&outcome, Phase::After, None).await;
+        Err(e)
     }
 
     /// Starts a streaming write (after the policies allow it).
@@ -346,49 +423,102 @@ impl Storage {
             Err(denied) => Err(denied),
         };
         match opened {
-            Ok(inner) => Ok(Upload::new(inner, request, self.pipeline.clone(), started)),
-            Err(e) => {
-                let outcome = OperationOutcome { request, size: None, sha256: None, duration: started.elapsed(), error: Some(e.clone()) };
-                self.pipeline.observe(&outcome).await;
-                Err(e)
-            }
+            Ok(inner) => Ok(Upload::new(inner, request, self.pipeline.clone(), self.ledger.clone(), started)),
+            Err(e) => self.failed(OperationOutcome::of(request, started), e).await,
         }
     }
 
-    /// Starts a streaming read (after the policies allow it).
+    /// Starts a streaming read (after the policies allow it, and once the read is recorded:
+    /// no byte goes out before).
     pub async fn reader(&self, addr: &Address, req: &Request, range: Option<ByteRange>) -> Result<ObjectReader, StorageError> {
         let (t, ctx) = self.object(addr, req)?;
         let request = Self::request(Operation::Get, &ctx, &t.path);
-        self.run(request, t.disk.reader(&ctx, &t.path, range), |r| (Some(r.remaining()), r.info().sha256.clone())).await
+        let started = Instant::now();
+        let outcome = OperationOutcome::of(request, started);
+        if let Err(denied) = self.pipeline.check(&outcome.request).await {
+            return self.failed(outcome, denied).await;
+        }
+        let mut reader = match t.disk.reader(&ctx, &t.path, range).await {
+            Ok(r) => r,
+            Err(e) => return self.failed(outcome, e).await,
+        };
+        let outcome = OperationOutcome { size: Some(reader.remaining()), sha256: reader.info().sha256.clone(), ..outcome };
+        let before = self.pipeline.observe(&outcome, Phase::Before, None).await;
+        if let Some(e) = before.error() {
+            reader.close().await;
+            return self.failed(outcome, e).await;
+        }
+        self.pipeline.observe(&outcome, Phase::After, None).await;
+        Ok(reader)
     }
 
     /// An object's info.
     pub async fn stat(&self, addr: &Address, req: &Request) -> Result<ObjectInfo, StorageError> {
         let (t, ctx) = self.object(addr, req)?;
         let request = Self::request(Operation::Stat, &ctx, &t.path);
-        self.run(request, t.disk.stat(&ctx, &t.path), |i| (Some(i.size), i.sha256.clone())).await
+        self.run(request, t.disk.stat(&ctx, &t.path), |i, o| {
+            o.size = Some(i.size);
+            o.sha256 = i.sha256.clone();
+        })
+        .await
     }
 
     /// Whether an object exists.
     pub async fn exists(&self, addr: &Address, req: &Request) -> Result<bool, StorageError> {
         let (t, ctx) = self.object(addr, req)?;
         let request = Self::request(Operation::Exists, &ctx, &t.path);
-        self.run(request, t.disk.exists(&ctx, &t.path), |_| (None, None)).await
+        self.run(request, t.disk.exists(&ctx, &t.path), |_, _| {}).await
     }
 
-    /// Removes an object.
+    /// Removes an object, once the policies allowed and recorded it.
     pub async fn delete(&self, addr: &Address, req: &Request) -> Result<(), StorageError> {
         let (t, ctx) = self.object(addr, req)?;
         let request = Self::request(Operation::Delete, &ctx, &t.path);
-        self.run(request, t.disk.delete(&ctx, &t.path), |_| (None, None)).await
+        let started = Instant::now();
+        let mut outcome = OperationOutcome::of(request, started);
+        if let Err(denied) = self.pipeline.check(&outcome.request).await {
+            return self.failed(outcome, denied).await;
+        }
+        let owner = crate::owner::owners().begin();
+        let intent = audit::intent(Effect::Delete, &outcome.request, None, None, owner.as_str());
+        let before = self.pipeline.observe(&outcome, Phase::Before, Some(&intent)).await;
+        if let Some(e) = before.error() {
+            audit::settle(&self.ledger, &outcome.request, &intent, &before.appended, Err(&e));
+            return self.failed(outcome, e).await;
+        }
+        pause_point("after-delete-intent").await;
+        let result = t.disk.delete(&ctx, &t.path).await;
+        audit::settle(&self.ledger, &outcome.request, &intent, &before.appended, result.as_ref().map(|_| ()));
+        drop(owner);
+        outcome.error = result.as_ref().err().cloned();
+        outcome.duration = started.elapsed();
+        self.pipeline.observe(&outcome, Phase::After, None).await;
+        result
     }
 
-    /// A URL from the disk's driver that serves the object for `expires_in_secs` (drivers
-    /// with native presign, e.g. S3); `unsupported` otherwise.
-    pub async fn url(&self, addr: &Address, req: &Request, expires_in_secs: u64) -> Result<String, StorageError> {
+    /// A URL that serves the object for `expires_in_secs`: the driver's own (e.g. S3's
+    /// presigned URL), else, when the driver has none and `signer` is given, one the host
+    /// signs (after checking the object exists). Recorded with the URL's id.
+    pub async fn url(&self, addr: &Address, req: &Request, expires_in_secs: u64, signer: Option<&dyn UrlSigner>) -> Result<String, StorageError> {
         let (t, ctx) = self.object(addr, req)?;
-        let request = Self::request(Operation::Url, &ctx, &t.path);
-        self.run(request, t.disk.url(&ctx, &t.path, expires_in_secs), |_| (None, None)).await
+        let request = OperationRequest { expires_in_secs: Some(expires_in_secs), ..Self::request(Operation::Url, &ctx, &t.path) };
+        let issue = async {
+            match (t.disk.url(&ctx, &t.path, expires_in_secs).await, signer) {
+                (Ok(url), _) => {
+                    // A driver's URL carries no id of ours: a digest of it names it.
+                    let id = hex::encode(&sha2::Sha256::digest(url.as_bytes())[..8]);
+                    Ok((url, id))
+                }
+                (Err(StorageError::Unsupported(_)), Some(signer)) => {
+                    // A URL for nothing helps nobody: the object must exist.
+                    t.disk.stat(&ctx, &t.path).await?;
+                    signer.sign(&addr.name, &t.path, expires_in_secs)
+                }
+                (Err(e), _) => Err(e),
+            }
+        };
+        let (url, _) = self.run(request, issue, |(_, id), o| o.url_id = Some(id.clone())).await?;
+        Ok(url)
     }
 
     /// One page of the objects under the address's path (a prefix; may be empty).
@@ -397,7 +527,10 @@ impl Storage {
         stowage_path::validate_prefix(&target.path)?;
         let ctx = self.context(&target, req);
         let request = Self::request(Operation::List, &ctx, &target.path);
-        self.run(request, target.disk.list(&ctx, &target.path, cursor, limit), |_| (None, None)).await
+        self.run(request, target.disk.list(&ctx, &target.path, cursor, limit), |page, o| {
+            o.items = Some(u32::try_from(page.items.len()).unwrap_or(u32::MAX));
+        })
+        .await
     }
 }
 

@@ -95,12 +95,37 @@ pub struct RequestContext {
     pub disk: String,
     /// The plugin serving that disk (bundled name or file stem).
     pub driver: String,
-    /// The person or service asking.
+    /// The person or service asking (as the client claims it).
     pub actor: Option<String>,
+    /// The credential that authenticated the request (an API key's name, `signed-url:ID`,
+    /// `local:USER`).
+    pub authenticated_as: Option<String>,
     /// Unique id of the request.
     pub request_id: String,
-    /// Request metadata (e.g. cohort).
+    /// Request metadata (e.g. cohort, purpose).
     pub metadata: Metadata,
+}
+
+/// A temporary object a driver keeps for an unfinished write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TempObject {
+    /// What `remove-temp` takes.
+    pub id: String,
+    /// The write's owner tag, if the driver kept it.
+    pub owner: Option<String>,
+    /// Bytes, when known.
+    pub size: Option<u64>,
+    /// Last written, ms since the Unix epoch.
+    pub modified: Option<u64>,
+}
+
+/// A page of temporary objects.
+#[derive(Debug, Clone, Default)]
+pub struct TempPage {
+    /// The objects.
+    pub items: Vec<TempObject>,
+    /// Where the next page starts.
+    pub next_cursor: Option<String>,
 }
 
 /// How to write an object.

@@ -1,13 +1,26 @@
-//! A write that went through the policy pipeline: the policies learn its outcome when it is
-//! finished, aborted or abandoned.
+//! A write that went through the policy pipeline. Its end is audited in order:
+//!
+//! 1. the bytes end: the host knows their size and sha256 (`seal`);
+//! 2. the policies are told `before` the commit: their write-ahead records, naming size and
+//!    sha256, are durable now; if a required policy could not record, the write is aborted
+//!    and nothing becomes visible;
+//! 3. the driver commits;
+//! 4. the host settles the write-ahead records (committed or failed) and the policies learn
+//!    the outcome `after`.
+//!
+//! A crash between 2 and 4 leaves an intent without an outcome, which the next host settles
+//! by looking at the object (`Storage::reconcile`).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 
+use crate::audit::{self, pause_point};
 use crate::driver::ObjectWriter;
 use crate::error::StorageError;
-use crate::policy::{OperationOutcome, OperationRequest, Pipeline};
+use crate::ledger::{Effect, Ledger};
+use crate::policy::{OperationOutcome, OperationRequest, Phase, Pipeline};
 use crate::types::ObjectInfo;
 
 /// An object being written through [`crate::Storage`]. Nothing is visible until `finish`.
@@ -15,12 +28,13 @@ pub struct Upload {
     inner: Option<ObjectWriter>,
     request: OperationRequest,
     pipeline: Pipeline,
+    ledger: Arc<Ledger>,
     started: Instant,
 }
 
 impl Upload {
-    pub(crate) fn new(inner: ObjectWriter, request: OperationRequest, pipeline: Pipeline, started: Instant) -> Upload {
-        Upload { inner: Some(inner), request, pipeline, started }
+    pub(crate) fn new(inner: ObjectWriter, request: OperationRequest, pipeline: Pipeline, ledger: Arc<Ledger>, started: Instant) -> Upload {
+        Upload { inner: Some(inner), request, pipeline, ledger, started }
     }
 
     /// Bytes written so far.
@@ -36,21 +50,47 @@ impl Upload {
         }
     }
 
-    /// Commits the object; the policies learn its size and sha256.
+    /// Commits the object; the policies learn its size and sha256 before and after.
     pub async fn finish(self) -> Result<ObjectInfo, StorageError> {
         self.finish_verified(None).await
     }
 
     /// Commits the object if its sha256 is `expected_sha256` (when given); else stores nothing
-    /// and fails with [`StorageError::DigestMismatch`]. The policies learn the outcome.
+    /// and fails with [`StorageError::DigestMismatch`]. See the module's docs for the order.
     pub async fn finish_verified(mut self, expected_sha256: Option<&str>) -> Result<ObjectInfo, StorageError> {
-        let Some(inner) = self.inner.take() else {
+        let Some(mut inner) = self.inner.take() else {
             return Err(StorageError::Io("the write was already finished or aborted".into()));
         };
-        let result = inner.finish_verified(expected_sha256).await;
-        let (size, sha256) = result.as_ref().map_or((None, None), |i| (Some(i.size), i.sha256.clone()));
-        let outcome = self.outcome(size, sha256, result.as_ref().err().cloned());
-        self.pipeline.observe(&outcome).await;
+        let digest = match inner.seal(expected_sha256).await {
+            Ok(d) => d,
+            Err(e) => {
+                // (Upload is not Sync: no `&self` may live across an await.)
+                let outcome = self.outcome(Some(inner.written()), None, Some(e.clone()));
+                self.pipeline.observe(&outcome, Phase::After, None).await;
+                return Err(e);
+            }
+        };
+        let mut outcome = self.outcome(Some(digest.size), Some(digest.sha256.clone()), None);
+        let intent = audit::intent(Effect::Put, &self.request, Some(digest.size), Some(digest.sha256.clone()), inner.owner());
+        pause_point("before-intent").await;
+        let before = self.pipeline.observe(&outcome, Phase::Before, Some(&intent)).await;
+        if let Some(e) = before.error() {
+            // Not recorded, so not stored.
+            if let Err(abort) = inner.abort().await {
+                tracing::warn!(kind = abort.kind(), "aborting a write the ledger could not record failed");
+            }
+            audit::settle(&self.ledger, &self.request, &intent, &before.appended, Err(&e));
+            outcome.error = Some(e.clone());
+            self.pipeline.observe(&outcome, Phase::After, None).await;
+            return Err(e);
+        }
+        pause_point("after-intent").await;
+        let result = inner.commit().await;
+        pause_point("after-commit").await;
+        audit::settle(&self.ledger, &self.request, &intent, &before.appended, result.as_ref().map(|_| ()));
+        outcome.error = result.as_ref().err().cloned();
+        outcome.duration = self.started.elapsed();
+        self.pipeline.observe(&outcome, Phase::After, None).await;
         result
     }
 
@@ -60,12 +100,12 @@ impl Upload {
         let written = inner.written();
         let result = inner.abort().await;
         let outcome = self.outcome(Some(written), None, Some(StorageError::Io("the write was aborted; nothing was stored".into())));
-        self.pipeline.observe(&outcome).await;
+        self.pipeline.observe(&outcome, Phase::After, None).await;
         result
     }
 
     fn outcome(&self, size: Option<u64>, sha256: Option<String>, error: Option<StorageError>) -> OperationOutcome {
-        OperationOutcome { request: self.request.clone(), size, sha256, duration: self.started.elapsed(), error }
+        OperationOutcome { size, sha256, error, ..OperationOutcome::of(self.request.clone(), self.started) }
     }
 }
 
@@ -73,17 +113,20 @@ impl Drop for Upload {
     fn drop(&mut self) {
         let Some(inner) = self.inner.take() else { return };
         // The inner writer aborts itself on drop; the policies still learn of the failure.
-        let outcome = OperationOutcome {
-            request: self.request.clone(),
-            size: Some(inner.written()),
-            sha256: None,
-            duration: self.started.elapsed(),
-            error: Some(StorageError::Io("the write was abandoned; nothing was stored".into())),
-        };
+        let outcome = self.outcome(Some(inner.written()), None, Some(StorageError::Io("the write was abandoned; nothing was stored".into())));
         drop(inner);
         let pipeline = self.pipeline.clone();
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move { pipeline.observe(&outcome).await });
+            handle.spawn(async move { pipeline.observe(&outcome, Phase::After, None).await });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[allow(dead_code, reason = "compile-time check only")]
+    fn finishing_is_send(u: super::Upload) {
+        fn send<T: Send>(_: T) {}
+        send(u.finish_verified(None));
     }
 }

@@ -35,7 +35,7 @@ impl From<StorageError> for ApiError {
             }
             StorageError::InvalidRange(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             StorageError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
-            StorageError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            StorageError::Unavailable { .. } | StorageError::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             StorageError::Io(_) | StorageError::PluginFault { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError { status, kind: e.kind(), message: e.to_string() }

@@ -28,6 +28,15 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_js
         };
         disks.insert(disk, entry);
     }
+    // A host whose ledger cannot record refuses every guarded operation: not ready.
+    let ledger = match state.storage.ledger().health() {
+        Ok(()) => serde_json::json!({ "ok": true }),
+        Err(e) => {
+            all_ok = false;
+            tracing::warn!(error = %e, "readiness: the PHI ledger cannot record");
+            serde_json::json!({ "ok": false, "error": "audit-unavailable" })
+        }
+    };
     let status = if all_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(serde_json::json!({ "ready": all_ok, "disks": disks })))
+    (status, Json(serde_json::json!({ "ready": all_ok, "disks": disks, "ledger": ledger })))
 }

@@ -82,6 +82,40 @@ fn router(storage: Arc<Storage>, keys: auth::ApiKeys, url_secret: Option<Arc<[u8
         .with_state(state)
 }
 
+/// How often a serving host settles what crashed writes left and sweeps orphaned temp
+/// objects (its own dropped writes' too).
+const MAINTENANCE_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Runs the host's upkeep while it serves: every [`MAINTENANCE_EVERY`], reconcile open
+/// intents and sweep orphans; on every new checkpoint, copy it to the checkpoint disk.
+fn spawn_maintenance(storage: Arc<Storage>) {
+    let weak = Arc::downgrade(&storage);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(MAINTENANCE_EVERY);
+        tick.tick().await; // the first tick is now: start-up did this already
+        loop {
+            tick.tick().await;
+            let Some(storage) = weak.upgrade() else { return };
+            if let Err(e) = storage.reconcile().await {
+                tracing::warn!(error = %e, "reconciling open intents failed");
+            }
+            if let Err(e) = storage.sweep_orphans().await {
+                tracing::warn!(error = %e, "sweeping orphaned temp objects failed");
+            }
+        }
+    });
+    let Some(mut checkpoints) = storage.ledger().subscribe_checkpoints() else { return };
+    let weak = Arc::downgrade(&storage);
+    tokio::spawn(async move {
+        while checkpoints.changed().await.is_ok() {
+            let Some(storage) = weak.upgrade() else { return };
+            if let Err(e) = storage.copy_checkpoint().await {
+                tracing::error!(error = %e, "could not copy a ledger checkpoint to the checkpoint disk");
+            }
+        }
+    });
+}
+
 /// Why serving stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -112,6 +146,7 @@ pub async fn serve(storage: Arc<Storage>, settings: Settings, on_listening: impl
     let local = listener.local_addr().map_err(ServeError::Accept)?;
     let acceptor = settings.tls.map(tokio_rustls::TlsAcceptor::from);
     on_listening(local, acceptor.is_some());
+    spawn_maintenance(storage.clone());
     let app = router(storage, settings.keys, settings.url_secret);
     loop {
         let (tcp, peer) = match listener.accept().await {

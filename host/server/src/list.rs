@@ -2,14 +2,13 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
 use serde::Deserialize;
 use stowage_runtime::Address;
 
 use crate::AppState;
 use crate::errors::ApiError;
 use crate::objects::info_json;
-use crate::request::request_of;
+use crate::request::Caller;
 
 /// The most items one page holds.
 const MAX_LIMIT: u32 = 1000;
@@ -28,11 +27,11 @@ pub async fn list(
     State(state): State<AppState>,
     Path(name): Path<String>,
     Query(q): Query<ListQuery>,
-    headers: HeaderMap,
+    Caller(req): Caller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let limit = q.limit.unwrap_or(MAX_LIMIT).clamp(1, MAX_LIMIT);
     let addr = Address { name, path: q.prefix };
-    let page = state.storage.list(&addr, &request_of(&headers), q.cursor.as_deref(), limit).await?;
+    let page = state.storage.list(&addr, &req, q.cursor.as_deref(), limit).await?;
     let items: Vec<serde_json::Value> = page.items.iter().map(info_json).collect();
     Ok(Json(serde_json::json!({ "items": items, "next_cursor": page.next_cursor })))
 }

@@ -10,7 +10,7 @@ use futures::StreamExt as _;
 use stowage_runtime::{Address, ByteRange, ObjectInfo, ObjectReader, StorageError, WriteOptions};
 
 use crate::errors::ApiError;
-use crate::request::request_of;
+use crate::request::Caller;
 use crate::AppState;
 
 /// User metadata headers: `x-stowage-meta-KEY: VALUE`.
@@ -75,13 +75,13 @@ pub(crate) fn expected_sha256(headers: &HeaderMap) -> Result<Option<String>, Api
 pub async fn put(
     State(state): State<AppState>,
     Path((name, path)): Path<(String, String)>,
+    Caller(req): Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let options = write_options(&headers)?;
     let expected = expected_sha256(&headers)?;
     let addr = Address { name, path };
-    let req = request_of(&headers);
     let mut upload = state.storage.writer(&addr, &req, &options).await?;
     let mut stream = body.into_data_stream();
     loop {
@@ -97,7 +97,11 @@ pub async fn put(
             return Err(e.into());
         }
     }
-    let info = upload.finish_verified(expected.as_deref()).await?;
+    // Once every byte is in, the commit runs to its end in a task of its own: a client that
+    // goes away now cannot cut it off between its ledger record and the driver's commit.
+    let info = tokio::spawn(async move { upload.finish_verified(expected.as_deref()).await })
+        .await
+        .map_err(|e| StorageError::Io(format!("the commit task failed: {e}")))??;
     state.metrics.add_bytes(&crate::metrics::label_name(&state, &addr.name), info.size, false);
     Ok((StatusCode::OK, Json(info_json(&info))).into_response())
 }
@@ -156,11 +160,15 @@ fn parse_range(value: &str, size: impl FnOnce() -> Option<u64>) -> Result<Option
 pub async fn get(
     State(state): State<AppState>,
     Path((name, path)): Path<(String, String)>,
+    Caller(req): Caller,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let addr = Address { name, path };
-    let req = request_of(&headers);
-    let range = match text_header(&headers, header::RANGE)? {
+    serve(state, Address { name, path }, req, &headers).await
+}
+
+/// Answers a GET of `addr` for `req` (also for signed URLs).
+pub(crate) async fn serve(state: AppState, addr: Address, req: stowage_runtime::Request, headers: &HeaderMap) -> Result<Response, ApiError> {
+    let range = match text_header(headers, header::RANGE)? {
         None => None,
         Some(value) if value.trim_start().starts_with("bytes=-") => {
             let size = state.storage.stat(&addr, &req).await?.size;
@@ -226,9 +234,9 @@ fn body_stream(reader: ObjectReader, sent: Sent) -> impl futures::Stream<Item = 
 pub async fn head(
     State(state): State<AppState>,
     Path((name, path)): Path<(String, String)>,
-    headers: HeaderMap,
+    Caller(req): Caller,
 ) -> Result<Response, ApiError> {
-    let info = state.storage.stat(&Address { name, path }, &request_of(&headers)).await?;
+    let info = state.storage.stat(&Address { name, path }, &req).await?;
     let mut response = StatusCode::OK.into_response();
     info_headers(&info, response.headers_mut());
     response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(info.size));
@@ -239,9 +247,9 @@ pub async fn head(
 pub async fn delete(
     State(state): State<AppState>,
     Path((name, path)): Path<(String, String)>,
-    headers: HeaderMap,
+    Caller(req): Caller,
 ) -> Result<StatusCode, ApiError> {
-    state.storage.delete(&Address { name, path }, &request_of(&headers)).await?;
+    state.storage.delete(&Address { name, path }, &req).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

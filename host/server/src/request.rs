@@ -7,12 +7,16 @@ use axum::middleware::Next;
 use axum::response::Response;
 use stowage_runtime::Request;
 
+use crate::auth::Authenticated;
+
 /// The request id header.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The person or service a request is for (recorded in the ledger).
 const ACTOR: &str = "x-stowage-actor";
 /// The cohort a request is for (request metadata `cohort`).
 const COHORT: &str = "x-stowage-cohort";
+/// Why the data is accessed (request metadata `purpose`, recorded in the ledger).
+const PURPOSE: &str = "x-stowage-purpose";
 
 /// A client's id is kept if it is short and plain; anything else is replaced.
 fn acceptable(id: &str) -> bool {
@@ -39,16 +43,32 @@ pub async fn with_request_id(mut request: HttpRequest, next: Next) -> Response {
     response
 }
 
-/// The storage request for an HTTP request's headers.
-pub fn request_of(headers: &HeaderMap) -> Request {
+/// The storage request for an HTTP request's headers, authenticated as `who`.
+pub fn request_of(headers: &HeaderMap, who: Option<&Authenticated>) -> Request {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
     let mut req = Request::new();
     if let Some(id) = text(REQUEST_ID.as_str()).filter(|id| acceptable(id)) {
         req.request_id = id;
     }
     req.actor = text(ACTOR);
+    req.authenticated_as = who.map(|w| w.0.clone());
     if let Some(cohort) = text(COHORT) {
         req.metadata.push(("cohort".into(), cohort));
     }
+    if let Some(purpose) = text(PURPOSE) {
+        req.metadata.push(("purpose".into(), purpose));
+    }
     req
+}
+
+/// The storage request of an HTTP request (an extractor): its headers, and the key the
+/// request authenticated with.
+pub struct Caller(pub Request);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _state: &S) -> Result<Caller, Self::Rejection> {
+        Ok(Caller(request_of(&parts.headers, parts.extensions.get::<Authenticated>())))
+    }
 }

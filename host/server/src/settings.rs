@@ -60,19 +60,43 @@ impl Settings {
             (None, true) => None,
             (None, false) => return Err(SettingsError::PlainHttpRefused),
         };
-        let mut keys = Vec::with_capacity(config.api_keys.len());
+        let mut keys: Vec<(String, String)> = Vec::with_capacity(config.api_keys.len());
         for (i, value) in config.api_keys.iter().enumerate() {
-            let key = resolve_value(value, &format!("api_keys[{i}]")).map_err(SettingsError::Key)?;
+            let (name, key) = named_key(value, i)?;
             if key.len() < MIN_KEY_LEN && !config.dev_mode {
                 return Err(SettingsError::ShortKey(i));
             }
-            keys.push(key);
+            if keys.iter().any(|(n, _)| *n == name) {
+                return Err(SettingsError::Key(format!("api_keys[{i}]: the name `{name}` is used by another key; each key needs its own, so the ledger can tell them apart")));
+            }
+            keys.push((name, key));
         }
         if keys.is_empty() {
             return Err(SettingsError::NoKeys);
         }
         let url_secret = url_secret(config)?;
         Ok(Settings { listen, tls, keys: ApiKeys::new(&keys), url_secret })
+    }
+}
+
+/// One `api_keys` entry: `"KEY"`, `{ env = "NAME" }` (unnamed: named `api_keys[I]`), or
+/// `{ name = "web-1", key = ... }`.
+fn named_key(value: &toml::Value, i: usize) -> Result<(String, String), SettingsError> {
+    let at = format!("api_keys[{i}]");
+    match value {
+        toml::Value::Table(t) if t.contains_key("name") || t.contains_key("key") => {
+            if let Some(other) = t.keys().find(|k| *k != "name" && *k != "key") {
+                return Err(SettingsError::Key(format!("{at}: unknown field `{other}` (a named key is {{ name = \"...\", key = ... }})")));
+            }
+            let name = match t.get("name") {
+                Some(toml::Value::String(n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) => n.clone(),
+                Some(_) => return Err(SettingsError::Key(format!("{at}.name must be letters, digits, `-`, `_` or `.`"))),
+                None => return Err(SettingsError::Key(format!("{at}: a named key needs `name`"))),
+            };
+            let key = t.get("key").ok_or_else(|| SettingsError::Key(format!("{at}: a named key needs `key`")))?;
+            Ok((name, resolve_value(key, &format!("{at}.key")).map_err(SettingsError::Key)?))
+        }
+        other => Ok((at.clone(), resolve_value(other, &at).map_err(SettingsError::Key)?)),
     }
 }
 

@@ -1,7 +1,9 @@
 //! Signed, expiring download URLs for disks whose driver has no native presign:
-//! `/v1/signed/{name}/{path}?expires=UNIX_SECS&sig=HEX`, where `sig` is an HMAC-SHA256, under
-//! the host's `url_secret`, of the name, path and expiry. Served without an API key; a tampered
-//! or expired URL is a bare `403`.
+//! `/v1/signed/{name}/{path}?expires=UNIX_SECS&id=HEX&sig=HEX`, where `sig` is an
+//! HMAC-SHA256, under the host's `url_secret`, of the name, path, expiry and the URL's id.
+//! Served without an API key; a tampered or expired URL is a bare `403`. The id is random per
+//! URL: the ledger records the URL's issue and every download through it under that id
+//! (`signed-url:ID`), since no key is used.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -13,17 +15,40 @@ use sha2::Sha256;
 use crate::AppState;
 
 /// The message signed for one URL.
-fn mac(secret: &[u8], name: &str, path: &str, expires: u64) -> Option<Hmac<Sha256>> {
+fn mac(secret: &[u8], name: &str, path: &str, expires: u64, id: &str) -> Option<Hmac<Sha256>> {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).ok()?;
     // Lengths first, so no two (name, path) pairs give the same message.
-    mac.update(format!("stowage-url-v1\n{}\n{name}\n{}\n{path}\n{expires}", name.len(), path.len()).as_bytes());
+    mac.update(format!("stowage-url-v2\n{}\n{name}\n{}\n{path}\n{expires}\n{id}", name.len(), path.len()).as_bytes());
     Some(mac)
 }
 
-/// The path and query of a signed URL for `name:path`, valid until `expires` (Unix seconds).
-pub fn sign(secret: &[u8], name: &str, path: &str, expires: u64) -> Option<String> {
-    let sig = hex::encode(mac(secret, name, path, expires)?.finalize().into_bytes());
-    Some(format!("/v1/signed/{}/{}?expires={expires}&sig={sig}", encode(name), encode(path)))
+/// The path and query of a signed URL for `name:path`, valid until `expires` (Unix seconds),
+/// with id `id` (16 hex digits).
+pub fn sign(secret: &[u8], name: &str, path: &str, expires: u64, id: &str) -> Option<String> {
+    let sig = hex::encode(mac(secret, name, path, expires, id)?.finalize().into_bytes());
+    Some(format!("/v1/signed/{}/{}?expires={expires}&id={id}&sig={sig}", encode(name), encode(path)))
+}
+
+/// Signs URLs under `[server] url_secret` for [`stowage_runtime::Storage::url`], with base
+/// `base_url` (`public_url`, or the listen address).
+pub struct HostSigner {
+    /// The URL secret.
+    pub secret: std::sync::Arc<[u8]>,
+    /// What goes before `/v1/signed/...`.
+    pub base_url: String,
+}
+
+impl stowage_runtime::UrlSigner for HostSigner {
+    fn sign(&self, name: &str, path: &str, expires_in_secs: u64) -> Result<(String, String), stowage_runtime::StorageError> {
+        let io = |what: String| stowage_runtime::StorageError::Io(what);
+        let mut bytes = [0u8; 8];
+        getrandom::fill(&mut bytes).map_err(|e| io(format!("no randomness for a URL id: {e}")))?;
+        let id = hex::encode(bytes);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let path = sign(&self.secret, name, path, now.saturating_add(expires_in_secs), &id)
+            .ok_or_else(|| io("the URL secret cannot key an HMAC".into()))?;
+        Ok((format!("{}{path}", self.base_url), id))
+    }
 }
 
 /// Percent-encodes everything but unreserved characters and `/`.
@@ -40,8 +65,9 @@ fn encode(s: &str) -> String {
 }
 
 /// Whether `sig` signs (name, path, expires) and the time has not passed.
-fn valid(secret: &[u8], name: &str, path: &str, expires: u64, sig: &str, now: u64) -> bool {
-    let (Some(mac), Ok(sig)) = (mac(secret, name, path, expires), hex::decode(sig)) else { return false };
+fn valid(secret: &[u8], name: &str, path: &str, expires: u64, id: &str, sig: &str, now: u64) -> bool {
+    let plain_id = id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit());
+    let (true, Some(mac), Ok(sig)) = (plain_id, mac(secret, name, path, expires, id), hex::decode(sig)) else { return false };
     // verify_slice compares in constant time.
     mac.verify_slice(&sig).is_ok() && now <= expires
 }
@@ -50,6 +76,7 @@ fn valid(secret: &[u8], name: &str, path: &str, expires: u64, sig: &str, now: u6
 #[derive(Deserialize)]
 pub struct SignedQuery {
     expires: u64,
+    id: String,
     sig: String,
 }
 
@@ -62,19 +89,19 @@ pub async fn get(
 ) -> Response {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let ok = match (&state.url_secret, &query) {
-        (Some(secret), Ok(Query(q))) => valid(secret, &name, &path, q.expires, &q.sig, now),
+        (Some(secret), Ok(Query(q))) => valid(secret, &name, &path, q.expires, &q.id, &q.sig, now),
         _ => false,
     };
-    if !ok {
+    let (true, Ok(Query(q))) = (ok, query) else {
         return StatusCode::FORBIDDEN.into_response();
-    }
-    // Whoever holds the URL is anonymous: they cannot say whom the read is for.
-    let mut headers = headers;
-    for name in ["x-stowage-actor", "x-stowage-cohort"] {
-        headers.remove(name);
-    }
-    headers.insert("x-stowage-actor", axum::http::HeaderValue::from_static("signed-url"));
-    let mut response = crate::objects::get(State(state), Path((name, path)), headers).await.into_response();
+    };
+    // Whoever holds the URL is anonymous: they cannot say whom or what the read is for; the
+    // URL's id says which link it was.
+    let mut req = stowage_runtime::Request::new();
+    req.request_id = crate::request::request_of(&headers, None).request_id;
+    req.actor = Some("signed-url".into());
+    req.authenticated_as = Some(format!("signed-url:{}", q.id));
+    let mut response = crate::objects::serve(state, stowage_runtime::Address { name, path }, req, &headers).await.into_response();
     // A link opened in a browser downloads; the stored type is never sniffed into a page.
     let h = response.headers_mut();
     h.insert(axum::http::header::X_CONTENT_TYPE_OPTIONS, axum::http::HeaderValue::from_static("nosniff"));
@@ -89,16 +116,19 @@ mod tests {
     #[test]
     fn a_signature_covers_name_path_and_expiry() {
         let secret = b"0123456789abcdef0123456789abcdef";
-        let url = sign(secret, "default", "a/b.csv", 1000).unwrap();
+        let id = "00112233445566ff";
+        let url = sign(secret, "default", "a/b.csv", 1000, id).unwrap();
         let sig = url.rsplit_once("sig=").unwrap().1;
-        assert!(valid(secret, "default", "a/b.csv", 1000, sig, 999));
-        assert!(valid(secret, "default", "a/b.csv", 1000, sig, 1000));
-        assert!(!valid(secret, "default", "a/b.csv", 1000, sig, 1001), "expired");
-        assert!(!valid(secret, "default", "a/c.csv", 1000, sig, 0), "other path");
-        assert!(!valid(secret, "scratch", "a/b.csv", 1000, sig, 0), "other name");
-        assert!(!valid(secret, "default", "a/b.csv", 2000, sig, 0), "longer expiry");
-        assert!(!valid(b"another secret, just as long....", "default", "a/b.csv", 1000, sig, 0), "other secret");
-        assert!(!valid(secret, "default", "a/b.csv", 1000, "zz", 0), "not hex");
+        assert!(url.contains("&id=00112233445566ff&"), "{url}");
+        assert!(valid(secret, "default", "a/b.csv", 1000, id, sig, 999));
+        assert!(valid(secret, "default", "a/b.csv", 1000, id, sig, 1000));
+        assert!(!valid(secret, "default", "a/b.csv", 1000, id, sig, 1001), "expired");
+        assert!(!valid(secret, "default", "a/c.csv", 1000, id, sig, 0), "other path");
+        assert!(!valid(secret, "scratch", "a/b.csv", 1000, id, sig, 0), "other name");
+        assert!(!valid(secret, "default", "a/b.csv", 2000, id, sig, 0), "longer expiry");
+        assert!(!valid(secret, "default", "a/b.csv", 1000, "00112233445566fe", sig, 0), "another id");
+        assert!(!valid(b"another secret, just as long....", "default", "a/b.csv", 1000, id, sig, 0), "other secret");
+        assert!(!valid(secret, "default", "a/b.csv", 1000, id, "zz", 0), "not hex");
     }
 
     #[test]

@@ -33,7 +33,7 @@ use stowage_runtime::{Address, StorageError, Upload};
 use crate::AppState;
 use crate::errors::ApiError;
 use crate::objects::{expected_sha256, info_json, write_options};
-use crate::request::request_of;
+use crate::request::Caller;
 
 /// Sessions open at once, at most.
 pub const MAX_SESSIONS: usize = 32;
@@ -124,6 +124,7 @@ fn new_id() -> Result<String, ApiError> {
 pub async fn create(
     State(state): State<AppState>,
     Path((name, path)): Path<(String, String)>,
+    Caller(req): Caller,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let options = write_options(&headers)?;
@@ -133,7 +134,7 @@ pub async fn create(
         return Err(StorageError::Unavailable { reason: format!("{MAX_SESSIONS} uploads are open; try again later"), retryable: true }.into());
     }
     let label = crate::metrics::label_name(&state, &name);
-    let upload = match state.storage.writer(&Address { name, path }, &request_of(&headers), &options).await {
+    let upload = match state.storage.writer(&Address { name, path }, &req, &options).await {
         Ok(upload) => upload,
         Err(e) => {
             state.uploads.release();
@@ -243,7 +244,10 @@ pub async fn complete(State(state): State<AppState>, Path(id): Path<String>, hea
     };
     let upload = s.upload.take().ok_or_else(|| not_found(&id))?;
     state.uploads.remove(&id);
-    let info = upload.finish_verified(expected.as_deref()).await?;
+    // The commit runs to its end even if the client goes away meanwhile.
+    let info = tokio::spawn(async move { upload.finish_verified(expected.as_deref()).await })
+        .await
+        .map_err(|e| StorageError::Io(format!("the commit task failed: {e}")))??;
     Ok((StatusCode::OK, Json(info_json(&info))).into_response())
 }
 

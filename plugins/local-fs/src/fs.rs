@@ -89,6 +89,24 @@ pub fn create_dirs(root: &Descriptor, dir: &str, path: &str) -> Result<(), Error
     Ok(())
 }
 
+/// Checks, without creating anything, that every existing ancestor of `path` in `dir` is a
+/// directory (missing ones are created when the write commits).
+pub fn check_parents(root: &Descriptor, dir: &str, path: &str) -> Result<(), Error> {
+    let mut end = 0;
+    while end < dir.len() {
+        end = dir[end..].find('/').map_or(dir.len(), |i| end + i);
+        let component = &dir[..end];
+        match root.stat_at(NO_FOLLOW, component) {
+            Ok(stat) if stat.type_ == DescriptorType::Directory => {}
+            Ok(stat) => return Err(not_a_directory(component, path, stat.type_)),
+            Err(ErrorCode::NoEntry) => return Ok(()),
+            Err(code) => return Err(fs_error(code, path)),
+        }
+        end += 1;
+    }
+    Ok(())
+}
+
 /// Flushes the directory `dir`'s entries to disk, so a rename in it survives a crash.
 pub fn sync_dir(root: &Descriptor, dir: &str, path: &str) -> Result<(), Error> {
     let result = if dir.is_empty() {
@@ -148,38 +166,9 @@ impl TempFile {
 impl Drop for TempFile {
     fn drop(&mut self) {
         if let (Some(path), Ok(root)) = (self.path.take(), root()) {
-            // Best effort: a temp file left behind is hidden and removed later by
-            // `remove_stale_temps`.
+            // Best effort: a temp file left behind is hidden, and the host removes it once its
+            // write is gone (`list-temps`, `remove-temp`).
             let _ = remove(root, &path);
-        }
-    }
-}
-
-/// Temp files older than this are left over from a crash and may be removed.
-const STALE_TEMP_SECS: u64 = 60 * 60;
-
-/// Removes temp files in `dir` older than an hour, except `current`: writes that crashed leave
-/// them behind. Best effort; errors are ignored.
-pub fn remove_stale_temps(root: &Descriptor, dir: &str, current: &str) {
-    let Ok(handle) = open_dir(root, dir) else {
-        return;
-    };
-    let Ok(entries) = handle.read_directory() else {
-        return;
-    };
-    let now = stowage_plugin_sdk::wasip2::clocks::wall_clock::now().seconds;
-    while let Ok(Some(entry)) = entries.read_directory_entry() {
-        if !entry.name.contains(crate::paths::TEMP_MARK) || entry.name == current {
-            continue;
-        }
-        let Ok(stat) = handle.stat_at(NO_FOLLOW, &entry.name) else {
-            continue;
-        };
-        let old = stat
-            .data_modification_timestamp
-            .is_some_and(|t| t.seconds.saturating_add(STALE_TEMP_SECS) < now);
-        if old && stat.type_ == DescriptorType::RegularFile {
-            let _ = handle.unlink_file_at(&entry.name);
         }
     }
 }

@@ -4,7 +4,7 @@
 //! ```text
 //! object   scratch/audit_123/data.csv   ->  <disk root>/scratch/audit_123/data.csv
 //! metadata                                  <disk root>/scratch/audit_123/.data.csv.stowage-meta
-//! writing                                   <disk root>/scratch/audit_123/.stowage-tmp-<16 hex>
+//! writing                                   <disk root>/.stowage-tmp/<owner>.<16 hex>
 //! ```
 //!
 //! Writes go to a temp file that is flushed and renamed into place, so a crash never leaves a
@@ -17,11 +17,12 @@ mod meta;
 mod object;
 mod paths;
 mod reader;
+mod temps;
 mod writer;
 
 use stowage_plugin_sdk::driver::exports::stowage::storage::store::{Guest, Reader, Writer};
 use stowage_plugin_sdk::driver::stowage::storage::types::{
-    ByteRange, Capabilities, Error, ListPage, ObjectInfo, RequestContext, WriteOptions,
+    ByteRange, Capabilities, Error, ListPage, ObjectInfo, RequestContext, TempPage, WriteOptions,
 };
 
 use crate::reader::FsReader;
@@ -84,6 +85,14 @@ impl Guest for LocalFs {
         Err(Error::Unsupported(
             "url: local-fs has no signed URLs; the host signs them".to_string(),
         ))
+    }
+
+    fn list_temps(_ctx: RequestContext, cursor: Option<String>, limit: u32) -> Result<TempPage, Error> {
+        temps::list(cursor, limit)
+    }
+
+    fn remove_temp(_ctx: RequestContext, id: String) -> Result<(), Error> {
+        temps::remove(&id)
     }
 }
 

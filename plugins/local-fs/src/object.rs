@@ -4,7 +4,7 @@ use stowage_plugin_sdk::driver::stowage::storage::types::{Error, ObjectInfo};
 use stowage_plugin_sdk::wasip2::filesystem::types::{DescriptorStat, DescriptorType};
 
 use crate::error::{lookup_error, not_an_object};
-use crate::fs::{NO_FOLLOW, file_id, remove, root};
+use crate::fs::{NO_FOLLOW, file_id, remove, root, sync_dir};
 use crate::meta::object_info;
 use crate::paths::{ancestors, check_object_path, sidecar_path};
 
@@ -37,7 +37,8 @@ pub fn exists(path: &str) -> Result<bool, Error> {
     }
 }
 
-/// Removes the object at `path` and its sidecar, then the directories it leaves empty.
+/// Removes the object at `path` and its sidecar, then the directories it leaves empty, and
+/// flushes the directory entries so the delete survives a crash.
 pub fn delete(path: &str) -> Result<(), Error> {
     object_stat(path)?;
     let root = root()?;
@@ -46,12 +47,16 @@ pub fn delete(path: &str) -> Result<(), Error> {
     // The object is gone; a sidecar left behind would be stale (its id matches no file) and is
     // replaced by the next write, so failing to remove it is not worth failing the delete.
     let _ = remove(root, &sidecar_path(path));
+    // The deepest directory whose entries changed: the object's own, or the parent of the
+    // last empty directory removed.
+    let mut changed = crate::paths::split(path).0;
     for dir in ancestors(path) {
         // Stops at the first directory that is not empty (`not-empty`, or `exist` on some
         // systems) or cannot be removed: it and its parents stay.
         if root.remove_directory_at(dir).is_err() {
             break;
         }
+        changed = crate::paths::split(dir).0;
     }
-    Ok(())
+    sync_dir(root, changed, path)
 }

@@ -2,8 +2,9 @@
 //!
 //! The object `a/b/c.csv` is the file `a/b/c.csv` under the disk's root; its metadata is the
 //! sidecar `a/b/.c.csv.stowage-meta`; a write in progress is a temp file
-//! `a/b/.stowage-tmp-<16 hex>` in the same directory (so the final rename stays on one
-//! filesystem). Driver files are hidden from listings and refused as object paths.
+//! `.stowage-tmp/<owner>.<16 hex>` in one directory at the root (so every unfinished write is
+//! found by reading one directory, and the final rename stays on the disk's filesystem).
+//! Driver files are hidden from listings and refused as object paths.
 
 use stowage_plugin_sdk::driver::stowage::storage::types::Error;
 use stowage_plugin_sdk::path::MAX_SEGMENT_BYTES;
@@ -11,8 +12,12 @@ use stowage_plugin_sdk::path::MAX_SEGMENT_BYTES;
 /// Ends the name of a metadata sidecar (which also starts with `.`).
 const SIDECAR_SUFFIX: &str = ".stowage-meta";
 
-/// Marks a temp file of a write in progress.
-pub const TEMP_MARK: &str = ".stowage-tmp-";
+/// Marks a temp file of a write in progress as earlier versions named them (beside the
+/// object); still reserved.
+const OLD_TEMP_MARK: &str = ".stowage-tmp-";
+
+/// The directory at the disk's root that holds the temp files of writes in progress.
+pub const TEMP_DIR: &str = ".stowage-tmp";
 
 /// Starts every name the driver may add in future.
 const RESERVED_PREFIX: &str = ".stowage-";
@@ -25,7 +30,7 @@ pub const MAX_NAME_BYTES: usize = MAX_SEGMENT_BYTES - 1 - SIDECAR_SUFFIX.len();
 pub fn is_reserved(name: &str) -> bool {
     name.starts_with(RESERVED_PREFIX)
         || (name.starts_with('.') && name.ends_with(SIDECAR_SUFFIX))
-        || name.contains(TEMP_MARK)
+        || name.contains(OLD_TEMP_MARK)
 }
 
 /// Checks an object path: the shared path rules, then local-fs's own (no driver names, a
@@ -71,10 +76,22 @@ pub fn sidecar_path(path: &str) -> String {
     join(dir, &format!(".{name}{SIDECAR_SUFFIX}"))
 }
 
-/// A fresh, random temp file name; `suffix` tells the object's and the sidecar's apart.
-pub fn temp_name(suffix: &str) -> String {
+/// A write's owner tag as it may appear in a file name (`a-z0-9-`, at most 64), or `none`.
+pub fn owner_tag(owner: &str) -> &str {
+    let plain = !owner.is_empty() && owner.len() <= 64 && owner.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if plain { owner } else { "none" }
+}
+
+/// A fresh temp file path for a write by `owner`: `.stowage-tmp/<owner>.<16 hex><suffix>`;
+/// `suffix` tells the object's and the sidecar's apart.
+pub fn temp_path(owner: &str, suffix: &str) -> String {
     let random = stowage_plugin_sdk::wasip2::random::random::get_random_u64();
-    format!("{RESERVED_PREFIX}tmp-{random:016x}{suffix}")
+    format!("{TEMP_DIR}/{}.{random:016x}{suffix}", owner_tag(owner))
+}
+
+/// The owner tag in a temp file's name, if it has one.
+pub fn temp_owner(name: &str) -> Option<&str> {
+    name.split_once('.').map(|(owner, _)| owner).filter(|o| *o != "none" && !o.is_empty())
 }
 
 /// Each ancestor directory of `path`, deepest first: `a/b/c` gives `a/b`, then `a`.
@@ -96,6 +113,7 @@ mod tests {
         for name in [
             ".c.csv.stowage-meta",
             ".stowage-tmp-00ff",
+            ".stowage-tmp",
             ".x.stowage-tmp-1",
             ".stowage-x",
         ] {
@@ -114,5 +132,9 @@ mod tests {
         assert_eq!(sidecar_path("c"), ".c.stowage-meta");
         assert_eq!(ancestors("a/b/c").collect::<Vec<_>>(), ["a/b", "a"]);
         assert_eq!(MAX_NAME_BYTES, 241);
+        assert_eq!(owner_tag("h1-2-3-4"), "h1-2-3-4");
+        assert_eq!(owner_tag("../x"), "none");
+        assert_eq!(temp_owner("h1-2-3-4.00ff-meta"), Some("h1-2-3-4"));
+        assert_eq!(temp_owner("none.00ff"), None);
     }
 }

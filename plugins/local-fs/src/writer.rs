@@ -1,5 +1,6 @@
-//! Writes: bytes go to a temp file beside the object, which `finish` flushes and renames into
-//! place after its sidecar, so a crash never leaves a partial object visible.
+//! Writes: bytes go to a temp file in `.stowage-tmp/`, which `finish` flushes and renames into
+//! place (creating the object's directories only then), followed by its sidecar, so a crash
+//! never leaves a partial object visible and an aborted write leaves no directory behind.
 
 use std::cell::RefCell;
 
@@ -14,15 +15,10 @@ use stowage_plugin_sdk::wasip2::io::streams::OutputStream;
 
 use crate::error::{fs_error, not_an_object};
 use crate::fs::{
-    NO_FOLLOW, TempFile, create_dirs, etag, file_id, modified_ms, remove_stale_temps, root,
-    sync_dir,
+    NO_FOLLOW, TempFile, check_parents, create_dirs, etag, file_id, modified_ms, root, sync_dir,
 };
 use crate::meta::{Sidecar, write_all};
-use crate::paths::{check_object_path, join, sidecar_path, split, temp_name};
-
-/// One write in `STALE_SWEEP_ONE_IN` also sweeps its directory for temp files left by a crash
-/// (listing a directory on every write would cost too much in large directories).
-const STALE_SWEEP_ONE_IN: u64 = 32;
+use crate::paths::{check_object_path, sidecar_path, split, temp_path};
 
 /// An object being written; the `writer` resource.
 pub struct FsWriter {
@@ -47,8 +43,8 @@ struct Pending {
 }
 
 impl FsWriter {
-    /// Starts writing the object at `path`: checks the target, creates its parent
-    /// directories and a temp file beside it.
+    /// Starts writing the object at `path`: checks the target and its parents, and creates a
+    /// temp file named after the write's owner.
     pub fn open(path: String, options: WriteOptions) -> Result<FsWriter, Error> {
         check_object_path(&path)?;
         let root = root()?;
@@ -67,29 +63,13 @@ impl FsWriter {
             Err(code) => return Err(fs_error(code, &path)),
         }
         let (dir, _) = split(&path);
-        let temp_file_name = temp_name("");
-        let temp_path = join(dir, &temp_file_name);
-        let mut attempts = 0;
-        let file = loop {
-            create_dirs(root, dir, &path)?;
-            match root.open_at(
-                NO_FOLLOW,
-                &temp_path,
-                OpenFlags::CREATE | OpenFlags::EXCLUSIVE,
-                DescriptorFlags::WRITE,
-            ) {
-                Ok(file) => break file,
-                // A concurrent delete removed the then-empty parent between `create_dirs`
-                // and here: create it again.
-                Err(ErrorCode::NoEntry) if attempts < 3 => attempts += 1,
-                Err(code) => return Err(fs_error(code, &path)),
-            }
-        };
+        check_parents(root, dir, &path)?;
+        crate::temps::ensure_dir(root)?;
+        let temp_path = temp_path(&options.owner, "");
+        let file = root
+            .open_at(NO_FOLLOW, &temp_path, OpenFlags::CREATE | OpenFlags::EXCLUSIVE, DescriptorFlags::WRITE)
+            .map_err(|code| fs_error(code, &path))?;
         let temp = TempFile::new(temp_path);
-        let sweep = stowage_plugin_sdk::wasip2::random::random::get_random_u64();
-        if sweep.is_multiple_of(STALE_SWEEP_ONE_IN) {
-            remove_stale_temps(root, dir, &temp_file_name);
-        }
         let pending = Pending {
             path,
             options,
@@ -176,22 +156,21 @@ impl Pending {
             content_type: self.options.content_type.clone(),
             metadata: self.options.metadata.clone(),
         };
-        let mut sidecar_temp = TempFile::new(join(dir, &temp_name("-meta")));
+        let mut sidecar_temp = TempFile::new(temp_path(&self.options.owner, "-meta"));
         sidecar.write_new(root, sidecar_temp.path(), path)?;
 
         // The object first, then its sidecar: a crash between the two leaves the new object
-        // with the old sidecar, whose `object_id` no longer matches, so it is ignored.
-        if self.options.create_only {
-            self.link_into_place(root)?;
-        } else {
-            root.rename_at(self.temp.path(), root, path)
-                .map_err(|code| match code {
-                    ErrorCode::Exist | ErrorCode::NotEmpty => {
-                        fs_error(ErrorCode::IsDirectory, path)
-                    }
-                    other => fs_error(other, path),
-                })?;
-            self.temp.keep();
+        // with the old sidecar, whose `object_id` no longer matches, so it is ignored. Its
+        // directories are made now; a concurrent delete may remove a then-empty one before
+        // the rename, so that is tried again.
+        let mut attempts = 0;
+        loop {
+            create_dirs(root, dir, path)?;
+            let placed = if self.options.create_only { self.link_into_place(root) } else { self.rename_into_place(root) };
+            match placed {
+                Err(Error::NotFound(_)) if attempts < 3 => attempts += 1,
+                other => break other?,
+            }
         }
         root.rename_at(sidecar_temp.path(), root, &sidecar_path(path))
             .map_err(io)?;
@@ -209,6 +188,21 @@ impl Pending {
         })
     }
 
+    /// Renames the temp file over the object's path.
+    fn rename_into_place(&mut self, root: &Descriptor) -> Result<(), Error> {
+        let path = self.path.clone();
+        root.rename_at(self.temp.path(), root, &path).map_err(|code| match code {
+            ErrorCode::Exist | ErrorCode::NotEmpty => fs_error(ErrorCode::IsDirectory, &path),
+            ErrorCode::NoEntry => Error::NotFound(path.clone()),
+            ErrorCode::CrossDevice => Error::Io(format!(
+                "writing `{path}`: its directory is on another file system than the disk's root, so the write cannot be committed atomically; give each file system its own disk"
+            )),
+            other => fs_error(other, &path),
+        })?;
+        self.temp.keep();
+        Ok(())
+    }
+
     /// Makes the temp file visible at the object's path only if nothing is there yet.
     ///
     /// A hard link fails atomically when the target exists, so two racing create-only
@@ -224,7 +218,8 @@ impl Pending {
                 Ok(())
             }
             Err(ErrorCode::Exist) => Err(Error::AlreadyExists(path.to_string())),
-            Err(ErrorCode::Unsupported | ErrorCode::NotPermitted) => {
+            Err(ErrorCode::NoEntry) => Err(Error::NotFound(path.to_string())),
+            Err(ErrorCode::Unsupported | ErrorCode::NotPermitted | ErrorCode::CrossDevice) => {
                 match root.stat_at(NO_FOLLOW, path) {
                     Ok(_) => return Err(Error::AlreadyExists(path.to_string())),
                     Err(ErrorCode::NoEntry) => {}

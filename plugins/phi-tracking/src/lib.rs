@@ -1,17 +1,25 @@
 //! PHI tracking: a ledger record for every create, read, delete and failure, with the seed's
-//! fields (cohort, actor, action, path, file type, size, sha256, metadata, error). Files in
-//! temporary classes get `cleanup_required` and a deadline; deleting one records it gone.
+//! fields (cohort, actor, action, path, file type, size, sha256, metadata, error), and on PHI
+//! classes for every other access too: lookups (stat, HEAD, exists), listings and URLs issued.
+//! Files in temporary classes get `cleanup_required` and a deadline; deleting one records it
+//! gone.
 //!
-//! Config (all optional): `temporary_classes` (default `scratch`), `cleanup_within_secs`
-//! (default 7200, the seed's two hours), `record_reads` (default `true`).
-//! Cohort and file type come from the request metadata (`cohort`, `file_type`), else from the
-//! object's metadata.
+//! Creates, deletes and reads are recorded *before* they take effect (`phase::before`: the
+//! host makes the record durable first, and refuses the operation if it cannot be), failures
+//! after. The host stamps every record with the credential, purpose, listing size and URL id.
+//!
+//! Config (all optional): `phi_classes` (default `scratch,submission`: every access is
+//! recorded there, and for requests that name a disk directly), `record` (default
+//! `put,get,delete`: what is recorded on other classes), `record_reads` (default `true`;
+//! `false` leaves reads out of `record`), `temporary_classes` (default `scratch`),
+//! `cleanup_within_secs` (default 7200, the seed's two hours). Cohort and file type come from
+//! the request metadata (`cohort`, `file_type`), else from the object's metadata.
 
 use std::sync::OnceLock;
 
 use stowage_plugin_sdk::config_list;
 use stowage_plugin_sdk::policy::exports::stowage::storage::policy_hooks::{
-    Decision, Guest, HookInterests, OperationOutcome, OperationRequest, OperationSet,
+    Decision, Guest, HookInterests, OperationOutcome, OperationRequest, OperationSet, Phase,
 };
 use stowage_plugin_sdk::policy::stowage::storage::ledger::{TrackingRecord, append};
 use stowage_plugin_sdk::policy::stowage::storage::log::{Level, log};
@@ -41,25 +49,65 @@ fn error_text(e: &Error) -> String {
 struct Settings {
     temporary_classes: Vec<String>,
     cleanup_within_secs: u64,
-    record_reads: bool,
+    phi_classes: Vec<String>,
+    /// What is recorded outside the PHI classes.
+    record: OperationSet,
+}
+
+fn operation_bit(op: Operation) -> OperationSet {
+    match op {
+        Operation::Put => OperationSet::PUT,
+        Operation::Get => OperationSet::GET,
+        Operation::Stat => OperationSet::STAT,
+        Operation::Exists => OperationSet::EXISTS,
+        Operation::List => OperationSet::LIST,
+        Operation::Delete => OperationSet::DELETE,
+        Operation::Url => OperationSet::URL,
+    }
+}
+
+fn operation_set(names: &[String]) -> OperationSet {
+    let mut set = OperationSet::empty();
+    for name in names {
+        let op = match name.as_str() {
+            "put" => OperationSet::PUT,
+            "get" => OperationSet::GET,
+            "stat" => OperationSet::STAT,
+            "exists" => OperationSet::EXISTS,
+            "list" => OperationSet::LIST,
+            "delete" => OperationSet::DELETE,
+            "url" => OperationSet::URL,
+            other => {
+                log(Level::Warn, &format!("phi-tracking: `record` names `{other}`, which is not an operation; ignored"));
+                OperationSet::empty()
+            }
+        };
+        set = set | op;
+    }
+    set
 }
 
 fn settings() -> &'static Settings {
     static SETTINGS: OnceLock<Settings> = OnceLock::new();
-    SETTINGS.get_or_init(|| Settings {
-        temporary_classes: config_list(&config::get("temporary_classes").unwrap_or_else(|| "scratch".into())),
-        cleanup_within_secs: config::get("cleanup_within_secs").and_then(|v| v.parse().ok()).unwrap_or(7200),
-        record_reads: config::get("record_reads").is_none_or(|v| v != "false"),
+    SETTINGS.get_or_init(|| {
+        let mut record = operation_set(&config_list(&config::get("record").unwrap_or_else(|| "put,get,delete".into())));
+        if config::get("record_reads").is_some_and(|v| v == "false") {
+            record = OperationSet::from_bits_retain(record.bits() & !OperationSet::GET.bits());
+        }
+        Settings {
+            temporary_classes: config_list(&config::get("temporary_classes").unwrap_or_else(|| "scratch".into())),
+            cleanup_within_secs: config::get("cleanup_within_secs").and_then(|v| v.parse().ok()).unwrap_or(7200),
+            phi_classes: config_list(&config::get("phi_classes").unwrap_or_else(|| "scratch,submission".into())),
+            record,
+        }
     })
 }
 
 impl Guest for PhiTracking {
     fn interests() -> HookInterests {
-        // Never refuses anything; records creates, reads and deletes.
-        let mut observe = OperationSet::PUT | OperationSet::DELETE;
-        if settings().record_reads {
-            observe = observe | OperationSet::GET;
-        }
+        // Never refuses anything. Everything on PHI classes, `record` on the others.
+        let settings = settings();
+        let observe = if settings.phi_classes.is_empty() { settings.record } else { stowage_plugin_sdk::all_operations() };
         HookInterests { check: OperationSet::empty(), observe, needs: Capabilities::empty() }
     }
 
@@ -71,22 +119,35 @@ impl Guest for PhiTracking {
         let request = &outcome.request;
         let ctx = &request.ctx;
         let settings = settings();
-        let temporary = ctx.class.as_ref().is_some_and(|c| settings.temporary_classes.contains(c));
-        let failed = outcome.error.is_some();
-        let action = match (request.operation, failed) {
-            (Operation::Put, false) if temporary => "work_copy_created",
-            (Operation::Put, false) => "file_created",
-            (Operation::Put, true) => "creation_failed",
-            (Operation::Get, false) => "file_accessed",
-            (Operation::Get, true) => "access_failed",
-            (Operation::Delete, false) if temporary => "work_copy_deleted",
-            (Operation::Delete, false) => "file_deleted",
-            (Operation::Delete, true) => "deletion_failed",
-            _ => return,
+        let phi = match &ctx.class {
+            Some(class) => settings.phi_classes.contains(class),
+            // Addressed by disk name: no class vouches for it, so it is treated as PHI.
+            None => true,
         };
-        if request.operation == Operation::Get && !settings.record_reads {
+        if !phi && (settings.record & operation_bit(request.operation)).bits() == 0 {
             return;
         }
+        let temporary = ctx.class.as_ref().is_some_and(|c| settings.temporary_classes.contains(c));
+        let failed = outcome.error.is_some();
+        // What happened is recorded before it takes effect; what failed, after.
+        let action = match (outcome.phase, request.operation, failed) {
+            (Phase::Before, Operation::Put, _) if temporary => "work_copy_created",
+            (Phase::Before, Operation::Put, _) => "file_created",
+            (Phase::Before, Operation::Delete, _) if temporary => "work_copy_deleted",
+            (Phase::Before, Operation::Delete, _) => "file_deleted",
+            (Phase::Before, Operation::Get, _) => "file_accessed",
+            (Phase::Before, _, _) => return,
+            (Phase::After, Operation::Put, true) => "creation_failed",
+            (Phase::After, Operation::Delete, true) => "deletion_failed",
+            (Phase::After, Operation::Get, true) => "access_failed",
+            (Phase::After, Operation::Put | Operation::Delete | Operation::Get, false) => return,
+            (Phase::After, Operation::Stat | Operation::Exists, false) => "metadata_accessed",
+            (Phase::After, Operation::Stat | Operation::Exists, true) => "lookup_failed",
+            (Phase::After, Operation::List, false) => "listed",
+            (Phase::After, Operation::List, true) => "list_failed",
+            (Phase::After, Operation::Url, false) => "url_issued",
+            (Phase::After, Operation::Url, true) => "url_failed",
+        };
         let cleanup_required = action == "work_copy_created";
         let record = TrackingRecord {
             action: action.to_string(),
@@ -105,6 +166,8 @@ impl Guest for PhiTracking {
             cleanup_within_secs: cleanup_required.then_some(settings.cleanup_within_secs),
             request_id: ctx.request_id.clone(),
         };
+        // The host sees a failed append too, and refuses the operation: this policy is
+        // required by default.
         if let Err(e) = append(&record) {
             log(Level::Error, &format!("could not append to the PHI ledger: {e}"));
         }

@@ -49,6 +49,9 @@ impl Api {
         if let Some((_, cohort)) = ctx.metadata.iter().find(|(k, _)| k == "cohort") {
             headers.push(("x-stowage-cohort".into(), cohort.clone()));
         }
+        if let Some((_, purpose)) = ctx.metadata.iter().find(|(k, _)| k == "purpose") {
+            headers.push(("x-stowage-purpose".into(), purpose.clone()));
+        }
         if let Some((name, _)) = headers.iter().find(|(_, v)| !header_safe(v)) {
             return Err(Error::Unsupported(format!("`{name}` must be printable ASCII to reach the services host")));
         }

@@ -21,7 +21,7 @@ mod writer;
 use stowage_plugin_sdk::check_path;
 use stowage_plugin_sdk::driver::exports::stowage::storage::store::{Guest, Reader, Writer};
 use stowage_plugin_sdk::driver::stowage::storage::types::{
-    ByteRange, Capabilities, Error, ListPage, ObjectInfo, RequestContext, WriteOptions,
+    ByteRange, Capabilities, Error, ListPage, ObjectInfo, RequestContext, TempPage, WriteOptions,
 };
 use stowage_plugin_sdk::wasip2::http::types::Method;
 
@@ -116,6 +116,16 @@ impl Guest for RemoteDriver {
 
     fn url(_ctx: RequestContext, _path: String, _expires_in_secs: u64) -> Result<String, Error> {
         Err(Error::Unsupported("url: a remote disk's objects are served by signed URLs of the host itself (`stowage url`)".into()))
+    }
+
+    fn list_temps(_ctx: RequestContext, _cursor: Option<String>, _limit: u32) -> Result<TempPage, Error> {
+        // Nothing is kept here: an unfinished upload lives on the services host, which sweeps
+        // its own.
+        Ok(TempPage { items: Vec::new(), next_cursor: None })
+    }
+
+    fn remove_temp(_ctx: RequestContext, id: String) -> Result<(), Error> {
+        Err(Error::NotFound(id))
     }
 }
 

@@ -29,7 +29,7 @@ pub fn from_status(op: &Op<'_>, status: u16, code: Option<&str>, message: Option
         (None, None) => format!("HTTP {status}"),
     };
     match (status, code) {
-        (_, Some("NoSuchKey" | "NotFound")) | (404, None) => Error::NotFound(op.path.to_string()),
+        (_, Some("NoSuchKey" | "NotFound" | "NoSuchUpload")) | (404, None) => Error::NotFound(op.path.to_string()),
         (_, Some("NoSuchBucket")) => Error::Io(format!("disk `{}`: the bucket does not exist ({detail})", op.disk)),
         (412, _) | (_, Some("PreconditionFailed")) => Error::AlreadyExists(op.path.to_string()),
         (401 | 403, _) => Error::Denied(format!(

@@ -12,6 +12,7 @@ mod errors;
 mod object;
 mod reader;
 mod settings;
+mod temps;
 mod writer;
 
 use std::time::Duration;
@@ -20,7 +21,7 @@ use aws_sdk_s3::presigning::PresigningConfig;
 use stowage_plugin_sdk::check_path;
 use stowage_plugin_sdk::driver::exports::stowage::storage::store::{Guest, Reader, Writer};
 use stowage_plugin_sdk::driver::stowage::storage::types::{
-    ByteRange, Capabilities, Error, ListPage, ObjectInfo, RequestContext, WriteOptions,
+    ByteRange, Capabilities, Error, ListPage, ObjectInfo, RequestContext, TempPage, WriteOptions,
 };
 
 use crate::client::{run, s3};
@@ -136,6 +137,14 @@ impl Guest for S3Driver {
         let signed = run(s3.client.get_object().bucket(&s3.settings.bucket).key(s3.settings.key(&path)).presigned(config))
             .map_err(|e| Error::Io(format!("disk `{}`: cannot sign a URL for `{path}`: {e}", ctx.disk)))?;
         Ok(signed.uri().to_string())
+    }
+
+    fn list_temps(ctx: RequestContext, cursor: Option<String>, limit: u32) -> Result<TempPage, Error> {
+        temps::list(&ctx.disk, cursor, limit)
+    }
+
+    fn remove_temp(ctx: RequestContext, id: String) -> Result<(), Error> {
+        temps::remove(&ctx.disk, &id)
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod config;
 pub mod get;
 pub mod ledger;
+pub mod ledger_report;
 pub mod ls;
 pub mod plugin;
 pub mod plugin_new;
@@ -44,7 +45,20 @@ pub fn request() -> Request {
         req.actor = actor.clone().or_else(|| std::env::var("USER").ok());
         req.metadata = metadata.clone();
     }
+    // On the command line, the operating system's account is the credential.
+    req.authenticated_as = Some(format!("local:{}", local_user()));
     req
+}
+
+/// The account this process runs as: its uid (what the kernel vouches for), with `$USER`
+/// beside it for people reading the ledger, e.g. `alice/1000`.
+fn local_user() -> String {
+    let uid = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m).to_string());
+    let uid = uid.unwrap_or_else(|_| "?".into());
+    match std::env::var("USER") {
+        Ok(user) if !user.is_empty() => format!("{user}/{uid}"),
+        _ => uid,
+    }
 }
 
 /// Parses `key=value` (for `--meta`).

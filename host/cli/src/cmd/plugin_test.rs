@@ -112,7 +112,7 @@ async fn prepare_and_run(args: &Args, table: Option<&Path>) -> anyhow::Result<Re
             if args.grant_dir.is_some() || args.grant_endpoint.is_some() {
                 anyhow::bail!("{}: --grant-dir and --grant-endpoint are for drivers; a policy gets neither", args.plugin);
             }
-            let ledger = Ledger::open(&scratch.path().join("ledger.sqlite"))?;
+            let ledger = Ledger::open(&scratch.path().join("ledger.sqlite"), Default::default())?;
             let ledger = std::sync::Arc::new(ledger);
             let grants = Grants { config, ledger: Some(ledger.clone()), ..Grants::default() };
             let policy = Policy::from_component(&engine, &name, &loaded.component, grants, limits)?;

@@ -4,7 +4,6 @@
 
 use std::path::Path;
 
-use anyhow::Context as _;
 use stowage_runtime::{LoadedConfig, StorageError};
 use stowage_server::Settings;
 
@@ -25,19 +24,16 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<()> {
     let loaded = LoadedConfig::load(config)?;
     let storage = stowage_runtime::Storage::open(&loaded).await?;
     let addr = address(&args.addr)?;
-    match storage.url(&addr, &request(), args.expires).await {
+    let server = &loaded.config.server;
+    let signer = stowage_server::settings::url_secret(server)?
+        .map(|secret| stowage_server::signed::HostSigner { secret, base_url: Settings::base_url(server) });
+    match storage.url(&addr, &request(), args.expires, signer.as_ref().map(|s| s as &dyn stowage_runtime::UrlSigner)).await {
         Ok(url) => println!("{url}"),
-        Err(StorageError::Unsupported(_)) => {
-            let server = &loaded.config.server;
-            let secret = stowage_server::settings::url_secret(server)?.context(
-                "this disk's driver cannot sign URLs and [server] url_secret is not set, so the host cannot either",
-            )?;
-            // A URL for nothing helps nobody: the object must exist (and the policies allow it).
-            at(storage.stat(&addr, &request()).await, &args.addr)?;
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
-            let path = stowage_server::signed::sign(&secret, &addr.name, &addr.path, now + args.expires)
-                .context("the URL secret cannot key an HMAC")?;
-            println!("{}{path}", Settings::base_url(server));
+        Err(StorageError::Unsupported(_)) if signer.is_none() => {
+            return Err(anyhow::anyhow!(
+                "{}: this disk's driver cannot sign URLs and [server] url_secret is not set, so the host cannot either",
+                args.addr
+            ));
         }
         Err(e) => return at(Err(e), &args.addr),
     }

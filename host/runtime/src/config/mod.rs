@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
-pub use model::{CacheConfig, Config, DiskConfig, Grant, LedgerConfig, LimitsConfig, Pin, PolicyConfig, ServerConfig, StorageMap, TlsConfig, Trust};
+pub use model::{CacheConfig, Config, DiskConfig, Grant, LedgerConfig, LimitsConfig, OnFailure, Pin, PolicyConfig, ServerConfig, StorageMap, TlsConfig, Trust};
 pub use plan::{PluginPlan, PluginSource, flatten, resolve_plugin, resolve_value};
 
 use crate::types::StorageClass;
@@ -262,6 +262,7 @@ impl LoadedConfig {
                 problem(p.plugin.span(), message);
             }
         }
+        self.check_ledger(&names, &mut problem);
         self.check_web_role(&mut problem);
         self.check_trust(&mut problem);
         let map = self.config.storage.get_ref();
@@ -286,6 +287,40 @@ impl LoadedConfig {
 }
 
 impl LoadedConfig {
+    fn check_ledger(&self, disks: &[&str], problem: &mut impl FnMut(Range<usize>, String)) {
+        let ledger = &self.config.ledger;
+        if let Some(on) = &ledger.on_failure
+            && *on.get_ref() == model::OnFailure::Log
+            && *self.config.role.get_ref() != crate::types::Role::Testing
+        {
+            problem(on.span(), format!(
+                "ledger.on_failure = \"log\" would let role `{}` store and serve PHI without a durable record; it is allowed only on role `testing`",
+                self.config.role.get_ref()
+            ));
+        }
+        if let Some(disk) = &ledger.checkpoint_disk
+            && !disks.contains(&disk.get_ref().as_str())
+        {
+            problem(disk.span(), format!("ledger.checkpoint_disk = \"{}\": no disk of that name", disk.get_ref()));
+        }
+        for (field, value, min, max) in [
+            ("checkpoint_every", &ledger.checkpoint_every, 1, 1_000_000_000),
+            ("checkpoint_interval_secs", &ledger.checkpoint_interval_secs, 1, 31_536_000),
+            ("lock_timeout_ms", &ledger.lock_timeout_ms, 1, 3_600_000),
+        ] {
+            if let Some(v) = value
+                && !(min..=max).contains(v.get_ref())
+            {
+                problem(v.span(), format!("ledger.{field} = {} is out of range {min}..={max}", v.get_ref()));
+            }
+        }
+        if let Some(origin) = &ledger.origin
+            && (origin.get_ref().is_empty() || origin.get_ref().contains('+') || origin.get_ref().chars().any(char::is_whitespace))
+        {
+            problem(origin.span(), "ledger.origin must be non-empty, without spaces or `+` (it names the signing key)".into());
+        }
+    }
+
     /// Defence in depth for the seed's rule: a web host never keeps PHI on its own disks, so
     /// its PHI classes must map to a disk served by the remote driver.
     fn check_web_role(&self, problem: &mut impl FnMut(Range<usize>, String)) {

@@ -86,6 +86,9 @@ pub struct PolicyConfig {
     /// Pins on the plugin's signer and content.
     #[serde(default)]
     pub pin: Pin,
+    /// Whether an operation this policy cannot record fails (default: true for
+    /// `phi-tracking`, false for every other policy).
+    pub required: Option<bool>,
 }
 
 /// The `[ledger]` table.
@@ -95,6 +98,35 @@ pub struct LedgerConfig {
     /// The SQLite file (default `stowage-ledger.sqlite` beside the config file, or in the
     /// working directory for the embedded default). Must not be inside a disk's directory.
     pub path: Option<Spanned<PathBuf>>,
+    /// What happens when a required policy cannot record an operation: `fail` (the default:
+    /// the operation is refused) or `log` (role `testing` only).
+    pub on_failure: Option<Spanned<OnFailure>>,
+    /// The signed checkpoints file (default `<path>.checkpoints`).
+    pub checkpoints: Option<PathBuf>,
+    /// A disk that also keeps every checkpoint (e.g. an S3 bucket), so the anchor lives off
+    /// this host.
+    pub checkpoint_disk: Option<Spanned<String>>,
+    /// A checkpoint after this many records (default 1000)...
+    pub checkpoint_every: Option<Spanned<u64>>,
+    /// ...or this many seconds after the last one, when records were added (default 60).
+    pub checkpoint_interval_secs: Option<Spanned<u64>>,
+    /// The host's Ed25519 key that signs checkpoints (default `<path>.key`; created with
+    /// `<key>.pub` beside it if missing).
+    pub host_key: Option<PathBuf>,
+    /// The checkpoints' origin line and the key's name (default `stowage-ledger`).
+    pub origin: Option<Spanned<String>>,
+    /// How long an append waits for another process's lock on the database (default 10000).
+    pub lock_timeout_ms: Option<Spanned<u64>>,
+}
+
+/// `[ledger] on_failure`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    /// Refuse the operation.
+    Fail,
+    /// Log and go on (role `testing` only).
+    Log,
 }
 
 /// The `[trust]` table: who may sign plugins loaded from files. Bundled plugins are trusted as
@@ -164,6 +196,9 @@ pub struct DiskConfig {
     /// Pins on the plugin's signer and content.
     #[serde(default)]
     pub pin: Pin,
+    /// Temp objects whose owner cannot be told (e.g. S3's unfinished multipart uploads) are
+    /// removed once this old (default 86400: a day).
+    pub orphan_after_secs: Option<Spanned<u64>>,
 }
 
 /// The capabilities a plugin is granted. Nothing else is reachable from inside it.

@@ -31,6 +31,10 @@ pub struct PluginPlan {
     pub limits: Limits,
     /// Pins on its signer and content.
     pub pins: crate::plugin::Pins,
+    /// For a policy: an operation it cannot record fails.
+    pub required: bool,
+    /// For a disk: temp objects of unknown owners older than this are orphans.
+    pub orphan_after: Duration,
 }
 
 impl std::fmt::Display for PluginSource {
@@ -137,7 +141,8 @@ impl LoadedConfig {
                     ledger: None,
                     outbound,
                 };
-                Ok(PluginPlan { name, plugin, grants, limits: limits(&disk.limits), pins: pins(&disk.pin) })
+                let orphan_after = Duration::from_secs(disk.orphan_after_secs.as_ref().map_or(86_400, |v| *v.get_ref()));
+                Ok(PluginPlan { name, plugin, grants, limits: limits(&disk.limits), pins: pins(&disk.pin), required: false, orphan_after })
             })
             .collect()
     }
@@ -153,7 +158,9 @@ impl LoadedConfig {
                     .map_err(|e| format!("policies[{i}].plugin: {e}"))?;
                 let name = p.name.clone().unwrap_or_else(|| plugin.name());
                 let grants = Grants { config: flatten(&p.config, &format!("policies[{i}].config"))?, ..Grants::default() };
-                Ok(PluginPlan { name, plugin, grants, limits: limits(&p.limits), pins: pins(&p.pin) })
+                // The PHI ledger's own policy fails closed unless told otherwise.
+                let required = p.required.unwrap_or(plugin == PluginSource::Bundled("phi-tracking"));
+                Ok(PluginPlan { name, plugin, grants, limits: limits(&p.limits), pins: pins(&p.pin), required, orphan_after: Duration::ZERO })
             })
             .collect()
     }
@@ -164,6 +171,32 @@ impl LoadedConfig {
             Some(p) => self.base_dir.join(p.get_ref()),
             None => self.base_dir.join("stowage-ledger.sqlite"),
         }
+    }
+
+    /// How to open the ledger: its checkpoints (file, host key, schedule) and lock timeout.
+    pub fn ledger_options(&self) -> stowage_ledger::LedgerOptions {
+        let l = &self.config.ledger;
+        let beside = |suffix: &str| {
+            let mut p = self.ledger_path().into_os_string();
+            p.push(suffix);
+            PathBuf::from(p)
+        };
+        let policy = stowage_ledger::CheckpointPolicy {
+            origin: l.origin.as_ref().map_or_else(|| "stowage-ledger".to_string(), |o| o.get_ref().clone()),
+            every_records: l.checkpoint_every.as_ref().map_or(1000, |v| *v.get_ref()),
+            every_secs: l.checkpoint_interval_secs.as_ref().map_or(60, |v| *v.get_ref()),
+            file: l.checkpoints.as_ref().map_or_else(|| beside(".checkpoints"), |p| self.base_dir.join(p)),
+            key_file: l.host_key.as_ref().map_or_else(|| beside(".key"), |p| self.base_dir.join(p)),
+        };
+        stowage_ledger::LedgerOptions {
+            checkpoints: Some(policy),
+            lock_timeout: Duration::from_millis(l.lock_timeout_ms.as_ref().map_or(10_000, |v| *v.get_ref())),
+        }
+    }
+
+    /// Whether a required policy that cannot record only logs (`[ledger] on_failure = "log"`).
+    pub fn ledger_log_only(&self) -> bool {
+        self.config.ledger.on_failure.as_ref().is_some_and(|o| *o.get_ref() == super::model::OnFailure::Log)
     }
 }
 

@@ -20,7 +20,7 @@ use crate::convert;
 use crate::engine::{Limits, PluginEngine};
 use crate::error::StorageError;
 use crate::state::{Grants, PluginState};
-use crate::types::{ByteRange, Capabilities, ListPage, ObjectInfo, RequestContext, WriteOptions};
+use crate::types::{ByteRange, Capabilities, ListPage, ObjectInfo, RequestContext, TempPage, WriteOptions};
 use crate::pool::{Pool, Prelinked};
 
 /// The instances of one disk's driver.
@@ -150,13 +150,14 @@ impl Disk {
         path: &str,
         options: &WriteOptions,
     ) -> Result<ObjectWriter, StorageError> {
+        let owner = crate::owner::owners().begin();
         let mut lease = self.pool.lease().await?;
         let (store, guest) = lease.begin()?;
         let r = guest
-            .call_open_writer(store, &convert::context_to_wit(ctx), path, &convert::write_options_to_wit(options))
+            .call_open_writer(store, &convert::context_to_wit(ctx), path, &convert::write_options_to_wit(options, owner.as_str()))
             .await;
         let writer = lease.end(r)?;
-        ObjectWriter::new(lease, writer).await
+        ObjectWriter::new(lease, writer, owner).await
     }
 
     /// Starts reading `path` (all of it, or `range`).
@@ -237,6 +238,22 @@ impl Disk {
         let r = guest
             .call_url(store, &convert::context_to_wit(ctx), path, expires_in_secs)
             .await;
+        lease.end(r)
+    }
+
+    /// A page of the temporary objects unfinished writes left.
+    pub async fn list_temps(&self, ctx: &RequestContext, cursor: Option<&str>, limit: u32) -> Result<TempPage, StorageError> {
+        let mut lease = self.pool.lease().await?;
+        let (store, guest) = lease.begin()?;
+        let r = guest.call_list_temps(store, &convert::context_to_wit(ctx), cursor, limit).await;
+        lease.end(r).map(convert::temp_page_from_wit)
+    }
+
+    /// Removes one temporary object.
+    pub async fn remove_temp(&self, ctx: &RequestContext, id: &str) -> Result<(), StorageError> {
+        let mut lease = self.pool.lease().await?;
+        let (store, guest) = lease.begin()?;
+        let r = guest.call_remove_temp(store, &convert::context_to_wit(ctx), id).await;
         lease.end(r)
     }
 

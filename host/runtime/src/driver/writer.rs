@@ -8,7 +8,7 @@ use bytes::Bytes;
 use wasmtime::component::{Resource, ResourceAny};
 use wasmtime_wasi_io::streams::{DynOutputStream, StreamError};
 
-use super::digest::Digester;
+use super::digest::{Digest, Digester};
 use super::Lease;
 use crate::pool::cleanup_later;
 use crate::bindings::wit;
@@ -24,24 +24,30 @@ const FINISH_BYTES_PER_SEC: u64 = 32 << 20;
 /// succeeds; [`ObjectWriter::abort`], or dropping it unfinished, discards it. After a failed
 /// `write` the writer only accepts `abort`.
 pub struct ObjectWriter {
+    /// Names the write's temp objects; live until the write is committed or aborted.
+    owner: Option<crate::owner::OwnerTag>,
     lease: Option<Lease>,
     writer: ResourceAny,
     sink: Option<Resource<DynOutputStream>>,
     digester: Digester,
     failed: bool,
+    /// What was written, once the stream ended (`seal`).
+    sealed: Option<Digest>,
 }
 
 impl ObjectWriter {
-    pub(crate) async fn new(mut lease: Lease, writer: ResourceAny) -> Result<Self, StorageError> {
+    pub(crate) async fn new(mut lease: Lease, writer: ResourceAny, owner: crate::owner::OwnerTag) -> Result<Self, StorageError> {
         let (store, guest) = lease.begin()?;
         let sink = guest.writer().call_sink(&mut *store, writer).await;
         let sink = lease.end_infallible(sink)?;
         Ok(ObjectWriter {
+            owner: Some(owner),
             lease: Some(lease),
             writer,
             sink,
             digester: Digester::new(),
             failed: false,
+            sealed: None,
         })
     }
 
@@ -50,10 +56,18 @@ impl ObjectWriter {
         self.digester.size()
     }
 
+    /// The write's owner tag (what its temp objects and write-ahead records carry).
+    pub fn owner(&self) -> &str {
+        self.owner.as_ref().map_or("", |o| o.as_str())
+    }
+
     /// Appends `chunk` to the object.
     pub async fn write(&mut self, chunk: Bytes) -> Result<(), StorageError> {
         if self.failed {
             return Err(StorageError::Io("an earlier write failed; this write can only be aborted".into()));
+        }
+        if self.sealed.is_some() {
+            return Err(StorageError::Io("the write's bytes were sealed; it can only be committed or aborted".into()));
         }
         if chunk.is_empty() {
             return Ok(());
@@ -89,6 +103,17 @@ impl ObjectWriter {
     /// Like [`ObjectWriter::finish`], but when `expected_sha256` is given and the bytes'
     /// sha256 differs, aborts instead: nothing is stored.
     pub async fn finish_verified(mut self, expected_sha256: Option<&str>) -> Result<ObjectInfo, StorageError> {
+        self.seal(expected_sha256).await?;
+        self.commit().await
+    }
+
+    /// Ends the stream of bytes without committing: the size and sha256 of what was written
+    /// (what a write-ahead record names before the commit). When `expected_sha256` is given
+    /// and differs, aborts instead and nothing is stored. After it, only `commit` and `abort`.
+    pub async fn seal(&mut self, expected_sha256: Option<&str>) -> Result<Digest, StorageError> {
+        if let Some(digest) = &self.sealed {
+            return Ok(digest.clone());
+        }
         let mut lease = self.lease.take().ok_or_else(gone)?;
         if self.failed {
             abort(lease, self.sink.take(), self.writer).await;
@@ -111,6 +136,19 @@ impl ObjectWriter {
             lease.discard();
             return Err(e);
         }
+        self.lease = Some(lease);
+        self.sealed = Some(digest.clone());
+        Ok(digest)
+    }
+
+    /// Commits a sealed write atomically and returns its info, with the size and sha256 the
+    /// host measured.
+    pub async fn commit(mut self) -> Result<ObjectInfo, StorageError> {
+        let digest = match self.sealed.clone() {
+            Some(d) => d,
+            None => self.seal(None).await?,
+        };
+        let mut lease = self.lease.take().ok_or_else(gone)?;
         let flush_time = Duration::from_secs(digest.size / FINISH_BYTES_PER_SEC);
         let (store, guest) = lease.begin_with(flush_time)?;
         let wit_digest = wit::Digest {
@@ -141,8 +179,12 @@ impl ObjectWriter {
 impl Drop for ObjectWriter {
     fn drop(&mut self) {
         let Some(lease) = self.lease.take() else { return };
-        let (sink, writer) = (self.sink.take(), self.writer);
-        cleanup_later(lease, move |lease| abort(lease, sink, writer));
+        let (sink, writer, owner) = (self.sink.take(), self.writer, self.owner.take());
+        // The write stays live until its abort has run, so no sweep races it.
+        cleanup_later(lease, move |lease| async move {
+            abort(lease, sink, writer).await;
+            drop(owner);
+        });
     }
 }
 

@@ -7,11 +7,11 @@ use sha2::{Digest, Sha256};
 use wasmparser::{Parser, Payload};
 
 /// The version of the `stowage:storage` WIT package this host speaks.
-pub const CONTRACT_VERSION: &str = "0.2.0";
+pub const CONTRACT_VERSION: &str = "0.3.0";
 /// The interface a driver exports.
-pub const STORE_EXPORT: &str = "stowage:storage/store@0.2.0";
+pub const STORE_EXPORT: &str = "stowage:storage/store@0.3.0";
 /// The interface a policy exports.
-pub const POLICY_EXPORT: &str = "stowage:storage/policy-hooks@0.2.0";
+pub const POLICY_EXPORT: &str = "stowage:storage/policy-hooks@0.3.0";
 
 /// The Stowage worlds a plugin can implement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,7 +116,7 @@ mod tests {
     fn a_plugin_built_for_another_contract_version_is_told_so() {
         let i = Inspection { imports: vec![], exports: vec!["stowage:storage/store@0.1.0".into()], world: None, sha256: String::new() };
         let why = i.not_a_plugin();
-        assert!(why.contains("built against the stowage:storage 0.1.0 contract, but this host speaks 0.2.0"), "{why}");
+        assert!(why.contains("built against the stowage:storage 0.1.0 contract, but this host speaks 0.3.0"), "{why}");
         let i = Inspection { exports: vec!["wasi:cli/run@0.2.0".into()], ..i };
         assert_eq!(i.not_a_plugin(), "it exports neither stowage driver nor policy interfaces");
     }

@@ -6,6 +6,14 @@
 //! Each policy declares once which operations it checks and which it observes
 //! (`interests`); the host calls it for nothing else, so a policy that only records writes
 //! costs nothing on a `stat`.
+//!
+//! Observing has two phases: `before` an operation takes effect (a write's bytes have
+//! arrived, a delete has not reached the driver, a read has not sent a byte) and `after` it.
+//! What a policy appends to the ledger during `before` is a write-ahead record, stamped with
+//! the effect about to happen. For a policy marked `required` (phi-tracking, by default), a
+//! call that traps or an append that fails makes the operation fail closed
+//! (`StorageError::AuditUnavailable`), unless the host runs with `[ledger] on_failure = "log"`
+//! (testing only).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +28,7 @@ use crate::engine::{Limits, PluginEngine};
 use crate::error::StorageError;
 use crate::pool::{Pool, Prelinked};
 use crate::state::{Grants, PluginState};
+use crate::ledger::{Intent, Record};
 use crate::types::{Capabilities, Metadata, Operation, OperationSet, RequestContext};
 
 impl Prelinked for PolicyPre<PluginState> {
@@ -37,6 +46,15 @@ impl Prelinked for PolicyPre<PluginState> {
     }
 }
 
+/// When a policy is told about an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Before it takes effect (put, delete, get only): records now are write-ahead records.
+    Before,
+    /// After it, successful or not.
+    After,
+}
+
 /// An operation about to run, as policies see it.
 #[derive(Debug, Clone)]
 pub struct OperationRequest {
@@ -50,6 +68,8 @@ pub struct OperationRequest {
     pub content_type: Option<String>,
     /// For writes: the user metadata to store.
     pub object_metadata: Metadata,
+    /// For `url`: how long the URL is to stay valid.
+    pub expires_in_secs: Option<u64>,
 }
 
 /// What happened.
@@ -65,6 +85,62 @@ pub struct OperationOutcome {
     pub duration: Duration,
     /// The error, if it failed.
     pub error: Option<StorageError>,
+    /// For `list`: items returned.
+    pub items: Option<u32>,
+    /// For `url`: the issued URL's id.
+    pub url_id: Option<String>,
+}
+
+impl OperationOutcome {
+    /// The outcome of `request`, with nothing measured yet.
+    pub fn of(request: OperationRequest, started: std::time::Instant) -> OperationOutcome {
+        OperationOutcome { request, size: None, sha256: None, duration: started.elapsed(), error: None, items: None, url_id: None }
+    }
+}
+
+/// What the host stamps on every record a policy appends during one call, and what the call
+/// appended.
+#[derive(Debug, Default)]
+pub(crate) struct CallAudit {
+    /// Host fields every record gets (policy name, credential, purpose, ...).
+    pub(crate) stamp: Record,
+    /// Indices appended.
+    pub(crate) appended: Vec<u64>,
+    /// The first append that failed.
+    pub(crate) failed: Option<String>,
+}
+
+impl CallAudit {
+    /// `record` as the policy wrote it, with the host's fields.
+    pub(crate) fn stamped(&self, record: Record) -> Record {
+        let s = &self.stamp;
+        Record {
+            key: s.key.clone(),
+            purpose: s.purpose.clone(),
+            policy: s.policy.clone(),
+            items: s.items,
+            expires_in_secs: s.expires_in_secs,
+            url_id: s.url_id.clone(),
+            intent: s.intent.clone(),
+            ..record
+        }
+    }
+}
+
+/// What telling the policies produced.
+#[derive(Debug, Default)]
+pub struct Audit {
+    /// Records appended (for a `before` call: the write-ahead records to settle).
+    pub appended: Vec<u64>,
+    /// Why a required policy could not record, if one could not.
+    pub failure: Option<String>,
+}
+
+impl Audit {
+    /// The failure as the operation's error.
+    pub fn error(&self) -> Option<StorageError> {
+        self.failure.clone().map(StorageError::AuditUnavailable)
+    }
 }
 
 /// Which operations a policy checks and observes, and what it needs from the disks it guards.
@@ -102,6 +178,7 @@ pub struct Policy {
     name: Arc<str>,
     pool: Arc<Pool<PolicyPre<PluginState>>>,
     interests: Arc<tokio::sync::OnceCell<Interests>>,
+    required: bool,
 }
 
 impl Policy {
@@ -123,7 +200,20 @@ impl Policy {
             name: name.into(),
             pool: Arc::new(Pool::new(engine, name, pre, grants, limits)),
             interests: Arc::default(),
+            required: false,
         })
+    }
+
+    /// The same policy, `required` or not: a required policy that cannot record an operation
+    /// makes it fail.
+    pub fn with_required(mut self, required: bool) -> Policy {
+        self.required = required;
+        self
+    }
+
+    /// Whether the host fails operations this policy cannot record.
+    pub fn required(&self) -> bool {
+        self.required
     }
 
     /// What the policy checks and observes, asked once. A policy that cannot answer is asked
@@ -187,24 +277,52 @@ impl Policy {
         })
     }
 
-    /// Tells the policy an outcome. Failures are logged (the operation already happened).
-    pub async fn observe(&self, outcome: &OperationOutcome) {
+    /// Tells the policy of an outcome at `phase` (if it observes the operation); what it
+    /// appended, or why it could not record.
+    pub async fn observe(&self, outcome: &OperationOutcome, phase: Phase, intent: Option<&Intent>) -> Result<Vec<u64>, (Vec<u64>, String)> {
         if !self.interests().await.observe.contains(outcome.request.operation) {
-            return;
+            return Ok(Vec::new());
         }
-        if let Err(e) = self.tell(outcome).await {
-            tracing::error!(policy = %self.name, kind = e.kind(), "policy failed to record an outcome");
+        let audit = Arc::new(std::sync::Mutex::new(CallAudit { stamp: self.stamp(outcome, intent), ..CallAudit::default() }));
+        let called = self.tell_with(outcome, phase, Some(audit.clone())).await;
+        let audit = audit.lock().map(|mut a| (std::mem::take(&mut a.appended), a.failed.take())).unwrap_or_default();
+        match (called, audit) {
+            (Ok(()), (appended, None)) => Ok(appended),
+            (Err(e), (appended, _)) => Err((appended, format!("policy `{}` failed while recording: {e}", self.name))),
+            (Ok(()), (appended, Some(why))) => Err((appended, format!("policy `{}` could not record: {why}", self.name))),
         }
     }
 
-    /// Calls the policy's `observe` whatever its interests; a fault is an error.
-    pub async fn tell(&self, outcome: &OperationOutcome) -> Result<(), StorageError> {
+    fn stamp(&self, outcome: &OperationOutcome, intent: Option<&Intent>) -> Record {
+        let request = &outcome.request;
+        Record {
+            key: request.ctx.authenticated_as.clone(),
+            purpose: request.ctx.metadata.iter().find(|(k, _)| k == "purpose").map(|(_, v)| v.clone()),
+            policy: Some(self.name.to_string()),
+            items: outcome.items.map(u64::from),
+            expires_in_secs: request.expires_in_secs,
+            url_id: outcome.url_id.clone(),
+            intent: intent.cloned(),
+            ..Record::default()
+        }
+    }
+
+    /// Calls the policy's `observe` at `phase` whatever its interests; a fault is an error.
+    pub async fn tell(&self, outcome: &OperationOutcome, phase: Phase) -> Result<(), StorageError> {
+        self.tell_with(outcome, phase, None).await
+    }
+
+    async fn tell_with(&self, outcome: &OperationOutcome, phase: Phase, audit: Option<Arc<std::sync::Mutex<CallAudit>>>) -> Result<(), StorageError> {
         let mut lease = self.pool.lease().await?;
         let (store, policy) = lease.enter(Duration::ZERO)?;
+        store.data_mut().audit = audit;
         let r = policy
             .stowage_storage_policy_hooks()
-            .call_observe(store, &convert::outcome_to_wit(outcome))
+            .call_observe(&mut *store, &convert::outcome_to_wit(outcome, phase))
             .await;
+        if let Ok(store) = lease.store() {
+            store.data_mut().audit = None;
+        }
         lease.end_infallible(r)
     }
 }
@@ -213,12 +331,21 @@ impl Policy {
 #[derive(Clone, Default)]
 pub struct Pipeline {
     policies: Vec<Policy>,
+    /// `[ledger] on_failure = "log"` (testing only): a required policy that cannot record is
+    /// logged, and the operation goes on.
+    log_only: bool,
 }
 
 impl Pipeline {
     /// A pipeline of `policies`, asked in this order.
     pub fn new(policies: Vec<Policy>) -> Pipeline {
-        Pipeline { policies }
+        Pipeline { policies, log_only: false }
+    }
+
+    /// The same pipeline, logging instead of failing when a required policy cannot record.
+    pub fn log_only(mut self, log_only: bool) -> Pipeline {
+        self.log_only = log_only;
+        self
     }
 
     /// The policies, in order.
@@ -234,10 +361,25 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Tells every policy the outcome.
-    pub async fn observe(&self, outcome: &OperationOutcome) {
+    /// Tells every policy of the outcome at `phase` (a `before` call carries the effect about
+    /// to happen, `intent`). Every policy is told, whatever another did; the audit fails when
+    /// a required policy could not record.
+    pub async fn observe(&self, outcome: &OperationOutcome, phase: Phase, intent: Option<&Intent>) -> Audit {
+        let mut audit = Audit::default();
         for p in &self.policies {
-            p.observe(outcome).await;
+            match p.observe(outcome, phase, intent).await {
+                Ok(appended) => audit.appended.extend(appended),
+                Err((appended, why)) => {
+                    audit.appended.extend(appended);
+                    if p.required && !self.log_only {
+                        tracing::error!(policy = %p.name, error = %why, "a required policy could not record; the operation is refused");
+                        audit.failure.get_or_insert(why);
+                    } else {
+                        tracing::error!(policy = %p.name, error = %why, "a policy could not record an operation");
+                    }
+                }
+            }
         }
+        audit
     }
 }

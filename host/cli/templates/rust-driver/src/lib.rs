@@ -1,8 +1,9 @@
 //! {{name}}: a Stowage storage driver. It keeps each object as a file under the one directory
 //! the host grants it (`grant = { dir = "..." }`, preopened as `/`). A write goes to a
 //! temporary file under `/.partial/` and is renamed into place by `finish`, so nothing is
-//! visible at the object's path until then. Temporary files a crashed instance left behind are
-//! removed once they are a day old.
+//! visible at the object's path until then. Each temporary file is named after its write's
+//! owner tag, and `list-temps` reports them: the host removes (`remove-temp`) those whose
+//! writer is gone, after a crash for instance, and records it.
 //!
 //! It declares no optional capability (ranges, create-only, metadata, presign, pagination):
 //! `stowage plugin test` skips those checks. Add them one at a time, with the checks to prove
@@ -14,19 +15,17 @@ use std::cell::RefCell;
 use std::fs::{self, File};
 use std::hash::{BuildHasher, Hasher};
 use std::io::{ErrorKind, Read, Write};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use exports::stowage::storage::store::{Guest, GuestReader, GuestWriter, Reader, Writer};
 use stowage::storage::types::{
-    ByteRange, Capabilities, Digest, Error, ListPage, ObjectInfo, RequestContext, WriteOptions,
+    ByteRange, Capabilities, Digest, Error, ListPage, ObjectInfo, RequestContext, TempObject, TempPage, WriteOptions,
 };
 use wasi::io::streams::{InputStream, OutputStream};
 
 /// Where unfinished writes live (hidden from listings, refused as an object path).
 const PARTIAL: &str = ".partial";
 
-/// Age after which a temporary file is an orphan (its writer's instance died).
-const ORPHAN_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// Refuses paths outside the contract: empty, absolute, `.`/`..`/empty segments, control
 /// characters, backslashes, over 1024 bytes.
@@ -155,23 +154,10 @@ impl GuestReader for FileReader {
     }
 }
 
-/// Removes temporary files older than [`ORPHAN_AFTER`] (once per instance).
-fn remove_orphans() {
-    thread_local!(static DONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
-    if DONE.with(|d| d.replace(true)) {
-        return;
-    }
-    let Ok(entries) = fs::read_dir(format!("/{PARTIAL}")) else { return };
-    let now = SystemTime::now();
-    for entry in entries.flatten() {
-        let old = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| now.duration_since(t).is_ok_and(|age| age > ORPHAN_AFTER));
-        if old {
-            let _ = fs::remove_file(entry.path());
-        }
-    }
+/// The owner tag as it may appear in a file name (the host sends `a-z0-9-`), or `none`.
+fn owner_tag(owner: &str) -> &str {
+    let plain = !owner.is_empty() && owner.len() <= 64 && owner.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if plain { owner } else { "none" }
 }
 
 /// Removes the empty directories above the object `path`, up to the root.
@@ -229,8 +215,7 @@ impl Guest for Driver {
             return Err(Error::Unsupported("create-only writes".into()));
         }
         fs::create_dir_all(format!("/{PARTIAL}")).map_err(|e| Error::Io(format!("open `{path}`: {e}")))?;
-        remove_orphans();
-        let temp = format!("/{PARTIAL}/{:016x}", unique());
+        let temp = format!("/{PARTIAL}/{}.{:016x}", owner_tag(&options.owner), unique());
         let file = File::create_new(&temp).map_err(|e| Error::Io(format!("open `{path}`: {e}")))?;
         Ok(Writer::new(FileWriter { path, temp, file: RefCell::new(Some(file)) }))
     }
@@ -298,6 +283,40 @@ impl Guest for Driver {
 
     fn url(_ctx: RequestContext, _path: String, _expires_in_secs: u64) -> Result<String, Error> {
         Err(Error::Unsupported("signed URLs".into()))
+    }
+
+    fn list_temps(_ctx: RequestContext, cursor: Option<String>, limit: u32) -> Result<TempPage, Error> {
+        let mut names: Vec<String> = match fs::read_dir(format!("/{PARTIAL}")) {
+            Ok(entries) => entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect(),
+            Err(e) if e.kind() == ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(Error::Io(format!("list temporary files: {e}"))),
+        };
+        names.retain(|n| cursor.as_ref().is_none_or(|c| n > c));
+        names.sort();
+        let limit = limit.clamp(1, 1000) as usize;
+        let next_cursor = (names.len() > limit).then(|| names[limit - 1].clone());
+        names.truncate(limit);
+        let items = names
+            .into_iter()
+            .filter_map(|name| {
+                let meta = fs::metadata(format!("/{PARTIAL}/{name}")).ok()?;
+                let modified = meta.modified().ok()?.duration_since(UNIX_EPOCH).ok()?.as_millis() as u64;
+                let owner = name.split_once('.').map(|(o, _)| o.to_string()).filter(|o| o != "none");
+                Some(TempObject { id: name, owner, size: Some(meta.len()), modified: Some(modified) })
+            })
+            .collect();
+        Ok(TempPage { items, next_cursor })
+    }
+
+    fn remove_temp(_ctx: RequestContext, id: String) -> Result<(), Error> {
+        if id.is_empty() || id.contains('/') || id.starts_with('.') {
+            return Err(Error::InvalidPath(format!("`{id}` is not a temporary file of this driver")));
+        }
+        match fs::remove_file(format!("/{PARTIAL}/{id}")) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Err(Error::NotFound(id)),
+            Err(e) => Err(Error::Io(format!("remove temporary file `{id}`: {e}"))),
+        }
     }
 }
 

@@ -33,6 +33,19 @@ pub(crate) enum HeadState {
     Damaged,
     /// The newest valid head.
     At(Head),
+    /// A head in the one-line format of earlier versions (accepted only until the ledger has
+    /// checkpoints; replaced by the next write).
+    Legacy(Head),
+}
+
+impl HeadState {
+    /// The head it names, in either format.
+    pub(crate) fn head(&self) -> Option<&Head> {
+        match self {
+            HeadState::At(h) | HeadState::Legacy(h) => Some(h),
+            HeadState::Missing | HeadState::Damaged => None,
+        }
+    }
 }
 
 fn check(count: u64, hash: &str) -> String {
@@ -69,7 +82,11 @@ pub(crate) fn read(path: &Path) -> std::io::Result<HeadState> {
         .iter()
         .filter_map(|&at| bytes.get(at as usize..at as usize + SLOT_BYTES).and_then(decode))
         .max_by_key(|h| h.count);
-    Ok(newest.or_else(|| legacy(&bytes)).map_or(HeadState::Damaged, HeadState::At))
+    Ok(match (newest, legacy(&bytes)) {
+        (Some(head), _) => HeadState::At(head),
+        (None, Some(head)) => HeadState::Legacy(head),
+        (None, None) => HeadState::Damaged,
+    })
 }
 
 /// The head as earlier versions wrote it (`count hash`, one line, replaced by rename); the
@@ -94,7 +111,7 @@ impl HeadFile {
     /// next).
     pub(crate) fn new(path: &Path, current: &HeadState) -> HeadFile {
         let next_slot = match current {
-            HeadState::At(head) => {
+            HeadState::At(head) | HeadState::Legacy(head) => {
                 let bytes = std::fs::read(path).unwrap_or_default();
                 let holds = |i: usize| {
                     let at = SLOT_OFFSETS[i] as usize;
@@ -181,7 +198,7 @@ mod tests {
         let path = dir.path().join("l.head");
         std::fs::write(&path, format!("7 {}\n", head(7).hash)).unwrap();
         let state = read(&path).unwrap();
-        assert_eq!(state, HeadState::At(head(7)));
+        assert_eq!(state, HeadState::Legacy(head(7)));
         let mut file = HeadFile::new(&path, &state);
         file.write(&head(8)).unwrap();
         assert_eq!(read(&path).unwrap(), HeadState::At(head(8)));

@@ -1,0 +1,525 @@
+//! The PHI ledger: an append-only, hash-chained log of tracking records in SQLite, with an
+//! RFC 6962 Merkle tree over the records and signed checkpoints that anchor it outside the
+//! host. It has no WebAssembly in it: the runtime appends to it, and every `stowage ledger`
+//! command needs nothing else.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), stowage_ledger::LedgerError> {
+//! use stowage_ledger::{Ledger, LedgerOptions, Record};
+//! let ledger = Ledger::open("stowage-ledger.sqlite".as_ref(), LedgerOptions::default())?;
+//! let index = ledger.append(&Record { action: "file_created".into(), path: "a.csv".into(), ..Record::default() }).await?;
+//! assert!(ledger.verify(stowage_ledger::VerifyMode::Full)?.is_ok());
+//! # let _ = index; Ok(()) }
+//! ```
+//!
+//! Invariants:
+//! - Each row holds its index, time, the record as JSON, the previous row's hash and its own:
+//!   `sha256(prev | index | time | json)`. Any edited field, deleted row or swapped pair
+//!   breaks the chain at that index.
+//! - A truncated tail leaves a valid chain, so the host also keeps the head (count and last
+//!   hash) in a file beside the database (`head`): the database must reach it. After a power
+//!   loss the head may lag the database, never lead it.
+//! - A consistent rewrite (rows removed or changed, chain and head recomputed) leaves a valid
+//!   chain and head: only a checkpoint kept elsewhere catches it (`verify_against`).
+//! - Durability: SQLite in WAL mode with `synchronous = FULL`. Appends are group-committed
+//!   (`committer`): concurrent appends share one transaction, and `append` returns only once
+//!   the transaction holding its record is durable.
+//! - The host refuses to chain onto a database that no longer reaches its head, or whose last
+//!   record changed while it ran: such a ledger stays refused until an operator seals the
+//!   break (`seal`), which is itself a record.
+
+mod checkpoint;
+mod committer;
+mod export;
+mod head;
+pub mod merkle;
+pub mod note;
+mod proof;
+mod record;
+mod report;
+mod seal;
+mod store;
+mod verify;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+pub use checkpoint::{Checkpoint, CheckpointPolicy, SignedCheckpoint, load_or_create_key, parse_all as parse_checkpoints, public_key_path, read_file as read_checkpoints};
+pub use export::{Filter, Format, export};
+pub use proof::{InclusionProof, check_proof};
+pub use record::{Effect, Entry, Intent, Metadata, Record, Seal, now_ms};
+pub use report::{AccessEvent, AccessKind, access_report};
+pub use seal::Sealed;
+pub use verify::{Broken, SealedBreak, Verified, VerifyMode};
+
+use committer::Job;
+use head::HeadFile;
+use merkle::Frontier;
+use note::VerifierKey;
+
+/// Why the ledger failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// SQLite failed.
+    #[error("ledger database: {0}")]
+    Db(#[from] rusqlite::Error),
+    /// The head file could not be read or written.
+    #[error("ledger head file {path}: {error}")]
+    Head {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        error: std::io::Error,
+    },
+    /// The ledger was changed behind the host's back; appending is refused.
+    #[error("{0}; run `stowage ledger verify`")]
+    Tampered(String),
+    /// An append was not committed.
+    #[error("ledger append failed: {0}")]
+    Append(String),
+    /// A record could not be encoded or decoded.
+    #[error("ledger record at index {index}: {error}")]
+    Record {
+        /// Where.
+        index: u64,
+        /// What.
+        error: String,
+    },
+    /// The host key or a checkpoint could not be used.
+    #[error("ledger checkpoints: {0}")]
+    Checkpoint(String),
+    /// Writing an export or report failed.
+    #[error("writing the ledger's records: {0}")]
+    Output(String),
+}
+
+/// How to open a ledger.
+#[derive(Debug, Clone)]
+pub struct LedgerOptions {
+    /// Signed checkpoints: none makes none (and verification is always a full walk).
+    pub checkpoints: Option<CheckpointPolicy>,
+    /// How long an append waits for another process's lock on the database.
+    pub lock_timeout: Duration,
+}
+
+impl Default for LedgerOptions {
+    fn default() -> Self {
+        LedgerOptions { checkpoints: None, lock_timeout: Duration::from_secs(10) }
+    }
+}
+
+/// Checkpoints of an open ledger.
+struct Checkpoints {
+    policy: CheckpointPolicy,
+    verifier: VerifierKey,
+    published: tokio::sync::watch::Receiver<Option<SignedCheckpoint>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The ledger.
+pub struct Ledger {
+    path: PathBuf,
+    /// For reading (`entries`, `verify`); the committer has its own connection.
+    conn: Mutex<Connection>,
+    head: PathBuf,
+    writer: Option<Sender<Job>>,
+    committer: Option<JoinHandle<()>>,
+    checkpoints: Option<Checkpoints>,
+    health: Arc<Mutex<Option<String>>>,
+    commits: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+/// `<path>.head`.
+fn head_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".head");
+    PathBuf::from(p)
+}
+
+impl Ledger {
+    /// Opens (creating if needed) the ledger database at `path`. A ledger that no longer
+    /// reaches its head still opens (so it can be verified, read and sealed) but refuses
+    /// appends; [`Ledger::verify`] says what is wrong.
+    pub fn open(path: &Path, options: LedgerOptions) -> Result<Ledger, LedgerError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|error| LedgerError::Head { path: dir.display().to_string(), error })?;
+        }
+        let mut writer = store::connect(path, options.lock_timeout)?;
+        store::migrate(&mut writer)?;
+        let head_path = head_path(path);
+        let state = committer::read_head(&head_path)?;
+        let tip = store::tip(&writer)?.map(|(count, hash)| head::Head { count, hash });
+        let health = Arc::new(Mutex::new(None));
+        let commits = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (checkpoints, schedule, has_checkpoints) = match &options.checkpoints {
+            None => (None, None, false),
+            Some(policy) => {
+                let key = load_or_create_key(&policy.key_file, &policy.origin).map_err(LedgerError::Checkpoint)?;
+                let verifier = key.verifier();
+                let existing = read_checkpoints(&policy.file, std::slice::from_ref(&verifier)).map_err(LedgerError::Checkpoint)?;
+                let latest = existing.iter().max_by_key(|c| c.checkpoint.size).cloned();
+                // With none yet, the clock starts now: a first checkpoint waits like every other.
+                let last = latest.as_ref().map_or((0, now_ms()), |c| (c.checkpoint.size, c.checkpoint.time.saturating_mul(1000)));
+                let (published_tx, published) = tokio::sync::watch::channel(latest);
+                let (due_tx, due_rx) = std::sync::mpsc::channel();
+                let thread_policy = policy.clone();
+                let thread = std::thread::Builder::new()
+                    .name("stowage-checkpoints".into())
+                    .spawn(move || checkpoint::run(thread_policy, key, due_rx, published_tx))
+                    .map_err(|error| LedgerError::Head { path: policy.file.display().to_string(), error })?;
+                let schedule = committer::Schedule {
+                    every_records: policy.every_records.max(1),
+                    every_ms: policy.every_secs.saturating_mul(1000),
+                    last,
+                    send: due_tx,
+                };
+                (Some(Checkpoints { policy: policy.clone(), verifier, published, thread: Some(thread) }), Some(schedule), !existing.is_empty())
+            }
+        };
+        let broken = committer::reaches(&writer, tip.as_ref(), &state, !has_checkpoints)?;
+        let frontier = match &tip {
+            Some(t) => Frontier::load(&store::Stored(&writer), t.count).unwrap_or_default(),
+            None => Frontier::default(),
+        };
+        let start = committer::Start {
+            conn: writer,
+            tip,
+            broken,
+            head: HeadFile::new(&head_path, &state),
+            legacy_head_ok: !has_checkpoints,
+            frontier,
+            schedule,
+            health: health.clone(),
+            commits: commits.clone(),
+        };
+        let head_err = |error| LedgerError::Head { path: head_path.display().to_string(), error };
+        let (tx, thread) = committer::spawn(start).map_err(head_err)?;
+        Ok(Ledger {
+            path: path.to_path_buf(),
+            conn: Mutex::new(store::connect(path, options.lock_timeout)?),
+            head: head_path,
+            writer: Some(tx),
+            committer: Some(thread),
+            checkpoints,
+            health,
+            commits,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll
+        // back), so a poisoned lock is still safe to use.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn send(&self, job: Job) -> Result<(), LedgerError> {
+        let stopped = || LedgerError::Append("the ledger's writer has stopped".into());
+        self.writer.as_ref().ok_or_else(stopped)?.send(job).map_err(|_| stopped())
+    }
+
+    /// Appends `record` once it is durable; returns its index. Concurrent appends share a
+    /// commit.
+    pub async fn append(&self, record: &Record) -> Result<u64, LedgerError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.send(Job::append(record, Some(reply))?)?;
+        answer.await.map_err(|_| LedgerError::Append("the ledger's writer has stopped".into()))?
+    }
+
+    /// Appends `record`, blocking the thread until it is durable; returns its index.
+    pub fn append_blocking(&self, record: &Record) -> Result<u64, LedgerError> {
+        futures::executor::block_on(self.append(record))
+    }
+
+    /// Queues `record` for the next commit without waiting for it (for outcomes whose
+    /// write-ahead record is already durable: a crash before this one is durable leaves the
+    /// intent open, and reconciling settles it). A failure is logged and shows in `health`.
+    pub fn append_nowait(&self, record: &Record) {
+        if let Err(e) = Job::append(record, None).and_then(|job| self.send(job)) {
+            tracing::error!(error = %e, "could not queue a ledger record");
+        }
+    }
+
+    /// Whether the last commit succeeded: `Err` with why not (the ledger is unusable for
+    /// guarded operations until a commit succeeds again, or, if it was tampered with, until
+    /// it is sealed).
+    pub fn health(&self) -> Result<(), String> {
+        match self.health.lock() {
+            Ok(h) => h.clone().map_or(Ok(()), Err),
+            Err(_) => Err("the ledger's health is unknown".into()),
+        }
+    }
+
+    /// Transactions this process has committed (each one fsync): appends that arrive while a
+    /// commit runs share the next one.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The record at `index`.
+    pub fn entry(&self, index: u64) -> Result<Option<Entry>, LedgerError> {
+        let conn = self.conn();
+        let row: Option<(i64, String)> = conn
+            .query_row("SELECT at_ms, body FROM records WHERE idx = ?1", params![index as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        row.map(|(at_ms, body)| decode(index, at_ms as u64, &body)).transpose()
+    }
+
+    /// Calls `each` for every record from index `from`, in order, streaming (the ledger is
+    /// never held in memory); stops early when `each` returns `false`.
+    pub fn scan(&self, from: u64, mut each: impl FnMut(Entry) -> Result<bool, LedgerError>) -> Result<(), LedgerError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT idx, at_ms, body FROM records WHERE idx >= ?1 ORDER BY idx")?;
+        let mut rows = stmt.query(params![from as i64])?;
+        while let Some(row) = rows.next()? {
+            let (index, at_ms, body): (i64, i64, String) = (row.get(0)?, row.get(1)?, row.get(2)?);
+            if !each(decode(index as u64, at_ms as u64, &body)?)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every record, in order (small ledgers and tests; `scan` streams).
+    pub fn entries(&self) -> Result<Vec<Entry>, LedgerError> {
+        let mut out = Vec::new();
+        self.scan(0, |e| {
+            out.push(e);
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    /// How many records the ledger holds (its last index + 1).
+    pub fn len(&self) -> Result<u64, LedgerError> {
+        Ok(store::tip(&self.conn())?.map_or(0, |(count, _)| count))
+    }
+
+    /// Whether the ledger holds no records.
+    pub fn is_empty(&self) -> Result<bool, LedgerError> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Write-ahead records no outcome has settled yet.
+    pub fn open_intents(&self) -> Result<Vec<Entry>, LedgerError> {
+        let indexes: Vec<i64> = {
+            let conn = self.conn();
+            let mut stmt = conn.prepare("SELECT idx FROM open_intents ORDER BY idx")?;
+            stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?
+        };
+        let mut out = Vec::with_capacity(indexes.len());
+        for index in indexes {
+            if let Some(e) = self.entry(index as u64)?
+                && e.record.intent.is_some()
+            {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Temporary copies past their deadline and not deleted since: (creating entry, deadline ms).
+    pub fn overdue(&self, now_ms: u64) -> Result<Vec<(Entry, u64)>, LedgerError> {
+        let mut open: std::collections::HashMap<(String, String), (Entry, u64)> = std::collections::HashMap::new();
+        let mut failed_intents = std::collections::HashSet::new();
+        self.scan(0, |e| {
+            let r = &e.record;
+            if !r.settles.is_empty() && r.action.ends_with("_failed") {
+                failed_intents.extend(r.settles.iter().copied());
+            }
+            let key = (r.disk.clone(), r.path.clone());
+            let deleted = r.error.is_none() && (r.action.ends_with("_deleted") || r.action == "cleaned_up");
+            if deleted || r.cleanup_required {
+                open.remove(&key);
+            }
+            if r.cleanup_required && r.error.is_none() {
+                let within_ms = r.cleanup_within_secs.unwrap_or(0).saturating_mul(1000);
+                let deadline = e.at_ms.saturating_add(within_ms);
+                open.insert(key, (e, deadline));
+            }
+            Ok(true)
+        })?;
+        let mut out: Vec<(Entry, u64)> = open
+            .into_values()
+            // A write that announced itself and then failed created nothing to clean up.
+            .filter(|(e, d)| *d <= now_ms && !failed_intents.contains(&e.index))
+            .collect();
+        out.sort_by_key(|(e, _)| e.index);
+        Ok(out)
+    }
+
+    /// The verifier key of the host key that signs checkpoints, if checkpoints are on.
+    pub fn verifier_key(&self) -> Option<&VerifierKey> {
+        self.checkpoints.as_ref().map(|c| &c.verifier)
+    }
+
+    /// The checkpoints file, if checkpoints are on.
+    pub fn checkpoints_file(&self) -> Option<&Path> {
+        self.checkpoints.as_ref().map(|c| c.policy.file.as_path())
+    }
+
+    /// The newest checkpoint this process knows of.
+    pub fn latest_checkpoint(&self) -> Option<SignedCheckpoint> {
+        self.checkpoints.as_ref().and_then(|c| c.published.borrow().clone())
+    }
+
+    /// Told of every new checkpoint (to copy it elsewhere).
+    pub fn subscribe_checkpoints(&self) -> Option<tokio::sync::watch::Receiver<Option<SignedCheckpoint>>> {
+        self.checkpoints.as_ref().map(|c| c.published.clone())
+    }
+
+    /// Every checkpoint in the checkpoints file, verified with the host key.
+    pub fn checkpoints(&self) -> Result<Vec<SignedCheckpoint>, LedgerError> {
+        match &self.checkpoints {
+            None => Ok(Vec::new()),
+            Some(c) => read_checkpoints(&c.policy.file, std::slice::from_ref(&c.verifier)).map_err(LedgerError::Checkpoint),
+        }
+    }
+
+    /// Signs a checkpoint of everything committed so far and stores it.
+    pub fn checkpoint_now(&self) -> Result<SignedCheckpoint, LedgerError> {
+        let (reply, answer) = std::sync::mpsc::channel();
+        self.send(Job::Checkpoint(reply))?;
+        answer
+            .recv()
+            .map_err(|_| LedgerError::Checkpoint("the checkpointer has stopped".into()))?
+            .map_err(LedgerError::Checkpoint)
+    }
+}
+
+/// A row's body as a record.
+fn decode(index: u64, at_ms: u64, body: &str) -> Result<Entry, LedgerError> {
+    let record = serde_json::from_str(body).map_err(|e| LedgerError::Record { index, error: e.to_string() })?;
+    Ok(Entry { index, at_ms, record })
+}
+
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        // Closing the queue lets the committer finish what it holds; waiting for it means
+        // every answered append is durable and the head is synced before the process exits.
+        drop(self.writer.take());
+        if let Some(thread) = self.committer.take() {
+            let _ = thread.join();
+        }
+        // The committer held the checkpointer's queue; with it gone the checkpointer drains.
+        if let Some(thread) = self.checkpoints.as_mut().and_then(|c| c.thread.take()) {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verify::tests::record;
+
+    fn scratch(action: &str, path: &str) -> Record {
+        Record { class: Some("scratch".into()), cleanup_required: action == "work_copy_created", cleanup_within_secs: Some(0), ..record(action, path) }
+    }
+
+    #[test]
+    fn overdue_copies_clear_on_delete_and_a_removed_tail_is_refused_as_tampering() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Ledger::open(&dir.path().join("l.sqlite"), LedgerOptions::default()).unwrap();
+        assert_eq!(l.append_blocking(&scratch("work_copy_created", "a")).unwrap(), 0);
+        assert_eq!(l.append_blocking(&scratch("work_copy_created", "b")).unwrap(), 1);
+        assert_eq!(l.append_blocking(&scratch("work_copy_deleted", "a")).unwrap(), 2);
+        assert_eq!(l.verify(VerifyMode::Full).unwrap().unwrap().count, 3);
+        let overdue = l.overdue(now_ms() + 1).unwrap();
+        assert_eq!(overdue.iter().map(|(e, _)| e.record.path.as_str()).collect::<Vec<_>>(), vec!["b"]);
+        // Removing the tail and appending again must not paper over the gap.
+        l.conn().execute("DELETE FROM records WHERE idx = 2", []).unwrap();
+        let e = l.append_blocking(&scratch("file_created", "c")).unwrap_err();
+        assert!(e.to_string().contains("the ledger's last record changed while the host was running"), "{e}");
+        assert!(l.health().unwrap_err().contains("last record changed"));
+        assert_eq!(l.verify(VerifyMode::Full).unwrap().unwrap_err().index, 2);
+        std::fs::write(dir.path().join("l.sqlite.head"), "").unwrap();
+        assert_eq!(l.verify(VerifyMode::Full).unwrap().unwrap_err().reason, "the ledger's head file is missing or damaged");
+    }
+
+    #[test]
+    fn concurrent_appends_share_commits_and_chain_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.sqlite");
+        let l = std::sync::Arc::new(Ledger::open(&path, LedgerOptions::default()).unwrap());
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+        let mut indexes: Vec<u64> = rt.block_on(async {
+            let tasks: Vec<_> = (0..256)
+                .map(|i| {
+                    let l = l.clone();
+                    tokio::spawn(async move { l.append(&record("file_created", &format!("f{i}"))).await.unwrap() })
+                })
+                .collect();
+            futures::future::join_all(tasks).await.into_iter().map(Result::unwrap).collect()
+        });
+        indexes.sort_unstable();
+        assert_eq!(indexes, (0..256).collect::<Vec<_>>());
+        // 256 appends in flight at once: far fewer transactions than appends.
+        assert!(l.commits() < 128, "{} commits for 256 concurrent appends", l.commits());
+        assert_eq!(l.verify(VerifyMode::Full).unwrap().unwrap().count, 256);
+        drop(l);
+        // Reopened, it chains on where it stopped.
+        let l = Ledger::open(&path, LedgerOptions::default()).unwrap();
+        assert_eq!(l.append_blocking(&record("file_deleted", "f0")).unwrap(), 256);
+        assert_eq!(l.verify(VerifyMode::Full).unwrap().unwrap().count, 257);
+    }
+
+    #[test]
+    fn two_processes_appending_to_one_ledger_keep_one_chain_and_one_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.sqlite");
+        let (a, b) = (Ledger::open(&path, LedgerOptions::default()).unwrap(), Ledger::open(&path, LedgerOptions::default()).unwrap());
+        for i in 0..6 {
+            let l = if i % 2 == 0 { &a } else { &b };
+            assert_eq!(l.append_blocking(&record("file_created", &format!("f{i}"))).unwrap(), i);
+        }
+        assert_eq!(a.verify(VerifyMode::Full).unwrap().unwrap().count, 6);
+        // A removed tail is still refused, whoever appended it.
+        a.conn().execute("DELETE FROM records WHERE idx = 5", []).unwrap();
+        assert!(matches!(b.append_blocking(&record("file_created", "g")), Err(LedgerError::Append(_))));
+        assert!(matches!(a.append_blocking(&record("file_created", "g")), Err(LedgerError::Append(_))));
+    }
+
+    #[test]
+    fn a_ledger_cut_short_while_closed_refuses_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.sqlite");
+        let l = Ledger::open(&path, LedgerOptions::default()).unwrap();
+        for p in ["a", "b", "c"] {
+            l.append_blocking(&record("file_created", p)).unwrap();
+        }
+        drop(l);
+        Connection::open(&path).unwrap().execute("DELETE FROM records WHERE idx = 2", []).unwrap();
+        let l = Ledger::open(&path, LedgerOptions::default()).unwrap();
+        let e = l.append_blocking(&record("file_created", "d")).unwrap_err();
+        assert!(e.to_string().contains("does not match its head"), "{e}");
+        assert_eq!(l.verify(VerifyMode::Full).unwrap().unwrap_err().index, 2);
+    }
+
+    #[test]
+    fn intents_stay_open_until_an_outcome_settles_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Ledger::open(&dir.path().join("l.sqlite"), LedgerOptions::default()).unwrap();
+        let intent = Intent { op: Effect::Put, disk: "local".into(), path: "a".into(), size: Some(3), sha256: Some("ab".into()), owner: "o-1".into() };
+        let i = l.append_blocking(&Record { intent: Some(intent.clone()), ..record("file_created", "a") }).unwrap();
+        assert_eq!(l.open_intents().unwrap().iter().map(|e| e.index).collect::<Vec<_>>(), vec![i]);
+        l.append_nowait(&Record { settles: vec![i], ..record(Effect::Put.outcome_action(true), "a") });
+        l.append_blocking(&record("file_accessed", "a")).unwrap();
+        assert!(l.open_intents().unwrap().is_empty());
+    }
+}
