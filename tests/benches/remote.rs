@@ -79,10 +79,13 @@ fn chunk() -> Bytes {
     Bytes::from((0..CHUNK).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect::<Vec<u8>>())
 }
 
-async fn streaming(disk: &Disk, url: &str, dir: &Path, mib: usize) {
-    let chunk = chunk();
-    let bytes = mib * CHUNK;
+/// Rounds of the streaming comparison; each client's best counts.
+const ROUNDS: usize = 3;
 
+/// (upload, download) times of one client.
+type UpDown = (Duration, Duration);
+
+async fn remote_round(disk: &Disk, chunk: &Bytes, mib: usize) -> UpDown {
     // The remote driver: 1 MiB chunks from memory, as a web host gets them from its client.
     let start = Instant::now();
     let mut w = disk.writer(&ctx(disk), "bench/remote.bin", &WriteOptions::default()).await.expect("writer");
@@ -90,25 +93,19 @@ async fn streaming(disk: &Disk, url: &str, dir: &Path, mib: usize) {
         w.write(chunk.clone()).await.expect("write");
     }
     w.finish().await.expect("finish");
-    let remote_up = start.elapsed();
+    let up = start.elapsed();
     let start = Instant::now();
     let mut r = disk.reader(&ctx(disk), "bench/remote.bin", None).await.expect("reader");
     let mut got = 0;
     while let Some(c) = r.next_chunk(CHUNK).await.expect("read") {
         got += c.len();
     }
-    assert_eq!(got, bytes);
-    let remote_down = start.elapsed();
+    assert_eq!(got, mib * CHUNK);
+    (up, start.elapsed())
+}
 
+fn curl_round(url: &str, file: &Path) -> UpDown {
     // curl against the same API, from and to a file (page cache).
-    let file = dir.join("curl.bin");
-    {
-        use std::io::Write;
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&file).expect("file"));
-        for _ in 0..mib {
-            f.write_all(&chunk).expect("write");
-        }
-    }
     let auth = format!("Authorization: Bearer {KEY}");
     let obj = format!("{url}/v1/objects/default/bench/curl.bin");
     let curl = |args: &[&str]| {
@@ -117,31 +114,59 @@ async fn streaming(disk: &Disk, url: &str, dir: &Path, mib: usize) {
         assert!(o.status.success(), "curl: {}", String::from_utf8_lossy(&o.stderr));
         start.elapsed()
     };
-    let curl_up = curl(&["-T", file.to_str().expect("utf-8 path"), "-o", "/dev/null", &obj]);
-    let curl_down = curl(&["-o", "/dev/null", &obj]);
-    let _ = std::fs::remove_file(&file);
+    (curl(&["-T", file.to_str().expect("utf-8 path"), "-o", "/dev/null", &obj]), curl(&["-o", "/dev/null", &obj]))
+}
 
+async fn seed_round(client: &reqwest::Client, seed: SocketAddr, chunk: &Bytes, bytes: usize) -> UpDown {
     // The seed's protocol: the whole file as base64 in one JSON body, each way.
-    let seed = start_seed(dir.join("seed-data")).await;
-    let client = reqwest::Client::new();
     let whole: Vec<u8> = chunk.iter().copied().cycle().take(bytes).collect();
     let start = Instant::now();
     let body = serde_json::to_vec(&serde_json::json!({ "path": "seed.bin", "content": base64::engine::general_purpose::STANDARD.encode(&whole) })).expect("json");
     drop(whole);
     let r = client.post(format!("http://{seed}/store")).body(body).send().await.expect("seed store");
     assert!(r.status().is_success());
-    let seed_up = start.elapsed();
+    let up = start.elapsed();
     let start = Instant::now();
     let r = client.get(format!("http://{seed}/fetch?path=seed.bin")).send().await.expect("seed fetch");
     let text = r.bytes().await.expect("seed body");
     let v: serde_json::Value = serde_json::from_slice(&text).expect("seed json");
     let back = base64::engine::general_purpose::STANDARD.decode(v["content"].as_str().expect("content")).expect("base64");
     assert_eq!(back.len(), bytes);
-    let seed_down = start.elapsed();
+    (up, start.elapsed())
+}
 
-    println!("\n1 GiB-class streaming ({mib} MiB), MiB/s:");
+async fn streaming(disk: &Disk, url: &str, dir: &Path, mib: usize) {
+    let chunk = chunk();
+    let bytes = mib * CHUNK;
+    let file = dir.join("curl.bin");
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&file).expect("file"));
+        for _ in 0..mib {
+            f.write_all(&chunk).expect("write");
+        }
+    }
+    let seed = start_seed(dir.join("seed-data")).await;
+    let client = reqwest::Client::new();
+    // Best of ROUNDS for each client; the order rotates, so none always goes first (on cold
+    // state) or last.
+    let mut best = [(Duration::MAX, Duration::MAX); 3];
+    for round in 0..ROUNDS {
+        for k in 0..3 {
+            let who = (round + k) % 3;
+            let t = match who {
+                0 => remote_round(disk, &chunk, mib).await,
+                1 => curl_round(url, &file),
+                _ => seed_round(&client, seed, &chunk, bytes).await,
+            };
+            best[who] = (best[who].0.min(t.0), best[who].1.min(t.1));
+        }
+    }
+    let _ = std::fs::remove_file(&file);
+    let [remote, curl, seed] = best;
+    println!("\n1 GiB-class streaming ({mib} MiB, best of {ROUNDS}, rotating order), MiB/s:");
     println!("{:<10} {:>10} {:>10} {:>14} {:>14}", "", "remote", "curl", "remote/curl", "remote/seed");
-    for (what, remote, curl, seed) in [("upload", remote_up, curl_up, seed_up), ("download", remote_down, curl_down, seed_down)] {
+    for (what, remote, curl, seed) in [("upload", remote.0, curl.0, seed.0), ("download", remote.1, curl.1, seed.1)] {
         println!(
             "{what:<10} {:>10.0} {:>10.0} {:>13.2}x {:>13.1}x   (seed protocol {:.0} MiB/s)",
             mib_s(bytes, remote),
@@ -154,8 +179,9 @@ async fn streaming(disk: &Disk, url: &str, dir: &Path, mib: usize) {
 }
 
 /// The seed's remote protocol, as a server: `POST /store` with `{"path", "content": base64}`,
-/// `GET /fetch?path=` answering `{"content": base64}`; whole files in memory both ways. Stores
-/// are synced to disk, as the services host's are.
+/// `GET /fetch?path=` answering `{"content": base64}`; whole files in memory both ways. A store
+/// takes the steps the services host's does (sha256 of the bytes, a temp file synced, renamed
+/// into place, the directory synced), so the comparison is of protocols, not of durability.
 async fn start_seed(root: std::path::PathBuf) -> SocketAddr {
     use axum::extract::{Query, State};
     use axum::routing::{get, post};
@@ -167,14 +193,16 @@ async fn start_seed(root: std::path::PathBuf) -> SocketAddr {
         };
         let (Some(path), Some(content)) = (v["path"].as_str(), v["content"].as_str()) else { return axum::http::StatusCode::BAD_REQUEST };
         let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(content) else { return axum::http::StatusCode::BAD_REQUEST };
-        // As durable as the services host's local-fs commit (data synced before the answer),
-        // so that the comparison is of protocols, not of durability.
         let path = root.join(path);
         let written = tokio::task::spawn_blocking(move || {
             use std::io::Write;
-            let mut f = std::fs::File::create(path)?;
+            std::hint::black_box(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+            let tmp = path.with_extension("seed-tmp");
+            let mut f = std::fs::File::create(&tmp)?;
             f.write_all(&bytes)?;
-            f.sync_all()
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            std::fs::File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
         })
         .await;
         match written {

@@ -41,6 +41,7 @@ fn round_trip_on_the_embedded_default() {
     assert!(stderr(&o).contains("not found"), "message: {}", stderr(&o));
     assert!(o.stdout.is_empty());
     let o = run_in(d, &["ls", "default"]);
+    assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), "", "nothing listed after rm");
 }
 

@@ -66,6 +66,7 @@ fn sigkill_mid_write_leaves_the_previous_version() {
     let show = stdout(&run_in(d, &["ledger", "show"]));
     assert!(show.lines().any(|l| l.contains("orphan_removed local:") && l.contains("size=") && !l.contains("size=-")), "{show}");
     let o = run_in(d, &["ls", "default:"]);
+    assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), "reports/obj.bin\n", "no partial object is visible");
     let o = run_in(d, &["stat", "default:reports/obj.bin", "--json"]);
     let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();

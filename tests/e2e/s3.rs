@@ -278,3 +278,71 @@ async fn the_driver_reaches_only_its_granted_endpoint() {
     let disk = stowage_runtime::Disk::load(&engine, "s3", bytes, grants, stowage_runtime::Limits::default()).unwrap();
     assert!(matches!(disk.stat(&ctx(&disk), "a.txt").await, Err(StorageError::Denied(_))));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unfinished_multipart_upload_a_dead_host_left_is_swept_and_recorded() {
+    let server = server();
+    let bucket = fresh_bucket(&server, "orphans").await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let config = config_file(d, &bucket);
+    // S3 keeps no owner tag with an upload: only its age tells. Zero: any unfinished upload is
+    // an orphan.
+    let text = std::fs::read_to_string(&config).unwrap().replace("[storage]", "orphan_after_secs = 0\n[storage]");
+    std::fs::write(&config, text).unwrap();
+    // What a host killed mid-upload leaves: an upload with a part, never completed.
+    let native = native_client(&server, None);
+    let upload = native.create_multipart_upload().bucket(&bucket).key("half.bin").send().await.unwrap();
+    let id = upload.upload_id().unwrap().to_string();
+    native
+        .upload_part()
+        .bucket(&bucket)
+        .key("half.bin")
+        .upload_id(&id)
+        .part_number(1)
+        .body(ByteStream::from(vec![1u8; 5 << 20]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pending_uploads(&bucket).await, 1);
+    // Any start sweeps (here `cleanup`'s).
+    let o = cli(d, &["cleanup"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(pending_uploads(&bucket).await, 0, "the orphaned upload's parts were freed");
+    let show = stdout(&cli(d, &["ledger", "show"]));
+    assert!(show.lines().any(|l| l.contains(&format!("orphan_removed nas:{id} half.bin"))), "{show}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_are_copied_to_a_bucket_and_anchor_the_ledger_from_there() {
+    let server = server();
+    let bucket = fresh_bucket(&server, "anchor").await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let text = format!(
+        "role = \"testing\"\n[disks.local]\nplugin = \"local-fs\"\ngrant = {{ dir = \"data\" }}\n\
+         [disks.anchor]\nplugin = \"s3\"\ngrant = {{ endpoint = \"{e}\" }}\n\
+         config = {{ endpoint = \"{e}\", bucket = \"{bucket}\", access_key_id = {{ env = \"TEST_S3_KEY\" }}, secret_access_key = {{ env = \"TEST_S3_SECRET\" }} }}\n\
+         [storage]\ndefault = \"local\"\n[[policies]]\nplugin = \"phi-tracking\"\n[ledger]\npath = \"ledger.sqlite\"\ncheckpoint_disk = \"anchor\"\ncheckpoint_every = 3\n",
+        e = server.endpoint
+    );
+    std::fs::write(d.join("stowage.toml"), text).unwrap();
+    std::fs::write(d.join("f.csv"), "a\n").unwrap();
+    for i in 0..3 {
+        let o = cli(d, &["put", &format!("default:f{i}.csv"), "f.csv"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    // Each start copies the newest checkpoint an earlier process signed.
+    let listed = native_client(&server, None).list_objects_v2().bucket(&bucket).prefix("ledger-checkpoints/stowage-ledger/").send().await.unwrap();
+    let keys: Vec<String> = listed.contents().iter().filter_map(|o| o.key().map(str::to_string)).collect();
+    assert!(!keys.is_empty(), "no checkpoint reached the bucket");
+    let newest = keys.iter().max().unwrap();
+    let body = native_client(&server, None).get_object().bucket(&bucket).key(newest).send().await.unwrap().body.collect().await.unwrap().into_bytes();
+    let local = std::fs::read_to_string(d.join("ledger.sqlite.checkpoints")).unwrap();
+    let note = String::from_utf8(body.to_vec()).unwrap();
+    assert!(local.contains(&note), "the bucket's checkpoint is one the host signed:\n{note}");
+    // The copy from the bucket, with the public key, proves the ledger extends it.
+    std::fs::write(d.join("from-bucket.txt"), &note).unwrap();
+    let o = cli(d, &["ledger", "verify", "--against", "from-bucket.txt", "--trust", "ledger.sqlite.key.pub"]);
+    assert!(o.status.success() && stdout(&o).contains("extends the checkpoints of size"), "{}{}", stdout(&o), stderr(&o));
+}

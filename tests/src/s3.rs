@@ -42,16 +42,20 @@ pub fn server() -> S3Server {
 /// A native aws-sdk-s3 client for the test server (the independent view of what the driver
 /// wrote), with `secret_key` in place of the real one when given.
 pub fn native_client(server: &S3Server, secret_key: Option<&str>) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(native_config(server, secret_key).build())
+}
+
+/// The native client's config for the test server, with `secret_key` in place of the real one
+/// when given.
+fn native_config(server: &S3Server, secret_key: Option<&str>) -> aws_sdk_s3::config::Builder {
     let credentials = Credentials::new(&server.access_key, secret_key.unwrap_or(&server.secret_key), None, None, "test");
-    let config = aws_sdk_s3::Config::builder()
+    aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .endpoint_url(&server.endpoint)
         .force_path_style(true)
         .credentials_provider(credentials)
         .http_client(aws_smithy_http_client::Builder::new().build_http())
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
 }
 
 /// A new, empty bucket with a name unique to this test process.
@@ -60,6 +64,17 @@ pub async fn fresh_bucket(server: &S3Server, topic: &str) -> String {
     let name = format!("t-{topic}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
     native_client(server, None).create_bucket().bucket(&name).send().await.expect("create test bucket");
     name
+}
+
+/// A native client configured as the s3 driver configures its own: checksums only when the
+/// server requires them (the host measures sha256 itself). Bodies sent with it should also be
+/// unsigned (`customize().disable_payload_signing()`), as the driver's are.
+pub fn native_client_like_the_driver(server: &S3Server) -> aws_sdk_s3::Client {
+    use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
+    let config = native_config(server, None)
+        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+    aws_sdk_s3::Client::from_conf(config.build())
 }
 
 /// The s3 driver's config values for `bucket` on the test server.

@@ -268,6 +268,8 @@ fn schedule_checkpoint(s: &mut Start, forced: bool, replies: Vec<CheckpointReply
     }
     let root: Hash = s.frontier.root();
     schedule.last = (tip.count, now);
+    // From the first checkpoint on, an old one-line head means someone wrote it.
+    s.legacy_head_ok = false;
     let mut replies = replies.into_iter();
     let first = replies.next();
     if schedule.send.send((Due { size: tip.count, root, chain: tip.hash.clone() }, first)).is_err() {

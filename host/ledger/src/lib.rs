@@ -512,6 +512,27 @@ mod tests {
     }
 
     #[test]
+    fn the_old_one_line_head_is_refused_once_the_ledger_has_checkpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.sqlite");
+        let old_head = |l: &Ledger| {
+            let (count, hash) = store::tip(&l.conn()).unwrap().unwrap();
+            std::fs::write(dir.path().join("l.sqlite.head"), format!("{count} {hash}\n")).unwrap();
+        };
+        let l = Ledger::open(&path, LedgerOptions::default()).unwrap();
+        l.append_blocking(&record("file_created", "a")).unwrap();
+        old_head(&l);
+        assert!(l.verify(VerifyMode::Full).unwrap().is_ok(), "accepted while there is no checkpoint");
+        drop(l);
+        let l = Ledger::open(&path, crate::verify::tests::with_checkpoints(dir.path(), 1000)).unwrap();
+        l.checkpoint_now().unwrap();
+        old_head(&l);
+        let b = l.verify(VerifyMode::Full).unwrap().unwrap_err();
+        assert!(b.reason.contains("old one-line format"), "{b}");
+        assert!(l.append_blocking(&record("file_created", "b")).is_err(), "and appends are refused");
+    }
+
+    #[test]
     fn intents_stay_open_until_an_outcome_settles_them() {
         let dir = tempfile::tempdir().unwrap();
         let l = Ledger::open(&dir.path().join("l.sqlite"), LedgerOptions::default()).unwrap();

@@ -161,6 +161,34 @@ impl Outbound {
         &self.endpoint
     }
 
+    /// GETs `url` (which must be on this origin) from the host itself, with the credentials
+    /// the host adds: what a client given a driver's signed URL would see. The body is read
+    /// up to `max_bytes`. For checks such as the conformance kit's, not for plugins.
+    pub async fn fetch(&self, url: &str, max_bytes: usize) -> Result<(u16, Bytes), String> {
+        use http_body_util::BodyExt;
+        let uri: Uri = url.parse().map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+        if !self.endpoint.allows(&uri) {
+            return Err(format!("`{url}` is not on the granted endpoint {}", self.endpoint));
+        }
+        let empty = http_body_util::Empty::<Bytes>::new().map_err(|never| match never {}).boxed_unsync();
+        let request = http::Request::get(uri).body(empty).map_err(|e| e.to_string())?;
+        let options = RequestOptions { connect_timeout: Some(CONNECT_TIMEOUT), first_byte_timeout: Some(Duration::from_secs(30)), between_bytes_timeout: Some(Duration::from_secs(30)) };
+        let response = self.send(request, options).await.map_err(|e| format!("GET {url}: {e:?}"))?;
+        let status = response.status().as_u16();
+        let mut body = response.into_body();
+        let mut out = bytes::BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| format!("GET {url}: the body broke off: {e:?}"))?;
+            if let Some(data) = frame.data_ref() {
+                if out.len() + data.len() > max_bytes {
+                    return Err(format!("GET {url}: the body is larger than {max_bytes} bytes"));
+                }
+                out.extend_from_slice(data);
+            }
+        }
+        Ok((status, out.freeze()))
+    }
+
     /// Sends `request` (already checked against the endpoint) over a pooled connection.
     async fn send(&self, mut request: http::Request<WasiBody>, options: RequestOptions) -> Result<http::Response<WasiBody>, HttpError> {
         use http_body_util::BodyExt;

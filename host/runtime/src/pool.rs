@@ -49,6 +49,11 @@ pub(crate) struct Pool<P: Prelinked> {
     idle: Mutex<Vec<Instance<P::Bindings>>>,
     permits: Arc<Semaphore>,
     restarts: AtomicU64,
+    /// Clean-ups running in the background (an abort after a dropped writer, say), and a
+    /// wake-up when the last ends.
+    cleanups: Arc<(std::sync::atomic::AtomicUsize, tokio::sync::Notify)>,
+    /// Calls into an instance running now.
+    calls: std::sync::atomic::AtomicUsize,
 }
 
 impl<P: Prelinked> Pool<P> {
@@ -62,6 +67,8 @@ impl<P: Prelinked> Pool<P> {
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(limits.max_instances.max(1))),
             restarts: AtomicU64::new(0),
+            cleanups: Arc::default(),
+            calls: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -73,6 +80,31 @@ impl<P: Prelinked> Pool<P> {
     /// How many instances were thrown away after a fault.
     pub(crate) fn restarts(&self) -> u64 {
         self.restarts.load(Ordering::Relaxed)
+    }
+
+    /// Calls into its instances running now.
+    pub(crate) fn calls_in_progress(&self) -> usize {
+        self.calls.load(Ordering::Acquire)
+    }
+
+    /// The grants its instances get.
+    pub(crate) fn grants(&self) -> &Grants {
+        &self.grants
+    }
+
+    /// Waits until no background clean-up runs (bounded by `limit`); whether none does.
+    pub(crate) async fn settled(&self, limit: Duration) -> bool {
+        let (count, done) = &*self.cleanups;
+        let wait = async {
+            loop {
+                let notified = done.notified();
+                if count.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(limit, wait).await.is_ok()
     }
 
     /// Takes an instance for one operation, waiting if `max_instances` are busy.
@@ -162,6 +194,9 @@ impl<P: Prelinked> Lease<P> {
             Some(i) => {
                 i.store.data_mut().deadline = Instant::now() + pool.limits.call_timeout + extra;
                 i.store.set_epoch_deadline(1);
+                if !self.in_call {
+                    pool.calls.fetch_add(1, Ordering::AcqRel);
+                }
                 self.in_call = true;
                 Ok((&mut i.store, &i.bindings))
             }
@@ -185,11 +220,18 @@ impl<P: Prelinked> Lease<P> {
 
     /// Classifies the result of a call; a fault poisons the instance.
     pub(crate) fn end_infallible<T>(&mut self, r: wasmtime::Result<T>) -> Result<T, StorageError> {
-        self.in_call = false;
+        self.leave_call();
         r.map_err(|e| {
             self.discard();
             self.pool.fault(e)
         })
+    }
+
+    /// The call that was running has ended (returned, or was abandoned).
+    fn leave_call(&mut self) {
+        if std::mem::take(&mut self.in_call) {
+            self.pool.calls.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 
     /// Throws the instance away (after a fault, or when its state can no longer be trusted).
@@ -224,6 +266,7 @@ impl<P: Prelinked> Drop for Lease<P> {
     fn drop(&mut self) {
         if self.in_call {
             // A call was abandoned midway: the instance cannot be entered again.
+            self.leave_call();
             self.discard();
         }
         if let Some(instance) = self.instance.take()
@@ -242,7 +285,15 @@ where
 {
     match tokio::runtime::Handle::try_current() {
         Ok(handle) => {
-            handle.spawn(cleanup(lease));
+            let cleanups = lease.pool.cleanups.clone();
+            cleanups.0.fetch_add(1, Ordering::AcqRel);
+            let work = cleanup(lease);
+            handle.spawn(async move {
+                work.await;
+                if cleanups.0.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    cleanups.1.notify_waiters();
+                }
+            });
         }
         Err(_) => lease.discard(),
     }

@@ -73,10 +73,7 @@ impl Walk<'_> {
 
     /// Whether the directory whose paths all start with `key` (`a/b/`) may hold a match.
     fn may_hold_matches(&self, key: &str) -> bool {
-        let overlaps = key.starts_with(self.prefix) || self.prefix.starts_with(key);
-        // All of its paths sort before the cursor when `key` does and is not a prefix of it.
-        let before_cursor = self.cursor.is_some_and(|c| key < c && !c.starts_with(key));
-        overlaps && !before_cursor && key.len() < MAX_PATH_BYTES
+        may_hold_matches(self.prefix, self.cursor, key)
     }
 
     /// Whether the file at `path` belongs on the page.
@@ -155,9 +152,9 @@ impl Walk<'_> {
             let path = join(dir, &entry.name);
             match kind {
                 DescriptorType::Directory if self.may_hold_matches(&format!("{path}/")) => {
-                    keys.push(format!("{}/", entry.name));
+                    keys.push(sort_key(&entry.name, true));
                 }
-                DescriptorType::RegularFile if self.matches(&path) => keys.push(entry.name),
+                DescriptorType::RegularFile if self.matches(&path) => keys.push(sort_key(&entry.name, false)),
                 // Symbolic links, devices and the like are not objects.
                 _ => {}
             }
@@ -167,16 +164,45 @@ impl Walk<'_> {
     }
 }
 
+/// How a directory entry sorts among its siblings: `name` for a file, `name/` for a
+/// directory (so it sorts like the paths below it).
+fn sort_key(name: &str, is_dir: bool) -> String {
+    if is_dir { format!("{name}/") } else { name.to_string() }
+}
+
+/// Whether a directory whose paths all start with `key` (`a/b/`) may hold paths that start
+/// with `prefix` and sort after `cursor`.
+fn may_hold_matches(prefix: &str, cursor: Option<&str>, key: &str) -> bool {
+    let overlaps = key.starts_with(prefix) || prefix.starts_with(key);
+    // All of its paths sort before the cursor when `key` does and is not a prefix of it.
+    let before_cursor = cursor.is_some_and(|c| key < c && !c.starts_with(key));
+    overlaps && !before_cursor && key.len() < MAX_PATH_BYTES
+}
+
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
-    fn directory_keys_sort_like_the_paths_below_them() {
-        // `a.txt` sorts before every path under the directory `a` (`.` < `/`), `a0` after.
-        let mut keys = vec!["a0", "a/", "a.txt", "a-b/"];
+    fn entries_sort_in_the_byte_order_of_the_paths_below_them() {
+        // A directory `a`, files `a.txt` and `a0`, a directory `a-b`: `-` < `.` < `/` < `0`.
+        let entries = [("a0", false), ("a", true), ("a.txt", false), ("a-b", true)];
+        let mut keys: Vec<String> = entries.iter().map(|(n, d)| sort_key(n, *d)).collect();
         keys.sort_unstable();
         assert_eq!(keys, ["a-b/", "a.txt", "a/", "a0"]);
-        let mut paths = vec!["a0", "a/x", "a.txt", "a-b/y"];
-        paths.sort_unstable();
-        assert_eq!(paths, ["a-b/y", "a.txt", "a/x", "a0"]);
+        // A plain name sort would put the directory `a` before `a.txt`: wrong for `a/x`.
+        let mut names: Vec<&str> = entries.iter().map(|(n, _)| *n).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["a", "a-b", "a.txt", "a0"]);
+    }
+
+    #[test]
+    fn only_directories_that_can_hold_matches_after_the_cursor_are_opened() {
+        assert!(may_hold_matches("a/b", None, "a/"), "the prefix goes on below it");
+        assert!(may_hold_matches("a/", None, "a/b/"), "it lies below the prefix");
+        assert!(!may_hold_matches("a/", None, "a-b/"), "its paths do not start with the prefix");
+        assert!(!may_hold_matches("", Some("b/1"), "a/"), "all of it sorts before the cursor");
+        assert!(may_hold_matches("", Some("a/5"), "a/"), "the cursor is inside it");
+        assert!(may_hold_matches("", Some("a.txt"), "a/"), "it sorts after the cursor");
     }
 }

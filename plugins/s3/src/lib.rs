@@ -100,7 +100,7 @@ impl Guest for S3Driver {
                 .send(),
         )
         .map_err(|e| from_sdk(&op, e))?;
-        let items = page
+        let mut items: Vec<ObjectInfo> = page
             .contents()
             .iter()
             .filter_map(|o| {
@@ -110,6 +110,10 @@ impl Guest for S3Driver {
                 Some(object::list_item(path, o))
             })
             .collect();
+        // S3 lists in byte order, but not every server does (SeaweedFS orders by path
+        // component: `a/b/c` before `a/b.txt`). A page at least is put in order; across pages
+        // the server's order stands.
+        items.sort_by(|a, b| a.path.cmp(&b.path));
         let next_cursor = if page.is_truncated == Some(true) { page.next_continuation_token } else { None };
         Ok(ListPage { items, next_cursor })
     }

@@ -25,8 +25,19 @@ pub(crate) async fn stat(h: &Harness) -> Result<(), String> {
     let info = h.disk.stat(&h.ctx, &h.path("s")).await.map_err(|e| format!("stat: {e}"))?;
     ensure!(info.size == 4321, "stat size {}", info.size);
     ensure!(info.path == h.path("s"), "stat path {:?}", info.path);
-    if let Some(sha) = &info.sha256 {
-        ensure!(*sha == sha256_hex(&data), "stat sha256 {sha} is wrong");
+    ensure!(info.sha256.as_ref().is_none_or(|sha| *sha == sha256_hex(&data)), "stat sha256 {:?} is wrong", info.sha256);
+    Ok(())
+}
+
+/// A driver that keeps metadata keeps the sha256 the host measured: without it nothing can
+/// check the bytes later.
+pub(crate) async fn stat_sha256(h: &Harness) -> Result<(), String> {
+    let data = pattern(5000, 22);
+    h.put("d", &data).await?;
+    let info = h.disk.stat(&h.ctx, &h.path("d")).await.map_err(|e| format!("stat: {e}"))?;
+    match &info.sha256 {
+        Some(sha) => ensure!(*sha == sha256_hex(&data), "stat sha256 {sha} is not the object's"),
+        None => return Err("stat gives no sha256: the driver stores no digest of what it keeps".into()),
     }
     Ok(())
 }
@@ -59,13 +70,44 @@ pub(crate) async fn range(h: &Harness) -> Result<(), String> {
 }
 
 pub(crate) async fn url_or_unsupported(h: &Harness) -> Result<(), String> {
-    h.put("u", b"x").await?;
+    let data = pattern(777, 23);
+    h.put("u", &data).await?;
     match (h.caps.presign, h.disk.url(&h.ctx, &h.path("u"), 60).await) {
         (true, Ok(url)) => {
-            ensure!(!url.is_empty(), "empty URL");
+            let uri: http::Uri = url.parse().map_err(|_| format!("url gave `{url}`, which is not a URL"))?;
+            ensure!(matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some(), "url gave `{url}`, not an http(s) URL");
+            let path = percent_decode(uri.path());
+            ensure!(path.ends_with(&h.path("u")), "url gave `{url}`, which does not name the object {}", h.path("u"));
+            // With an endpoint granted, the URL must serve the object itself.
+            if let Some(fetched) = h.disk.fetch(&url, 1 << 20).await {
+                let (status, body) = fetched?;
+                ensure!(status == 200, "GET of the signed URL answered {status}");
+                ensure!(body.as_ref() == data.as_slice(), "the signed URL served {} bytes that are not the object", body.len());
+            }
             Ok(())
         }
         (false, Err(StorageError::Unsupported(_))) => Ok(()),
         (caps, other) => Err(format!("presign declared {caps}, url gave {other:?}")),
     }
+}
+
+/// `%XX` escapes decoded (a URL path as text).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

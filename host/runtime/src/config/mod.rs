@@ -518,6 +518,21 @@ mod tests {
     }
 
     #[test]
+    fn logging_ledger_failures_is_for_testing_only_and_the_checkpoint_disk_must_exist() {
+        let text = |role: &str, ledger: &str| format!("role = \"{role}\"\n[disks.a]\nplugin = \"local-fs\"\n[storage]\ndefault = \"a\"\n[ledger]\n{ledger}");
+        assert!(parse(&text("testing", "on_failure = \"log\"\n")).is_ok());
+        for role in ["services", "web"] {
+            let e = parse(&text(role, "on_failure = \"log\"\n")).unwrap_err().to_string();
+            assert!(e.contains("t.toml:7:14: ledger.on_failure") && e.contains("allowed only on role `testing`") && e.contains(role), "{e}");
+        }
+        assert!(parse(&text("services", "on_failure = \"fail\"\n")).is_ok());
+        let e = parse(&text("testing", "checkpoint_disk = \"b\"\n")).unwrap_err().to_string();
+        assert!(e.contains("ledger.checkpoint_disk = \"b\": no disk of that name"), "{e}");
+        let e = parse(&text("testing", "checkpoint_every = 0\n")).unwrap_err().to_string();
+        assert!(e.contains("ledger.checkpoint_every = 0 is out of range"), "{e}");
+    }
+
+    #[test]
     fn position_counts_lines_and_columns_from_one() {
         assert_eq!(position("ab\ncd", 0), (1, 1));
         assert_eq!(position("ab\ncd", 4), (2, 2));

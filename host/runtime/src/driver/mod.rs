@@ -135,6 +135,24 @@ impl Disk {
         self.pool.restarts()
     }
 
+    /// Calls into the driver's instances running right now.
+    pub fn calls_in_progress(&self) -> usize {
+        self.pool.calls_in_progress()
+    }
+
+    /// Waits (at most `limit`) until clean-ups the disk runs in the background (the abort of a
+    /// dropped writer, the release of a dropped reader) have finished; whether they have.
+    pub async fn settled(&self, limit: std::time::Duration) -> bool {
+        self.pool.settled(limit).await
+    }
+
+    /// GETs `url` through the disk's granted endpoint (what a holder of the driver's signed
+    /// URL would get); `None` when the disk is granted no endpoint.
+    pub async fn fetch(&self, url: &str, max_bytes: usize) -> Option<Result<(u16, Bytes), String>> {
+        let outbound = self.pool.grants().outbound.clone()?;
+        Some(outbound.fetch(url, max_bytes).await)
+    }
+
     /// What the driver declares it supports.
     pub async fn capabilities(&self) -> Result<Capabilities, StorageError> {
         let mut lease = self.pool.lease().await?;

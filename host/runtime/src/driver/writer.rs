@@ -169,6 +169,18 @@ impl ObjectWriter {
         Ok(info)
     }
 
+    /// Throws the driver's instance away mid-write without telling the driver: what a host
+    /// crash does to a write. Whatever the write kept stays for `list-temps` to report (the
+    /// conformance kit checks that it does).
+    pub fn crash(mut self) {
+        if let Some(mut lease) = self.lease.take() {
+            lease.discard();
+        }
+        self.sink = None;
+        // The owner tag ends now: the write is gone, as after a crash.
+        drop(self.owner.take());
+    }
+
     /// Discards the object; nothing becomes visible.
     pub async fn abort(mut self) -> Result<(), StorageError> {
         let lease = self.lease.take().ok_or_else(gone)?;
