@@ -7,6 +7,8 @@ mod concurrency;
 mod conformance;
 mod config;
 mod crash;
+mod hardening;
+mod openapi;
 mod plugin_kit;
 mod policies;
 mod s3;

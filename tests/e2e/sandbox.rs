@@ -55,7 +55,7 @@ async fn driver_cannot_leave_its_root() {
 }
 
 fn limits() -> Limits {
-    Limits { memory_bytes: 32 << 20, call_timeout: Duration::from_millis(1500), max_instances: 4 }
+    Limits { memory_bytes: 32 << 20, call_timeout: Duration::from_millis(1500), max_instances: 4, ..Limits::default() }
 }
 
 fn assert_fault(r: Result<stowage_runtime::ObjectInfo, StorageError>, want: FaultKind) {
@@ -139,4 +139,47 @@ async fn a_call_abandoned_midway_does_not_poison_the_pool() {
     }
     assert_eq!(bad.restarts(), 1);
     assert_eq!(bad.calls_in_progress(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credential_keeps_to_its_share_of_instances_and_a_full_disk_answers_busy_in_time() {
+    let engine = PluginEngine::new().unwrap();
+    let limits = Limits { call_timeout: Duration::from_secs(20), max_instances: 3, max_instances_per_key: 2, wait: Duration::from_millis(400), ..limits() };
+    let bad = fixture_disk(&engine, "bad", "misbehaving_driver", limits);
+    let as_key = |who: &str| stowage_runtime::types::RequestContext { authenticated_as: Some(who.into()), ..ctx(&bad) };
+    let (a, b, c) = (as_key("key-a"), as_key("key-b"), as_key("key-c"));
+    // Key a starts two endless calls: its whole share.
+    let loops: Vec<_> = (0..2)
+        .map(|_| {
+            let (bad, a) = (bad.clone(), a.clone());
+            tokio::spawn(async move { bad.stat(&a, "loop").await })
+        })
+        .collect();
+    while bad.calls_in_progress() < 2 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // A third call of key a waits for its share, and is refused as busy once the wait is over.
+    let started = Instant::now();
+    let third = bad.exists(&a, "x").await;
+    let waited = started.elapsed();
+    assert!(matches!(&third, Err(StorageError::Unavailable { retryable: true, reason }) if reason.contains("share")), "{third:?}");
+    assert!(waited >= Duration::from_millis(350) && waited < Duration::from_secs(5), "refused after {waited:?}");
+    // Key b still gets the instance key a could not take.
+    assert!(matches!(bad.exists(&b, "x").await, Ok(false)));
+    // With that one busy too, the disk is full: key c waits its bound and is told to retry.
+    let b_loop = tokio::spawn({
+        let (bad, b) = (bad.clone(), b.clone());
+        async move { bad.stat(&b, "loop").await }
+    });
+    while bad.calls_in_progress() < 3 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let started = Instant::now();
+    let full = bad.exists(&c, "x").await;
+    assert!(matches!(&full, Err(StorageError::Unavailable { retryable: true, reason }) if reason.contains("every instance")), "{full:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    for l in loops {
+        l.abort();
+    }
+    b_loop.abort();
 }

@@ -418,3 +418,57 @@ fn kill_9_of_the_services_host_mid_upload_fails_retryably_and_a_retry_completes(
     assert_eq!(stowage_tests::sha256_file(&s.join("data/big.bin")), want);
     drop(server);
 }
+
+#[test]
+fn a_services_host_that_stops_reading_fails_the_upload_retryably_in_time_and_the_web_host_keeps_serving() {
+    // Accepts, takes a few KiB (a small receive buffer), and never reads again.
+    let mut stall = std::process::Command::new("python3")
+        .args(["-c", "import socket, sys, time\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)\ns.bind(('127.0.0.1', 0))\ns.listen(16)\nprint(s.getsockname()[1], flush=True)\nconns = []\nwhile True:\n    c, _ = s.accept()\n    conns.append(c)\n"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stall.stdout.take().unwrap()), &mut line).unwrap();
+    // Stopped however the test ends (a leftover would hold the test's output open).
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _stall = Killed(stall);
+    let url = format!("http://127.0.0.1:{}", line.trim());
+    let web = tempfile::tempdir().unwrap();
+    let w = web.path();
+    // The remote driver would wait for an answer up to 60 s; the host bounds each call at 3 s.
+    web_config(w, &url, "", ", timeout_ms = 60000, retry_budget_ms = 60000, max_attempts = 1", &format!("dev_mode = true\napi_keys = [\"{WEB_KEY}\"]\n"));
+    let text = std::fs::read_to_string(w.join("stowage.toml")).unwrap().replace("config = {", "limits = { call_timeout_ms = 3000 }\nconfig = {");
+    std::fs::write(w.join("stowage.toml"), text).unwrap();
+    let web_server = Server::start(w);
+    std::fs::write(w.join("big.bin"), vec![9u8; 6 << 20]).unwrap();
+    let auth = format!("Authorization: Bearer {WEB_KEY}");
+    let upload = {
+        let (auth, obj, w) = (auth.clone(), format!("{}/v1/objects/default/big.bin", web_server.url), w.to_path_buf());
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            let o = curl(&w, &["-X", "PUT", "-H", &auth, "-H", "Expect:", "--data-binary", "@big.bin", "-D", "-", "-o", "/dev/null", &obj]);
+            (stdout(&o).to_ascii_lowercase(), started.elapsed())
+        })
+    };
+    // Meanwhile the web host answers.
+    std::thread::sleep(Duration::from_millis(1000));
+    for _ in 0..5 {
+        let started = Instant::now();
+        let o = curl(w, &["-o", "/dev/null", "-w", "%{http_code}", &format!("{}/healthz", web_server.url)]);
+        assert_eq!(stdout(&o), "200");
+        assert!(started.elapsed() < Duration::from_secs(1), "healthz took {:?} while an upload was stuck", started.elapsed());
+        let o = curl(w, &["-H", &auth, "-o", "/dev/null", "-w", "%{http_code}", &format!("{}/metrics", web_server.url)]);
+        assert_eq!(stdout(&o), "200");
+    }
+    let (head, took) = upload.join().unwrap();
+    assert!(head.starts_with("http/1.1 503") && head.lines().any(|l| l.trim_end() == "retry-after: 1"), "{head}");
+    assert!(head.contains("x-stowage-error: unavailable"), "{head}");
+    assert!(took < Duration::from_secs(20), "the stuck upload failed only after {took:?}");
+}

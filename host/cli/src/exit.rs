@@ -19,6 +19,8 @@ pub const UNAVAILABLE: u8 = 7;
 pub const EXISTS: u8 = 8;
 /// The PHI ledger cannot record the operation, or does not verify: nothing was done.
 pub const AUDIT: u8 = 9;
+/// The object is too large for the disk, or the disk is at its quota: nothing was stored.
+pub const NO_SPACE: u8 = 10;
 /// The host itself could not run.
 pub const INTERNAL: u8 = 70;
 
@@ -37,6 +39,7 @@ pub fn code_for(e: &anyhow::Error) -> u8 {
             StorageError::Unavailable { .. } => UNAVAILABLE,
             StorageError::PluginFault { .. } => PLUGIN_FAULT,
             StorageError::AuditUnavailable(_) => AUDIT,
+            StorageError::TooLarge { .. } | StorageError::QuotaExceeded { .. } => NO_SPACE,
         };
     }
     if e.downcast_ref::<crate::cmd::plugin::VerifyFailed>().is_some() {

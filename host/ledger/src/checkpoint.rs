@@ -228,4 +228,46 @@ mod tests {
         assert!(e.contains("checkpoint 2") && e.contains("none of them a trusted key"), "{e}");
         assert!(read_file(&dir.path().join("none"), &[key.verifier()]).unwrap().is_empty());
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn any_checkpoint() -> impl Strategy<Value = Checkpoint> {
+            ("[a-z0-9./-]{1,30}", any::<u64>(), any::<[u8; 32]>(), "[0-9a-f]{64}", any::<u64>())
+                .prop_map(|(origin, size, root, chain, time)| Checkpoint { origin, size, root, chain, time })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(128))]
+
+            #[test]
+            fn a_signed_checkpoint_reads_back_and_any_change_to_it_is_refused(c in any_checkpoint(), at in any::<prop::sample::Index>(), with in "[ -~\n]") {
+                let key = SignerKey::generate(&c.origin).unwrap();
+                let note = c.sign(&key).unwrap();
+                let back = parse_all(&note, &[key.verifier()]).unwrap();
+                prop_assert_eq!(back.len(), 1);
+                prop_assert_eq!(&back[0].checkpoint, &c);
+                // One character replaced (the signature line holds a multi-byte `—`).
+                let mut chars: Vec<char> = note.chars().collect();
+                let at = at.index(chars.len());
+                chars.splice(at..at + 1, with.chars());
+                let changed: String = chars.into_iter().collect();
+                if changed != note {
+                    match parse_all(&changed, &[key.verifier()]) {
+                        Ok(read) => prop_assert!(read.iter().all(|r| r.checkpoint == c), "a changed note verified as another checkpoint:\n{changed}"),
+                        Err(_) => {}
+                    }
+                }
+            }
+
+            #[test]
+            fn any_text_is_a_checkpoint_or_an_error(text in "[ -~\n\u{2014}]{0,300}") {
+                let _ = Checkpoint::parse_text(&text);
+                let key = SignerKey::generate("origin").unwrap();
+                let _ = parse_all(&text, &[key.verifier()]);
+            }
+        }
+    }
 }

@@ -73,20 +73,24 @@ fn decode(slot: &[u8]) -> Option<Head> {
 
 /// Reads the head file at `path`.
 pub(crate) fn read(path: &Path) -> std::io::Result<HeadState> {
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HeadState::Missing),
-        Err(e) => return Err(e),
-    };
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(parse(&bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(HeadState::Missing),
+        Err(e) => Err(e),
+    }
+}
+
+/// What the head file's `bytes` say.
+pub(crate) fn parse(bytes: &[u8]) -> HeadState {
     let newest = SLOT_OFFSETS
         .iter()
         .filter_map(|&at| bytes.get(at as usize..at as usize + SLOT_BYTES).and_then(decode))
         .max_by_key(|h| h.count);
-    Ok(match (newest, legacy(&bytes)) {
+    match (newest, legacy(bytes)) {
         (Some(head), _) => HeadState::At(head),
         (None, Some(head)) => HeadState::Legacy(head),
         (None, None) => HeadState::Damaged,
-    })
+    }
 }
 
 /// The head as earlier versions wrote it (`count hash`, one line, replaced by rename); the
@@ -202,5 +206,58 @@ mod tests {
         let mut file = HeadFile::new(&path, &state);
         file.write(&head(8)).unwrap();
         assert_eq!(read(&path).unwrap(), HeadState::At(head(8)));
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn any_head() -> impl Strategy<Value = Head> {
+            (any::<u64>(), "[0-9a-f]{64}").prop_map(|(count, hash)| Head { count, hash })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn a_slot_reads_back_as_written(h in any_head()) {
+                prop_assert_eq!(decode(&encode(&h)), Some(h));
+            }
+
+            #[test]
+            fn a_damaged_slot_reads_as_nothing_never_as_another_head(h in any_head(), at in 0usize..SLOT_BYTES, byte in any::<u8>()) {
+                let mut slot = encode(&h);
+                slot[at] = byte;
+                let got = decode(&slot);
+                prop_assert!(got.is_none() || got.as_ref() == Some(&h), "{got:?}");
+            }
+
+            #[test]
+            fn any_file_reads_as_some_state(bytes in proptest::collection::vec(any::<u8>(), 0..9000)) {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("l.head");
+                std::fs::write(&path, &bytes).unwrap();
+                let state = read(&path).unwrap();
+                prop_assert_ne!(state, HeadState::Missing);
+            }
+
+            #[test]
+            fn with_one_slot_torn_the_other_is_read(older in any_head(), newer in any_head(), garbage in proptest::collection::vec(any::<u8>(), 1..SLOT_BYTES), tear_newer in any::<bool>()) {
+                prop_assume!(older.count < newer.count);
+                let mut file = vec![b' '; 4096 + SLOT_BYTES];
+                file[..SLOT_BYTES].copy_from_slice(&encode(&older));
+                file[4096..].copy_from_slice(&encode(&newer));
+                let (torn, kept) = if tear_newer { (4096, &older) } else { (0, &newer) };
+                file[torn..torn + garbage.len()].copy_from_slice(&garbage);
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("l.head");
+                std::fs::write(&path, &file).unwrap();
+                let state = read(&path).unwrap();
+                // The torn slot is gone unless the garbage left it intact (then the newest wins).
+                let newest = if decode(&file[torn..torn + SLOT_BYTES]).is_some() { &newer } else { kept };
+                prop_assert_eq!(state, HeadState::At(newest.clone()));
+            }
+        }
     }
 }

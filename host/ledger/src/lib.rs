@@ -41,6 +41,15 @@ mod seal;
 mod store;
 mod verify;
 
+/// Entry points for the fuzz targets (`tests/fuzz`): the parsers of files an attacker may write.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Reads a head file's bytes; true when some head is named.
+    pub fn head_file(bytes: &[u8]) -> bool {
+        crate::head::parse(bytes).head().is_some()
+    }
+}
+
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};

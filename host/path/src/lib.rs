@@ -155,3 +155,88 @@ mod tests {
         assert_eq!(validate_prefix("/"), Err(PathError::Absolute));
     }
 }
+
+/// Properties of the rules over generated paths (bounded: part of the normal test run).
+#[cfg(test)]
+mod properties {
+    use std::path::{Component, Path, PathBuf};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A segment the rules accept: any non-control, non-`/`, non-`\` characters, not `.`/`..`.
+    fn segment() -> impl Strategy<Value = String> {
+        "[^/\\\\\\x00-\\x1f\\x7f]{1,40}".prop_filter("dot segments", |s| s != "." && s != "..")
+    }
+
+    fn valid_path() -> impl Strategy<Value = String> {
+        proptest::collection::vec(segment(), 1..8).prop_map(|s| s.join("/"))
+    }
+
+    /// `root` joined with `path`, `..` resolved lexically (as a driver that did no checks of
+    /// its own would end up).
+    fn resolve(root: &Path, path: &str) -> PathBuf {
+        let mut out = root.to_path_buf();
+        for c in Path::new(path).components() {
+            match c {
+                Component::ParentDir => {
+                    out.pop();
+                }
+                Component::Normal(n) => out.push(n),
+                Component::RootDir => out = PathBuf::from("/"),
+                Component::CurDir | Component::Prefix(_) => {}
+            }
+        }
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn any_input_gets_an_answer_and_an_accepted_one_stays_under_the_root(p in any::<String>()) {
+            if validate(&p).is_ok() {
+                let root = Path::new("/srv/disk");
+                prop_assert!(resolve(root, &p).starts_with(root), "{p:?} escapes");
+                prop_assert!(!p.bytes().any(|b| b.is_ascii_control() || b == b'\\'));
+                prop_assert!(p.len() <= MAX_PATH_BYTES);
+            }
+        }
+
+        #[test]
+        fn generated_valid_paths_are_accepted_and_stay_under_the_root(p in valid_path()) {
+            let accepted = validate(&p);
+            prop_assert!(accepted.is_ok() || p.len() > MAX_PATH_BYTES || p.split('/').any(|s| s.len() > MAX_SEGMENT_BYTES), "{p:?}: {accepted:?}");
+            if accepted.is_ok() {
+                prop_assert!(resolve(Path::new("/srv/disk"), &p).starts_with("/srv/disk"));
+                prop_assert_eq!(validate_prefix(&p), Ok(()));
+                prop_assert_eq!(validate_prefix(&format!("{p}/")), Ok(()));
+            }
+        }
+
+        #[test]
+        fn one_bad_part_anywhere_is_refused_with_its_reason(
+            segments in proptest::collection::vec("[a-z0-9._-]{1,12}".prop_filter("dot", |s| s != "." && s != ".."), 1..6),
+            at in 0usize..6,
+            bad in prop_oneof![Just(".."), Just("."), Just(""), Just("a\0b"), Just("a\nb"), Just("a\\b")],
+        ) {
+            let mut s = segments.clone();
+            let at = at.min(s.len());
+            s.insert(at, bad.to_string());
+            let p = s.join("/");
+            let n = at + 1;
+            let got = validate(&p);
+            let want_one_of = match bad {
+                ".." => vec![PathError::DotDotSegment(n)],
+                "." => vec![PathError::DotSegment(n)],
+                // An empty first segment is a leading `/`.
+                "" if at == 0 => vec![PathError::Absolute],
+                "" => vec![PathError::EmptySegment(n)],
+                "a\\b" => vec![PathError::Backslash(p.find('\\').unwrap_or(0))],
+                _ => vec![PathError::ControlChar(p.bytes().position(|b| b.is_ascii_control()).unwrap_or(0))],
+            };
+            prop_assert!(got.as_ref().err().is_some_and(|e| want_one_of.contains(e)), "{p:?}: {got:?}, want {want_one_of:?}");
+        }
+    }
+}

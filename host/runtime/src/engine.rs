@@ -25,6 +25,11 @@ pub struct Limits {
     pub call_timeout: Duration,
     /// Most instances of the plugin alive at once (= operations in flight on the disk).
     pub max_instances: usize,
+    /// Most of them one credential (an API key, all signed URLs together, one local user)
+    /// may hold at once, so the others keep a share.
+    pub max_instances_per_key: usize,
+    /// Longest an operation waits for an instance before it is refused as busy.
+    pub wait: Duration,
 }
 
 impl Default for Limits {
@@ -33,6 +38,8 @@ impl Default for Limits {
             memory_bytes: 64 << 20,
             call_timeout: Duration::from_secs(30),
             max_instances: 64,
+            max_instances_per_key: 48,
+            wait: Duration::from_secs(10),
         }
     }
 }

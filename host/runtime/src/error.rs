@@ -77,6 +77,22 @@ pub enum StorageError {
     /// The address is not of the `NAME:path` form.
     #[error("address `{0}` is not of the form NAME:path (e.g. default:hello.txt)")]
     BadAddress(String),
+    /// The object is larger than the disk allows (`max_object_mib`); nothing was stored.
+    #[error("too large for disk `{disk}`: objects may have at most {limit} bytes; nothing was stored")]
+    TooLarge {
+        /// The disk.
+        disk: String,
+        /// Its largest object, bytes.
+        limit: u64,
+    },
+    /// The write would take the disk past its quota (`quota_gib`); nothing was stored.
+    #[error("disk `{disk}` is full: its quota is {quota} bytes; nothing was stored")]
+    QuotaExceeded {
+        /// The disk.
+        disk: String,
+        /// Its quota, bytes.
+        quota: u64,
+    },
     /// The operation would not be recorded durably in the PHI ledger (it cannot append, or
     /// does not verify), so it was refused: nothing was stored, served or removed.
     #[error("audit unavailable: {0}")]
@@ -109,6 +125,8 @@ impl StorageError {
             StorageError::BadAddress(_) => "bad-address",
             StorageError::DigestMismatch { .. } => "digest-mismatch",
             StorageError::AuditUnavailable(_) => "audit-unavailable",
+            StorageError::TooLarge { .. } => "too-large",
+            StorageError::QuotaExceeded { .. } => "quota-exceeded",
         }
     }
 }

@@ -36,6 +36,7 @@ mod state;
 pub mod storage;
 pub mod types;
 mod upload;
+mod usage;
 
 pub use config::{ConfigError, ConfigSource, LoadedConfig};
 pub use driver::{Disk, MAX_CHUNK, ObjectReader, ObjectWriter};

@@ -19,6 +19,26 @@ use crate::engine::{Limits, PluginEngine};
 use crate::error::{FaultKind, StorageError};
 use crate::state::{Grants, MemoryLimitExceeded, PluginState};
 
+/// A call ran past its deadline while waiting in the host (not running wasm, which the epoch
+/// deadline stops): the call is abandoned and its instance thrown away.
+#[derive(Debug, thiserror::Error)]
+#[error("a call waited in the host past its deadline")]
+pub(crate) struct WallClockExceeded;
+
+/// How long after its deadline a call waiting in the host is cut: the epoch deadline stops a
+/// running plugin at the deadline itself, and its answer should win.
+const WALL_CLOCK_GRACE: Duration = Duration::from_millis(500);
+
+/// Runs a call into a plugin with a wall-clock bound, `deadline` (the store's): time spent
+/// waiting in the host (a stream the backend stopped reading, say) counts too. Past it, the
+/// call is dropped; its instance, left mid-call, is thrown away by its lease.
+pub(crate) async fn bounded<T>(deadline: Instant, call: impl Future<Output = wasmtime::Result<T>>) -> wasmtime::Result<T> {
+    match tokio::time::timeout_at((deadline + WALL_CLOCK_GRACE).into(), call).await {
+        Ok(r) => r,
+        Err(_) => Err(wasmtime::Error::new(WallClockExceeded)),
+    }
+}
+
 /// A component linked against the host, ready to instantiate (`DriverPre`, `PolicyPre`).
 pub(crate) trait Prelinked: Send + Sync + 'static {
     /// The generated bindings of one instance.
@@ -54,6 +74,8 @@ pub(crate) struct Pool<P: Prelinked> {
     cleanups: Arc<(std::sync::atomic::AtomicUsize, tokio::sync::Notify)>,
     /// Calls into an instance running now.
     calls: std::sync::atomic::AtomicUsize,
+    /// Each credential's share of the instances.
+    shares: Mutex<std::collections::HashMap<String, Arc<Semaphore>>>,
 }
 
 impl<P: Prelinked> Pool<P> {
@@ -69,6 +91,7 @@ impl<P: Prelinked> Pool<P> {
             restarts: AtomicU64::new(0),
             cleanups: Arc::default(),
             calls: std::sync::atomic::AtomicUsize::new(0),
+            shares: Mutex::default(),
         }
     }
 
@@ -107,14 +130,44 @@ impl<P: Prelinked> Pool<P> {
         tokio::time::timeout(limit, wait).await.is_ok()
     }
 
-    /// Takes an instance for one operation, waiting if `max_instances` are busy.
+    /// Takes an instance for one operation, waiting (at most `Limits::wait`) if
+    /// `max_instances` are busy.
     pub(crate) async fn lease(self: &Arc<Self>) -> Result<Lease<P>, StorageError> {
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| StorageError::Io(format!("disk `{}` is shutting down", self.disk)))?;
+        self.lease_for(None).await
+    }
+
+    /// Takes an instance for an operation of credential `who` (an API key's name,
+    /// `signed-url:ID`, `local:USER`), which may hold at most `max_instances_per_key` at once.
+    pub(crate) async fn lease_for(self: &Arc<Self>, who: Option<&str>) -> Result<Lease<P>, StorageError> {
+        let busy = |what: &str| StorageError::Unavailable {
+            reason: format!("disk `{}` is busy: {what} for {} ms; try again", self.disk, self.limits.wait.as_millis()),
+            retryable: true,
+        };
+        let until = tokio::time::Instant::now() + self.limits.wait;
+        let share = match who {
+            // All signed URLs share one share: a swarm of links is one client.
+            Some(who) => {
+                let key = who.split_once(':').filter(|(kind, _)| *kind == "signed-url").map_or(who, |(kind, _)| kind);
+                let semaphore = match self.shares.lock() {
+                    Ok(mut shares) => shares
+                        .entry(key.to_string())
+                        .or_insert_with(|| Arc::new(Semaphore::new(self.limits.max_instances_per_key.clamp(1, self.limits.max_instances.max(1)))))
+                        .clone(),
+                    Err(_) => return Err(StorageError::Io(format!("disk `{}`: the instance shares are unusable", self.disk))),
+                };
+                match tokio::time::timeout_at(until, semaphore.acquire_owned()).await {
+                    Ok(Ok(permit)) => Some(permit),
+                    Ok(Err(_)) => return Err(StorageError::Io(format!("disk `{}` is shutting down", self.disk))),
+                    Err(_) => return Err(busy("this credential holds its share of the instances")),
+                }
+            }
+            None => None,
+        };
+        let permit = match tokio::time::timeout_at(until, self.permits.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => return Err(StorageError::Io(format!("disk `{}` is shutting down", self.disk))),
+            Err(_) => return Err(busy("every instance was in use")),
+        };
         let reused = self.idle.lock().ok().and_then(|mut idle| idle.pop());
         let instance = match reused {
             Some(instance) => instance,
@@ -125,6 +178,7 @@ impl<P: Prelinked> Pool<P> {
             instance: Some(instance),
             in_call: false,
             _permit: permit,
+            _share: share,
         })
     }
 
@@ -160,6 +214,7 @@ impl<P: Prelinked> Pool<P> {
                 FaultKind::Timeout,
                 format!("a call ran longer than {:?}", self.limits.call_timeout),
             )
+
         } else if let Some(trap) = e.downcast_ref::<Trap>() {
             (FaultKind::Trap, trap.to_string())
         } else {
@@ -182,6 +237,7 @@ pub(crate) struct Lease<P: Prelinked> {
     instance: Option<Instance<P::Bindings>>,
     in_call: bool,
     _permit: OwnedSemaphorePermit,
+    _share: Option<OwnedSemaphorePermit>,
 }
 
 impl<P: Prelinked> Lease<P> {
@@ -204,6 +260,11 @@ impl<P: Prelinked> Lease<P> {
         }
     }
 
+    /// How long one call (or one host-side wait on a stream the plugin handed over) may take.
+    pub(crate) fn call_timeout(&self) -> Duration {
+        self.pool.limits.call_timeout
+    }
+
     /// The store, for host-side work on resources the plugin handed over.
     pub(crate) fn store(&mut self) -> Result<&mut Store<PluginState>, StorageError> {
         let pool = &self.pool;
@@ -223,6 +284,14 @@ impl<P: Prelinked> Lease<P> {
         self.leave_call();
         r.map_err(|e| {
             self.discard();
+            if e.downcast_ref::<WallClockExceeded>().is_some() {
+                // Not the plugin's doing: its backend did not answer or take bytes in time.
+                tracing::warn!(disk = %self.pool.disk, "a call waited in the host past its deadline; instance replaced");
+                return StorageError::Unavailable {
+                    reason: format!("disk `{}`: its backend did not answer or take bytes within {} s", self.pool.disk, self.pool.limits.call_timeout.as_secs_f64()),
+                    retryable: true,
+                };
+            }
             self.pool.fault(e)
         })
     }

@@ -88,3 +88,33 @@ mod tests {
         assert!(matches!(Address::parse(":x"), Err(StorageError::BadAddress(_))));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn an_address_splits_at_its_first_colon(name in "[^:]{1,20}", path in any::<String>()) {
+            let a = Address::parse(&format!("{name}:{path}")).unwrap();
+            prop_assert_eq!(a.name, name);
+            prop_assert_eq!(a.path, path);
+        }
+
+        #[test]
+        fn anything_else_is_a_bad_address_naming_the_input(s in any::<String>()) {
+            match Address::parse(&s) {
+                Ok(a) => prop_assert_eq!(format!("{}:{}", a.name, a.path), s),
+                Err(StorageError::BadAddress(echo)) => {
+                    prop_assert!(!s.contains(':') || s.starts_with(':'));
+                    prop_assert_eq!(echo, s);
+                }
+                Err(e) => prop_assert!(false, "{e}"),
+            }
+        }
+    }
+}

@@ -114,6 +114,8 @@ pub struct Storage {
     loader: PluginLoader,
     /// Per disk: temp objects of unknown owners older than this are orphans.
     orphan_after: BTreeMap<String, std::time::Duration>,
+    /// Per disk: its size limits and what it holds.
+    usage: BTreeMap<String, Arc<crate::usage::Usage>>,
     /// The disk that keeps a copy of every checkpoint.
     checkpoint_disk: Option<String>,
 }
@@ -177,8 +179,10 @@ impl Storage {
         }
         let mut disks = BTreeMap::new();
         let mut orphan_after = BTreeMap::new();
+        let mut usage = BTreeMap::new();
         for (plan, l) in drivers {
             orphan_after.insert(plan.name.clone(), plan.orphan_after);
+            usage.insert(plan.name.clone(), crate::usage::Usage::new(plan.max_object, plan.quota));
             if let Some(dir) = &plan.grants.dir {
                 create_grant_dir(&plan.name, dir)?;
             }
@@ -199,6 +203,7 @@ impl Storage {
             ledger,
             loader,
             orphan_after,
+            usage,
             checkpoint_disk: config.config.ledger.checkpoint_disk.as_ref().map(|d| d.get_ref().clone()),
         })
     }
@@ -419,13 +424,33 @@ impl Storage {
         };
         let started = Instant::now();
         let opened = match self.pipeline.check(&request).await {
-            Ok(()) => t.disk.writer(&ctx, &t.path, options).await,
+            Ok(()) => self.open_writer(&t, &ctx, options).await,
             Err(denied) => Err(denied),
         };
         match opened {
-            Ok(inner) => Ok(Upload::new(inner, request, self.pipeline.clone(), self.ledger.clone(), started)),
+            Ok((inner, reservation)) => Ok(Upload::new(inner, reservation, request, self.pipeline.clone(), self.ledger.clone(), started)),
             Err(e) => self.failed(OperationOutcome::of(request, started), e).await,
         }
+    }
+
+    /// Opens the driver's writer, and (when the disk has limits) the write's reservation.
+    async fn open_writer(&self, t: &Target, ctx: &RequestContext, options: &WriteOptions) -> Result<(crate::driver::ObjectWriter, Option<crate::usage::Reservation>), StorageError> {
+        let reservation = match self.usage.get(t.disk.name()).filter(|u| u.limited()) {
+            Some(usage) => {
+                // An overwrite gives back what it replaces.
+                let replaced = match usage.quota {
+                    Some(_) => match t.disk.stat(ctx, &t.path).await {
+                        Ok(info) => info.size,
+                        Err(StorageError::NotFound(_)) => 0,
+                        Err(e) => return Err(e),
+                    },
+                    None => 0,
+                };
+                Some(usage.begin(&t.disk, ctx, replaced).await?)
+            }
+            None => None,
+        };
+        Ok((t.disk.writer(ctx, &t.path, options).await?, reservation))
     }
 
     /// Starts a streaming read (after the policies allow it, and once the read is recorded:
@@ -487,7 +512,15 @@ impl Storage {
             return self.failed(outcome, e).await;
         }
         pause_point("after-delete-intent").await;
+        let quota = self.usage.get(t.disk.name()).filter(|u| u.quota.is_some());
+        let size = match quota {
+            Some(_) => t.disk.stat(&ctx, &t.path).await.map_or(0, |i| i.size),
+            None => 0,
+        };
         let result = t.disk.delete(&ctx, &t.path).await;
+        if let (Some(usage), Ok(())) = (quota, &result) {
+            usage.freed(size);
+        }
         audit::settle(&self.ledger, &outcome.request, &intent, &before.appended, result.as_ref().map(|_| ()));
         drop(owner);
         outcome.error = result.as_ref().err().cloned();

@@ -22,10 +22,15 @@ use crate::error::StorageError;
 use crate::ledger::{Effect, Ledger};
 use crate::policy::{OperationOutcome, OperationRequest, Phase, Pipeline};
 use crate::types::ObjectInfo;
+use crate::usage::Reservation;
 
 /// An object being written through [`crate::Storage`]. Nothing is visible until `finish`.
 pub struct Upload {
     inner: Option<ObjectWriter>,
+    /// The bytes it takes of the disk's limits (none: the disk has none).
+    reservation: Option<Reservation>,
+    /// Why a chunk was refused (a limit): what the policies learn when the write is aborted.
+    refused: Option<StorageError>,
     request: OperationRequest,
     pipeline: Pipeline,
     ledger: Arc<Ledger>,
@@ -33,8 +38,15 @@ pub struct Upload {
 }
 
 impl Upload {
-    pub(crate) fn new(inner: ObjectWriter, request: OperationRequest, pipeline: Pipeline, ledger: Arc<Ledger>, started: Instant) -> Upload {
-        Upload { inner: Some(inner), request, pipeline, ledger, started }
+    pub(crate) fn new(
+        inner: ObjectWriter,
+        reservation: Option<Reservation>,
+        request: OperationRequest,
+        pipeline: Pipeline,
+        ledger: Arc<Ledger>,
+        started: Instant,
+    ) -> Upload {
+        Upload { inner: Some(inner), reservation, refused: None, request, pipeline, ledger, started }
     }
 
     /// Bytes written so far.
@@ -42,8 +54,15 @@ impl Upload {
         self.inner.as_ref().map_or(0, ObjectWriter::written)
     }
 
-    /// Appends `chunk`.
+    /// Appends `chunk`, unless it would break the disk's size limit or quota (then nothing
+    /// more is taken, and the write should be aborted).
     pub async fn write(&mut self, chunk: Bytes) -> Result<(), StorageError> {
+        if let Some(reservation) = self.reservation.as_mut()
+            && let Err(e) = reservation.take(chunk.len() as u64)
+        {
+            self.refused = Some(e.clone());
+            return Err(e);
+        }
         match self.inner.as_mut() {
             Some(w) => w.write(chunk).await,
             None => Err(StorageError::Io("the write was already finished or aborted".into())),
@@ -86,6 +105,9 @@ impl Upload {
         }
         pause_point("after-intent").await;
         let result = inner.commit().await;
+        if let (Ok(_), Some(reservation)) = (&result, self.reservation.take()) {
+            reservation.commit();
+        }
         pause_point("after-commit").await;
         audit::settle(&self.ledger, &self.request, &intent, &before.appended, result.as_ref().map(|_| ()));
         outcome.error = result.as_ref().err().cloned();
@@ -99,7 +121,8 @@ impl Upload {
         let Some(inner) = self.inner.take() else { return Ok(()) };
         let written = inner.written();
         let result = inner.abort().await;
-        let outcome = self.outcome(Some(written), None, Some(StorageError::Io("the write was aborted; nothing was stored".into())));
+        let why = self.refused.take().unwrap_or_else(|| StorageError::Io("the write was aborted; nothing was stored".into()));
+        let outcome = self.outcome(Some(written), None, Some(why));
         self.pipeline.observe(&outcome, Phase::After, None).await;
         result
     }

@@ -18,6 +18,16 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// A client over one of its limits (`429`, retry later).
+    pub fn too_many(message: impl Into<String>) -> ApiError {
+        ApiError { status: StatusCode::TOO_MANY_REQUESTS, kind: "too-many-requests", message: message.into() }
+    }
+
+    /// A route or session that does not exist.
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError { status: StatusCode::NOT_FOUND, kind: "not-found", message: message.into() }
+    }
+
     /// A bad request the storage layer never saw (a malformed header, say).
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError { status: StatusCode::BAD_REQUEST, kind: "bad-request", message: message.into() }
@@ -36,6 +46,8 @@ impl From<StorageError> for ApiError {
             StorageError::InvalidRange(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             StorageError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
             StorageError::Unavailable { .. } | StorageError::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            StorageError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            StorageError::QuotaExceeded { .. } => StatusCode::INSUFFICIENT_STORAGE,
             StorageError::Io(_) | StorageError::PluginFault { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError { status, kind: e.kind(), message: e.to_string() }
@@ -44,10 +56,10 @@ impl From<StorageError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let retryable = self.status == StatusCode::SERVICE_UNAVAILABLE;
+        let retryable = self.status == StatusCode::SERVICE_UNAVAILABLE || self.status == StatusCode::TOO_MANY_REQUESTS;
         // The host's own failures are logged in full (in the request's span, with its id) and
-        // told to the client without engine or backend detail.
-        let message = if self.status.is_server_error() && !retryable {
+        // told to the client without engine or backend detail. A full disk says so.
+        let message = if self.status.is_server_error() && self.status != StatusCode::SERVICE_UNAVAILABLE && self.status != StatusCode::INSUFFICIENT_STORAGE {
             tracing::error!(kind = self.kind, detail = %self.message, "request failed");
             "the host failed; its log has the detail under this request's x-request-id".to_string()
         } else {
@@ -61,4 +73,21 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// Middleware: the answers axum's extractors give for a request they cannot take (a query,
+/// path or body of the wrong shape) are plain text; they become this API's JSON errors.
+pub async fn json_rejections(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let response = next.run(request).await;
+    let plain = response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/plain"));
+    if !(response.status().is_client_error() && plain && !response.headers().contains_key(ERROR_KIND)) {
+        return response;
+    }
+    let status = response.status();
+    let text = match axum::body::to_bytes(response.into_body(), 64 << 10).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(_) => String::new(),
+    };
+    let kind = if status == StatusCode::NOT_FOUND { "not-found" } else { "bad-request" };
+    ApiError { status, kind, message: text }.into_response()
 }

@@ -11,14 +11,31 @@
 mod auth;
 mod errors;
 mod health;
+mod limits;
 mod list;
 mod metrics;
 mod objects;
+mod openapi;
 mod request;
 pub mod settings;
 pub mod signed;
+mod stall;
 mod tls;
 mod uploads;
+
+/// Entry points for the fuzz targets (`tests/fuzz`): the parsers of what a client sends.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Parses a `Range` header for an object of `size` bytes; true when a range is served.
+    pub fn range(value: &str, size: u64) -> bool {
+        crate::objects::parse_range(value, || Some(size)).is_ok_and(|r| r.is_some())
+    }
+
+    /// Checks the path and query of a signed URL (`/v1/signed/NAME/PATH?QUERY`) under `secret` at `now`.
+    pub fn signed_url(secret: &[u8], uri: &str, now: u64) -> bool {
+        crate::signed::check_uri(secret, uri, now)
+    }
+}
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,13 +61,31 @@ pub struct AppState {
     url_secret: Option<Arc<[u8]>>,
     /// Resumable uploads in progress.
     uploads: Arc<uploads::Sessions>,
+    /// Requests in flight per credential.
+    per_key: Arc<limits::PerKey>,
+    /// The last readiness probe.
+    readiness: Arc<health::Readiness>,
+    /// The runtime storage work runs on (plugin calls, file I/O).
+    work: tokio::runtime::Handle,
+    /// Timeouts and limits.
+    tuning: settings::Tuning,
 }
 
-/// The routes over `storage`, `/v1` guarded by `keys`.
-fn router(storage: Arc<Storage>, keys: auth::ApiKeys, url_secret: Option<Arc<[u8]>>) -> Router {
-    let state = AppState { storage, keys, metrics: Arc::default(), url_secret, uploads: Arc::default() };
+/// The routes over `storage`, `/v1` guarded by `keys`; storage work runs on `work`.
+fn router(storage: Arc<Storage>, keys: auth::ApiKeys, url_secret: Option<Arc<[u8]>>, tuning: settings::Tuning, work: tokio::runtime::Handle) -> Router {
+    let state = AppState {
+        storage,
+        keys,
+        metrics: Arc::default(),
+        url_secret,
+        uploads: Arc::new(uploads::Sessions::new(tuning.max_uploads, tuning.max_uploads_per_key)),
+        per_key: Arc::new(limits::PerKey::new(tuning.max_requests_per_key)),
+        readiness: Arc::new(health::Readiness::new(tuning.readiness_interval)),
+        work,
+        tuning,
+    };
     let reaped = Arc::downgrade(&state.uploads);
-    tokio::spawn(async move {
+    state.work.spawn(async move {
         loop {
             tokio::time::sleep(std::time::Duration::from_secs(60)).await;
             let Some(sessions) = reaped.upgrade() else { return };
@@ -58,6 +93,9 @@ fn router(storage: Arc<Storage>, keys: auth::ApiKeys, url_secret: Option<Arc<[u8
         }
     });
     let require_key = || middleware::from_fn_with_state(state.clone(), auth::require_key);
+    let on_work_threads = || middleware::from_fn_with_state(state.clone(), limits::on_work_threads);
+    let per_key = || middleware::from_fn_with_state(state.clone(), limits::per_key);
+    // Layers run outside in: metrics, key, the credential's cap, then the work threads.
     let v1 = Router::new()
         .route(
             "/v1/objects/{name}/{*path}",
@@ -67,53 +105,33 @@ fn router(storage: Arc<Storage>, keys: auth::ApiKeys, url_secret: Option<Arc<[u8
         .route("/v1/uploads/{name}/{*path}", axum::routing::post(uploads::create))
         .route("/v1/upload-sessions/{id}", axum::routing::patch(uploads::append).head(uploads::offset).delete(uploads::discard))
         .route("/v1/upload-sessions/{id}/complete", axum::routing::post(uploads::complete))
+        .route_layer(on_work_threads())
+        .route_layer(per_key())
         .route_layer(require_key())
         // Outside the key check, so refused requests are counted too.
         .route_layer(middleware::from_fn_with_state(state.clone(), metrics::count));
     let metrics = Router::new().route("/metrics", get(metrics::metrics)).route_layer(require_key());
+    // The signature is the credential: no key, but the same cap (all signed URLs share one).
+    let signed = Router::new()
+        .route("/v1/signed/{name}/{*path}", get(signed::get))
+        .route_layer(on_work_threads())
+        .route_layer(per_key());
     Router::new()
         .merge(v1)
         .merge(metrics)
-        // The signature is the credential: no key.
-        .route("/v1/signed/{name}/{*path}", get(signed::get))
+        .merge(signed)
+        .route("/v1/openapi.json", get(openapi::document))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .fallback(not_found)
+        .layer(middleware::from_fn(errors::json_rejections))
         .layer(middleware::from_fn(request::with_request_id))
         .with_state(state)
 }
 
-/// How often a serving host settles what crashed writes left and sweeps orphaned temp
-/// objects (its own dropped writes' too).
-const MAINTENANCE_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
-
-/// Runs the host's upkeep while it serves: every [`MAINTENANCE_EVERY`], reconcile open
-/// intents and sweep orphans; on every new checkpoint, copy it to the checkpoint disk.
-fn spawn_maintenance(storage: Arc<Storage>) {
-    let weak = Arc::downgrade(&storage);
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(MAINTENANCE_EVERY);
-        tick.tick().await; // the first tick is now: start-up did this already
-        loop {
-            tick.tick().await;
-            let Some(storage) = weak.upgrade() else { return };
-            if let Err(e) = storage.reconcile().await {
-                tracing::warn!(error = %e, "reconciling open intents failed");
-            }
-            if let Err(e) = storage.sweep_orphans().await {
-                tracing::warn!(error = %e, "sweeping orphaned temp objects failed");
-            }
-        }
-    });
-    let Some(mut checkpoints) = storage.ledger().subscribe_checkpoints() else { return };
-    let weak = Arc::downgrade(&storage);
-    tokio::spawn(async move {
-        while checkpoints.changed().await.is_ok() {
-            let Some(storage) = weak.upgrade() else { return };
-            if let Err(e) = storage.copy_checkpoint().await {
-                tracing::error!(error = %e, "could not copy a ledger checkpoint to the checkpoint disk");
-            }
-        }
-    });
+/// Any route the API does not have.
+async fn not_found() -> errors::ApiError {
+    errors::ApiError::not_found("no such route")
 }
 
 /// Why serving stopped.
@@ -130,25 +148,99 @@ pub enum ServeError {
     /// Accepting connections failed for good.
     #[error("accepting connections failed: {0}")]
     Accept(std::io::Error),
+    /// The storage work threads could not start.
+    #[error("cannot start the storage work threads: {0}")]
+    Runtime(std::io::Error),
 }
 
-/// How long a request body may stall before the request is given up (a stalled upload would
-/// otherwise hold a driver instance for ever).
-pub(crate) const BODY_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+/// How often a serving host settles what crashed writes left and sweeps orphaned temp
+/// objects (its own dropped writes' too).
+const MAINTENANCE_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
 
-/// How long a client has to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Runs the host's upkeep while it serves: every [`MAINTENANCE_EVERY`], reconcile open
+/// intents and sweep orphans; on every new checkpoint, copy it to the checkpoint disk.
+fn spawn_maintenance(storage: Arc<Storage>, work: &tokio::runtime::Handle) {
+    let weak = Arc::downgrade(&storage);
+    work.spawn(async move {
+        let mut tick = tokio::time::interval(MAINTENANCE_EVERY);
+        tick.tick().await; // the first tick is now: start-up did this already
+        loop {
+            tick.tick().await;
+            let Some(storage) = weak.upgrade() else { return };
+            if let Err(e) = storage.reconcile().await {
+                tracing::warn!(error = %e, "reconciling open intents failed");
+            }
+            if let Err(e) = storage.sweep_orphans().await {
+                tracing::warn!(error = %e, "sweeping orphaned temp objects failed");
+            }
+        }
+    });
+    let Some(mut checkpoints) = storage.ledger().subscribe_checkpoints() else { return };
+    let weak = Arc::downgrade(&storage);
+    work.spawn(async move {
+        while checkpoints.changed().await.is_ok() {
+            let Some(storage) = weak.upgrade() else { return };
+            if let Err(e) = storage.copy_checkpoint().await {
+                tracing::error!(error = %e, "could not copy a ledger checkpoint to the checkpoint disk");
+            }
+        }
+    });
+}
+
+/// The connection settings of `tuning`: timeouts on the request head (which also bound an
+/// idle keep-alive connection) and a cap on its size; HTTP/2 with bounded streams, header
+/// lists and pings that close a dead peer.
+fn connection_builder(tuning: &settings::Tuning) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(tuning.header)
+        .max_buf_size(tuning.max_header_bytes.max(8192));
+    b.http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .max_header_list_size(u32::try_from(tuning.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(128)
+        .keep_alive_interval(tuning.header)
+        .keep_alive_timeout(tuning.header);
+    b
+}
 
 /// Serves `storage` as `settings` say until the process ends. `on_listening` is told the bound
 /// address (useful with port 0) before the first connection is accepted.
 pub async fn serve(storage: Arc<Storage>, settings: Settings, on_listening: impl FnOnce(SocketAddr, bool)) -> Result<(), ServeError> {
+    let tuning = settings.tuning;
+    // A connection is a file descriptor: let the process have what the system allows.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) if (n as usize) < tuning.max_connections + 256 => {
+            tracing::warn!(limit = n, max_connections = tuning.max_connections, "the open-files limit is below max_connections");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
+    }
+    let work = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(tuning.worker_threads)
+        .thread_name("stowage-work")
+        .enable_all()
+        .build()
+        .map_err(ServeError::Runtime)?;
+    let served = accept_loop(storage, settings, work.handle().clone(), on_listening).await;
+    work.shutdown_background();
+    served
+}
+
+async fn accept_loop(storage: Arc<Storage>, settings: Settings, work: tokio::runtime::Handle, on_listening: impl FnOnce(SocketAddr, bool)) -> Result<(), ServeError> {
+    let tuning = settings.tuning;
     let listener = TcpListener::bind(settings.listen).await.map_err(|source| ServeError::Bind { addr: settings.listen, source })?;
     let local = listener.local_addr().map_err(ServeError::Accept)?;
     let acceptor = settings.tls.map(tokio_rustls::TlsAcceptor::from);
     on_listening(local, acceptor.is_some());
-    spawn_maintenance(storage.clone());
-    let app = router(storage, settings.keys, settings.url_secret);
+    spawn_maintenance(storage.clone(), &work);
+    let app = router(storage, settings.keys, settings.url_secret, tuning, work);
+    let builder = Arc::new(connection_builder(&tuning));
+    let connections = Arc::new(tokio::sync::Semaphore::new(tuning.max_connections.max(1)));
     loop {
+        // At the cap, further connections wait in the kernel's backlog.
+        let Ok(slot) = connections.clone().acquire_owned().await else { return Ok(()) };
         let (tcp, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             // Out of file descriptors and the like: wait a moment rather than spin.
@@ -158,12 +250,15 @@ pub async fn serve(storage: Arc<Storage>, settings: Settings, on_listening: impl
                 continue;
             }
         };
+        let _ = tcp.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
         let acceptor = acceptor.clone();
+        let builder = builder.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let served = match acceptor {
-                Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tls), service).await,
+                Some(acceptor) => match tokio::time::timeout(tuning.tls_handshake, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => builder.serve_connection(TokioIo::new(stall::StallIo::new(tls, tuning.send_stall)), service).await,
                     Ok(Err(e)) => {
                         tracing::debug!(%peer, error = %e, "TLS handshake failed");
                         return;
@@ -173,7 +268,7 @@ pub async fn serve(storage: Arc<Storage>, settings: Settings, on_listening: impl
                         return;
                     }
                 },
-                None => auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tcp), service).await,
+                None => builder.serve_connection(TokioIo::new(stall::StallIo::new(tcp, tuning.send_stall)), service).await,
             };
             if let Err(e) = served {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");

@@ -92,6 +92,8 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         let l = format!("operation=\"{op}\",name=\"{}\"", label(name));
         let _ = writeln!(out, "stowage_request_duration_seconds_sum{{{l}}} {secs}\nstowage_request_duration_seconds_count{{{l}}} {n}");
     }
+    let probes = state.readiness.probes.load(std::sync::atomic::Ordering::Relaxed);
+    let _ = writeln!(out, "# HELP stowage_readiness_probes_total Disk probes /readyz ran (one per interval at most, however many ask).\n# TYPE stowage_readiness_probes_total counter\nstowage_readiness_probes_total {probes}");
     let denials: u64 = requests.iter().filter(|((_, _, s), _)| *s == 403).map(|(_, (n, _))| n).sum();
     let _ = writeln!(out, "# HELP stowage_policy_denials_total Requests refused (403: by a policy or the backend).\n# TYPE stowage_policy_denials_total counter\nstowage_policy_denials_total {denials}");
     let bytes = m.bytes.lock().map(|b| b.clone()).unwrap_or_default();

@@ -85,11 +85,12 @@ pub async fn put(
     let mut upload = state.storage.writer(&addr, &req, &options).await?;
     let mut stream = body.into_data_stream();
     loop {
-        let written = match tokio::time::timeout(crate::BODY_IDLE, stream.next()).await {
+        let idle = state.tuning.body_idle;
+        let written = match tokio::time::timeout(idle, stream.next()).await {
             Ok(None) => break,
             Ok(Some(Ok(bytes))) => upload.write(bytes).await,
             Ok(Some(Err(e))) => Err(StorageError::Io(format!("the request body broke off: {e}"))),
-            Err(_) => Err(StorageError::Io(format!("the request body stalled for {} s", crate::BODY_IDLE.as_secs()))),
+            Err(_) => Err(StorageError::Io(format!("the request body stalled for {} s", idle.as_secs()))),
         };
         if let Err(e) = written {
             // Nothing is stored; the abort's own failure adds nothing for the client.
@@ -131,25 +132,30 @@ fn info_headers(info: &ObjectInfo, headers: &mut HeaderMap) {
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
 }
 
-/// A `Range: bytes=...` header as a byte range; `None` for the whole object. One range only.
-fn parse_range(value: &str, size: impl FnOnce() -> Option<u64>) -> Result<Option<ByteRange>, ApiError> {
-    let spec = value
-        .strip_prefix("bytes=")
-        .filter(|s| !s.contains(','))
-        .ok_or_else(|| ApiError::bad_request("Range: only one `bytes=` range is supported"))?;
-    let bad = || ApiError::bad_request(format!("Range: `{value}` is not a byte range"));
-    let (first, last) = spec.split_once('-').ok_or_else(bad)?;
+/// A `Range: bytes=...` header as a byte range; `None` for the whole object. A header this
+/// host does not serve (another unit, several ranges, not a range at all) is ignored, as HTTP
+/// lets a server do: the answer is the whole object. A range whose end lies before its start,
+/// or that overflows, is a bad request.
+pub(crate) fn parse_range(value: &str, size: impl FnOnce() -> Option<u64>) -> Result<Option<ByteRange>, ApiError> {
+    let Some(spec) = value.trim().strip_prefix("bytes=").filter(|s| !s.contains(',')) else { return Ok(None) };
+    let Some((first, last)) = spec.split_once('-') else { return Ok(None) };
+    let number = |s: &str| (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse::<u64>().ok()).flatten();
+    let bad = || ApiError::bad_request(format!("Range: `{value}` is not a byte range this object can have"));
     let range = match (first.trim(), last.trim()) {
         ("", suffix) => {
-            let n: u64 = suffix.parse().map_err(|_| bad())?;
-            let size = size().ok_or_else(bad)?;
+            let Some(n) = number(suffix) else { return Ok(None) };
+            let Some(size) = size() else { return Ok(None) };
             ByteRange { offset: size.saturating_sub(n), length: Some(n.min(size)) }
         }
-        (from, "") => ByteRange { offset: from.parse().map_err(|_| bad())?, length: None },
+        (from, "") => match number(from) {
+            Some(offset) => ByteRange { offset, length: None },
+            None => return Ok(None),
+        },
         (from, to) => {
-            let (from, to): (u64, u64) = (from.parse().map_err(|_| bad())?, to.parse().map_err(|_| bad())?);
-            // `to` may lie past the end (the driver stops there); `to - from + 1` may not overflow.
-            let length = to.checked_sub(from).and_then(|d| d.checked_add(1)).ok_or_else(bad)?;
+            let (Some(from), Some(to)) = (number(from), number(to)) else { return Ok(None) };
+            // `to` may lie past the end (the driver stops there); the end, `to + 1`, may not
+            // overflow (so `offset + length` never does).
+            let length = to.checked_add(1).filter(|_| to >= from).map(|end| end - from).ok_or_else(bad)?;
             ByteRange { offset: from, length: Some(length) }
         }
     };
@@ -161,16 +167,23 @@ pub async fn get(
     State(state): State<AppState>,
     Path((name, path)): Path<(String, String)>,
     Caller(req): Caller,
+    in_flight: Option<axum::Extension<crate::limits::InFlight>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    serve(state, Address { name, path }, req, &headers).await
+    serve(state, Address { name, path }, req, &headers, in_flight.map(|e| e.0)).await
 }
 
 /// Answers a GET of `addr` for `req` (also for signed URLs).
-pub(crate) async fn serve(state: AppState, addr: Address, req: stowage_runtime::Request, headers: &HeaderMap) -> Result<Response, ApiError> {
+pub(crate) async fn serve(
+    state: AppState,
+    addr: Address,
+    req: stowage_runtime::Request,
+    headers: &HeaderMap,
+    in_flight: Option<crate::limits::InFlight>,
+) -> Result<Response, ApiError> {
     let range = match text_header(headers, header::RANGE)? {
         None => None,
-        Some(value) if value.trim_start().starts_with("bytes=-") => {
+        Some(value) if value.trim_start().starts_with("bytes=-") && value.len() > 7 => {
             let size = state.storage.stat(&addr, &req).await?.size;
             parse_range(value, || Some(size))?
         }
@@ -187,8 +200,8 @@ pub(crate) async fn serve(state: AppState, addr: Address, req: stowage_runtime::
         }
         return Ok(response);
     }
-    let sent = Sent { metrics: state.metrics.clone(), name: crate::metrics::label_name(&state, &addr.name) };
-    let mut response = Response::new(Body::from_stream(body_stream(reader, sent)));
+    let sent = Sent { metrics: state.metrics.clone(), name: crate::metrics::label_name(&state, &addr.name), in_flight };
+    let mut response = Response::new(Body::from_stream(body_stream(&state, reader, sent)));
     info_headers(&info, response.headers_mut());
     response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     if let Some(r) = range {
@@ -203,30 +216,55 @@ pub(crate) async fn serve(state: AppState, addr: Address, req: stowage_runtime::
     Ok(response)
 }
 
-/// Where a download's bytes are counted.
+/// Where a download's bytes are counted, and its place among its credential's requests.
 struct Sent {
     metrics: std::sync::Arc<crate::metrics::Metrics>,
     name: String,
+    in_flight: Option<crate::limits::InFlight>,
 }
 
-/// The object's bytes, a chunk at a time, straight from the driver.
-fn body_stream(reader: ObjectReader, sent: Sent) -> impl futures::Stream<Item = Result<bytes::Bytes, StorageError>> {
-    futures::stream::unfold(Some((reader, sent)), |state| async move {
-        let (mut reader, sent) = state?;
-        match reader.next_chunk(READ_CHUNK).await {
-            Ok(Some(chunk)) => {
-                sent.metrics.add_bytes(&sent.name, chunk.len() as u64, true);
-                Some((Ok(chunk), Some((reader, sent))))
+/// The object's bytes, a chunk at a time, read from the driver on the storage work threads
+/// and handed to the connection through a queue of two chunks. A client that stops reading
+/// fills the queue: past `send_stall`, the download is given up, which releases the driver's
+/// instance and ends the response with an error (hyper then closes the connection).
+fn body_stream(state: &AppState, mut reader: ObjectReader, sent: Sent) -> impl futures::Stream<Item = Result<bytes::Bytes, StorageError>> + use<> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, StorageError>>(2);
+    let stall = state.tuning.send_stall;
+    state.work.spawn(async move {
+        let _in_flight = sent.in_flight;
+        loop {
+            let next = match reader.next_chunk(READ_CHUNK).await {
+                Ok(Some(chunk)) => Ok(chunk),
+                Ok(None) => {
+                    reader.close().await;
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "a download broke off");
+                    Err(e)
+                }
+            };
+            let n = next.as_ref().map_or(0, |c| c.len() as u64);
+            let failed = next.is_err();
+            match tokio::time::timeout(stall, tx.send(next)).await {
+                Ok(Ok(())) => sent.metrics.add_bytes(&sent.name, n, true),
+                // The client went away.
+                Ok(Err(_)) => return,
+                Err(_) => {
+                    tracing::warn!(secs = stall.as_secs(), "a client stopped reading a download; it is dropped");
+                    // Dropping the reader releases the driver's instance; the queue's end
+                    // with no last chunk cuts the response short.
+                    return;
+                }
             }
-            Ok(None) => {
-                reader.close().await;
-                None
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "a download broke off");
-                Some((Err(e), None))
+            if failed {
+                return;
             }
         }
+    });
+    futures::stream::unfold(rx, |mut rx| async move {
+        let item = rx.recv().await?;
+        Some((item, rx))
     })
 }
 
@@ -264,10 +302,66 @@ mod tests {
         assert_eq!(r("bytes=5-", None), Ok(Some(ByteRange { offset: 5, length: None })));
         assert_eq!(r("bytes=-3", Some(10)), Ok(Some(ByteRange { offset: 7, length: Some(3) })));
         assert_eq!(r("bytes=-30", Some(10)), Ok(Some(ByteRange { offset: 0, length: Some(10) })));
-        assert!(r("bytes=9-5", None).is_err());
+        assert!(r("bytes=9-5", None).is_err(), "the end before the start");
         assert_eq!(r("bytes=0-18446744073709551615", None), Err(()), "the length overflows");
-        assert!(r("bytes=0-1,5-6", None).is_err());
-        assert!(r("items=0-1", None).is_err());
-        assert!(r("bytes=x-1", None).is_err());
+        // What this host does not serve is ignored: the whole object.
+        for ignored in ["bytes=0-1,5-6", "items=0-1", "bytes=x-1", "", "bytes=", "bytes=-", "bytes=+1-2", "bytes=99999999999999999999-"] {
+            assert_eq!(r(ignored, Some(10)), Ok(None), "{ignored:?}");
+        }
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn r(v: &str, size: Option<u64>) -> Result<Option<ByteRange>, ()> {
+            parse_range(v, || size).map_err(|_| ())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn any_header_gets_an_answer(v in any::<String>(), size in any::<Option<u64>>()) {
+                if let Ok(Some(range)) = r(&v, size) {
+                    prop_assert!(v.trim().starts_with("bytes="));
+                    if let Some(len) = range.length {
+                        prop_assert!(range.offset.checked_add(len).is_some(), "{v:?} {range:?}");
+                    }
+                }
+            }
+
+            #[test]
+            fn a_closed_range_is_its_bytes_and_a_reversed_one_is_refused(a in any::<u64>(), b in any::<u64>(), pad in "[ ]{0,2}") {
+                let got = r(&format!("{pad}bytes={a}-{b}{pad}"), None);
+                if a <= b && b < u64::MAX {
+                    prop_assert_eq!(got, Ok(Some(ByteRange { offset: a, length: Some(b - a + 1) })));
+                } else {
+                    prop_assert_eq!(got, Err(()));
+                }
+            }
+
+            #[test]
+            fn a_suffix_range_is_the_last_bytes_within_the_object(n in any::<u64>(), size in any::<u64>()) {
+                let got = r(&format!("bytes=-{n}"), Some(size)).unwrap().unwrap();
+                let len = got.length.unwrap();
+                prop_assert_eq!(len, n.min(size));
+                prop_assert_eq!(got.offset + len, size);
+            }
+
+            #[test]
+            fn an_open_range_runs_to_the_end(a in any::<u64>()) {
+                prop_assert_eq!(r(&format!("bytes={a}-"), None), Ok(Some(ByteRange { offset: a, length: None })));
+            }
+
+            #[test]
+            fn several_ranges_or_other_units_are_the_whole_object(a in 0u64..1000, b in 0u64..1000, unit in "[a-z]{1,6}") {
+                prop_assert_eq!(r(&format!("bytes={a}-{b},{b}-"), Some(10)), Ok(None));
+                if unit != "bytes" {
+                    prop_assert_eq!(r(&format!("{unit}={a}-{b}"), Some(10)), Ok(None));
+                }
+            }
+        }
     }
 }

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use stowage_runtime::config::{ServerConfig, resolve_value};
 
@@ -48,6 +49,64 @@ pub struct Settings {
     pub keys: ApiKeys,
     /// Signs download URLs, if configured.
     pub url_secret: Option<Arc<[u8]>>,
+    /// Timeouts and limits.
+    pub tuning: Tuning,
+}
+
+/// `[server.timeouts]` and `[server.limits]`, resolved.
+#[derive(Debug, Clone, Copy)]
+pub struct Tuning {
+    /// The TLS handshake.
+    pub tls_handshake: Duration,
+    /// A request's head (and an idle keep-alive connection).
+    pub header: Duration,
+    /// A request body that sends nothing.
+    pub body_idle: Duration,
+    /// A response body the client does not read.
+    pub send_stall: Duration,
+    /// Connections open at once.
+    pub max_connections: usize,
+    /// Largest request head, bytes.
+    pub max_header_bytes: usize,
+    /// Requests in flight per credential.
+    pub max_requests_per_key: usize,
+    /// Upload sessions per API key.
+    pub max_uploads_per_key: usize,
+    /// Upload sessions in all.
+    pub max_uploads: usize,
+    /// How long a readiness answer is reused.
+    pub readiness_interval: Duration,
+    /// Threads for storage work.
+    pub worker_threads: usize,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning::from_config(&ServerConfig::default())
+    }
+}
+
+impl Tuning {
+    /// The tuning `config` asks for, defaults where it says nothing.
+    pub fn from_config(config: &ServerConfig) -> Tuning {
+        let (t, l) = (&config.timeouts, &config.limits);
+        let secs = |v: &Option<toml::Spanned<u64>>, default: u64| Duration::from_secs(v.as_ref().map_or(default, |v| *v.get_ref()));
+        let n = |v: &Option<toml::Spanned<u64>>, default: u64| usize::try_from(v.as_ref().map_or(default, |v| *v.get_ref())).unwrap_or(usize::MAX);
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2) as u64;
+        Tuning {
+            tls_handshake: secs(&t.tls_handshake_secs, 10),
+            header: secs(&t.header_secs, 15),
+            body_idle: secs(&t.body_idle_secs, 60),
+            send_stall: secs(&t.send_stall_secs, 30),
+            max_connections: n(&l.max_connections, 4096),
+            max_header_bytes: n(&l.max_header_kib, 64).saturating_mul(1024),
+            max_requests_per_key: n(&l.max_requests_per_key, 128),
+            max_uploads_per_key: n(&l.max_uploads_per_key, 16),
+            max_uploads: n(&l.max_uploads, 64),
+            readiness_interval: secs(&l.readiness_interval_secs, 5),
+            worker_threads: n(&l.worker_threads, cpus),
+        }
+    }
 }
 
 impl Settings {
@@ -75,7 +134,7 @@ impl Settings {
             return Err(SettingsError::NoKeys);
         }
         let url_secret = url_secret(config)?;
-        Ok(Settings { listen, tls, keys: ApiKeys::new(&keys), url_secret })
+        Ok(Settings { listen, tls, keys: ApiKeys::new(&keys), url_secret, tuning: Tuning::from_config(config) })
     }
 }
 

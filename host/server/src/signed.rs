@@ -72,6 +72,17 @@ fn valid(secret: &[u8], name: &str, path: &str, expires: u64, id: &str, sig: &st
     mac.verify_slice(&sig).is_ok() && now <= expires
 }
 
+/// Whether `uri` (`/v1/signed/NAME/PATH?QUERY`, percent-encoded as [`sign`] writes it) is a
+/// valid signed URL at `now`, parsed as the router and handler parse it.
+pub(crate) fn check_uri(secret: &[u8], uri: &str, now: u64) -> bool {
+    let Ok(uri) = uri.parse::<axum::http::Uri>() else { return false };
+    let Some(rest) = uri.path().strip_prefix("/v1/signed/") else { return false };
+    let Some((name, path)) = rest.split_once('/') else { return false };
+    let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8().map(|c| c.into_owned());
+    let (Ok(name), Ok(path), Ok(Query(q))) = (decode(name), decode(path), Query::<SignedQuery>::try_from_uri(&uri)) else { return false };
+    valid(secret, &name, &path, q.expires, &q.id, &q.sig, now)
+}
+
 /// The query of a signed URL.
 #[derive(Deserialize)]
 pub struct SignedQuery {
@@ -85,6 +96,7 @@ pub async fn get(
     State(state): State<AppState>,
     Path((name, path)): Path<(String, String)>,
     query: Result<Query<SignedQuery>, axum::extract::rejection::QueryRejection>,
+    in_flight: Option<axum::Extension<crate::limits::InFlight>>,
     headers: HeaderMap,
 ) -> Response {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
@@ -101,7 +113,7 @@ pub async fn get(
     req.request_id = crate::request::request_of(&headers, None).request_id;
     req.actor = Some("signed-url".into());
     req.authenticated_as = Some(format!("signed-url:{}", q.id));
-    let mut response = crate::objects::serve(state, stowage_runtime::Address { name, path }, req, &headers).await.into_response();
+    let mut response = crate::objects::serve(state, stowage_runtime::Address { name, path }, req, &headers, in_flight.map(|e| e.0)).await.into_response();
     // A link opened in a browser downloads; the stored type is never sniffed into a page.
     let h = response.headers_mut();
     h.insert(axum::http::header::X_CONTENT_TYPE_OPTIONS, axum::http::HeaderValue::from_static("nosniff"));
@@ -134,5 +146,64 @@ mod tests {
     #[test]
     fn paths_are_percent_encoded() {
         assert_eq!(encode("a b/ü?x=1"), "a%20b/%C3%BC%3Fx%3D1");
+    }
+
+    mod properties {
+        use axum::extract::Query;
+        use axum::http::Uri;
+        use proptest::prelude::*;
+
+        use super::*;
+
+        const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+        /// The query of the URL, parsed as the handler parses it.
+        fn query(uri: &str) -> Option<SignedQuery> {
+            Query::<SignedQuery>::try_from_uri(&uri.parse::<Uri>().ok()?).ok().map(|q| q.0)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn a_signed_url_is_valid_until_it_expires(name in "[a-z]{1,10}", path in "[^\\x00-\\x1f]{1,40}", expires in 0u64..u64::MAX / 2, id in "[0-9a-f]{16}") {
+                let url = sign(SECRET, &name, &path, expires, &id).unwrap();
+                let q = query(&url).unwrap();
+                prop_assert!(valid(SECRET, &name, &path, q.expires, &q.id, &q.sig, expires));
+                prop_assert!(!valid(SECRET, &name, &path, q.expires, &q.id, &q.sig, expires + 1));
+                // The whole URL, path decoded as the router decodes it.
+                prop_assert!(check_uri(SECRET, &url, expires), "{}", url);
+                prop_assert!(!check_uri(SECRET, &url, expires + 1));
+                prop_assert!(!check_uri(b"another secret, just as long....", &url, 0));
+            }
+
+            #[test]
+            fn a_changed_query_is_refused_unless_it_says_the_same(
+                expires in 0u64..u64::MAX / 2,
+                id in "[0-9a-f]{16}",
+                at in any::<prop::sample::Index>(),
+                with in "[ -~]",
+            ) {
+                let url = sign(SECRET, "default", "a/b.csv", expires, &id).unwrap();
+                let start = url.find('?').unwrap() + 1;
+                let at = start + at.index(url.len() - start);
+                let changed = format!("{}{with}{}", &url[..at], &url[at + 1..]);
+                let Some(q) = query(&changed) else { return Ok(()) };
+                if valid(SECRET, "default", "a/b.csv", q.expires, &q.id, &q.sig, 0) {
+                    // Only a change that means the same URL may pass (hex digits in another case).
+                    let original = query(&url).unwrap();
+                    prop_assert_eq!(q.expires, original.expires, "{}", changed);
+                    prop_assert_eq!(&q.id, &original.id, "{}", changed);
+                    prop_assert_eq!(hex::decode(&q.sig).ok(), hex::decode(&original.sig).ok(), "{}", changed);
+                }
+            }
+
+            #[test]
+            fn any_query_gets_an_answer(q in "[ -~]{0,120}", now in any::<u64>()) {
+                if let Some(q) = query(&format!("/v1/signed/default/a?{q}")) {
+                    let _ = valid(SECRET, "default", "a", q.expires, &q.id, &q.sig, now);
+                }
+            }
+        }
     }
 }

@@ -14,11 +14,14 @@
 //!   (after the sha256 check); the object's info.
 //! - `DELETE /v1/upload-sessions/{id}`: discards it.
 //!
-//! A session holds a driver instance, so there are at most [`MAX_SESSIONS`], and one idle for
-//! [`IDLE_LIMIT`] is discarded.
+//! A session holds a driver instance, so there are at most `max_uploads` of them, and at most
+//! `max_uploads_per_key` per API key (so one key cannot take them all); one idle for
+//! [`IDLE_LIMIT`] is discarded. A session belongs to the key that opened it: to any other key
+//! it does not exist (`404`). A slot is released on every path, a client that goes away while
+//! its session opens included.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,8 +38,6 @@ use crate::errors::ApiError;
 use crate::objects::{expected_sha256, info_json, write_options};
 use crate::request::Caller;
 
-/// Sessions open at once, at most.
-pub const MAX_SESSIONS: usize = 32;
 /// A session this long without a request is discarded.
 pub const IDLE_LIMIT: Duration = Duration::from_secs(3600);
 /// The offset header.
@@ -53,42 +54,88 @@ struct Session {
     name: String,
 }
 
-/// A session: its offset outside the lock, the rest inside.
-type Entry = (Arc<AtomicU64>, Arc<tokio::sync::Mutex<Session>>);
+/// A session: the key that owns it, its offset outside the lock, the rest inside, and its
+/// slot (released when the entry goes).
+struct Entry {
+    owner: String,
+    offset: Arc<AtomicU64>,
+    session: Arc<tokio::sync::Mutex<Session>>,
+    _slot: Slot,
+}
+
+/// A place among the open sessions, overall and of one key; given back on drop.
+struct Slot {
+    sessions: Arc<Counts>,
+    owner: String,
+}
+
+/// Sessions open or being opened, overall and per key.
+#[derive(Default)]
+struct Counts {
+    open: Mutex<(usize, HashMap<String, usize>)>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.sessions.open.lock() {
+            open.0 = open.0.saturating_sub(1);
+            if let Some(n) = open.1.get_mut(&self.owner) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    open.1.remove(&self.owner);
+                }
+            }
+        }
+    }
+}
 
 /// The open sessions.
-#[derive(Default)]
 pub struct Sessions {
     map: Mutex<HashMap<String, Entry>>,
-    /// Sessions open or being opened (reserved before the driver is asked, so concurrent
-    /// opens cannot pass [`MAX_SESSIONS`]).
-    reserved: AtomicUsize,
+    counts: Arc<Counts>,
+    max: usize,
+    max_per_key: usize,
 }
 
 impl Sessions {
-    fn get(&self, id: &str) -> Option<Entry> {
-        self.map.lock().ok()?.get(id).cloned()
+    /// At most `max` sessions, `max_per_key` of one key.
+    pub fn new(max: usize, max_per_key: usize) -> Sessions {
+        Sessions { map: Mutex::default(), counts: Arc::default(), max, max_per_key }
+    }
+
+    /// The session `id`, if `owner` owns it.
+    fn get(&self, id: &str, owner: &str) -> Option<(Arc<AtomicU64>, Arc<tokio::sync::Mutex<Session>>)> {
+        let map = self.map.lock().ok()?;
+        let e = map.get(id).filter(|e| e.owner == owner)?;
+        Some((e.offset.clone(), e.session.clone()))
     }
 
     fn remove(&self, id: &str) {
-        let removed = self.map.lock().map(|mut map| map.remove(id).is_some()).unwrap_or(false);
-        if removed {
-            self.release();
+        if let Ok(mut map) = self.map.lock() {
+            map.remove(id);
         }
     }
 
-    fn reserve(&self) -> bool {
-        self.reserved.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < MAX_SESSIONS).then_some(n + 1)).is_ok()
-    }
-
-    fn release(&self) {
-        let _ = self.reserved.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    /// A slot for a new session of `owner`, or why there is none: the key's own limit
+    /// (`429`) or the host's (`503`).
+    fn reserve(&self, owner: &str) -> Result<Slot, ApiError> {
+        let mut open = self.counts.open.lock().map_err(|_| ApiError::from(StorageError::Io("the upload table is unusable".into())))?;
+        let mine = open.1.get(owner).copied().unwrap_or(0);
+        if mine >= self.max_per_key {
+            return Err(ApiError::too_many(format!("this key has {} uploads open; complete or discard one", self.max_per_key)));
+        }
+        if open.0 >= self.max {
+            return Err(StorageError::Unavailable { reason: format!("{} uploads are open; try again later", self.max), retryable: true }.into());
+        }
+        open.0 += 1;
+        *open.1.entry(owner.to_string()).or_default() += 1;
+        Ok(Slot { sessions: self.counts.clone(), owner: owner.to_string() })
     }
 
     /// Discards sessions idle for longer than `limit` (their writes are aborted).
     pub async fn reap(&self, limit: Duration) {
         let sessions: Vec<(String, Arc<tokio::sync::Mutex<Session>>)> =
-            self.map.lock().map(|m| m.iter().map(|(k, (_, s))| (k.clone(), s.clone())).collect()).unwrap_or_default();
+            self.map.lock().map(|m| m.iter().map(|(k, e)| (k.clone(), e.session.clone())).collect()).unwrap_or_default();
         for (id, session) in sessions {
             // A session in use is not idle.
             let Ok(mut s) = session.try_lock() else { continue };
@@ -130,38 +177,41 @@ pub async fn create(
     let options = write_options(&headers)?;
     let expected = expected_sha256(&headers)?;
     let id = new_id()?;
-    if !state.uploads.reserve() {
-        return Err(StorageError::Unavailable { reason: format!("{MAX_SESSIONS} uploads are open; try again later"), retryable: true }.into());
-    }
+    let owner = owner_of(&req);
+    // Held by this handler until the session is in the table: a client that goes away while
+    // its session opens gives the slot back.
+    let slot = state.uploads.reserve(&owner)?;
     let label = crate::metrics::label_name(&state, &name);
-    let upload = match state.storage.writer(&Address { name, path }, &req, &options).await {
-        Ok(upload) => upload,
-        Err(e) => {
-            state.uploads.release();
-            return Err(e.into());
-        }
-    };
+    let upload = state.storage.writer(&Address { name, path }, &req, &options).await?;
     let offset = Arc::new(AtomicU64::new(0));
     let session = Session { upload: Some(upload), offset: offset.clone(), expected_sha256: expected, last_used: Instant::now(), name: label };
+    let entry = Entry { owner, offset, session: Arc::new(tokio::sync::Mutex::new(session)), _slot: slot };
     match state.uploads.map.lock() {
         Ok(mut map) => {
-            map.insert(id.clone(), (offset, Arc::new(tokio::sync::Mutex::new(session))));
+            map.insert(id.clone(), entry);
         }
-        Err(_) => {
-            state.uploads.release();
-            return Err(StorageError::Io("the upload table is unusable".into()).into());
-        }
+        Err(_) => return Err(StorageError::Io("the upload table is unusable".into()).into()),
     }
-    let mut r = offset_response(StatusCode::CREATED, 0);
-    if let Ok(location) = HeaderValue::from_str(&format!("/v1/upload-sessions/{id}")) {
+    // The session's id in the body too, so a client (or schemathesis, through the document's
+    // links) need not take the Location apart.
+    let location = format!("/v1/upload-sessions/{id}");
+    let mut r = (StatusCode::CREATED, axum::Json(serde_json::json!({ "id": id, "location": location, "offset": 0 }))).into_response();
+    r.headers_mut().insert(OFFSET, HeaderValue::from(0u64));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(location) = HeaderValue::from_str(&location) {
         r.headers_mut().insert(header::LOCATION, location);
     }
     Ok(r)
 }
 
+/// Whose sessions a request may see: its API key's.
+fn owner_of(req: &stowage_runtime::Request) -> String {
+    req.authenticated_as.clone().unwrap_or_default()
+}
+
 /// The offset to continue from (without waiting for an append in progress).
-pub async fn offset(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let (offset, _) = state.uploads.get(&id).ok_or_else(|| not_found(&id))?;
+pub async fn offset(State(state): State<AppState>, Path(id): Path<String>, Caller(req): Caller) -> Result<Response, ApiError> {
+    let (offset, _) = state.uploads.get(&id, &owner_of(&req)).ok_or_else(|| not_found(&id))?;
     Ok(offset_response(StatusCode::OK, offset.load(Ordering::Acquire)))
 }
 
@@ -169,10 +219,11 @@ pub async fn offset(State(state): State<AppState>, Path(id): Path<String>) -> Re
 pub async fn append(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    Caller(req): Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (offset, session) = state.uploads.get(&id).ok_or_else(|| not_found(&id))?;
+    let (offset, session) = state.uploads.get(&id, &owner_of(&req)).ok_or_else(|| not_found(&id))?;
     let claimed = headers
         .get(&OFFSET)
         .and_then(|v| v.to_str().ok())
@@ -187,7 +238,8 @@ pub async fn append(
     // but a driver write is never cut off halfway and the offset stays exact.
     let uploads = state.uploads.clone();
     let metrics = state.metrics.clone();
-    let copied = tokio::spawn(async move { copy_body(s, body, &uploads, &metrics, &id).await }).await;
+    let idle = state.tuning.body_idle;
+    let copied = tokio::spawn(async move { copy_body(s, body, &uploads, &metrics, &id, idle).await }).await;
     match copied {
         Ok(Ok(status)) => Ok(offset_response(status, offset.load(Ordering::Acquire))),
         Ok(Err(e)) => Err(e.into()),
@@ -203,11 +255,12 @@ async fn copy_body(
     uploads: &Sessions,
     metrics: &crate::metrics::Metrics,
     id: &str,
+    idle: Duration,
 ) -> Result<StatusCode, StorageError> {
     s.last_used = Instant::now();
     let mut stream = body.into_data_stream();
     let status = loop {
-        let chunk = match tokio::time::timeout(crate::BODY_IDLE, stream.next()).await {
+        let chunk = match tokio::time::timeout(idle, stream.next()).await {
             Ok(Some(Ok(bytes))) => bytes,
             Ok(None) => break StatusCode::NO_CONTENT,
             // Broken off or stalled: keep what arrived; the client asks the offset.
@@ -231,9 +284,9 @@ async fn copy_body(
 
 /// Commits the object. An `x-stowage-sha256` here is checked too (a client that streams
 /// learns the digest only at the end); it must agree with one given at the start.
-pub async fn complete(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn complete(State(state): State<AppState>, Path(id): Path<String>, Caller(req): Caller, headers: HeaderMap) -> Result<Response, ApiError> {
     let given = expected_sha256(&headers)?;
-    let (_, session) = state.uploads.get(&id).ok_or_else(|| not_found(&id))?;
+    let (_, session) = state.uploads.get(&id, &owner_of(&req)).ok_or_else(|| not_found(&id))?;
     let mut s = session.lock().await;
     let expected = match (given, s.expected_sha256.take()) {
         (Some(a), Some(b)) if a != b => {
@@ -252,8 +305,8 @@ pub async fn complete(State(state): State<AppState>, Path(id): Path<String>, hea
 }
 
 /// Discards the upload.
-pub async fn discard(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
-    let (_, session) = state.uploads.get(&id).ok_or_else(|| not_found(&id))?;
+pub async fn discard(State(state): State<AppState>, Path(id): Path<String>, Caller(req): Caller) -> Result<StatusCode, ApiError> {
+    let (_, session) = state.uploads.get(&id, &owner_of(&req)).ok_or_else(|| not_found(&id))?;
     let mut s = session.lock().await;
     state.uploads.remove(&id);
     if let Some(upload) = s.upload.take() {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
-pub use model::{CacheConfig, Config, DiskConfig, Grant, LedgerConfig, LimitsConfig, OnFailure, Pin, PolicyConfig, ServerConfig, StorageMap, TlsConfig, Trust};
+pub use model::{CacheConfig, Config, DiskConfig, Grant, LedgerConfig, LimitsConfig, OnFailure, Pin, PolicyConfig, ServerConfig, ServerLimits, ServerTimeouts, StorageMap, TlsConfig, Trust};
 pub use plan::{PluginPlan, PluginSource, flatten, resolve_plugin, resolve_value};
 
 use crate::types::StorageClass;
@@ -209,12 +209,24 @@ impl LoadedConfig {
                 ("memory_mib", &disk.limits.memory_mib, 1, 4096),
                 ("call_timeout_ms", &disk.limits.call_timeout_ms, 10, 3_600_000),
                 ("max_instances", &disk.limits.max_instances, 1, 1024),
+                ("max_instances_per_key", &disk.limits.max_instances_per_key, 1, 1024),
+                ("wait_ms", &disk.limits.wait_ms, 1, 3_600_000),
             ] {
                 if let Some(v) = value
                     && !(min..=max).contains(v.get_ref())
                 {
                     problem(v.span(), format!("disks.{n}.limits.{field} = {} is out of range {min}..={max}", v.get_ref()));
                 }
+            }
+            if let Some(q) = &disk.quota_gib
+                && !(q.get_ref().is_finite() && *q.get_ref() > 0.0 && *q.get_ref() < 1e9)
+            {
+                problem(q.span(), format!("disks.{n}.quota_gib = {} must be a positive number of GiB", q.get_ref()));
+            }
+            if let Some(m) = &disk.max_object_mib
+                && *m.get_ref() == 0
+            {
+                problem(m.span(), format!("disks.{n}.max_object_mib must be at least 1"));
             }
             let endpoint = disk.grant.endpoint.as_ref().map(|e| (e.span(), crate::http::Endpoint::parse(e.get_ref())));
             if let Some((span, Err(message))) = &endpoint {
@@ -263,6 +275,7 @@ impl LoadedConfig {
             }
         }
         self.check_ledger(&names, &mut problem);
+        self.check_server(&mut problem);
         self.check_web_role(&mut problem);
         self.check_trust(&mut problem);
         let map = self.config.storage.get_ref();
@@ -287,6 +300,30 @@ impl LoadedConfig {
 }
 
 impl LoadedConfig {
+    fn check_server(&self, problem: &mut impl FnMut(Range<usize>, String)) {
+        let t = &self.config.server.timeouts;
+        let l = &self.config.server.limits;
+        for (field, value, min, max) in [
+            ("timeouts.tls_handshake_secs", &t.tls_handshake_secs, 1, 3600),
+            ("timeouts.header_secs", &t.header_secs, 1, 3600),
+            ("timeouts.body_idle_secs", &t.body_idle_secs, 1, 86_400),
+            ("timeouts.send_stall_secs", &t.send_stall_secs, 1, 86_400),
+            ("limits.max_connections", &l.max_connections, 1, 1_000_000),
+            ("limits.max_header_kib", &l.max_header_kib, 8, 1024),
+            ("limits.max_requests_per_key", &l.max_requests_per_key, 1, 1_000_000),
+            ("limits.max_uploads_per_key", &l.max_uploads_per_key, 1, 100_000),
+            ("limits.max_uploads", &l.max_uploads, 1, 100_000),
+            ("limits.readiness_interval_secs", &l.readiness_interval_secs, 1, 3600),
+            ("limits.worker_threads", &l.worker_threads, 1, 1024),
+        ] {
+            if let Some(v) = value
+                && !(min..=max).contains(v.get_ref())
+            {
+                problem(v.span(), format!("server.{field} = {} is out of range {min}..={max}", v.get_ref()));
+            }
+        }
+    }
+
     fn check_ledger(&self, disks: &[&str], problem: &mut impl FnMut(Range<usize>, String)) {
         let ledger = &self.config.ledger;
         if let Some(on) = &ledger.on_failure
@@ -536,5 +573,89 @@ mod tests {
     fn position_counts_lines_and_columns_from_one() {
         assert_eq!(position("ab\ncd", 0), (1, 1));
         assert_eq!(position("ab\ncd", 4), (2, 2));
+    }
+}
+
+/// Properties of config parsing over generated and damaged configs (bounded).
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn parse(text: &str) -> Result<LoadedConfig, ConfigError> {
+        LoadedConfig::parse(text, ConfigSource::File("t.toml".into()), PathBuf::from("."))
+    }
+
+    /// Every problem of a refused config names the file and, when it has a place, a line
+    /// and column inside the text.
+    fn placed_in(e: &ConfigError, text: &str) -> Result<(), TestCaseError> {
+        prop_assert!(!e.problems.is_empty());
+        let lines = text.split('\n').count();
+        for p in &e.problems {
+            prop_assert!(!p.message.trim().is_empty());
+            if let Some((line, col)) = p.at {
+                prop_assert!(line >= 1 && line <= lines && col >= 1, "{line}:{col} outside {lines} lines: {}", p.message);
+            }
+        }
+        prop_assert!(e.to_string().starts_with("t.toml"), "{e}");
+        Ok(())
+    }
+
+    fn disk_name() -> impl Strategy<Value = String> {
+        "[a-z][a-z0-9_-]{0,8}".prop_filter("a class name", |n| StorageClass::parse(n).is_none())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn a_damaged_default_config_is_accepted_or_refused_with_a_place(at in any::<prop::sample::Index>(), cut in 0usize..40, insert in "[ -~\n]{0,12}") {
+            let text = EMBEDDED_DEFAULT;
+            let mut at = at.index(text.len());
+            while !text.is_char_boundary(at) {
+                at -= 1;
+            }
+            let mut end = (at + cut).min(text.len());
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            let damaged = format!("{}{insert}{}", &text[..at], &text[end..]);
+            if let Err(e) = parse(&damaged) {
+                placed_in(&e, &damaged)?;
+            }
+        }
+
+        #[test]
+        fn classes_must_name_a_declared_disk(
+            disks in proptest::collection::btree_set(disk_name(), 1..4),
+            picks in proptest::collection::vec((any::<prop::sample::Index>(), any::<bool>()), 3),
+        ) {
+            let disks: Vec<String> = disks.into_iter().collect();
+            let mut text = String::from("role = \"testing\"\n");
+            for d in &disks {
+                text.push_str(&format!("[disks.{d}]\nplugin = \"local-fs\"\ngrant = {{ dir = \"data-{d}\" }}\n"));
+            }
+            text.push_str("[storage]\n");
+            let mut all_declared = true;
+            for ((pick, declared), class) in picks.iter().zip(["default", "scratch", "submission"]) {
+                let name = if *declared { disks[pick.index(disks.len())].clone() } else { format!("undeclared-{}", pick.index(100)) };
+                all_declared &= *declared;
+                text.push_str(&format!("{class} = \"{name}\"\n"));
+            }
+            match parse(&text) {
+                Ok(c) => {
+                    prop_assert!(all_declared, "accepted an undeclared disk:\n{text}");
+                    for class in StorageClass::ALL {
+                        prop_assert!(disks.iter().any(|d| d == c.disk_for(class)));
+                    }
+                }
+                Err(e) => {
+                    prop_assert!(!all_declared, "refused a good config:\n{text}\n{e}");
+                    prop_assert!(e.to_string().contains("undeclared-"), "{e}");
+                    placed_in(&e, &text)?;
+                }
+            }
+        }
     }
 }

@@ -57,6 +57,52 @@ pub struct ServerConfig {
     pub url_secret: Option<toml::Value>,
     /// The base URL clients reach this host at, for `stowage url` (default: https://LISTEN).
     pub public_url: Option<String>,
+    /// Time limits on every stage of a connection.
+    #[serde(default)]
+    pub timeouts: ServerTimeouts,
+    /// How much any one client may take.
+    #[serde(default)]
+    pub limits: ServerLimits,
+}
+
+/// `[server.timeouts]`, in seconds. Each stage of a connection is bounded; the defaults suit a
+/// services host on a private network.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTimeouts {
+    /// The TLS handshake (default 10).
+    pub tls_handshake_secs: Option<Spanned<u64>>,
+    /// A request's head, from when the connection waits for it: bounds both a slow request
+    /// line and an idle keep-alive connection (default 15).
+    pub header_secs: Option<Spanned<u64>>,
+    /// A request body that sends nothing (default 60).
+    pub body_idle_secs: Option<Spanned<u64>>,
+    /// A response body the client does not read: the download is dropped and its driver
+    /// instance released (default 30).
+    pub send_stall_secs: Option<Spanned<u64>>,
+}
+
+/// `[server.limits]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerLimits {
+    /// Connections open at once; more wait to be accepted (default 4096).
+    pub max_connections: Option<Spanned<u64>>,
+    /// Largest request head, in KiB (default 64).
+    pub max_header_kib: Option<Spanned<u64>>,
+    /// Requests in flight per credential (API key; all signed URLs together); more get 429
+    /// (default 128).
+    pub max_requests_per_key: Option<Spanned<u64>>,
+    /// Upload sessions open per API key (default 16); all keys together: `max_uploads`.
+    pub max_uploads_per_key: Option<Spanned<u64>>,
+    /// Upload sessions open at once (default 64).
+    pub max_uploads: Option<Spanned<u64>>,
+    /// Seconds a readiness answer is reused: at most one probe per interval, however many ask
+    /// (default 5).
+    pub readiness_interval_secs: Option<Spanned<u64>>,
+    /// Threads that run storage work (plugin calls, file I/O), apart from the threads that
+    /// accept connections and answer `/healthz` (default: the number of CPUs, at least 2).
+    pub worker_threads: Option<Spanned<u64>>,
 }
 
 /// `[server.tls]`.
@@ -196,6 +242,11 @@ pub struct DiskConfig {
     /// Pins on the plugin's signer and content.
     #[serde(default)]
     pub pin: Pin,
+    /// Largest object the disk takes, in MiB (none: no limit).
+    pub max_object_mib: Option<Spanned<u64>>,
+    /// Most the disk may hold, in GiB (fractions allowed; none: no quota). Counted by a
+    /// listing of the disk once per process, then kept current.
+    pub quota_gib: Option<Spanned<f64>>,
     /// Temp objects whose owner cannot be told (e.g. S3's unfinished multipart uploads) are
     /// removed once this old (default 86400: a day).
     pub orphan_after_secs: Option<Spanned<u64>>,
@@ -230,6 +281,11 @@ pub struct LimitsConfig {
     pub call_timeout_ms: Option<Spanned<u64>>,
     /// Most instances alive at once, i.e. operations in flight on the disk (default 64).
     pub max_instances: Option<Spanned<u64>>,
+    /// Most of them one credential may hold (default three quarters of `max_instances`).
+    pub max_instances_per_key: Option<Spanned<u64>>,
+    /// Longest an operation waits for an instance before it is refused as busy, in
+    /// milliseconds (default 10000).
+    pub wait_ms: Option<Spanned<u64>>,
 }
 
 /// The `[storage]` table: storage class → disk name. `scratch` and `submission` default to the

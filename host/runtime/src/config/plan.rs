@@ -35,6 +35,10 @@ pub struct PluginPlan {
     pub required: bool,
     /// For a disk: temp objects of unknown owners older than this are orphans.
     pub orphan_after: Duration,
+    /// For a disk: its largest object and its quota, bytes.
+    pub max_object: Option<u64>,
+    /// For a disk: most bytes it may hold.
+    pub quota: Option<u64>,
 }
 
 impl std::fmt::Display for PluginSource {
@@ -142,7 +146,9 @@ impl LoadedConfig {
                     outbound,
                 };
                 let orphan_after = Duration::from_secs(disk.orphan_after_secs.as_ref().map_or(86_400, |v| *v.get_ref()));
-                Ok(PluginPlan { name, plugin, grants, limits: limits(&disk.limits), pins: pins(&disk.pin), required: false, orphan_after })
+                let max_object = disk.max_object_mib.as_ref().map(|m| m.get_ref().saturating_mul(1 << 20));
+                let quota = disk.quota_gib.as_ref().map(|q| (q.get_ref() * (1u64 << 30) as f64) as u64);
+                Ok(PluginPlan { name, plugin, grants, limits: limits(&disk.limits), pins: pins(&disk.pin), required: false, orphan_after, max_object, quota })
             })
             .collect()
     }
@@ -160,7 +166,7 @@ impl LoadedConfig {
                 let grants = Grants { config: flatten(&p.config, &format!("policies[{i}].config"))?, ..Grants::default() };
                 // The PHI ledger's own policy fails closed unless told otherwise.
                 let required = p.required.unwrap_or(plugin == PluginSource::Bundled("phi-tracking"));
-                Ok(PluginPlan { name, plugin, grants, limits: limits(&p.limits), pins: pins(&p.pin), required, orphan_after: Duration::ZERO })
+                Ok(PluginPlan { name, plugin, grants, limits: limits(&p.limits), pins: pins(&p.pin), required, orphan_after: Duration::ZERO, max_object: None, quota: None })
             })
             .collect()
     }
@@ -202,10 +208,13 @@ impl LoadedConfig {
 
 fn limits(l: &crate::config::LimitsConfig) -> Limits {
     let defaults = Limits::default();
+    let max_instances = l.max_instances.as_ref().map_or(defaults.max_instances, |v| *v.get_ref() as usize);
     Limits {
         memory_bytes: l.memory_mib.as_ref().map_or(defaults.memory_bytes, |v| (*v.get_ref() as usize) << 20),
         call_timeout: l.call_timeout_ms.as_ref().map_or(defaults.call_timeout, |v| Duration::from_millis(*v.get_ref())),
-        max_instances: l.max_instances.as_ref().map_or(defaults.max_instances, |v| *v.get_ref() as usize),
+        max_instances,
+        max_instances_per_key: l.max_instances_per_key.as_ref().map_or((max_instances * 3 / 4).max(1), |v| *v.get_ref() as usize),
+        wait: l.wait_ms.as_ref().map_or(defaults.wait, |v| Duration::from_millis(*v.get_ref())),
     }
 }
 

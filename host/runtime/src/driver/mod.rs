@@ -157,7 +157,7 @@ impl Disk {
     pub async fn capabilities(&self) -> Result<Capabilities, StorageError> {
         let mut lease = self.pool.lease().await?;
         let (store, guest) = lease.begin()?;
-        let r = guest.call_get_capabilities(store).await;
+        let r = crate::pool::bounded(store.data().deadline, guest.call_get_capabilities(store)).await;
         lease.end_infallible(r).map(convert::capabilities_from_wit)
     }
 
@@ -169,11 +169,10 @@ impl Disk {
         options: &WriteOptions,
     ) -> Result<ObjectWriter, StorageError> {
         let owner = crate::owner::owners().begin();
-        let mut lease = self.pool.lease().await?;
+        let mut lease = self.pool.lease_for(ctx.authenticated_as.as_deref()).await?;
         let (store, guest) = lease.begin()?;
-        let r = guest
-            .call_open_writer(store, &convert::context_to_wit(ctx), path, &convert::write_options_to_wit(options, owner.as_str()))
-            .await;
+        let r = crate::pool::bounded(store.data().deadline, guest
+            .call_open_writer(store, &convert::context_to_wit(ctx), path, &convert::write_options_to_wit(options, owner.as_str()))).await;
         let writer = lease.end(r)?;
         ObjectWriter::new(lease, writer, owner).await
     }
@@ -185,11 +184,10 @@ impl Disk {
         path: &str,
         range: Option<ByteRange>,
     ) -> Result<ObjectReader, StorageError> {
-        let mut lease = self.pool.lease().await?;
+        let mut lease = self.pool.lease_for(ctx.authenticated_as.as_deref()).await?;
         let (store, guest) = lease.begin()?;
-        let r = guest
-            .call_open_reader(store, &convert::context_to_wit(ctx), path, range.map(convert::range_to_wit))
-            .await;
+        let r = crate::pool::bounded(store.data().deadline, guest
+            .call_open_reader(store, &convert::context_to_wit(ctx), path, range.map(convert::range_to_wit))).await;
         let (reader, info) = lease.end(r)?;
         let info = convert::info_from_wit(info);
         let remaining = match range {
@@ -211,17 +209,17 @@ impl Disk {
 
     /// Everything known about `path`.
     pub async fn stat(&self, ctx: &RequestContext, path: &str) -> Result<ObjectInfo, StorageError> {
-        let mut lease = self.pool.lease().await?;
+        let mut lease = self.pool.lease_for(ctx.authenticated_as.as_deref()).await?;
         let (store, guest) = lease.begin()?;
-        let r = guest.call_stat(store, &convert::context_to_wit(ctx), path).await;
+        let r = crate::pool::bounded(store.data().deadline, guest.call_stat(store, &convert::context_to_wit(ctx), path)).await;
         lease.end(r).map(convert::info_from_wit)
     }
 
     /// Whether an object exists at `path`.
     pub async fn exists(&self, ctx: &RequestContext, path: &str) -> Result<bool, StorageError> {
-        let mut lease = self.pool.lease().await?;
+        let mut lease = self.pool.lease_for(ctx.authenticated_as.as_deref()).await?;
         let (store, guest) = lease.begin()?;
-        let r = guest.call_exists(store, &convert::context_to_wit(ctx), path).await;
+        let r = crate::pool::bounded(store.data().deadline, guest.call_exists(store, &convert::context_to_wit(ctx), path)).await;
         lease.end(r)
     }
 
@@ -233,45 +231,43 @@ impl Disk {
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<ListPage, StorageError> {
-        let mut lease = self.pool.lease().await?;
+        let mut lease = self.pool.lease_for(ctx.authenticated_as.as_deref()).await?;
         let (store, guest) = lease.begin()?;
-        let r = guest
-            .call_list(store, &convert::context_to_wit(ctx), prefix, cursor, limit)
-            .await;
+        let r = crate::pool::bounded(store.data().deadline, guest
+            .call_list(store, &convert::context_to_wit(ctx), prefix, cursor, limit)).await;
         lease.end(r).map(convert::page_from_wit)
     }
 
     /// Removes `path`.
     pub async fn delete(&self, ctx: &RequestContext, path: &str) -> Result<(), StorageError> {
-        let mut lease = self.pool.lease().await?;
+        let mut lease = self.pool.lease_for(ctx.authenticated_as.as_deref()).await?;
         let (store, guest) = lease.begin()?;
-        let r = guest.call_delete(store, &convert::context_to_wit(ctx), path).await;
+        let r = crate::pool::bounded(store.data().deadline, guest.call_delete(store, &convert::context_to_wit(ctx), path)).await;
         lease.end(r)
     }
 
     /// A URL serving `path` for `expires_in_secs`, if the driver can make one.
     pub async fn url(&self, ctx: &RequestContext, path: &str, expires_in_secs: u64) -> Result<String, StorageError> {
-        let mut lease = self.pool.lease().await?;
+        let mut lease = self.pool.lease_for(ctx.authenticated_as.as_deref()).await?;
         let (store, guest) = lease.begin()?;
-        let r = guest
-            .call_url(store, &convert::context_to_wit(ctx), path, expires_in_secs)
-            .await;
+        let r = crate::pool::bounded(store.data().deadline, guest
+            .call_url(store, &convert::context_to_wit(ctx), path, expires_in_secs)).await;
         lease.end(r)
     }
 
     /// A page of the temporary objects unfinished writes left.
     pub async fn list_temps(&self, ctx: &RequestContext, cursor: Option<&str>, limit: u32) -> Result<TempPage, StorageError> {
-        let mut lease = self.pool.lease().await?;
+        let mut lease = self.pool.lease_for(ctx.authenticated_as.as_deref()).await?;
         let (store, guest) = lease.begin()?;
-        let r = guest.call_list_temps(store, &convert::context_to_wit(ctx), cursor, limit).await;
+        let r = crate::pool::bounded(store.data().deadline, guest.call_list_temps(store, &convert::context_to_wit(ctx), cursor, limit)).await;
         lease.end(r).map(convert::temp_page_from_wit)
     }
 
     /// Removes one temporary object.
     pub async fn remove_temp(&self, ctx: &RequestContext, id: &str) -> Result<(), StorageError> {
-        let mut lease = self.pool.lease().await?;
+        let mut lease = self.pool.lease_for(ctx.authenticated_as.as_deref()).await?;
         let (store, guest) = lease.begin()?;
-        let r = guest.call_remove_temp(store, &convert::context_to_wit(ctx), id).await;
+        let r = crate::pool::bounded(store.data().deadline, guest.call_remove_temp(store, &convert::context_to_wit(ctx), id)).await;
         lease.end(r)
     }
 

@@ -33,7 +33,7 @@ impl ObjectReader {
         path: String,
     ) -> Result<Self, StorageError> {
         let (store, guest) = lease.begin()?;
-        let source = guest.reader().call_source(&mut *store, reader).await;
+        let source = crate::pool::bounded(store.data().deadline, guest.reader().call_source(&mut *store, reader)).await;
         let source = lease.end_infallible(source)?;
         Ok(ObjectReader {
             lease: Some(lease),
@@ -65,13 +65,20 @@ impl ObjectReader {
         let lease = self.lease.as_mut().ok_or_else(closed)?;
         let chunk = match &self.source {
             Some(source) => {
+                let limit = lease.call_timeout();
                 let store = lease.store()?;
                 let stream = store
                     .data_mut()
                     .table()
                     .get_mut(source)
                     .map_err(|e| StorageError::Io(format!("driver's read stream is gone: {e}")))?;
-                match stream.blocking_read(want).await {
+                let Ok(read) = tokio::time::timeout(limit, stream.blocking_read(want)).await else {
+                    // The backend stopped sending: the stream (and its instance) are abandoned.
+                    lease.discard();
+                    self.lease = None;
+                    return Err(StorageError::Unavailable { reason: format!("the backend sent nothing for {} s", limit.as_secs_f64()), retryable: true });
+                };
+                match read {
                     Ok(bytes) => bytes,
                     Err(StreamError::Closed) => Bytes::new(),
                     Err(StreamError::LastOperationFailed(e)) => {
@@ -85,7 +92,7 @@ impl ObjectReader {
             }
             None => {
                 let (store, guest) = lease.begin()?;
-                let r = guest.reader().call_read(&mut *store, self.reader, want as u64).await;
+                let r = crate::pool::bounded(store.data().deadline, guest.reader().call_read(&mut *store, self.reader, want as u64)).await;
                 Bytes::from(lease.end(r)?)
             }
         };

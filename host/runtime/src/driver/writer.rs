@@ -38,7 +38,7 @@ pub struct ObjectWriter {
 impl ObjectWriter {
     pub(crate) async fn new(mut lease: Lease, writer: ResourceAny, owner: crate::owner::OwnerTag) -> Result<Self, StorageError> {
         let (store, guest) = lease.begin()?;
-        let sink = guest.writer().call_sink(&mut *store, writer).await;
+        let sink = crate::pool::bounded(store.data().deadline, guest.writer().call_sink(&mut *store, writer)).await;
         let sink = lease.end_infallible(sink)?;
         Ok(ObjectWriter {
             owner: Some(owner),
@@ -78,7 +78,7 @@ impl ObjectWriter {
             Some(sink) => write_to_sink(lease, sink, chunk).await,
             None => {
                 let (store, guest) = lease.begin()?;
-                let r = guest.writer().call_write(&mut *store, self.writer, &chunk).await;
+                let r = crate::pool::bounded(store.data().deadline, guest.writer().call_write(&mut *store, self.writer, &chunk)).await;
                 lease.end(r)
             }
         };
@@ -155,7 +155,7 @@ impl ObjectWriter {
             size: digest.size,
             sha256: digest.sha256.clone(),
         };
-        let r = guest.writer().call_finish(&mut *store, self.writer, &wit_digest).await;
+        let r = crate::pool::bounded(store.data().deadline, guest.writer().call_finish(&mut *store, self.writer, &wit_digest)).await;
         let info = lease.end(r);
         drop_resource(&mut lease, self.writer).await;
         let mut info = info_from_wit(info?);
@@ -205,13 +205,22 @@ async fn write_to_sink(
     sink: &Resource<DynOutputStream>,
     chunk: Bytes,
 ) -> Result<(), StorageError> {
+    let limit = lease.call_timeout();
     let store = lease.store()?;
     let stream = store
         .data_mut()
         .table()
         .get_mut(sink)
         .map_err(|e| StorageError::Io(format!("driver's write stream is gone: {e}")))?;
-    match stream.blocking_write_and_flush(chunk).await {
+    let written = match tokio::time::timeout(limit, stream.blocking_write_and_flush(chunk)).await {
+        Ok(written) => written,
+        Err(_) => {
+            // The backend stopped taking bytes: the stream (and its instance) are abandoned.
+            lease.discard();
+            return Err(StorageError::Unavailable { reason: format!("the backend took no bytes for {} s", limit.as_secs_f64()), retryable: true });
+        }
+    };
+    match written {
         Ok(()) => Ok(()),
         // A backend failure (e.g. disk full): the instance is fine; the caller aborts, which
         // lets the driver remove what was written.
@@ -235,7 +244,7 @@ async fn abort_checked(
 ) -> Result<(), StorageError> {
     let closed = close_sink(&mut lease, sink).await;
     let (store, guest) = lease.begin()?;
-    let r = guest.writer().call_abort(&mut *store, writer).await;
+    let r = crate::pool::bounded(store.data().deadline, guest.writer().call_abort(&mut *store, writer)).await;
     let aborted = lease.end(r);
     drop_resource(&mut lease, writer).await;
     closed.and(aborted)
@@ -258,7 +267,7 @@ async fn close_sink(lease: &mut Lease, sink: Option<Resource<DynOutputStream>>) 
 /// a failure means the instance is unusable and it is thrown away.
 pub(crate) async fn drop_resource(lease: &mut Lease, resource: ResourceAny) {
     let Ok((store, _)) = lease.begin() else { return };
-    let dropped = resource.resource_drop_async(&mut *store).await;
+    let dropped = crate::pool::bounded(store.data().deadline, resource.resource_drop_async(&mut *store)).await;
     if lease.end_infallible(dropped).is_err() {
         tracing::warn!("dropping a plugin resource failed; instance replaced");
     }

@@ -346,4 +346,42 @@ mod tests {
         changed[12] ^= 1;
         assert_eq!(verify(&changed, Some(&sig), &[a.verifying_key()]), Err(SignatureError::Modified));
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn a_payload_reads_back_as_written(hash in any::<[u8; 32]>(), entries in proptest::collection::vec((proptest::collection::vec(any::<u8>(), 0..40), proptest::collection::vec(any::<u8>(), 0..80)), 0..4)) {
+                let set = SignatureSet {
+                    hash,
+                    signatures: entries.into_iter().map(|(k, s)| SignatureEntry { key_id: hex::encode(k), signature: s }).collect(),
+                };
+                prop_assert_eq!(parse_payload(&encode_payload(&set)), Ok(set));
+            }
+
+            #[test]
+            fn any_bytes_are_a_payload_or_an_error(p in proptest::collection::vec(any::<u8>(), 0..200)) {
+                let _ = parse_payload(&p);
+                let mut file = b"\0asm\x01\0\0\0".to_vec();
+                file.extend_from_slice(&p);
+                let _ = verify(&file, Some(&p), &[key(1).verifying_key()]);
+            }
+
+            #[test]
+            fn any_changed_byte_of_a_signed_plugin_is_refused(at in any::<prop::sample::Index>(), byte in any::<u8>()) {
+                let k = key(1);
+                let signed = sign(&module(), &k).unwrap();
+                let at = at.index(signed.len());
+                prop_assume!(signed[at] != byte);
+                let mut changed = signed.clone();
+                changed[at] = byte;
+                prop_assert!(verify(&changed, None, &[k.verifying_key()]).is_err(), "byte {at} set to {byte} still verifies");
+            }
+        }
+    }
 }

@@ -237,7 +237,7 @@ impl Policy {
     pub async fn declared_interests(&self) -> Result<Interests, StorageError> {
         let mut lease = self.pool.lease().await?;
         let (store, policy) = lease.enter(Duration::ZERO)?;
-        let r = policy.stowage_storage_policy_hooks().call_interests(store).await;
+        let r = crate::pool::bounded(store.data().deadline, policy.stowage_storage_policy_hooks().call_interests(store)).await;
         let wit = lease.end_infallible(r)?;
         Ok(Interests {
             check: convert::operation_set_from_wit(wit.check),
@@ -267,10 +267,9 @@ impl Policy {
     pub async fn decide(&self, request: &OperationRequest) -> Result<Decision, StorageError> {
         let mut lease = self.pool.lease().await?;
         let (store, policy) = lease.enter(Duration::ZERO)?;
-        let r = policy
+        let r = crate::pool::bounded(store.data().deadline, policy
             .stowage_storage_policy_hooks()
-            .call_check(store, &convert::request_to_wit(request))
-            .await;
+            .call_check(store, &convert::request_to_wit(request))).await;
         Ok(match lease.end_infallible(r)? {
             wit_policy::Decision::Allow => Decision::Allow,
             wit_policy::Decision::Deny(reason) => Decision::Deny(reason),
@@ -316,10 +315,9 @@ impl Policy {
         let mut lease = self.pool.lease().await?;
         let (store, policy) = lease.enter(Duration::ZERO)?;
         store.data_mut().audit = audit;
-        let r = policy
+        let r = crate::pool::bounded(store.data().deadline, policy
             .stowage_storage_policy_hooks()
-            .call_observe(&mut *store, &convert::outcome_to_wit(outcome, phase))
-            .await;
+            .call_observe(&mut *store, &convert::outcome_to_wit(outcome, phase))).await;
         if let Ok(store) = lease.store() {
             store.data_mut().audit = None;
         }
