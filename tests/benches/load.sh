@@ -68,6 +68,28 @@ for i in $(seq 0 $((files - 1))); do
 done
 (cd "$work" && for i in $(seq 0 $((files - 1))); do "$stowage" put "default:load/$i.bin" 4k.bin >/dev/null; done)
 
+# The same host without policies (so without the ledger): what the pipeline's audit costs.
+mkdir -p "$work/bare"
+sed -e '/^\[\[policies\]\]$/,+1d' -e 's|dir = "data"|dir = "../data"|' -e 's|ledger.sqlite|bare-ledger.sqlite|' "$work/stowage.toml" >"$work/bare/stowage.toml"
+# nginx's workers run as an unprivileged user: let them read the files.
+chmod 755 "$work"
+chmod -R a+rX "$work/static"
+
+start_stowage() { # DIR -> sets port and pid
+    port=$(free_port)
+    (cd "$1" && exec "$stowage" serve --listen "127.0.0.1:$port" >"$1/stowage.out" 2>"$1/stowage.log") &
+    pid=$!
+    pids+=("$pid")
+    for _ in $(seq 1 100); do
+        grep -q "serving on" "$1/stowage.out" 2>/dev/null && return
+        sleep 0.1
+    done
+    echo "stowage did not start:"; cat "$1/stowage.log"; exit 1
+}
+start_stowage "$work/bare"
+bport=$port
+bpid=$pid
+
 sport=$(free_port)
 (cd "$work" && exec "$stowage" serve --listen "127.0.0.1:$sport" >"$work/stowage.out" 2>"$work/stowage.log") &
 spid=$!
@@ -153,12 +175,14 @@ ng=$(run "http://127.0.0.1:$nport" "$work/get.lua")
 line "nginx GET (static)" "$ng" "$(rss_mib "$(cat "$work/nginx/nginx.pid")")"
 sg=$(run "http://127.0.0.1:$sport" "$work/get.lua")
 line "stowage GET" "$sg" "$(rss_mib "$spid")"
+bg=$(run "http://127.0.0.1:$bport" "$work/get.lua")
+line "stowage GET, no policies" "$bg" "$(rss_mib "$bpid")"
 sp=$(run "http://127.0.0.1:$sport" "$work/put.lua")
 line "stowage PUT" "$sp" "$(rss_mib "$spid")"
-python3 - "$ng" "$sg" <<'PY'
+python3 - "$ng" "$sg" "$bg" <<'PY'
 import sys
-n, s = (float(x.split()[0]) for x in sys.argv[1:3])
-print(f"stowage GET / nginx GET: {s / n:.2f}x (goal >= 0.5x)")
+n, s, b = (float(x.split()[0]) for x in sys.argv[1:4])
+print(f"stowage GET / nginx GET: {s / n:.2f}x (goal >= 0.5x); without policies: {b / n:.2f}x")
 PY
 
 echo "== /healthz while two 1 GiB PUTs commit"
