@@ -90,15 +90,9 @@ start_stowage "$work/bare"
 bport=$port
 bpid=$pid
 
-sport=$(free_port)
-(cd "$work" && exec "$stowage" serve --listen "127.0.0.1:$sport" >"$work/stowage.out" 2>"$work/stowage.log") &
-spid=$!
-pids+=("$spid")
-for _ in $(seq 1 100); do
-    grep -q "serving on" "$work/stowage.out" 2>/dev/null && break
-    sleep 0.1
-done
-grep -q "serving on" "$work/stowage.out" || { echo "stowage did not start:"; cat "$work/stowage.log"; exit 1; }
+start_stowage "$work"
+sport=$port
+spid=$pid
 
 # --- nginx: the same files, static ----------------------------------------------------------
 nport=$(free_port)

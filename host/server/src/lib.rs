@@ -51,9 +51,20 @@ use tokio::net::TcpListener;
 
 pub use settings::{Settings, SettingsError};
 
-/// What every handler shares.
+/// What every handler shares: one pointer, so the clone each middleware layer and handler
+/// takes is one reference count.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The state behind [`AppState`].
+pub struct Shared {
     storage: Arc<Storage>,
     keys: auth::ApiKeys,
     metrics: Arc<metrics::Metrics>,
@@ -73,7 +84,7 @@ pub struct AppState {
 
 /// The routes over `storage`, `/v1` guarded by `keys`; storage work runs on `work`.
 fn router(storage: Arc<Storage>, keys: auth::ApiKeys, url_secret: Option<Arc<[u8]>>, tuning: settings::Tuning, work: tokio::runtime::Handle) -> Router {
-    let state = AppState {
+    let state = AppState(Arc::new(Shared {
         storage,
         keys,
         metrics: Arc::default(),
@@ -83,7 +94,7 @@ fn router(storage: Arc<Storage>, keys: auth::ApiKeys, url_secret: Option<Arc<[u8
         readiness: Arc::new(health::Readiness::new(tuning.readiness_interval)),
         work,
         tuning,
-    };
+    }));
     let reaped = Arc::downgrade(&state.uploads);
     state.work.spawn(async move {
         loop {

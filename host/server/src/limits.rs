@@ -35,7 +35,13 @@ impl PerKey {
 
     /// A place for a request of `who`, if it has one free.
     fn enter(&self, who: &str) -> Option<OwnedSemaphorePermit> {
-        let semaphore = self.keys.lock().ok()?.entry(who.to_string()).or_insert_with(|| Arc::new(Semaphore::new(self.max))).clone();
+        let semaphore = {
+            let mut keys = self.keys.lock().ok()?;
+            match keys.get(who) {
+                Some(s) => s.clone(),
+                None => keys.entry(who.to_string()).or_insert_with(|| Arc::new(Semaphore::new(self.max))).clone(),
+            }
+        };
         semaphore.try_acquire_owned().ok()
     }
 }

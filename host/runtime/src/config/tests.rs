@@ -1,0 +1,96 @@
+//! Config parsing and checking: what each mistake is told.
+
+use super::*;
+
+fn parse(text: &str) -> Result<LoadedConfig, ConfigError> {
+    LoadedConfig::parse(text, ConfigSource::File("t.toml".into()), PathBuf::from("."))
+}
+
+#[test]
+fn embedded_default_is_valid_and_maps_every_class_to_local() {
+    let c = parse(EMBEDDED_DEFAULT).unwrap();
+    for class in StorageClass::ALL {
+        assert_eq!(c.disk_for(class), "local");
+    }
+}
+
+#[test]
+fn unknown_field_names_the_field_and_line() {
+    let text = "role = \"testing\"\n[disks.a]\nplugin = \"local-fs\"\nplgin = 3\n[storage]\ndefault = \"a\"\n";
+    let e = parse(text).unwrap_err().to_string();
+    assert!(e.starts_with("t.toml:4:"), "{e}");
+    assert!(e.contains("unknown field `plgin`"), "{e}");
+}
+
+#[test]
+fn bad_role_names_the_line() {
+    let e = parse("role = \"webby\"\n[storage]\ndefault = \"a\"\n").unwrap_err().to_string();
+    assert!(e.starts_with("t.toml:1:"), "{e}");
+    assert!(e.contains("webby"), "{e}");
+}
+
+#[test]
+fn every_semantic_problem_is_reported_with_its_line() {
+    let text = "role = \"testing\"\n[disks.scratch]\nplugin = \"nope\"\n[disks.ok]\nplugin = \"local-fs\"\nlimits = { memory_mib = 0 }\n[storage]\ndefault = \"ok\"\nscratch = \"missing\"\n";
+    let e = parse(text).unwrap_err();
+    let lines: Vec<_> = e.problems.iter().map(|p| p.at.unwrap().0).collect();
+    assert_eq!(lines, vec![2, 3, 6, 9], "{e}");
+    let s = e.to_string();
+    assert!(s.contains("storage.scratch = \"missing\": no disk of that name; defined disks: ok, scratch"), "{s}");
+    assert!(s.contains("memory_mib = 0 is out of range"), "{s}");
+    assert!(s.contains("also a storage class name"), "{s}");
+}
+
+#[test]
+fn type_errors_name_the_key() {
+    let text = "role = \"testing\"\n[disks.a]\nplugin = \"local-fs\"\nlimits = { memory_mib = \"lots\" }\n[storage]\ndefault = \"a\"\n";
+    let e = parse(text).unwrap_err().to_string();
+    assert!(e.starts_with("t.toml:4:25: `memory_mib`: invalid type"), "{e}");
+}
+
+#[test]
+fn nested_grant_dirs_are_refused() {
+    let text = "role = \"testing\"\n[disks.a]\nplugin = \"local-fs\"\ngrant = { dir = \"data\" }\n[disks.b]\nplugin = \"local-fs\"\ngrant = { dir = \"./data/sub/..\" }\n[storage]\ndefault = \"a\"\n";
+    let e = parse(text).unwrap_err().to_string();
+    assert!(e.starts_with("t.toml:7:"), "{e}");
+    assert!(e.contains("overlap"), "{e}");
+}
+
+#[test]
+fn api_keys_need_an_endpoint_and_https_outside_dev_mode() {
+    let disk = |grant: &str, server: &str| {
+        format!("role = \"web\"\n[disks.r]\nplugin = \"remote\"\ngrant = {{ {grant} }}\n[storage]\ndefault = \"r\"\n[server]\n{server}")
+    };
+    // An environment variable no one sets.
+    let key = "api_key = { env = \"STOWAGE_CONFIG_TEST_KEY_UNSET\" }";
+    let e = parse(&disk(key, "")).unwrap_err().to_string();
+    assert!(e.contains("grant.api_key needs grant.endpoint"), "{e}");
+    let e = parse(&disk(&format!("endpoint = \"http://10.0.0.2:8443\", {key}"), "")).unwrap_err().to_string();
+    assert!(e.contains("would travel over plain HTTP") && e.contains("not set"), "{e}");
+    let e = parse(&disk(&format!("endpoint = \"http://10.0.0.2:8443\", {key}"), "dev_mode = true")).unwrap_err().to_string();
+    assert!(!e.contains("plain HTTP") && e.contains("STOWAGE_CONFIG_TEST_KEY_UNSET` is not set"), "{e}");
+    let e = parse(&disk("endpoint = \"https://s.example.org\", ca_file = \"missing-ca.pem\"", "")).unwrap_err().to_string();
+    assert!(e.contains("grant.ca_file") && e.contains("missing-ca.pem"), "{e}");
+    assert!(parse(&disk("endpoint = \"https://s.example.org\", api_key = \"k\"", "")).is_ok());
+}
+
+#[test]
+fn logging_ledger_failures_is_for_testing_only_and_the_checkpoint_disk_must_exist() {
+    let text = |role: &str, ledger: &str| format!("role = \"{role}\"\n[disks.a]\nplugin = \"local-fs\"\n[storage]\ndefault = \"a\"\n[ledger]\n{ledger}");
+    assert!(parse(&text("testing", "on_failure = \"log\"\n")).is_ok());
+    for role in ["services", "web"] {
+        let e = parse(&text(role, "on_failure = \"log\"\n")).unwrap_err().to_string();
+        assert!(e.contains("t.toml:7:14: ledger.on_failure") && e.contains("allowed only on role `testing`") && e.contains(role), "{e}");
+    }
+    assert!(parse(&text("services", "on_failure = \"fail\"\n")).is_ok());
+    let e = parse(&text("testing", "checkpoint_disk = \"b\"\n")).unwrap_err().to_string();
+    assert!(e.contains("ledger.checkpoint_disk = \"b\": no disk of that name"), "{e}");
+    let e = parse(&text("testing", "checkpoint_every = 0\n")).unwrap_err().to_string();
+    assert!(e.contains("ledger.checkpoint_every = 0 is out of range"), "{e}");
+}
+
+#[test]
+fn position_counts_lines_and_columns_from_one() {
+    assert_eq!(position("ab\ncd", 0), (1, 1));
+    assert_eq!(position("ab\ncd", 4), (2, 2));
+}
