@@ -20,17 +20,17 @@ fn is_root() -> bool {
 }
 
 /// A tmpfs mounted for one test (root only), unmounted on drop.
-struct Tmpfs(PathBuf);
+pub(crate) struct Tmpfs(PathBuf);
 
 impl Tmpfs {
-    fn mount(at: &Path, size: &str) -> Tmpfs {
+    pub(crate) fn mount(at: &Path, size: &str) -> Tmpfs {
         std::fs::create_dir_all(at).unwrap();
         let o = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(at).output().unwrap();
         assert!(o.status.success(), "mount tmpfs: {}", String::from_utf8_lossy(&o.stderr));
         Tmpfs(at.to_path_buf())
     }
 
-    fn remount(&self, opts: &str) {
+    pub(crate) fn remount(&self, opts: &str) {
         let o = Command::new("mount").args(["-o", &format!("remount,{opts}")]).arg(&self.0).output().unwrap();
         assert!(o.status.success(), "remount: {}", String::from_utf8_lossy(&o.stderr));
     }

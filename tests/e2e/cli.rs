@@ -1,5 +1,7 @@
 //! The CLI round trip from a fresh directory with no config (the embedded default).
 
+use std::process::Command;
+
 use crate::{run_in, stderr, stdout};
 
 #[test]
@@ -77,4 +79,124 @@ fn put_reads_stdin_and_errors_are_one_actionable_line() {
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?} must print one line: {err}");
     }
     assert!(!d.join("etc").exists());
+}
+
+/// `get -o` writes into what is there: a device node stays a node, a FIFO's reader gets the
+/// bytes, a symlink's target gets them (the link stays), a regular file is replaced atomically
+/// keeping its mode, and a directory that cannot take a temp file is a clear error that
+/// leaves nothing behind. (The device node is made with mknod: root, as in CI.)
+#[test]
+fn get_output_writes_into_devices_fifos_and_through_symlinks() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(d.join("data.bin"), &data).unwrap();
+    let o = run_in(d, &["put", "default:obj.bin", "data.bin"]);
+    assert!(o.status.success(), "put: {}", stderr(&o));
+    let get_to = |target: &str| run_in(d, &["get", "default:obj.bin", "-o", target]);
+
+    // A character device like /dev/null (same major/minor), made here rather than risking the
+    // machine's own.
+    let null = d.join("null");
+    let o = Command::new("mknod").arg(&null).args(["c", "1", "3"]).output().unwrap();
+    assert!(o.status.success(), "mknod (needs root): {}", String::from_utf8_lossy(&o.stderr));
+    let o = get_to("null");
+    assert!(o.status.success(), "get -o device: {}", stderr(&o));
+    let meta = std::fs::symlink_metadata(&null).unwrap();
+    assert!(meta.file_type().is_char_device(), "the device node must stay a device node");
+
+    // A FIFO with a reader: the reader gets every byte, the FIFO stays a FIFO.
+    let fifo = d.join("fifo");
+    let o = Command::new("mkfifo").arg(&fifo).output().unwrap();
+    assert!(o.status.success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(fifo).unwrap())
+    };
+    let o = get_to("fifo");
+    assert!(o.status.success(), "get -o fifo: {}", stderr(&o));
+    assert!(reader.join().unwrap() == data, "the FIFO's reader must get the object's bytes");
+    assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+
+    // A symlink: its target gets the bytes, the link stays a link.
+    std::fs::write(d.join("real.bin"), b"old").unwrap();
+    std::os::unix::fs::symlink("real.bin", d.join("link.bin")).unwrap();
+    let o = get_to("link.bin");
+    assert!(o.status.success(), "get -o symlink: {}", stderr(&o));
+    assert!(std::fs::symlink_metadata(d.join("link.bin")).unwrap().file_type().is_symlink());
+    assert!(std::fs::read(d.join("real.bin")).unwrap() == data, "the link's target must hold the bytes");
+
+    // A link to nothing is refused, and nothing is created.
+    std::os::unix::fs::symlink("nowhere.bin", d.join("dangling.bin")).unwrap();
+    let o = get_to("dangling.bin");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("dangling.bin is a symlink to nowhere.bin"), "{}", stderr(&o));
+    assert!(!d.join("nowhere.bin").exists());
+    assert!(std::fs::symlink_metadata(d.join("dangling.bin")).unwrap().file_type().is_symlink());
+
+    // A regular file: replaced (a new inode: atomic rename), keeping its mode.
+    use std::os::unix::fs::MetadataExt;
+    let file = d.join("file.bin");
+    std::fs::write(&file, b"old").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let ino = std::fs::metadata(&file).unwrap().ino();
+    let o = get_to("file.bin");
+    assert!(o.status.success(), "get -o file: {}", stderr(&o));
+    let meta = std::fs::metadata(&file).unwrap();
+    assert!(std::fs::read(&file).unwrap() == data);
+    assert_ne!(meta.ino(), ino, "a regular file is replaced by rename, not rewritten");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o640, "the new file keeps the old one's mode");
+
+    // A directory that cannot take a temp file (a read-only mount: root ignores mode bits):
+    // a clear error naming it, the old file untouched, no temp file left.
+    let ro = d.join("ro");
+    let fs = crate::audit::Tmpfs::mount(&ro, "1M");
+    std::fs::write(ro.join("kept.bin"), b"old").unwrap();
+    fs.remount("ro");
+    let o = get_to("ro/kept.bin");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cannot create a temp file in") && stderr(&o).contains("ro"), "{}", stderr(&o));
+    assert_eq!(std::fs::read(ro.join("kept.bin")).unwrap(), b"old");
+    assert_eq!(std::fs::read_dir(&ro).unwrap().count(), 1, "nothing left beside the target");
+}
+
+/// `stowage health`: every disk's round trip and the ledger in one report; a disk whose
+/// directory became read-only fails it, named, with a non-zero exit.
+#[test]
+fn health_reports_every_disk_and_the_ledger_and_fails_naming_a_read_only_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("stowage.toml"),
+        "role = \"testing\"\n[disks.good]\nplugin = \"local-fs\"\ngrant = { dir = \"good\" }\n\
+         [disks.frozen]\nplugin = \"local-fs\"\ngrant = { dir = \"frozen\" }\n[storage]\ndefault = \"good\"\n\
+         [[policies]]\nplugin = \"phi-tracking\"\n[ledger]\npath = \"ledger.sqlite\"\n",
+    )
+    .unwrap();
+    let fs = crate::audit::Tmpfs::mount(&d.join("frozen"), "1M");
+    assert!(run_in(d, &["put", "default:a.txt", "stowage.toml"]).status.success());
+    let o = run_in(d, &["health"]);
+    assert!(o.status.success(), "healthy: {}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.lines().any(|l| l.starts_with("disk good") && l.contains(" ok ")), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("disk frozen") && l.contains(" ok ")), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("ledger") && l.contains("ok") && l.contains("records verify")), "{out}");
+
+    fs.remount("ro");
+    let o = run_in(d, &["health", "--json"]);
+    assert!(!o.status.success(), "a read-only disk must fail the check");
+    // (wasmtime-wasi reports EROFS as a plain I/O error, so the kind is `io`.)
+    assert!(stderr(&o).contains("health check failed: disk frozen: io"), "{}", stderr(&o));
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(json["ok"], false);
+    assert_eq!(json["disks"]["good"]["ok"], true);
+    assert_eq!(json["disks"]["frozen"]["ok"], false);
+    assert_eq!(json["disks"]["frozen"]["error"], "io");
+    assert!(json["disks"]["frozen"]["message"].as_str().unwrap().contains("read-only"), "{json}");
+    assert_eq!(json["ledger"]["ok"], true);
+    assert!(json["ledger"]["records"].as_u64().unwrap() >= 1, "{json}");
+    // The probes leave nothing behind on the good disk.
+    let o = run_in(d, &["ls", "good:"]);
+    assert_eq!(stdout(&o), "a.txt\n");
 }

@@ -2,6 +2,7 @@
 
 mod cmd;
 mod exit;
+mod output;
 mod progress;
 
 use std::path::PathBuf;
@@ -52,6 +53,9 @@ enum Command {
     Rm(cmd::rm::Args),
     /// Show the object's size, sha256, content type and metadata.
     Stat(cmd::stat::Args),
+    /// Check every disk (write, read back, delete a probe object) and the PHI ledger (records,
+    /// verifies, last checkpoint); exit non-zero if one fails.
+    Health(cmd::health::Args),
     /// Configuration tools.
     #[command(subcommand)]
     Config(cmd::config::Command),
@@ -111,6 +115,7 @@ fn main() -> ExitCode {
             Command::Ls(args) => cmd::ls::run(config, args).await,
             Command::Rm(args) => cmd::rm::run(config, args).await,
             Command::Stat(args) => cmd::stat::run(config, args).await,
+            Command::Health(args) => cmd::health::run(config, args).await,
             Command::Config(c) => cmd::config::run(config, c),
             Command::Plugin(c) => cmd::plugin::run(c, config_flag.as_deref()).await,
             Command::Ledger(c) => cmd::ledger::run(config, c).await,

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use stowage_runtime::MAX_CHUNK;
 
 use super::{address, at, open_storage, request};
+use crate::output::Output;
 use crate::progress;
 
 /// Arguments of `get`.
@@ -13,7 +14,8 @@ use crate::progress;
 pub struct Args {
     /// What to read: CLASS_OR_DISK:path.
     addr: String,
-    /// Write to FILE instead of stdout. FILE appears only once the whole object is read.
+    /// Write to FILE instead of stdout. A regular FILE is replaced only once the whole object
+    /// is read; a device or FIFO is written in place; a symlink is followed.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     output: Option<PathBuf>,
 }
@@ -34,21 +36,12 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<()> {
             out.flush()?;
         }
         Some(path) => {
-            // A temp file beside the target, renamed into place at the end: a failed read never
-            // leaves a truncated FILE or clobbers an existing one.
-            let dir = match path.parent() {
-                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-                _ => PathBuf::from("."),
-            };
-            let mut tmp = tempfile::NamedTempFile::new_in(&dir)
-                .map_err(|e| anyhow::anyhow!("cannot create a file in {}: {e}", dir.display()))?;
+            let mut out = Output::open(path)?;
             while let Some(chunk) = at(reader.next_chunk(MAX_CHUNK).await, &args.addr)? {
-                tmp.write_all(&chunk)
-                    .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+                out.write_all(&chunk)?;
                 bar.inc(chunk.len() as u64);
             }
-            tmp.persist(path)
-                .map_err(|e| anyhow::anyhow!("cannot write {}: {}", path.display(), e.error))?;
+            out.finish()?;
         }
     }
     bar.finish_and_clear();

@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod get;
+pub mod health;
 pub mod ledger;
 pub mod ledger_report;
 pub mod ls;
