@@ -256,3 +256,77 @@ fn walk(root: &Path) -> Vec<String> {
     }
     out
 }
+
+/// `max_requests_per_key`: a key with that many requests in flight gets `429` with
+/// `Retry-After` at once, other keys are served, and the key is served again once its
+/// requests end.
+#[test]
+fn a_key_past_its_requests_in_flight_gets_429_and_other_keys_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::copy(stowage_tests::fixture("misbehaving_driver"), d.join("slow.wasm")).unwrap();
+    config(d, "[disks.slow]\nplugin = \"./slow.wasm\"\nlimits = { call_timeout_ms = 3000 }\n", "[server.limits]\nmax_requests_per_key = 2\n");
+    std::fs::write(d.join("small.txt"), "small\n").unwrap();
+    assert!(run_in(d, &["put", "default:small.txt", "small.txt"]).status.success());
+    let server = Server::start(d);
+    // Two requests of key a that take the driver's whole call timeout (it spins on `loop`).
+    let slow: Vec<_> = (0..2)
+        .map(|_| {
+            let (d, url) = (d.to_path_buf(), format!("{}/v1/objects/slow/loop", server.url));
+            std::thread::spawn(move || stdout(&curl(&d, &["-I", "-H", &format!("Authorization: Bearer {KEY}"), "-o", "/dev/null", "-w", "%{http_code}", &url])))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(700));
+    let started = Instant::now();
+    let o = curl(d, &["-H", &format!("Authorization: Bearer {KEY}"), "-D", "-", "-w", "\n%{http_code}", &format!("{}/v1/objects/default/small.txt", server.url)]);
+    let (status, body) = status_and_body(&o);
+    assert_eq!(status, "429", "key a's third request: {body}");
+    assert!(started.elapsed() < Duration::from_secs(1), "refused at once, not queued: {:?}", started.elapsed());
+    let lower = body.to_ascii_lowercase();
+    assert!(lower.contains("retry-after: 1") && lower.contains("too-many-requests") && lower.contains("2 requests in flight"), "{body}");
+    let (status, took) = small_get(d, &server.url);
+    assert_eq!(status, "200", "key b is served while key a is at its cap");
+    assert!(took < Duration::from_secs(2), "key b waited {took:?}");
+    for s in slow {
+        assert_eq!(s.join().unwrap(), "500", "the spinning driver call ends at its timeout (a plugin fault)");
+    }
+    let o = curl(d, &["-H", &format!("Authorization: Bearer {KEY}"), "-o", "/dev/null", "-w", "%{http_code}", &format!("{}/v1/objects/default/small.txt", server.url)]);
+    assert_eq!(stdout(&o), "200", "key a is served again once its requests ended");
+}
+
+/// A data disk that really runs out of space (a small tmpfs, root only) under a quota above
+/// it: the write fails with nothing visible and no temp bytes left, the ledger records the
+/// failure, and the bytes the failed write reserved are given back (a failure does not eat
+/// the quota).
+#[test]
+fn a_full_data_disk_refuses_the_write_leaves_nothing_and_gives_back_its_reservation() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A 6 MiB file system under a 7 MiB quota.
+    config(d, &format!("quota_gib = {}\n", 7.0 / 1024.0), "");
+    let _fs = crate::audit::Tmpfs::mount(&d.join("data"), "6M");
+    let server = Server::start(d);
+    let auth = format!("Authorization: Bearer {KEY}");
+    let put = |path: &str, mib: f64| {
+        let file = d.join(format!("{path}.src"));
+        std::fs::write(&file, vec![9u8; (mib * 1048576.0) as usize]).unwrap();
+        let file = file.to_str().unwrap().to_string();
+        status_and_body(&curl(d, &["-X", "PUT", "-H", &auth, "--data-binary", &format!("@{file}"), "-w", "\n%{http_code}", &format!("{}/v1/objects/default/{path}", server.url)]))
+    };
+    assert_eq!(put("a.bin", 4.0).0, "200");
+    // 3 MiB more: the quota would take them (4 + 3 = 7), the disk cannot (about 2 MiB free).
+    let (status, body) = put("b.bin", 3.0);
+    assert_eq!(status, "507", "a write onto a full disk: {body}");
+    assert!(body.contains("\"no-space\"") && body.contains("disk `local` has no space left"), "{body}");
+    assert!(!d.join("data/b.bin").exists(), "a failed write is not visible");
+    assert_eq!(crate::crash::temp_file_bytes(&d.join("data")), 0, "the failed write's bytes are gone");
+    let show = stdout(&run_in(d, &["ledger", "show"]));
+    assert!(show.lines().any(|l| l.contains("creation_failed local:b.bin") && l.contains("no space left")), "{show}");
+    // With a.bin gone, 5.5 MiB fit on the disk and under the quota, but only if the ~2 MiB
+    // the failed write had reserved were given back (5.5 + 2 > 7).
+    assert_eq!(stdout(&curl(d, &["-X", "DELETE", "-H", &auth, "-o", "/dev/null", "-w", "%{http_code}", &format!("{}/v1/objects/default/a.bin", server.url)])), "204");
+    let (status, body) = put("c.bin", 5.5);
+    assert_eq!(status, "200", "the failed write's reservation was not given back: {body}");
+    let (status, body) = put("d.bin", 2.0);
+    assert_eq!(status, "507", "5.5 + 2 MiB exceed the 7 MiB quota: {body}");
+}

@@ -197,6 +197,45 @@ pub(crate) fn test_ca(dir: &Path) {
     std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
 }
 
+/// A client that opens connections and never finishes the TLS handshake (nothing sent, or
+/// half a ClientHello) is dropped after `tls_handshake_secs`, and a real client is served
+/// meanwhile.
+#[test]
+fn clients_that_never_finish_the_tls_handshake_are_dropped_and_stop_no_one() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    test_ca(d);
+    config(d, &format!("api_keys = [\"{KEY}\"]\ntls = {{ cert = \"server.pem\", key = \"server.key\" }}\n[server.timeouts]\ntls_handshake_secs = 2\n"));
+    let server = Server::start(d);
+    let addr = server.url.trim_start_matches("https://").to_string();
+    let started = Instant::now();
+    // 200 silent connections and 200 that send the first bytes of a ClientHello.
+    let mut stuck: Vec<std::net::TcpStream> = (0..400)
+        .map(|i| {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            if i % 2 == 1 {
+                s.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00]).unwrap();
+            }
+            s
+        })
+        .collect();
+    let ca = d.join("ca.pem");
+    let o = curl(d, &["--cacert", ca.to_str().unwrap(), "-o", "/dev/null", "-w", "%{http_code}", &format!("{}/healthz", server.url)]);
+    assert_eq!(stdout(&o), "200", "a real client is served while 400 handshakes hang");
+    assert!(started.elapsed() < Duration::from_secs(2), "the real client waited {:?}", started.elapsed());
+    for (i, s) in stuck.iter_mut().enumerate() {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 64];
+        // The host closes it: EOF (or a reset) rather than the read timing out.
+        let r = s.read(&mut buf);
+        assert!(!matches!(&r, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)), "connection {i} was still open after {:?}", started.elapsed());
+    }
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(1500) && took < Duration::from_secs(8), "stuck handshakes were dropped after {took:?} (timeout 2 s)");
+}
+
 #[test]
 fn tls_with_a_test_ca_and_plain_http_refused() {
     let dir = tempfile::tempdir().unwrap();

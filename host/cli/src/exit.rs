@@ -39,7 +39,7 @@ pub fn code_for(e: &anyhow::Error) -> u8 {
             StorageError::Unavailable { .. } => UNAVAILABLE,
             StorageError::PluginFault { .. } => PLUGIN_FAULT,
             StorageError::AuditUnavailable(_) => AUDIT,
-            StorageError::TooLarge { .. } | StorageError::QuotaExceeded { .. } => NO_SPACE,
+            StorageError::TooLarge { .. } | StorageError::QuotaExceeded { .. } | StorageError::NoSpace { .. } => NO_SPACE,
         };
     }
     if e.downcast_ref::<crate::cmd::plugin::VerifyFailed>().is_some() {

@@ -113,6 +113,7 @@ pub fn error_to_wit(e: &StorageError) -> wit::Error {
         StorageError::Unavailable { reason, retryable } => {
             wit::Error::Unavailable(wit::Unavailable { reason: reason.clone(), retryable: *retryable })
         }
+        StorageError::Io(m) => wit::Error::Io(m.clone()),
         other => wit::Error::Io(other.to_string()),
     }
 }

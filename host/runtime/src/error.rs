@@ -93,6 +93,13 @@ pub enum StorageError {
         /// Its quota, bytes.
         quota: u64,
     },
+    /// The disk's own storage ran out of space (its file system answered ENOSPC) during the
+    /// write; nothing was stored.
+    #[error("disk `{disk}` has no space left on its storage; nothing was stored")]
+    NoSpace {
+        /// The disk.
+        disk: String,
+    },
     /// The operation would not be recorded durably in the PHI ledger (it cannot append, or
     /// does not verify), so it was refused: nothing was stored, served or removed.
     #[error("audit unavailable: {0}")]
@@ -127,6 +134,7 @@ impl StorageError {
             StorageError::AuditUnavailable(_) => "audit-unavailable",
             StorageError::TooLarge { .. } => "too-large",
             StorageError::QuotaExceeded { .. } => "quota-exceeded",
+            StorageError::NoSpace { .. } => "no-space",
         }
     }
 }

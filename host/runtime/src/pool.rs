@@ -310,6 +310,11 @@ impl<P: Prelinked> Lease<P> {
         }
     }
 
+    /// The disk this lease's instance serves.
+    pub(crate) fn disk(&self) -> &str {
+        self.pool.disk()
+    }
+
     /// Fails with a protocol fault and throws the instance away.
     pub(crate) fn protocol_fault(&mut self, detail: String) -> StorageError {
         self.discard();

@@ -29,8 +29,9 @@ pub struct Upload {
     inner: Option<ObjectWriter>,
     /// The bytes it takes of the disk's limits (none: the disk has none).
     reservation: Option<Reservation>,
-    /// Why a chunk was refused (a limit): what the policies learn when the write is aborted.
-    refused: Option<StorageError>,
+    /// Why a chunk failed (a limit refused it, or the driver could not write it, e.g. a full
+    /// disk): what the policies learn when the write is aborted.
+    failed: Option<StorageError>,
     request: OperationRequest,
     pipeline: Pipeline,
     ledger: Arc<Ledger>,
@@ -46,7 +47,7 @@ impl Upload {
         ledger: Arc<Ledger>,
         started: Instant,
     ) -> Upload {
-        Upload { inner: Some(inner), reservation, refused: None, request, pipeline, ledger, started }
+        Upload { inner: Some(inner), reservation, failed: None, request, pipeline, ledger, started }
     }
 
     /// Bytes written so far.
@@ -60,13 +61,17 @@ impl Upload {
         if let Some(reservation) = self.reservation.as_mut()
             && let Err(e) = reservation.take(chunk.len() as u64)
         {
-            self.refused = Some(e.clone());
+            self.failed = Some(e.clone());
             return Err(e);
         }
-        match self.inner.as_mut() {
+        let result = match self.inner.as_mut() {
             Some(w) => w.write(chunk).await,
             None => Err(StorageError::Io("the write was already finished or aborted".into())),
+        };
+        if let Err(e) = &result {
+            self.failed.get_or_insert_with(|| e.clone());
         }
+        result
     }
 
     /// Commits the object; the policies learn its size and sha256 before and after.
@@ -121,7 +126,7 @@ impl Upload {
         let Some(inner) = self.inner.take() else { return Ok(()) };
         let written = inner.written();
         let result = inner.abort().await;
-        let why = self.refused.take().unwrap_or_else(|| StorageError::Io("the write was aborted; nothing was stored".into()));
+        let why = self.failed.take().unwrap_or_else(|| StorageError::Io("the write was aborted; nothing was stored".into()));
         let outcome = self.outcome(Some(written), None, Some(why));
         self.pipeline.observe(&outcome, Phase::After, None).await;
         result
@@ -136,7 +141,8 @@ impl Drop for Upload {
     fn drop(&mut self) {
         let Some(inner) = self.inner.take() else { return };
         // The inner writer aborts itself on drop; the policies still learn of the failure.
-        let outcome = self.outcome(Some(inner.written()), None, Some(StorageError::Io("the write was abandoned; nothing was stored".into())));
+        let why = self.failed.take().unwrap_or_else(|| StorageError::Io("the write was abandoned; nothing was stored".into()));
+        let outcome = self.outcome(Some(inner.written()), None, Some(why));
         drop(inner);
         let pipeline = self.pipeline.clone();
         if let Ok(handle) = tokio::runtime::Handle::try_current() {

@@ -47,7 +47,7 @@ impl From<StorageError> for ApiError {
             StorageError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
             StorageError::Unavailable { .. } | StorageError::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             StorageError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            StorageError::QuotaExceeded { .. } => StatusCode::INSUFFICIENT_STORAGE,
+            StorageError::QuotaExceeded { .. } | StorageError::NoSpace { .. } => StatusCode::INSUFFICIENT_STORAGE,
             StorageError::Io(_) | StorageError::PluginFault { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError { status, kind: e.kind(), message: e.to_string() }

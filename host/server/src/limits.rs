@@ -62,8 +62,14 @@ pub async fn per_key(State(state): State<AppState>, mut request: Request, next: 
         tracing::warn!("a credential reached its cap of requests in flight");
         return crate::errors::ApiError::too_many(format!("this credential has {} requests in flight; try again", state.per_key.max)).into_response();
     };
-    request.extensions_mut().insert(InFlight { _place: Arc::new(permit) });
-    next.run(request).await
+    // Held here until the handler has answered (the request, and its extensions, may be
+    // dropped as soon as the handler's extractors have run), and by a download's body until
+    // its last byte is sent.
+    let place = InFlight { _place: Arc::new(permit) };
+    request.extensions_mut().insert(place.clone());
+    let response = next.run(request).await;
+    drop(place);
+    response
 }
 
 /// Middleware: runs the rest of the request on the storage work threads. A client that goes

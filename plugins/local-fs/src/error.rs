@@ -76,8 +76,8 @@ pub fn fs_error(code: ErrorCode, path: &str) -> Error {
         | ErrorCode::BadDescriptor
         | ErrorCode::NoDevice
         | ErrorCode::NoSuchDevice => Error::Io(format!(
-            "I/O error on `{path}` ({}; a stale file handle or a corrupted directory entry: \
-                 check the mount)",
+            "I/O error on `{path}` ({}: the file system refused it; check its mount: \
+                 read-only, a failing device or a stale handle)",
             code.name()
         )),
         other => Error::Io(format!(

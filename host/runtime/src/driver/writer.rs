@@ -224,7 +224,10 @@ async fn write_to_sink(
         Ok(()) => Ok(()),
         // A backend failure (e.g. disk full): the instance is fine; the caller aborts, which
         // lets the driver remove what was written.
-        Err(StreamError::LastOperationFailed(e)) => Err(StorageError::Io(format!("write failed: {e}"))),
+        Err(StreamError::LastOperationFailed(e)) => {
+            let full = e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::StorageFull);
+            Err(if full { StorageError::NoSpace { disk: lease.disk().to_string() } } else { StorageError::Io(format!("write failed: {e}")) })
+        }
         Err(StreamError::Closed) => Err(lease.protocol_fault("the driver's write stream closed early".into())),
         Err(StreamError::Trap(e)) => Err(lease.protocol_fault(format!("write stream trapped: {e}"))),
     }
