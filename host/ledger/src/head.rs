@@ -108,6 +108,54 @@ pub(crate) struct HeadFile {
     path: PathBuf,
     file: Option<File>,
     next_slot: usize,
+    /// Makes writes durable off the committer's thread (`sync_later`).
+    syncer: Option<Syncer>,
+}
+
+/// A thread that fsyncs the head file when asked, so the committer's next transaction runs
+/// while the last head write becomes durable. At most one sync is outstanding: a slot is
+/// written only once the other slot's last write is durable, so a crash can tear only the
+/// slot being written (the invariant in this module's documentation).
+struct Syncer {
+    ask: Option<std::sync::mpsc::SyncSender<()>>,
+    done: std::sync::mpsc::Receiver<std::io::Result<()>>,
+    pending: bool,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Syncer {
+    fn spawn(file: File) -> std::io::Result<Syncer> {
+        let (ask, asked) = std::sync::mpsc::sync_channel::<()>(1);
+        let (answer, done) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new().name("stowage-ledger-head".into()).spawn(move || {
+            while asked.recv().is_ok() {
+                if answer.send(file.sync_data()).is_err() {
+                    return;
+                }
+            }
+        })?;
+        Ok(Syncer { ask: Some(ask), done, pending: false, thread: Some(thread) })
+    }
+
+    /// Waits for the outstanding sync, if any; its error, if it failed.
+    fn wait(&mut self) -> std::io::Result<()> {
+        if !std::mem::take(&mut self.pending) {
+            return Ok(());
+        }
+        self.done.recv().unwrap_or_else(|_| Err(std::io::Error::other("the head file's sync thread stopped")))
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        if let Err(e) = self.wait() {
+            tracing::error!(error = %e, "ledger head file could not be synced");
+        }
+        drop(self.ask.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl HeadFile {
@@ -125,7 +173,7 @@ impl HeadFile {
             }
             _ => 0,
         };
-        HeadFile { path: path.to_path_buf(), file: None, next_slot }
+        HeadFile { path: path.to_path_buf(), file: None, next_slot, syncer: None }
     }
 
     /// The file.
@@ -135,6 +183,10 @@ impl HeadFile {
 
     /// Writes `head` into the spare slot; visible to readers at once, durable after `sync`.
     pub(crate) fn write(&mut self, head: &Head) -> std::io::Result<()> {
+        // The other slot's last write must be durable before this one may tear.
+        if let Some(syncer) = &mut self.syncer {
+            syncer.wait()?;
+        }
         let file = match &mut self.file {
             Some(file) => file,
             slot @ None => {
@@ -157,9 +209,30 @@ impl HeadFile {
 
     /// Makes the last write durable.
     pub(crate) fn sync(&mut self) -> std::io::Result<()> {
+        if let Some(syncer) = &mut self.syncer {
+            syncer.wait()?;
+        }
         match &self.file {
             Some(file) => file.sync_data(),
             None => Ok(()),
+        }
+    }
+
+    /// Starts making the last write durable and returns at once; the next `write` or `sync`
+    /// waits for it (and reports its failure).
+    pub(crate) fn sync_later(&mut self) -> std::io::Result<()> {
+        let Some(file) = &self.file else { return Ok(()) };
+        let syncer = match &mut self.syncer {
+            Some(syncer) => syncer,
+            slot @ None => slot.insert(Syncer::spawn(file.try_clone()?)?),
+        };
+        syncer.wait()?;
+        match syncer.ask.as_ref().map(|ask| ask.send(())) {
+            Some(Ok(())) => {
+                syncer.pending = true;
+                Ok(())
+            }
+            _ => file.sync_data(),
         }
     }
 }
