@@ -22,6 +22,8 @@ const SHA256: &str = "x-stowage-sha256";
 const MODIFIED: &str = "x-stowage-modified-ms";
 /// Bytes per chunk read from a driver for a response body.
 const READ_CHUNK: usize = 1 << 20;
+/// Objects up to this size are read whole and answered in one piece (see `inline_body`).
+const INLINE_MAX: usize = 64 << 10;
 
 /// An object's info as JSON.
 pub fn info_json(info: &ObjectInfo) -> serde_json::Value {
@@ -201,7 +203,8 @@ pub(crate) async fn serve(
         return Ok(response);
     }
     let sent = Sent { metrics: state.metrics.clone(), name: crate::metrics::label_name(&state, &addr.name), in_flight };
-    let mut response = Response::new(Body::from_stream(body_stream(&state, reader, sent)));
+    let body = if length <= INLINE_MAX as u64 { inline_body(reader, sent).await? } else { Body::from_stream(body_stream(&state, reader, sent)) };
+    let mut response = Response::new(body);
     info_headers(&info, response.headers_mut());
     response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     if let Some(r) = range {
@@ -221,6 +224,23 @@ struct Sent {
     metrics: std::sync::Arc<crate::metrics::Metrics>,
     name: String,
     in_flight: Option<crate::limits::InFlight>,
+}
+
+/// A small object's bytes, read whole before the answer starts: no reading task and queue
+/// per download, and the driver's instance is free before the first byte is sent.
+async fn inline_body(mut reader: ObjectReader, sent: Sent) -> Result<Body, StorageError> {
+    let mut bytes = bytes::BytesMut::new();
+    while let Some(chunk) = reader.next_chunk(INLINE_MAX).await? {
+        if bytes.is_empty() && reader.remaining() == 0 {
+            reader.close().await;
+            sent.metrics.add_bytes(&sent.name, chunk.len() as u64, true);
+            return Ok(Body::from(chunk));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    reader.close().await;
+    sent.metrics.add_bytes(&sent.name, bytes.len() as u64, true);
+    Ok(Body::from(bytes.freeze()))
 }
 
 /// The object's bytes, a chunk at a time, read from the driver on the storage work threads
