@@ -144,6 +144,8 @@ fn commit_batch(s: &mut Start, batch: Vec<Appended>) {
             if let Err(e) = s.head.write(&tip) {
                 tracing::error!(error = %e, "ledger head file could not be written; records are committed");
             }
+            // Counted before anyone is answered: whoever sees its record durable sees the commit.
+            s.commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             for (i, p) in batch.into_iter().enumerate() {
                 if let Some(reply) = p.reply {
                     let _ = reply.send(Ok(first + i as u64));
@@ -153,7 +155,6 @@ fn commit_batch(s: &mut Start, batch: Vec<Appended>) {
                 tracing::error!(error = %e, "ledger head file could not be synced");
             }
             s.tip = Some(tip);
-            s.commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             set_health(s, None);
         }
         Err(e) => {
