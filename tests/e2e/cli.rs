@@ -200,3 +200,66 @@ fn health_reports_every_disk_and_the_ledger_and_fails_naming_a_read_only_disk() 
     let o = run_in(d, &["ls", "good:"]);
     assert_eq!(stdout(&o), "a.txt\n");
 }
+
+/// `ls -l` and `ls --json`, completions for three shells, the man page, and JSON logs in which
+/// `serve`'s access log carries the request id as a field.
+#[test]
+fn long_and_json_listings_completions_man_page_and_json_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("a.txt"), "hello\n").unwrap();
+    for addr in ["default:x/a.txt", "default:x/b.txt"] {
+        assert!(run_in(d, &["put", addr, "a.txt"]).status.success());
+    }
+    let o = run_in(d, &["ls", "-l", "default:x/"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<Vec<String>> = stdout(&o).lines().map(|l| l.split_whitespace().map(str::to_string).collect()).collect();
+    assert_eq!(lines.len(), 2, "{}", stdout(&o));
+    for (fields, path) in lines.iter().zip(["x/a.txt", "x/b.txt"]) {
+        assert_eq!(fields.len(), 4, "size, modified, sha256, path: {fields:?}");
+        assert_eq!((fields[0].as_str(), fields[3].as_str()), ("6", path));
+        assert!(fields[1].starts_with("20") && fields[1].ends_with('Z'), "{fields:?}");
+    }
+    let o = run_in(d, &["ls", "--json", "default:x/"]);
+    let items: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(items.iter().map(|i| i["path"].as_str().unwrap()).collect::<Vec<_>>(), ["x/a.txt", "x/b.txt"]);
+    assert!(items.iter().all(|i| i["size"] == 6 && i["modified_ms"].as_u64().is_some()), "{items:?}");
+
+    for (shell, needle) in [("bash", "complete -F _stowage"), ("zsh", "#compdef stowage"), ("fish", "complete -c stowage")] {
+        let o = run_in(d, &["completions", shell]);
+        assert!(o.status.success() && stdout(&o).contains(needle), "{shell}: {}", stderr(&o));
+        assert!(stdout(&o).contains("health"), "{shell} completes the subcommands");
+    }
+    let o = run_in(d, &["man"]);
+    assert!(o.status.success() && stdout(&o).contains(".TH stowage 1") && stdout(&o).contains("health"), "{}", stderr(&o));
+
+    // JSON logs: every line an object; serve's access log has the request's id.
+    std::fs::write(
+        d.join("stowage.toml"),
+        format!("role = \"services\"\n[disks.local]\nplugin = \"local-fs\"\ngrant = {{ dir = \"data\" }}\n[storage]\ndefault = \"local\"\n[server]\ndev_mode = true\napi_keys = [\"{}\"]\n", crate::serve::KEY),
+    )
+    .unwrap();
+    let log = std::fs::File::create(d.join("serve.log")).unwrap();
+    let mut child = crate::stowage()
+        .current_dir(d)
+        .env("STOWAGE_LOG_FORMAT", "json")
+        .env("STOWAGE_LOG", "info")
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    let url = line.trim().strip_prefix("stowage: serving on ").unwrap().to_string();
+    let o = crate::serve::curl(d, &["-H", "x-request-id: log-check-42", "-o", "/dev/null", "-w", "%{http_code}", &format!("{url}/healthz")]);
+    assert_eq!(stdout(&o), "200");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(d.join("serve.log")).unwrap();
+    let logs: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    let access = logs.iter().find(|l| l["span"]["id"] == "log-check-42").unwrap_or_else(|| panic!("no log line with the request id:\n{text}"));
+    assert_eq!(access["fields"]["status"], 200, "{access}");
+    assert_eq!(access["fields"]["message"], "answered");
+}

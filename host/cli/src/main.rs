@@ -74,6 +74,13 @@ enum Command {
     /// Print a URL that serves the object until it expires (the driver's, or one signed by
     /// this host's `stowage serve`).
     Url(cmd::url::Args),
+    /// Print a shell completion script: `stowage completions bash > /etc/bash_completion.d/stowage`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), generated from these commands: `stowage man | man -l -`.
+    Man,
 }
 
 fn main() -> ExitCode {
@@ -122,6 +129,13 @@ fn main() -> ExitCode {
             Command::Cleanup => cmd::ledger::cleanup(config).await,
             Command::Serve(args) => cmd::serve::run(config, args).await,
             Command::Url(args) => cmd::url::run(config, args).await,
+            Command::Completions { shell } => {
+                // Into a buffer first: the generator panics on a write error (a closed pipe).
+                let mut script = Vec::new();
+                clap_complete::generate(shell, &mut Cli::command(), "stowage", &mut script);
+                std::io::Write::write_all(&mut std::io::stdout(), &script).map_err(Into::into)
+            }
+            Command::Man => clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()).map_err(Into::into),
         }
     });
     match result {
@@ -134,13 +148,19 @@ fn main() -> ExitCode {
 }
 
 /// Logs go to stderr; `STOWAGE_LOG` (or `RUST_LOG`) sets the filter, default `warn`.
+/// Logs on stderr: `STOWAGE_LOG` (or `RUST_LOG`) filters them; `STOWAGE_LOG_FORMAT=json` makes
+/// each one a JSON object, with the fields of the spans it happened in (a request's `id`).
 fn init_tracing() {
     let filter = std::env::var("STOWAGE_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "warn".into());
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+        .with_target(false);
+    if std::env::var("STOWAGE_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+        logs.json().with_current_span(true).with_span_list(false).init();
+    } else {
+        logs.init();
+    }
 }

@@ -36,7 +36,10 @@ pub async fn with_request_id(mut request: HttpRequest, next: Next) -> Response {
     // Everything the request logs, down to the runtime, carries its id. (Never the path: it
     // may name a patient.)
     let span = tracing::info_span!("request", id = id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-"), method = %request.method());
-    let mut response = tracing::Instrument::instrument(next.run(request), span).await;
+    let started = std::time::Instant::now();
+    let mut response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
+    // The access log (at `info`): status and time to the answer's head, in the request's span.
+    span.in_scope(|| tracing::info!(status = response.status().as_u16(), ms = started.elapsed().as_secs_f64() * 1e3, "answered"));
     if let Some(id) = id {
         response.headers_mut().insert(REQUEST_ID, id);
     }

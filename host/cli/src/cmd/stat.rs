@@ -12,7 +12,8 @@ use super::{address, at, open_storage, request};
 pub struct Args {
     /// What to describe: CLASS_OR_DISK:path.
     addr: String,
-    /// Print one JSON object (path, size, sha256, content_type, modified, etag, metadata).
+    /// Print one JSON object (path, size, sha256, content_type, modified (RFC 3339),
+    /// modified_ms (as the HTTP API says it), etag, metadata).
     #[arg(long)]
     json: bool,
 }
@@ -30,7 +31,8 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn to_json(info: &ObjectInfo) -> serde_json::Value {
+/// The object's info as `stat --json` and `ls --json` print it.
+pub(crate) fn to_json(info: &ObjectInfo) -> serde_json::Value {
     let metadata: serde_json::Map<String, serde_json::Value> = info
         .metadata
         .iter()
@@ -42,6 +44,7 @@ fn to_json(info: &ObjectInfo) -> serde_json::Value {
         "sha256": info.sha256,
         "content_type": info.content_type,
         "modified": info.modified.map(rfc3339),
+        "modified_ms": info.modified,
         "etag": info.etag,
         "metadata": metadata,
     })
@@ -60,7 +63,7 @@ fn to_text(info: &ObjectInfo) -> String {
 }
 
 /// Milliseconds since the epoch as RFC 3339 (clamped to year 9999, the format's limit).
-fn rfc3339(ms: u64) -> String {
+pub(crate) fn rfc3339(ms: u64) -> String {
     const MAX_MS: u64 = 253_402_300_799_999;
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms.min(MAX_MS))).to_string()
 }
