@@ -5,6 +5,7 @@ mod audit;
 mod cli;
 mod concurrency;
 mod conformance;
+mod copy;
 mod config;
 mod crash;
 mod hardening;

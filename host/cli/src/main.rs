@@ -51,6 +51,11 @@ enum Command {
     Ls(cmd::ls::Args),
     /// Remove the object at ADDR.
     Rm(cmd::rm::Args),
+    /// Copy SRC to DST (any two addresses, e.g. between disks), streamed and verified by
+    /// sha256; both sides are recorded.
+    Cp(cmd::copy::Args),
+    /// Move SRC to DST: a verified copy, then the source is deleted (kept if the copy fails).
+    Mv(cmd::copy::Args),
     /// Show the object's size, sha256, content type and metadata.
     Stat(cmd::stat::Args),
     /// Check every disk (write, read back, delete a probe object) and the PHI ledger (records,
@@ -121,6 +126,8 @@ fn main() -> ExitCode {
             Command::Get(args) => cmd::get::run(config, args).await,
             Command::Ls(args) => cmd::ls::run(config, args).await,
             Command::Rm(args) => cmd::rm::run(config, args).await,
+            Command::Cp(args) => cmd::copy::run(config, args, false).await,
+            Command::Mv(args) => cmd::copy::run(config, args, true).await,
             Command::Stat(args) => cmd::stat::run(config, args).await,
             Command::Health(args) => cmd::health::run(config, args).await,
             Command::Config(c) => cmd::config::run(config, c),

@@ -20,6 +20,7 @@ use crate::error::StorageError;
 use crate::request::{Address, Request};
 use crate::types::{RequestContext, Role, StorageClass, WriteOptions};
 
+mod copy;
 mod operations;
 
 /// Why the host could not start.

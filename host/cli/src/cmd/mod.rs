@@ -1,6 +1,7 @@
 //! One module per subcommand; shared set-up here.
 
 pub mod config;
+pub mod copy;
 pub mod get;
 pub mod health;
 pub mod ledger;
