@@ -84,3 +84,63 @@ async fn cp_and_mv_between_classes_and_disks_are_verified_and_recorded_on_both_s
     let o = run(d, &["cp", "scratch:audit_7/data.bin", "scratch:audit_7/data.bin"]);
     assert_eq!(o.status.code(), Some(5), "onto itself: {}", stderr(&o));
 }
+
+/// `put -r` of a tree of 1,000 files, killed part way, then run again: the rerun sends only
+/// what is missing; `get -r` brings back a tree `diff -r` finds identical, and a second
+/// `get -r` writes nothing.
+#[test]
+fn put_r_and_get_r_round_trip_a_tree_and_resume_where_they_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let tree = d.join("tree");
+    for i in 0..1000 {
+        let sub = tree.join(format!("d{}", i % 10)).join(format!("e{}", i % 7));
+        std::fs::create_dir_all(&sub).unwrap();
+        std::fs::write(sub.join(format!("f{i}.txt")), format!("file {i}\n").repeat(i % 50 + 1)).unwrap();
+    }
+    // The first run is killed once a hundred objects are stored.
+    let mut first = crate::stowage().current_dir(d).args(["put", "-r", "default:backup", "tree"]).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let data = d.join("stowage-data/backup");
+    let count = |root: &std::path::Path| {
+        let mut n = 0;
+        let mut dirs = vec![root.to_path_buf()];
+        while let Some(dir) = dirs.pop() {
+            for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if e.file_type().unwrap().is_dir() {
+                    dirs.push(e.path());
+                } else if name.ends_with(".txt") {
+                    n += 1;
+                }
+            }
+        }
+        n
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while count(&data) < 100 {
+        assert!(std::time::Instant::now() < deadline, "the first put -r stored too little");
+        assert!(first.try_wait().unwrap().is_none(), "the first put -r ended before it was killed");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let stored = count(&data);
+    assert!(stored < 1000, "it was killed part way ({stored} stored)");
+
+    let o = crate::run_in(d, &["put", "-r", "default:backup", "tree"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary = stdout(&o);
+    let numbers: Vec<usize> = summary.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    assert_eq!(numbers.len(), 2, "{summary}");
+    let (sent, matched) = (numbers[0], numbers[1]);
+    assert_eq!(sent + matched, 1000, "{summary}");
+    assert!(matched >= stored - 1 && sent <= 1000 - stored + 1, "the rerun sent only what was missing ({stored} were stored): {summary}");
+
+    let o = crate::run_in(d, &["get", "-r", "default:backup", "-o", "back"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("1000 written, 0 already there"), "{}", stdout(&o));
+    let diff = std::process::Command::new("diff").args(["-r", "tree", "back"]).current_dir(d).output().unwrap();
+    assert!(diff.status.success(), "trees differ: {}", String::from_utf8_lossy(&diff.stdout));
+    let o = crate::run_in(d, &["get", "-r", "default:backup", "-o", "back"]);
+    assert!(stdout(&o).starts_with("0 written, 1000 already there"), "{}", stdout(&o));
+}

@@ -18,10 +18,18 @@ pub struct Args {
     /// is read; a device or FIFO is written in place; a symlink is followed.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     output: Option<PathBuf>,
+    /// Write every object under ADDR (as a prefix) into the directory given with -o, at its
+    /// relative path; files whose sha256 already matches are skipped.
+    #[arg(short = 'r', long, requires = "output")]
+    recursive: bool,
 }
 
 /// Runs `get`.
 pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<()> {
+    if let (true, Some(dir)) = (args.recursive, &args.output) {
+        let addr = super::prefix_address(&args.addr)?;
+        return super::tree::get(&open_storage(config).await?, &addr, dir).await;
+    }
     let addr = address(&args.addr)?;
     let storage = open_storage(config).await?;
     let mut reader = at(storage.reader(&addr, &request(), None).await, &args.addr)?;

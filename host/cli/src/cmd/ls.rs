@@ -6,8 +6,6 @@
 use std::io::Write;
 use std::path::Path;
 
-use stowage_runtime::Address;
-
 use super::{at, open_storage, request};
 
 /// Objects asked for per page.
@@ -29,11 +27,7 @@ pub struct Args {
 
 /// Runs `ls`.
 pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<()> {
-    let addr = if args.addr.contains(':') {
-        Address::parse(&args.addr)?
-    } else {
-        Address { name: args.addr.clone(), path: String::new() }
-    };
+    let addr = super::prefix_address(&args.addr)?;
     let storage = open_storage(config).await?;
     let req = request();
     let mut out = std::io::stdout().lock();

@@ -14,6 +14,7 @@ pub mod put;
 pub mod rm;
 pub mod serve;
 pub mod stat;
+pub mod tree;
 pub mod url;
 
 use std::path::Path;
@@ -31,6 +32,15 @@ pub async fn open_storage(config: Option<&Path>) -> anyhow::Result<Storage> {
 /// Parses `NAME:path`.
 pub fn address(s: &str) -> anyhow::Result<Address> {
     Ok(Address::parse(s)?)
+}
+
+/// Parses a prefix: `NAME:` (everything), `NAME:prefix`, or a bare `NAME`.
+pub fn prefix_address(s: &str) -> anyhow::Result<Address> {
+    if s.contains(':') {
+        Ok(Address::parse(s)?)
+    } else {
+        Ok(Address { name: s.to_string(), path: String::new() })
+    }
 }
 
 static IDENTITY: std::sync::OnceLock<(Option<String>, Vec<(String, String)>)> = std::sync::OnceLock::new();

@@ -4,7 +4,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use bytes::BytesMut;
-use stowage_runtime::{MAX_CHUNK, WriteOptions};
+use stowage_runtime::{MAX_CHUNK, Upload, WriteOptions};
 
 use super::{address, at, key_value, open_storage, request};
 use crate::progress;
@@ -14,8 +14,13 @@ use crate::progress;
 pub struct Args {
     /// Where to store it: CLASS_OR_DISK:path, e.g. scratch:audit_123/data.csv.
     addr: String,
-    /// The file to store; `-` reads stdin.
+    /// The file to store; `-` reads stdin. With `-r`, a directory: every file under it is
+    /// stored under ADDR (as a prefix) at its relative path.
     file: PathBuf,
+    /// Store a directory tree; files whose sha256 already matches are skipped (a rerun sends
+    /// only what is missing).
+    #[arg(short = 'r', long)]
+    recursive: bool,
     /// User metadata to store with the object (repeatable).
     #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = key_value)]
     meta: Vec<(String, String)>,
@@ -26,6 +31,12 @@ pub struct Args {
 
 /// Runs `put`: prints the stored object's path, size and sha256.
 pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<()> {
+    if args.recursive {
+        let addr = super::prefix_address(&args.addr)?;
+        let storage = open_storage(config).await?;
+        let options = WriteOptions { content_type: args.content_type, metadata: args.meta, create_only: false };
+        return super::tree::put(&storage, &addr, &args.file, &options).await;
+    }
     let addr = address(&args.addr)?;
     let (mut input, total): (Box<dyn Read>, Option<u64>) = if args.file.as_os_str() == "-" {
         (Box::new(std::io::stdin().lock()), None)
@@ -41,29 +52,9 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<()> {
         metadata: args.meta,
         create_only: false,
     };
-    let mut writer = at(storage.writer(&addr, &request(), &options).await, &args.addr)?;
+    let writer = at(storage.writer(&addr, &request(), &options).await, &args.addr)?;
     let bar = progress::bar(total);
-    let mut buf = BytesMut::with_capacity(MAX_CHUNK);
-    loop {
-        buf.reserve(MAX_CHUNK);
-        buf.resize(MAX_CHUNK, 0);
-        let n = match read_full(&mut input, &mut buf) {
-            Ok(n) => n,
-            Err(e) => {
-                let _ = writer.abort().await;
-                anyhow::bail!("reading {}: {e}", args.file.display());
-            }
-        };
-        if n == 0 {
-            break;
-        }
-        buf.truncate(n);
-        if let Err(e) = writer.write(buf.split().freeze()).await {
-            let _ = writer.abort().await;
-            return at(Err(e), &args.addr);
-        }
-        bar.inc(n as u64);
-    }
+    let writer = send(writer, &mut input, &args.file, &args.addr, &bar).await?;
     bar.finish_and_clear();
     let info = at(writer.finish().await, &args.addr)?;
     println!(
@@ -74,6 +65,38 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<()> {
         info.sha256.as_deref().unwrap_or("-")
     );
     Ok(())
+}
+
+/// Streams `input` (read from `file`) into `writer` a chunk at a time, counting on `bar`; on
+/// any failure aborts the write (nothing is stored). Returns the writer, ready to finish.
+pub(crate) async fn send(
+    mut writer: Upload,
+    input: &mut dyn Read,
+    file: &Path,
+    addr: &str,
+    bar: &indicatif::ProgressBar,
+) -> anyhow::Result<Upload> {
+    let mut buf = BytesMut::with_capacity(MAX_CHUNK);
+    loop {
+        buf.reserve(MAX_CHUNK);
+        buf.resize(MAX_CHUNK, 0);
+        let n = match read_full(input, &mut buf) {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = writer.abort().await;
+                anyhow::bail!("reading {}: {e}", file.display());
+            }
+        };
+        if n == 0 {
+            return Ok(writer);
+        }
+        buf.truncate(n);
+        if let Err(e) = writer.write(buf.split().freeze()).await {
+            let _ = writer.abort().await;
+            return at(Err(e), addr);
+        }
+        bar.inc(n as u64);
+    }
 }
 
 /// Fills `buf` as far as the input allows; returns the bytes read (0 at end of input).
