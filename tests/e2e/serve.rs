@@ -207,7 +207,7 @@ fn clients_that_never_finish_the_tls_handshake_are_dropped_and_stop_no_one() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     test_ca(d);
-    config(d, &format!("api_keys = [\"{KEY}\"]\ntls = {{ cert = \"server.pem\", key = \"server.key\" }}\n[server.timeouts]\ntls_handshake_secs = 2\n"));
+    config(d, &format!("api_keys = [\"{KEY}\"]\ntls = {{ cert = \"server.pem\", key = \"server.key\" }}\n[server.timeouts]\ntls_handshake_secs = 5\n"));
     let server = Server::start(d);
     let addr = server.url.trim_start_matches("https://").to_string();
     let started = Instant::now();
@@ -222,9 +222,11 @@ fn clients_that_never_finish_the_tls_handshake_are_dropped_and_stop_no_one() {
         })
         .collect();
     let ca = d.join("ca.pem");
+    let asked = Instant::now();
     let o = curl(d, &["--cacert", ca.to_str().unwrap(), "-o", "/dev/null", "-w", "%{http_code}", &format!("{}/healthz", server.url)]);
     assert_eq!(stdout(&o), "200", "a real client is served while 400 handshakes hang");
-    assert!(started.elapsed() < Duration::from_secs(2), "the real client waited {:?}", started.elapsed());
+    // Well under the handshake timeout: it did not wait for the stuck ones to be dropped.
+    assert!(asked.elapsed() < Duration::from_secs(3), "the real client waited {:?}", asked.elapsed());
     for (i, s) in stuck.iter_mut().enumerate() {
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut buf = [0u8; 64];
@@ -233,7 +235,7 @@ fn clients_that_never_finish_the_tls_handshake_are_dropped_and_stop_no_one() {
         assert!(!matches!(&r, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)), "connection {i} was still open after {:?}", started.elapsed());
     }
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(1500) && took < Duration::from_secs(8), "stuck handshakes were dropped after {took:?} (timeout 2 s)");
+    assert!(took >= Duration::from_millis(4500) && took < Duration::from_secs(15), "stuck handshakes were dropped after {took:?} (timeout 5 s)");
 }
 
 #[test]
