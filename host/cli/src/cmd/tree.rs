@@ -127,56 +127,55 @@ pub async fn get(storage: &Storage, addr: &Address, dir: &Path) -> anyhow::Resul
     let prefix = prefix_of(addr);
     let listed = Address { name: addr.name.clone(), path: prefix.clone() };
     let req = request();
-    let mut items = Vec::new();
+    // A page at a time: memory does not grow with the listing (the bar counts bytes).
+    let bar = progress::bar(None);
+    let mut tally = Tally::default();
     let mut cursor: Option<String> = None;
     loop {
         let page = at(storage.list(&listed, &req, cursor.as_deref(), 1000).await, &format!("{}:{}", addr.name, prefix))?;
-        items.extend(page.items);
+        for item in &page.items {
+            let rel = item.path.strip_prefix(&prefix).unwrap_or(&item.path);
+            let local = dir.join(rel);
+            let source = Address { name: addr.name.clone(), path: item.path.clone() };
+            let shown = format!("{}:{}", source.name, source.path);
+            let result = async {
+                let recorded = match &item.sha256 {
+                    Some(sha) => Some(sha.clone()),
+                    None => at(storage.stat(&source, &req).await, &shown)?.sha256,
+                };
+                if local.is_file() && recorded.is_some() && sha256_of(&local) == recorded {
+                    bar.inc(item.size);
+                    return Ok(false);
+                }
+                if let Some(parent) = local.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", parent.display()))?;
+                }
+                let mut reader = at(storage.reader(&source, &req, None).await, &shown)?;
+                let mut out = Output::open(&local)?;
+                let mut hasher = Sha256::new();
+                while let Some(chunk) = at(reader.next_chunk(MAX_CHUNK).await, &shown)? {
+                    hasher.update(&chunk);
+                    out.write_all(&chunk)?;
+                    bar.inc(chunk.len() as u64);
+                }
+                let got = hex::encode(hasher.finalize());
+                // Not finished (the temp file goes) if the bytes are not the recorded ones.
+                anyhow::ensure!(recorded.as_ref().is_none_or(|r| *r == got), "{shown}: the bytes read have sha256 {got}, not the recorded {}", recorded.unwrap_or_default());
+                out.finish()?;
+                Ok(true)
+            };
+            match result.await {
+                Ok(true) => tally.sent += 1,
+                Ok(false) => tally.matched += 1,
+                Err(e) => {
+                    eprintln!("stowage: {e:#}");
+                    tally.failed += 1;
+                }
+            }
+        }
         match page.next_cursor {
             Some(next) if Some(&next) != cursor.as_ref() => cursor = Some(next),
             _ => break,
-        }
-    }
-    let bar = progress::bar(Some(items.iter().map(|i| i.size).sum()));
-    let mut tally = Tally::default();
-    for item in &items {
-        let rel = item.path.strip_prefix(&prefix).unwrap_or(&item.path);
-        let local = dir.join(rel);
-        let source = Address { name: addr.name.clone(), path: item.path.clone() };
-        let shown = format!("{}:{}", source.name, source.path);
-        let result = async {
-            let recorded = match &item.sha256 {
-                Some(sha) => Some(sha.clone()),
-                None => at(storage.stat(&source, &req).await, &shown)?.sha256,
-            };
-            if local.is_file() && recorded.is_some() && sha256_of(&local) == recorded {
-                bar.inc(item.size);
-                return Ok(false);
-            }
-            if let Some(parent) = local.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", parent.display()))?;
-            }
-            let mut reader = at(storage.reader(&source, &req, None).await, &shown)?;
-            let mut out = Output::open(&local)?;
-            let mut hasher = Sha256::new();
-            while let Some(chunk) = at(reader.next_chunk(MAX_CHUNK).await, &shown)? {
-                hasher.update(&chunk);
-                out.write_all(&chunk)?;
-                bar.inc(chunk.len() as u64);
-            }
-            let got = hex::encode(hasher.finalize());
-            // Not finished (the temp file goes) if the bytes are not the recorded ones.
-            anyhow::ensure!(recorded.as_ref().is_none_or(|r| *r == got), "{shown}: the bytes read have sha256 {got}, not the recorded {}", recorded.unwrap_or_default());
-            out.finish()?;
-            Ok(true)
-        };
-        match result.await {
-            Ok(true) => tally.sent += 1,
-            Ok(false) => tally.matched += 1,
-            Err(e) => {
-                eprintln!("stowage: {e:#}");
-                tally.failed += 1;
-            }
         }
     }
     bar.finish_and_clear();
