@@ -119,6 +119,21 @@ fn get_output_writes_into_devices_fifos_and_through_symlinks() {
     assert!(reader.join().unwrap() == data, "the FIFO's reader must get the object's bytes");
     assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
 
+    // /dev/stdout is this process's output, a pipe here, or a file opened for appending.
+    let o = get_to("/dev/stdout");
+    assert!(o.status.success(), "get -o /dev/stdout: {}", stderr(&o));
+    assert!(o.stdout == data, "the bytes went to stdout");
+    std::fs::write(d.join("log.txt"), b"earlier lines\n").unwrap();
+    let o = Command::new("sh")
+        .current_dir(d)
+        .arg("-c")
+        .arg(format!("'{}' get default:obj.bin -o /dev/stdout >> log.txt", env!("CARGO_BIN_EXE_stowage")))
+        .env("STOWAGE_CACHE_DIR", std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("stowage-cache"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::read(d.join("log.txt")).unwrap() == [b"earlier lines\n".as_slice(), &data].concat(), "appended, not replaced");
+
     // A symlink: its target gets the bytes, the link stays a link.
     std::fs::write(d.join("real.bin"), b"old").unwrap();
     std::os::unix::fs::symlink("real.bin", d.join("link.bin")).unwrap();
@@ -131,7 +146,7 @@ fn get_output_writes_into_devices_fifos_and_through_symlinks() {
     std::os::unix::fs::symlink("nowhere.bin", d.join("dangling.bin")).unwrap();
     let o = get_to("dangling.bin");
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(stderr(&o).contains("dangling.bin is a symlink to nowhere.bin"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("dangling.bin is a symlink to nowhere.bin, which does not exist"), "{}", stderr(&o));
     assert!(!d.join("nowhere.bin").exists());
     assert!(std::fs::symlink_metadata(d.join("dangling.bin")).unwrap().file_type().is_symlink());
 
@@ -196,6 +211,9 @@ fn health_reports_every_disk_and_the_ledger_and_fails_naming_a_read_only_disk() 
     assert!(json["disks"]["frozen"]["message"].as_str().unwrap().contains("read-only"), "{json}");
     assert_eq!(json["ledger"]["ok"], true);
     assert!(json["ledger"]["records"].as_u64().unwrap() >= 1, "{json}");
+    // The check itself is recorded (that is how it knows the ledger can record).
+    let show = stdout(&run_in(d, &["ledger", "show"]));
+    assert_eq!(show.lines().filter(|l| l.contains("health_checked")).count(), 2, "{show}");
     // The probes leave nothing behind on the good disk.
     let o = run_in(d, &["ls", "good:"]);
     assert_eq!(stdout(&o), "a.txt\n");

@@ -83,6 +83,11 @@ async fn cp_and_mv_between_classes_and_disks_are_verified_and_recorded_on_both_s
     assert!(!d.join("archive/subs/VACS/rotted.bin").exists(), "nothing landed");
     let o = run(d, &["cp", "scratch:audit_7/data.bin", "scratch:audit_7/data.bin"]);
     assert_eq!(o.status.code(), Some(5), "onto itself: {}", stderr(&o));
+    // The same object under a class name and its disk's name: mv must not delete it.
+    let o = run(d, &["mv", "scratch:audit_7/data.bin", "work:audit_7/data.bin"]);
+    assert_eq!(o.status.code(), Some(5), "onto itself by another name: {}", stderr(&o));
+    assert!(stderr(&o).contains("are the same object (disk `work`)"), "{}", stderr(&o));
+    assert!(at_rest.exists(), "the only copy is still there");
 }
 
 /// `put -r` of a tree of 1,000 files, killed part way, then run again: the rerun sends only

@@ -4,8 +4,9 @@
 //!   renamed over it at the end, so a failed read never leaves a truncated file. The temp file
 //!   takes the existing file's mode (and owner, where we may set it); a new file gets the
 //!   usual `0666 & !umask`.
-//! - Anything else that is already there — a device node such as `/dev/null`, a FIFO — is
-//!   opened and written in place, never replaced.
+//! - Anything else that is already there — a device node such as `/dev/null`, a FIFO, a
+//!   descriptor of this process (`/dev/stdout`, `/dev/fd/N`) — is written in place, never
+//!   replaced.
 //! - A symlink is followed: what it points at is written (by the rules above) and the link
 //!   stays a link. A link to nothing is refused rather than replaced.
 
@@ -22,23 +23,42 @@ pub enum Output {
     Replace { tmp: tempfile::NamedTempFile, target: PathBuf },
     /// A non-regular file (device, FIFO) written where it is.
     InPlace { file: File, target: PathBuf },
+    /// `/dev/stdout`: this process's standard output, as without `-o`.
+    Stdout(std::io::Stdout),
 }
 
 impl Output {
     /// Opens `path` for writing by the rules in this module's documentation.
     pub fn open(path: &Path) -> anyhow::Result<Output> {
-        let target = resolve(path)?;
-        match std::fs::metadata(&target) {
+        if path == Path::new("/dev/stdout") {
+            return Ok(Output::Stdout(std::io::stdout()));
+        }
+        // `metadata` follows links (also /proc's descriptor links, which `canonicalize` cannot).
+        match std::fs::metadata(path) {
             Ok(meta) if meta.is_dir() => bail!("{} is a directory", path.display()),
-            Ok(meta) if meta.is_file() => replace(&target, Some(&meta)),
+            Ok(meta) if meta.is_file() && !names_a_descriptor(path) => {
+                // The real file (through any symlinks) is the one replaced; the links stay.
+                let target = std::fs::canonicalize(path).with_context(|| format!("cannot resolve {}", path.display()))?;
+                replace(&target, Some(&meta))
+            }
             Ok(_) => {
                 let file = OpenOptions::new()
                     .write(true)
-                    .open(&target)
+                    .open(path)
                     .with_context(|| format!("cannot open {} for writing", path.display()))?;
-                Ok(Output::InPlace { file, target })
+                Ok(Output::InPlace { file, target: path.to_path_buf() })
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => replace(&target, None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match std::fs::symlink_metadata(path) {
+                Ok(link) if link.file_type().is_symlink() => {
+                    let to = std::fs::read_link(path).map(|p| p.display().to_string());
+                    bail!(
+                        "{} is a symlink to {}, which does not exist; give the target's own path",
+                        path.display(),
+                        to.unwrap_or_else(|_| "an unreadable target".into())
+                    )
+                }
+                _ => replace(path, None),
+            },
             Err(e) => Err(anyhow!("cannot write {}: {e}", path.display())),
         }
     }
@@ -46,8 +66,9 @@ impl Output {
     /// Writes one chunk.
     pub fn write_all(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
         let (result, target) = match self {
-            Output::Replace { tmp, target } => (tmp.write_all(bytes), &*target),
-            Output::InPlace { file, target } => (file.write_all(bytes), &*target),
+            Output::Replace { tmp, target } => (tmp.write_all(bytes), target.as_path()),
+            Output::InPlace { file, target } => (file.write_all(bytes), target.as_path()),
+            Output::Stdout(out) => (out.write_all(bytes), Path::new("/dev/stdout")),
         };
         result.with_context(|| format!("writing {}", target.display()))
     }
@@ -67,27 +88,15 @@ impl Output {
             Output::InPlace { mut file, target } => {
                 file.flush().with_context(|| format!("writing {}", target.display()))
             }
+            Output::Stdout(mut out) => out.flush().context("writing /dev/stdout"),
         }
     }
 }
 
-/// The path to write: `path` itself, or, for a symlink, what it points at.
-fn resolve(path: &Path) -> anyhow::Result<PathBuf> {
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_symlink() => match std::fs::canonicalize(path) {
-            Ok(real) => Ok(real),
-            Err(e) => {
-                let to = std::fs::read_link(path).map(|p| p.display().to_string());
-                bail!(
-                    "{} is a symlink to {}, which cannot be written through ({e}); give the \
-                     target's own path",
-                    path.display(),
-                    to.unwrap_or_else(|_| "an unreadable target".into())
-                )
-            }
-        },
-        _ => Ok(path.to_path_buf()),
-    }
+/// Whether `path` names one of this process's descriptors (`/dev/fd/N`, `/proc/self/fd/N`,
+/// `/dev/stderr`): written where it is, never replaced, even when it is a regular file.
+fn names_a_descriptor(path: &Path) -> bool {
+    path == Path::new("/dev/stderr") || path.starts_with("/dev/fd") || path.starts_with("/proc/self/fd")
 }
 
 /// A temp file beside `target`, with the mode (and, if we may, the owner) of the file it

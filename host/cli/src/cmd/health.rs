@@ -1,7 +1,8 @@
 //! `stowage health [--json]`: the original's storage health check from the command line. Every
 //! disk does a real round trip (write, read back, delete a small probe object, as `/readyz`
-//! does), and the PHI ledger reports whether it can record, whether it verifies (from its
-//! last checkpoint) and what its last checkpoint covers. Exits non-zero if anything failed.
+//! does), and the PHI ledger reports whether it can record (the check itself is recorded, as
+//! `health_checked`, durably), whether it verifies (from its last checkpoint) and what its
+//! last checkpoint covers. Exits non-zero if anything failed.
 
 use std::path::Path;
 
@@ -39,7 +40,21 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<()> {
         Ok(Err(broken)) => Err(broken.to_string()),
         Err(e) => Err(e.to_string()),
     };
-    let recording = ledger.health();
+    // Whether it can record now: a durable `health_checked` record (the last commit's health
+    // alone says nothing in a process that has not committed yet).
+    let req = super::request();
+    let probe = stowage_runtime::ledger::Record {
+        action: "health_checked".into(),
+        actor: req.actor.clone(),
+        key: req.authenticated_as.clone(),
+        request_id: req.request_id.clone(),
+        metadata: failed.iter().map(|f| ("failed".to_string(), f.clone())).collect(),
+        ..Default::default()
+    };
+    let recording = match ledger.append(&probe).await {
+        Ok(_) => ledger.health(),
+        Err(e) => Err(e.to_string()),
+    };
     let ledger_json = match (&verified, &recording) {
         (Ok(count), Ok(())) => serde_json::json!({ "ok": true, "records": count, "last_checkpoint": checkpoint }),
         _ => {

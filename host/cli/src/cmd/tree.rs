@@ -4,7 +4,7 @@
 //! A file that fails is reported and the rest go on; the command then fails naming how many.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 use stowage_runtime::{Address, MAX_CHUNK, Storage, WriteOptions};
@@ -134,7 +134,14 @@ pub async fn get(storage: &Storage, addr: &Address, dir: &Path) -> anyhow::Resul
     loop {
         let page = at(storage.list(&listed, &req, cursor.as_deref(), 1000).await, &format!("{}:{}", addr.name, prefix))?;
         for item in &page.items {
-            let rel = item.path.strip_prefix(&prefix).unwrap_or(&item.path);
+            // A listed path must lie under the prefix and be plain segments: never a way out
+            // of DIR, whatever the disk's driver lists.
+            let rel = item.path.strip_prefix(&prefix).filter(|r| !r.is_empty() && Path::new(r).components().all(|c| matches!(c, Component::Normal(_))));
+            let Some(rel) = rel else {
+                eprintln!("stowage: skipping listed path {:?}: not a plain path under {}:{}", item.path, addr.name, prefix);
+                tally.failed += 1;
+                continue;
+            };
             let local = dir.join(rel);
             let source = Address { name: addr.name.clone(), path: item.path.clone() };
             let shown = format!("{}:{}", source.name, source.path);

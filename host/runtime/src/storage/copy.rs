@@ -27,8 +27,18 @@ impl Storage {
         req: &Request,
         mut progress: impl FnMut(u64),
     ) -> Result<ObjectInfo, StorageError> {
-        if from == to {
-            return Err(StorageError::InvalidPath(format!("cannot copy `{}:{}` onto itself", from.name, from.path)));
+        // The same object under two names (a class and its disk) is still the same object: a
+        // move onto it would delete the only copy.
+        let (source_at, target_at) = (self.resolve(from)?, self.resolve(to)?);
+        if source_at.disk.name() == target_at.disk.name() && source_at.path == target_at.path {
+            return Err(StorageError::InvalidPath(format!(
+                "`{}:{}` and `{}:{}` are the same object (disk `{}`); it cannot be copied onto itself",
+                from.name,
+                from.path,
+                to.name,
+                to.path,
+                source_at.disk.name()
+            )));
         }
         let mut reader = self.reader(from, req, None).await?;
         let source = reader.info().clone();
