@@ -195,8 +195,10 @@ pub(crate) async fn serve(
     let info = reader.info().clone();
     let length = reader.remaining();
     if range.is_some() && length == 0 {
-        // Nothing of the object lies in the range (at its end, or an empty object).
-        let mut response = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+        // Nothing of the object lies in the range (at its end, or an empty object): the JSON
+        // error every failure has, with the size in Content-Range.
+        let message = format!("the range asks for bytes past the end of `{}` (size {})", addr.path, info.size);
+        let mut response = ApiError::from(StorageError::InvalidRange(message)).into_response();
         if let Ok(v) = HeaderValue::from_str(&format!("bytes */{}", info.size)) {
             response.headers_mut().insert(header::CONTENT_RANGE, v);
         }
