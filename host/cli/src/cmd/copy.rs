@@ -21,10 +21,14 @@ pub async fn run(config: Option<&Path>, args: Args, remove_source: bool) -> anyh
     let (from, to) = (address(&args.src)?, address(&args.dst)?);
     let storage = open_storage(config).await?;
     let req = request();
-    let size = at(storage.stat(&from, &req).await, &args.src)?.size;
-    let bar = progress::bar(Some(size));
-    let info = at(storage.copy(&from, &to, &req, |n| bar.inc(n)).await, &format!("{} -> {}", args.src, args.dst))?;
-    bar.finish_and_clear();
+    // The bar is made on the first chunk, when the copy knows the object's size (no stat
+    // of its own: that would be one more recorded access).
+    let mut bar = None;
+    let copied = storage.copy(&from, &to, &req, |n, size| bar.get_or_insert_with(|| progress::bar(Some(size))).inc(n)).await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let info = at(copied, &format!("{} -> {}", args.src, args.dst))?;
     if remove_source {
         at(storage.delete(&from, &req).await, &args.src)?;
     }

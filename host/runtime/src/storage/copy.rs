@@ -18,14 +18,14 @@ use crate::types::{ObjectInfo, WriteOptions};
 
 impl Storage {
     /// Copies the object at `from` to `to` (replacing what is there), carrying its content
-    /// type and metadata, calling `progress` with each chunk's length; returns the
-    /// destination's info once it verified.
+    /// type and metadata, calling `progress` with each chunk's length and the object's size;
+    /// returns the destination's info once it verified.
     pub async fn copy(
         &self,
         from: &Address,
         to: &Address,
         req: &Request,
-        mut progress: impl FnMut(u64),
+        mut progress: impl FnMut(u64, u64),
     ) -> Result<ObjectInfo, StorageError> {
         // The same object under two names (a class and its disk) is still the same object: a
         // move onto it would delete the only copy.
@@ -58,7 +58,7 @@ impl Storage {
                 let _ = writer.abort().await;
                 return Err(e);
             }
-            progress(n);
+            progress(n, source.size);
         }
         let copied = writer.finish_verified(source.sha256.as_deref()).await?;
         let landed = self.stat(to, req).await?;
