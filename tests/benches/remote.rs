@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use bytes::Bytes;
-use stowage_runtime::config::{ConfigSource, LoadedConfig};
 use stowage_runtime::http::{Endpoint, Outbound};
 use stowage_runtime::{Disk, Grants, Limits, PluginEngine, Storage, WriteOptions};
 use stowage_tests::bench::{per_sec, section, work_dir};
@@ -57,12 +56,13 @@ async fn start_services(dir: &Path) -> SocketAddr {
         "role = \"services\"\n[disks.local]\nplugin = \"local-fs\"\ngrant = {{ dir = \"services-data\" }}\n[storage]\ndefault = \"local\"\n\
          [ledger]\npath = \"ledger.sqlite\"\n[server]\ndev_mode = true\napi_keys = [\"{KEY}\"]\n"
     );
-    let loaded = LoadedConfig::parse(&text, ConfigSource::Embedded, dir.to_path_buf()).expect("config");
-    let settings = stowage_server::Settings::resolve(&loaded.config.server, dir, Some("127.0.0.1:0")).expect("settings");
+    let file = dir.join("services.toml");
+    std::fs::write(&file, text).expect("config file");
+    let (loaded, settings) = stowage_server::settings::load(Some(&file), Some("127.0.0.1:0")).expect("config");
     let storage = Arc::new(Storage::open(&loaded).await.expect("storage"));
     let (tx, rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
-        let _ = stowage_server::serve(storage, settings, move |addr, _| {
+        let _ = stowage_server::serve(storage, settings, &loaded.sha256, None, move |addr, _| {
             let _ = tx.send(addr);
         })
         .await;

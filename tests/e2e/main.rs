@@ -11,6 +11,7 @@ mod crash;
 mod hardening;
 mod openapi;
 mod plugin_kit;
+mod reload;
 mod policies;
 mod s3;
 mod serve;

@@ -76,6 +76,9 @@ enum Command {
     /// Serve the storage pipeline over HTTP(S): the services host's API (see [server] in the
     /// config).
     Serve(cmd::serve::Args),
+    /// Ask the running `serve` of this config to reload its config and plugins (SIGHUP) without
+    /// downtime, and wait for its answer; a config it would refuse is reported and not sent.
+    Reload(cmd::reload::Args),
     /// Print a URL that serves the object until it expires (the driver's, or one signed by
     /// this host's `stowage serve`).
     Url(cmd::url::Args),
@@ -135,6 +138,7 @@ fn main() -> ExitCode {
             Command::Ledger(c) => cmd::ledger::run(config, c).await,
             Command::Cleanup => cmd::ledger::cleanup(config).await,
             Command::Serve(args) => cmd::serve::run(config, args).await,
+            Command::Reload(args) => cmd::reload::run(config, args),
             Command::Url(args) => cmd::url::run(config, args).await,
             Command::Completions { shell } => {
                 // Into a buffer first: the generator panics on a write error (a closed pipe).

@@ -127,7 +127,7 @@ pub fn append_file(path: &Path, note: &str) -> std::io::Result<()> {
 }
 
 /// How the ledger makes checkpoints.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckpointPolicy {
     /// The log's name (the checkpoint's first line, and the key's name).
     pub origin: String,

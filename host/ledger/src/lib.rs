@@ -108,7 +108,7 @@ pub enum LedgerError {
 }
 
 /// How to open a ledger.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LedgerOptions {
     /// Signed checkpoints: none makes none (and verification is always a full walk).
     pub checkpoints: Option<CheckpointPolicy>,

@@ -110,6 +110,10 @@ pub struct Storage {
     classes: BTreeMap<StorageClass, String>,
     pipeline: Pipeline,
     ledger: Arc<Ledger>,
+    /// Where the ledger is and how it was opened: what a reload may not change.
+    ledger_setup: (PathBuf, stowage_ledger::LedgerOptions, bool),
+    /// The engine every plugin runs on (a reload compiles on it too).
+    engine: PluginEngine,
     loader: PluginLoader,
     /// Per disk: temp objects of unknown owners older than this are orphans.
     orphan_after: BTreeMap<String, std::time::Duration>,
@@ -151,23 +155,40 @@ impl Storage {
 
     /// Like [`Storage::start`], on an existing engine.
     pub fn start_with(config: &LoadedConfig, engine: &PluginEngine) -> Result<Storage, StartError> {
-        let trust = config.trust_policy().map_err(StartError::Setup)?;
-        if trust.allow_unsigned {
-            tracing::warn!("[trust] allow_unsigned = true: UNSIGNED PLUGIN FILES WILL RUN. Development only; sign plugins with `stowage plugin sign`.");
-        }
-        let loader = PluginLoader::new(engine, trust, config.cache_dir().as_deref());
         // Every plugin is verified and compiled before anything is created on disk: a refused
         // plugin means nothing starts and nothing is touched.
-        let drivers = load_all(&loader, config.disk_plans().map_err(StartError::Setup)?, World::Driver)?;
-        let policy_plugins = load_all(&loader, config.policy_plans().map_err(StartError::Setup)?, World::Policy)?;
+        let plugins = Plugins::load(config, engine)?;
         let ledger = Arc::new(Ledger::open(&config.ledger_path(), config.ledger_options())?);
-        let log_only = config.ledger_log_only();
         if let Err(broken) = ledger.verify(VerifyMode::Incremental)? {
-            if !log_only {
+            if !config.ledger_log_only() {
                 return Err(StartError::LedgerBroken(broken));
             }
             tracing::error!(error = %broken, "the PHI ledger does not verify; going on because [ledger] on_failure = \"log\"");
         }
+        Self::assemble(config, engine, plugins, ledger)
+    }
+
+    /// The set `config` describes, for a running host to swap in for this one (`serve`'s
+    /// reload): every plugin verified, compiled and its wiring checked, on this set's engine
+    /// and ledger. Nothing of this set is touched, so a refusal leaves it serving as it was.
+    /// The ledger is the one thing that cannot change this way: a `[ledger]` that differs is
+    /// refused (a host moves its ledger with a restart).
+    pub async fn reload(&self, config: &LoadedConfig) -> Result<Storage, StartError> {
+        let ledger = (config.ledger_path(), config.ledger_options(), config.ledger_log_only());
+        if ledger != self.ledger_setup {
+            return Err(StartError::Setup(
+                "[ledger] differs from the running host's: the ledger cannot change while serving; restart to change it".into(),
+            ));
+        }
+        let plugins = Plugins::load(config, &self.engine)?;
+        let storage = Self::assemble(config, &self.engine, plugins, self.ledger.clone())?;
+        storage.check_wiring().await?;
+        Ok(storage)
+    }
+
+    fn assemble(config: &LoadedConfig, engine: &PluginEngine, plugins: Plugins, ledger: Arc<Ledger>) -> Result<Storage, StartError> {
+        let Plugins { loader, drivers, policies: policy_plugins } = plugins;
+        let log_only = config.ledger_log_only();
         let mut policies = Vec::with_capacity(policy_plugins.len());
         for (plan, l) in policy_plugins {
             let grants = crate::state::Grants { ledger: Some(ledger.clone()), ..plan.grants };
@@ -200,6 +221,8 @@ impl Storage {
             classes,
             pipeline: Pipeline::new(policies).log_only(log_only),
             ledger,
+            ledger_setup: (config.ledger_path(), config.ledger_options(), log_only),
+            engine: engine.clone(),
             loader,
             orphan_after,
             usage,
@@ -366,6 +389,26 @@ impl Storage {
             request_id: req.request_id.clone(),
             metadata: req.metadata.clone(),
         }
+    }
+}
+
+/// Every plugin of a config, verified and compiled, with the loader that did it.
+struct Plugins {
+    loader: PluginLoader,
+    drivers: Vec<(PluginPlan, Loaded)>,
+    policies: Vec<(PluginPlan, Loaded)>,
+}
+
+impl Plugins {
+    fn load(config: &LoadedConfig, engine: &PluginEngine) -> Result<Plugins, StartError> {
+        let trust = config.trust_policy().map_err(StartError::Setup)?;
+        if trust.allow_unsigned {
+            tracing::warn!("[trust] allow_unsigned = true: UNSIGNED PLUGIN FILES WILL RUN. Development only; sign plugins with `stowage plugin sign`.");
+        }
+        let loader = PluginLoader::new(engine, trust, config.cache_dir().as_deref());
+        let drivers = load_all(&loader, config.disk_plans().map_err(StartError::Setup)?, World::Driver)?;
+        let policies = load_all(&loader, config.policy_plans().map_err(StartError::Setup)?, World::Policy)?;
+        Ok(Plugins { loader, drivers, policies })
     }
 }
 

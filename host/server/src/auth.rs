@@ -42,6 +42,16 @@ impl ApiKeys {
         bool::from(found).then(|| self.0.get(index as usize).map(|(_, name)| name.as_str())).flatten()
     }
 
+    /// How many keys there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Whether `presented` is one of the keys.
     pub fn allows(&self, presented: &[u8]) -> bool {
         self.find(presented).is_some()
@@ -56,9 +66,9 @@ pub async fn require_key(State(state): State<AppState>, mut request: Request, ne
         .map(|v| v.as_bytes())
         // The scheme is case-insensitive (RFC 9110).
         .and_then(|v| v.get(..7).filter(|s| s.eq_ignore_ascii_case(b"bearer ")).map(|_| &v[7..]));
-    match presented.and_then(|key| state.keys.find(key)) {
-        Some(name) => {
-            let who = Authenticated(name.to_string());
+    let who = presented.and_then(|key| state.active.load().keys.find(key).map(|name| Authenticated(name.to_string())));
+    match who {
+        Some(who) => {
             request.extensions_mut().insert(who);
             next.run(request).await
         }

@@ -35,6 +35,13 @@ impl Readiness {
         Readiness { interval, last: Mutex::new(None), running: tokio::sync::Mutex::new(()), probes: AtomicU64::new(0) }
     }
 
+    /// Forgets the last answer (a reload brought other disks): the next caller probes.
+    pub fn forget(&self) {
+        if let Ok(mut last) = self.last.lock() {
+            *last = None;
+        }
+    }
+
     fn fresh(&self) -> Option<(bool, serde_json::Value)> {
         let last = self.last.lock().ok()?;
         let (at, ok, disks) = last.as_ref()?;
@@ -52,7 +59,7 @@ impl Readiness {
             return answer;
         }
         self.probes.fetch_add(1, Ordering::Relaxed);
-        let storage = state.storage.clone();
+        let storage = state.storage();
         // The probe does file I/O: on the storage work threads.
         let answer = match state.work.spawn(async move { probe_disks(&storage).await }).await {
             Ok(answer) => answer,
@@ -73,7 +80,7 @@ impl Readiness {
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
     let (disks_ok, disks) = state.readiness.disks(&state).await;
     // A host whose ledger cannot record refuses every guarded operation: not ready.
-    let ledger = match state.storage.ledger().health() {
+    let ledger = match state.storage().ledger().health() {
         Ok(()) => serde_json::json!({ "ok": true }),
         Err(e) => {
             tracing::warn!(error = %e, "readiness: the PHI ledger cannot record");

@@ -16,6 +16,7 @@ mod list;
 mod metrics;
 mod objects;
 mod openapi;
+pub mod reload;
 mod request;
 pub mod settings;
 pub mod signed;
@@ -65,11 +66,12 @@ impl std::ops::Deref for AppState {
 
 /// The state behind [`AppState`].
 pub struct Shared {
-    storage: Arc<Storage>,
-    keys: auth::ApiKeys,
+    /// The set requests run on; a reload swaps in a new one, and a request keeps the set it
+    /// started on to its end.
+    active: arc_swap::ArcSwap<reload::Active>,
     metrics: Arc<metrics::Metrics>,
-    /// Signs download URLs; none: no signed URLs are served.
-    url_secret: Option<Arc<[u8]>>,
+    /// Reloads tried, refused, and of which config.
+    reloads: reload::Reloads,
     /// Resumable uploads in progress.
     uploads: Arc<uploads::Sessions>,
     /// Requests in flight per credential.
@@ -82,19 +84,29 @@ pub struct Shared {
     tuning: settings::Tuning,
 }
 
-/// The routes over `storage`, `/v1` guarded by `keys`; storage work runs on `work`.
-fn router(storage: Arc<Storage>, keys: auth::ApiKeys, url_secret: Option<Arc<[u8]>>, tuning: settings::Tuning, work: tokio::runtime::Handle) -> Router {
-    let state = AppState(Arc::new(Shared {
-        storage,
-        keys,
+impl Shared {
+    /// The storage of the set in force now.
+    fn storage(&self) -> Arc<Storage> {
+        self.active.load().storage.clone()
+    }
+}
+
+/// The shared state over `active`; storage work runs on `work`.
+fn state(active: reload::Active, config_sha256: &str, tuning: settings::Tuning, work: tokio::runtime::Handle) -> AppState {
+    AppState(Arc::new(Shared {
+        reloads: reload::Reloads::new(config_sha256),
+        active: arc_swap::ArcSwap::from_pointee(active),
         metrics: Arc::default(),
-        url_secret,
         uploads: Arc::new(uploads::Sessions::new(tuning.max_uploads, tuning.max_uploads_per_key)),
         per_key: Arc::new(limits::PerKey::new(tuning.max_requests_per_key)),
         readiness: Arc::new(health::Readiness::new(tuning.readiness_interval)),
         work,
         tuning,
-    }));
+    }))
+}
+
+/// The routes over `state`, `/v1` guarded by its keys.
+fn router(state: AppState) -> Router {
     let reaped = Arc::downgrade(&state.uploads);
     state.work.spawn(async move {
         loop {
@@ -162,6 +174,9 @@ pub enum ServeError {
     /// The storage work threads could not start.
     #[error("cannot start the storage work threads: {0}")]
     Runtime(std::io::Error),
+    /// SIGHUP could not be listened for.
+    #[error("cannot listen for SIGHUP (reload): {0}")]
+    Signal(std::io::Error),
 }
 
 /// How often a serving host settles what crashed writes left and sweeps orphaned temp
@@ -169,15 +184,18 @@ pub enum ServeError {
 const MAINTENANCE_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Runs the host's upkeep while it serves: every [`MAINTENANCE_EVERY`], reconcile open
-/// intents and sweep orphans; on every new checkpoint, copy it to the checkpoint disk.
-fn spawn_maintenance(storage: Arc<Storage>, work: &tokio::runtime::Handle) {
-    let weak = Arc::downgrade(&storage);
-    work.spawn(async move {
+/// intents and sweep orphans; on every new checkpoint, copy it to the checkpoint disk. Each
+/// time on the set in force then.
+fn spawn_maintenance(state: &AppState) {
+    let weak = Arc::downgrade(&state.0);
+    state.work.spawn(async move {
         let mut tick = tokio::time::interval(MAINTENANCE_EVERY);
         tick.tick().await; // the first tick is now: start-up did this already
         loop {
             tick.tick().await;
-            let Some(storage) = weak.upgrade() else { return };
+            let Some(shared) = weak.upgrade() else { return };
+            let storage = shared.storage();
+            drop(shared);
             if let Err(e) = storage.reconcile().await {
                 tracing::warn!(error = %e, "reconciling open intents failed");
             }
@@ -186,11 +204,14 @@ fn spawn_maintenance(storage: Arc<Storage>, work: &tokio::runtime::Handle) {
             }
         }
     });
-    let Some(mut checkpoints) = storage.ledger().subscribe_checkpoints() else { return };
-    let weak = Arc::downgrade(&storage);
-    work.spawn(async move {
+    // Every set shares the ledger: one subscription serves them all.
+    let Some(mut checkpoints) = state.storage().ledger().subscribe_checkpoints() else { return };
+    let weak = Arc::downgrade(&state.0);
+    state.work.spawn(async move {
         while checkpoints.changed().await.is_ok() {
-            let Some(storage) = weak.upgrade() else { return };
+            let Some(shared) = weak.upgrade() else { return };
+            let storage = shared.storage();
+            drop(shared);
             if let Err(e) = storage.copy_checkpoint().await {
                 tracing::error!(error = %e, "could not copy a ledger checkpoint to the checkpoint disk");
             }
@@ -217,8 +238,15 @@ fn connection_builder(tuning: &settings::Tuning) -> auto::Builder<TokioExecutor>
 }
 
 /// Serves `storage` as `settings` say until the process ends. `on_listening` is told the bound
-/// address (useful with port 0) before the first connection is accepted.
-pub async fn serve(storage: Arc<Storage>, settings: Settings, on_listening: impl FnOnce(SocketAddr, bool)) -> Result<(), ServeError> {
+/// address (useful with port 0) before the first connection is accepted. With `reload`, a
+/// SIGHUP re-reads the config it names and swaps in the new set ([`reload`]).
+pub async fn serve(
+    storage: Arc<Storage>,
+    settings: Settings,
+    config_sha256: &str,
+    reload: Option<reload::Source>,
+    on_listening: impl FnOnce(SocketAddr, bool),
+) -> Result<(), ServeError> {
     let tuning = settings.tuning;
     // A connection is a file descriptor: let the process have what the system allows.
     match rlimit::increase_nofile_limit(u64::MAX) {
@@ -234,19 +262,24 @@ pub async fn serve(storage: Arc<Storage>, settings: Settings, on_listening: impl
         .enable_all()
         .build()
         .map_err(ServeError::Runtime)?;
-    let served = accept_loop(storage, settings, work.handle().clone(), on_listening).await;
+    let listen = settings.listen;
+    let active = reload::Active::new(storage, settings);
+    let state = state(active, config_sha256, tuning, work.handle().clone());
+    let served = accept_loop(state, listen, reload, on_listening).await;
     work.shutdown_background();
     served
 }
 
-async fn accept_loop(storage: Arc<Storage>, settings: Settings, work: tokio::runtime::Handle, on_listening: impl FnOnce(SocketAddr, bool)) -> Result<(), ServeError> {
-    let tuning = settings.tuning;
-    let listener = TcpListener::bind(settings.listen).await.map_err(|source| ServeError::Bind { addr: settings.listen, source })?;
+async fn accept_loop(state: AppState, listen: SocketAddr, reload: Option<reload::Source>, on_listening: impl FnOnce(SocketAddr, bool)) -> Result<(), ServeError> {
+    let tuning = state.tuning;
+    let listener = TcpListener::bind(listen).await.map_err(|source| ServeError::Bind { addr: listen, source })?;
     let local = listener.local_addr().map_err(ServeError::Accept)?;
-    let acceptor = settings.tls.map(tokio_rustls::TlsAcceptor::from);
-    on_listening(local, acceptor.is_some());
-    spawn_maintenance(storage.clone(), &work);
-    let app = router(storage, settings.keys, settings.url_secret, tuning, work);
+    if let Some(source) = reload {
+        reload::on_hangup(state.clone(), source).map_err(ServeError::Signal)?;
+    }
+    on_listening(local, state.active.load().tls.is_some());
+    spawn_maintenance(&state);
+    let app = router(state.clone());
     let builder = Arc::new(connection_builder(&tuning));
     let connections = Arc::new(tokio::sync::Semaphore::new(tuning.max_connections.max(1)));
     loop {
@@ -263,7 +296,8 @@ async fn accept_loop(storage: Arc<Storage>, settings: Settings, work: tokio::run
         };
         let _ = tcp.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
-        let acceptor = acceptor.clone();
+        // The certificate of the set in force (a reload may bring a renewed one).
+        let acceptor = state.active.load().tls.clone();
         let builder = builder.clone();
         tokio::spawn(async move {
             let _slot = slot;

@@ -45,7 +45,7 @@ impl Metrics {
 
 /// The storage name a request addressed, if the host knows it.
 pub fn label_name(state: &AppState, name: &str) -> String {
-    if state.storage.knows(name) { name.to_string() } else { "unknown".to_string() }
+    if state.storage().knows(name) { name.to_string() } else { "unknown".to_string() }
 }
 
 /// Middleware on `/v1`: counts every request and its duration.
@@ -102,9 +102,14 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         let _ = writeln!(out, "stowage_bytes_total{{name=\"{0}\",direction=\"received\"}} {received}\nstowage_bytes_total{{name=\"{0}\",direction=\"sent\"}} {sent}", label(name));
     }
     let _ = writeln!(out, "# HELP stowage_plugin_restarts_total Driver instances replaced after a fault.\n# TYPE stowage_plugin_restarts_total counter");
-    for (disk, n) in state.storage.disk_restarts() {
+    for (disk, n) in state.storage().disk_restarts() {
         let _ = writeln!(out, "stowage_plugin_restarts_total{{disk=\"{}\"}} {n}", label(disk));
     }
+    let r = &state.reloads;
+    let (done, failed) = (r.done.load(std::sync::atomic::Ordering::Relaxed), r.failed.load(std::sync::atomic::Ordering::Relaxed));
+    let _ = writeln!(out, "# HELP stowage_config_reloads_total Reloads (SIGHUP) that swapped in a new config and plugins.\n# TYPE stowage_config_reloads_total counter\nstowage_config_reloads_total {done}");
+    let _ = writeln!(out, "# HELP stowage_config_reload_failures_total Reloads refused (the last good set kept serving).\n# TYPE stowage_config_reload_failures_total counter\nstowage_config_reload_failures_total {failed}");
+    let _ = writeln!(out, "# HELP stowage_config_info The config in force (sha256 of its text).\n# TYPE stowage_config_info gauge\nstowage_config_info{{sha256=\"{}\"}} 1", label(&r.sha256()));
     let mut response = (StatusCode::OK, out).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     response

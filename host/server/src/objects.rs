@@ -84,7 +84,7 @@ pub async fn put(
     let options = write_options(&headers)?;
     let expected = expected_sha256(&headers)?;
     let addr = Address { name, path };
-    let mut upload = state.storage.writer(&addr, &req, &options).await?;
+    let mut upload = state.storage().writer(&addr, &req, &options).await?;
     let mut stream = body.into_data_stream();
     loop {
         let idle = state.tuning.body_idle;
@@ -186,12 +186,12 @@ pub(crate) async fn serve(
     let range = match text_header(headers, header::RANGE)? {
         None => None,
         Some(value) if value.trim_start().starts_with("bytes=-") && value.len() > 7 => {
-            let size = state.storage.stat(&addr, &req).await?.size;
+            let size = state.storage().stat(&addr, &req).await?.size;
             parse_range(value, || Some(size))?
         }
         Some(value) => parse_range(value, || None)?,
     };
-    let reader = state.storage.reader(&addr, &req, range).await?;
+    let reader = state.storage().reader(&addr, &req, range).await?;
     let info = reader.info().clone();
     let length = reader.remaining();
     if range.is_some() && length == 0 {
@@ -296,7 +296,7 @@ pub async fn head(
     Path((name, path)): Path<(String, String)>,
     Caller(req): Caller,
 ) -> Result<Response, ApiError> {
-    let info = state.storage.stat(&Address { name, path }, &req).await?;
+    let info = state.storage().stat(&Address { name, path }, &req).await?;
     let mut response = StatusCode::OK.into_response();
     info_headers(&info, response.headers_mut());
     response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(info.size));
@@ -309,7 +309,7 @@ pub async fn delete(
     Path((name, path)): Path<(String, String)>,
     Caller(req): Caller,
 ) -> Result<StatusCode, ApiError> {
-    state.storage.delete(&Address { name, path }, &req).await?;
+    state.storage().delete(&Address { name, path }, &req).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -4,9 +4,13 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+
 use std::time::Duration;
 
-use stowage_runtime::config::{ServerConfig, resolve_value};
+use std::ops::Range;
+
+use stowage_runtime::config::{ConfigError, Report, ServerConfig, resolve_value};
+use stowage_runtime::LoadedConfig;
 
 use crate::auth::ApiKeys;
 
@@ -54,7 +58,7 @@ pub struct Settings {
 }
 
 /// `[server.timeouts]` and `[server.limits]`, resolved.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tuning {
     /// The TLS handshake.
     pub tls_handshake: Duration,
@@ -110,32 +114,88 @@ impl Tuning {
 }
 
 impl Settings {
-    /// Checks `config` (paths relative to `base_dir`); `listen` overrides `config.listen`.
-    pub fn resolve(config: &ServerConfig, base_dir: &Path, listen: Option<&str>) -> Result<Settings, SettingsError> {
-        let listen_text = listen.or(config.listen.as_deref()).unwrap_or("127.0.0.1:8443");
-        let listen = listen_text.parse().map_err(|_| SettingsError::Listen(listen_text.to_string()))?;
+    /// Checks `[server]` of `loaded`, reporting every problem at its line; the settings when
+    /// there is none. `listen` (from the command line) overrides `[server] listen`.
+    pub fn check(loaded: &LoadedConfig, listen: Option<&str>, report: &mut Report<'_>) -> Option<Settings> {
+        let config = &loaded.config.server;
+        let header = report.table("server");
+        let mut ok = true;
+        let mut refuse = |report: &mut Report<'_>, span: Option<Range<usize>>, e: SettingsError| {
+            ok = false;
+            report.at(span, e.to_string());
+        };
+        let (listen_text, listen_span) = match (listen, &config.listen) {
+            (Some(l), _) => (l, None),
+            (None, Some(l)) => (l.get_ref().as_str(), Some(l.span())),
+            (None, None) => ("127.0.0.1:8443", None),
+        };
+        let listen = listen_text.parse().map_err(|_| refuse(report, listen_span, SettingsError::Listen(listen_text.to_string()))).ok();
         let tls = match (&config.tls, config.dev_mode) {
-            (Some(tls), _) => Some(crate::tls::server_config(&base_dir.join(&tls.cert), &base_dir.join(&tls.key))?),
+            (Some(tls), _) => {
+                let chain = crate::tls::read_chain(&loaded.base_dir.join(tls.cert.get_ref()))
+                    .map_err(|e| refuse(report, Some(tls.cert.span()), SettingsError::Tls(e)));
+                let key = crate::tls::read_key(&loaded.base_dir.join(tls.key.get_ref()))
+                    .map_err(|e| refuse(report, Some(tls.key.span()), SettingsError::Tls(e)));
+                match (chain, key) {
+                    (Ok(chain), Ok(key)) => crate::tls::server_config(chain, key)
+                        .map_err(|e| refuse(report, Some(tls.cert.span()), SettingsError::Tls(e)))
+                        .ok(),
+                    _ => None,
+                }
+            }
             (None, true) => None,
-            (None, false) => return Err(SettingsError::PlainHttpRefused),
+            (None, false) => {
+                refuse(report, header.clone(), SettingsError::PlainHttpRefused);
+                None
+            }
         };
         let mut keys: Vec<(String, String)> = Vec::with_capacity(config.api_keys.len());
         for (i, value) in config.api_keys.iter().enumerate() {
-            let (name, key) = named_key(value, i)?;
-            if key.len() < MIN_KEY_LEN && !config.dev_mode {
-                return Err(SettingsError::ShortKey(i));
+            match named_key(value.get_ref(), i) {
+                Err(e) => refuse(report, Some(value.span()), e),
+                Ok((_, key)) if key.len() < MIN_KEY_LEN && !config.dev_mode => refuse(report, Some(value.span()), SettingsError::ShortKey(i)),
+                Ok((name, _)) if keys.iter().any(|(n, _)| *n == name) => refuse(report, Some(value.span()), SettingsError::Key(format!(
+                    "api_keys[{i}]: the name `{name}` is used by another key; each key needs its own, so the ledger can tell them apart"
+                ))),
+                Ok(named) => keys.push(named),
             }
-            if keys.iter().any(|(n, _)| *n == name) {
-                return Err(SettingsError::Key(format!("api_keys[{i}]: the name `{name}` is used by another key; each key needs its own, so the ledger can tell them apart")));
-            }
-            keys.push((name, key));
         }
-        if keys.is_empty() {
-            return Err(SettingsError::NoKeys);
+        if config.api_keys.is_empty() {
+            refuse(report, header, SettingsError::NoKeys);
         }
-        let url_secret = url_secret(config)?;
-        Ok(Settings { listen, tls, keys: ApiKeys::new(&keys), url_secret, tuning: Tuning::from_config(config) })
+        let url_secret = url_secret(config).map_err(|e| refuse(report, config.url_secret.as_ref().map(|s| s.span()), e)).ok().flatten();
+        let listen = listen?;
+        if !ok {
+            return None;
+        }
+        Some(Settings { listen, tls, keys: ApiKeys::new(&keys), url_secret, tuning: Tuning::from_config(config) })
     }
+}
+
+/// The config `stowage serve` runs on, checked as a whole: the config's own checks, every
+/// plugin verified as loading would (short of compiling), and `[server]`, every problem
+/// reported at once with its line. What `serve` (at start and on reload) and `config check`
+/// both call, so the check refuses exactly what serving would.
+pub fn load(config: Option<&Path>, listen: Option<&str>) -> Result<(LoadedConfig, Settings), ConfigError> {
+    let mut settings = None;
+    let loaded = LoadedConfig::load_with(config, |loaded, report| settings = check(loaded, listen, true, report))?;
+    match settings {
+        Some(settings) => Ok((loaded, settings)),
+        // No settings means a problem was reported, and then `load_with` failed: said as an
+        // error rather than assumed.
+        None => Err(ConfigError {
+            origin: loaded.source,
+            problems: vec![stowage_runtime::config::Problem { at: None, message: "[server] could not be resolved".into() }],
+        }),
+    }
+}
+
+/// What [`load`] checks beyond the config's own checks: every plugin, and `[server]` when
+/// `serving` (`config check` skips it for a config without a `[server]` table, which only the
+/// CLI uses). The settings, when serving and nothing was refused.
+pub fn check(loaded: &LoadedConfig, listen: Option<&str>, serving: bool, report: &mut Report<'_>) -> Option<Settings> {
+    loaded.check_plugins(report);
+    if serving { Settings::check(loaded, listen, report) } else { None }
 }
 
 /// One `api_keys` entry: `"KEY"`, `{ env = "NAME" }` (unnamed: named `api_keys[I]`), or
@@ -162,7 +222,7 @@ fn named_key(value: &toml::Value, i: usize) -> Result<(String, String), Settings
 /// `[server] url_secret`, resolved and checked; none if not configured.
 pub fn url_secret(config: &ServerConfig) -> Result<Option<Arc<[u8]>>, SettingsError> {
     let Some(value) = &config.url_secret else { return Ok(None) };
-    let secret = resolve_value(value, "url_secret").map_err(SettingsError::Key)?;
+    let secret = resolve_value(value.get_ref(), "url_secret").map_err(SettingsError::Key)?;
     if secret.len() < MIN_KEY_LEN {
         return Err(SettingsError::ShortUrlSecret);
     }
@@ -176,7 +236,7 @@ impl Settings {
             Some(url) => url.trim_end_matches('/').to_string(),
             None => {
                 let scheme = if config.tls.is_some() { "https" } else { "http" };
-                format!("{scheme}://{}", config.listen.as_deref().unwrap_or("127.0.0.1:8443"))
+                format!("{scheme}://{}", config.listen.as_ref().map_or("127.0.0.1:8443", |l| l.get_ref().as_str()))
             }
         }
     }

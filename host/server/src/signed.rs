@@ -100,7 +100,7 @@ pub async fn get(
     headers: HeaderMap,
 ) -> Response {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let ok = match (&state.url_secret, &query) {
+    let ok = match (&state.active.load().url_secret, &query) {
         (Some(secret), Ok(Query(q))) => valid(secret, &name, &path, q.expires, &q.id, &q.sig, now),
         _ => false,
     };

@@ -8,25 +8,33 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::crypto::ring;
 
-use crate::settings::SettingsError;
 
-/// A server config from a PEM certificate chain and private key, offering HTTP/2 and 1.1.
-pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, SettingsError> {
-    let fail = |what: &Path, e: &dyn std::fmt::Display| SettingsError::Tls(format!("{}: {e}", what.display()));
+/// The PEM certificate chain at `cert`, leaf first.
+pub fn read_chain(cert: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", cert.display());
     let chain = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| fail(cert, &e))?
+        .map_err(|e| fail(&e))?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| fail(cert, &e))?;
+        .map_err(|e| fail(&e))?;
     if chain.is_empty() {
-        return Err(fail(cert, &"no certificate in the file"));
+        return Err(fail(&"no certificate in the file"));
     }
-    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| fail(key, &e))?;
+    Ok(chain)
+}
+
+/// The PEM private key at `key`.
+pub fn read_key(key: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))
+}
+
+/// A server config for `chain` and `key`, offering HTTP/2 and 1.1.
+pub fn server_config(chain: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) -> Result<Arc<ServerConfig>, String> {
     let mut config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
         .with_safe_default_protocol_versions()
-        .map_err(|e| SettingsError::Tls(e.to_string()))?
+        .map_err(|e| e.to_string())?
         .with_no_client_auth()
-        .with_single_cert(chain, key_der)
-        .map_err(|e| SettingsError::Tls(format!("the certificate and key do not go together: {e}")))?;
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("the certificate and key do not go together: {e}"))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

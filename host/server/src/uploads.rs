@@ -182,7 +182,7 @@ pub async fn create(
     // its session opens gives the slot back.
     let slot = state.uploads.reserve(&owner)?;
     let label = crate::metrics::label_name(&state, &name);
-    let upload = state.storage.writer(&Address { name, path }, &req, &options).await?;
+    let upload = state.storage().writer(&Address { name, path }, &req, &options).await?;
     let offset = Arc::new(AtomicU64::new(0));
     let session = Session { upload: Some(upload), offset: offset.clone(), expected_sha256: expected, last_used: Instant::now(), name: label };
     let entry = Entry { owner, offset, session: Arc::new(tokio::sync::Mutex::new(session)), _slot: slot };

@@ -19,7 +19,14 @@ pub enum Command {
 pub fn run(config: Option<&Path>, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Check { file } => {
-            let loaded = LoadedConfig::load(file.as_deref().or(config))?;
+            // Exactly what `serve` checks (stowage_server::settings::load); `[server]` only
+            // when the file has one, since a config without it is for the CLI alone.
+            let mut serving = false;
+            let mut settings = None;
+            let loaded = LoadedConfig::load_with(file.as_deref().or(config), |loaded, report| {
+                serving = report.has_table("server");
+                settings = stowage_server::settings::check(loaded, None, serving, report);
+            })?;
             println!("{}: ok", loaded.source);
             println!("role: {}", loaded.config.role.get_ref());
             for (name, disk) in &loaded.config.disks {
@@ -34,6 +41,18 @@ pub fn run(config: Option<&Path>, command: Command) -> anyhow::Result<()> {
             for class in StorageClass::ALL {
                 println!("class {class} -> disk {}", loaded.disk_for(class));
             }
+            println!("plugins: {} verified (signatures, pins, worlds)", loaded.config.disks.len() + loaded.config.policies.len());
+            match settings {
+                Some(s) => println!(
+                    "server: {}://{}, {} API key(s), signed URLs {}",
+                    if s.tls.is_some() { "https" } else { "http (dev_mode)" },
+                    s.listen,
+                    s.keys.len(),
+                    if s.url_secret.is_some() { "on" } else { "off (no url_secret)" }
+                ),
+                None => println!("server: no [server] table (fine for the CLI; `stowage serve` needs one with tls and api_keys)"),
+            }
+            println!("sha256: {}", loaded.sha256);
             Ok(())
         }
     }

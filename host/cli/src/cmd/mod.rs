@@ -11,6 +11,7 @@ pub mod plugin;
 pub mod plugin_new;
 pub mod plugin_test;
 pub mod put;
+pub mod reload;
 pub mod rm;
 pub mod serve;
 pub mod stat;

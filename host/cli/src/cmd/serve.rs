@@ -1,10 +1,11 @@
-//! `stowage serve`: the storage pipeline over HTTP(S) (see the stowage-server crate).
+//! `stowage serve`: the storage pipeline over HTTP(S) (see the stowage-server crate). SIGHUP
+//! (or `stowage reload`) reloads the config and plugins without downtime.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use stowage_runtime::{LoadedConfig, Storage};
-use stowage_server::Settings;
+use stowage_runtime::Storage;
+use stowage_server::reload;
 
 /// `serve` arguments.
 #[derive(clap::Args)]
@@ -17,16 +18,22 @@ pub struct Args {
 
 /// Serves until the process is stopped.
 pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<()> {
-    let loaded = LoadedConfig::load(config)?;
-    let server = &loaded.config.server;
-    let settings = Settings::resolve(server, &loaded.base_dir, args.listen.as_deref())?;
-    if server.dev_mode {
+    // The same check as `stowage config check`: every problem at once, with its line.
+    let (loaded, settings) = stowage_server::settings::load(config, args.listen.as_deref())?;
+    if loaded.config.server.dev_mode {
         tracing::warn!("[server] dev_mode = true: plain HTTP and short API keys are allowed. Development only.");
     }
     let storage = Arc::new(Storage::open(&loaded).await?);
-    stowage_server::serve(storage, settings, |addr, tls| {
+    let source = reload::Source {
+        config: config.map(Path::to_path_buf),
+        listen: args.listen,
+        status: reload::status_file(&loaded.ledger_path()),
+    };
+    let status = source.status.clone();
+    let served = stowage_server::serve(storage, settings, &loaded.sha256, Some(source), |addr, tls| {
         println!("stowage: serving on {}://{addr}", if tls { "https" } else { "http" });
     })
-    .await?;
-    Ok(())
+    .await;
+    let _ = std::fs::remove_file(status);
+    Ok(served?)
 }

@@ -11,6 +11,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use toml::Spanned;
+use sha2::{Digest, Sha256};
 
 pub use model::{CacheConfig, Config, DiskConfig, Grant, LedgerConfig, LimitsConfig, OnFailure, Pin, PolicyConfig, ServerConfig, ServerLimits, ServerTimeouts, StorageMap, TlsConfig, Trust};
 pub use plan::{PluginPlan, PluginSource, flatten, resolve_plugin, resolve_value};
@@ -103,30 +104,75 @@ pub struct LoadedConfig {
     /// Directory that relative paths are resolved against (the file's directory, or the
     /// working directory for the embedded default).
     pub base_dir: PathBuf,
+    /// sha256 of the text, hex: which config a host runs (`/metrics` shows it).
+    pub sha256: String,
+}
+
+/// Where checks outside this crate report problems, located in the config's text.
+pub struct Report<'a> {
+    text: &'a str,
+    problems: Vec<Problem>,
+}
+
+impl Report<'_> {
+    /// A problem at byte range `span` of the file, or (none) at the file as a whole.
+    pub fn at(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
+        self.problems.push(Problem { at: span.map(|s| position(self.text, s.start)), message: message.into() });
+    }
+
+    /// Where the file's `[NAME]` table header is, if it has one.
+    pub fn table(&self, name: &str) -> Option<Range<usize>> {
+        let header = format!("[{name}]");
+        let mut offset = 0;
+        for line in self.text.split_inclusive('\n') {
+            if line.trim_start().starts_with(&header) {
+                let start = offset + (line.len() - line.trim_start().len());
+                return Some(start..start + header.len());
+            }
+            offset += line.len();
+        }
+        None
+    }
+
+    /// Whether the config has a `[NAME]` table (as a header, dotted keys or inline).
+    pub fn has_table(&self, name: &str) -> bool {
+        self.text.parse::<toml::Table>().is_ok_and(|t| t.contains_key(name))
+    }
 }
 
 impl LoadedConfig {
     /// Loads `explicit` if given; otherwise `./stowage.toml` if it exists; otherwise the
     /// embedded default.
     pub fn load(explicit: Option<&Path>) -> Result<LoadedConfig, ConfigError> {
+        Self::load_with(explicit, |_, _| {})
+    }
+
+    /// Like [`LoadedConfig::load`], with the caller's own checks (e.g. `[server]`'s, by the
+    /// server) run on the parsed config and reported, located, with this crate's: one list of
+    /// every problem. They run even when this crate's checks found problems.
+    pub fn load_with(explicit: Option<&Path>, extra: impl FnOnce(&LoadedConfig, &mut Report<'_>)) -> Result<LoadedConfig, ConfigError> {
         let path = match explicit {
             Some(p) => Some(p.to_path_buf()),
             None => Some(PathBuf::from(DEFAULT_FILE)).filter(|p| p.exists()),
         };
         match path {
-            Some(path) => Self::load_file(&path),
+            Some(path) => Self::load_file_with(&path, extra),
             None => {
                 let cwd = std::env::current_dir().map_err(|e| ConfigError {
                     origin: ConfigSource::Embedded,
                     problems: vec![Problem { at: None, message: format!("cannot read the working directory: {e}") }],
                 })?;
-                Self::parse(EMBEDDED_DEFAULT, ConfigSource::Embedded, cwd)
+                Self::parse_with(EMBEDDED_DEFAULT, ConfigSource::Embedded, cwd, extra)
             }
         }
     }
 
     /// Loads and checks the file at `path`.
     pub fn load_file(path: &Path) -> Result<LoadedConfig, ConfigError> {
+        Self::load_file_with(path, |_, _| {})
+    }
+
+    fn load_file_with(path: &Path, extra: impl FnOnce(&LoadedConfig, &mut Report<'_>)) -> Result<LoadedConfig, ConfigError> {
         let source = ConfigSource::File(path.to_path_buf());
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             origin: source.clone(),
@@ -136,11 +182,15 @@ impl LoadedConfig {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        Self::parse(&text, source, base_dir)
+        Self::parse_with(&text, source, base_dir, extra)
     }
 
     /// Parses and checks config `text`.
     pub fn parse(text: &str, source: ConfigSource, base_dir: PathBuf) -> Result<LoadedConfig, ConfigError> {
+        Self::parse_with(text, source, base_dir, |_, _| {})
+    }
+
+    fn parse_with(text: &str, source: ConfigSource, base_dir: PathBuf, extra: impl FnOnce(&LoadedConfig, &mut Report<'_>)) -> Result<LoadedConfig, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| ConfigError {
             origin: source.clone(),
             problems: vec![Problem {
@@ -151,8 +201,11 @@ impl LoadedConfig {
                 },
             }],
         })?;
-        let loaded = LoadedConfig { config, source, base_dir };
-        let problems = loaded.check(text);
+        let loaded = LoadedConfig { config, source, base_dir, sha256: hex::encode(Sha256::digest(text.as_bytes())) };
+        let mut report = Report { text, problems: loaded.check(text) };
+        extra(&loaded, &mut report);
+        let mut problems = report.problems;
+        problems.sort_by_key(|p| p.at);
         if problems.is_empty() {
             Ok(loaded)
         } else {
@@ -188,22 +241,6 @@ impl LoadedConfig {
             }
             if let Err(message) = plan::check_plugin(&disk.plugin, &self.base_dir) {
                 problem(disk.plugin.span(), format!("disks.{n}.plugin: {message}"));
-            }
-            if let Some(dir) = &disk.grant.dir {
-                let granted = normalize(&self.base_dir.join(dir.get_ref()));
-                let ledger = normalize(&self.ledger_path());
-                if ledger.starts_with(&granted) {
-                    problem(dir.span(), format!(
-                        "disks.{n}.grant.dir contains the ledger ({}): its plugin could rewrite it; move one of them", ledger.display()
-                    ));
-                }
-                if let Some(cache) = self.cache_dir().map(|c| normalize(&c))
-                    && cache.starts_with(&granted)
-                {
-                    problem(dir.span(), format!(
-                        "disks.{n}.grant.dir contains the compiled-plugin cache ({}): set [cache] dir elsewhere", cache.display()
-                    ));
-                }
             }
             for (field, value, min, max) in [
                 ("memory_mib", &disk.limits.memory_mib, 1, 4096),
@@ -266,6 +303,7 @@ impl LoadedConfig {
             }
         }
         self.check_grants_disjoint(&mut problem);
+        self.check_grants_hold_nothing_of_the_host(&mut problem);
         for (i, p) in self.config.policies.iter().enumerate() {
             if let Err(message) = plan::check_plugin(&p.plugin, &self.base_dir) {
                 problem(p.plugin.span(), format!("policies[{i}].plugin: {message}"));
@@ -294,7 +332,6 @@ impl LoadedConfig {
                 ));
             }
         }
-        problems.sort_by_key(|p| p.at);
         problems
     }
 }
@@ -424,14 +461,10 @@ impl LoadedConfig {
         }
     }
 
-    /// Two disks whose granted directories nest could read and delete each other's objects.
+    /// Two disks whose granted directories nest could read and delete each other's objects
+    /// (compared where they really are: symlinks resolved).
     fn check_grants_disjoint(&self, problem: &mut impl FnMut(Range<usize>, String)) {
-        let dirs: Vec<(&str, &Spanned<PathBuf>, PathBuf)> = self
-            .config
-            .disks
-            .iter()
-            .filter_map(|(name, d)| d.grant.dir.as_ref().map(|dir| (name.get_ref().as_str(), dir, normalize(&self.base_dir.join(dir.get_ref())))))
-            .collect();
+        let dirs = self.granted_dirs();
         for (i, (a, _, pa)) in dirs.iter().enumerate() {
             for (b, db, pb) in &dirs[i + 1..] {
                 if pa.starts_with(pb) || pb.starts_with(pa) {
@@ -441,6 +474,69 @@ impl LoadedConfig {
                     ));
                 }
             }
+        }
+    }
+
+    /// A plugin may rewrite anything under its granted directory: the host's own files (the
+    /// ledger and what goes with it, the config, the compiled-plugin cache) must be elsewhere,
+    /// symlinks resolved.
+    fn check_grants_hold_nothing_of_the_host(&self, problem: &mut impl FnMut(Range<usize>, String)) {
+        let options = self.ledger_options();
+        let mut host_files = vec![("the ledger", self.ledger_path(), "move one of them")];
+        if let Some(c) = options.checkpoints {
+            host_files.push(("the ledger's checkpoints", c.file, "set [ledger] checkpoints elsewhere"));
+            host_files.push(("the ledger's signing key", c.key_file, "set [ledger] host_key elsewhere"));
+        }
+        if let ConfigSource::File(path) = &self.source {
+            host_files.push(("this config file", path.clone(), "move one of them"));
+        }
+        if let Some(cache) = self.cache_dir() {
+            host_files.push(("the compiled-plugin cache", cache, "set [cache] dir elsewhere"));
+        }
+        for (disk, dir, granted) in self.granted_dirs() {
+            let mut ledger_reported = false;
+            for (what, path, fix) in &host_files {
+                let real = resolved(path);
+                // The ledger's own files usually sit beside it: one problem says it.
+                let of_the_ledger = what.starts_with("the ledger");
+                if real.starts_with(&granted) && !(of_the_ledger && ledger_reported) {
+                    ledger_reported |= of_the_ledger;
+                    problem(dir.span(), format!(
+                        "disks.{disk}.grant.dir ({}) contains {what} ({}): its plugin could rewrite it; {fix}",
+                        granted.display(), real.display()
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Each disk's granted directory, where it really is.
+    fn granted_dirs(&self) -> Vec<(&str, &Spanned<PathBuf>, PathBuf)> {
+        self.config
+            .disks
+            .iter()
+            .filter_map(|(name, d)| d.grant.dir.as_ref().map(|dir| (name.get_ref().as_str(), dir, resolved(&self.base_dir.join(dir.get_ref())))))
+            .collect()
+    }
+}
+
+/// Where `path` really is: made absolute, `.` and `..` resolved, and symlinks in the part of
+/// it that exists followed (what does not exist yet is appended as written).
+fn resolved(path: &Path) -> PathBuf {
+    let lexical = normalize(path);
+    let mut existing = lexical.as_path();
+    let mut missing = Vec::new();
+    loop {
+        if let Ok(mut real) = std::fs::canonicalize(existing) {
+            real.extend(missing.iter().rev());
+            return real;
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                missing.push(name);
+                existing = parent;
+            }
+            _ => return lexical,
         }
     }
 }

@@ -42,7 +42,7 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     /// Address to listen on (default `127.0.0.1:8443`; `--listen` overrides it).
-    pub listen: Option<String>,
+    pub listen: Option<Spanned<String>>,
     /// Development only: allows plain HTTP and API keys shorter than 32 characters.
     #[serde(default)]
     pub dev_mode: bool,
@@ -51,10 +51,10 @@ pub struct ServerConfig {
     /// API keys a client may present (`Authorization: Bearer KEY`): strings or
     /// `{ env = "NAME" }` references.
     #[serde(default)]
-    pub api_keys: Vec<toml::Value>,
+    pub api_keys: Vec<Spanned<toml::Value>>,
     /// The secret that signs download URLs for disks without native presign (32+
     /// characters, usually `{ env = "NAME" }`). Without it, no such URLs are served.
-    pub url_secret: Option<toml::Value>,
+    pub url_secret: Option<Spanned<toml::Value>>,
     /// The base URL clients reach this host at, for `stowage url` (default: https://LISTEN).
     pub public_url: Option<String>,
     /// Time limits on every stage of a connection.
@@ -110,9 +110,9 @@ pub struct ServerLimits {
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// PEM certificate chain, leaf first.
-    pub cert: PathBuf,
+    pub cert: Spanned<PathBuf>,
     /// PEM private key.
-    pub key: PathBuf,
+    pub key: Spanned<PathBuf>,
 }
 
 /// One `[[policies]]` entry.

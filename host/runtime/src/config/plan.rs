@@ -7,6 +7,7 @@ use toml::Spanned;
 
 use super::LoadedConfig;
 use crate::engine::Limits;
+use crate::plugin::inspect::World;
 use crate::state::Grants;
 
 /// Where a plugin's component comes from.
@@ -102,6 +103,23 @@ impl LoadedConfig {
             .map(|k| crate::plugin::keys::read_public(k.get_ref(), &self.base_dir).map_err(|e| format!("trust.keys: {e}")))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(crate::plugin::TrustPolicy { keys, allow_unsigned: trust.allow_unsigned.as_ref().is_some_and(|a| *a.get_ref()) })
+    }
+
+    /// Verifies every plugin as loading would, short of compiling (signature under
+    /// `[trust]`, pins, world), and reports each refusal at its `plugin = ...` line. What
+    /// `config check` and `serve` (also on reload) run before anything loads.
+    pub fn check_plugins(&self, report: &mut super::Report<'_>) {
+        // A `[trust]` problem is reported by the config's own checks.
+        let Ok(trust) = self.trust_policy() else { return };
+        let disks = self.config.disks.iter().map(|(n, d)| (format!("disks.{}", n.get_ref()), &d.plugin, &d.pin, World::Driver));
+        let policies = self.config.policies.iter().enumerate().map(|(i, p)| (format!("policies[{i}]"), &p.plugin, &p.pin, World::Policy));
+        for (owner, plugin, pin, world) in disks.chain(policies) {
+            // A plugin that does not resolve is reported by the config's own checks.
+            let Ok(source) = resolve_plugin(plugin.get_ref(), &self.base_dir) else { continue };
+            if let Err(e) = crate::plugin::verify(&source, &pins(pin), world, &trust) {
+                report.at(Some(plugin.span()), format!("{owner}.plugin: {source}: {e}"));
+            }
+        }
     }
 
     /// Where compiled plugins are cached, if anywhere.

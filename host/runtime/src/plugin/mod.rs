@@ -98,32 +98,7 @@ impl PluginLoader {
 
     /// Reads, verifies, checks and compiles the plugin at `source`, expected to be `world`.
     pub fn load(&self, source: &PluginSource, pins: &Pins, world: World) -> Result<Loaded, LoadError> {
-        let bytes = source.bytes().map_err(|e| LoadError::Read(e.to_string()))?;
-        let signers = match source {
-            PluginSource::Bundled(_) => vec!["bundled".to_string()],
-            PluginSource::File(path) => self.verify_file(path, &bytes)?,
-        };
-        let sha256 = hex::encode(Sha256::digest(&bytes));
-        if let Some(want) = &pins.key_id
-            && !signers.contains(want)
-        {
-            return Err(LoadError::Pin(format!(
-                "config pins key {want}, but the plugin is signed by {}",
-                if signers.is_empty() { "nobody".to_string() } else { signers.join(", ") }
-            )));
-        }
-        if let Some(want) = &pins.sha256
-            && *want != sha256
-        {
-            return Err(LoadError::Pin(format!("config pins sha256 {want}, but the file's is {sha256}")));
-        }
-        let inspection = inspect::inspect(&bytes).map_err(LoadError::World)?;
-        if inspection.world != Some(world) {
-            return Err(LoadError::World(match inspection.world {
-                Some(other) => format!("it is a {other} plugin, but a {world} is expected here"),
-                None => format!("{} (a {world} is expected)", inspection.not_a_plugin()),
-            }));
-        }
+        let Verified { bytes, signers, sha256 } = verify(source, pins, world, &self.trust)?;
         let component = self.compile(&bytes, &sha256)?;
         Ok(Loaded { component, signers, sha256 })
     }
@@ -138,23 +113,6 @@ impl PluginLoader {
         let sha256 = hex::encode(Sha256::digest(&bytes));
         let component = self.compile(&bytes, &sha256)?;
         Ok((Loaded { component, signers: Vec::new(), sha256 }, world))
-    }
-
-    fn verify_file(&self, path: &Path, bytes: &[u8]) -> Result<Vec<String>, LoadError> {
-        let sig_path = PathBuf::from(format!("{}.sig", path.display()));
-        let detached = match std::fs::read(&sig_path) {
-            Ok(sig) => Some(sig),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(LoadError::Read(format!("{}: {e}", sig_path.display()))),
-        };
-        match signature::verify(bytes, detached.as_deref(), &self.trust.keys) {
-            Ok(signers) => Ok(signers),
-            Err(SignatureError::Unsigned) if self.trust.allow_unsigned => {
-                tracing::warn!(plugin = %path.display(), "LOADING AN UNSIGNED PLUGIN because [trust] allow_unsigned = true");
-                Ok(Vec::new())
-            }
-            Err(e) => Err(e.into()),
-        }
     }
 
     fn compile(&self, bytes: &[u8], sha256: &str) -> Result<Component, LoadError> {
@@ -178,5 +136,64 @@ impl PluginLoader {
             cache.store(sha256, &component);
         }
         Ok(component)
+    }
+}
+
+/// A plugin's bytes that passed every check but compiling.
+pub struct Verified {
+    /// The component.
+    pub bytes: std::borrow::Cow<'static, [u8]>,
+    /// As [`Loaded::signers`].
+    pub signers: Vec<String>,
+    /// sha256 of the file.
+    pub sha256: String,
+}
+
+/// Reads the plugin at `source` and checks it as loading does, short of compiling: its
+/// signature under `trust`, the config's `pins`, and that it is a component of `world`.
+pub fn verify(source: &PluginSource, pins: &Pins, world: World, trust: &TrustPolicy) -> Result<Verified, LoadError> {
+    let bytes = source.bytes().map_err(|e| LoadError::Read(e.to_string()))?;
+    let signers = match source {
+        PluginSource::Bundled(_) => vec!["bundled".to_string()],
+        PluginSource::File(path) => verify_file(path, &bytes, trust)?,
+    };
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    if let Some(want) = &pins.key_id
+        && !signers.contains(want)
+    {
+        return Err(LoadError::Pin(format!(
+            "config pins key {want}, but the plugin is signed by {}",
+            if signers.is_empty() { "nobody".to_string() } else { signers.join(", ") }
+        )));
+    }
+    if let Some(want) = &pins.sha256
+        && *want != sha256
+    {
+        return Err(LoadError::Pin(format!("config pins sha256 {want}, but the file's is {sha256}")));
+    }
+    let inspection = inspect::inspect(&bytes).map_err(LoadError::World)?;
+    if inspection.world != Some(world) {
+        return Err(LoadError::World(match inspection.world {
+            Some(other) => format!("it is a {other} plugin, but a {world} is expected here"),
+            None => format!("{} (a {world} is expected)", inspection.not_a_plugin()),
+        }));
+    }
+    Ok(Verified { bytes, signers, sha256 })
+}
+
+fn verify_file(path: &Path, bytes: &[u8], trust: &TrustPolicy) -> Result<Vec<String>, LoadError> {
+    let sig_path = PathBuf::from(format!("{}.sig", path.display()));
+    let detached = match std::fs::read(&sig_path) {
+        Ok(sig) => Some(sig),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(LoadError::Read(format!("{}: {e}", sig_path.display()))),
+    };
+    match signature::verify(bytes, detached.as_deref(), &trust.keys) {
+        Ok(signers) => Ok(signers),
+        Err(SignatureError::Unsigned) if trust.allow_unsigned => {
+            tracing::warn!(plugin = %path.display(), "LOADING AN UNSIGNED PLUGIN because [trust] allow_unsigned = true");
+            Ok(Vec::new())
+        }
+        Err(e) => Err(e.into()),
     }
 }
