@@ -8,6 +8,7 @@ mod conformance;
 mod copy;
 mod config;
 mod crash;
+mod deploy;
 mod hardening;
 mod openapi;
 mod plugin_kit;
