@@ -16,11 +16,11 @@ const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy");
 const WEB_1_KEY: &str = "web-1-key-0123456789abcdef0123456789abcdef";
 const APP_KEY: &str = "app-key-0123456789abcdef0123456789abcdef";
 
-/// What each host's environment holds (its `secrets.env`).
+/// Each host's secret files (`/etc/stowage/secrets/NAME`).
 fn secrets(role: &str) -> Vec<(&'static str, &'static str)> {
     match role {
-        "services" => vec![("STOWAGE_WEB_1_KEY", WEB_1_KEY), ("STOWAGE_URL_SECRET", "url-secret-0123456789abcdef0123456789")],
-        _ => vec![("STOWAGE_SERVICES_KEY", WEB_1_KEY), ("STOWAGE_APP_KEY", APP_KEY)],
+        "services" => vec![("web-1.key", WEB_1_KEY), ("url.secret", "url-secret-0123456789abcdef0123456789")],
+        _ => vec![("services.key", WEB_1_KEY), ("app.key", APP_KEY)],
     }
 }
 
@@ -29,11 +29,19 @@ fn secrets(role: &str) -> Vec<(&'static str, &'static str)> {
 fn install(root: &Path, role: &str, changes: &[(&str, String)]) -> PathBuf {
     let etc = root.join(role).join("etc");
     std::fs::create_dir_all(etc.join("tls")).unwrap();
+    std::fs::create_dir_all(etc.join("secrets")).unwrap();
     test_ca(&etc.join("tls"));
+    for (name, value) in secrets(role) {
+        std::fs::write(etc.join("secrets").join(name), format!("{value}\n")).unwrap();
+    }
     let mut text = std::fs::read_to_string(Path::new(DEPLOY).join(role).join("stowage.toml")).unwrap();
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("stowage-cache");
     let var = root.join(role).join("var");
-    let mut all = vec![("/var/lib/stowage", var.display().to_string()), ("/var/cache/stowage", cache.display().to_string())];
+    let mut all = vec![
+        ("/var/lib/stowage", var.display().to_string()),
+        ("/var/cache/stowage", cache.display().to_string()),
+        ("/etc/stowage/secrets", etc.join("secrets").display().to_string()),
+    ];
     all.extend(changes.iter().cloned());
     for (from, to) in all {
         assert!(text.contains(from), "deploy/{role}/stowage.toml no longer has {from:?}: update this test");
@@ -44,15 +52,15 @@ fn install(root: &Path, role: &str, changes: &[(&str, String)]) -> PathBuf {
     file
 }
 
-/// The unit's `KEY=` command line for `role`, run as a test would: the test's binary, the
-/// installed config, the host's secrets in its environment.
+/// The unit's `KEY=` command line for `role`, run as a test would: the test's binary and the
+/// installed config.
 fn unit_command(role: &str, key: &str, config: &Path) -> Command {
     let unit = std::fs::read_to_string(Path::new(DEPLOY).join("systemd").join(format!("stowage-{role}.service"))).unwrap();
     let line = unit.lines().find_map(|l| l.strip_prefix(&format!("{key}="))).unwrap_or_else(|| panic!("no {key}= in the {role} unit"));
     let words: Vec<&str> = line.split_whitespace().collect();
     assert_eq!(words[..3], ["/usr/local/bin/stowage", "--config", "/etc/stowage/stowage.toml"], "{role} {key}: {line}");
     let mut cmd = crate::stowage();
-    cmd.arg("--config").arg(config).args(&words[3..]).envs(secrets(role));
+    cmd.arg("--config").arg(config).args(&words[3..]);
     cmd
 }
 
@@ -115,10 +123,14 @@ fn the_deploy_configs_pass_config_check_and_the_pair_serves_from_the_units() {
     let web_var: Vec<_> = std::fs::read_dir(root.join("web/var")).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(web_var, vec![std::ffi::OsString::from("ledger")], "the web host keeps only its ledger");
 
-    // `systemctl reload` runs the unit's ExecReload: the host reloads and says so.
-    let o = unit_command("services", "ExecReload", &services).output().unwrap();
+    // A key rotated in its file takes effect with `systemctl reload` (the unit's ExecReload):
+    // the web host's own key, as the application's deployment would rotate it.
+    let rotated = "app-key-rotated-0123456789abcdef0123456789";
+    std::fs::write(root.join("web/etc/secrets/app.key"), rotated).unwrap();
+    let o = unit_command("web", "ExecReload", &web).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("reloaded: process"), "{}", stdout(&o));
-    let (status, _) = status_and_body(&curl(root, &["--cacert", &ca, "-H", &auth, "-w", "\n%{http_code}", &obj]));
-    assert_eq!(status, "200", "the pair serves after the reload");
+    let get = |key: &str| status_and_body(&curl(root, &["--cacert", &ca, "-H", &format!("Authorization: Bearer {key}"), "-w", "\n%{http_code}", &obj])).0;
+    assert_eq!(get(rotated), "200", "the rotated key works after the reload");
+    assert_eq!(get(APP_KEY), "401", "the old key no longer does");
 }

@@ -39,6 +39,21 @@ fn metric(d: &Path, server: &Server, name: &str) -> String {
     body.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name} in {body}")).to_string()
 }
 
+/// A PUT of `path` whose body the test writes as it goes (curl reading its stdin); the
+/// answer is curl's output, its status on the last line.
+fn streaming_put(d: &Path, server: &Server, path: &str) -> (std::process::Child, std::process::ChildStdin) {
+    let mut child = Command::new("curl")
+        .current_dir(d)
+        .args(["-sS", "--max-time", "600", "-T", "-", "-H", &format!("Authorization: Bearer {KEY}"), "-w", "\n%{http_code}"])
+        .arg(format!("{}/v1/objects/default/{path}", server.url))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let body = child.stdin.take().unwrap();
+    (child, body)
+}
+
 /// Waits until `f` holds, up to 60 s.
 fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -60,16 +75,7 @@ fn sighup_swaps_the_policy_while_a_stream_finishes_and_a_tampered_plugin_is_refu
     assert!(metric(d, &server, "stowage_config_info").contains(&first));
 
     // A 1 GiB upload, half sent before the reload and half after.
-    let auth = format!("Authorization: Bearer {KEY}");
-    let mut stream = Command::new("curl")
-        .current_dir(d)
-        .args(["-sS", "--max-time", "600", "-T", "-", "-H", &auth, "-w", "\n%{http_code}"])
-        .arg(format!("{}/v1/objects/default/big.bin", server.url))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut body = stream.stdin.take().unwrap();
+    let (stream, mut body) = streaming_put(d, &server, "big.bin");
     let mut sha = sha2::Sha256::new();
     let chunk: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
     let mut send = |n: usize, body: &mut std::process::ChildStdin| {
@@ -122,4 +128,60 @@ fn sighup_swaps_the_policy_while_a_stream_finishes_and_a_tampered_plugin_is_refu
     assert_eq!(status_file["ok"], false);
     assert!(status_file["error"].as_str().unwrap().contains("modified after signing"), "{status_file}");
     assert_eq!(status_file["sha256"], second.as_str());
+}
+
+#[test]
+fn a_reload_keeps_a_disks_quota_count_and_refuses_what_needs_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A 1 MiB quota; no policies.
+    let write = |extra: &str| {
+        std::fs::write(
+            d.join("stowage.toml"),
+            format!(
+                "role = \"services\"\n[disks.local]\nplugin = \"local-fs\"\ngrant = {{ dir = \"data\" }}\nquota_gib = 0.0009765625\n\
+                 [storage]\ndefault = \"local\"\n[ledger]\npath = \"ledger.sqlite\"\n[server]\ndev_mode = true\napi_keys = [\"{KEY}\"]\n{extra}"
+            ),
+        )
+        .unwrap();
+    };
+    write("");
+    let server = Server::start(d);
+    let auth = format!("Authorization: Bearer {KEY}");
+    // 700 KiB of a write are in when the reload comes.
+    let (first, mut body) = streaming_put(d, &server, "first.bin");
+    body.write_all(&vec![1u8; 700 << 10]).unwrap();
+    body.flush().unwrap();
+    // The write has reached the host once the disk holds its temp object's bytes.
+    eventually("the first write's bytes reach the disk", || {
+        walk(&d.join("data")).iter().map(|p| std::fs::metadata(p).map_or(0, |m| m.len())).sum::<u64>() >= 600 << 10
+    });
+    let o = run_in(d, &["reload"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The same disk after the reload still counts the write in flight: 700 + 500 KiB is over.
+    std::fs::write(d.join("second.bin"), vec![2u8; 500 << 10]).unwrap();
+    let url = format!("{}/v1/objects/default/second.bin", server.url);
+    let (status, body_text) = status_and_body(&curl(d, &["-X", "PUT", "-H", &auth, "--data-binary", "@second.bin", "-w", "\n%{http_code}", &url]));
+    assert_eq!(status, "507", "{body_text}");
+    drop(body);
+    let out = String::from_utf8_lossy(&first.wait_with_output().unwrap().stdout).to_string();
+    assert!(out.ends_with("\n200"), "{out}");
+
+    // New timeouts need a restart: refused, saying so, and the host serves on.
+    write("[server.timeouts]\nheader_secs = 7\n");
+    let o = run_in(d, &["reload"]);
+    assert_ne!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(stderr(&o).contains("[server.timeouts] or [server.limits] differs from the running host's: that needs a restart"), "{}", stderr(&o));
+    assert_eq!(status_and_body(&curl(d, &["-H", &auth, "-w", "\n%{http_code}", &format!("{}/v1/objects/default/first.bin", server.url)])).0, "200");
+    assert!(metric(d, &server, "stowage_config_reload_failures_total").ends_with(" 1"));
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+    }
+    out
 }

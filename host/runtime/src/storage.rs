@@ -119,6 +119,8 @@ pub struct Storage {
     orphan_after: BTreeMap<String, std::time::Duration>,
     /// Per disk: its size limits and what it holds.
     usage: BTreeMap<String, Arc<crate::usage::Usage>>,
+    /// Per disk: a digest of what makes it that disk (plugin, grants, config, limits).
+    identity: BTreeMap<String, [u8; 32]>,
     /// The disk that keeps a copy of every checkpoint.
     checkpoint_disk: Option<String>,
 }
@@ -165,7 +167,7 @@ impl Storage {
             }
             tracing::error!(error = %broken, "the PHI ledger does not verify; going on because [ledger] on_failure = \"log\"");
         }
-        Self::assemble(config, engine, plugins, ledger)
+        Self::assemble(config, engine, plugins, ledger, None)
     }
 
     /// The set `config` describes, for a running host to swap in for this one (`serve`'s
@@ -181,12 +183,15 @@ impl Storage {
             ));
         }
         let plugins = Plugins::load(config, &self.engine)?;
-        let storage = Self::assemble(config, &self.engine, plugins, self.ledger.clone())?;
+        let storage = Self::assemble(config, &self.engine, plugins, self.ledger.clone(), Some(self))?;
         storage.check_wiring().await?;
         Ok(storage)
     }
 
-    fn assemble(config: &LoadedConfig, engine: &PluginEngine, plugins: Plugins, ledger: Arc<Ledger>) -> Result<Storage, StartError> {
+    /// The set of `plugins` on `engine` and `ledger`. A disk that is the same as one of
+    /// `previous` (same plugin, grants, config and limits) keeps its usage count, so writes
+    /// still running on the previous set count against the same quota.
+    fn assemble(config: &LoadedConfig, engine: &PluginEngine, plugins: Plugins, ledger: Arc<Ledger>, previous: Option<&Storage>) -> Result<Storage, StartError> {
         let Plugins { loader, drivers, policies: policy_plugins } = plugins;
         let log_only = config.ledger_log_only();
         let mut policies = Vec::with_capacity(policy_plugins.len());
@@ -200,9 +205,15 @@ impl Storage {
         let mut disks = BTreeMap::new();
         let mut orphan_after = BTreeMap::new();
         let mut usage = BTreeMap::new();
+        let mut identity = BTreeMap::new();
         for (plan, l) in drivers {
             orphan_after.insert(plan.name.clone(), plan.orphan_after);
-            usage.insert(plan.name.clone(), crate::usage::Usage::new(plan.max_object, plan.quota));
+            let same = disk_identity(&plan);
+            let kept = previous
+                .filter(|p| p.identity.get(&plan.name) == Some(&same))
+                .and_then(|p| p.usage.get(&plan.name).cloned());
+            usage.insert(plan.name.clone(), kept.unwrap_or_else(|| crate::usage::Usage::new(plan.max_object, plan.quota)));
+            identity.insert(plan.name.clone(), same);
             if let Some(dir) = &plan.grants.dir {
                 create_grant_dir(&plan.name, dir)?;
             }
@@ -226,6 +237,7 @@ impl Storage {
             loader,
             orphan_after,
             usage,
+            identity,
             checkpoint_disk: config.config.ledger.checkpoint_disk.as_ref().map(|d| d.get_ref().clone()),
         })
     }
@@ -410,6 +422,15 @@ impl Plugins {
         let policies = load_all(&loader, config.policy_plans().map_err(StartError::Setup)?, World::Policy)?;
         Ok(Plugins { loader, drivers, policies })
     }
+}
+
+/// What makes a disk the same disk across a reload: its plugin, grants, config values and
+/// size limits (digested: the config may hold secrets).
+fn disk_identity(plan: &PluginPlan) -> [u8; 32] {
+    use sha2::Digest as _;
+    let g = &plan.grants;
+    let text = format!("{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}", plan.plugin, g.dir, g.config, g.outbound, plan.max_object, plan.quota);
+    sha2::Sha256::digest(text.as_bytes()).into()
 }
 
 /// Verifies and compiles every plan's plugin as `world`, stopping at the first refusal.

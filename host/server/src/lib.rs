@@ -174,9 +174,6 @@ pub enum ServeError {
     /// The storage work threads could not start.
     #[error("cannot start the storage work threads: {0}")]
     Runtime(std::io::Error),
-    /// SIGHUP could not be listened for.
-    #[error("cannot listen for SIGHUP (reload): {0}")]
-    Signal(std::io::Error),
 }
 
 /// How often a serving host settles what crashed writes left and sweeps orphaned temp
@@ -238,13 +235,13 @@ fn connection_builder(tuning: &settings::Tuning) -> auto::Builder<TokioExecutor>
 }
 
 /// Serves `storage` as `settings` say until the process ends. `on_listening` is told the bound
-/// address (useful with port 0) before the first connection is accepted. With `reload`, a
+/// address (useful with port 0) before the first connection is accepted. With `reload`, each
 /// SIGHUP re-reads the config it names and swaps in the new set ([`reload`]).
 pub async fn serve(
     storage: Arc<Storage>,
     settings: Settings,
     config_sha256: &str,
-    reload: Option<reload::Source>,
+    reload: Option<(reload::Source, reload::Hangups)>,
     on_listening: impl FnOnce(SocketAddr, bool),
 ) -> Result<(), ServeError> {
     let tuning = settings.tuning;
@@ -270,12 +267,12 @@ pub async fn serve(
     served
 }
 
-async fn accept_loop(state: AppState, listen: SocketAddr, reload: Option<reload::Source>, on_listening: impl FnOnce(SocketAddr, bool)) -> Result<(), ServeError> {
+async fn accept_loop(state: AppState, listen: SocketAddr, reload: Option<(reload::Source, reload::Hangups)>, on_listening: impl FnOnce(SocketAddr, bool)) -> Result<(), ServeError> {
     let tuning = state.tuning;
     let listener = TcpListener::bind(listen).await.map_err(|source| ServeError::Bind { addr: listen, source })?;
     let local = listener.local_addr().map_err(ServeError::Accept)?;
-    if let Some(source) = reload {
-        reload::on_hangup(state.clone(), source).map_err(ServeError::Signal)?;
+    if let Some((source, hangups)) = reload {
+        reload::on_hangup(state.clone(), source, hangups);
     }
     on_listening(local, state.active.load().tls.is_some());
     spawn_maintenance(&state);

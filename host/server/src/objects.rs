@@ -183,15 +183,17 @@ pub(crate) async fn serve(
     headers: &HeaderMap,
     in_flight: Option<crate::limits::InFlight>,
 ) -> Result<Response, ApiError> {
+    // One set for the whole answer, even if a reload swaps another in meanwhile.
+    let storage = state.storage();
     let range = match text_header(headers, header::RANGE)? {
         None => None,
         Some(value) if value.trim_start().starts_with("bytes=-") && value.len() > 7 => {
-            let size = state.storage().stat(&addr, &req).await?.size;
+            let size = storage.stat(&addr, &req).await?.size;
             parse_range(value, || Some(size))?
         }
         Some(value) => parse_range(value, || None)?,
     };
-    let reader = state.storage().reader(&addr, &req, range).await?;
+    let reader = storage.reader(&addr, &req, range).await?;
     let info = reader.info().clone();
     let length = reader.remaining();
     if range.is_some() && length == 0 {

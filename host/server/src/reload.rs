@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use stowage_runtime::Storage;
+use stowage_runtime::{ConfigError, Storage};
 
 use crate::{AppState, Settings, auth};
 
@@ -91,81 +91,125 @@ impl Reloads {
     }
 }
 
-/// Listens for SIGHUP and reloads from `source` on each, one reload at a time (signals that
-/// arrive during one are coalesced into the next). Writes the status file now, so `stowage
-/// reload` can find this process.
-pub fn on_hangup(state: AppState, source: Source) -> std::io::Result<()> {
-    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    write_status(&source.status, &state, None);
+/// SIGHUPs, listened for from before the host starts (so one that arrives while it loads is
+/// kept for later instead of ending the process).
+pub struct Hangups(tokio::signal::unix::Signal);
+
+impl Hangups {
+    /// Starts listening: from now on SIGHUP no longer ends the process.
+    pub fn listen() -> std::io::Result<Hangups> {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).map(Hangups)
+    }
+}
+
+/// Why a reload changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The config (or a plugin it names) is refused, every problem with its line.
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// The new set could not be built (a plugin that does not compile or link, wiring).
+    #[error("{0}")]
+    Start(#[from] stowage_runtime::StartError),
+    /// Something only a restart can change differs.
+    #[error("{0} differs from the running host's: that needs a restart (nothing was changed)")]
+    NeedsRestart(&'static str),
+    /// The reload's task did not finish.
+    #[error("the reload did not run to its end: {0}")]
+    Aborted(String),
+}
+
+/// Reloads from `source` on each SIGHUP, one reload at a time (signals that arrive during one
+/// are coalesced into the next). Writes the status file now, so `stowage reload` can find
+/// this process.
+pub(crate) fn on_hangup(state: AppState, source: Source, hangups: Hangups) {
+    let Hangups(mut hangups) = hangups;
+    write_status(&source.status, &state, None, None);
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {
             state.reloads.generation.fetch_add(1, Ordering::Relaxed);
-            let outcome = reload(&state, &source).await;
-            match &outcome {
-                Ok(sha256) => {
+            let (tried, outcome) = reload(&state, &source).await;
+            let refused = outcome.as_ref().err().map(ToString::to_string);
+            // The status first: whoever sees the counter move finds the status file current.
+            write_status(&source.status, &state, tried.as_deref(), refused.clone());
+            match (&outcome, refused) {
+                (Ok(()), _) => {
                     state.reloads.done.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(sha256, "reloaded: new requests use the new config and plugins");
+                    tracing::info!(sha256 = tried.as_deref().unwrap_or_default(), "reloaded: new requests use the new config and plugins");
                 }
-                Err(reason) => {
+                (Err(_), reason) => {
                     state.reloads.failed.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(reason, "reload refused: the last good config and plugins keep serving");
+                    tracing::error!(reason = reason.unwrap_or_default(), "reload refused: the last good config and plugins keep serving");
                 }
             }
-            write_status(&source.status, &state, outcome.err());
         }
     });
-    Ok(())
 }
 
-/// Reads, checks and builds the set `source` describes, and swaps it in; the new config's
-/// sha256, or why nothing changed.
-async fn reload(state: &AppState, source: &Source) -> Result<String, String> {
+/// Reads, checks and builds the set `source` describes, and swaps it in. Returns the sha256 of
+/// the config it read (none if it could not be read) and whether the set was swapped.
+async fn reload(state: &AppState, source: &Source) -> (Option<String>, Result<(), ReloadError>) {
     let current = state.active.load_full();
     let (config, listen) = (source.config.clone(), source.listen.clone());
-    // Reading and verifying plugins, and compiling them, is blocking work: off the async
-    // workers, on the storage runtime's blocking pool.
+    // Reading and verifying plugins is blocking work: off the async workers, on the storage
+    // runtime's blocking pool.
+    let loaded = state.work.spawn_blocking(move || crate::settings::load(config.as_deref(), listen.as_deref())).await;
+    let (loaded, settings) = match loaded {
+        Ok(Ok(loaded)) => loaded,
+        Ok(Err(e)) => return (None, Err(e.into())),
+        Err(e) => return (None, Err(ReloadError::Aborted(e.to_string()))),
+    };
+    let tried = Some(loaded.sha256.clone());
+    // What only a restart changes is compared before anything is built.
+    let needs_restart = if settings.listen != current.listen {
+        Some("the listen address")
+    } else if settings.tls.is_some() != current.tls.is_some() {
+        Some("TLS on or off")
+    } else if settings.tuning != current.tuning {
+        Some("[server.timeouts] or [server.limits]")
+    } else {
+        None
+    };
+    if let Some(what) = needs_restart {
+        return (tried, Err(ReloadError::NeedsRestart(what)));
+    }
+    // Compiling is blocking work too; the wiring check runs the new plugins.
     let old = current.storage.clone();
     let built = state
         .work
-        .spawn_blocking(move || {
-            let (loaded, settings) = crate::settings::load(config.as_deref(), listen.as_deref()).map_err(|e| e.to_string())?;
-            let handle = tokio::runtime::Handle::current();
-            let storage = handle.block_on(old.reload(&loaded)).map_err(|e| e.to_string())?;
-            Ok::<_, String>((loaded.sha256, settings, storage))
-        })
-        .await
-        .map_err(|e| format!("the reload did not run to its end: {e}"))?;
-    let (sha256, settings, storage) = built?;
-    let restart = |what: &str| Err(format!("{what} differs from the running host's: that needs a restart (nothing was changed)"));
-    if settings.listen != current.listen {
-        return restart("the listen address");
-    }
-    if settings.tls.is_some() != current.tls.is_some() {
-        return restart("TLS on or off");
-    }
-    if settings.tuning != current.tuning {
-        return restart("[server.timeouts] or [server.limits]");
-    }
+        .spawn_blocking(move || tokio::runtime::Handle::current().block_on(old.reload(&loaded)).map(|s| (s, loaded.sha256)))
+        .await;
+    let (storage, sha256) = match built {
+        Ok(Ok(built)) => built,
+        Ok(Err(e)) => return (tried, Err(e.into())),
+        Err(e) => return (tried, Err(ReloadError::Aborted(e.to_string()))),
+    };
     state.active.store(Arc::new(Active::new(Arc::new(storage), settings)));
     state.readiness.forget();
     if let Ok(mut s) = state.reloads.sha256.lock() {
-        s.clone_from(&sha256);
+        *s = sha256;
     }
-    Ok(sha256)
+    (tried, Ok(()))
 }
 
-/// Replaces the status file: pid, reloads asked for, the config in force, the last refusal.
-fn write_status(path: &Path, state: &AppState, refused: Option<String>) {
+/// Replaces the status file: this process (pid and identity), reloads asked for, the config
+/// in force, the config the last reload read, and its refusal.
+fn write_status(path: &Path, state: &AppState, tried: Option<&str>, refused: Option<String>) {
     let status = serde_json::json!({
         "pid": std::process::id(),
+        "host": stowage_runtime::HostId::current().to_string(),
         "generation": state.reloads.generation.load(Ordering::Relaxed),
         "sha256": state.reloads.sha256(),
+        "tried": tried,
         "ok": refused.is_none(),
         "error": refused,
     });
-    let tmp = path.with_extension("json.tmp");
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".{}.tmp", std::process::id()));
+    let tmp = PathBuf::from(tmp);
     let written = std::fs::write(&tmp, status.to_string()).and_then(|()| std::fs::rename(&tmp, path));
     if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
         tracing::warn!(file = %path.display(), error = %e, "cannot write the status file `stowage reload` reads");
     }
 }

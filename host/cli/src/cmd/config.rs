@@ -12,19 +12,23 @@ pub enum Command {
     Check {
         /// The file to check.
         file: Option<PathBuf>,
+        /// Check it as `stowage serve` would even without a `[server]` table (which `serve`
+        /// refuses): what a unit runs before it starts `serve`.
+        #[arg(long)]
+        serve: bool,
     },
 }
 
 /// Runs a config subcommand.
 pub fn run(config: Option<&Path>, command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Check { file } => {
+        Command::Check { file, serve } => {
             // Exactly what `serve` checks (stowage_server::settings::load); `[server]` only
             // when the file has one, since a config without it is for the CLI alone.
             let mut serving = false;
             let mut settings = None;
             let loaded = LoadedConfig::load_with(file.as_deref().or(config), |loaded, report| {
-                serving = report.has_table("server");
+                serving = serve || report.has_table("server");
                 settings = stowage_server::settings::check(loaded, None, serving, report);
             })?;
             println!("{}: ok", loaded.source);

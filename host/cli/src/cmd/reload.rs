@@ -23,8 +23,12 @@ pub struct Args {
 #[derive(serde::Deserialize)]
 struct Status {
     pid: i32,
+    /// The process's identity (boot, pid, start time): a pid alone may be reused.
+    host: String,
     generation: u64,
     sha256: String,
+    /// The config the last reload read.
+    tried: Option<String>,
     ok: bool,
     error: Option<String>,
 }
@@ -38,11 +42,12 @@ pub fn run(config: Option<&Path>, args: Args) -> anyhow::Result<()> {
     let before = read_status(&file);
     let pid = match (args.pid, &before) {
         (Some(pid), _) => pid,
-        (None, Ok(status)) => status.pid,
+        (None, Ok(status)) if alive(status) => status.pid,
+        (None, Ok(status)) => bail!("the host {} names (process {}) is no longer running: nothing was sent", file.display(), status.pid),
         (None, Err(e)) => bail!("no serving host found for this config ({}: {e}); is `stowage serve` running? (or give --pid)", file.display()),
     };
     if !is_stowage_serve(pid) {
-        bail!("process {pid} is not a running `stowage serve` (a stale {}?): nothing was sent", file.display());
+        bail!("process {pid} is not a running `stowage serve`: nothing was sent");
     }
     let target = rustix::process::Pid::from_raw(pid).with_context(|| format!("{pid} is not a process id"))?;
     rustix::process::kill_process(target, rustix::process::Signal::HUP).with_context(|| format!("cannot signal process {pid}"))?;
@@ -53,9 +58,11 @@ pub fn run(config: Option<&Path>, args: Args) -> anyhow::Result<()> {
     };
     let deadline = Instant::now() + Duration::from_secs(args.wait);
     while Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(50));
         match read_status(&file) {
-            Ok(now) if now.pid == pid && now.generation > before.generation => {
+            // A reload after ours was asked for that read this config (an earlier SIGHUP's
+            // reload may still have been running when ours arrived: it is not the answer).
+            Ok(now) if now.host == before.host && now.generation > before.generation && now.tried.as_deref().is_none_or(|t| t == loaded.sha256) => {
                 if now.ok {
                     println!("reloaded: process {pid} serves config sha256 {}", now.sha256);
                     return Ok(());
@@ -72,13 +79,18 @@ pub fn run(config: Option<&Path>, args: Args) -> anyhow::Result<()> {
     bail!("process {pid} did not answer within {} s; its log says how the reload went", args.wait)
 }
 
+/// Whether the process the status file names is still the one that wrote it.
+fn alive(status: &Status) -> bool {
+    stowage_runtime::HostId::parse(&status.host).is_some_and(|h| h.is_alive())
+}
+
 fn read_status(file: &PathBuf) -> anyhow::Result<Status> {
     let text = std::fs::read_to_string(file)?;
     Ok(serde_json::from_str(&text)?)
 }
 
-/// Whether `pid` runs `stowage serve` (so a stale status file never makes us signal some
-/// other process that took its number).
+/// Whether `pid` runs `stowage serve` (with --pid, or beside the identity check: never signal
+/// some other program).
 fn is_stowage_serve(pid: i32) -> bool {
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
     let mut args = cmdline.split(|b| *b == 0).filter(|a| !a.is_empty());

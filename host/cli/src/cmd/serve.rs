@@ -4,6 +4,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use anyhow::Context as _;
+
 use stowage_runtime::Storage;
 use stowage_server::reload;
 
@@ -18,6 +20,8 @@ pub struct Args {
 
 /// Serves until the process is stopped.
 pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<()> {
+    // From here on a SIGHUP is a reload (kept until the host is up), never the end.
+    let hangups = reload::Hangups::listen().context("cannot listen for SIGHUP (reload)")?;
     // The same check as `stowage config check`: every problem at once, with its line.
     let (loaded, settings) = stowage_server::settings::load(config, args.listen.as_deref())?;
     if loaded.config.server.dev_mode {
@@ -30,7 +34,7 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<()> {
         status: reload::status_file(&loaded.ledger_path()),
     };
     let status = source.status.clone();
-    let served = stowage_server::serve(storage, settings, &loaded.sha256, Some(source), |addr, tls| {
+    let served = stowage_server::serve(storage, settings, &loaded.sha256, Some((source, hangups)), |addr, tls| {
         println!("stowage: serving on {}://{addr}", if tls { "https" } else { "http" });
     })
     .await;

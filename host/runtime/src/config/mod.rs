@@ -196,8 +196,8 @@ impl LoadedConfig {
             problems: vec![Problem {
                 at: e.span().map(|s| position(text, s.start)),
                 message: match e.span().and_then(|s| key_before(text, s.start)) {
-                    Some(key) => format!("`{key}`: {}", e.message().trim()),
-                    None => e.message().trim().to_string(),
+                    Some(key) => format!("`{key}`: {}", without_values(e.message().trim())),
+                    None => without_values(e.message().trim()),
                 },
             }],
         })?;
@@ -552,6 +552,21 @@ fn normalize(path: &Path) -> PathBuf {
                 out.pop();
             }
             other => out.push(other),
+        }
+    }
+    out
+}
+
+/// A parse error's message without the string values it quotes (`invalid type: string
+/// "...", expected ...`): the value may be a secret written in the wrong place.
+fn without_values(message: &str) -> String {
+    let mut out = message.to_string();
+    for marker in ["invalid type: string \"", "invalid value: string \""] {
+        if let Some(start) = out.find(marker) {
+            let open = start + marker.len() - 1;
+            if let Some(close) = out[open..].find("\", expected").map(|i| open + i + 1) {
+                out.replace_range(open..close, "(value not shown)");
+            }
         }
     }
     out

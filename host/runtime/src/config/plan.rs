@@ -263,21 +263,30 @@ fn flatten_into(prefix: &str, table: &toml::Table, at: &str, out: &mut Vec<(Stri
     Ok(())
 }
 
+/// `{ env = "NAME" }` or `{ file = "/PATH" }`: a value kept outside the config file.
 fn is_env_ref(t: &toml::Table) -> bool {
-    t.len() == 1 && t.contains_key("env")
+    t.len() == 1 && (t.contains_key("env") || t.contains_key("file"))
 }
 
-/// One scalar config value as a string; `{ env = "NAME" }` reads the environment variable
-/// `NAME`. `at` names the value in errors, which never carry the value (it may be a secret).
+/// One scalar config value as a string. `{ env = "NAME" }` reads the environment variable
+/// `NAME` (fixed for a process: a reload sees the value the host started with);
+/// `{ file = "/PATH" }` reads the file (its content, without a trailing newline), again on
+/// every reload, so a key rotated in its file takes effect without a restart (systemd's
+/// `LoadCredential=` files are such files). `at` names the value in errors, which never carry
+/// the value (it may be a secret).
 pub fn resolve_value(value: &toml::Value, at: &str) -> Result<String, String> {
     match value {
-        toml::Value::Table(t) if is_env_ref(t) => {
-            let Some(toml::Value::String(var)) = t.get("env") else {
-                return Err(format!("{at}: `env` must name an environment variable"));
-            };
-            std::env::var(var).map_err(|_| format!("{at}: environment variable `{var}` is not set"))
-        }
-        toml::Value::Table(_) => Err(format!("{at}: expected a value or {{ env = \"NAME\" }}")),
+        toml::Value::Table(t) if is_env_ref(t) => match (t.get("env"), t.get("file")) {
+            (Some(toml::Value::String(var)), _) => std::env::var(var).map_err(|_| format!("{at}: environment variable `{var}` is not set")),
+            (_, Some(toml::Value::String(path))) if Path::new(path).is_absolute() => match std::fs::read_to_string(path) {
+                Ok(text) => Ok(text.trim_end_matches(['\r', '\n']).to_string()),
+                Err(e) => Err(format!("{at}: cannot read {path}: {}", e.kind())),
+            },
+            (_, Some(toml::Value::String(_))) => Err(format!("{at}: `file` must be an absolute path")),
+            (Some(_), _) => Err(format!("{at}: `env` must name an environment variable")),
+            _ => Err(format!("{at}: `file` must be a path")),
+        },
+        toml::Value::Table(_) => Err(format!("{at}: expected a value, {{ env = \"NAME\" }} or {{ file = \"/PATH\" }}")),
         toml::Value::String(s) => Ok(s.clone()),
         other => Ok(other.to_string()),
     }
@@ -308,6 +317,22 @@ mod tests {
         assert_eq!(e, "disks.s3.config.secret: environment variable `STOWAGE_TEST_UNSET_VAR` is not set");
         let t: toml::Table = toml::from_str("key = { env = \"PATH\" }\n").unwrap();
         assert_eq!(flatten(&t, "x").unwrap(), vec![("key".to_string(), std::env::var("PATH").unwrap())]);
+    }
+
+    #[test]
+    fn file_references_are_read_each_time_and_name_no_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("web-1.key");
+        std::fs::write(&key, "first-secret\n").unwrap();
+        let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {{ file = \"{}\" }}", key.display())).unwrap()["v"].clone();
+        assert_eq!(resolve_value(&value, "api_keys[0]").unwrap(), "first-secret");
+        std::fs::write(&key, "second-secret").unwrap();
+        assert_eq!(resolve_value(&value, "api_keys[0]").unwrap(), "second-secret", "read again, not cached");
+        std::fs::remove_file(&key).unwrap();
+        let e = resolve_value(&value, "api_keys[0]").unwrap_err();
+        assert!(e.starts_with("api_keys[0]: cannot read") && !e.contains("secret"), "{e}");
+        let relative: toml::Value = toml::from_str::<toml::Table>("v = { file = \"k.key\" }").unwrap()["v"].clone();
+        assert_eq!(resolve_value(&relative, "url_secret").unwrap_err(), "url_secret: `file` must be an absolute path");
     }
 
     #[test]

@@ -94,3 +94,11 @@ fn position_counts_lines_and_columns_from_one() {
     assert_eq!(position("ab\ncd", 0), (1, 1));
     assert_eq!(position("ab\ncd", 4), (2, 2));
 }
+
+#[test]
+fn a_secret_in_the_wrong_place_is_not_quoted_in_the_error() {
+    let text = "role = \"testing\"\n[storage]\ndefault = \"x\"\n[server]\napi_keys = \"supersecret-0123456789abcdef0123456789\"\n";
+    let e = LoadedConfig::parse(text, ConfigSource::Embedded, ".".into()).unwrap_err().to_string();
+    assert!(e.contains("`api_keys`: invalid type: string (value not shown), expected a sequence"), "{e}");
+    assert!(!e.contains("supersecret"), "{e}");
+}
