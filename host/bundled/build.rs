@@ -44,4 +44,3 @@ fn main() {
         panic!("cannot write bundled.rs: {e}");
     }
 }
-

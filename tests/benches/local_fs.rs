@@ -12,6 +12,7 @@
 //! - small ops: the same on-disk protocol as local-fs (object + JSON metadata sidecar) written
 //!   natively ("native-same"), and the bare minimum (`raw`: one durable file, `fs::read`,
 //!   `fs::metadata`) for context.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a benchmark: a failed set-up ends it")]
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -20,8 +21,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use sha2::Digest;
 use stowage_runtime::{Disk, Limits, PluginEngine, WriteOptions};
-use stowage_tests::{block, ctx, local_disk};
 use stowage_tests::bench::{per_sec, section, small_op_count};
+use stowage_tests::{block, ctx, local_disk};
 use wasmtime::component::Component;
 
 const CHUNK: usize = 1 << 20;
@@ -37,7 +38,10 @@ fn main() {
     std::fs::create_dir_all(&wasm_root).expect("dir");
     std::fs::create_dir_all(&native_root).expect("dir");
     let disk = local_disk(&engine, "bench", &wasm_root, Limits::default());
-    println!("stowage local-fs benchmark in {} ({mib} MiB objects, 1 MiB chunks, best of {ROUNDS})", dir.path().display());
+    println!(
+        "stowage local-fs benchmark in {} ({mib} MiB objects, 1 MiB chunks, best of {ROUNDS})",
+        dir.path().display()
+    );
     rt.block_on(async {
         if section("streaming") {
             streaming(&disk, &native_root, mib).await;
@@ -98,7 +102,8 @@ fn native_write(root: &Path, chunk: &Bytes, mib: u64, hash: bool) -> Times {
     let sha = hasher.map(|h| h.join().expect("hasher")).unwrap_or_default();
     f.sync_all().expect("fsync");
     // The sidecar local-fs keeps beside every object, made durable the same way.
-    let side = serde_json::json!({"object_id": "x", "size": mib << 20, "sha256": sha, "content_type": null, "metadata": []});
+    let side =
+        serde_json::json!({"object_id": "x", "size": mib << 20, "sha256": sha, "content_type": null, "metadata": []});
     let meta_tmp = root.join(".big.meta.tmp");
     let mut m = std::fs::File::create(&meta_tmp).expect("create");
     m.write_all(&serde_json::to_vec(&side).expect("json")).expect("write");
@@ -152,7 +157,8 @@ async fn wasm_read(disk: &Disk) -> (Duration, u64) {
 async fn streaming(disk: &Disk, native_root: &Path, mib: u64) {
     let chunk = Bytes::from(block(7));
     let bytes = mib << 20;
-    let (mut nat, mut nat_h, mut wasm) = ((Duration::MAX, Duration::MAX), (Duration::MAX, Duration::MAX), (Duration::MAX, Duration::MAX));
+    let (mut nat, mut nat_h, mut wasm) =
+        ((Duration::MAX, Duration::MAX), (Duration::MAX, Duration::MAX), (Duration::MAX, Duration::MAX));
     for round in 0..ROUNDS {
         // Alternate who goes first: the disk's write-back state favours whoever follows a pause.
         let w_first = if round % 2 == 1 { Some(wasm_write(disk, &chunk, mib).await) } else { None };
@@ -168,11 +174,23 @@ async fn streaming(disk: &Disk, native_root: &Path, mib: u64) {
     }
     println!("\n== streaming write, {mib} MiB");
     println!("{:<34} {:>12} {:>12}", "", "stream GiB/s", "durable GiB/s");
-    for (name, t) in [("native std::fs + sidecar", nat), ("native + sidecar + sha256 thread", nat_h), ("wasm local-fs (host hashes)", wasm)] {
+    for (name, t) in [
+        ("native std::fs + sidecar", nat),
+        ("native + sidecar + sha256 thread", nat_h),
+        ("wasm local-fs (host hashes)", wasm),
+    ] {
         println!("{name:<34} {:>12.2} {:>12.2}", gib_s(bytes, t.0), gib_s(bytes, t.1));
     }
-    println!("ratio wasm / native:          stream {:.2}x  durable {:.2}x", nat.0.as_secs_f64() / wasm.0.as_secs_f64(), nat.1.as_secs_f64() / wasm.1.as_secs_f64());
-    println!("ratio wasm / native + sha256: stream {:.2}x  durable {:.2}x", nat_h.0.as_secs_f64() / wasm.0.as_secs_f64(), nat_h.1.as_secs_f64() / wasm.1.as_secs_f64());
+    println!(
+        "ratio wasm / native:          stream {:.2}x  durable {:.2}x",
+        nat.0.as_secs_f64() / wasm.0.as_secs_f64(),
+        nat.1.as_secs_f64() / wasm.1.as_secs_f64()
+    );
+    println!(
+        "ratio wasm / native + sha256: stream {:.2}x  durable {:.2}x",
+        nat_h.0.as_secs_f64() / wasm.0.as_secs_f64(),
+        nat_h.1.as_secs_f64() / wasm.1.as_secs_f64()
+    );
 
     let mut nr = Duration::MAX;
     let mut wr = Duration::MAX;
@@ -216,7 +234,9 @@ mod native_same {
     }
 
     pub fn stat(root: &Path, name: &str) -> u64 {
-        let side: serde_json::Value = serde_json::from_slice(&std::fs::read(root.join(format!(".{name}.stowage-meta"))).expect("read")).expect("json");
+        let side: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(root.join(format!(".{name}.stowage-meta"))).expect("read"))
+                .expect("json");
         let m = std::fs::symlink_metadata(root.join(name)).expect("stat");
         std::hint::black_box(side["object_id"] == format!("{:x}{:x}", m.dev(), m.ino()));
         m.len()
@@ -253,7 +273,10 @@ async fn small_ops(disk: &Disk, native_root: &Path) {
         start.elapsed()
     };
     println!("\n== 4 KiB operations ({n_ops} each), ops/s");
-    println!("{:<6} {:>12} {:>12} {:>12} {:>16} {:>12}", "op", "wasm", "native-same", "raw", "wasm/native-same", "wasm/raw");
+    println!(
+        "{:<6} {:>12} {:>12} {:>12} {:>16} {:>12}",
+        "op", "wasm", "native-same", "raw", "wasm/native-same", "wasm/raw"
+    );
 
     let raw_put = time(&mut || names.iter().for_each(|n| raw::put(native_root, &format!("r{n}"), &data)));
     let nat_put = time(&mut || names.iter().for_each(|n| native_same::put(native_root, n, &data)));
@@ -264,8 +287,16 @@ async fn small_ops(disk: &Disk, native_root: &Path) {
     let wasm_put = start.elapsed();
     row("put", wasm_put, nat_put, raw_put);
 
-    let raw_get = time(&mut || names.iter().for_each(|n| { std::hint::black_box(std::fs::read(native_root.join(format!("r{n}"))).expect("read")); }));
-    let nat_get = time(&mut || names.iter().for_each(|n| { std::hint::black_box(native_same::get(native_root, n)); }));
+    let raw_get = time(&mut || {
+        names.iter().for_each(|n| {
+            std::hint::black_box(std::fs::read(native_root.join(format!("r{n}"))).expect("read"));
+        })
+    });
+    let nat_get = time(&mut || {
+        names.iter().for_each(|n| {
+            std::hint::black_box(native_same::get(native_root, n));
+        })
+    });
     let start = Instant::now();
     for n in &names {
         std::hint::black_box(disk.get_bytes(&c, n, None).await.expect("get"));
@@ -273,8 +304,16 @@ async fn small_ops(disk: &Disk, native_root: &Path) {
     let wasm_get = start.elapsed();
     row("get", wasm_get, nat_get, raw_get);
 
-    let raw_stat = time(&mut || names.iter().for_each(|n| { std::hint::black_box(std::fs::metadata(native_root.join(format!("r{n}"))).expect("stat")); }));
-    let nat_stat = time(&mut || names.iter().for_each(|n| { std::hint::black_box(native_same::stat(native_root, n)); }));
+    let raw_stat = time(&mut || {
+        names.iter().for_each(|n| {
+            std::hint::black_box(std::fs::metadata(native_root.join(format!("r{n}"))).expect("stat"));
+        })
+    });
+    let nat_stat = time(&mut || {
+        names.iter().for_each(|n| {
+            std::hint::black_box(native_same::stat(native_root, n));
+        })
+    });
     let start = Instant::now();
     for n in &names {
         std::hint::black_box(disk.stat(&c, n).await.expect("stat"));
@@ -348,9 +387,17 @@ async fn cold_start(engine: &PluginEngine, root: &Path) {
     }
     println!("\n== cold start (local-fs component, {} KiB)", bytes.len() / 1024);
     println!("compile                     {:>10.2} ms", compile.as_secs_f64() * 1e3);
-    println!("load precompiled (.cwasm)   {:>10.3} ms  ({:.0}x faster than compiling)", load.as_secs_f64() * 1e3, compile.as_secs_f64() / load.as_secs_f64());
+    println!(
+        "load precompiled (.cwasm)   {:>10.3} ms  ({:.0}x faster than compiling)",
+        load.as_secs_f64() * 1e3,
+        compile.as_secs_f64() / load.as_secs_f64()
+    );
     println!("plugin start, cold (verify + compile + cache) {:>8.2} ms", cold_load.as_secs_f64() * 1e3);
-    println!("plugin start, warm (verify + cached code)     {:>8.2} ms  ({:.0}x faster)", warm_load.as_secs_f64() * 1e3, cold_load.as_secs_f64() / warm_load.as_secs_f64());
+    println!(
+        "plugin start, warm (verify + cached code)     {:>8.2} ms  ({:.0}x faster)",
+        warm_load.as_secs_f64() * 1e3,
+        cold_load.as_secs_f64() / warm_load.as_secs_f64()
+    );
     println!("first call (instantiate)    {:>10.1} us", first.as_secs_f64() * 1e6);
     println!("warm call, exists (pooled)  {:>10.1} us", warm.as_secs_f64() * 1e6);
     println!("warm call, no I/O (get-capabilities) {:>6.1} us", bare.as_secs_f64() * 1e6);

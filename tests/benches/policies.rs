@@ -5,6 +5,7 @@
 //! runs one section; `STOWAGE_BENCH_RECORDS=N` sets the size of the audit section's ledger,
 //! default 1,000,000; `STOWAGE_BENCH_OPS=N` sets the count of stats, for profiling; `STOWAGE_BENCH_DIR=/path`
 //! chooses the disk, default: the workspace's target dir).
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a benchmark: a failed set-up ends it")]
 
 use std::path::Path;
 use std::sync::Arc;
@@ -55,15 +56,17 @@ async fn pipeline(base: &Path) {
     let per_task = puts.div_ceil(CONCURRENT);
     let disk = "role = \"testing\"\n[disks.local]\nplugin = \"local-fs\"\ngrant = { dir = \"data\" }\n[storage]\ndefault = \"local\"\n";
     let policies = "[[policies]]\nplugin = \"role-policy\"\n[[policies]]\nplugin = \"phi-tracking\"\n";
-    let setups: Vec<(&str, Arc<Storage>)> = [("no policies", disk.to_string()), ("2 policies + ledger", format!("{disk}{policies}"))]
-        .into_iter()
-        .map(|(name, text)| {
-            let root = base.join(name.replace(' ', "-").replace('+', ""));
-            std::fs::create_dir_all(&root).expect("dir");
-            let config = LoadedConfig::parse(&text, ConfigSource::File(root.join("stowage.toml")), root.clone()).expect("config");
-            (name, Arc::new(Storage::start(&config).expect("start")))
-        })
-        .collect();
+    let setups: Vec<(&str, Arc<Storage>)> =
+        [("no policies", disk.to_string()), ("2 policies + ledger", format!("{disk}{policies}"))]
+            .into_iter()
+            .map(|(name, text)| {
+                let root = base.join(name.replace(' ', "-").replace('+', ""));
+                std::fs::create_dir_all(&root).expect("dir");
+                let config = LoadedConfig::parse(&text, ConfigSource::File(root.join("stowage.toml")), root.clone())
+                    .expect("config");
+                (name, Arc::new(Storage::start(&config).expect("start")))
+            })
+            .collect();
     let data = Bytes::from(vec![7u8; 4096]);
     let req = Request::new();
     async fn put(storage: &Storage, name: String, data: &Bytes, req: &Request) {
@@ -116,7 +119,8 @@ async fn pipeline(base: &Path) {
         for ((_, storage), best) in setups.iter().zip(&mut best) {
             let start = Instant::now();
             for i in 0..slice {
-                let addr = Address::parse(&format!("default:p{}/{}", s % PIPELINE_ROUNDS, (s * slice + i) % puts)).expect("addr");
+                let addr = Address::parse(&format!("default:p{}/{}", s % PIPELINE_ROUNDS, (s * slice + i) % puts))
+                    .expect("addr");
                 std::hint::black_box(storage.stat(&addr, &req).await.expect("stat"));
             }
             best[1] = best[1].min(start.elapsed() * SLICES as u32);
@@ -124,7 +128,10 @@ async fn pipeline(base: &Path) {
     }
     let n_ops = slice * SLICES;
     let us = |d: Duration, n: usize| d.as_secs_f64() * 1e6 / n as f64;
-    println!("\n== policy pipeline: 4 KiB puts ({puts} one at a time, {} from {CONCURRENT} writers) and stats ({n_ops}), best of {PIPELINE_ROUNDS}", per_task * CONCURRENT);
+    println!(
+        "\n== policy pipeline: 4 KiB puts ({puts} one at a time, {} from {CONCURRENT} writers) and stats ({n_ops}), best of {PIPELINE_ROUNDS}",
+        per_task * CONCURRENT
+    );
     for ((name, _), b) in setups.iter().zip(&best) {
         println!(
             "{name:<22} put {:>8.1} us/op   stat {:>6.1} us/op   concurrent put {:>8.0} ops/s",
@@ -153,7 +160,10 @@ async fn pipeline(base: &Path) {
         object_metadata: vec![],
         expires_in_secs: None,
     };
-    let outcome = stowage_runtime::policy::OperationOutcome { size: Some(4096), ..stowage_runtime::policy::OperationOutcome::of(request.clone(), Instant::now()) };
+    let outcome = stowage_runtime::policy::OperationOutcome {
+        size: Some(4096),
+        ..stowage_runtime::policy::OperationOutcome::of(request.clone(), Instant::now())
+    };
     let mut alone = Duration::MAX;
     for _ in 0..SLICES {
         let start = Instant::now();
@@ -172,7 +182,8 @@ async fn pipeline(base: &Path) {
         }
         n.max(1)
     };
-    let (stat_calls, put_calls) = (calls(stowage_runtime::Operation::Stat, 1), calls(stowage_runtime::Operation::Put, 2));
+    let (stat_calls, put_calls) =
+        (calls(stowage_runtime::Operation::Stat, 1), calls(stowage_runtime::Operation::Put, 2));
     let extra = |i: usize, n: usize| us(best[1][i], n) - us(best[0][i], n);
     println!(
         "overhead per policy call: put {:.1} us ({put_calls} calls, with the durable write-ahead record), stat {:.1} us ({stat_calls} calls)",
@@ -191,7 +202,10 @@ async fn pipeline(base: &Path) {
         "ledger commits per sequential put with policies: {:.2} (the write-ahead record waits for its commit; the outcome rides on the next one)",
         with.iter().sum::<u64>() as f64 / (with.len() * puts) as f64
     );
-    println!("the pipeline alone (check + observe of a stat, no driver): {:.2} us per policy call ({stat_calls} calls)", us(alone, n_ops) / stat_calls as f64);
+    println!(
+        "the pipeline alone (check + observe of a stat, no driver): {:.2} us per policy call ({stat_calls} calls)",
+        us(alone, n_ops) / stat_calls as f64
+    );
 }
 
 /// The ledger alone: durable appends one at a time, then from many tasks at once (group
@@ -208,7 +222,8 @@ async fn ledger(base: &Path) {
     let sequential = start.elapsed();
     // The same with a signed checkpoint after every record: signing and storing them is the
     // checkpointer thread's work, not the append's.
-    let signing = Ledger::open(&base.join("bench-signing.sqlite"), checkpointed(base, "bench-signing", 1)).expect("ledger");
+    let signing =
+        Ledger::open(&base.join("bench-signing.sqlite"), checkpointed(base, "bench-signing", 1)).expect("ledger");
     let start = Instant::now();
     for i in 0..N {
         signing.append(&record(i)).await.expect("append");
@@ -230,7 +245,10 @@ async fn ledger(base: &Path) {
         t.await.expect("task");
     }
     let concurrent = start.elapsed();
-    assert_eq!(ledger.verify(stowage_runtime::ledger::VerifyMode::Full).expect("verify").expect("intact").count, 2 * N as u64);
+    assert_eq!(
+        ledger.verify(stowage_runtime::ledger::VerifyMode::Full).expect("verify").expect("intact").count,
+        2 * N as u64
+    );
     println!("\n== ledger appends (durable), {N} each");
     println!(
         "one at a time   {:>8.1} us/append {:>8.0} appends/s",
@@ -307,19 +325,33 @@ async fn audit(base: &Path) {
     ledger.append(&record(n - 1)).await.expect("append");
     let filled = start.elapsed();
     let checkpoint = ledger.checkpoint_now().expect("checkpoint");
-    println!("
-== the audit ledger at {n} records (filled in {:.1} s, {:.0} records/s, group-committed)", filled.as_secs_f64(), per_sec(n, filled));
+    println!(
+        "
+== the audit ledger at {n} records (filled in {:.1} s, {:.0} records/s, group-committed)",
+        filled.as_secs_f64(),
+        per_sec(n, filled)
+    );
 
     // Export, in a process of its own so its peak memory is its own.
     let mut child = std::process::Command::new(std::env::current_exe().expect("this bench"));
     child.env(EXPORT_CHILD, &path);
     let (status, peak) = stowage_tests::run_with_peak_rss(&child);
     assert!(status.success(), "the export child failed");
-    let out = std::process::Command::new(std::env::current_exe().expect("this bench")).env(EXPORT_CHILD, &path).output().expect("export child");
+    let out = std::process::Command::new(std::env::current_exe().expect("this bench"))
+        .env(EXPORT_CHILD, &path)
+        .output()
+        .expect("export child");
     let text = String::from_utf8_lossy(&out.stdout);
     let mut parts = text.split_whitespace();
-    let (count, secs): (usize, f64) = (parts.next().and_then(|v| v.parse().ok()).unwrap_or(0), parts.next().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN));
-    println!("export (CSV)        {count} records in {secs:.2} s: {:.0} records/s, peak RSS {:.0} MiB (goal: >= 200k/s, < 100 MiB)", count as f64 / secs, peak as f64 / (1 << 20) as f64);
+    let (count, secs): (usize, f64) = (
+        parts.next().and_then(|v| v.parse().ok()).unwrap_or(0),
+        parts.next().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN),
+    );
+    println!(
+        "export (CSV)        {count} records in {secs:.2} s: {:.0} records/s, peak RSS {:.0} MiB (goal: >= 200k/s, < 100 MiB)",
+        count as f64 / secs,
+        peak as f64 / (1 << 20) as f64
+    );
 
     // An inclusion proof against the checkpoint of everything.
     let mut worst = Duration::ZERO;
@@ -407,7 +439,8 @@ async fn languages() {
         let (loaded, _) = loader.load_unverified(&PluginSource::File(path)).expect("loads");
         let compile = start.elapsed();
         let grants = Grants { config, ..Grants::default() };
-        let policy = Policy::from_component(&engine, name, &loaded.component, grants, Limits::default()).expect("links");
+        let policy =
+            Policy::from_component(&engine, name, &loaded.component, grants, Limits::default()).expect("links");
         let start = Instant::now();
         assert_eq!(policy.decide(&request).await.expect("first check"), Decision::Allow, "{name} denied");
         let first = start.elapsed();

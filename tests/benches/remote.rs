@@ -6,6 +6,7 @@
 //!
 //! `cargo bench -p stowage-tests --bench remote` (1 GiB; `STOWAGE_BENCH_MIB=256` for a quick
 //! run; `STOWAGE_BENCH_ONLY=streaming|small` for one section).
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a benchmark: a failed set-up ends it")]
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -39,7 +40,8 @@ fn main() {
             ..Grants::default()
         };
         let limits = Limits { max_instances: 32, ..Limits::default() };
-        let disk = Disk::load(&engine, "remote", stowage_bundled::get("remote").expect("bundled"), grants, limits).expect("remote driver");
+        let disk = Disk::load(&engine, "remote", stowage_bundled::get("remote").expect("bundled"), grants, limits)
+            .expect("remote driver");
         println!("web → services on loopback ({url}, plain HTTP), {mib} MiB objects");
         if section("streaming") {
             streaming(&disk, &url, dir.path(), mib).await;
@@ -121,7 +123,10 @@ async fn seed_round(client: &reqwest::Client, seed: SocketAddr, chunk: &Bytes, b
     // The seed's protocol: the whole file as base64 in one JSON body, each way.
     let whole: Vec<u8> = chunk.iter().copied().cycle().take(bytes).collect();
     let start = Instant::now();
-    let body = serde_json::to_vec(&serde_json::json!({ "path": "seed.bin", "content": base64::engine::general_purpose::STANDARD.encode(&whole) })).expect("json");
+    let body = serde_json::to_vec(
+        &serde_json::json!({ "path": "seed.bin", "content": base64::engine::general_purpose::STANDARD.encode(&whole) }),
+    )
+    .expect("json");
     drop(whole);
     let r = client.post(format!("http://{seed}/store")).body(body).send().await.expect("seed store");
     assert!(r.status().is_success());
@@ -130,7 +135,8 @@ async fn seed_round(client: &reqwest::Client, seed: SocketAddr, chunk: &Bytes, b
     let r = client.get(format!("http://{seed}/fetch?path=seed.bin")).send().await.expect("seed fetch");
     let text = r.bytes().await.expect("seed body");
     let v: serde_json::Value = serde_json::from_slice(&text).expect("seed json");
-    let back = base64::engine::general_purpose::STANDARD.decode(v["content"].as_str().expect("content")).expect("base64");
+    let back =
+        base64::engine::general_purpose::STANDARD.decode(v["content"].as_str().expect("content")).expect("base64");
     assert_eq!(back.len(), bytes);
     (up, start.elapsed())
 }
@@ -191,8 +197,12 @@ async fn start_seed(root: std::path::PathBuf) -> SocketAddr {
             Ok(v) => v,
             Err(_) => return axum::http::StatusCode::BAD_REQUEST,
         };
-        let (Some(path), Some(content)) = (v["path"].as_str(), v["content"].as_str()) else { return axum::http::StatusCode::BAD_REQUEST };
-        let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(content) else { return axum::http::StatusCode::BAD_REQUEST };
+        let (Some(path), Some(content)) = (v["path"].as_str(), v["content"].as_str()) else {
+            return axum::http::StatusCode::BAD_REQUEST;
+        };
+        let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(content) else {
+            return axum::http::StatusCode::BAD_REQUEST;
+        };
         let path = root.join(path);
         let written = tokio::task::spawn_blocking(move || {
             use std::io::Write;
@@ -210,9 +220,13 @@ async fn start_seed(root: std::path::PathBuf) -> SocketAddr {
             _ => axum::http::StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
-    async fn fetch(State(root): State<Arc<std::path::PathBuf>>, Query(q): Query<std::collections::HashMap<String, String>>) -> Vec<u8> {
+    async fn fetch(
+        State(root): State<Arc<std::path::PathBuf>>,
+        Query(q): Query<std::collections::HashMap<String, String>>,
+    ) -> Vec<u8> {
         let bytes = tokio::fs::read(root.join(q.get("path").map_or("", String::as_str))).await.unwrap_or_default();
-        serde_json::to_vec(&serde_json::json!({ "content": base64::engine::general_purpose::STANDARD.encode(bytes) })).unwrap_or_default()
+        serde_json::to_vec(&serde_json::json!({ "content": base64::engine::general_purpose::STANDARD.encode(bytes) }))
+            .unwrap_or_default()
     }
     let app = axum::Router::new()
         .route("/store", post(store))

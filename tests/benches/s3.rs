@@ -7,6 +7,7 @@
 //! The native baseline is configured as the driver is (unsigned payloads, checksums only when
 //! required); the SDK's defaults (signed payloads, CRC32) are a second line, for reference.
 //! Rounds alternate which side goes first.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a benchmark: a failed set-up ends it")]
 
 use std::time::{Duration, Instant};
 
@@ -36,7 +37,11 @@ fn main() {
         let disk = s3_disk(&engine, &server, config);
         let native = Native { client: native_client_like_the_driver(&server), unsigned: true };
         let defaults = Native { client: native_client(&server, None), unsigned: false };
-        println!("s3 driver vs native aws-sdk-s3 on {} ({mib} MiB objects, {} MiB parts, best of {ROUNDS})", server.endpoint, PART >> 20);
+        println!(
+            "s3 driver vs native aws-sdk-s3 on {} ({mib} MiB objects, {} MiB parts, best of {ROUNDS})",
+            server.endpoint,
+            PART >> 20
+        );
         streaming(&disk, &native, &defaults, &bucket, mib).await;
         small_ops(&disk, &native, &defaults, &bucket).await;
     });
@@ -75,7 +80,8 @@ async fn native_put(native: &Native, bucket: &str, key: &str, chunk: &Bytes, mib
         let unsigned = native.unsigned;
         async move {
             let op = s3.upload_part().bucket(bucket).key(key).upload_id(id).part_number(n).body(ByteStream::from(buf));
-            let out = if unsigned { op.customize().disable_payload_signing().send().await } else { op.send().await }.expect("part");
+            let out = if unsigned { op.customize().disable_payload_signing().send().await } else { op.send().await }
+                .expect("part");
             CompletedPart::builder().part_number(n).set_e_tag(out.e_tag).build()
         }
     };
@@ -139,7 +145,9 @@ async fn streaming(disk: &Disk, native: &Native, defaults: &Native, bucket: &str
         let (d, n) = wasm_get(disk, &format!("big-w{round}")).await;
         assert_eq!(n, bytes);
         wg = wg.min(d);
-        for (client, key, best) in [(&native.client, format!("big-n{round}"), &mut ng), (&defaults.client, format!("big-d{round}"), &mut dg)] {
+        for (client, key, best) in
+            [(&native.client, format!("big-n{round}"), &mut ng), (&defaults.client, format!("big-d{round}"), &mut dg)]
+        {
             let (d, n) = native_get(client, bucket, &key).await;
             assert_eq!(n, bytes);
             *best = (*best).min(d);
@@ -147,10 +155,23 @@ async fn streaming(disk: &Disk, native: &Native, defaults: &Native, bucket: &str
     }
     println!("\n== streaming, MiB/s");
     println!("{:<10} {:>10} {:>10} {:>12} {:>16}", "", "wasm", "native", "wasm/native", "native, SDK defaults");
-    println!("{:<10} {:>10.0} {:>10.0} {:>11.2}x {:>16.0}", "upload", mib_s(bytes, wp), mib_s(bytes, np), np.as_secs_f64() / wp.as_secs_f64(), mib_s(bytes, dp));
-    println!("{:<10} {:>10.0} {:>10.0} {:>11.2}x {:>16.0}", "download", mib_s(bytes, wg), mib_s(bytes, ng), ng.as_secs_f64() / wg.as_secs_f64(), mib_s(bytes, dg));
+    println!(
+        "{:<10} {:>10.0} {:>10.0} {:>11.2}x {:>16.0}",
+        "upload",
+        mib_s(bytes, wp),
+        mib_s(bytes, np),
+        np.as_secs_f64() / wp.as_secs_f64(),
+        mib_s(bytes, dp)
+    );
+    println!(
+        "{:<10} {:>10.0} {:>10.0} {:>11.2}x {:>16.0}",
+        "download",
+        mib_s(bytes, wg),
+        mib_s(bytes, ng),
+        ng.as_secs_f64() / wg.as_secs_f64(),
+        mib_s(bytes, dg)
+    );
 }
-
 
 async fn small_ops(disk: &Disk, native: &Native, defaults: &Native, bucket: &str) {
     let data = Bytes::from(vec![7u8; 4096]);
@@ -168,8 +189,14 @@ async fn small_ops(disk: &Disk, native: &Native, defaults: &Native, bucket: &str
         for (n, best) in [(native, &mut native_put), (defaults, &mut default_put)] {
             let start = Instant::now();
             for i in 0..SMALL_OPS {
-                let op = n.client.put_object().bucket(bucket).key(format!("small/n{i}")).body(ByteStream::from(data.clone()));
-                if n.unsigned { op.customize().disable_payload_signing().send().await } else { op.send().await }.expect("put");
+                let op = n
+                    .client
+                    .put_object()
+                    .bucket(bucket)
+                    .key(format!("small/n{i}"))
+                    .body(ByteStream::from(data.clone()));
+                if n.unsigned { op.customize().disable_payload_signing().send().await } else { op.send().await }
+                    .expect("put");
             }
             *best = (*best).min(start.elapsed());
         }
@@ -183,7 +210,8 @@ async fn small_ops(disk: &Disk, native: &Native, defaults: &Native, bucket: &str
                     let mut r = disk.reader(&c, &format!("small/w{i}"), None).await.expect("reader");
                     while r.next_chunk(CHUNK).await.expect("read").is_some() {}
                 } else {
-                    let o = native.client.get_object().bucket(bucket).key(format!("small/n{i}")).send().await.expect("get");
+                    let o =
+                        native.client.get_object().bucket(bucket).key(format!("small/n{i}")).send().await.expect("get");
                     std::hint::black_box(o.body.collect().await.expect("body"));
                 }
             }
@@ -192,6 +220,19 @@ async fn small_ops(disk: &Disk, native: &Native, defaults: &Native, bucket: &str
     }
     println!("\n== 4 KiB operations ({SMALL_OPS} each, best of {ROUNDS}), ops/s");
     println!("{:<6} {:>10} {:>10} {:>12} {:>16}", "op", "wasm", "native", "wasm/native", "native, SDK defaults");
-    println!("{:<6} {:>10.0} {:>10.0} {:>11.2}x {:>16.0}", "put", per_sec(wasm_put), per_sec(native_put), native_put.as_secs_f64() / wasm_put.as_secs_f64(), per_sec(default_put));
-    println!("{:<6} {:>10.0} {:>10.0} {:>11.2}x", "get", per_sec(wasm_get), per_sec(native_get), native_get.as_secs_f64() / wasm_get.as_secs_f64());
+    println!(
+        "{:<6} {:>10.0} {:>10.0} {:>11.2}x {:>16.0}",
+        "put",
+        per_sec(wasm_put),
+        per_sec(native_put),
+        native_put.as_secs_f64() / wasm_put.as_secs_f64(),
+        per_sec(default_put)
+    );
+    println!(
+        "{:<6} {:>10.0} {:>10.0} {:>11.2}x",
+        "get",
+        per_sec(wasm_get),
+        per_sec(native_get),
+        native_get.as_secs_f64() / wasm_get.as_secs_f64()
+    );
 }

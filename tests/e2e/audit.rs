@@ -25,7 +25,11 @@ pub(crate) struct Tmpfs(PathBuf);
 impl Tmpfs {
     pub(crate) fn mount(at: &Path, size: &str) -> Tmpfs {
         std::fs::create_dir_all(at).unwrap();
-        let o = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(at).output().unwrap();
+        let o = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .output()
+            .unwrap();
         assert!(o.status.success(), "mount tmpfs: {}", String::from_utf8_lossy(&o.stderr));
         Tmpfs(at.to_path_buf())
     }
@@ -63,7 +67,11 @@ fn every_operation_fails_closed(d: &Path, what: &str) {
     ] {
         let o = run_in(d, args);
         assert_eq!(o.status.code(), Some(9), "{what}: {args:?} must fail closed: {}{}", stdout(&o), stderr(&o));
-        assert!(stderr(&o).contains("audit unavailable") || stderr(&o).contains("ledger"), "{what}: {args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("audit unavailable") || stderr(&o).contains("ledger"),
+            "{what}: {args:?}: {}",
+            stderr(&o)
+        );
         assert!(o.stdout.is_empty(), "{what}: {args:?} served something: {}", stdout(&o));
     }
     assert!(!d.join("data/new.csv").exists(), "{what}: an unrecorded write became visible");
@@ -74,7 +82,11 @@ fn every_operation_fails_closed(d: &Path, what: &str) {
 fn audited_dir(ledger_dir: &str, extra: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(d.join("stowage.toml"), format!("{AUDITED}[ledger]\npath = \"{ledger_dir}/ledger.sqlite\"\n{extra}")).unwrap();
+    std::fs::write(
+        d.join("stowage.toml"),
+        format!("{AUDITED}[ledger]\npath = \"{ledger_dir}/ledger.sqlite\"\n{extra}"),
+    )
+    .unwrap();
     std::fs::write(d.join("kept.csv"), "id\n1\n").unwrap();
     std::fs::create_dir_all(d.join(ledger_dir)).unwrap();
     dir
@@ -131,7 +143,10 @@ fn a_ledger_that_cannot_record_refuses_every_guarded_operation() {
         every_operation_fails_closed(d, "full file system");
         drop(fs);
     } else {
-        assert!(std::env::var_os("STOWAGE_TEST_REQUIRE_ROOT").is_none(), "the full-disk case needs root (to mount a tmpfs), and this run requires it");
+        assert!(
+            std::env::var_os("STOWAGE_TEST_REQUIRE_ROOT").is_none(),
+            "the full-disk case needs root (to mount a tmpfs), and this run requires it"
+        );
         eprintln!("\n!!! SKIPPED: the full-disk ledger case needs root to mount a small tmpfs !!!\n");
     }
 }
@@ -140,28 +155,44 @@ fn a_ledger_that_cannot_record_refuses_every_guarded_operation() {
 fn the_api_answers_audit_unavailable_and_readyz_says_the_ledger_is_unhealthy() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(d.join("stowage.toml"), format!(
-        "{}[ledger]\npath = \"ledger.sqlite\"\n[server]\ndev_mode = true\napi_keys = [\"{KEY}\"]\n",
-        AUDITED.replace("testing", "services")
-    )).unwrap();
+    std::fs::write(
+        d.join("stowage.toml"),
+        format!(
+            "{}[ledger]\npath = \"ledger.sqlite\"\n[server]\ndev_mode = true\napi_keys = [\"{KEY}\"]\n",
+            AUDITED.replace("testing", "services")
+        ),
+    )
+    .unwrap();
     let server = Server::start(d);
     let auth = format!("Authorization: Bearer {KEY}");
     // The scratch class is PHI: every access to it is recorded.
     let obj = |p: &str| format!("{}/v1/objects/scratch/{p}", server.url);
-    let (status, body) = status_and_body(&curl(d, &["-X", "PUT", "-H", &auth, "--data-binary", "one", "-w", "\n%{http_code}", &obj("a.csv")]));
+    let (status, body) = status_and_body(&curl(
+        d,
+        &["-X", "PUT", "-H", &auth, "--data-binary", "one", "-w", "\n%{http_code}", &obj("a.csv")],
+    ));
     assert_eq!(status, "200", "{body}");
     let (status, _) = status_and_body(&curl(d, &["-w", "\n%{http_code}", &format!("{}/readyz", server.url)]));
     assert_eq!(status, "200");
     // Behind the running host's back, its last record goes.
-    rusqlite::Connection::open(d.join("ledger.sqlite")).unwrap().execute("DELETE FROM records WHERE idx = (SELECT max(idx) FROM records)", []).unwrap();
-    let (status, body) = status_and_body(&curl(d, &["-X", "PUT", "-H", &auth, "--data-binary", "two", "-w", "\n%{http_code}", &obj("b.csv")]));
+    rusqlite::Connection::open(d.join("ledger.sqlite"))
+        .unwrap()
+        .execute("DELETE FROM records WHERE idx = (SELECT max(idx) FROM records)", [])
+        .unwrap();
+    let (status, body) = status_and_body(&curl(
+        d,
+        &["-X", "PUT", "-H", &auth, "--data-binary", "two", "-w", "\n%{http_code}", &obj("b.csv")],
+    ));
     assert_eq!(status, "503", "{body}");
     assert!(body.contains("\"error\":\"audit-unavailable\""), "{body}");
     assert!(!d.join("data/b.csv").exists(), "an unrecorded write became visible");
     for (method, expect_body) in [("GET", false), ("HEAD", false), ("DELETE", false)] {
         let o = curl(d, &["-X", method, "-H", &auth, "-D", "-", "-o", "/dev/null", &obj("a.csv")]);
         let head = stdout(&o).to_ascii_lowercase();
-        assert!(head.starts_with("http/1.1 503") && head.contains("x-stowage-error: audit-unavailable"), "{method}: {head}");
+        assert!(
+            head.starts_with("http/1.1 503") && head.contains("x-stowage-error: audit-unavailable"),
+            "{method}: {head}"
+        );
         let _ = expect_body;
     }
     assert_eq!(std::fs::read(d.join("data/a.csv")).unwrap(), b"one", "an unrecorded delete happened");
@@ -179,12 +210,18 @@ fn a_tampered_ledger_stops_the_host_until_the_break_is_sealed() {
         let o = run_in(d, &["put", &format!("default:f{i}.csv"), "kept.csv"]);
         assert!(o.status.success(), "{}", stderr(&o));
     }
-    rusqlite::Connection::open(d.join("ledger/ledger.sqlite")).unwrap().execute("DELETE FROM records WHERE idx = 3", []).unwrap();
+    rusqlite::Connection::open(d.join("ledger/ledger.sqlite"))
+        .unwrap()
+        .execute("DELETE FROM records WHERE idx = 3", [])
+        .unwrap();
     for args in [&["ls", "default:"][..], &["serve", "--listen", "127.0.0.1:0"]] {
         let o = stowage().current_dir(d).args(args).stdin(Stdio::null()).output().unwrap();
         assert_eq!(o.status.code(), Some(9), "{args:?}: {}", stderr(&o));
         let err = stderr(&o);
-        assert!(err.contains("will not start") && err.contains("ledger broken at index 3: record missing"), "{args:?}: {err}");
+        assert!(
+            err.contains("will not start") && err.contains("ledger broken at index 3: record missing"),
+            "{args:?}: {err}"
+        );
         assert!(err.contains("stowage ledger seal --reason"), "{err}");
     }
     let o = run_in(d, &["ledger", "seal", "--reason", "row 3 lost in a restore from backup; incident 77"]);
@@ -288,8 +325,14 @@ fn sigkill_at_any_step_of_fifty_writes_leaves_every_object_recorded_and_no_temp_
         .filter(|r| r["action"] == "write_committed")
         .flat_map(|r| r["settles"].as_array().unwrap().iter().map(|i| i.as_u64().unwrap()))
         .collect();
-    assert!(records.iter().any(|r| r["action"] == "write_committed" && r["reconciled"] == true), "a kill after the commit was reconciled as written");
-    assert!(records.iter().any(|r| r["action"] == "write_failed" && r["reconciled"] == true), "a kill before the commit was reconciled as not written");
+    assert!(
+        records.iter().any(|r| r["action"] == "write_committed" && r["reconciled"] == true),
+        "a kill after the commit was reconciled as written"
+    );
+    assert!(
+        records.iter().any(|r| r["action"] == "write_failed" && r["reconciled"] == true),
+        "a kill before the commit was reconciled as not written"
+    );
     for path in &visible {
         let file = d.join("data").join(path);
         let (size, sha) = (std::fs::metadata(&file).unwrap().len(), stowage_tests::sha256_file(&file));
@@ -329,9 +372,17 @@ fn forge(ledger: &Path, edit: impl FnOnce(&mut Vec<(i64, String)>)) {
         h.update((*at_ms as u64).to_be_bytes());
         h.update(body.as_bytes());
         let hash = hex::encode(h.finalize());
-        db.execute("INSERT INTO records (idx, at_ms, body, prev, hash) VALUES (?1, ?2, ?3, ?4, ?5)", rusqlite::params![i as i64, at_ms, body, prev, hash]).unwrap();
+        db.execute(
+            "INSERT INTO records (idx, at_ms, body, prev, hash) VALUES (?1, ?2, ?3, ?4, ?5)",
+            rusqlite::params![i as i64, at_ms, body, prev, hash],
+        )
+        .unwrap();
         frontier.push(leaf_hash(&leaf_data(i as u64, *at_ms as u64, body)), |level, index, node| {
-            db.execute("INSERT INTO merkle (level, idx, hash) VALUES (?1, ?2, ?3)", rusqlite::params![level, index as i64, &node[..]]).unwrap();
+            db.execute(
+                "INSERT INTO merkle (level, idx, hash) VALUES (?1, ?2, ?3)",
+                rusqlite::params![level, index as i64, &node[..]],
+            )
+            .unwrap();
         });
         prev = hash;
     }
@@ -368,13 +419,25 @@ fn a_consistent_rewrite_passes_plain_verify_but_not_a_checkpoint_saved_elsewhere
     let o = run_in(d, &["ledger", "prove", "4"]);
     std::fs::write(saved.path().join("record4.proof"), &o.stdout).unwrap();
     let against = |d: &Path| {
-        run_in(d, &[
-            "ledger", "verify", "--against", saved.path().join("checkpoint.txt").to_str().unwrap(),
-            "--trust", saved.path().join("host.pub").to_str().unwrap(),
-        ])
+        run_in(
+            d,
+            &[
+                "ledger",
+                "verify",
+                "--against",
+                saved.path().join("checkpoint.txt").to_str().unwrap(),
+                "--trust",
+                saved.path().join("host.pub").to_str().unwrap(),
+            ],
+        )
     };
     let o = against(d);
-    assert!(o.status.success() && stdout(&o).contains("extends the checkpoints of size 12"), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        o.status.success() && stdout(&o).contains("extends the checkpoints of size 12"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
 
     // Someone who can write the ledger's directory removes records 2 and 3 (user1's write) and
     // makes everything on the host agree again.
@@ -388,12 +451,22 @@ fn a_consistent_rewrite_passes_plain_verify_but_not_a_checkpoint_saved_elsewhere
     let o = against(d);
     assert_eq!(o.status.code(), Some(9), "{}", stdout(&o));
     let err = stderr(&o);
-    assert!(err.contains("ledger broken at index 0:") && err.contains("holds 10 records but the checkpoint of size 12 covers 12"), "{err}");
+    assert!(
+        err.contains("ledger broken at index 0:")
+            && err.contains("holds 10 records but the checkpoint of size 12 covers 12"),
+        "{err}"
+    );
 
     // The proof saved with the checkpoint still checks offline, and fails once edited.
-    let check = |proof: &Path| run_in(saved.path(), &["ledger", "check-proof", proof.to_str().unwrap(), "--trust", "host.pub"]);
+    let check =
+        |proof: &Path| run_in(saved.path(), &["ledger", "check-proof", proof.to_str().unwrap(), "--trust", "host.pub"]);
     let o = check(&saved.path().join("record4.proof"));
-    assert!(o.status.success() && stdout(&o).contains("file_created local:f2.csv actor=user2"), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        o.status.success() && stdout(&o).contains("file_created local:f2.csv actor=user2"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
     let proof = std::fs::read_to_string(saved.path().join("record4.proof")).unwrap();
     std::fs::write(saved.path().join("edited.proof"), proof.replace("user2", "user9")).unwrap();
     let o = check(&saved.path().join("edited.proof"));
@@ -418,7 +491,17 @@ fn a_rewrite_that_keeps_the_length_is_caught_and_named_by_the_checkpoints_around
         rows[5].1 = rows[5].1.replace("user2", "mallory");
     });
     assert!(run_in(d, &["ledger", "verify", "--full"]).status.success());
-    let o = run_in(d, &["ledger", "verify", "--against", saved.path().join("checkpoints.txt").to_str().unwrap(), "--trust", saved.path().join("host.pub").to_str().unwrap()]);
+    let o = run_in(
+        d,
+        &[
+            "ledger",
+            "verify",
+            "--against",
+            saved.path().join("checkpoints.txt").to_str().unwrap(),
+            "--trust",
+            saved.path().join("host.pub").to_str().unwrap(),
+        ],
+    );
     assert_eq!(o.status.code(), Some(9), "{}", stdout(&o));
     let err = stderr(&o);
     assert!(err.contains("ledger broken at index 4:") && err.contains("a record in 4..7 was changed"), "{err}");
@@ -436,16 +519,59 @@ fn stat_list_url_issue_and_signed_url_downloads_are_recorded_with_the_key_that_a
     )).unwrap();
     let server = Server::start(d);
     // `stowage url` signs for this host's public address.
-    std::fs::write(d.join("stowage.toml"), std::fs::read_to_string(d.join("stowage.toml")).unwrap() + &format!("public_url = \"{}\"\n", server.url)).unwrap();
+    std::fs::write(
+        d.join("stowage.toml"),
+        std::fs::read_to_string(d.join("stowage.toml")).unwrap() + &format!("public_url = \"{}\"\n", server.url),
+    )
+    .unwrap();
     let auth = format!("Authorization: Bearer {KEY}");
     let obj = format!("{}/v1/objects/scratch/audit_9/data.csv", server.url);
-    let (status, _) = status_and_body(&curl(d, &["-X", "PUT", "-H", &auth, "-H", "x-stowage-actor: dr-jones", "--data-binary", "a,b\n", "-w", "\n%{http_code}", &obj]));
+    let (status, _) = status_and_body(&curl(
+        d,
+        &[
+            "-X",
+            "PUT",
+            "-H",
+            &auth,
+            "-H",
+            "x-stowage-actor: dr-jones",
+            "--data-binary",
+            "a,b\n",
+            "-w",
+            "\n%{http_code}",
+            &obj,
+        ],
+    ));
     assert_eq!(status, "200");
-    let o = curl(d, &["-I", "-H", &auth, "-H", "x-stowage-actor: dr-jones", "-H", "x-stowage-purpose: treatment review", &obj]);
+    let o = curl(
+        d,
+        &["-I", "-H", &auth, "-H", "x-stowage-actor: dr-jones", "-H", "x-stowage-purpose: treatment review", &obj],
+    );
     assert!(stdout(&o).starts_with("HTTP/1.1 200"), "{}", stdout(&o));
-    let (status, body) = status_and_body(&curl(d, &["-H", "Authorization: Bearer another-key-0123456789abcdef0123456789", "-w", "\n%{http_code}", &format!("{}/v1/list/scratch?prefix=audit_9/", server.url)]));
+    let (status, body) = status_and_body(&curl(
+        d,
+        &[
+            "-H",
+            "Authorization: Bearer another-key-0123456789abcdef0123456789",
+            "-w",
+            "\n%{http_code}",
+            &format!("{}/v1/list/scratch?prefix=audit_9/", server.url),
+        ],
+    ));
     assert_eq!(status, "200", "{body}");
-    let o = run_in(d, &["--actor", "dr-jones", "--purpose", "share with the lab", "url", "scratch:audit_9/data.csv", "--expires", "600"]);
+    let o = run_in(
+        d,
+        &[
+            "--actor",
+            "dr-jones",
+            "--purpose",
+            "share with the lab",
+            "url",
+            "scratch:audit_9/data.csv",
+            "--expires",
+            "600",
+        ],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let url = stdout(&o).trim().to_string();
     let id = url.split("id=").nth(1).unwrap().split('&').next().unwrap().to_string();
@@ -453,12 +579,19 @@ fn stat_list_url_issue_and_signed_url_downloads_are_recorded_with_the_key_that_a
     assert_eq!(stdout(&o), "200");
 
     let show = stdout(&run_in(d, &["ledger", "show", "--path", "audit_9/data.csv"]));
-    let line = |action: &str| show.lines().find(|l| l.contains(action)).unwrap_or_else(|| panic!("no {action} in {show}")).to_string();
+    let line = |action: &str| {
+        show.lines().find(|l| l.contains(action)).unwrap_or_else(|| panic!("no {action} in {show}")).to_string()
+    };
     assert!(line("work_copy_created").contains("actor=dr-jones key=web-1"), "{show}");
     let head = line("metadata_accessed");
     assert!(head.contains("actor=dr-jones key=web-1") && head.contains("purpose=\"treatment review\""), "{head}");
     let issued = line("url_issued");
-    assert!(issued.contains("actor=dr-jones key=local:") && issued.contains(&format!("url={id}")) && issued.contains("expires_in=600s"), "{issued}");
+    assert!(
+        issued.contains("actor=dr-jones key=local:")
+            && issued.contains(&format!("url={id}"))
+            && issued.contains("expires_in=600s"),
+        "{issued}"
+    );
     assert!(issued.contains("purpose=\"share with the lab\""), "{issued}");
     let download = line("file_accessed");
     assert!(download.contains(&format!("actor=signed-url key=signed-url:{id}")), "{download}");
@@ -471,12 +604,20 @@ fn stat_list_url_issue_and_signed_url_downloads_are_recorded_with_the_key_that_a
     assert!(csv.lines().any(|l| l.contains(",url_issued,") && l.contains(&id)), "{csv}");
     let o = run_in(d, &["ledger", "report", "access", "--path-prefix", "audit_9/", "--format", "csv"]);
     let report = stdout(&o);
-    for want in ["dr-jones,web-1,created,local:audit_9/data.csv", "dr-jones,web-1,looked up,local:audit_9/data.csv,treatment review",
-        "-,api_keys[1],listed,local:audit_9/", &format!("signed-url,signed-url:{id},read,local:audit_9/data.csv"), &format!(",shared url {id},local:audit_9/data.csv,share with the lab")] {
+    for want in [
+        "dr-jones,web-1,created,local:audit_9/data.csv",
+        "dr-jones,web-1,looked up,local:audit_9/data.csv,treatment review",
+        "-,api_keys[1],listed,local:audit_9/",
+        &format!("signed-url,signed-url:{id},read,local:audit_9/data.csv"),
+        &format!(",shared url {id},local:audit_9/data.csv,share with the lab"),
+    ] {
         assert!(report.lines().any(|l| l.contains(want)), "no `{want}` in\n{report}");
     }
     let text = stdout(&run_in(d, &["ledger", "report", "access", "--actor", "dr-jones"]));
-    assert!(text.contains("Accesses by object") && text.contains("Accesses by person") && !text.contains("signed-url:"), "{text}");
+    assert!(
+        text.contains("Accesses by object") && text.contains("Accesses by person") && !text.contains("signed-url:"),
+        "{text}"
+    );
     drop(server);
     let _ = Instant::now();
 }

@@ -12,7 +12,18 @@ fn round_trip_on_the_embedded_default() {
     std::fs::write(d.join("data.bin"), &data).unwrap();
     let want_sha = stowage_tests::sha256_file(&d.join("data.bin"));
 
-    let o = run_in(d, &["put", "scratch:audit_123/data.bin", "data.bin", "--meta", "cohort=VACS", "--content-type", "application/octet-stream"]);
+    let o = run_in(
+        d,
+        &[
+            "put",
+            "scratch:audit_123/data.bin",
+            "data.bin",
+            "--meta",
+            "cohort=VACS",
+            "--content-type",
+            "application/octet-stream",
+        ],
+    );
     assert!(o.status.success(), "put: {}", stderr(&o));
     assert!(d.join("stowage-data/audit_123/data.bin").is_file(), "embedded default stores under ./stowage-data");
 
@@ -132,7 +143,10 @@ fn get_output_writes_into_devices_fifos_and_through_symlinks() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(std::fs::read(d.join("log.txt")).unwrap() == [b"earlier lines\n".as_slice(), &data].concat(), "appended, not replaced");
+    assert!(
+        std::fs::read(d.join("log.txt")).unwrap() == [b"earlier lines\n".as_slice(), &data].concat(),
+        "appended, not replaced"
+    );
 
     // A symlink: its target gets the bytes, the link stays a link.
     std::fs::write(d.join("real.bin"), b"old").unwrap();
@@ -231,7 +245,8 @@ fn long_and_json_listings_completions_man_page_and_json_logs() {
     }
     let o = run_in(d, &["ls", "-l", "default:x/"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let lines: Vec<Vec<String>> = stdout(&o).lines().map(|l| l.split_whitespace().map(str::to_string).collect()).collect();
+    let lines: Vec<Vec<String>> =
+        stdout(&o).lines().map(|l| l.split_whitespace().map(str::to_string).collect()).collect();
     assert_eq!(lines.len(), 2, "{}", stdout(&o));
     for (fields, path) in lines.iter().zip(["x/a.txt", "x/b.txt"]) {
         assert_eq!(fields.len(), 4, "size, modified, sha256, path: {fields:?}");
@@ -243,13 +258,19 @@ fn long_and_json_listings_completions_man_page_and_json_logs() {
     assert_eq!(items.iter().map(|i| i["path"].as_str().unwrap()).collect::<Vec<_>>(), ["x/a.txt", "x/b.txt"]);
     assert!(items.iter().all(|i| i["size"] == 6 && i["modified_ms"].as_u64().is_some()), "{items:?}");
 
-    for (shell, needle) in [("bash", "complete -F _stowage"), ("zsh", "#compdef stowage"), ("fish", "complete -c stowage")] {
+    for (shell, needle) in
+        [("bash", "complete -F _stowage"), ("zsh", "#compdef stowage"), ("fish", "complete -c stowage")]
+    {
         let o = run_in(d, &["completions", shell]);
         assert!(o.status.success() && stdout(&o).contains(needle), "{shell}: {}", stderr(&o));
         assert!(stdout(&o).contains("health"), "{shell} completes the subcommands");
     }
     let o = run_in(d, &["man"]);
-    assert!(o.status.success() && stdout(&o).contains(".TH stowage 1") && stdout(&o).contains("health"), "{}", stderr(&o));
+    assert!(
+        o.status.success() && stdout(&o).contains(".TH stowage 1") && stdout(&o).contains("health"),
+        "{}",
+        stderr(&o)
+    );
 
     // JSON logs: every line an object; serve's access log has the request's id.
     std::fs::write(
@@ -270,14 +291,21 @@ fn long_and_json_listings_completions_man_page_and_json_logs() {
     let mut line = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
     let url = line.trim().strip_prefix("stowage: serving on ").unwrap().to_string();
-    let o = crate::serve::curl(d, &["-H", "x-request-id: log-check-42", "-o", "/dev/null", "-w", "%{http_code}", &format!("{url}/healthz")]);
+    let o = crate::serve::curl(
+        d,
+        &["-H", "x-request-id: log-check-42", "-o", "/dev/null", "-w", "%{http_code}", &format!("{url}/healthz")],
+    );
     assert_eq!(stdout(&o), "200");
     std::thread::sleep(std::time::Duration::from_millis(300));
     let _ = child.kill();
     let _ = child.wait();
     let text = std::fs::read_to_string(d.join("serve.log")).unwrap();
-    let logs: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
-    let access = logs.iter().find(|l| l["span"]["id"] == "log-check-42").unwrap_or_else(|| panic!("no log line with the request id:\n{text}"));
+    let logs: Vec<serde_json::Value> =
+        text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    let access = logs
+        .iter()
+        .find(|l| l["span"]["id"] == "log-check-42")
+        .unwrap_or_else(|| panic!("no log line with the request id:\n{text}"));
     assert_eq!(access["fields"]["status"], 200, "{access}");
     assert_eq!(access["fields"]["message"], "answered");
 }

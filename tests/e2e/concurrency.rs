@@ -8,13 +8,18 @@ use stowage_runtime::{Address, ConfigSource, LoadedConfig, Request, Storage, Wri
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thirty_two_concurrent_puts_and_gets() {
     let dir = tempfile::tempdir().unwrap();
-    let config = LoadedConfig::parse(stowage_runtime::config::EMBEDDED_DEFAULT, ConfigSource::Embedded, dir.path().to_path_buf()).unwrap();
+    let config = LoadedConfig::parse(
+        stowage_runtime::config::EMBEDDED_DEFAULT,
+        ConfigSource::Embedded,
+        dir.path().to_path_buf(),
+    )
+    .unwrap();
     let storage = Arc::new(Storage::start(&config).unwrap());
     let tasks: Vec<_> = (0..32u64)
         .map(|i| {
             let storage = storage.clone();
             tokio::spawn(async move {
-                let data: Vec<u8> = (0..(64 * 1024 + i * 4099)).map(|j| (j as u64 * 31 + i) as u8).collect();
+                let data: Vec<u8> = (0..(64 * 1024 + i * 4099)).map(|j| (j * 31 + i) as u8).collect();
                 let addr = Address::parse(&format!("scratch:c/{i}.bin")).unwrap();
                 let req = Request::new();
                 let mut w = storage.writer(&addr, &req, &WriteOptions::default()).await.unwrap();

@@ -28,8 +28,16 @@ fn malformed_configs_name_the_field_and_line() {
         // (what to change, replacement, expected fragments)
         ("grant = {", "grnat = {", &["bad.toml:5:", "unknown field `grnat`"]),
         ("role = \"testing\"", "role = \"tester\"", &["bad.toml:1:", "tester", "web", "services", "testing"]),
-        ("default = \"local\"", "default = \"nas\"", &["bad.toml:8:", "storage.default = \"nas\": no disk of that name; defined disks: local"]),
-        ("plugin = \"local-fs\"", "plugin = \"local-fs\"\nlimits = { memory_mib = \"lots\" }", &["bad.toml:5:", "`memory_mib`", "expected u64"]),
+        (
+            "default = \"local\"",
+            "default = \"nas\"",
+            &["bad.toml:8:", "storage.default = \"nas\": no disk of that name; defined disks: local"],
+        ),
+        (
+            "plugin = \"local-fs\"",
+            "plugin = \"local-fs\"\nlimits = { memory_mib = \"lots\" }",
+            &["bad.toml:5:", "`memory_mib`", "expected u64"],
+        ),
         ("plugin = \"local-fs\"", "plugin = \"./missing.wasm\"", &["bad.toml:4:", "plugin file", "does not exist"]),
         ("[storage]", "[storage\n", &["bad.toml:7:"]),
         ("[disks.local]", "[disks.scratch]", &["bad.toml:3:", "also a storage class name"]),
@@ -102,21 +110,75 @@ fn config_check_reports_every_refusal_of_serve_first_with_its_line() {
     let short = "short".repeat(2);
     let cases: Vec<(String, &str, &str)> = vec![
         // (config, the text on the line the problem is at, what the message says)
-        (text(&format!("listen = \"127.0.0.1:0\"\napi_keys = [\"{KEY}\"]\n"), "data", ""), "[server]", "plain HTTP is refused outside development"),
-        (text(&format!("listen = \"127.0.0.1:0\"\n{tls}api_keys = [\"{short}\"]\n"), "data", ""), "api_keys", "api_keys[0] is shorter than 32 characters"),
-        (text(&format!("listen = \"127.0.0.1:0\"\n{tls}api_keys = [{{ env = \"STOWAGE_TEST_UNSET_KEY\" }}]\n"), "data", ""), "api_keys", "`STOWAGE_TEST_UNSET_KEY` is not set"),
         (
-            text(&format!("listen = \"127.0.0.1:0\"\n{tls}api_keys = [\n  {{ name = \"a\", key = \"{KEY}\" }},\n  {{ name = \"a\", key = \"{KEY}x\" }},\n]\n"), "data", ""),
+            text(&format!("listen = \"127.0.0.1:0\"\napi_keys = [\"{KEY}\"]\n"), "data", ""),
+            "[server]",
+            "plain HTTP is refused outside development",
+        ),
+        (
+            text(&format!("listen = \"127.0.0.1:0\"\n{tls}api_keys = [\"{short}\"]\n"), "data", ""),
+            "api_keys",
+            "api_keys[0] is shorter than 32 characters",
+        ),
+        (
+            text(
+                &format!("listen = \"127.0.0.1:0\"\n{tls}api_keys = [{{ env = \"STOWAGE_TEST_UNSET_KEY\" }}]\n"),
+                "data",
+                "",
+            ),
+            "api_keys",
+            "`STOWAGE_TEST_UNSET_KEY` is not set",
+        ),
+        (
+            text(
+                &format!(
+                    "listen = \"127.0.0.1:0\"\n{tls}api_keys = [\n  {{ name = \"a\", key = \"{KEY}\" }},\n  {{ name = \"a\", key = \"{KEY}x\" }},\n]\n"
+                ),
+                "data",
+                "",
+            ),
             "{ name = \"a\", key = \"test-key-0123456789abcdef0123456789abcdefx\"",
             "the name `a` is used by another key",
         ),
-        (text(&format!("{good_server}url_secret = \"{short}\"\n"), "data", ""), "url_secret", "url_secret is shorter than 32 characters"),
-        (text(&format!("listen = \"127.0.0.1:0\"\ntls = {{ cert = \"missing.pem\", key = \"server.key\" }}\napi_keys = [\"{KEY}\"]\n"), "data", ""), "tls =", "missing.pem"),
-        (text(&format!("listen = \"127.0.0.1:0\"\ntls = {{ cert = \"server.pem\", key = \"ca.pem\" }}\napi_keys = [\"{KEY}\"]\n"), "data", ""), "tls =", "ca.pem"),
-        (text(&format!("listen = \"nowhere\"\n{tls}api_keys = [\"{KEY}\"]\n"), "data", ""), "listen", "listen = `nowhere` is not an address"),
+        (
+            text(&format!("{good_server}url_secret = \"{short}\"\n"), "data", ""),
+            "url_secret",
+            "url_secret is shorter than 32 characters",
+        ),
+        (
+            text(
+                &format!(
+                    "listen = \"127.0.0.1:0\"\ntls = {{ cert = \"missing.pem\", key = \"server.key\" }}\napi_keys = [\"{KEY}\"]\n"
+                ),
+                "data",
+                "",
+            ),
+            "tls =",
+            "missing.pem",
+        ),
+        (
+            text(
+                &format!(
+                    "listen = \"127.0.0.1:0\"\ntls = {{ cert = \"server.pem\", key = \"ca.pem\" }}\napi_keys = [\"{KEY}\"]\n"
+                ),
+                "data",
+                "",
+            ),
+            "tls =",
+            "ca.pem",
+        ),
+        (
+            text(&format!("listen = \"nowhere\"\n{tls}api_keys = [\"{KEY}\"]\n"), "data", ""),
+            "listen",
+            "listen = `nowhere` is not an address",
+        ),
         (text(&good_server, "data-link", ""), "grant =", "contains the ledger"),
         (text(&good_server, ".", ""), "grant =", "contains this config file"),
-        (text(&good_server, "data", "[[policies]]\nplugin = \"./unsigned.wasm\"\n"), "plugin = \"./unsigned.wasm\"", "signature check failed"),
+        (
+            text(&good_server, "data", "[[policies]]\nplugin = \"./unsigned.wasm\"\n"),
+            "plugin = \"./unsigned.wasm\"",
+            "signature check failed",
+        ),
     ];
     for (config, marker, want) in &cases {
         std::fs::write(d.join("bad.toml"), config).unwrap();
@@ -127,7 +189,10 @@ fn config_check_reports_every_refusal_of_serve_first_with_its_line() {
         assert_eq!(serve.status.code(), Some(5), "{want}: serve {}", stderr(&serve));
         for (who, o) in [("config check", &check), ("serve", &serve)] {
             let err = stderr(o);
-            assert!(err.lines().any(|l| l.contains(&at) && l.contains(want)), "{who}: expected {at} ... {want:?} in:\n{err}\nconfig:\n{config}");
+            assert!(
+                err.lines().any(|l| l.contains(&at) && l.contains(want)),
+                "{who}: expected {at} ... {want:?} in:\n{err}\nconfig:\n{config}"
+            );
             assert!(!err.contains(KEY), "{who}: a key leaked: {err}");
         }
         assert!(!d.join("ledgers/ledger.sqlite").exists(), "{want}: a refused config created the ledger");
@@ -136,7 +201,9 @@ fn config_check_reports_every_refusal_of_serve_first_with_its_line() {
     let config = text(&format!("listen = \"nowhere\"\n{tls}api_keys = [\"{short}\"]\n"), "data-link", "");
     std::fs::write(d.join("bad.toml"), &config).unwrap();
     let err = stderr(&run_bounded(d, &["config", "check", "bad.toml"]));
-    for (marker, want) in [("grant =", "contains the ledger"), ("listen", "is not an address"), ("api_keys", "shorter than 32")] {
+    for (marker, want) in
+        [("grant =", "contains the ledger"), ("listen", "is not an address"), ("api_keys", "shorter than 32")]
+    {
         let at = format!("bad.toml:{}:", line_of(&config, marker));
         assert!(err.lines().any(|l| l.contains(&at) && l.contains(want)), "expected {at} ... {want:?} in:\n{err}");
     }

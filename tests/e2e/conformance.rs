@@ -59,10 +59,14 @@ async fn the_bundled_s3_driver_passes_plugin_test_against_a_real_server() {
     // One known failure, the server's and not the driver's: S3 lists keys in byte order, and
     // SeaweedFS lists them by path component (`a/b/c` before `a/b.txt`) across pages. The
     // native client sees the same order, below.
-    let failed: Vec<&serde_json::Value> = report["checks"].as_array().unwrap().iter().filter(|c| c["status"] == "fail").collect();
+    let failed: Vec<&serde_json::Value> =
+        report["checks"].as_array().unwrap().iter().filter(|c| c["status"] == "fail").collect();
     assert_eq!(failed.len(), 1, "{report:#}");
     assert_eq!(failed[0]["check"], "list/order", "{report:#}");
-    assert!(failed[0]["reason"].as_str().unwrap().contains("pages of one item gave"), "only paged listings are out of order: {report:#}");
+    assert!(
+        failed[0]["reason"].as_str().unwrap().contains("pages of one item gave"),
+        "only paged listings are out of order: {report:#}"
+    );
     assert_eq!(report["passed"], stowage_conformance::checks().len() - 1, "{report:#}");
     let native = stowage_tests::s3::native_client(&server, None);
     for key in ["order/a.txt", "order/a/b/c", "order/a/b.txt"] {
@@ -71,11 +75,23 @@ async fn the_bundled_s3_driver_passes_plugin_test_against_a_real_server() {
     let mut keys = Vec::new();
     let mut after: Option<String> = None;
     for _ in 0..3 {
-        let page = native.list_objects_v2().bucket(&bucket).prefix("order/").max_keys(1).set_start_after(after.clone()).send().await.unwrap();
+        let page = native
+            .list_objects_v2()
+            .bucket(&bucket)
+            .prefix("order/")
+            .max_keys(1)
+            .set_start_after(after.clone())
+            .send()
+            .await
+            .unwrap();
         keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_string)));
         after = keys.last().cloned();
     }
-    assert_ne!(keys, ["order/a.txt", "order/a/b.txt", "order/a/b/c"], "SeaweedFS lists in byte order now: expect no failure above");
+    assert_ne!(
+        keys,
+        ["order/a.txt", "order/a/b.txt", "order/a/b/c"],
+        "SeaweedFS lists in byte order now: expect no failure above"
+    );
     assert!(!stdout(&o).contains(&server.secret_key) && !stderr(&o).contains(&server.secret_key), "the secret leaked");
 
     // Without the endpoint grant the driver can reach nothing, and the failures say so.
@@ -103,7 +119,10 @@ const CAPS: &str = "Capabilities::empty()\n    }";
 const BUGS: &[Bug] = &[
     Bug {
         name: "list-skips",
-        edits: &[("paths.sort();", "paths.sort();\n        if paths.len() > 1 {\n            paths.remove(1);\n        }")],
+        edits: &[(
+            "paths.sort();",
+            "paths.sort();\n        if paths.len() > 1 {\n            paths.remove(1);\n        }",
+        )],
         fails: &[("list/prefix", "list a/ gave")],
     },
     Bug {
@@ -120,7 +139,10 @@ const BUGS: &[Bug] = &[
             "fs::remove_file(&self.temp).map_err(|e| io_error(\"abort\", &self.path, e))?;",
             "let target = file_of(&self.path);\n            let _ = fs::create_dir_all(target.rsplit_once('/').map_or(\"/\", |(d, _)| d));\n            fs::rename(&self.temp, &target).map_err(|e| io_error(\"abort\", &self.path, e))?;",
         )],
-        fails: &[("write/abort-leaves-nothing", "an aborted write"), ("write/drop-leaves-nothing", "once its abort ran")],
+        fails: &[
+            ("write/abort-leaves-nothing", "an aborted write"),
+            ("write/drop-leaves-nothing", "once its abort ran"),
+        ],
     },
     Bug {
         name: "drop-keeps",
@@ -142,7 +164,10 @@ const BUGS: &[Bug] = &[
             "Ok(meta) => Ok(info_of(&self.path, &meta, Some(digest.sha256))),",
             "Ok(meta) => Ok(ObjectInfo { size: meta.len() + 1, ..info_of(&self.path, &meta, Some(digest.sha256)) }),",
         )],
-        fails: &[("write/put-get-roundtrip", "broke the storage contract: finish reported 300001 bytes but the host wrote 300000")],
+        fails: &[(
+            "write/put-get-roundtrip",
+            "broke the storage contract: finish reported 300001 bytes but the host wrote 300000",
+        )],
     },
     Bug {
         name: "stores-no-sha256",
@@ -162,7 +187,10 @@ const BUGS: &[Bug] = &[
     },
     Bug {
         name: "presign-garbage",
-        edits: &[(CAPS, "Capabilities::PRESIGN\n    }"), ("Err(Error::Unsupported(\"signed URLs\".into()))", "Ok(\"garbage\".into())")],
+        edits: &[
+            (CAPS, "Capabilities::PRESIGN\n    }"),
+            ("Err(Error::Unsupported(\"signed URLs\".into()))", "Ok(\"garbage\".into())"),
+        ],
         fails: &[("read/url-or-unsupported", "not an http(s) URL")],
     },
 ];
@@ -186,7 +214,10 @@ fn broken_drivers_fail_plugin_test_with_the_broken_check_named() {
         }
         std::fs::write(project.join("src/lib.rs"), broken).unwrap();
         let mut build = std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-        build.current_dir(&project).args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"]).arg(&target);
+        build
+            .current_dir(&project)
+            .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+            .arg(&target);
         for var in ["CARGO_TARGET_DIR", "CARGO_BUILD_TARGET", "RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS"] {
             build.env_remove(var);
         }
@@ -203,7 +234,11 @@ fn broken_drivers_fail_plugin_test_with_the_broken_check_named() {
                 .unwrap_or_else(|| panic!("{}: no FAIL {check}:\n{out}", bug.name));
             assert!(line.contains(why), "{}: {line}", bug.name);
         }
-        assert!(out.lines().last().is_some_and(|l| l.contains(" passed, ") && !l.contains(" 0 failed")), "{}: {out}", bug.name);
+        assert!(
+            out.lines().last().is_some_and(|l| l.contains(" passed, ") && !l.contains(" 0 failed")),
+            "{}: {out}",
+            bug.name
+        );
         assert!(stderr(&o).contains("conformance check(s) failed"), "{}", stderr(&o));
     }
 }
@@ -240,6 +275,11 @@ fn plugin_test_refuses_what_it_cannot_test_with_a_clear_message_and_exit_code_5(
     let o = plugin_test(d, &["role-policy", "--grant-dir", "x"]);
     assert!(stderr(&o).contains("--grant-dir and --grant-endpoint are for drivers"), "{}", stderr(&o));
     // STOWAGE_CONFIG names a host config, never the plugin's table: it is ignored here.
-    let o = stowage().current_dir(d).env("STOWAGE_CONFIG", "stowage.toml").args(["plugin", "test", "role-policy"]).output().unwrap();
+    let o = stowage()
+        .current_dir(d)
+        .env("STOWAGE_CONFIG", "stowage.toml")
+        .args(["plugin", "test", "role-policy"])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
 }

@@ -27,7 +27,13 @@ fn config(d: &std::path::Path, bucket: &str) {
 
 fn run(d: &std::path::Path, args: &[&str]) -> std::process::Output {
     let s3 = server();
-    crate::stowage().current_dir(d).env("TEST_S3_KEY", &s3.access_key).env("TEST_S3_SECRET", &s3.secret_key).args(args).output().unwrap()
+    crate::stowage()
+        .current_dir(d)
+        .env("TEST_S3_KEY", &s3.access_key)
+        .env("TEST_S3_SECRET", &s3.secret_key)
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -37,7 +43,8 @@ async fn cp_and_mv_between_classes_and_disks_are_verified_and_recorded_on_both_s
     let d = dir.path();
     config(d, &bucket);
     let want = stowage_tests::write_big_file(&d.join("data.bin"), 20);
-    let o = run(d, &["put", "scratch:audit_7/data.bin", "data.bin", "--content-type", "text/csv", "--meta", "cohort=VACS"]);
+    let o =
+        run(d, &["put", "scratch:audit_7/data.bin", "data.bin", "--content-type", "text/csv", "--meta", "cohort=VACS"]);
     assert!(o.status.success(), "{}", stderr(&o));
 
     // scratch (work) → S3 → submission (archive), each a verified, streamed copy.
@@ -49,7 +56,11 @@ async fn cp_and_mv_between_classes_and_disks_are_verified_and_recorded_on_both_s
     let o = run(d, &["stat", "--json", "submission:subs/VACS/data.bin"]);
     let stat: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(stat["sha256"], want.as_str());
-    assert_eq!((stat["content_type"].as_str(), stat["metadata"]["cohort"].as_str()), (Some("text/csv"), Some("VACS")), "content type and metadata travel");
+    assert_eq!(
+        (stat["content_type"].as_str(), stat["metadata"]["cohort"].as_str()),
+        (Some("text/csv"), Some("VACS")),
+        "content type and metadata travel"
+    );
     assert_eq!(stowage_tests::sha256_file(&d.join("archive/subs/VACS/data.bin")), want);
     let o = run(d, &["stat", "nas:copies/data.bin"]);
     assert_eq!(o.status.code(), Some(3), "mv removed its source: {}", stderr(&o));
@@ -104,7 +115,12 @@ fn put_r_and_get_r_round_trip_a_tree_and_resume_where_they_stopped() {
         std::fs::write(sub.join(format!("f{i}.txt")), format!("file {i}\n").repeat(i % 50 + 1)).unwrap();
     }
     // The first run is killed once a hundred objects are stored.
-    let mut first = crate::stowage().current_dir(d).args(["put", "-r", "default:backup", "tree"]).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let mut first = crate::stowage()
+        .current_dir(d)
+        .args(["put", "-r", "default:backup", "tree"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let data = d.join("stowage-data/backup");
     let count = |root: &std::path::Path| {
         let mut n = 0;
@@ -139,7 +155,10 @@ fn put_r_and_get_r_round_trip_a_tree_and_resume_where_they_stopped() {
     assert_eq!(numbers.len(), 2, "{summary}");
     let (sent, matched) = (numbers[0], numbers[1]);
     assert_eq!(sent + matched, 1000, "{summary}");
-    assert!(matched >= stored - 1 && sent <= 1000 - stored + 1, "the rerun sent only what was missing ({stored} were stored): {summary}");
+    assert!(
+        matched >= stored - 1 && sent <= 1000 - stored + 1,
+        "the rerun sent only what was missing ({stored} were stored): {summary}"
+    );
 
     let o = crate::run_in(d, &["get", "-r", "default:backup", "-o", "back"]);
     assert!(o.status.success(), "{}", stderr(&o));

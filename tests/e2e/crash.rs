@@ -64,7 +64,10 @@ fn sigkill_mid_write_leaves_the_previous_version() {
     // The next host's start found the temp file of the dead write, removed it, and said so.
     assert_eq!(temp_file_bytes(&d.join("stowage-data")), 0, "a full copy of the killed write stayed on the disk");
     let show = stdout(&run_in(d, &["ledger", "show"]));
-    assert!(show.lines().any(|l| l.contains("orphan_removed local:") && l.contains("size=") && !l.contains("size=-")), "{show}");
+    assert!(
+        show.lines().any(|l| l.contains("orphan_removed local:") && l.contains("size=") && !l.contains("size=-")),
+        "{show}"
+    );
     let o = run_in(d, &["ls", "default:"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), "reports/obj.bin\n", "no partial object is visible");

@@ -55,8 +55,12 @@ fn install(root: &Path, role: &str, changes: &[(&str, String)]) -> PathBuf {
 /// The unit's `KEY=` command line for `role`, run as a test would: the test's binary and the
 /// installed config.
 fn unit_command(role: &str, key: &str, config: &Path) -> Command {
-    let unit = std::fs::read_to_string(Path::new(DEPLOY).join("systemd").join(format!("stowage-{role}.service"))).unwrap();
-    let line = unit.lines().find_map(|l| l.strip_prefix(&format!("{key}="))).unwrap_or_else(|| panic!("no {key}= in the {role} unit"));
+    let unit =
+        std::fs::read_to_string(Path::new(DEPLOY).join("systemd").join(format!("stowage-{role}.service"))).unwrap();
+    let line = unit
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key}= in the {role} unit"));
     let words: Vec<&str> = line.split_whitespace().collect();
     assert_eq!(words[..3], ["/usr/local/bin/stowage", "--config", "/etc/stowage/stowage.toml"], "{role} {key}: {line}");
     let mut cmd = crate::stowage();
@@ -66,10 +70,15 @@ fn unit_command(role: &str, key: &str, config: &Path) -> Command {
 
 /// Starts `role` from its unit's `ExecStart`; returns it and the URL it serves on.
 fn start(role: &str, config: &Path) -> (Child, String) {
-    let mut child = unit_command(role, "ExecStart", config).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+    let mut child =
+        unit_command(role, "ExecStart", config).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.trim().strip_prefix("stowage: serving on ").unwrap_or_else(|| panic!("{role}: no address in {line:?}")).to_string();
+    let url = line
+        .trim()
+        .strip_prefix("stowage: serving on ")
+        .unwrap_or_else(|| panic!("{role}: no address in {line:?}"))
+        .to_string();
     (child, url)
 }
 
@@ -99,7 +108,11 @@ fn the_deploy_configs_pass_config_check_and_the_pair_serves_from_the_units() {
     let (child, services_url) = start("services", &services);
     hosts.0.push(child);
 
-    let web = install(root, "web", &[("127.0.0.1:8443", "127.0.0.1:0".into()), ("https://services.example.org:8443", services_url.clone())]);
+    let web = install(
+        root,
+        "web",
+        &[("127.0.0.1:8443", "127.0.0.1:0".into()), ("https://services.example.org:8443", services_url.clone())],
+    );
     // One deployment CA: the web host trusts the CA that signed the services host's certificate.
     for f in ["ca.pem", "server.pem", "server.key"] {
         std::fs::copy(root.join("services/etc/tls").join(f), root.join("web/etc/tls").join(f)).unwrap();
@@ -114,12 +127,18 @@ fn the_deploy_configs_pass_config_check_and_the_pair_serves_from_the_units() {
     let ca = web_tls.join("ca.pem").display().to_string();
     let auth = format!("Authorization: Bearer {APP_KEY}");
     let obj = format!("{web_url}/v1/objects/submission/cohort-7/visit.csv");
-    let (status, body) = status_and_body(&curl(root, &["--cacert", &ca, "-X", "PUT", "-H", &auth, "--data-binary", "id,age\n1,42\n", "-w", "\n%{http_code}", &obj]));
+    let (status, body) = status_and_body(&curl(
+        root,
+        &["--cacert", &ca, "-X", "PUT", "-H", &auth, "--data-binary", "id,age\n1,42\n", "-w", "\n%{http_code}", &obj],
+    ));
     assert_eq!(status, "200", "{body}");
     let (status, body) = status_and_body(&curl(root, &["--cacert", &ca, "-H", &auth, "-w", "\n%{http_code}", &obj]));
     assert_eq!((status.as_str(), body.as_str()), ("200", "id,age\n1,42\n"));
     // The PHI is on the services host's archive disk, and the web host has no data at all.
-    assert_eq!(std::fs::read_to_string(root.join("services/var/archive/cohort-7/visit.csv")).unwrap(), "id,age\n1,42\n");
+    assert_eq!(
+        std::fs::read_to_string(root.join("services/var/archive/cohort-7/visit.csv")).unwrap(),
+        "id,age\n1,42\n"
+    );
     let web_var: Vec<_> = std::fs::read_dir(root.join("web/var")).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(web_var, vec![std::ffi::OsString::from("ledger")], "the web host keeps only its ledger");
 
@@ -130,7 +149,13 @@ fn the_deploy_configs_pass_config_check_and_the_pair_serves_from_the_units() {
     let o = unit_command("web", "ExecReload", &web).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("reloaded: process"), "{}", stdout(&o));
-    let get = |key: &str| status_and_body(&curl(root, &["--cacert", &ca, "-H", &format!("Authorization: Bearer {key}"), "-w", "\n%{http_code}", &obj])).0;
+    let get = |key: &str| {
+        status_and_body(&curl(
+            root,
+            &["--cacert", &ca, "-H", &format!("Authorization: Bearer {key}"), "-w", "\n%{http_code}", &obj],
+        ))
+        .0
+    };
     assert_eq!(get(rotated), "200", "the rotated key works after the reload");
     assert_eq!(get(APP_KEY), "401", "the old key no longer does");
 }

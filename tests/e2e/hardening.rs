@@ -53,7 +53,18 @@ fn drain(s: &mut TcpStream, limit: Duration) -> (u64, bool) {
 /// One GET of the small object with key B: (status, time).
 fn small_get(d: &Path, url: &str) -> (String, Duration) {
     let started = Instant::now();
-    let o = curl(d, &["-H", &format!("Authorization: Bearer {KEY_B}"), "-o", "/dev/null", "-w", "%{http_code}", &format!("{url}/v1/objects/default/small.txt")]);
+    let o = curl(
+        d,
+        &[
+            "-H",
+            &format!("Authorization: Bearer {KEY_B}"),
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("{url}/v1/objects/default/small.txt"),
+        ],
+    );
     (stdout(&o), started.elapsed())
 }
 
@@ -73,10 +84,16 @@ fn seventy_stalled_downloads_do_not_stop_other_clients_and_are_dropped_after_the
     assert!(o.status.success(), "{}", stderr(&o));
     let signed = stdout(&o).trim().to_string();
     let server = Server::start(d);
-    let signed_path = signed.split_once("127.0.0.1").map(|(_, rest)| rest.split_once('/').map(|(_, p)| format!("/{p}"))).flatten().unwrap();
+    let signed_path = signed
+        .split_once("127.0.0.1")
+        .and_then(|(_, rest)| rest.split_once('/').map(|(_, p)| format!("/{p}")))
+        .unwrap();
 
     for (what, head) in [
-        ("with a key", format!("GET /v1/objects/default/big.bin HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {KEY}\r\n\r\n")),
+        (
+            "with a key",
+            format!("GET /v1/objects/default/big.bin HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {KEY}\r\n\r\n"),
+        ),
         ("through a signed URL", format!("GET {signed_path} HTTP/1.1\r\nHost: t\r\n\r\n")),
     ] {
         let started = Instant::now();
@@ -93,7 +110,11 @@ fn seventy_stalled_downloads_do_not_stop_other_clients_and_are_dropped_after_the
         std::thread::sleep(Duration::from_secs(10));
         for (i, s) in stalled.iter_mut().enumerate() {
             let (got, closed) = drain(s, Duration::from_secs(20));
-            assert!(closed && got < 64 << 20, "{what}: stalled download {i} got {got} bytes and was {}closed", if closed { "" } else { "not " });
+            assert!(
+                closed && got < 64 << 20,
+                "{what}: stalled download {i} got {got} bytes and was {}closed",
+                if closed { "" } else { "not " }
+            );
         }
         assert!(started.elapsed() < Duration::from_secs(45), "{what}: took {:?}", started.elapsed());
         let (status, _) = small_get(d, &server.url);
@@ -114,16 +135,23 @@ fn a_half_sent_request_is_closed_after_the_header_timeout_and_idle_connections_d
     let mut half = send_only(&server.url, "GET /v1/objec");
     let (_, closed) = drain(&mut half, Duration::from_secs(15));
     let took = started.elapsed();
-    assert!(closed && took >= Duration::from_millis(1500) && took < Duration::from_secs(15), "a half-sent request line was closed after {took:?} (closed: {closed})");
+    assert!(
+        closed && took >= Duration::from_millis(1500) && took < Duration::from_secs(15),
+        "a half-sent request line was closed after {took:?} (closed: {closed})"
+    );
 
     // A head larger than max_header_kib (64) is refused, not buffered.
-    let mut huge = send_only(&server.url, &format!("GET /healthz HTTP/1.1\r\nHost: t\r\nx-big: {}\r\n\r\n", "a".repeat(100 << 10)));
+    let mut huge = send_only(
+        &server.url,
+        &format!("GET /healthz HTTP/1.1\r\nHost: t\r\nx-big: {}\r\n\r\n", "a".repeat(100 << 10)),
+    );
     huge.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut answer = String::new();
     let _ = huge.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 431"), "a 100 KiB header: {:?}", answer.lines().next());
 
-    let idle: Vec<TcpStream> = (0..1000).map(|_| TcpStream::connect(server.url.trim_start_matches("http://")).unwrap()).collect();
+    let idle: Vec<TcpStream> =
+        (0..1000).map(|_| TcpStream::connect(server.url.trim_start_matches("http://")).unwrap()).collect();
     let (status, took) = small_get(d, &server.url);
     assert_eq!(status, "200");
     assert!(took < Duration::from_secs(2), "a fresh request took {took:?} next to 1000 idle connections");
@@ -144,18 +172,50 @@ fn upload_sessions_belong_to_their_key_and_one_key_cannot_take_them_all() {
     );
     let server = Server::start(d);
     let open = |key: &str, path: &str| {
-        let o = curl(d, &["-X", "POST", "-H", &format!("Authorization: Bearer {key}"), "-D", "-", "-o", "/dev/null", &format!("{}/v1/uploads/default/{path}", server.url)]);
+        let o = curl(
+            d,
+            &[
+                "-X",
+                "POST",
+                "-H",
+                &format!("Authorization: Bearer {key}"),
+                "-D",
+                "-",
+                "-o",
+                "/dev/null",
+                &format!("{}/v1/uploads/default/{path}", server.url),
+            ],
+        );
         let head = stdout(&o).to_ascii_lowercase();
-        let location = head.lines().find_map(|l| l.strip_prefix("location: ")).map(|l| format!("{}{}", server.url, l.trim()));
+        let location =
+            head.lines().find_map(|l| l.strip_prefix("location: ")).map(|l| format!("{}{}", server.url, l.trim()));
         (head.lines().next().unwrap_or_default().to_string(), location)
     };
     // A client that goes away while its session opens (the driver is slow here) takes no slot.
-    let o = curl(d, &["-X", "POST", "-H", &format!("Authorization: Bearer {KEY}"), "--max-time", "1", "-o", "/dev/null", "-w", "%{http_code}", &format!("{}/v1/uploads/slow/loop", server.url)]);
+    let o = curl(
+        d,
+        &[
+            "-X",
+            "POST",
+            "-H",
+            &format!("Authorization: Bearer {KEY}"),
+            "--max-time",
+            "1",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("{}/v1/uploads/slow/loop", server.url),
+        ],
+    );
     assert_eq!(stdout(&o), "000", "the client gave up before an answer");
     std::thread::sleep(Duration::from_secs(4));
     let (first, a1) = open(KEY, "a1.bin");
     let (second, _) = open(KEY, "a2.bin");
-    assert!(first.starts_with("http/1.1 201") && second.starts_with("http/1.1 201"), "{first} / {second}: the abandoned open leaked a slot");
+    assert!(
+        first.starts_with("http/1.1 201") && second.starts_with("http/1.1 201"),
+        "{first} / {second}: the abandoned open leaked a slot"
+    );
     let (third, _) = open(KEY, "a3.bin");
     assert!(third.starts_with("http/1.1 429"), "key a past its own limit: {third}");
     let (b, b1) = open(KEY_B, "b1.bin");
@@ -172,7 +232,8 @@ fn upload_sessions_belong_to_their_key_and_one_key_cannot_take_them_all() {
         a.extend(["-o", "/dev/null", "-w", "%{http_code}", &a1]);
         assert_eq!(stdout(&curl(d, &a)), "404", "{args:?}");
     }
-    let (status, _) = status_and_body(&curl(d, &["-X", "POST", "-H", &auth_b, "-w", "\n%{http_code}", &format!("{a1}/complete")]));
+    let (status, _) =
+        status_and_body(&curl(d, &["-X", "POST", "-H", &auth_b, "-w", "\n%{http_code}", &format!("{a1}/complete")]));
     assert_eq!(status, "404");
     // Key a still owns it.
     let offset = curl(d, &["-I", "-H", &format!("Authorization: Bearer {KEY}"), &a1]);
@@ -188,7 +249,20 @@ fn a_quota_or_size_limit_refuses_the_write_with_nothing_stored_and_the_ledger_re
     let server = Server::start(d);
     let auth = format!("Authorization: Bearer {KEY}");
     let put = |path: &str, file: &str| {
-        status_and_body(&curl(d, &["-X", "PUT", "-H", &auth, "--data-binary", &format!("@{file}"), "-w", "\n%{http_code}", &format!("{}/v1/objects/default/{path}", server.url)]))
+        status_and_body(&curl(
+            d,
+            &[
+                "-X",
+                "PUT",
+                "-H",
+                &auth,
+                "--data-binary",
+                &format!("@{file}"),
+                "-w",
+                "\n%{http_code}",
+                &format!("{}/v1/objects/default/{path}", server.url),
+            ],
+        ))
     };
     let mib = vec![7u8; 1 << 20];
     std::fs::write(d.join("one.bin"), &mib).unwrap();
@@ -206,7 +280,23 @@ fn a_quota_or_size_limit_refuses_the_write_with_nothing_stored_and_the_ledger_re
     assert_eq!(crate::crash::temp_file_bytes(&d.join("data")), 0, "a refused write left its bytes");
     // An overwrite may reuse what it replaces; a delete gives it back.
     assert_eq!(put("a.bin", "one.bin").0, "200");
-    assert_eq!(stdout(&curl(d, &["-X", "DELETE", "-H", &auth, "-o", "/dev/null", "-w", "%{http_code}", &format!("{}/v1/objects/default/b.bin", server.url)])), "204");
+    assert_eq!(
+        stdout(&curl(
+            d,
+            &[
+                "-X",
+                "DELETE",
+                "-H",
+                &auth,
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                &format!("{}/v1/objects/default/b.bin", server.url)
+            ]
+        )),
+        "204"
+    );
     assert_eq!(put("c.bin", "one.bin").0, "200");
     let show = stdout(&run_in(d, &["ledger", "show"]));
     assert!(show.lines().any(|l| l.contains("creation_failed local:big.bin") && l.contains("too large")), "{show}");
@@ -265,7 +355,11 @@ fn a_key_past_its_requests_in_flight_gets_429_and_other_keys_are_served() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::copy(stowage_tests::fixture("misbehaving_driver"), d.join("slow.wasm")).unwrap();
-    config(d, "[disks.slow]\nplugin = \"./slow.wasm\"\nlimits = { call_timeout_ms = 3000 }\n", "[server.limits]\nmax_requests_per_key = 2\n");
+    config(
+        d,
+        "[disks.slow]\nplugin = \"./slow.wasm\"\nlimits = { call_timeout_ms = 3000 }\n",
+        "[server.limits]\nmax_requests_per_key = 2\n",
+    );
     std::fs::write(d.join("small.txt"), "small\n").unwrap();
     assert!(run_in(d, &["put", "default:small.txt", "small.txt"]).status.success());
     let server = Server::start(d);
@@ -273,24 +367,65 @@ fn a_key_past_its_requests_in_flight_gets_429_and_other_keys_are_served() {
     let slow: Vec<_> = (0..2)
         .map(|_| {
             let (d, url) = (d.to_path_buf(), format!("{}/v1/objects/slow/loop", server.url));
-            std::thread::spawn(move || stdout(&curl(&d, &["-I", "-H", &format!("Authorization: Bearer {KEY}"), "-o", "/dev/null", "-w", "%{http_code}", &url])))
+            std::thread::spawn(move || {
+                stdout(&curl(
+                    &d,
+                    &[
+                        "-I",
+                        "-H",
+                        &format!("Authorization: Bearer {KEY}"),
+                        "-o",
+                        "/dev/null",
+                        "-w",
+                        "%{http_code}",
+                        &url,
+                    ],
+                ))
+            })
         })
         .collect();
     std::thread::sleep(Duration::from_millis(700));
     let started = Instant::now();
-    let o = curl(d, &["-H", &format!("Authorization: Bearer {KEY}"), "-D", "-", "-w", "\n%{http_code}", &format!("{}/v1/objects/default/small.txt", server.url)]);
+    let o = curl(
+        d,
+        &[
+            "-H",
+            &format!("Authorization: Bearer {KEY}"),
+            "-D",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            &format!("{}/v1/objects/default/small.txt", server.url),
+        ],
+    );
     let (status, body) = status_and_body(&o);
     assert_eq!(status, "429", "key a's third request: {body}");
     assert!(started.elapsed() < Duration::from_secs(1), "refused at once, not queued: {:?}", started.elapsed());
     let lower = body.to_ascii_lowercase();
-    assert!(lower.contains("retry-after: 1") && lower.contains("too-many-requests") && lower.contains("2 requests in flight"), "{body}");
+    assert!(
+        lower.contains("retry-after: 1")
+            && lower.contains("too-many-requests")
+            && lower.contains("2 requests in flight"),
+        "{body}"
+    );
     let (status, took) = small_get(d, &server.url);
     assert_eq!(status, "200", "key b is served while key a is at its cap");
     assert!(took < Duration::from_secs(2), "key b waited {took:?}");
     for s in slow {
         assert_eq!(s.join().unwrap(), "500", "the spinning driver call ends at its timeout (a plugin fault)");
     }
-    let o = curl(d, &["-H", &format!("Authorization: Bearer {KEY}"), "-o", "/dev/null", "-w", "%{http_code}", &format!("{}/v1/objects/default/small.txt", server.url)]);
+    let o = curl(
+        d,
+        &[
+            "-H",
+            &format!("Authorization: Bearer {KEY}"),
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("{}/v1/objects/default/small.txt", server.url),
+        ],
+    );
     assert_eq!(stdout(&o), "200", "key a is served again once its requests ended");
 }
 
@@ -311,7 +446,20 @@ fn a_full_data_disk_refuses_the_write_leaves_nothing_and_gives_back_its_reservat
         let file = d.join(format!("{path}.src"));
         std::fs::write(&file, vec![9u8; (mib * 1048576.0) as usize]).unwrap();
         let file = file.to_str().unwrap().to_string();
-        status_and_body(&curl(d, &["-X", "PUT", "-H", &auth, "--data-binary", &format!("@{file}"), "-w", "\n%{http_code}", &format!("{}/v1/objects/default/{path}", server.url)]))
+        status_and_body(&curl(
+            d,
+            &[
+                "-X",
+                "PUT",
+                "-H",
+                &auth,
+                "--data-binary",
+                &format!("@{file}"),
+                "-w",
+                "\n%{http_code}",
+                &format!("{}/v1/objects/default/{path}", server.url),
+            ],
+        ))
     };
     assert_eq!(put("a.bin", 4.0).0, "200");
     // 3 MiB more: the quota would take them (4 + 3 = 7), the disk cannot (about 2 MiB free).
@@ -324,7 +472,23 @@ fn a_full_data_disk_refuses_the_write_leaves_nothing_and_gives_back_its_reservat
     assert!(show.lines().any(|l| l.contains("creation_failed local:b.bin") && l.contains("no space left")), "{show}");
     // With a.bin gone, 5.5 MiB fit on the disk and under the quota, but only if the ~2 MiB
     // the failed write had reserved were given back (5.5 + 2 > 7).
-    assert_eq!(stdout(&curl(d, &["-X", "DELETE", "-H", &auth, "-o", "/dev/null", "-w", "%{http_code}", &format!("{}/v1/objects/default/a.bin", server.url)])), "204");
+    assert_eq!(
+        stdout(&curl(
+            d,
+            &[
+                "-X",
+                "DELETE",
+                "-H",
+                &auth,
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                &format!("{}/v1/objects/default/a.bin", server.url)
+            ]
+        )),
+        "204"
+    );
     let (status, body) = put("c.bin", 5.5);
     assert_eq!(status, "200", "the failed write's reservation was not given back: {body}");
     let (status, body) = put("d.bin", 2.0);

@@ -1,22 +1,23 @@
 //! End-to-end tests: the real `stowage` binary and the real runtime with real plugin
 //! components, real files and real processes. One test binary, a module per topic.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "end-to-end tests: a panic is how a test fails")]
 
 mod audit;
 mod cli;
 mod concurrency;
+mod config;
 mod conformance;
 mod copy;
-mod config;
 mod crash;
 mod deploy;
 mod hardening;
 mod openapi;
 mod plugin_kit;
-mod reload;
 mod policies;
+mod reload;
 mod s3;
-mod serve;
 mod sandbox;
+mod serve;
 mod signing;
 mod streaming;
 mod two_hosts;

@@ -69,7 +69,8 @@ fn the_served_document_is_the_checked_in_one_and_every_operation_in_it_is_routed
         let url = format!("{}{}", server.url, concrete(template));
         for method in METHODS {
             // HEAD is a GET without the body (RFC 9110): a GET route answers it too.
-            let documented = item.get(method.to_ascii_lowercase()).is_some() || (method == "HEAD" && item.get("get").is_some());
+            let documented =
+                item.get(method.to_ascii_lowercase()).is_some() || (method == "HEAD" && item.get("get").is_some());
             let (status, body) = call(d, method, &url);
             if documented {
                 // Any answer but "no such route" or "wrong method" shows the operation is routed.
@@ -112,7 +113,16 @@ fn schemathesis_finds_no_server_error_and_every_answer_matches_the_document() {
     // objects exist, so a valid request may well be answered 404.
     let o = Command::new(schemathesis)
         .current_dir(d)
-        .args(["run", "openapi.json", "--url", &server.url, "--checks", "all", "--exclude-checks", "positive_data_acceptance"])
+        .args([
+            "run",
+            "openapi.json",
+            "--url",
+            &server.url,
+            "--checks",
+            "all",
+            "--exclude-checks",
+            "positive_data_acceptance",
+        ])
         .args(["--max-examples", CASES, "--workers", "2", "--request-timeout", "20", "--no-color"])
         .args(["-H", &format!("Authorization: Bearer {KEY}")])
         .args(["--report", "junit", "--report-junit-path", report.to_str().unwrap()])
@@ -121,10 +131,14 @@ fn schemathesis_finds_no_server_error_and_every_answer_matches_the_document() {
         .unwrap();
     let out = stdout(&o);
     // Its summary: how many cases and operations, and what failed.
-    let summary: Vec<&str> = out.lines().skip_while(|l| !l.contains("SUMMARY")).skip(1).filter(|l| !l.trim().is_empty()).collect();
+    let summary: Vec<&str> =
+        out.lines().skip_while(|l| !l.contains("SUMMARY")).skip(1).filter(|l| !l.trim().is_empty()).collect();
     eprintln!("schemathesis:\n{}", summary.join("\n"));
     // For .ci/run's summary (cargo shows a passing test's output only on request).
-    let _ = std::fs::write(Path::new(env!("CARGO_TARGET_TMPDIR")).join("schemathesis-summary.txt"), summary.join("\n") + "\n");
+    let _ = std::fs::write(
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("schemathesis-summary.txt"),
+        summary.join("\n") + "\n",
+    );
     assert!(o.status.success(), "schemathesis found failures:\n{out}\n{}", stderr(&o));
     let junit = std::fs::read_to_string(&report).unwrap_or_default();
     assert!(junit.contains("<testcase"), "no test cases in schemathesis' report:\n{out}");

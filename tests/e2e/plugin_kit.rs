@@ -57,7 +57,8 @@ fn the_python_policy_passes_plugin_test_and_is_swapped_in_by_config() {
     std::fs::write(d.join("f.csv"), "id\n1\n").unwrap();
     let base = "role = \"testing\"\n[trust]\nkeys = [\"team.pub\"]\n[disks.local]\nplugin = \"local-fs\"\ngrant = { dir = \"data\" }\n\
                 [storage]\ndefault = \"local\"\nsubmission = \"local\"\n";
-    let python = format!("{base}[[policies]]\nplugin = \"require_cohort.wasm\"\nconfig = {{ cohorts = \"VACS,ADNI\" }}\n");
+    let python =
+        format!("{base}[[policies]]\nplugin = \"require_cohort.wasm\"\nconfig = {{ cohorts = \"VACS,ADNI\" }}\n");
     std::fs::write(d.join("stowage.toml"), &python).unwrap();
     let o = run_in(d, &["put", "submission:a.csv", "f.csv"]);
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
@@ -135,7 +136,9 @@ fn the_plugin_guide_works_command_by_command() {
     let script = format!("set -ex\n{}", blocks.join("\n"));
     let dir = tempfile::tempdir().unwrap();
     let bin = Path::new(env!("CARGO_BIN_EXE_stowage")).parent().unwrap().to_path_buf();
-    let path = std::env::join_paths(std::iter::once(bin).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap()))).unwrap();
+    let path =
+        std::env::join_paths(std::iter::once(bin).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())))
+            .unwrap();
     let mut cmd = Command::new("bash");
     cmd.arg("-c").arg(&script).current_dir(dir.path()).env("PATH", path);
     // The guide's cargo builds are a new user's, not part of this build.
@@ -149,9 +152,15 @@ fn the_plugin_guide_works_command_by_command() {
     // What the guide promises happened.
     let d = dir.path();
     assert_eq!(out.matches(" passed, 0 failed, ").count(), 3, "three plugin tests ran clean:\n{out}");
-    assert!(out.contains("OK: my-driver/target/wasm32-wasip2/release/my_driver.wasm is signed by trusted key"), "{out}");
+    assert!(
+        out.contains("OK: my-driver/target/wasm32-wasip2/release/my_driver.wasm is signed by trusted key"),
+        "{out}"
+    );
     assert_eq!(std::fs::read_to_string(d.join("data/cohort.csv")).unwrap(), "id,age\n");
     assert!(out.contains("id,age"), "get printed the object:\n{out}");
-    assert!(err.contains("`.exe` files may not be stored here") && out.contains("refused, as configured"), "{out}\n{err}");
+    assert!(
+        err.contains("`.exe` files may not be stored here") && out.contains("refused, as configured"),
+        "{out}\n{err}"
+    );
     assert!(!d.join("data/tool.exe").exists(), "the policy let a refused write through");
 }

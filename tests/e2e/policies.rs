@@ -39,7 +39,13 @@ fn swapping_a_policy_is_a_config_change() {
     assert!(o.status.success(), "{}", stderr(&o));
 
     // Same binary, only the config changes: the bundled role policy does not ask for a cohort.
-    write_config(d, &strict.replace(&format!("plugin = \"{plugin}\"\nconfig = {{ mode = \"require-cohort\" }}"), "plugin = \"role-policy\""));
+    write_config(
+        d,
+        &strict.replace(
+            &format!("plugin = \"{plugin}\"\nconfig = {{ mode = \"require-cohort\" }}"),
+            "plugin = \"role-policy\"",
+        ),
+    );
     let o = run_in(d, &["put", "default:g.csv", "f.csv"]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
@@ -54,19 +60,33 @@ fn a_web_host_refuses_local_phi_at_start_up_and_at_run_time() {
     let o = run_in(d, &["put", "scratch:f.csv", "f.csv"]);
     assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
     let err = stderr(&o);
-    assert!(err.contains("stowage.toml:7:") && err.contains("storage.scratch resolves to disk `local` (plugin local-fs)"), "{err}");
+    assert!(
+        err.contains("stowage.toml:7:") && err.contains("storage.scratch resolves to disk `local` (plugin local-fs)"),
+        "{err}"
+    );
     assert!(err.contains("never keep PHI on its own disks") && err.contains("plugin = \"remote\""), "{err}");
 
     // A config that passes start-up (PHI classes on a remote disk; here a test driver standing
     // in for the remote one), forced to the local disk by its name: the role policy denies it.
     std::fs::copy(stowage_tests::fixture("misbehaving_driver"), d.join("remote.wasm")).unwrap();
-    write_config(d, &format!(
-        "role = \"web\"\n[trust]\nallow_unsigned = true\nforce_allow_unsigned = true\n{DISK}[disks.services]\nplugin = \"./remote.wasm\"\n[storage]\ndefault = \"local\"\nscratch = \"services\"\nsubmission = \"services\"\n[[policies]]\nplugin = \"role-policy\"\n"
-    ));
+    write_config(
+        d,
+        &format!(
+            "role = \"web\"\n[trust]\nallow_unsigned = true\nforce_allow_unsigned = true\n{DISK}[disks.services]\nplugin = \"./remote.wasm\"\n[storage]\ndefault = \"local\"\nscratch = \"services\"\nsubmission = \"services\"\n[[policies]]\nplugin = \"role-policy\"\n"
+        ),
+    );
     let o = run_in(d, &["put", "local:f.csv", "f.csv"]);
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
-    assert!(stderr(&o).contains("web hosts never keep PHI on their own disks: disk `local` is served by the `local-fs` driver"), "{}", stderr(&o));
-    assert!(std::fs::read_dir(d.join("data")).unwrap().next().is_none(), "nothing may be written to the web host's disk");
+    assert!(
+        stderr(&o)
+            .contains("web hosts never keep PHI on their own disks: disk `local` is served by the `local-fs` driver"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        std::fs::read_dir(d.join("data")).unwrap().next().is_none(),
+        "nothing may be written to the web host's disk"
+    );
     let o = run_in(d, &["put", "scratch:f.csv", "f.csv"]);
     assert!(o.status.success(), "PHI to the remote disk is allowed: {}", stderr(&o));
 }
@@ -102,16 +122,36 @@ fn the_ledger_records_every_operation_and_detects_tampering() {
     assert_eq!(lines.len(), 8, "{show}");
     // Writes and deletes: a write-ahead record (with size and sha256 before the commit), then
     // the host's outcome settling it.
-    assert!(lines[0].contains("file_created local:subs/a.csv actor=alice key=local:") && lines[0].contains("cohort=VACS size=12"), "{show}");
+    assert!(
+        lines[0].contains("file_created local:subs/a.csv actor=alice key=local:")
+            && lines[0].contains("cohort=VACS size=12"),
+        "{show}"
+    );
     assert!(lines[0].contains(&a_sha) && lines[0].ends_with("(write-ahead)"), "{show}");
-    assert!(lines[1].contains("write_committed local:subs/a.csv") && lines[1].contains(&a_sha) && lines[1].ends_with("settles=#0"), "{show}");
-    assert!(lines[2].contains("work_copy_created local:audit_1/b.csv actor=bob") && lines[2].contains("size=5") && lines[2].contains(&b_sha), "{show}");
+    assert!(
+        lines[1].contains("write_committed local:subs/a.csv")
+            && lines[1].contains(&a_sha)
+            && lines[1].ends_with("settles=#0"),
+        "{show}"
+    );
+    assert!(
+        lines[2].contains("work_copy_created local:audit_1/b.csv actor=bob")
+            && lines[2].contains("size=5")
+            && lines[2].contains(&b_sha),
+        "{show}"
+    );
     assert!(lines[2].contains("(write-ahead) cleanup_within=1s"), "{show}");
     assert!(lines[3].contains("write_committed local:audit_1/b.csv") && lines[3].ends_with("settles=#2"), "{show}");
     assert!(lines[4].contains("file_accessed local:subs/a.csv actor=bob") && lines[4].contains(&a_sha), "{show}");
-    assert!(lines[5].contains("work_copy_deleted local:audit_1/b.csv") && lines[5].ends_with("(write-ahead)"), "{show}");
+    assert!(
+        lines[5].contains("work_copy_deleted local:audit_1/b.csv") && lines[5].ends_with("(write-ahead)"),
+        "{show}"
+    );
     assert!(lines[6].contains("delete_committed local:audit_1/b.csv") && lines[6].ends_with("settles=#5"), "{show}");
-    assert!(lines[7].contains("access_failed local:missing.csv") && lines[7].contains("error=\"not found: missing.csv\""), "{show}");
+    assert!(
+        lines[7].contains("access_failed local:missing.csv") && lines[7].contains("error=\"not found: missing.csv\""),
+        "{show}"
+    );
     let o = run_in(d, &["ledger", "verify"]);
     assert!(o.status.success() && stdout(&o).contains("ledger OK: 8 records"), "{}", stderr(&o));
 
@@ -119,7 +159,11 @@ fn the_ledger_records_every_operation_and_detects_tampering() {
     let cases: &[(&str, &str, u64)] = &[
         ("edit a field", "UPDATE records SET body = replace(body, 'alice', 'mallory') WHERE idx = 0", 0),
         ("delete a row", "DELETE FROM records WHERE idx = 2", 2),
-        ("swap two rows", "UPDATE records SET idx = CASE idx WHEN 1 THEN 3 WHEN 3 THEN 1 END + 100 WHERE idx IN (1, 3); UPDATE records SET idx = idx - 100 WHERE idx > 100", 1),
+        (
+            "swap two rows",
+            "UPDATE records SET idx = CASE idx WHEN 1 THEN 3 WHEN 3 THEN 1 END + 100 WHERE idx IN (1, 3); UPDATE records SET idx = idx - 100 WHERE idx > 100",
+            1,
+        ),
         ("truncate the tail", "DELETE FROM records WHERE idx >= 6", 6),
     ];
     for (what, sql, index) in cases {
@@ -176,7 +220,10 @@ fn overdue_scratch_files_are_listed_and_cleaned_up_with_a_record() {
     let show = stdout(&run_in(d, &["ledger", "show", "--path", "work/t.csv"]));
     let lines: Vec<&str> = show.lines().collect();
     assert_eq!(lines.len(), 4, "{show}");
-    assert!(lines[2].contains("work_copy_deleted local:work/t.csv actor=stowage-cleanup"), "recorded as a temporary copy's deletion: {show}");
+    assert!(
+        lines[2].contains("work_copy_deleted local:work/t.csv actor=stowage-cleanup"),
+        "recorded as a temporary copy's deletion: {show}"
+    );
     assert!(lines[3].contains("delete_committed local:work/t.csv") && lines[3].ends_with("settles=#4"), "{show}");
     assert!(run_in(d, &["ledger", "verify"]).status.success());
 }
@@ -192,16 +239,22 @@ async fn trapping_and_looping_policies_deny_and_the_host_keeps_serving() {
     let d = dir.path();
     let plugin = test_policy(d);
     for mode in ["trap", "loop"] {
-        let s = storage(d, &format!(
-            "role = \"testing\"\n[trust]\nallow_unsigned = true\n{DISK}[storage]\ndefault = \"local\"\n[[policies]]\nplugin = \"{plugin}\"\nconfig = {{ mode = \"{mode}\" }}\nlimits = {{ call_timeout_ms = 300 }}\n"
-        ));
+        let s = storage(
+            d,
+            &format!(
+                "role = \"testing\"\n[trust]\nallow_unsigned = true\n{DISK}[storage]\ndefault = \"local\"\n[[policies]]\nplugin = \"{plugin}\"\nconfig = {{ mode = \"{mode}\" }}\nlimits = {{ call_timeout_ms = 300 }}\n"
+            ),
+        );
         let req = Request::new();
         for _ in 0..2 {
             let bad = Address::parse(&format!("default:{mode}.csv")).unwrap();
             match s.writer(&bad, &req, &WriteOptions::default()).await {
                 Err(stowage_runtime::StorageError::Denied(reason)) => {
                     assert!(reason.contains("policy `test-policy` failed, so the operation is refused"), "{reason}");
-                    assert!(reason.contains(if mode == "trap" { "trapped" } else { "ran past its deadline" }), "{reason}");
+                    assert!(
+                        reason.contains(if mode == "trap" { "trapped" } else { "ran past its deadline" }),
+                        "{reason}"
+                    );
                 }
                 Err(e) => panic!("{mode}: expected a denial, got {e}"),
                 Ok(_) => panic!("{mode}: a failing policy let the write through"),
@@ -222,9 +275,12 @@ async fn a_policy_is_only_asked_about_the_operations_it_declares() {
     let d = dir.path();
     let plugin = test_policy(d);
     // Traps on any path containing `trap`, but declares that it only checks puts.
-    let s = storage(d, &format!(
-        "role = \"testing\"\n[trust]\nallow_unsigned = true\n{DISK}[storage]\ndefault = \"local\"\n[[policies]]\nplugin = \"{plugin}\"\nconfig = {{ mode = \"trap\", check_ops = \"put\" }}\n"
-    ));
+    let s = storage(
+        d,
+        &format!(
+            "role = \"testing\"\n[trust]\nallow_unsigned = true\n{DISK}[storage]\ndefault = \"local\"\n[[policies]]\nplugin = \"{plugin}\"\nconfig = {{ mode = \"trap\", check_ops = \"put\" }}\n"
+        ),
+    );
     let req = Request::new();
     let addr = Address::parse("default:trap.csv").unwrap();
     std::fs::create_dir_all(d.join("data")).unwrap();
@@ -268,7 +324,11 @@ async fn a_scoped_scratch_file_is_deleted_and_recorded_whatever_the_exit() {
     // The dropped guard deletes (and the deletion is recorded) in the background: wait for the
     // ledger record, bounded.
     let deleted = |s: &Storage| {
-        s.ledger().entries().unwrap().iter().any(|e| e.record.path == addr.path && e.record.action == "work_copy_deleted")
+        s.ledger()
+            .entries()
+            .unwrap()
+            .iter()
+            .any(|e| e.record.path == addr.path && e.record.action == "work_copy_deleted")
     };
     for _ in 0..200 {
         if deleted(&s) {
@@ -281,9 +341,17 @@ async fn a_scoped_scratch_file_is_deleted_and_recorded_whatever_the_exit() {
     assert!(!s.exists(&ok, &Request::new()).await.unwrap());
     let entries = s.ledger().entries().unwrap();
     for p in [&ok.path, &addr.path] {
-        let actions: Vec<&str> = entries.iter().filter(|e| &e.record.path == p).map(|e| e.record.action.as_str()).collect();
+        let actions: Vec<&str> =
+            entries.iter().filter(|e| &e.record.path == p).map(|e| e.record.action.as_str()).collect();
         // Created and deleted (each announced, then settled), and looked up twice.
-        let want = ["work_copy_created", "write_committed", "metadata_accessed", "work_copy_deleted", "delete_committed", "metadata_accessed"];
+        let want = [
+            "work_copy_created",
+            "write_committed",
+            "metadata_accessed",
+            "work_copy_deleted",
+            "delete_committed",
+            "metadata_accessed",
+        ];
         assert_eq!(actions, want, "{p}");
     }
 }

@@ -35,7 +35,8 @@ fn put(d: &Path, server: &Server, path: &str, extra: &[&str]) -> String {
 /// The value of metric `name` (a line `name VALUE` or `name{...} VALUE`).
 fn metric(d: &Path, server: &Server, name: &str) -> String {
     let auth = format!("Authorization: Bearer {KEY}");
-    let (_, body) = status_and_body(&curl(d, &["-H", &auth, "-w", "\n%{http_code}", &format!("{}/metrics", server.url)]));
+    let (_, body) =
+        status_and_body(&curl(d, &["-H", &auth, "-w", "\n%{http_code}", &format!("{}/metrics", server.url)]));
     body.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name} in {body}")).to_string()
 }
 
@@ -44,7 +45,17 @@ fn metric(d: &Path, server: &Server, name: &str) -> String {
 fn streaming_put(d: &Path, server: &Server, path: &str) -> (std::process::Child, std::process::ChildStdin) {
     let mut child = Command::new("curl")
         .current_dir(d)
-        .args(["-sS", "--max-time", "600", "-T", "-", "-H", &format!("Authorization: Bearer {KEY}"), "-w", "\n%{http_code}"])
+        .args([
+            "-sS",
+            "--max-time",
+            "600",
+            "-T",
+            "-",
+            "-H",
+            &format!("Authorization: Bearer {KEY}"),
+            "-w",
+            "\n%{http_code}",
+        ])
         .arg(format!("{}/v1/objects/default/{path}", server.url))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -121,10 +132,14 @@ fn sighup_swaps_the_policy_while_a_stream_finishes_and_a_tampered_plugin_is_refu
     let status = Command::new("kill").args(["-HUP", &server.child.id().to_string()]).status().unwrap();
     assert!(status.success());
     eventually("the refusal is counted", || metric(d, &server, "stowage_config_reload_failures_total").ends_with(" 1"));
-    assert!(metric(d, &server, "stowage_config_info").contains(&second), "the refused config ({third}) is not in force");
+    assert!(
+        metric(d, &server, "stowage_config_info").contains(&second),
+        "the refused config ({third}) is not in force"
+    );
     assert_eq!(put(d, &server, "still.txt", &[]), "403", "the last good set (require-cohort) keeps serving");
     assert_eq!(put(d, &server, "still.txt", &["-H", "x-stowage-cohort: c1"]), "200");
-    let status_file: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("ledger.sqlite.serve.json")).unwrap()).unwrap();
+    let status_file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("ledger.sqlite.serve.json")).unwrap()).unwrap();
     assert_eq!(status_file["ok"], false);
     assert!(status_file["error"].as_str().unwrap().contains("modified after signing"), "{status_file}");
     assert_eq!(status_file["sha256"], second.as_str());
@@ -161,7 +176,10 @@ fn a_reload_keeps_a_disks_quota_count_and_refuses_what_needs_a_restart() {
     // The same disk after the reload still counts the write in flight: 700 + 500 KiB is over.
     std::fs::write(d.join("second.bin"), vec![2u8; 500 << 10]).unwrap();
     let url = format!("{}/v1/objects/default/second.bin", server.url);
-    let (status, body_text) = status_and_body(&curl(d, &["-X", "PUT", "-H", &auth, "--data-binary", "@second.bin", "-w", "\n%{http_code}", &url]));
+    let (status, body_text) = status_and_body(&curl(
+        d,
+        &["-X", "PUT", "-H", &auth, "--data-binary", "@second.bin", "-w", "\n%{http_code}", &url],
+    ));
     assert_eq!(status, "507", "{body_text}");
     drop(body);
     let out = String::from_utf8_lossy(&first.wait_with_output().unwrap().stdout).to_string();
@@ -171,8 +189,20 @@ fn a_reload_keeps_a_disks_quota_count_and_refuses_what_needs_a_restart() {
     write("[server.timeouts]\nheader_secs = 7\n");
     let o = run_in(d, &["reload"]);
     assert_ne!(o.status.code(), Some(0), "{}", stdout(&o));
-    assert!(stderr(&o).contains("[server.timeouts] or [server.limits] differs from the running host's: that needs a restart"), "{}", stderr(&o));
-    assert_eq!(status_and_body(&curl(d, &["-H", &auth, "-w", "\n%{http_code}", &format!("{}/v1/objects/default/first.bin", server.url)])).0, "200");
+    assert!(
+        stderr(&o)
+            .contains("[server.timeouts] or [server.limits] differs from the running host's: that needs a restart"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        status_and_body(&curl(
+            d,
+            &["-H", &auth, "-w", "\n%{http_code}", &format!("{}/v1/objects/default/first.bin", server.url)]
+        ))
+        .0,
+        "200"
+    );
     assert!(metric(d, &server, "stowage_config_reload_failures_total").ends_with(" 1"));
 }
 

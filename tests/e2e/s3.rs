@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
-use stowage_tests::s3::aws_sdk_s3::primitives::ByteStream;
-use stowage_tests::s3::reqwest;
 use bytes::Bytes;
 use stowage_runtime::{PluginEngine, StorageError, WriteOptions};
 use stowage_tests::ctx;
+use stowage_tests::s3::aws_sdk_s3::primitives::ByteStream;
+use stowage_tests::s3::reqwest;
 use stowage_tests::s3::{driver_config, fresh_bucket, native_client, s3_disk, server};
 
 use crate::{stderr, stdout};
@@ -27,10 +27,7 @@ fn config_file(dir: &std::path::Path, bucket: &str) -> std::path::PathBuf {
 fn cli_command(dir: &std::path::Path, args: &[&str]) -> std::process::Command {
     let server = server();
     let mut cmd = crate::stowage();
-    cmd.current_dir(dir)
-        .env("TEST_S3_KEY", &server.access_key)
-        .env("TEST_S3_SECRET", &server.secret_key)
-        .args(args);
+    cmd.current_dir(dir).env("TEST_S3_KEY", &server.access_key).env("TEST_S3_SECRET", &server.secret_key).args(args);
     cmd
 }
 
@@ -49,7 +46,8 @@ async fn one_gib_goes_up_in_parts_and_comes_back_with_bounded_memory() {
     let config = config.to_str().unwrap();
     let want = stowage_tests::write_big_file(&d.join("big.bin"), 1024);
 
-    let (status, put_rss) = stowage_tests::run_with_peak_rss(&cli_command(d, &["--config", config, "put", "nas:big.bin", "big.bin"]));
+    let (status, put_rss) =
+        stowage_tests::run_with_peak_rss(&cli_command(d, &["--config", config, "put", "nas:big.bin", "big.bin"]));
     assert!(status.success(), "put failed");
     std::fs::remove_file(d.join("big.bin")).unwrap();
     // It went up as a multipart upload (its etag says how many parts) and none is left open.
@@ -59,7 +57,10 @@ async fn one_gib_goes_up_in_parts_and_comes_back_with_bounded_memory() {
     assert!(etag.trim_matches('"').ends_with("-128"), "expected 128 parts of 8 MiB, etag {etag}");
     assert_eq!(pending_uploads(&bucket).await, 0);
 
-    let (status, get_rss) = stowage_tests::run_with_peak_rss(&cli_command(d, &["--config", config, "get", "nas:big.bin", "-o", "back.bin"]));
+    let (status, get_rss) = stowage_tests::run_with_peak_rss(&cli_command(
+        d,
+        &["--config", config, "get", "nas:big.bin", "-o", "back.bin"],
+    ));
     assert!(status.success(), "get failed");
     println!("s3 1 GiB peak RSS (host + plugin): put {} MiB, get {} MiB", put_rss >> 20, get_rss >> 20);
     assert!(put_rss < LIMIT, "put peaked at {} MiB", put_rss >> 20);
@@ -79,7 +80,22 @@ async fn an_independent_client_sees_what_the_driver_wrote_and_the_reverse() {
     std::fs::write(d.join("in.bin"), &data).unwrap();
 
     // stowage put → native GetObject.
-    let out = cli(d, &["--config", config, "put", "nas:cohort/a.bin", "in.bin", "--content-type", "application/x-test", "--meta", "cohort=VACS", "--meta", "file-type=raw"]);
+    let out = cli(
+        d,
+        &[
+            "--config",
+            config,
+            "put",
+            "nas:cohort/a.bin",
+            "in.bin",
+            "--content-type",
+            "application/x-test",
+            "--meta",
+            "cohort=VACS",
+            "--meta",
+            "file-type=raw",
+        ],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let native = native_client(&server, None);
     let got = native.get_object().bucket(&bucket).key("cohort/a.bin").send().await.unwrap();
@@ -150,7 +166,10 @@ async fn aborted_and_abandoned_multipart_writes_leave_nothing_behind() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert!(gone, "{how}: an incomplete multipart upload was left behind");
-        assert!(matches!(disk.stat(&c, path).await, Err(StorageError::NotFound(_))), "{how}: a partial object is visible");
+        assert!(
+            matches!(disk.stat(&c, path).await, Err(StorageError::NotFound(_))),
+            "{how}: a partial object is visible"
+        );
     }
     // A multipart object that completes has every byte.
     let mut w = disk.writer(&c, "whole.bin", &WriteOptions::default()).await.unwrap();
@@ -204,7 +223,12 @@ async fn ranges_read_exactly_the_asked_bytes_and_reserved_metadata_is_refused() 
     let mut w = disk.writer(&c, "r.bin", &WriteOptions::default()).await.unwrap();
     w.write(Bytes::from(data.clone())).await.unwrap();
     w.finish().await.unwrap();
-    for (offset, length, want) in [(10u64, Some(u64::MAX), &data[10..]), (0, Some(1), &data[..1]), (1000, None, &data[1000..]), (999, Some(5), &data[999..])] {
+    for (offset, length, want) in [
+        (10u64, Some(u64::MAX), &data[10..]),
+        (0, Some(1), &data[..1]),
+        (1000, None, &data[1000..]),
+        (999, Some(5), &data[999..]),
+    ] {
         let range = stowage_runtime::ByteRange { offset, length };
         let mut r = disk.reader(&c, "r.bin", Some(range)).await.unwrap();
         let mut got = Vec::new();
@@ -250,7 +274,9 @@ async fn a_server_that_is_down_gives_a_retryable_error_after_bounded_retries() {
     let c = ctx(&disk);
     let started = std::time::Instant::now();
     match disk.stat(&c, "a.txt").await {
-        Err(StorageError::Unavailable { retryable: true, reason }) => assert!(reason.contains("cannot reach"), "{reason}"),
+        Err(StorageError::Unavailable { retryable: true, reason }) => {
+            assert!(reason.contains("cannot reach"), "{reason}")
+        }
         other => panic!("expected a retryable error, got {other:?}"),
     }
     assert!(started.elapsed() < Duration::from_secs(20), "retries were not bounded: {:?}", started.elapsed());
@@ -333,16 +359,38 @@ async fn checkpoints_are_copied_to_a_bucket_and_anchor_the_ledger_from_there() {
         assert!(o.status.success(), "{}", stderr(&o));
     }
     // Each start copies the newest checkpoint an earlier process signed.
-    let listed = native_client(&server, None).list_objects_v2().bucket(&bucket).prefix("ledger-checkpoints/stowage-ledger/").send().await.unwrap();
+    let listed = native_client(&server, None)
+        .list_objects_v2()
+        .bucket(&bucket)
+        .prefix("ledger-checkpoints/stowage-ledger/")
+        .send()
+        .await
+        .unwrap();
     let keys: Vec<String> = listed.contents().iter().filter_map(|o| o.key().map(str::to_string)).collect();
     assert!(!keys.is_empty(), "no checkpoint reached the bucket");
     let newest = keys.iter().max().unwrap();
-    let body = native_client(&server, None).get_object().bucket(&bucket).key(newest).send().await.unwrap().body.collect().await.unwrap().into_bytes();
+    let body = native_client(&server, None)
+        .get_object()
+        .bucket(&bucket)
+        .key(newest)
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
     let local = std::fs::read_to_string(d.join("ledger.sqlite.checkpoints")).unwrap();
     let note = String::from_utf8(body.to_vec()).unwrap();
     assert!(local.contains(&note), "the bucket's checkpoint is one the host signed:\n{note}");
     // The copy from the bucket, with the public key, proves the ledger extends it.
     std::fs::write(d.join("from-bucket.txt"), &note).unwrap();
     let o = cli(d, &["ledger", "verify", "--against", "from-bucket.txt", "--trust", "ledger.sqlite.key.pub"]);
-    assert!(o.status.success() && stdout(&o).contains("extends the checkpoints of size"), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        o.status.success() && stdout(&o).contains("extends the checkpoints of size"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
 }

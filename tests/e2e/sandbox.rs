@@ -39,9 +39,8 @@ async fn driver_cannot_leave_its_root() {
         assert!(put(p).await.is_err(), "writing through {p} must fail");
         assert!(disk.get_bytes(&c, p, None).await.is_err(), "reading through {p} must fail");
     }
-    match disk.get_bytes(&c, "filelink", None).await {
-        Ok((_, bytes)) => assert_ne!(bytes, b"do not touch", "read the sentinel through a symlink"),
-        Err(_) => {}
+    if let Ok((_, bytes)) = disk.get_bytes(&c, "filelink", None).await {
+        assert_ne!(bytes, b"do not touch", "read the sentinel through a symlink");
     }
     assert!(disk.get_bytes(&c, "dirlink/sentinel.txt", None).await.is_err());
     // Replacing or deleting the link itself never touches its target.
@@ -100,7 +99,10 @@ async fn trap_loop_and_oom_fail_their_request_and_the_host_keeps_serving() {
         good.put_bytes(&gc, &path, Bytes::from(vec![i as u8; 1000]), &WriteOptions::default()).await.unwrap();
         assert_eq!(good.get_bytes(&gc, &path, None).await.unwrap().1, vec![i as u8; 1000]);
         if i == 0 {
-            assert!(!looping.is_finished() && bad.calls_in_progress() == 1, "the other disk served while the loop still ran");
+            assert!(
+                !looping.is_finished() && bad.calls_in_progress() == 1,
+                "the other disk served while the loop still ran"
+            );
         }
     }
     assert_fault(looping.await.unwrap(), FaultKind::Timeout);
@@ -144,7 +146,13 @@ async fn a_call_abandoned_midway_does_not_poison_the_pool() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_credential_keeps_to_its_share_of_instances_and_a_full_disk_answers_busy_in_time() {
     let engine = PluginEngine::new().unwrap();
-    let limits = Limits { call_timeout: Duration::from_secs(20), max_instances: 3, max_instances_per_key: 2, wait: Duration::from_millis(400), ..limits() };
+    let limits = Limits {
+        call_timeout: Duration::from_secs(20),
+        max_instances: 3,
+        max_instances_per_key: 2,
+        wait: Duration::from_millis(400),
+        ..limits()
+    };
     let bad = fixture_disk(&engine, "bad", "misbehaving_driver", limits);
     let as_key = |who: &str| stowage_runtime::types::RequestContext { authenticated_as: Some(who.into()), ..ctx(&bad) };
     let (a, b, c) = (as_key("key-a"), as_key("key-b"), as_key("key-c"));
@@ -162,7 +170,10 @@ async fn a_credential_keeps_to_its_share_of_instances_and_a_full_disk_answers_bu
     let started = Instant::now();
     let third = bad.exists(&a, "x").await;
     let waited = started.elapsed();
-    assert!(matches!(&third, Err(StorageError::Unavailable { retryable: true, reason }) if reason.contains("share")), "{third:?}");
+    assert!(
+        matches!(&third, Err(StorageError::Unavailable { retryable: true, reason }) if reason.contains("share")),
+        "{third:?}"
+    );
     assert!(waited >= Duration::from_millis(350) && waited < Duration::from_secs(5), "refused after {waited:?}");
     // Key b still gets the instance key a could not take.
     assert!(matches!(bad.exists(&b, "x").await, Ok(false)));
@@ -176,7 +187,10 @@ async fn a_credential_keeps_to_its_share_of_instances_and_a_full_disk_answers_bu
     }
     let started = Instant::now();
     let full = bad.exists(&c, "x").await;
-    assert!(matches!(&full, Err(StorageError::Unavailable { retryable: true, reason }) if reason.contains("every instance")), "{full:?}");
+    assert!(
+        matches!(&full, Err(StorageError::Unavailable { retryable: true, reason }) if reason.contains("every instance")),
+        "{full:?}"
+    );
     assert!(started.elapsed() < Duration::from_secs(5));
     for l in loops {
         l.abort();

@@ -38,7 +38,11 @@ impl Server {
             .unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let url = line.trim().strip_prefix("stowage: serving on ").unwrap_or_else(|| panic!("no address in {line:?}")).to_string();
+        let url = line
+            .trim()
+            .strip_prefix("stowage: serving on ")
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_string();
         Server { child, url }
     }
 }
@@ -91,8 +95,28 @@ fn the_http_api_works_with_curl_in_development_mode() {
 
     // PUT, verified against the sha256 the client sends, with metadata and a request id.
     let sha_header = format!("x-stowage-sha256: {sha}");
-    let o = curl(d, &["-X", "PUT", "-H", &auth, "-H", &sha_header, "-H", "x-stowage-meta-cohort: VACS", "-H", "content-type: application/octet-stream",
-        "-H", "x-request-id: req-put-1", "--data-binary", "@in.bin", "-w", "\n%{http_code}", &obj]);
+    let o = curl(
+        d,
+        &[
+            "-X",
+            "PUT",
+            "-H",
+            &auth,
+            "-H",
+            &sha_header,
+            "-H",
+            "x-stowage-meta-cohort: VACS",
+            "-H",
+            "content-type: application/octet-stream",
+            "-H",
+            "x-request-id: req-put-1",
+            "--data-binary",
+            "@in.bin",
+            "-w",
+            "\n%{http_code}",
+            &obj,
+        ],
+    );
     let (status, body) = status_and_body(&o);
     assert_eq!(status, "200", "{body}");
     let info: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -100,17 +124,30 @@ fn the_http_api_works_with_curl_in_development_mode() {
     assert_eq!(info["metadata"]["cohort"], "VACS");
 
     // GET whole and a range; HEAD.
-    let o2 = Command::new("curl").current_dir(d).args(["-sS", "-H", &auth, "-o", "out.bin", "-w", "%{http_code}", &obj]).output().unwrap();
+    let o2 = Command::new("curl")
+        .current_dir(d)
+        .args(["-sS", "-H", &auth, "-o", "out.bin", "-w", "%{http_code}", &obj])
+        .output()
+        .unwrap();
     assert_eq!(stdout(&o2), "200");
     assert_eq!(std::fs::read(d.join("out.bin")).unwrap(), data);
-    let o = Command::new("curl").current_dir(d).args(["-sS", "-H", &auth, "-H", "Range: bytes=100-199", "-D", "h.txt", "-o", "part.bin", &obj]).output().unwrap();
+    let o = Command::new("curl")
+        .current_dir(d)
+        .args(["-sS", "-H", &auth, "-H", "Range: bytes=100-199", "-D", "h.txt", "-o", "part.bin", &obj])
+        .output()
+        .unwrap();
     assert!(o.status.success());
     let h = std::fs::read_to_string(d.join("h.txt")).unwrap().to_ascii_lowercase();
     assert!(h.starts_with("http/1.1 206") && h.contains("content-range: bytes 100-199/300000"), "{h}");
     assert_eq!(std::fs::read(d.join("part.bin")).unwrap(), &data[100..200]);
     let o = curl(d, &["-I", "-H", &auth, &obj]);
     let h = stdout(&o).to_ascii_lowercase();
-    assert!(h.contains(&format!("x-stowage-sha256: {sha}")) && h.contains("x-stowage-meta-cohort: vacs") && h.contains("content-length: 300000"), "{h}");
+    assert!(
+        h.contains(&format!("x-stowage-sha256: {sha}"))
+            && h.contains("x-stowage-meta-cohort: vacs")
+            && h.contains("content-length: 300000"),
+        "{h}"
+    );
 
     // Wrong or missing key: a bare 401.
     for args in [vec!["-H", "Authorization: Bearer wrong-key"], vec![]] {
@@ -123,26 +160,65 @@ fn the_http_api_works_with_curl_in_development_mode() {
     // A body that does not match its sha256 stores nothing; create-only refuses to replace.
     let bad_sha = format!("x-stowage-sha256: {}", "0".repeat(64));
     let other = format!("{}/v1/objects/default/cohort/other.bin", server.url);
-    let (status, body) = status_and_body(&curl(d, &["-X", "PUT", "-H", &auth, "-H", &bad_sha, "--data-binary", "garbage", "-w", "\n%{http_code}", &other]));
+    let (status, body) = status_and_body(&curl(
+        d,
+        &["-X", "PUT", "-H", &auth, "-H", &bad_sha, "--data-binary", "garbage", "-w", "\n%{http_code}", &other],
+    ));
     assert_eq!(status, "400", "{body}");
     assert!(body.contains("digest-mismatch"), "{body}");
     assert!(!d.join("data/cohort/other.bin").exists());
-    let (status, _) = status_and_body(&curl(d, &["-X", "PUT", "-H", &auth, "-H", "If-None-Match: *", "--data-binary", "x", "-w", "\n%{http_code}", &obj]));
+    let (status, _) = status_and_body(&curl(
+        d,
+        &["-X", "PUT", "-H", &auth, "-H", "If-None-Match: *", "--data-binary", "x", "-w", "\n%{http_code}", &obj],
+    ));
     assert_eq!(status, "412");
-    assert_eq!(std::fs::read(d.join("data/cohort/in.bin")).unwrap(), data, "a refused create-only write changed the object");
+    assert_eq!(
+        std::fs::read(d.join("data/cohort/in.bin")).unwrap(),
+        data,
+        "a refused create-only write changed the object"
+    );
 
     // Bad paths are refused with a reason.
-    let (status, body) = status_and_body(&curl(d, &["-H", &auth, "--path-as-is", "-w", "\n%{http_code}", &format!("{}/v1/objects/default/a/../../etc/passwd", server.url)]));
+    let (status, body) = status_and_body(&curl(
+        d,
+        &[
+            "-H",
+            &auth,
+            "--path-as-is",
+            "-w",
+            "\n%{http_code}",
+            &format!("{}/v1/objects/default/a/../../etc/passwd", server.url),
+        ],
+    ));
     assert_eq!(status, "400", "{body}");
     assert!(body.contains("invalid-path"), "{body}");
     // A range past the end: 416 with the size; a lower-case scheme is still a bearer key.
-    let (status, body) = status_and_body(&curl(d, &["-H", "authorization: bearer test-key-0123456789abcdef0123456789abcdef", "-H", "Range: bytes=300000-", "-D", "-", "-w", "\n%{http_code}", &obj]));
+    let (status, body) = status_and_body(&curl(
+        d,
+        &[
+            "-H",
+            "authorization: bearer test-key-0123456789abcdef0123456789abcdef",
+            "-H",
+            "Range: bytes=300000-",
+            "-D",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            &obj,
+        ],
+    ));
     assert_eq!(status, "416");
     // With the JSON error every failure has (schemathesis found it empty), and the size.
-    assert!(body.contains("\"invalid-range\"") && body.to_ascii_lowercase().contains("content-range: bytes */"), "{body}");
+    assert!(
+        body.contains("\"invalid-range\"") && body.to_ascii_lowercase().contains("content-range: bytes */"),
+        "{body}"
+    );
 
     // List, readiness, delete.
-    let (status, body) = status_and_body(&curl(d, &["-H", &auth, "-w", "\n%{http_code}", &format!("{}/v1/list/default?prefix=cohort/", server.url)]));
+    let (status, body) = status_and_body(&curl(
+        d,
+        &["-H", &auth, "-w", "\n%{http_code}", &format!("{}/v1/list/default?prefix=cohort/", server.url)],
+    ));
     assert_eq!(status, "200");
     let page: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(page["items"].as_array().map(|a| a.len()), Some(1), "{page}");
@@ -155,7 +231,10 @@ fn the_http_api_works_with_curl_in_development_mode() {
     assert_eq!(status, "404");
 
     // Metrics: behind the key; names the host does not have do not become labels.
-    let (status, _) = status_and_body(&curl(d, &["-H", &auth, "-w", "\n%{http_code}", &format!("{}/v1/objects/no-such-disk/x", server.url)]));
+    let (status, _) = status_and_body(&curl(
+        d,
+        &["-H", &auth, "-w", "\n%{http_code}", &format!("{}/v1/objects/no-such-disk/x", server.url)],
+    ));
     assert_eq!(status, "404");
     let metrics_url = format!("{}/metrics", server.url);
     let (status, _) = status_and_body(&curl(d, &["-w", "\n%{http_code}", &metrics_url]));
@@ -178,7 +257,10 @@ fn the_http_api_works_with_curl_in_development_mode() {
     // The ledger recorded the upload under the client's request id.
     let ledger = stowage_runtime::ledger::Ledger::open(&d.join("ledger.sqlite"), Default::default()).unwrap();
     let entries = ledger.entries().unwrap();
-    assert!(entries.iter().any(|e| e.record.request_id == "req-put-1" && e.record.action == "file_created"), "{entries:?}");
+    assert!(
+        entries.iter().any(|e| e.record.request_id == "req-put-1" && e.record.action == "file_created"),
+        "{entries:?}"
+    );
 }
 
 /// A CA and a server certificate for 127.0.0.1, as PEM files in `dir`.
@@ -209,7 +291,12 @@ fn clients_that_never_finish_the_tls_handshake_are_dropped_and_stop_no_one() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     test_ca(d);
-    config(d, &format!("api_keys = [\"{KEY}\"]\ntls = {{ cert = \"server.pem\", key = \"server.key\" }}\n[server.timeouts]\ntls_handshake_secs = 5\n"));
+    config(
+        d,
+        &format!(
+            "api_keys = [\"{KEY}\"]\ntls = {{ cert = \"server.pem\", key = \"server.key\" }}\n[server.timeouts]\ntls_handshake_secs = 5\n"
+        ),
+    );
     let server = Server::start(d);
     let addr = server.url.trim_start_matches("https://").to_string();
     let started = Instant::now();
@@ -225,7 +312,18 @@ fn clients_that_never_finish_the_tls_handshake_are_dropped_and_stop_no_one() {
         .collect();
     let ca = d.join("ca.pem");
     let asked = Instant::now();
-    let o = curl(d, &["--cacert", ca.to_str().unwrap(), "-o", "/dev/null", "-w", "%{http_code}", &format!("{}/healthz", server.url)]);
+    let o = curl(
+        d,
+        &[
+            "--cacert",
+            ca.to_str().unwrap(),
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("{}/healthz", server.url),
+        ],
+    );
     assert_eq!(stdout(&o), "200", "a real client is served while 400 handshakes hang");
     // Well under the handshake timeout: it did not wait for the stuck ones to be dropped.
     assert!(asked.elapsed() < Duration::from_secs(3), "the real client waited {:?}", asked.elapsed());
@@ -234,10 +332,17 @@ fn clients_that_never_finish_the_tls_handshake_are_dropped_and_stop_no_one() {
         let mut buf = [0u8; 64];
         // The host closes it: EOF (or a reset) rather than the read timing out.
         let r = s.read(&mut buf);
-        assert!(!matches!(&r, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)), "connection {i} was still open after {:?}", started.elapsed());
+        assert!(
+            !matches!(&r, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+            "connection {i} was still open after {:?}",
+            started.elapsed()
+        );
     }
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(4500) && took < Duration::from_secs(15), "stuck handshakes were dropped after {took:?} (timeout 5 s)");
+    assert!(
+        took >= Duration::from_millis(4500) && took < Duration::from_secs(15),
+        "stuck handshakes were dropped after {took:?} (timeout 5 s)"
+    );
 }
 
 #[test]
@@ -245,18 +350,22 @@ fn tls_with_a_test_ca_and_plain_http_refused() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     test_ca(d);
-    config(d, &format!("api_keys = [{{ env = \"TEST_API_KEY\" }}]\ntls = {{ cert = \"server.pem\", key = \"server.key\" }}\n"));
+    config(d, "api_keys = [{ env = \"TEST_API_KEY\" }]\ntls = { cert = \"server.pem\", key = \"server.key\" }\n");
     let server = Server::start_with_env(d, &[("TEST_API_KEY", KEY)]);
     assert!(server.url.starts_with("https://127.0.0.1:"), "{}", server.url);
     let ca = d.join("ca.pem");
     let ca = ca.to_str().unwrap();
     let auth = format!("Authorization: Bearer {KEY}");
     let obj = format!("{}/v1/objects/default/t.txt", server.url);
-    let (status, body) = status_and_body(&curl(d, &["--cacert", ca, "-X", "PUT", "-H", &auth, "--data-binary", "over tls", "-w", "\n%{http_code}", &obj]));
+    let (status, body) = status_and_body(&curl(
+        d,
+        &["--cacert", ca, "-X", "PUT", "-H", &auth, "--data-binary", "over tls", "-w", "\n%{http_code}", &obj],
+    ));
     assert_eq!(status, "200", "{body}");
     let (status, body) = status_and_body(&curl(d, &["--cacert", ca, "-H", &auth, "-w", "\n%{http_code}", &obj]));
     assert_eq!((status.as_str(), body.as_str()), ("200", "over tls"));
-    let (status, _) = status_and_body(&curl(d, &["--cacert", ca, "-H", "Authorization: Bearer wrong", "-w", "\n%{http_code}", &obj]));
+    let (status, _) =
+        status_and_body(&curl(d, &["--cacert", ca, "-H", "Authorization: Bearer wrong", "-w", "\n%{http_code}", &obj]));
     assert_eq!(status, "401");
     // Without the CA the certificate is not trusted; plain HTTP to the TLS port gets nothing.
     assert!(!curl(d, &[&obj]).status.success());
@@ -275,7 +384,10 @@ fn serve_refuses_plain_http_short_keys_and_missing_keys_outside_dev_mode() {
         (format!("api_keys = [\"{KEY}\"]\n"), "plain HTTP is refused outside development"),
         (format!("api_keys = [\"short\"]\n{tls}"), "api_keys[0] is shorter than 32 characters"),
         (format!("api_keys = []\n{tls}"), "api_keys is empty"),
-        (format!("api_keys = [{{ env = \"STOWAGE_TEST_UNSET_KEY\" }}]\n{tls}"), "environment variable `STOWAGE_TEST_UNSET_KEY` is not set"),
+        (
+            format!("api_keys = [{{ env = \"STOWAGE_TEST_UNSET_KEY\" }}]\n{tls}"),
+            "environment variable `STOWAGE_TEST_UNSET_KEY` is not set",
+        ),
         (format!("api_keys = [\"{KEY}\"]\ntls = {{ cert = \"missing.pem\", key = \"server.key\" }}\n"), "missing.pem"),
     ] {
         config(d, &server);
@@ -296,7 +408,12 @@ fn signed_urls_serve_until_they_expire_and_refuse_tampering() {
     let secret = "url-secret-0123456789abcdef0123456789";
     let server = Server::start_with_env(d, &[("TEST_URL_SECRET", secret)]);
     let url_for = |addr: &str, expires: &str| {
-        let o = stowage().current_dir(d).env("TEST_URL_SECRET", secret).args(["url", addr, "--expires", expires]).output().unwrap();
+        let o = stowage()
+            .current_dir(d)
+            .env("TEST_URL_SECRET", secret)
+            .args(["url", addr, "--expires", expires])
+            .output()
+            .unwrap();
         assert!(o.status.success(), "{}", stderr(&o));
         // `stowage url` names the configured listen address; the test server took a free port.
         let printed = stdout(&o).trim().to_string();
@@ -325,7 +442,8 @@ fn signed_urls_serve_until_they_expire_and_refuse_tampering() {
     let (status, _) = status_and_body(&curl(d, &["-w", "\n%{http_code}", &short]));
     assert_eq!(status, "403");
     // No URL for an object that does not exist, and none without a secret.
-    let o = stowage().current_dir(d).env("TEST_URL_SECRET", secret).args(["url", "default:missing.csv"]).output().unwrap();
+    let o =
+        stowage().current_dir(d).env("TEST_URL_SECRET", secret).args(["url", "default:missing.csv"]).output().unwrap();
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     config(d, &format!("dev_mode = true\napi_keys = [\"{KEY}\"]\n"));
     let o = run_in(d, &["url", "default:a b/f.csv"]);
@@ -344,8 +462,22 @@ fn a_resumable_upload_survives_a_dropped_connection_and_commits_once_complete() 
     let auth = format!("Authorization: Bearer {KEY}");
 
     // Open a session (with the sha256 the whole body must have).
-    let o = curl(d, &["-X", "POST", "-H", &auth, "-H", &format!("x-stowage-sha256: {sha}"), "-D", "-", "-o", "/dev/null",
-        &format!("{}/v1/uploads/default/big.bin", server.url)]);
+    let o = curl(
+        d,
+        &[
+            "-X",
+            "POST",
+            "-H",
+            &auth,
+            "-H",
+            &format!("x-stowage-sha256: {sha}"),
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            &format!("{}/v1/uploads/default/big.bin", server.url),
+        ],
+    );
     let head = stdout(&o).to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 201") && head.contains("upload-offset: 0"), "{head}");
     let location = head.lines().find_map(|l| l.strip_prefix("location: ")).unwrap().trim().to_string();
@@ -353,13 +485,31 @@ fn a_resumable_upload_survives_a_dropped_connection_and_commits_once_complete() 
 
     let offset = |d: &Path| -> u64 {
         let h = stdout(&curl(d, &["-I", "-H", &auth, &session])).to_ascii_lowercase();
-        h.lines().find_map(|l| l.strip_prefix("upload-offset: ")).unwrap_or_else(|| panic!("{h}")).trim().parse().unwrap()
+        h.lines()
+            .find_map(|l| l.strip_prefix("upload-offset: "))
+            .unwrap_or_else(|| panic!("{h}"))
+            .trim()
+            .parse()
+            .unwrap()
     };
     // The first append breaks off: the client (sending at 1 MB/s) is killed once the host has
     // taken some of it.
     let mut cut = Command::new("curl")
         .current_dir(d)
-        .args(["-sS", "-X", "PATCH", "-H", &auth, "-H", "upload-offset: 0", "--limit-rate", "1M", "--data-binary", "@big.bin", &session])
+        .args([
+            "-sS",
+            "-X",
+            "PATCH",
+            "-H",
+            &auth,
+            "-H",
+            "upload-offset: 0",
+            "--limit-rate",
+            "1M",
+            "--data-binary",
+            "@big.bin",
+            &session,
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -383,18 +533,40 @@ fn a_resumable_upload_survives_a_dropped_connection_and_commits_once_complete() 
     }
     assert!(got > 0 && got < data.len() as u64, "offset after the broken append: {got}");
     // Nothing is visible yet.
-    let (status, _) = status_and_body(&curl(d, &["-H", &auth, "-w", "\n%{http_code}", &format!("{}/v1/objects/default/big.bin", server.url)]));
+    let (status, _) = status_and_body(&curl(
+        d,
+        &["-H", &auth, "-w", "\n%{http_code}", &format!("{}/v1/objects/default/big.bin", server.url)],
+    ));
     assert_eq!(status, "404");
     // A wrong offset is refused with the right one.
-    let (status, _) = status_and_body(&curl(d, &["-X", "PATCH", "-H", &auth, "-H", "upload-offset: 1", "--data-binary", "x", "-w", "\n%{http_code}", &session]));
+    let (status, _) = status_and_body(&curl(
+        d,
+        &["-X", "PATCH", "-H", &auth, "-H", "upload-offset: 1", "--data-binary", "x", "-w", "\n%{http_code}", &session],
+    ));
     assert_eq!(status, "409");
 
     // Continue from where it stopped, then complete.
     std::fs::write(d.join("rest.bin"), &data[got as usize..]).unwrap();
-    let (status, _) = status_and_body(&curl(d, &["-X", "PATCH", "-H", &auth, "-H", &format!("upload-offset: {got}"), "--data-binary", "@rest.bin", "-w", "\n%{http_code}", &session]));
+    let (status, _) = status_and_body(&curl(
+        d,
+        &[
+            "-X",
+            "PATCH",
+            "-H",
+            &auth,
+            "-H",
+            &format!("upload-offset: {got}"),
+            "--data-binary",
+            "@rest.bin",
+            "-w",
+            "\n%{http_code}",
+            &session,
+        ],
+    ));
     assert_eq!(status, "204");
     assert_eq!(offset(d), data.len() as u64);
-    let (status, body) = status_and_body(&curl(d, &["-X", "POST", "-H", &auth, "-w", "\n%{http_code}", &format!("{session}/complete")]));
+    let (status, body) =
+        status_and_body(&curl(d, &["-X", "POST", "-H", &auth, "-w", "\n%{http_code}", &format!("{session}/complete")]));
     assert_eq!(status, "200", "{body}");
     let info: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(info["sha256"].as_str(), Some(sha.as_str()));
@@ -424,7 +596,22 @@ fn one_gib_goes_through_the_api_with_bounded_server_memory() {
     let server = Server::start(d);
     let auth = format!("Authorization: Bearer {KEY}");
     let obj = format!("{}/v1/objects/default/big.bin", server.url);
-    let (status, body) = status_and_body(&curl(d, &["-X", "PUT", "-H", &auth, "-H", &format!("x-stowage-sha256: {want}"), "-T", "big.bin", "-w", "\n%{http_code}", &obj]));
+    let (status, body) = status_and_body(&curl(
+        d,
+        &[
+            "-X",
+            "PUT",
+            "-H",
+            &auth,
+            "-H",
+            &format!("x-stowage-sha256: {want}"),
+            "-T",
+            "big.bin",
+            "-w",
+            "\n%{http_code}",
+            &obj,
+        ],
+    ));
     assert_eq!(status, "200", "{body}");
     std::fs::remove_file(d.join("big.bin")).unwrap();
     let (status, _) = status_and_body(&curl(d, &["-H", &auth, "-o", "back.bin", "-w", "\n%{http_code}", &obj]));

@@ -77,7 +77,13 @@ fn verify_names_the_signer_or_the_exact_reason() {
     let o = run_in(d, &["plugin", "inspect", "--capabilities", "good.wasm"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    for want in ["world: driver", "export: stowage:storage/store@0.3.0", "import: wasi:filesystem/preopens@0.2", &format!("signature: key {id} (embedded)"), "capabilities: range-reads, create-only"] {
+    for want in [
+        "world: driver",
+        "export: stowage:storage/store@0.3.0",
+        "import: wasi:filesystem/preopens@0.2",
+        &format!("signature: key {id} (embedded)"),
+        "capabilities: range-reads, create-only",
+    ] {
         assert!(out.contains(want), "inspect lacks {want:?}: {out}");
     }
 }
@@ -124,7 +130,8 @@ fn pins_and_allow_unsigned() {
     let sha = stowage_tests::sha256_file(&d.join("good.wasm"));
     let pinned = |pin: &str| {
         let c = config(d, "./good.wasm", "");
-        let text = std::fs::read_to_string(d.join(&c)).unwrap().replace("grant =", &format!("pin = {{ {pin} }}\ngrant ="));
+        let text =
+            std::fs::read_to_string(d.join(&c)).unwrap().replace("grant =", &format!("pin = {{ {pin} }}\ngrant ="));
         std::fs::write(d.join(&c), text).unwrap();
         run_in(d, &["--config", &c, "ls", "default:"])
     };
@@ -132,7 +139,11 @@ fn pins_and_allow_unsigned() {
     let o = pinned(&format!("sha256 = \"{}\"", "0".repeat(64)));
     assert!(!o.status.success() && stderr(&o).contains("pin mismatch: config pins sha256"), "{}", stderr(&o));
     let o = pinned("key_id = \"0123456789abcdef\"");
-    assert!(!o.status.success() && stderr(&o).contains("pin mismatch: config pins key 0123456789abcdef"), "{}", stderr(&o));
+    assert!(
+        !o.status.success() && stderr(&o).contains("pin mismatch: config pins key 0123456789abcdef"),
+        "{}",
+        stderr(&o)
+    );
 
     let c = config(d, "./unsigned.wasm", "allow_unsigned = true");
     let o = run_in(d, &["--config", &c, "ls", "default:"]);

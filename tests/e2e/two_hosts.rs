@@ -42,7 +42,10 @@ fn web_config(dir: &Path, url: &str, grant_extra: &str, config_extra: &str, serv
 /// A services host over HTTPS with a fresh test CA (`ca.pem` in `dir`).
 fn tls_services(dir: &Path) -> Server {
     test_ca(dir);
-    services_config(dir, &format!("api_keys = [{{ env = \"{KEY_ENV}\" }}]\ntls = {{ cert = \"server.pem\", key = \"server.key\" }}\n"));
+    services_config(
+        dir,
+        &format!("api_keys = [{{ env = \"{KEY_ENV}\" }}]\ntls = {{ cert = \"server.pem\", key = \"server.key\" }}\n"),
+    );
     Server::start_with_env(dir, &[(KEY_ENV, KEY)])
 }
 
@@ -57,13 +60,27 @@ fn the_driver_conformance_suite_passes_from_a_web_host_to_a_services_host_over_t
     let server = tls_services(services.path());
     let web = tempfile::tempdir().unwrap();
     let w = web.path();
-    std::fs::write(w.join("table.toml"), format!("endpoint = \"{}\"\nname = \"default\"\nbackoff_ms = 50\n", server.url)).unwrap();
+    std::fs::write(
+        w.join("table.toml"),
+        format!("endpoint = \"{}\"\nname = \"default\"\nbackoff_ms = 50\n", server.url),
+    )
+    .unwrap();
     let ca = services.path().join("ca.pem");
     let plugin_test = |extra: &[&str]| {
         stowage()
             .current_dir(w)
             .env(KEY_ENV, KEY)
-            .args(["plugin", "test", "remote", "--config", "table.toml", "--grant-endpoint", &server.url, "--grant-api-key-env", KEY_ENV])
+            .args([
+                "plugin",
+                "test",
+                "remote",
+                "--config",
+                "table.toml",
+                "--grant-endpoint",
+                &server.url,
+                "--grant-api-key-env",
+                KEY_ENV,
+            ])
             .args(extra)
             .output()
             .unwrap()
@@ -77,15 +94,25 @@ fn the_driver_conformance_suite_passes_from_a_web_host_to_a_services_host_over_t
     assert_eq!(out.lines().filter(|l| l.starts_with("PASS ")).count(), all, "{out}");
     // The suite's writes went through the services host's own pipeline: its ledger recorded
     // them, under the suite's scope.
-    let entries = stowage_runtime::ledger::Ledger::open(&services.path().join("ledger.sqlite"), Default::default()).unwrap().entries().unwrap();
-    let created = entries.iter().filter(|e| e.record.action == "file_created" && e.record.path.starts_with("stowage-conformance-")).count();
+    let entries = stowage_runtime::ledger::Ledger::open(&services.path().join("ledger.sqlite"), Default::default())
+        .unwrap()
+        .entries()
+        .unwrap();
+    let created = entries
+        .iter()
+        .filter(|e| e.record.action == "file_created" && e.record.path.starts_with("stowage-conformance-"))
+        .count();
     assert!(created >= 10, "the services host recorded {created} writes of the suite");
 
     // Without the test CA the services host's certificate is not trusted: a clear failure
     // that names the fix, not a retry loop and not a silent downgrade.
     let o = plugin_test(&[]);
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
-    assert!(stdout(&o).contains("certificate is not trusted") && stdout(&o).contains("grant.ca_file"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("certificate is not trusted") && stdout(&o).contains("grant.ca_file"),
+        "{}",
+        stdout(&o)
+    );
     assert!(!stdout(&o).contains("attempts"), "an untrusted certificate was retried: {}", stdout(&o));
 }
 
@@ -107,7 +134,8 @@ fn wrong_or_missing_keys_are_refused_and_plain_http_needs_dev_mode() {
     let o = stowage().current_dir(w).env(KEY_ENV, KEY).args(["get", "default:notes/f.txt"]).output().unwrap();
     assert_eq!((o.status.success(), stdout(&o).as_str()), (true, "hello"), "{}", stderr(&o));
     // A `name` the services host does not have is a configuration error, not "not found".
-    let text = std::fs::read_to_string(w.join("stowage.toml")).unwrap().replace("name = \"default\"", "name = \"nope\"");
+    let text =
+        std::fs::read_to_string(w.join("stowage.toml")).unwrap().replace("name = \"default\"", "name = \"nope\"");
     std::fs::write(w.join("stowage.toml"), text).unwrap();
     let o = stowage().current_dir(w).env(KEY_ENV, KEY).args(["stat", "default:notes/f.txt"]).output().unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
@@ -115,7 +143,10 @@ fn wrong_or_missing_keys_are_refused_and_plain_http_needs_dev_mode() {
 
     // A wrong key and no key: 401 from the services host, a denial here, and the key never in
     // the message.
-    for (grant, env) in [(format!(", api_key = {{ env = \"{KEY_ENV}\" }}{ca_grant}"), "wrong-key-0123456789abcdef0123456789abcdef"), (ca_grant.clone(), KEY)] {
+    for (grant, env) in [
+        (format!(", api_key = {{ env = \"{KEY_ENV}\" }}{ca_grant}"), "wrong-key-0123456789abcdef0123456789abcdef"),
+        (ca_grant.clone(), KEY),
+    ] {
         web_config(w, &server.url, &grant, "", "");
         let o = stowage().current_dir(w).env(KEY_ENV, env).args(["get", "default:notes/f.txt"]).output().unwrap();
         assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
@@ -169,14 +200,36 @@ fn a_services_host_that_is_down_gives_a_clear_retryable_error_not_a_hang() {
     let started = Instant::now();
     let o = run_in(w, &["put", "default:f.txt", "f.txt"]);
     assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
-    assert!(stderr(&o).contains("cannot reach the services host") && stderr(&o).contains("after 3 attempts"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot reach the services host") && stderr(&o).contains("after 3 attempts"),
+        "{}",
+        stderr(&o)
+    );
     assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
 
     // Through the web host's own API: 503 with Retry-After.
     let web_server = Server::start(w);
-    let o = curl(w, &["-X", "PUT", "-H", &format!("Authorization: Bearer {WEB_KEY}"), "--data-binary", "x", "-D", "-", &format!("{}/v1/objects/default/f.txt", web_server.url)]);
+    let o = curl(
+        w,
+        &[
+            "-X",
+            "PUT",
+            "-H",
+            &format!("Authorization: Bearer {WEB_KEY}"),
+            "--data-binary",
+            "x",
+            "-D",
+            "-",
+            &format!("{}/v1/objects/default/f.txt", web_server.url),
+        ],
+    );
     let text = stdout(&o).to_ascii_lowercase();
-    assert!(text.starts_with("http/1.1 503") && text.lines().any(|l| l.trim_end() == "retry-after: 1") && text.contains("cannot reach the services host"), "{text}");
+    assert!(
+        text.starts_with("http/1.1 503")
+            && text.lines().any(|l| l.trim_end() == "retry-after: 1")
+            && text.contains("cannot reach the services host"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -190,7 +243,11 @@ fn a_services_host_that_accepts_but_never_answers_gives_a_retryable_error_in_bou
     let started = Instant::now();
     let o = run_in(w, &["stat", "default:f.txt"]);
     assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
-    assert!(stderr(&o).contains("cannot reach the services host") && stderr(&o).contains("after 2 attempts"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot reach the services host") && stderr(&o).contains("after 2 attempts"),
+        "{}",
+        stderr(&o)
+    );
     assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
     drop(silent);
 }
@@ -214,7 +271,13 @@ fn one_gib_streams_through_a_web_host_that_keeps_nothing_on_disk() {
     let w = web.path();
     let web_tmp = w.join("tmp");
     std::fs::create_dir(&web_tmp).unwrap();
-    web_config(w, &server.url, &format!(", api_key = {{ env = \"{KEY_ENV}\" }}"), "", &format!("dev_mode = true\napi_keys = [\"{WEB_KEY}\"]\n"));
+    web_config(
+        w,
+        &server.url,
+        &format!(", api_key = {{ env = \"{KEY_ENV}\" }}"),
+        "",
+        &format!("dev_mode = true\napi_keys = [\"{WEB_KEY}\"]\n"),
+    );
     let client = tempfile::tempdir().unwrap();
     let c = client.path();
     let want = stowage_tests::write_big_file(&c.join("big.bin"), 1024);
@@ -242,7 +305,24 @@ fn one_gib_streams_through_a_web_host_that_keeps_nothing_on_disk() {
     };
     let auth = format!("Authorization: Bearer {WEB_KEY}");
     let obj = format!("{}/v1/objects/submission/big.bin", web_server.url);
-    let o = curl(c, &["--max-time", "300", "-X", "PUT", "-H", &auth, "-H", "x-stowage-cohort: VACS", "-T", "big.bin", "-w", "\n%{http_code}", &obj]);
+    let o = curl(
+        c,
+        &[
+            "--max-time",
+            "300",
+            "-X",
+            "PUT",
+            "-H",
+            &auth,
+            "-H",
+            "x-stowage-cohort: VACS",
+            "-T",
+            "big.bin",
+            "-w",
+            "\n%{http_code}",
+            &obj,
+        ],
+    );
     done.store(true, Ordering::Release);
     watcher.join().unwrap();
     let (status, body) = status_and_body(&o);
@@ -259,7 +339,8 @@ fn one_gib_streams_through_a_web_host_that_keeps_nothing_on_disk() {
     std::fs::remove_file(c.join("big.bin")).unwrap();
 
     // And back through the web host.
-    let (status, _) = status_and_body(&curl(c, &["--max-time", "300", "-H", &auth, "-o", "back.bin", "-w", "\n%{http_code}", &obj]));
+    let (status, _) =
+        status_and_body(&curl(c, &["--max-time", "300", "-H", &auth, "-o", "back.bin", "-w", "\n%{http_code}", &obj]));
     assert_eq!(status, "200");
     assert_eq!(stowage_tests::sha256_file(&c.join("back.bin")), want);
     let peak = peak_rss(web_server.child.id());
@@ -267,10 +348,18 @@ fn one_gib_streams_through_a_web_host_that_keeps_nothing_on_disk() {
     assert!(peak < 150 << 20, "the web host peaked at {} MiB", peak >> 20);
 
     // Both ledgers recorded the upload under one request id, each from its own side.
-    let web_ledger = stowage_runtime::ledger::Ledger::open(&w.join("ledger.sqlite"), Default::default()).unwrap().entries().unwrap();
-    let services_ledger = stowage_runtime::ledger::Ledger::open(&services.path().join("ledger.sqlite"), Default::default()).unwrap().entries().unwrap();
+    let web_ledger =
+        stowage_runtime::ledger::Ledger::open(&w.join("ledger.sqlite"), Default::default()).unwrap().entries().unwrap();
+    let services_ledger =
+        stowage_runtime::ledger::Ledger::open(&services.path().join("ledger.sqlite"), Default::default())
+            .unwrap()
+            .entries()
+            .unwrap();
     let created = |entries: &[stowage_runtime::ledger::Entry]| {
-        entries.iter().find(|e| e.record.action == "file_created" && e.record.path == "big.bin").map(|e| (e.record.request_id.clone(), e.record.cohort.clone()))
+        entries
+            .iter()
+            .find(|e| e.record.action == "file_created" && e.record.path == "big.bin")
+            .map(|e| (e.record.request_id.clone(), e.record.cohort.clone()))
     };
     let (web_id, web_cohort) = created(&web_ledger).expect("the web host's ledger has the upload");
     let (services_id, services_cohort) = created(&services_ledger).expect("the services host's ledger has the upload");
@@ -368,7 +457,13 @@ fn kill_9_of_the_services_host_mid_upload_fails_retryably_and_a_retry_completes(
     let mut server = Server::start_on(s, &[], &listen);
     let web = tempfile::tempdir().unwrap();
     let w = web.path();
-    web_config(w, &server.url, &format!(", api_key = {{ env = \"{KEY_ENV}\" }}"), ", max_attempts = 3", &format!("dev_mode = true\napi_keys = [\"{WEB_KEY}\"]\n"));
+    web_config(
+        w,
+        &server.url,
+        &format!(", api_key = {{ env = \"{KEY_ENV}\" }}"),
+        ", max_attempts = 3",
+        &format!("dev_mode = true\napi_keys = [\"{WEB_KEY}\"]\n"),
+    );
     let web_server = Server::start_with_env(w, &[(KEY_ENV, KEY)]);
     let client = tempfile::tempdir().unwrap();
     let c = client.path();
@@ -381,7 +476,22 @@ fn kill_9_of_the_services_host_mid_upload_fails_retryably_and_a_retry_completes(
     // The upload, in the background, with a bounded rate so that it is surely in flight.
     let upload = std::process::Command::new("curl")
         .current_dir(c)
-        .args(["-sS", "--max-time", "300", "--limit-rate", "200M", "-X", "PUT", "-H", &auth, "-T", "big.bin", "-w", "\n%{http_code}", &obj])
+        .args([
+            "-sS",
+            "--max-time",
+            "300",
+            "--limit-rate",
+            "200M",
+            "-X",
+            "PUT",
+            "-H",
+            &auth,
+            "-T",
+            "big.bin",
+            "-w",
+            "\n%{http_code}",
+            &obj,
+        ])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -389,7 +499,8 @@ fn kill_9_of_the_services_host_mid_upload_fails_retryably_and_a_retry_completes(
     // the while that no object is visible there.
     let started = Instant::now();
     loop {
-        let (status, _) = status_and_body(&curl(c, &["-I", "-H", &services_auth, "-w", "\n%{http_code}", &services_obj]));
+        let (status, _) =
+            status_and_body(&curl(c, &["-I", "-H", &services_auth, "-w", "\n%{http_code}", &services_obj]));
         assert!(status.ends_with("404"), "a partial object was visible on the services host: {status}");
         if bytes_under(&s.join("data")) > 100 << 20 {
             break;
@@ -413,7 +524,10 @@ fn kill_9_of_the_services_host_mid_upload_fails_retryably_and_a_retry_completes(
     assert!(status.ends_with("404"), "{status}");
 
     // The client sends it again: it completes, whole.
-    let (status, body) = status_and_body(&curl(c, &["--max-time", "300", "-X", "PUT", "-H", &auth, "-T", "big.bin", "-w", "\n%{http_code}", &obj]));
+    let (status, body) = status_and_body(&curl(
+        c,
+        &["--max-time", "300", "-X", "PUT", "-H", &auth, "-T", "big.bin", "-w", "\n%{http_code}", &obj],
+    ));
     assert_eq!(status, "200", "{body}");
     assert_eq!(stowage_tests::sha256_file(&s.join("data/big.bin")), want);
     drop(server);
@@ -443,8 +557,16 @@ fn a_services_host_that_stops_reading_fails_the_upload_retryably_in_time_and_the
     let web = tempfile::tempdir().unwrap();
     let w = web.path();
     // The remote driver would wait for an answer up to 60 s; the host bounds each call at 3 s.
-    web_config(w, &url, "", ", timeout_ms = 60000, retry_budget_ms = 60000, max_attempts = 1", &format!("dev_mode = true\napi_keys = [\"{WEB_KEY}\"]\n"));
-    let text = std::fs::read_to_string(w.join("stowage.toml")).unwrap().replace("config = {", "limits = { call_timeout_ms = 3000 }\nconfig = {");
+    web_config(
+        w,
+        &url,
+        "",
+        ", timeout_ms = 60000, retry_budget_ms = 60000, max_attempts = 1",
+        &format!("dev_mode = true\napi_keys = [\"{WEB_KEY}\"]\n"),
+    );
+    let text = std::fs::read_to_string(w.join("stowage.toml"))
+        .unwrap()
+        .replace("config = {", "limits = { call_timeout_ms = 3000 }\nconfig = {");
     std::fs::write(w.join("stowage.toml"), text).unwrap();
     let web_server = Server::start(w);
     std::fs::write(w.join("big.bin"), vec![9u8; 6 << 20]).unwrap();
@@ -453,7 +575,24 @@ fn a_services_host_that_stops_reading_fails_the_upload_retryably_in_time_and_the
         let (auth, obj, w) = (auth.clone(), format!("{}/v1/objects/default/big.bin", web_server.url), w.to_path_buf());
         std::thread::spawn(move || {
             let started = Instant::now();
-            let o = curl(&w, &["-X", "PUT", "-H", &auth, "-H", "Expect:", "--data-binary", "@big.bin", "-D", "-", "-o", "/dev/null", &obj]);
+            let o = curl(
+                &w,
+                &[
+                    "-X",
+                    "PUT",
+                    "-H",
+                    &auth,
+                    "-H",
+                    "Expect:",
+                    "--data-binary",
+                    "@big.bin",
+                    "-D",
+                    "-",
+                    "-o",
+                    "/dev/null",
+                    &obj,
+                ],
+            );
             (stdout(&o).to_ascii_lowercase(), started.elapsed())
         })
     };
@@ -463,8 +602,13 @@ fn a_services_host_that_stops_reading_fails_the_upload_retryably_in_time_and_the
         let started = Instant::now();
         let o = curl(w, &["-o", "/dev/null", "-w", "%{http_code}", &format!("{}/healthz", web_server.url)]);
         assert_eq!(stdout(&o), "200");
-        assert!(started.elapsed() < Duration::from_secs(1), "healthz took {:?} while an upload was stuck", started.elapsed());
-        let o = curl(w, &["-H", &auth, "-o", "/dev/null", "-w", "%{http_code}", &format!("{}/metrics", web_server.url)]);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "healthz took {:?} while an upload was stuck",
+            started.elapsed()
+        );
+        let o =
+            curl(w, &["-H", &auth, "-o", "/dev/null", "-w", "%{http_code}", &format!("{}/metrics", web_server.url)]);
         assert_eq!(stdout(&o), "200");
     }
     let (head, took) = upload.join().unwrap();

@@ -1,5 +1,6 @@
 //! Support for Stowage's end-to-end tests and benchmarks: fixture plugins, disks on temporary
 //! directories, test data, and measuring a child process's peak memory.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test support: a failed set-up is a failed test")]
 
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;

@@ -48,7 +48,8 @@ pub fn native_client(server: &S3Server, secret_key: Option<&str>) -> aws_sdk_s3:
 /// The native client's config for the test server, with `secret_key` in place of the real one
 /// when given.
 fn native_config(server: &S3Server, secret_key: Option<&str>) -> aws_sdk_s3::config::Builder {
-    let credentials = Credentials::new(&server.access_key, secret_key.unwrap_or(&server.secret_key), None, None, "test");
+    let credentials =
+        Credentials::new(&server.access_key, secret_key.unwrap_or(&server.secret_key), None, None, "test");
     aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
@@ -91,10 +92,7 @@ pub fn driver_config(server: &S3Server, bucket: &str, secret_key: Option<&str>) 
 /// A disk served by the bundled s3 driver with `config`, granted the test server's endpoint.
 pub fn s3_disk(engine: &PluginEngine, server: &S3Server, config: Vec<(String, String)>) -> Disk {
     let bytes = stowage_bundled::get("s3").expect("s3 is bundled");
-    let grants = Grants {
-        outbound: Some(Outbound::to(&server.endpoint).expect("test endpoint")),
-        config,
-        ..Grants::default()
-    };
+    let grants =
+        Grants { outbound: Some(Outbound::to(&server.endpoint).expect("test endpoint")), config, ..Grants::default() };
     Disk::load(engine, "s3", bytes, grants, Limits::default()).expect("s3 driver loads")
 }

@@ -39,7 +39,9 @@ pub fn code_for(e: &anyhow::Error) -> u8 {
             StorageError::Unavailable { .. } => UNAVAILABLE,
             StorageError::PluginFault { .. } => PLUGIN_FAULT,
             StorageError::AuditUnavailable(_) => AUDIT,
-            StorageError::TooLarge { .. } | StorageError::QuotaExceeded { .. } | StorageError::NoSpace { .. } => NO_SPACE,
+            StorageError::TooLarge { .. } | StorageError::QuotaExceeded { .. } | StorageError::NoSpace { .. } => {
+                NO_SPACE
+            }
         };
     }
     if e.downcast_ref::<crate::cmd::plugin::VerifyFailed>().is_some() {
@@ -56,7 +58,9 @@ pub fn code_for(e: &anyhow::Error) -> u8 {
     if let Some(StartError::Config(_) | StartError::Wiring { .. }) = e.downcast_ref::<StartError>() {
         return INVALID;
     }
-    if e.downcast_ref::<stowage_runtime::ConfigError>().is_some() || e.downcast_ref::<stowage_server::SettingsError>().is_some() {
+    if e.downcast_ref::<stowage_runtime::ConfigError>().is_some()
+        || e.downcast_ref::<stowage_server::SettingsError>().is_some()
+    {
         return INVALID;
     }
     FAILURE

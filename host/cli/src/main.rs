@@ -99,9 +99,8 @@ fn main() -> ExitCode {
     };
     // `plugin test --config TABLE.toml` names the plugin's config table; STOWAGE_CONFIG (a
     // host config) must not be taken for one.
-    let config_flag = (matches.value_source("config") == Some(ValueSource::CommandLine))
-        .then(|| cli.config.clone())
-        .flatten();
+    let config_flag =
+        (matches.value_source("config") == Some(ValueSource::CommandLine)).then(|| cli.config.clone()).flatten();
     init_tracing();
     let mut req_meta = cli.req_meta;
     if let Some(cohort) = cli.cohort {
@@ -111,11 +110,7 @@ fn main() -> ExitCode {
         req_meta.push(("purpose".into(), purpose));
     }
     cmd::set_identity(cli.actor, req_meta);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("stowage: cannot start the async runtime: {e}");
@@ -162,9 +157,7 @@ fn main() -> ExitCode {
 /// Logs on stderr: `STOWAGE_LOG` (or `RUST_LOG`) filters them; `STOWAGE_LOG_FORMAT=json` makes
 /// each one a JSON object, with the fields of the spans it happened in (a request's `id`).
 fn init_tracing() {
-    let filter = std::env::var("STOWAGE_LOG")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "warn".into());
+    let filter = std::env::var("STOWAGE_LOG").or_else(|_| std::env::var("RUST_LOG")).unwrap_or_else(|_| "warn".into());
     let logs = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)

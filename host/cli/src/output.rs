@@ -38,7 +38,8 @@ impl Output {
             Ok(meta) if meta.is_dir() => bail!("{} is a directory", path.display()),
             Ok(meta) if meta.is_file() && !names_a_descriptor(path) => {
                 // The real file (through any symlinks) is the one replaced; the links stay.
-                let target = std::fs::canonicalize(path).with_context(|| format!("cannot resolve {}", path.display()))?;
+                let target =
+                    std::fs::canonicalize(path).with_context(|| format!("cannot resolve {}", path.display()))?;
                 replace(&target, Some(&meta))
             }
             Ok(_) => {
@@ -78,11 +79,8 @@ impl Output {
     pub fn finish(self) -> anyhow::Result<()> {
         match self {
             Output::Replace { tmp, target } => {
-                tmp.as_file()
-                    .sync_all()
-                    .with_context(|| format!("writing {}", target.display()))?;
-                tmp.persist(&target)
-                    .map_err(|e| anyhow!("cannot write {}: {}", target.display(), e.error))?;
+                tmp.as_file().sync_all().with_context(|| format!("writing {}", target.display()))?;
+                tmp.persist(&target).map_err(|e| anyhow!("cannot write {}: {}", target.display(), e.error))?;
                 Ok(())
             }
             Output::InPlace { mut file, target } => {

@@ -15,9 +15,8 @@ pub fn bar(total: Option<u64>) -> ProgressBar {
     match total {
         Some(total) => {
             let bar = ProgressBar::new(total);
-            if let Ok(style) = ProgressStyle::with_template(
-                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-            ) {
+            if let Ok(style) = ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            {
                 bar.set_style(style);
             }
             bar

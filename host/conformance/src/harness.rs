@@ -2,9 +2,7 @@
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
-use stowage_runtime::{
-    ByteRange, Capabilities, Disk, ObjectInfo, RequestContext, Role, StorageError, WriteOptions,
-};
+use stowage_runtime::{ByteRange, Capabilities, Disk, ObjectInfo, RequestContext, Role, StorageError, WriteOptions};
 
 /// The disk under test, scoped to one check.
 pub struct Harness {

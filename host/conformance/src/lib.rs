@@ -132,9 +132,7 @@ pub async fn run(disk: &Disk, scope: &str) -> Report {
     let caps = match disk.capabilities().await {
         Ok(caps) => caps,
         Err(e) => {
-            return Report {
-                results: vec![("capabilities", Outcome::Fail(format!("get-capabilities failed: {e}")))],
-            };
+            return Report { results: vec![("capabilities", Outcome::Fail(format!("get-capabilities failed: {e}")))] };
         }
     };
     let mut report = Report::default();

@@ -107,14 +107,18 @@ fn context(role: Role, request_id: String) -> RequestContext {
 }
 
 fn request(operation: Operation, ctx: RequestContext, path: &str) -> OperationRequest {
-    OperationRequest { operation, ctx, path: path.into(), content_type: None, object_metadata: Vec::new(), expires_in_secs: None }
+    OperationRequest {
+        operation,
+        ctx,
+        path: path.into(),
+        content_type: None,
+        object_metadata: Vec::new(),
+        expires_in_secs: None,
+    }
 }
 
 async fn decide(policy: &Policy, r: &OperationRequest, what: &str) -> Result<Decision, String> {
-    policy
-        .decide(r)
-        .await
-        .map_err(|e| format!("`check` on {} ({what}) failed instead of answering: {e}", r.operation))
+    policy.decide(r).await.map_err(|e| format!("`check` on {} ({what}) failed instead of answering: {e}", r.operation))
 }
 
 async fn answers_every_operation(policy: &Policy, checks: OperationSet, ids: &mut Calls<'_>) -> Result<(), String> {
@@ -143,7 +147,8 @@ async fn odd_input(policy: &Policy, checks: OperationSet, ids: &mut Calls<'_>) -
             request(Operation::Put, ctx, "a")
         }),
         ("an empty request id and disk", {
-            let ctx = RequestContext { request_id: String::new(), disk: String::new(), driver: String::new(), ..base() };
+            let ctx =
+                RequestContext { request_id: String::new(), disk: String::new(), driver: String::new(), ..base() };
             request(Operation::Delete, ctx, "a")
         }),
         ("NUL and control characters in metadata", {
@@ -202,7 +207,18 @@ async fn observes_every_outcome(policy: &Policy, observes: OperationSet, ids: &m
         for (i, e) in failures.iter().enumerate() {
             let id = format!("conformance-observe-{op}-err{i}");
             let r = OperationRequest { ctx: context(Role::Services, id.clone()), ..r.clone() };
-            outcomes.push((Phase::After, OperationOutcome { error: Some(e.clone()), size: None, sha256: None, items: None, url_id: None, duration: Duration::ZERO, request: r }));
+            outcomes.push((
+                Phase::After,
+                OperationOutcome {
+                    error: Some(e.clone()),
+                    size: None,
+                    sha256: None,
+                    items: None,
+                    url_id: None,
+                    duration: Duration::ZERO,
+                    request: r,
+                },
+            ));
         }
         for (phase, o) in &outcomes {
             if let Err(e) = policy.tell(o, *phase).await {

@@ -53,7 +53,10 @@ impl Checkpoint {
         let bad = |what: &str| NoteError::Malformed(format!("checkpoint: {what}"));
         let mut lines = text.lines();
         let origin = lines.next().filter(|l| !l.is_empty()).ok_or_else(|| bad("no origin line"))?.to_string();
-        let size = lines.next().and_then(|l| l.parse::<u64>().ok()).ok_or_else(|| bad("the second line is not a tree size"))?;
+        let size = lines
+            .next()
+            .and_then(|l| l.parse::<u64>().ok())
+            .ok_or_else(|| bad("the second line is not a tree size"))?;
         let root: Hash = lines
             .next()
             .and_then(|l| B64.decode(l).ok())
@@ -99,7 +102,10 @@ pub fn parse_all(text: &str, trusted: &[VerifierKey]) -> Result<Vec<SignedCheckp
     for (i, note) in split_notes(text).into_iter().enumerate() {
         let parsed = Note::parse(note).map_err(|e| NoteError::Malformed(format!("checkpoint {}: {e}", i + 1)))?;
         let body = parsed.verify(trusted).map_err(|e| NoteError::Unverified(format!("checkpoint {}: {e}", i + 1)))?;
-        out.push(SignedCheckpoint { checkpoint: Checkpoint::parse_text(body)?, note: format!("{}\n", note.trim_end()) });
+        out.push(SignedCheckpoint {
+            checkpoint: Checkpoint::parse_text(body)?,
+            note: format!("{}\n", note.trim_end()),
+        });
     }
     Ok(out)
 }
@@ -148,7 +154,8 @@ pub fn load_or_create_key(path: &Path, name: &str) -> Result<SignerKey, String> 
         Ok(text) => SignerKey::parse(&text).map_err(|e| format!("host key {}: {e}", path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = SignerKey::generate(name).map_err(|e| e.to_string())?;
-            write_private(path, &format!("{}\n", key.to_text())).map_err(|e| format!("cannot create host key {}: {e}", path.display()))?;
+            write_private(path, &format!("{}\n", key.to_text()))
+                .map_err(|e| format!("cannot create host key {}: {e}", path.display()))?;
             let public = public_key_path(path);
             std::fs::write(&public, format!("{}\n", key.verifier().to_text()))
                 .map_err(|e| format!("cannot write {}: {e}", public.display()))?;
@@ -180,20 +187,31 @@ pub(crate) struct Due {
     pub(crate) chain: String,
 }
 
+/// A checkpoint that is due, with where to answer whoever asked for it (if anyone did).
+pub(crate) type DueRequest = (Due, Option<std::sync::mpsc::Sender<Result<SignedCheckpoint, String>>>);
+
 /// The checkpointer thread: signs what the committer sends, appends it to the file, and
 /// publishes it.
 pub(crate) fn run(
     policy: CheckpointPolicy,
     key: SignerKey,
-    due: Receiver<(Due, Option<std::sync::mpsc::Sender<Result<SignedCheckpoint, String>>>)>,
+    due: Receiver<DueRequest>,
     published: tokio::sync::watch::Sender<Option<SignedCheckpoint>>,
 ) {
     while let Ok((d, reply)) = due.recv() {
-        let checkpoint = Checkpoint { origin: policy.origin.clone(), size: d.size, root: d.root, chain: d.chain, time: crate::now_ms() / 1000 };
+        let checkpoint = Checkpoint {
+            origin: policy.origin.clone(),
+            size: d.size,
+            root: d.root,
+            chain: d.chain,
+            time: crate::now_ms() / 1000,
+        };
         let result = checkpoint
             .sign(&key)
             .map_err(|e| e.to_string())
-            .and_then(|note| append_file(&policy.file, &note).map(|()| note).map_err(|e| format!("{}: {e}", policy.file.display())))
+            .and_then(|note| {
+                append_file(&policy.file, &note).map(|()| note).map_err(|e| format!("{}: {e}", policy.file.display()))
+            })
             .map(|note| SignedCheckpoint { checkpoint, note });
         match &result {
             Ok(signed) => {
@@ -215,12 +233,19 @@ mod tests {
     #[test]
     fn a_checkpoint_round_trips_through_its_signed_note_and_a_forged_one_is_refused() {
         let key = SignerKey::generate("stowage-ledger").unwrap();
-        let c = Checkpoint { origin: "stowage-ledger".into(), size: 1000, root: [7; 32], chain: "ab".repeat(32), time: 1_700_000_000 };
+        let c = Checkpoint {
+            origin: "stowage-ledger".into(),
+            size: 1000,
+            root: [7; 32],
+            chain: "ab".repeat(32),
+            time: 1_700_000_000,
+        };
         let note = c.sign(&key).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("checkpoints");
         append_file(&file, &note).unwrap();
-        let forged = Checkpoint { size: 999, ..c.clone() }.sign(&SignerKey::generate("stowage-ledger").unwrap()).unwrap();
+        let forged =
+            Checkpoint { size: 999, ..c.clone() }.sign(&SignerKey::generate("stowage-ledger").unwrap()).unwrap();
         let read = read_file(&file, &[key.verifier()]).unwrap();
         assert_eq!(read.iter().map(|s| &s.checkpoint).collect::<Vec<_>>(), vec![&c]);
         append_file(&file, &forged).unwrap();
@@ -254,11 +279,10 @@ mod tests {
                 let at = at.index(chars.len());
                 chars.splice(at..at + 1, with.chars());
                 let changed: String = chars.into_iter().collect();
-                if changed != note {
-                    match parse_all(&changed, &[key.verifier()]) {
-                        Ok(read) => prop_assert!(read.iter().all(|r| r.checkpoint == c), "a changed note verified as another checkpoint:\n{changed}"),
-                        Err(_) => {}
-                    }
+                if changed != note
+                    && let Ok(read) = parse_all(&changed, &[key.verifier()])
+                {
+                    prop_assert!(read.iter().all(|r| r.checkpoint == c), "a changed note verified as another checkpoint:\n{changed}");
                 }
             }
 

@@ -42,7 +42,10 @@ pub(crate) enum Job {
 
 impl Job {
     /// An append of `record`.
-    pub(crate) fn append(record: &Record, reply: Option<oneshot::Sender<Result<u64, LedgerError>>>) -> Result<Job, LedgerError> {
+    pub(crate) fn append(
+        record: &Record,
+        reply: Option<oneshot::Sender<Result<u64, LedgerError>>>,
+    ) -> Result<Job, LedgerError> {
         let body = serde_json::to_string(record).map_err(|e| LedgerError::Record { index: 0, error: e.to_string() })?;
         Ok(Job::Append { body, intent: record.intent.is_some(), settles: record.settles.clone(), reply })
     }
@@ -99,7 +102,9 @@ fn run(mut s: Start, rx: Receiver<Job>) {
         loop {
             while let Some(job) = next.take() {
                 match job {
-                    Job::Append { body, intent, settles, reply } => batch.push(Appended { body, intent, settles, reply }),
+                    Job::Append { body, intent, settles, reply } => {
+                        batch.push(Appended { body, intent, settles, reply })
+                    }
                     Job::Checkpoint(reply) => checkpoints.push(reply),
                 }
                 if batch.len() < MAX_BATCH {
@@ -175,7 +180,9 @@ fn commit_batch(s: &mut Start, batch: Vec<Appended>) {
 }
 
 fn tampered() -> LedgerError {
-    LedgerError::Tampered("the ledger's last record changed while the host was running (records were removed or edited)".into())
+    LedgerError::Tampered(
+        "the ledger's last record changed while the host was running (records were removed or edited)".into(),
+    )
 }
 
 /// Chains the batch onto the tip (or onto what another process appended after it) in one
@@ -202,15 +209,18 @@ fn commit(s: &mut Start, batch: &[Appended]) -> Result<Head, LedgerError> {
         _ => return Err(tampered()),
     };
     // And the database must still reach the head (which any process may have advanced).
-    let state = head::read(s.head.path()).map_err(|error| LedgerError::Head { path: s.head.path().display().to_string(), error })?;
+    let state = head::read(s.head.path())
+        .map_err(|error| LedgerError::Head { path: s.head.path().display().to_string(), error })?;
     if let Some(why) = reaches(&tx, adopted.as_ref(), &state, s.legacy_head_ok)? {
         return Err(LedgerError::Tampered(why));
     }
     let (mut index, mut prev) = adopted.as_ref().map_or((0, GENESIS.to_string()), |t| (t.count, t.hash.clone()));
     // Another process's records grew the tree too: start from the stored nodes.
-    let mut frontier = if s.frontier.size() == index { s.frontier.clone() } else { Frontier::load(&Stored(&tx), index)? };
+    let mut frontier =
+        if s.frontier.size() == index { s.frontier.clone() } else { Frontier::load(&Stored(&tx), index)? };
     {
-        let mut insert = tx.prepare_cached("INSERT INTO records (idx, at_ms, body, prev, hash) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+        let mut insert =
+            tx.prepare_cached("INSERT INTO records (idx, at_ms, body, prev, hash) VALUES (?1, ?2, ?3, ?4, ?5)")?;
         let mut node = tx.prepare_cached("INSERT OR REPLACE INTO merkle (level, idx, hash) VALUES (?1, ?2, ?3)")?;
         let mut open = tx.prepare_cached("INSERT INTO open_intents (idx) VALUES (?1)")?;
         let mut settle = tx.prepare_cached("DELETE FROM open_intents WHERE idx = ?1")?;
@@ -240,7 +250,12 @@ fn commit(s: &mut Start, batch: &[Appended]) -> Result<Head, LedgerError> {
 
 /// Why a database whose last record is `tip` does not reach the head `state` (the head may
 /// be behind, never ahead), if it does not.
-pub(crate) fn reaches(conn: &Connection, tip: Option<&Head>, state: &HeadState, legacy_ok: bool) -> Result<Option<String>, LedgerError> {
+pub(crate) fn reaches(
+    conn: &Connection,
+    tip: Option<&Head>,
+    state: &HeadState,
+    legacy_ok: bool,
+) -> Result<Option<String>, LedgerError> {
     Ok(match (state, tip) {
         (HeadState::Missing, None) => None,
         (HeadState::Missing | HeadState::Damaged, Some(_)) => Some("the ledger's head file is missing or damaged".into()),

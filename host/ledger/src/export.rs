@@ -43,8 +43,28 @@ pub enum Format {
 
 /// The CSV columns, in order.
 const COLUMNS: [&str; 22] = [
-    "index", "time", "action", "disk", "class", "path", "actor", "key", "purpose", "cohort", "file_type", "size", "sha256",
-    "items", "expires_in_secs", "url_id", "error", "cleanup_required", "cleanup_within_secs", "request_id", "policy", "settles",
+    "index",
+    "time",
+    "action",
+    "disk",
+    "class",
+    "path",
+    "actor",
+    "key",
+    "purpose",
+    "cohort",
+    "file_type",
+    "size",
+    "sha256",
+    "items",
+    "expires_in_secs",
+    "url_id",
+    "error",
+    "cleanup_required",
+    "cleanup_within_secs",
+    "request_id",
+    "policy",
+    "settles",
 ];
 
 /// Milliseconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC).
@@ -92,10 +112,28 @@ pub fn export(ledger: &Ledger, filter: &Filter, format: Format, out: impl Write)
                     let r = &e.record;
                     let settles = r.settles.iter().map(u64::to_string).collect::<Vec<_>>().join(" ");
                     w.write_record([
-                        e.index.to_string(), rfc3339_ms(e.at_ms), r.action.clone(), r.disk.clone(), opt(&r.class), r.path.clone(),
-                        opt(&r.actor), opt(&r.key), opt(&r.purpose), opt(&r.cohort), opt(&r.file_type), opt(&r.size), opt(&r.sha256),
-                        opt(&r.items), opt(&r.expires_in_secs), opt(&r.url_id), opt(&r.error), r.cleanup_required.to_string(),
-                        opt(&r.cleanup_within_secs), r.request_id.clone(), opt(&r.policy), settles,
+                        e.index.to_string(),
+                        rfc3339_ms(e.at_ms),
+                        r.action.clone(),
+                        r.disk.clone(),
+                        opt(&r.class),
+                        r.path.clone(),
+                        opt(&r.actor),
+                        opt(&r.key),
+                        opt(&r.purpose),
+                        opt(&r.cohort),
+                        opt(&r.file_type),
+                        opt(&r.size),
+                        opt(&r.sha256),
+                        opt(&r.items),
+                        opt(&r.expires_in_secs),
+                        opt(&r.url_id),
+                        opt(&r.error),
+                        r.cleanup_required.to_string(),
+                        opt(&r.cleanup_within_secs),
+                        r.request_id.clone(),
+                        opt(&r.policy),
+                        settles,
                     ])
                     .map_err(|e| out_err(&e))?;
                     n += 1;
@@ -139,7 +177,12 @@ mod tests {
     fn exports_filter_and_quote_and_are_valid_json() {
         let dir = tempfile::tempdir().unwrap();
         let l = Ledger::open(&dir.path().join("l.sqlite"), LedgerOptions::default()).unwrap();
-        l.append_blocking(&Record { actor: Some("alice".into()), cohort: Some("VACS".into()), ..record("file_created", "subs/a,\"b\".csv") }).unwrap();
+        l.append_blocking(&Record {
+            actor: Some("alice".into()),
+            cohort: Some("VACS".into()),
+            ..record("file_created", "subs/a,\"b\".csv")
+        })
+        .unwrap();
         l.append_blocking(&Record { actor: Some("bob".into()), ..record("file_accessed", "other/x") }).unwrap();
         let mut csv_out = Vec::new();
         let f = Filter { actor: Some("alice".into()), ..Filter::default() };
@@ -148,12 +191,24 @@ mod tests {
         assert!(text.starts_with("index,time,action,"), "{text}");
         assert!(text.contains(",\"subs/a,\"\"b\"\".csv\",alice,"), "{text}");
         let mut json_out = Vec::new();
-        assert_eq!(export(&l, &Filter { path_prefix: Some("other/".into()), ..Filter::default() }, Format::Json, &mut json_out).unwrap(), 1);
+        assert_eq!(
+            export(
+                &l,
+                &Filter { path_prefix: Some("other/".into()), ..Filter::default() },
+                Format::Json,
+                &mut json_out
+            )
+            .unwrap(),
+            1
+        );
         let v: serde_json::Value = serde_json::from_slice(&json_out).unwrap();
         assert_eq!(v[0]["actor"], "bob");
         assert_eq!(v[0]["index"], 1);
         let mut empty = Vec::new();
-        assert_eq!(export(&l, &Filter { cohort: Some("none".into()), ..Filter::default() }, Format::Json, &mut empty).unwrap(), 0);
+        assert_eq!(
+            export(&l, &Filter { cohort: Some("none".into()), ..Filter::default() }, Format::Json, &mut empty).unwrap(),
+            0
+        );
         assert_eq!(serde_json::from_slice::<serde_json::Value>(&empty).unwrap(), serde_json::json!([]));
     }
 }

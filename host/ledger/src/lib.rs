@@ -58,7 +58,10 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-pub use checkpoint::{Checkpoint, CheckpointPolicy, SignedCheckpoint, load_or_create_key, parse_all as parse_checkpoints, public_key_path, read_file as read_checkpoints};
+pub use checkpoint::{
+    Checkpoint, CheckpointPolicy, SignedCheckpoint, load_or_create_key, parse_all as parse_checkpoints,
+    public_key_path, read_file as read_checkpoints,
+};
 pub use export::{Filter, Format, export};
 pub use proof::{InclusionProof, check_proof};
 pub use record::{Effect, Entry, Intent, Metadata, Record, Seal, now_ms};
@@ -162,7 +165,8 @@ impl Ledger {
     /// appends; [`Ledger::verify`] says what is wrong.
     pub fn open(path: &Path, options: LedgerOptions) -> Result<Ledger, LedgerError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|error| LedgerError::Head { path: dir.display().to_string(), error })?;
+            std::fs::create_dir_all(dir)
+                .map_err(|error| LedgerError::Head { path: dir.display().to_string(), error })?;
         }
         let mut writer = store::connect(path, options.lock_timeout)?;
         store::migrate(&mut writer)?;
@@ -176,10 +180,13 @@ impl Ledger {
             Some(policy) => {
                 let key = load_or_create_key(&policy.key_file, &policy.origin).map_err(LedgerError::Checkpoint)?;
                 let verifier = key.verifier();
-                let existing = read_checkpoints(&policy.file, std::slice::from_ref(&verifier)).map_err(LedgerError::Checkpoint)?;
+                let existing =
+                    read_checkpoints(&policy.file, std::slice::from_ref(&verifier)).map_err(LedgerError::Checkpoint)?;
                 let latest = existing.iter().max_by_key(|c| c.checkpoint.size).cloned();
                 // With none yet, the clock starts now: a first checkpoint waits like every other.
-                let last = latest.as_ref().map_or((0, now_ms()), |c| (c.checkpoint.size, c.checkpoint.time.saturating_mul(1000)));
+                let last = latest
+                    .as_ref()
+                    .map_or((0, now_ms()), |c| (c.checkpoint.size, c.checkpoint.time.saturating_mul(1000)));
                 let (published_tx, published) = tokio::sync::watch::channel(latest);
                 let (due_tx, due_rx) = std::sync::mpsc::channel();
                 let thread_policy = policy.clone();
@@ -193,7 +200,11 @@ impl Ledger {
                     last,
                     send: due_tx,
                 };
-                (Some(Checkpoints { policy: policy.clone(), verifier, published, thread: Some(thread) }), Some(schedule), !existing.is_empty())
+                (
+                    Some(Checkpoints { policy: policy.clone(), verifier, published, thread: Some(thread) }),
+                    Some(schedule),
+                    !existing.is_empty(),
+                )
             }
         };
         let broken = committer::reaches(&writer, tip.as_ref(), &state, !has_checkpoints)?;
@@ -284,7 +295,9 @@ impl Ledger {
     pub fn entry(&self, index: u64) -> Result<Option<Entry>, LedgerError> {
         let conn = self.conn();
         let row: Option<(i64, String)> = conn
-            .query_row("SELECT at_ms, body FROM records WHERE idx = ?1", params![index as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row("SELECT at_ms, body FROM records WHERE idx = ?1", params![index as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()?;
         row.map(|(at_ms, body)| decode(index, at_ms as u64, &body)).transpose()
     }
@@ -396,7 +409,9 @@ impl Ledger {
     pub fn checkpoints(&self) -> Result<Vec<SignedCheckpoint>, LedgerError> {
         match &self.checkpoints {
             None => Ok(Vec::new()),
-            Some(c) => read_checkpoints(&c.policy.file, std::slice::from_ref(&c.verifier)).map_err(LedgerError::Checkpoint),
+            Some(c) => {
+                read_checkpoints(&c.policy.file, std::slice::from_ref(&c.verifier)).map_err(LedgerError::Checkpoint)
+            }
         }
     }
 

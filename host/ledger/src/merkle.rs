@@ -62,7 +62,7 @@ pub trait Nodes {
 /// the largest power of two below the subtree's size).
 pub fn subtree<N: Nodes>(nodes: &N, start: u64, end: u64) -> Result<Hash, N::Error> {
     let n = end - start;
-    if n.is_power_of_two() && start % n == 0 {
+    if n.is_power_of_two() && start.is_multiple_of(n) {
         return nodes.node(n.trailing_zeros(), start >> n.trailing_zeros());
     }
     let k = split(n);
@@ -100,7 +100,14 @@ pub fn inclusion_proof<N: Nodes>(nodes: &N, index: u64, size: u64) -> Result<Vec
 
 /// The consistency proof between the trees of `old` and `new` leaves (RFC 9162 §2.1.4.1).
 pub fn consistency_proof<N: Nodes>(nodes: &N, old: u64, new: u64) -> Result<Vec<Hash>, N::Error> {
-    fn sub<N: Nodes>(nodes: &N, m: u64, start: u64, end: u64, whole: bool, out: &mut Vec<Hash>) -> Result<(), N::Error> {
+    fn sub<N: Nodes>(
+        nodes: &N,
+        m: u64,
+        start: u64,
+        end: u64,
+        whole: bool,
+        out: &mut Vec<Hash>,
+    ) -> Result<(), N::Error> {
         let n = end - start;
         if m == n {
             if !whole {
@@ -327,7 +334,10 @@ mod tests {
                 let other = leaf_hash(b"not a record");
                 assert!(!verify_inclusion(&other, m, n, &proof, &r));
                 if n > 1 {
-                    assert!(!verify_inclusion(&leaves[m as usize], (m + 1) % n, n, &proof, &r), "index {m} moved, size {n}");
+                    assert!(
+                        !verify_inclusion(&leaves[m as usize], (m + 1) % n, n, &proof, &r),
+                        "index {m} moved, size {n}"
+                    );
                 }
                 assert!(!verify_inclusion(&leaves[m as usize], m, n, &proof, &empty_root()));
             }

@@ -77,7 +77,10 @@ impl SignerKey {
 
     /// Parses `PRIVATE+KEY+<name>+<id>+<base64>`.
     pub fn parse(text: &str) -> Result<SignerKey, NoteError> {
-        let rest = text.trim().strip_prefix("PRIVATE+KEY+").ok_or_else(|| NoteError::BadKey("a signer key starts with PRIVATE+KEY+".into()))?;
+        let rest = text
+            .trim()
+            .strip_prefix("PRIVATE+KEY+")
+            .ok_or_else(|| NoteError::BadKey("a signer key starts with PRIVATE+KEY+".into()))?;
         let (name, bytes) = split_key(rest)?;
         let seed: [u8; 32] = bytes.try_into().map_err(|_| NoteError::BadKey("an Ed25519 seed is 32 bytes".into()))?;
         let key = SigningKey::from_bytes(&seed);
@@ -149,8 +152,10 @@ impl VerifierKey {
     pub fn parse(text: &str) -> Result<VerifierKey, NoteError> {
         let text = text.trim();
         let (name, bytes) = split_key(text)?;
-        let public: [u8; 32] = bytes.try_into().map_err(|_| NoteError::BadKey("an Ed25519 public key is 32 bytes".into()))?;
-        let key = VerifyingKey::from_bytes(&public).map_err(|_| NoteError::BadKey("not an Ed25519 public key".into()))?;
+        let public: [u8; 32] =
+            bytes.try_into().map_err(|_| NoteError::BadKey("an Ed25519 public key is 32 bytes".into()))?;
+        let key =
+            VerifyingKey::from_bytes(&public).map_err(|_| NoteError::BadKey("not an Ed25519 public key".into()))?;
         let verifier = VerifierKey { name, key };
         if format!("{:08x}", verifier.id()) != text.split('+').nth(1).unwrap_or_default() {
             return Err(NoteError::BadKey("the key id does not match the key".into()));
@@ -205,7 +210,9 @@ impl Note {
             let rest = line
                 .strip_prefix(SIG_PREFIX)
                 .ok_or_else(|| NoteError::Malformed(format!("`{line}` is not a signature line")))?;
-            let (name, b64) = rest.split_once(' ').ok_or_else(|| NoteError::Malformed("a signature line is `— name signature`".into()))?;
+            let (name, b64) = rest
+                .split_once(' ')
+                .ok_or_else(|| NoteError::Malformed("a signature line is `— name signature`".into()))?;
             let blob = B64.decode(b64).map_err(|_| NoteError::Malformed("a signature is not base64".into()))?;
             if blob.len() < 5 {
                 return Err(NoteError::Malformed("a signature is too short".into()));
@@ -227,9 +234,11 @@ impl Note {
             let Some(key) = trusted.iter().find(|k| k.name == *name && k.id() == *id) else { continue };
             let sig = ed25519_dalek::Signature::from_slice(sig)
                 .map_err(|_| NoteError::Unverified(format!("the signature by `{name}` is not an Ed25519 signature")))?;
-            key.key
-                .verify_strict(self.text.as_bytes(), &sig)
-                .map_err(|_| NoteError::Unverified(format!("the signature by `{name}` does not match the text (the note was changed)")))?;
+            key.key.verify_strict(self.text.as_bytes(), &sig).map_err(|_| {
+                NoteError::Unverified(format!(
+                    "the signature by `{name}` does not match the text (the note was changed)"
+                ))
+            })?;
             verified = true;
         }
         if verified {

@@ -39,10 +39,14 @@ impl Ledger {
             }
             covering = Some(self.checkpoint_now()?);
         }
-        let Some(signed) = covering else { return Err(LedgerError::Checkpoint("no checkpoint covers this record".into())) };
+        let Some(signed) = covering else {
+            return Err(LedgerError::Checkpoint("no checkpoint covers this record".into()));
+        };
         let conn = self.conn();
         let (at_ms, body): (i64, String) = conn
-            .query_row("SELECT at_ms, body FROM records WHERE idx = ?1", rusqlite::params![index as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row("SELECT at_ms, body FROM records WHERE idx = ?1", rusqlite::params![index as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .map_err(|_| LedgerError::Record { index, error: "no such record".into() })?;
         let path = merkle::inclusion_proof(&Stored(&conn), index, signed.checkpoint.size)?;
         Ok(InclusionProof {
@@ -63,7 +67,10 @@ pub fn check_proof(proof: &InclusionProof, trusted: &[VerifierKey]) -> Result<(E
     let text = note.verify(trusted).map_err(|e| format!("the proof's checkpoint: {e}"))?;
     let checkpoint = Checkpoint::parse_text(text).map_err(|e| e.to_string())?;
     if checkpoint.size != proof.tree_size {
-        return Err(format!("the proof is for a tree of {} records, its checkpoint covers {}", proof.tree_size, checkpoint.size));
+        return Err(format!(
+            "the proof is for a tree of {} records, its checkpoint covers {}",
+            proof.tree_size, checkpoint.size
+        ));
     }
     let path: Vec<Hash> = proof
         .path
@@ -78,7 +85,8 @@ pub fn check_proof(proof: &InclusionProof, trusted: &[VerifierKey]) -> Result<(E
             proof.index, checkpoint.size
         ));
     }
-    let record: Record = serde_json::from_str(&proof.body).map_err(|e| format!("the record's body is not a ledger record: {e}"))?;
+    let record: Record =
+        serde_json::from_str(&proof.body).map_err(|e| format!("the record's body is not a ledger record: {e}"))?;
     Ok((Entry { index: proof.index, at_ms: proof.at_ms, record }, checkpoint))
 }
 

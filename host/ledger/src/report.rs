@@ -104,7 +104,14 @@ mod tests {
     fn a_write_counts_once_it_happened_and_failures_do_not_count() {
         let dir = tempfile::tempdir().unwrap();
         let l = Ledger::open(&dir.path().join("l.sqlite"), LedgerOptions::default()).unwrap();
-        let intent = |path: &str| Intent { op: Effect::Put, disk: "local".into(), path: path.into(), size: Some(3), sha256: None, owner: "o".into() };
+        let intent = |path: &str| Intent {
+            op: Effect::Put,
+            disk: "local".into(),
+            path: path.into(),
+            size: Some(3),
+            sha256: None,
+            owner: "o".into(),
+        };
         let ok = l.append_blocking(&Record { intent: Some(intent("a")), ..record("file_created", "a") }).unwrap();
         let bad = l.append_blocking(&Record { intent: Some(intent("b")), ..record("file_created", "b") }).unwrap();
         let open = l.append_blocking(&Record { intent: Some(intent("c")), ..record("file_created", "c") }).unwrap();
@@ -113,8 +120,12 @@ mod tests {
         l.append_blocking(&Record { error: Some("not found".into()), ..record("access_failed", "a") }).unwrap();
         l.append_blocking(&Record { key: Some("signed-url:1f".into()), ..record("file_accessed", "a") }).unwrap();
         let events = access_report(&l, &Filter::default()).unwrap();
-        let seen: Vec<(&str, AccessKind, bool)> = events.iter().map(|e| (e.entry.record.path.as_str(), e.kind, e.pending)).collect();
-        assert_eq!(seen, vec![("a", AccessKind::Created, false), ("c", AccessKind::Created, true), ("a", AccessKind::Read, false)]);
+        let seen: Vec<(&str, AccessKind, bool)> =
+            events.iter().map(|e| (e.entry.record.path.as_str(), e.kind, e.pending)).collect();
+        assert_eq!(
+            seen,
+            vec![("a", AccessKind::Created, false), ("c", AccessKind::Created, true), ("a", AccessKind::Read, false)]
+        );
         assert_eq!(events[2].entry.record.key.as_deref(), Some("signed-url:1f"));
         assert_eq!(l.open_intents().unwrap().iter().map(|e| e.index).collect::<Vec<_>>(), vec![open]);
     }

@@ -39,14 +39,24 @@ impl Ledger {
             Some(i) => hash_at(&conn, i)?.map(|h| (i, h)),
             None => None,
         };
-        let seal = Seal { broken_at: broken.index, problem: broken.reason.clone(), reason: reason.to_string(), last_good };
-        let record = Record { action: "ledger_sealed".into(), error: Some(broken.to_string()), seal: Some(seal.clone()), ..Record::default() };
-        let body = serde_json::to_string(&record).map_err(|e| LedgerError::Record { index: 0, error: e.to_string() })?;
+        let seal =
+            Seal { broken_at: broken.index, problem: broken.reason.clone(), reason: reason.to_string(), last_good };
+        let record = Record {
+            action: "ledger_sealed".into(),
+            error: Some(broken.to_string()),
+            seal: Some(seal.clone()),
+            ..Record::default()
+        };
+        let body =
+            serde_json::to_string(&record).map_err(|e| LedgerError::Record { index: 0, error: e.to_string() })?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let (index, prev) = store::tip(&tx)?.unwrap_or((0, GENESIS.to_string()));
         let at_ms = now_ms();
         let hash = chain_hash(&prev, index, at_ms, &body);
-        tx.execute("INSERT INTO records (idx, at_ms, body, prev, hash) VALUES (?1, ?2, ?3, ?4, ?5)", params![index as i64, at_ms as i64, body, prev, hash])?;
+        tx.execute(
+            "INSERT INTO records (idx, at_ms, body, prev, hash) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![index as i64, at_ms as i64, body, prev, hash],
+        )?;
         // The stored tree is rebuilt from what the rows now are, so proofs work again.
         let size = store::rebuild_merkle(&tx)?;
         // And which write-ahead records are still open, from what the rows say.
@@ -64,9 +74,11 @@ impl Ledger {
         head.sync().map_err(io)?;
         if let Some(c) = &self.checkpoints {
             let key = load_or_create_key(&c.policy.key_file, &c.policy.origin).map_err(LedgerError::Checkpoint)?;
-            let checkpoint = Checkpoint { origin: c.policy.origin.clone(), size, root, chain: hash, time: now_ms() / 1000 };
+            let checkpoint =
+                Checkpoint { origin: c.policy.origin.clone(), size, root, chain: hash, time: now_ms() / 1000 };
             let note = checkpoint.sign(&key).map_err(|e| LedgerError::Checkpoint(e.to_string()))?;
-            append_file(&c.policy.file, &note).map_err(|e| LedgerError::Checkpoint(format!("{}: {e}", c.policy.file.display())))?;
+            append_file(&c.policy.file, &note)
+                .map_err(|e| LedgerError::Checkpoint(format!("{}: {e}", c.policy.file.display())))?;
         }
         tracing::warn!(index, broken_at = seal.broken_at, "ledger sealed by an operator");
         Ok(Some(Sealed { index, seal }))

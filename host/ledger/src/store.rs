@@ -137,7 +137,13 @@ pub(crate) fn rebuild_open_intents(conn: &Connection) -> Result<(), LedgerError>
 }
 
 /// Inserts one node, keeping the first failure (the frontier's callback cannot return one).
-pub(crate) fn store(insert: &mut rusqlite::Statement<'_>, level: u32, index: u64, hash: &Hash, failed: &mut Option<LedgerError>) {
+pub(crate) fn store(
+    insert: &mut rusqlite::Statement<'_>,
+    level: u32,
+    index: u64,
+    hash: &Hash,
+    failed: &mut Option<LedgerError>,
+) {
     if failed.is_none()
         && let Err(e) = insert.execute(params![level, index as i64, &hash[..]])
     {
@@ -171,7 +177,9 @@ pub(crate) fn hash_at(conn: &Connection, index: u64) -> Result<Option<String>, L
 /// The last record's (index + 1, hash), if any.
 pub(crate) fn tip(conn: &Connection) -> Result<Option<(u64, String)>, LedgerError> {
     Ok(conn
-        .query_row("SELECT idx, hash FROM records ORDER BY idx DESC LIMIT 1", [], |r| Ok((r.get::<_, i64>(0)? as u64 + 1, r.get(1)?)))
+        .query_row("SELECT idx, hash FROM records ORDER BY idx DESC LIMIT 1", [], |r| {
+            Ok((r.get::<_, i64>(0)? as u64 + 1, r.get(1)?))
+        })
         .optional()?)
 }
 

@@ -4,7 +4,12 @@ use super::*;
 use crate::verify::tests::record;
 
 fn scratch(action: &str, path: &str) -> Record {
-    Record { class: Some("scratch".into()), cleanup_required: action == "work_copy_created", cleanup_within_secs: Some(0), ..record(action, path) }
+    Record {
+        class: Some("scratch".into()),
+        cleanup_required: action == "work_copy_created",
+        cleanup_within_secs: Some(0),
+        ..record(action, path)
+    }
 }
 
 #[test]
@@ -58,7 +63,10 @@ fn concurrent_appends_share_commits_and_chain_in_order() {
 fn two_processes_appending_to_one_ledger_keep_one_chain_and_one_tree() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("l.sqlite");
-    let (a, b) = (Ledger::open(&path, LedgerOptions::default()).unwrap(), Ledger::open(&path, LedgerOptions::default()).unwrap());
+    let (a, b) = (
+        Ledger::open(&path, LedgerOptions::default()).unwrap(),
+        Ledger::open(&path, LedgerOptions::default()).unwrap(),
+    );
     for i in 0..6 {
         let l = if i % 2 == 0 { &a } else { &b };
         assert_eq!(l.append_blocking(&record("file_created", &format!("f{i}"))).unwrap(), i);
@@ -111,7 +119,14 @@ fn the_old_one_line_head_is_refused_once_the_ledger_has_checkpoints() {
 fn intents_stay_open_until_an_outcome_settles_them() {
     let dir = tempfile::tempdir().unwrap();
     let l = Ledger::open(&dir.path().join("l.sqlite"), LedgerOptions::default()).unwrap();
-    let intent = Intent { op: Effect::Put, disk: "local".into(), path: "a".into(), size: Some(3), sha256: Some("ab".into()), owner: "o-1".into() };
+    let intent = Intent {
+        op: Effect::Put,
+        disk: "local".into(),
+        path: "a".into(),
+        size: Some(3),
+        sha256: Some("ab".into()),
+        owner: "o-1".into(),
+    };
     let i = l.append_blocking(&Record { intent: Some(intent.clone()), ..record("file_created", "a") }).unwrap();
     assert_eq!(l.open_intents().unwrap().iter().map(|e| e.index).collect::<Vec<_>>(), vec![i]);
     l.append_nowait(&Record { settles: vec![i], ..record(Effect::Put.outcome_action(true), "a") });

@@ -16,7 +16,7 @@
 use rusqlite::{Connection, params};
 
 use crate::checkpoint::SignedCheckpoint;
-use crate::committer::{read_head, reaches};
+use crate::committer::{reaches, read_head};
 use crate::head::{Head, HeadState};
 use crate::merkle::{self, Frontier, Hash};
 use crate::store::{GENESIS, Stored, absent_leaf, chain_hash, hash_at, row_leaf};
@@ -82,7 +82,13 @@ struct From {
 
 /// Walks rows from `from.index`, checking the chain, the stored leaves and `marks`; then the
 /// stored root and `head`.
-fn walk(conn: &Connection, from: From, marks: &[Mark], head: &HeadState, legacy_ok: bool) -> Result<Result<Verified, Broken>, LedgerError> {
+fn walk(
+    conn: &Connection,
+    from: From,
+    marks: &[Mark],
+    head: &HeadState,
+    legacy_ok: bool,
+) -> Result<Result<Verified, Broken>, LedgerError> {
     let mut frontier = from.frontier;
     let mut expected = from.index;
     let mut prev = from.prev;
@@ -185,19 +191,28 @@ fn walk(conn: &Connection, from: From, marks: &[Mark], head: &HeadState, legacy_
         return Ok(Err(b));
     }
     if let Some(at) = bad_node {
-        return broken(at, "a Merkle node stored in the database over the records from here does not match them (the tree was changed)");
+        return broken(
+            at,
+            "a Merkle node stored in the database over the records from here does not match them (the tree was changed)",
+        );
     }
     let count = frontier.size();
     if let Some(m) = marks.next() {
         // The records below `count` cannot be compared with the checkpoint: name the first
         // index it may concern (the end of the last checkpoint that still holds).
-        return broken(last_mark, format!(
-            "the ledger holds {count} records but the checkpoint of size {} covers {}: records at index {last_mark} or later were removed",
-            m.size, m.size
-        ));
+        return broken(
+            last_mark,
+            format!(
+                "the ledger holds {count} records but the checkpoint of size {} covers {}: records at index {last_mark} or later were removed",
+                m.size, m.size
+            ),
+        );
     }
     if count > 0 && merkle::root(&Stored(conn), count)? != frontier.root() {
-        return broken(count - 1, "the Merkle tree stored in the database does not match the records (its nodes were changed)");
+        return broken(
+            count - 1,
+            "the Merkle tree stored in the database does not match the records (its nodes were changed)",
+        );
     }
     let tip = (count > 0).then(|| Head { count, hash: prev.clone() });
     match head {
@@ -242,7 +257,8 @@ impl Ledger {
             // What is below the checkpoint changed: a full walk against every local checkpoint
             // says where.
         }
-        let marks: Vec<&SignedCheckpoint> = if mode == VerifyMode::Incremental { local.iter().collect() } else { Vec::new() };
+        let marks: Vec<&SignedCheckpoint> =
+            if mode == VerifyMode::Incremental { local.iter().collect() } else { Vec::new() };
         self.walk_all(&marks, &head, legacy_ok)
     }
 
@@ -255,12 +271,21 @@ impl Ledger {
         self.walk_all(&marks, &head, legacy_ok)
     }
 
-    fn walk_all(&self, checkpoints: &[&SignedCheckpoint], head: &HeadState, legacy_ok: bool) -> Result<Result<Verified, Broken>, LedgerError> {
-        let mut marks: Vec<Mark> = checkpoints.iter().map(|c| Mark { size: c.checkpoint.size, root: c.checkpoint.root }).collect();
+    fn walk_all(
+        &self,
+        checkpoints: &[&SignedCheckpoint],
+        head: &HeadState,
+        legacy_ok: bool,
+    ) -> Result<Result<Verified, Broken>, LedgerError> {
+        let mut marks: Vec<Mark> =
+            checkpoints.iter().map(|c| Mark { size: c.checkpoint.size, root: c.checkpoint.root }).collect();
         marks.sort_by_key(|m| m.size);
         marks.dedup_by(|a, b| a.size == b.size && a.root == b.root);
         if let Some(w) = marks.windows(2).find(|w| w[0].size == w[1].size) {
-            return broken(w[0].size, format!("two checkpoints of size {} name different roots: the log forked", w[0].size));
+            return broken(
+                w[0].size,
+                format!("two checkpoints of size {} name different roots: the log forked", w[0].size),
+            );
         }
         let conn = self.conn();
         let from = From { index: 0, prev: GENESIS.to_string(), frontier: Frontier::default() };
@@ -274,7 +299,14 @@ pub(crate) mod tests {
     use rusqlite::Connection;
 
     pub(crate) fn record(action: &str, path: &str) -> Record {
-        Record { action: action.into(), path: path.into(), disk: "local".into(), size: Some(3), request_id: "r".into(), ..Record::default() }
+        Record {
+            action: action.into(),
+            path: path.into(),
+            disk: "local".into(),
+            size: Some(3),
+            request_id: "r".into(),
+            ..Record::default()
+        }
     }
 
     pub(crate) fn with_checkpoints(dir: &std::path::Path, every: u64) -> LedgerOptions {

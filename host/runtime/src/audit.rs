@@ -7,14 +7,26 @@ use crate::ledger::{Effect, Intent, Ledger, Record};
 use crate::policy::OperationRequest;
 
 /// The effect `request` is about to have on its disk, announced by write-ahead records.
-pub(crate) fn intent(op: Effect, request: &OperationRequest, size: Option<u64>, sha256: Option<String>, owner: &str) -> Intent {
+pub(crate) fn intent(
+    op: Effect,
+    request: &OperationRequest,
+    size: Option<u64>,
+    sha256: Option<String>,
+    owner: &str,
+) -> Intent {
     Intent { op, disk: request.ctx.disk.clone(), path: request.path.clone(), size, sha256, owner: owner.to_string() }
 }
 
 /// The host's record that settles the write-ahead records `intents` (none: nothing to settle),
 /// whether the effect happened or not. Queued without waiting: the intents are durable
 /// already, and if this one is lost in a crash, reconciling settles them again.
-pub(crate) fn settle(ledger: &Ledger, request: &OperationRequest, intent: &Intent, intents: &[u64], result: Result<(), &StorageError>) {
+pub(crate) fn settle(
+    ledger: &Ledger,
+    request: &OperationRequest,
+    intent: &Intent,
+    intents: &[u64],
+    result: Result<(), &StorageError>,
+) {
     if intents.is_empty() {
         return;
     }
@@ -22,7 +34,13 @@ pub(crate) fn settle(ledger: &Ledger, request: &OperationRequest, intent: &Inten
 }
 
 /// An outcome record for `intent`.
-pub(crate) fn outcome(request: &OperationRequest, intent: &Intent, intents: &[u64], error: Option<String>, reconciled: bool) -> Record {
+pub(crate) fn outcome(
+    request: &OperationRequest,
+    intent: &Intent,
+    intents: &[u64],
+    error: Option<String>,
+    reconciled: bool,
+) -> Record {
     Record {
         action: intent.op.outcome_action(error.is_none()).to_string(),
         path: intent.path.clone(),

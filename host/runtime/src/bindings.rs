@@ -16,8 +16,8 @@ pub mod driver {
     });
 }
 
-pub use driver::stowage::storage::types as wit;
 pub use driver::exports::stowage::storage::store as wit_store;
+pub use driver::stowage::storage::types as wit;
 
 /// Bindings for the `policy` world; shared interfaces reuse the driver world's types.
 pub mod policy {

@@ -5,7 +5,8 @@ use crate::error::StorageError;
 use crate::ledger::Record;
 use crate::policy::{OperationOutcome, OperationRequest, Phase};
 use crate::types::{
-    ByteRange, Capabilities, ListPage, ObjectInfo, Operation, OperationSet, RequestContext, Role, TempObject, TempPage, WriteOptions,
+    ByteRange, Capabilities, ListPage, ObjectInfo, Operation, OperationSet, RequestContext, Role, TempObject, TempPage,
+    WriteOptions,
 };
 
 /// A driver's answer (a value of the WIT `error` variant) as the host's error.
@@ -17,10 +18,7 @@ pub fn error_from_wit(e: wit::Error) -> StorageError {
         wit::Error::InvalidPath(r) => StorageError::InvalidPath(r),
         wit::Error::InvalidRange(r) => StorageError::InvalidRange(r),
         wit::Error::Unsupported(op) => StorageError::Unsupported(op),
-        wit::Error::Unavailable(u) => StorageError::Unavailable {
-            reason: u.reason,
-            retryable: u.retryable,
-        },
+        wit::Error::Unavailable(u) => StorageError::Unavailable { reason: u.reason, retryable: u.retryable },
         wit::Error::Io(r) => StorageError::Io(r),
     }
 }
@@ -40,10 +38,7 @@ pub fn info_from_wit(i: wit::ObjectInfo) -> ObjectInfo {
 
 /// A listing page from a driver.
 pub fn page_from_wit(p: wit::ListPage) -> ListPage {
-    ListPage {
-        items: p.items.into_iter().map(info_from_wit).collect(),
-        next_cursor: p.next_cursor,
-    }
+    ListPage { items: p.items.into_iter().map(info_from_wit).collect(), next_cursor: p.next_cursor }
 }
 
 /// Declared capabilities from a driver.
@@ -88,17 +83,18 @@ pub fn write_options_to_wit(o: &WriteOptions, owner: &str) -> wit::WriteOptions 
 /// A page of a driver's temporary objects.
 pub fn temp_page_from_wit(p: wit::TempPage) -> TempPage {
     TempPage {
-        items: p.items.into_iter().map(|t| TempObject { id: t.id, owner: t.owner, size: t.size, modified: t.modified }).collect(),
+        items: p
+            .items
+            .into_iter()
+            .map(|t| TempObject { id: t.id, owner: t.owner, size: t.size, modified: t.modified })
+            .collect(),
         next_cursor: p.next_cursor,
     }
 }
 
 /// A byte range for a driver.
 pub fn range_to_wit(r: ByteRange) -> wit::ByteRange {
-    wit::ByteRange {
-        offset: r.offset,
-        length: r.length,
-    }
+    wit::ByteRange { offset: r.offset, length: r.length }
 }
 
 /// A host error as the WIT error variant (for policy outcomes).
@@ -132,10 +128,7 @@ fn operation_to_wit(op: Operation) -> wit::Operation {
 
 /// The operations in a policy's `operation-set`.
 pub fn operation_set_from_wit(set: wit_policy::OperationSet) -> OperationSet {
-    Operation::ALL
-        .into_iter()
-        .filter(|op| set.contains(operation_set_bit(*op)))
-        .collect()
+    Operation::ALL.into_iter().filter(|op| set.contains(operation_set_bit(*op))).collect()
 }
 
 fn operation_set_bit(op: Operation) -> wit_policy::OperationSet {

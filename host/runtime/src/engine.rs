@@ -94,10 +94,7 @@ impl PluginEngine {
                 }
             })
             .map_err(|e| wasmtime::format_err!("cannot start the epoch thread: {e}"))?;
-        Ok(PluginEngine {
-            engine,
-            _ticker: Arc::new(Ticker { stop }),
-        })
+        Ok(PluginEngine { engine, _ticker: Arc::new(Ticker { stop }) })
     }
 
     /// The wasmtime engine.

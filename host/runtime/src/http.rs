@@ -109,18 +109,26 @@ pub struct Outbound {
 
 impl std::fmt::Debug for Outbound {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Outbound").field("endpoint", &self.endpoint).field("api_key", &self.authorization.is_some()).finish()
+        f.debug_struct("Outbound")
+            .field("endpoint", &self.endpoint)
+            .field("api_key", &self.authorization.is_some())
+            .finish()
     }
 }
 
 impl Outbound {
     /// The way out to `endpoint`, adding `api_key` to every request, trusting the public web
     /// roots and the certificate authorities in `ca_file`.
-    pub fn new(endpoint: Endpoint, api_key: Option<&str>, ca_file: Option<&std::path::Path>) -> Result<Outbound, String> {
+    pub fn new(
+        endpoint: Endpoint,
+        api_key: Option<&str>,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Outbound, String> {
         let authorization = match api_key {
             Some(key) => {
                 // The key is never part of the message.
-                let mut v = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| "api_key must be visible ASCII".to_string())?;
+                let mut v = HeaderValue::from_str(&format!("Bearer {key}"))
+                    .map_err(|_| "api_key must be visible ASCII".to_string())?;
                 v.set_sensitive(true);
                 Some(v)
             }
@@ -129,7 +137,9 @@ impl Outbound {
         let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
         if let Some(path) = ca_file {
             for cert in read_ca_file(path)? {
-                roots.add(cert).map_err(|e| format!("{}: a certificate is not usable as an authority: {e}", path.display()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("{}: a certificate is not usable as an authority: {e}", path.display()))?;
             }
         }
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
@@ -141,7 +151,11 @@ impl Outbound {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(http);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE)
             .pool_max_idle_per_host(POOL_MAX_IDLE)
@@ -172,7 +186,11 @@ impl Outbound {
         }
         let empty = http_body_util::Empty::<Bytes>::new().map_err(|never| match never {}).boxed_unsync();
         let request = http::Request::get(uri).body(empty).map_err(|e| e.to_string())?;
-        let options = RequestOptions { connect_timeout: Some(CONNECT_TIMEOUT), first_byte_timeout: Some(Duration::from_secs(30)), between_bytes_timeout: Some(Duration::from_secs(30)) };
+        let options = RequestOptions {
+            connect_timeout: Some(CONNECT_TIMEOUT),
+            first_byte_timeout: Some(Duration::from_secs(30)),
+            between_bytes_timeout: Some(Duration::from_secs(30)),
+        };
         let response = self.send(request, options).await.map_err(|e| format!("GET {url}: {e:?}"))?;
         let status = response.status().as_u16();
         let mut body = response.into_body();
@@ -190,7 +208,11 @@ impl Outbound {
     }
 
     /// Sends `request` (already checked against the endpoint) over a pooled connection.
-    async fn send(&self, mut request: http::Request<WasiBody>, options: RequestOptions) -> Result<http::Response<WasiBody>, HttpError> {
+    async fn send(
+        &self,
+        mut request: http::Request<WasiBody>,
+        options: RequestOptions,
+    ) -> Result<http::Response<WasiBody>, HttpError> {
         use http_body_util::BodyExt;
         if let Some(auth) = &self.authorization {
             request.headers_mut().insert(http::header::AUTHORIZATION, auth.clone());
@@ -214,7 +236,10 @@ impl Outbound {
             r = response => r.map_err(|e| client_error(&e))?,
             () = answer_due => return Err(HttpError::ConnectionReadTimeout),
         };
-        Ok(response.map(|body| IdleLimited { body, limit: between_bytes, sleep: Box::pin(tokio::time::sleep(between_bytes)) }.boxed_unsync()))
+        Ok(response.map(|body| {
+            IdleLimited { body, limit: between_bytes, sleep: Box::pin(tokio::time::sleep(between_bytes)) }
+                .boxed_unsync()
+        }))
     }
 }
 
@@ -239,7 +264,10 @@ impl http_body::Body for SignalsEnd {
     type Data = Bytes;
     type Error = HttpError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<http_body::Frame<Bytes>, HttpError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, HttpError>>> {
         let polled = Pin::new(&mut self.body).poll_frame(cx);
         if let Poll::Ready(None) = polled
             && let Some(sent) = self.sent.take()
@@ -265,7 +293,9 @@ fn client_error(e: &hyper_util::client::legacy::Error) -> HttpError {
     let tls = causes().find_map(|s| s.downcast_ref::<rustls::Error>());
     if let Some(tls) = tls {
         return match tls {
-            rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented => HttpError::TlsCertificateError,
+            rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented => {
+                HttpError::TlsCertificateError
+            }
             _ => HttpError::TlsProtocolError,
         };
     }
@@ -273,7 +303,11 @@ fn client_error(e: &hyper_util::client::legacy::Error) -> HttpError {
         let refused = causes()
             .filter_map(|s| s.downcast_ref::<std::io::Error>())
             .any(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
-        return if refused { HttpError::ConnectionRefused } else { HttpError::Connect(std::io::Error::other(e.to_string())) };
+        return if refused {
+            HttpError::ConnectionRefused
+        } else {
+            HttpError::Connect(std::io::Error::other(e.to_string()))
+        };
     }
     match causes().find_map(|s| s.downcast_ref::<hyper::Error>()) {
         Some(h) if h.is_incomplete_message() || h.is_canceled() => HttpError::ConnectionTerminated,
@@ -301,7 +335,10 @@ impl http_body::Body for IdleLimited {
     type Data = Bytes;
     type Error = HttpError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<http_body::Frame<Bytes>, HttpError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, HttpError>>> {
         match Pin::new(&mut self.body).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 let deadline = tokio::time::Instant::now() + self.limit;
@@ -348,7 +385,14 @@ impl EndpointGuard {
     }
 }
 
-type ResponseFuture = Box<dyn Future<Output = Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), HttpError>> + Send>), HttpError>> + Send>;
+type ResponseFuture = Box<
+    dyn Future<
+            Output = Result<
+                (http::Response<WasiBody>, Box<dyn Future<Output = Result<(), HttpError>> + Send>),
+                HttpError,
+            >,
+        > + Send,
+>;
 
 impl WasiHttpHooks for EndpointGuard {
     fn send_request(

@@ -71,7 +71,11 @@ impl Storage {
             let happened = match happened {
                 Ok(h) => h,
                 Err(e) => {
-                    tracing::warn!(index = entry.index, kind = e.kind(), "cannot look at the object of an open intent now; left open");
+                    tracing::warn!(
+                        index = entry.index,
+                        kind = e.kind(),
+                        "cannot look at the object of an open intent now; left open"
+                    );
                     done.left.push(entry.index);
                     continue;
                 }
@@ -80,7 +84,11 @@ impl Storage {
             if happened { done.committed.push(entry.index) } else { done.failed.push(entry.index) }
         }
         if !(done.committed.is_empty() && done.failed.is_empty()) {
-            tracing::info!(committed = done.committed.len(), failed = done.failed.len(), "reconciled write-ahead records a crash left open");
+            tracing::info!(
+                committed = done.committed.len(),
+                failed = done.failed.len(),
+                "reconciled write-ahead records a crash left open"
+            );
         }
         Ok(done)
     }
@@ -152,7 +160,9 @@ impl Storage {
     /// Copies the newest signed checkpoint to the checkpoint disk, if one is configured and
     /// does not hold it yet; returns the object path written.
     pub async fn copy_checkpoint(&self) -> Result<Option<String>, StorageError> {
-        let (Some(disk), Some(latest)) = (self.checkpoint_disk(), self.ledger().latest_checkpoint()) else { return Ok(None) };
+        let (Some(disk), Some(latest)) = (self.checkpoint_disk(), self.ledger().latest_checkpoint()) else {
+            return Ok(None);
+        };
         let c = &latest.checkpoint;
         let path = format!("ledger-checkpoints/{}/{:020}-{}.checkpoint", c.origin, c.size, c.time);
         let ctx = self.own_context(disk, "stowage-checkpoint");
@@ -165,7 +175,13 @@ impl Storage {
 }
 
 /// Whether a write announced with `size` and `sha256` is what the disk holds at `path`.
-async fn put_happened(disk: &Disk, ctx: &RequestContext, path: &str, size: Option<u64>, sha256: Option<&str>) -> Result<bool, StorageError> {
+async fn put_happened(
+    disk: &Disk,
+    ctx: &RequestContext,
+    path: &str,
+    size: Option<u64>,
+    sha256: Option<&str>,
+) -> Result<bool, StorageError> {
     let info = match disk.stat(ctx, path).await {
         Ok(info) => info,
         Err(StorageError::NotFound(_)) => return Ok(false),
@@ -200,7 +216,8 @@ fn reconciled(entry: &Entry, happened: bool) -> Record {
         actor: r.actor.clone(),
         size: intent.and_then(|i| i.size),
         sha256: intent.and_then(|i| i.sha256.clone()),
-        error: (!happened).then(|| "the host stopped before the outcome was known; the object shows it did not happen".to_string()),
+        error: (!happened)
+            .then(|| "the host stopped before the outcome was known; the object shows it did not happen".to_string()),
         request_id: r.request_id.clone(),
         key: r.key.clone(),
         settles: vec![entry.index],

@@ -49,8 +49,11 @@ impl HostId {
     pub fn parse(s: &str) -> Option<HostId> {
         let mut parts = s.split('-');
         let (boot, pid, start) = (parts.next()?, parts.next()?.parse().ok()?, parts.next()?.parse().ok()?);
-        (boot.len() == 8 && boot.bytes().all(|b| b.is_ascii_hexdigit()) && parts.next().is_none())
-            .then(|| HostId { boot: boot.to_string(), pid, start })
+        (boot.len() == 8 && boot.bytes().all(|b| b.is_ascii_hexdigit()) && parts.next().is_none()).then(|| HostId {
+            boot: boot.to_string(),
+            pid,
+            start,
+        })
     }
 
     /// Whether this host process still runs. A process of an earlier boot never does.

@@ -32,7 +32,10 @@ const WALL_CLOCK_GRACE: Duration = Duration::from_millis(500);
 /// Runs a call into a plugin with a wall-clock bound, `deadline` (the store's): time spent
 /// waiting in the host (a stream the backend stopped reading, say) counts too. Past it, the
 /// call is dropped; its instance, left mid-call, is thrown away by its lease.
-pub(crate) async fn bounded<T>(deadline: Instant, call: impl Future<Output = wasmtime::Result<T>>) -> wasmtime::Result<T> {
+pub(crate) async fn bounded<T>(
+    deadline: Instant,
+    call: impl Future<Output = wasmtime::Result<T>>,
+) -> wasmtime::Result<T> {
     match tokio::time::timeout_at((deadline + WALL_CLOCK_GRACE).into(), call).await {
         Ok(r) => r,
         Err(_) => Err(wasmtime::Error::new(WallClockExceeded)),
@@ -151,9 +154,18 @@ impl<P: Prelinked> Pool<P> {
                 let semaphore = match self.shares.lock() {
                     Ok(mut shares) => shares
                         .entry(key.to_string())
-                        .or_insert_with(|| Arc::new(Semaphore::new(self.limits.max_instances_per_key.clamp(1, self.limits.max_instances.max(1)))))
+                        .or_insert_with(|| {
+                            Arc::new(Semaphore::new(
+                                self.limits.max_instances_per_key.clamp(1, self.limits.max_instances.max(1)),
+                            ))
+                        })
                         .clone(),
-                    Err(_) => return Err(StorageError::Io(format!("disk `{}`: the instance shares are unusable", self.disk))),
+                    Err(_) => {
+                        return Err(StorageError::Io(format!(
+                            "disk `{}`: the instance shares are unusable",
+                            self.disk
+                        )));
+                    }
                 };
                 match tokio::time::timeout_at(until, semaphore.acquire_owned()).await {
                     Ok(Ok(permit)) => Some(permit),
@@ -173,13 +185,7 @@ impl<P: Prelinked> Pool<P> {
             Some(instance) => instance,
             None => self.instantiate().await?,
         };
-        Ok(Lease {
-            pool: self.clone(),
-            instance: Some(instance),
-            in_call: false,
-            _permit: permit,
-            _share: share,
-        })
+        Ok(Lease { pool: self.clone(), instance: Some(instance), in_call: false, _permit: permit, _share: share })
     }
 
     async fn instantiate(&self) -> Result<Instance<P::Bindings>, StorageError> {
@@ -191,11 +197,7 @@ impl<P: Prelinked> Pool<P> {
         // pins a worker thread and an abandoned call can be dropped), and traps once the
         // current call is past its deadline.
         store.epoch_deadline_callback(|ctx| {
-            Ok(if Instant::now() >= ctx.data().deadline {
-                UpdateDeadline::Interrupt
-            } else {
-                UpdateDeadline::Yield(1)
-            })
+            Ok(if Instant::now() >= ctx.data().deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
         });
         store.data_mut().deadline = Instant::now() + self.limits.call_timeout;
         store.set_epoch_deadline(1);
@@ -210,11 +212,7 @@ impl<P: Prelinked> Pool<P> {
         let (kind, detail) = if let Some(m) = e.downcast_ref::<MemoryLimitExceeded>() {
             (FaultKind::MemoryLimit, m.to_string())
         } else if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {
-            (
-                FaultKind::Timeout,
-                format!("a call ran longer than {:?}", self.limits.call_timeout),
-            )
-
+            (FaultKind::Timeout, format!("a call ran longer than {:?}", self.limits.call_timeout))
         } else if let Some(trap) = e.downcast_ref::<Trap>() {
             (FaultKind::Trap, trap.to_string())
         } else {
@@ -222,11 +220,7 @@ impl<P: Prelinked> Pool<P> {
         };
         // No paths or arguments here: they may be PHI.
         tracing::warn!(disk = %self.disk, %kind, "plugin fault; replacing the instance");
-        StorageError::PluginFault {
-            disk: self.disk.to_string(),
-            kind,
-            detail,
-        }
+        StorageError::PluginFault { disk: self.disk.to_string(), kind, detail }
     }
 }
 
@@ -318,11 +312,7 @@ impl<P: Prelinked> Lease<P> {
     /// Fails with a protocol fault and throws the instance away.
     pub(crate) fn protocol_fault(&mut self, detail: String) -> StorageError {
         self.discard();
-        let e = StorageError::PluginFault {
-            disk: self.pool.disk.to_string(),
-            kind: FaultKind::Protocol,
-            detail,
-        };
+        let e = StorageError::PluginFault { disk: self.pool.disk.to_string(), kind: FaultKind::Protocol, detail };
         tracing::warn!(disk = %self.pool.disk, error = %e, "plugin broke the contract");
         e
     }

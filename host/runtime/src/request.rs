@@ -18,10 +18,7 @@ impl Address {
     /// Parses `NAME:path`, e.g. `scratch:audit_123/data.csv`.
     pub fn parse(s: &str) -> Result<Address, StorageError> {
         match s.split_once(':') {
-            Some((name, path)) if !name.is_empty() => Ok(Address {
-                name: name.to_string(),
-                path: path.to_string(),
-            }),
+            Some((name, path)) if !name.is_empty() => Ok(Address { name: name.to_string(), path: path.to_string() }),
             _ => Err(StorageError::BadAddress(s.to_string())),
         }
     }
@@ -44,12 +41,7 @@ pub struct Request {
 impl Request {
     /// A request with a fresh id and no actor.
     pub fn new() -> Request {
-        Request {
-            actor: None,
-            authenticated_as: None,
-            request_id: new_request_id(),
-            metadata: Vec::new(),
-        }
+        Request { actor: None, authenticated_as: None, request_id: new_request_id(), metadata: Vec::new() }
     }
 
     /// Why the data is accessed, when the request says (request metadata `purpose`).
@@ -66,9 +58,7 @@ impl Default for Request {
 
 fn new_request_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!("{:x}-{:x}-{n:x}", nanos, std::process::id())
 }

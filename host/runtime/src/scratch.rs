@@ -58,7 +58,10 @@ impl Drop for ScratchFile {
             Ok(handle) => {
                 handle.spawn(async move {
                     if let Err(e) = remove(&storage, &addr, &req).await {
-                        tracing::warn!(kind = e.kind(), "a scoped scratch file could not be deleted; `stowage cleanup` will retry");
+                        tracing::warn!(
+                            kind = e.kind(),
+                            "a scoped scratch file could not be deleted; `stowage cleanup` will retry"
+                        );
                     }
                 });
             }

@@ -56,27 +56,14 @@ struct Limiter {
 }
 
 impl wasmtime::ResourceLimiter for Limiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.memory_bytes {
-            return Err(wasmtime::Error::new(MemoryLimitExceeded {
-                limit: self.memory_bytes,
-                desired,
-            }));
+            return Err(wasmtime::Error::new(MemoryLimitExceeded { limit: self.memory_bytes, desired }));
         }
         Ok(true)
     }
 
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         Ok(desired <= 1_000_000)
     }
 }
@@ -109,15 +96,14 @@ impl PluginState {
             .socket_addr_check(|_, _| Box::pin(async { false }));
         if let Some(dir) = &grants.dir {
             wasi.preopened_dir(dir, "/", FsPerms::ReadWrite)
-                .map_err(|e| {
-                    std::io::Error::other(format!(
-                        "cannot open granted directory {}: {e}",
-                        dir.display()
-                    ))
-                })?;
+                .map_err(|e| std::io::Error::other(format!("cannot open granted directory {}: {e}", dir.display())))?;
         }
         Ok(PluginState {
-            http_hooks: EndpointGuard { plugin: name.clone(), outbound: grants.outbound.clone(), timeout: limits.call_timeout },
+            http_hooks: EndpointGuard {
+                plugin: name.clone(),
+                outbound: grants.outbound.clone(),
+                timeout: limits.call_timeout,
+            },
             name,
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
@@ -153,10 +139,7 @@ pub(crate) fn plugin_linker(engine: &wasmtime::Engine) -> wasmtime::Result<wasmt
 
 impl WasiView for PluginState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
@@ -214,11 +197,7 @@ impl WasiHttpView for PluginState {
 
 impl config::Host for PluginState {
     fn get(&mut self, key: String) -> Option<String> {
-        self.grants
-            .config
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| v.clone())
+        self.grants.config.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone())
     }
 
     fn all(&mut self) -> Vec<(String, String)> {

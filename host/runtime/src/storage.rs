@@ -10,13 +10,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::config::{ConfigError, LoadedConfig, PluginPlan, PluginSource};
-use crate::ledger::{Broken, Ledger, LedgerError, VerifyMode};
-use crate::plugin::{Loaded, PluginLoader};
-use crate::plugin::inspect::World;
-use crate::policy::{Pipeline, Policy};
 use crate::driver::Disk;
 use crate::engine::PluginEngine;
 use crate::error::StorageError;
+use crate::ledger::{Broken, Ledger, LedgerError, VerifyMode};
+use crate::plugin::inspect::World;
+use crate::plugin::{Loaded, PluginLoader};
+use crate::policy::{Pipeline, Policy};
 use crate::request::{Address, Request};
 use crate::types::{RequestContext, Role, StorageClass, WriteOptions};
 
@@ -49,7 +49,9 @@ pub enum StartError {
     #[error("ledger: {0}")]
     Ledger(#[from] LedgerError),
     /// The ledger does not verify: nothing is served until an operator looks.
-    #[error("the PHI ledger does not verify, so this host will not start: {0}. Find out what happened (`stowage ledger verify --full`); to go on, record that you did with `stowage ledger seal --reason TEXT`")]
+    #[error(
+        "the PHI ledger does not verify, so this host will not start: {0}. Find out what happened (`stowage ledger verify --full`); to go on, record that you did with `stowage ledger seal --reason TEXT`"
+    )]
     LedgerBroken(Broken),
     /// A policy needs a driver capability a disk does not declare.
     #[error(
@@ -191,7 +193,13 @@ impl Storage {
     /// The set of `plugins` on `engine` and `ledger`. A disk that is the same as one of
     /// `previous` (same plugin, grants, config and limits) keeps its usage count, so writes
     /// still running on the previous set count against the same quota.
-    fn assemble(config: &LoadedConfig, engine: &PluginEngine, plugins: Plugins, ledger: Arc<Ledger>, previous: Option<&Storage>) -> Result<Storage, StartError> {
+    fn assemble(
+        config: &LoadedConfig,
+        engine: &PluginEngine,
+        plugins: Plugins,
+        ledger: Arc<Ledger>,
+        previous: Option<&Storage>,
+    ) -> Result<Storage, StartError> {
         let Plugins { loader, drivers, policies: policy_plugins } = plugins;
         let log_only = config.ledger_log_only();
         let mut policies = Vec::with_capacity(policy_plugins.len());
@@ -212,7 +220,10 @@ impl Storage {
             let kept = previous
                 .filter(|p| p.identity.get(&plan.name) == Some(&same))
                 .and_then(|p| p.usage.get(&plan.name).cloned());
-            usage.insert(plan.name.clone(), kept.unwrap_or_else(|| crate::usage::Usage::new(plan.max_object, plan.quota)));
+            usage.insert(
+                plan.name.clone(),
+                kept.unwrap_or_else(|| crate::usage::Usage::new(plan.max_object, plan.quota)),
+            );
             identity.insert(plan.name.clone(), same);
             if let Some(dir) = &plan.grants.dir {
                 create_grant_dir(&plan.name, dir)?;
@@ -222,10 +233,7 @@ impl Storage {
                 .with_driver_name(&plan.plugin.name());
             disks.insert(plan.name, disk);
         }
-        let classes = StorageClass::ALL
-            .into_iter()
-            .map(|c| (c, config.disk_for(c).to_string()))
-            .collect();
+        let classes = StorageClass::ALL.into_iter().map(|c| (c, config.disk_for(c).to_string())).collect();
         Ok(Storage {
             role: *config.config.role.get_ref(),
             disks,
@@ -304,7 +312,10 @@ impl Storage {
                 Ok(started.elapsed())
             };
             let result = tokio::time::timeout(PROBE_TIMEOUT, round_trip).await.unwrap_or_else(|_| {
-                Err(StorageError::Unavailable { reason: format!("no answer within {} s", PROBE_TIMEOUT.as_secs()), retryable: true })
+                Err(StorageError::Unavailable {
+                    reason: format!("no answer within {} s", PROBE_TIMEOUT.as_secs()),
+                    retryable: true,
+                })
             });
             out.push((name.clone(), result));
         }
@@ -379,14 +390,9 @@ impl Storage {
             Some(class) => (Some(class), self.classes.get(&class).map(String::as_str)),
             None => (None, Some(addr.name.as_str())),
         };
-        let disk = disk_name
-            .and_then(|n| self.disks.get(n))
-            .ok_or_else(|| StorageError::UnknownName(addr.name.clone()))?;
-        Ok(Target {
-            disk: disk.clone(),
-            class,
-            path: addr.path.clone(),
-        })
+        let disk =
+            disk_name.and_then(|n| self.disks.get(n)).ok_or_else(|| StorageError::UnknownName(addr.name.clone()))?;
+        Ok(Target { disk: disk.clone(), class, path: addr.path.clone() })
     }
 
     /// The context a driver sees for `req` on `target`.
@@ -415,7 +421,9 @@ impl Plugins {
     fn load(config: &LoadedConfig, engine: &PluginEngine) -> Result<Plugins, StartError> {
         let trust = config.trust_policy().map_err(StartError::Setup)?;
         if trust.allow_unsigned {
-            tracing::warn!("[trust] allow_unsigned = true: UNSIGNED PLUGIN FILES WILL RUN. Development only; sign plugins with `stowage plugin sign`.");
+            tracing::warn!(
+                "[trust] allow_unsigned = true: UNSIGNED PLUGIN FILES WILL RUN. Development only; sign plugins with `stowage plugin sign`."
+            );
         }
         let loader = PluginLoader::new(engine, trust, config.cache_dir().as_deref());
         let drivers = load_all(&loader, config.disk_plans().map_err(StartError::Setup)?, World::Driver)?;
@@ -429,12 +437,19 @@ impl Plugins {
 fn disk_identity(plan: &PluginPlan) -> [u8; 32] {
     use sha2::Digest as _;
     let g = &plan.grants;
-    let text = format!("{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}", plan.plugin, g.dir, g.config, g.outbound, plan.max_object, plan.quota);
+    let text = format!(
+        "{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
+        plan.plugin, g.dir, g.config, g.outbound, plan.max_object, plan.quota
+    );
     sha2::Sha256::digest(text.as_bytes()).into()
 }
 
 /// Verifies and compiles every plan's plugin as `world`, stopping at the first refusal.
-fn load_all(loader: &PluginLoader, plans: Vec<PluginPlan>, world: World) -> Result<Vec<(PluginPlan, Loaded)>, StartError> {
+fn load_all(
+    loader: &PluginLoader,
+    plans: Vec<PluginPlan>,
+    world: World,
+) -> Result<Vec<(PluginPlan, Loaded)>, StartError> {
     plans
         .into_iter()
         .map(|plan| match loader.load(&plan.plugin, &plan.pins, world) {
@@ -449,11 +464,7 @@ fn plugin_error(name: &str, plugin: &PluginSource, reason: impl std::fmt::Displa
 }
 
 fn create_grant_dir(disk: &str, dir: &std::path::Path) -> Result<(), StartError> {
-    let err = |reason: String| StartError::GrantDir {
-        disk: disk.to_string(),
-        dir: dir.to_path_buf(),
-        reason,
-    };
+    let err = |reason: String| StartError::GrantDir { disk: disk.to_string(), dir: dir.to_path_buf(), reason };
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => Ok(()),
         Ok(_) => Err(err("exists but is not a directory".into())),

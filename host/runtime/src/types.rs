@@ -60,8 +60,7 @@ pub enum StorageClass {
 
 impl StorageClass {
     /// Every class, in config order.
-    pub const ALL: [StorageClass; 3] =
-        [StorageClass::Default, StorageClass::Scratch, StorageClass::Submission];
+    pub const ALL: [StorageClass; 3] = [StorageClass::Default, StorageClass::Scratch, StorageClass::Submission];
 
     /// The class's name in config files and addresses.
     pub fn as_str(self) -> &'static str {
@@ -174,8 +173,13 @@ pub struct Capabilities {
 
 impl Capabilities {
     /// None declared.
-    pub const NONE: Capabilities =
-        Capabilities { range_reads: false, presign: false, create_only: false, user_metadata: false, list_pagination: false };
+    pub const NONE: Capabilities = Capabilities {
+        range_reads: false,
+        presign: false,
+        create_only: false,
+        user_metadata: false,
+        list_pagination: false,
+    };
 
     /// The WIT names of those declared, in WIT order.
     pub fn names(&self) -> Vec<&'static str> {

@@ -95,7 +95,8 @@ impl Upload {
             }
         };
         let mut outcome = self.outcome(Some(digest.size), Some(digest.sha256.clone()), None);
-        let intent = audit::intent(Effect::Put, &self.request, Some(digest.size), Some(digest.sha256.clone()), inner.owner());
+        let intent =
+            audit::intent(Effect::Put, &self.request, Some(digest.size), Some(digest.sha256.clone()), inner.owner());
         pause_point("before-intent").await;
         let before = self.pipeline.observe(&outcome, Phase::Before, Some(&intent)).await;
         if let Some(e) = before.error() {
@@ -126,7 +127,8 @@ impl Upload {
         let Some(inner) = self.inner.take() else { return Ok(()) };
         let written = inner.written();
         let result = inner.abort().await;
-        let why = self.failed.take().unwrap_or_else(|| StorageError::Io("the write was aborted; nothing was stored".into()));
+        let why =
+            self.failed.take().unwrap_or_else(|| StorageError::Io("the write was aborted; nothing was stored".into()));
         let outcome = self.outcome(Some(written), None, Some(why));
         self.pipeline.observe(&outcome, Phase::After, None).await;
         result
@@ -141,7 +143,10 @@ impl Drop for Upload {
     fn drop(&mut self) {
         let Some(inner) = self.inner.take() else { return };
         // The inner writer aborts itself on drop; the policies still learn of the failure.
-        let why = self.failed.take().unwrap_or_else(|| StorageError::Io("the write was abandoned; nothing was stored".into()));
+        let why = self
+            .failed
+            .take()
+            .unwrap_or_else(|| StorageError::Io("the write was abandoned; nothing was stored".into()));
         let outcome = self.outcome(Some(inner.written()), None, Some(why));
         drop(inner);
         let pipeline = self.pipeline.clone();

@@ -58,7 +58,12 @@ impl Usage {
     }
 
     /// Starts accounting one write on `disk` that replaces `replaced` bytes (0 for a new object).
-    pub(crate) async fn begin(self: &Arc<Self>, disk: &Disk, ctx: &RequestContext, replaced: u64) -> Result<Reservation, StorageError> {
+    pub(crate) async fn begin(
+        self: &Arc<Self>,
+        disk: &Disk,
+        ctx: &RequestContext,
+        replaced: u64,
+    ) -> Result<Reservation, StorageError> {
         if self.quota.is_some() {
             self.used(disk, ctx).await?;
         }
@@ -128,13 +133,17 @@ mod tests {
     fn bytes_are_reserved_as_they_come_and_released_when_a_write_fails() {
         let usage = Usage::new(Some(100), Some(150));
         let _ = usage.used.set(AtomicU64::new(40));
-        let reservation = |replaced| Reservation { usage: usage.clone(), disk: "d".into(), written: 0, replaced, done: false };
+        let reservation =
+            |replaced| Reservation { usage: usage.clone(), disk: "d".into(), written: 0, replaced, done: false };
         let mut a = reservation(0);
         a.take(60).unwrap();
         assert!(matches!(a.take(41), Err(StorageError::TooLarge { limit: 100, .. })));
         let mut b = reservation(0);
         b.take(50).unwrap();
-        assert!(matches!(b.take(1), Err(StorageError::QuotaExceeded { quota: 150, .. })), "40 + 60 + 50 fill the quota");
+        assert!(
+            matches!(b.take(1), Err(StorageError::QuotaExceeded { quota: 150, .. })),
+            "40 + 60 + 50 fill the quota"
+        );
         drop(b);
         assert_eq!(usage.used.get().unwrap().load(Ordering::Acquire), 100, "a failed write gives its bytes back");
         a.commit();

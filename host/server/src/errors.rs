@@ -59,13 +59,17 @@ impl IntoResponse for ApiError {
         let retryable = self.status == StatusCode::SERVICE_UNAVAILABLE || self.status == StatusCode::TOO_MANY_REQUESTS;
         // The host's own failures are logged in full (in the request's span, with its id) and
         // told to the client without engine or backend detail. A full disk says so.
-        let message = if self.status.is_server_error() && self.status != StatusCode::SERVICE_UNAVAILABLE && self.status != StatusCode::INSUFFICIENT_STORAGE {
+        let message = if self.status.is_server_error()
+            && self.status != StatusCode::SERVICE_UNAVAILABLE
+            && self.status != StatusCode::INSUFFICIENT_STORAGE
+        {
             tracing::error!(kind = self.kind, detail = %self.message, "request failed");
             "the host failed; its log has the detail under this request's x-request-id".to_string()
         } else {
             self.message
         };
-        let mut response = (self.status, Json(serde_json::json!({ "error": self.kind, "message": message }))).into_response();
+        let mut response =
+            (self.status, Json(serde_json::json!({ "error": self.kind, "message": message }))).into_response();
         // The kind in a header too: a HEAD answer has no body.
         response.headers_mut().insert(ERROR_KIND, HeaderValue::from_static(self.kind));
         if retryable {

@@ -92,7 +92,12 @@ impl Shared {
 }
 
 /// The shared state over `active`; storage work runs on `work`.
-fn state(active: reload::Active, config_sha256: &str, tuning: settings::Tuning, work: tokio::runtime::Handle) -> AppState {
+fn state(
+    active: reload::Active,
+    config_sha256: &str,
+    tuning: settings::Tuning,
+    work: tokio::runtime::Handle,
+) -> AppState {
     AppState(Arc::new(Shared {
         reloads: reload::Reloads::new(config_sha256),
         active: arc_swap::ArcSwap::from_pointee(active),
@@ -126,7 +131,10 @@ fn router(state: AppState) -> Router {
         )
         .route("/v1/list/{name}", get(list::list))
         .route("/v1/uploads/{name}/{*path}", axum::routing::post(uploads::create))
-        .route("/v1/upload-sessions/{id}", axum::routing::patch(uploads::append).head(uploads::offset).delete(uploads::discard))
+        .route(
+            "/v1/upload-sessions/{id}",
+            axum::routing::patch(uploads::append).head(uploads::offset).delete(uploads::discard),
+        )
         .route("/v1/upload-sessions/{id}/complete", axum::routing::post(uploads::complete))
         .route_layer(on_work_threads())
         .route_layer(per_key())
@@ -248,7 +256,11 @@ pub async fn serve(
     // A connection is a file descriptor: let the process have what the system allows.
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(n) if (n as usize) < tuning.max_connections + 256 => {
-            tracing::warn!(limit = n, max_connections = tuning.max_connections, "the open-files limit is below max_connections");
+            tracing::warn!(
+                limit = n,
+                max_connections = tuning.max_connections,
+                "the open-files limit is below max_connections"
+            );
         }
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
@@ -267,7 +279,12 @@ pub async fn serve(
     served
 }
 
-async fn accept_loop(state: AppState, listen: SocketAddr, reload: Option<(reload::Source, reload::Hangups)>, on_listening: impl FnOnce(SocketAddr, bool)) -> Result<(), ServeError> {
+async fn accept_loop(
+    state: AppState,
+    listen: SocketAddr,
+    reload: Option<(reload::Source, reload::Hangups)>,
+    on_listening: impl FnOnce(SocketAddr, bool),
+) -> Result<(), ServeError> {
     let tuning = state.tuning;
     let listener = TcpListener::bind(listen).await.map_err(|source| ServeError::Bind { addr: listen, source })?;
     let local = listener.local_addr().map_err(ServeError::Accept)?;
@@ -300,7 +317,11 @@ async fn accept_loop(state: AppState, listen: SocketAddr, reload: Option<(reload
             let _slot = slot;
             let served = match acceptor {
                 Some(acceptor) => match tokio::time::timeout(tuning.tls_handshake, acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => builder.serve_connection(TokioIo::new(stall::StallIo::new(tls, tuning.send_stall)), service).await,
+                    Ok(Ok(tls)) => {
+                        builder
+                            .serve_connection(TokioIo::new(stall::StallIo::new(tls, tuning.send_stall)), service)
+                            .await
+                    }
                     Ok(Err(e)) => {
                         tracing::debug!(%peer, error = %e, "TLS handshake failed");
                         return;
@@ -310,7 +331,9 @@ async fn accept_loop(state: AppState, listen: SocketAddr, reload: Option<(reload
                         return;
                     }
                 },
-                None => builder.serve_connection(TokioIo::new(stall::StallIo::new(tcp, tuning.send_stall)), service).await,
+                None => {
+                    builder.serve_connection(TokioIo::new(stall::StallIo::new(tcp, tuning.send_stall)), service).await
+                }
             };
             if let Err(e) = served {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");

@@ -60,7 +60,11 @@ pub async fn per_key(State(state): State<AppState>, mut request: Request, next: 
     let who = credential(&request);
     let Some(permit) = state.per_key.enter(&who) else {
         tracing::warn!("a credential reached its cap of requests in flight");
-        return crate::errors::ApiError::too_many(format!("this credential has {} requests in flight; try again", state.per_key.max)).into_response();
+        return crate::errors::ApiError::too_many(format!(
+            "this credential has {} requests in flight; try again",
+            state.per_key.max
+        ))
+        .into_response();
     };
     // Held here until the handler has answered (the request, and its extensions, may be
     // dropped as soon as the handler's extractors have run), and by a download's body until

@@ -79,9 +79,16 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     let requests = m.requests.lock().map(|r| r.clone()).unwrap_or_default();
     let _ = writeln!(out, "# HELP stowage_requests_total HTTP API requests.\n# TYPE stowage_requests_total counter");
     for ((op, name, status), (n, _)) in &requests {
-        let _ = writeln!(out, "stowage_requests_total{{operation=\"{op}\",name=\"{}\",status=\"{status}\"}} {n}", label(name));
+        let _ = writeln!(
+            out,
+            "stowage_requests_total{{operation=\"{op}\",name=\"{}\",status=\"{status}\"}} {n}",
+            label(name)
+        );
     }
-    let _ = writeln!(out, "# HELP stowage_request_duration_seconds Time to answer (to the first byte of a download).\n# TYPE stowage_request_duration_seconds summary");
+    let _ = writeln!(
+        out,
+        "# HELP stowage_request_duration_seconds Time to answer (to the first byte of a download).\n# TYPE stowage_request_duration_seconds summary"
+    );
     let mut durations: BTreeMap<(&str, &str), (u64, f64)> = BTreeMap::new();
     for ((op, name, _), (n, secs)) in &requests {
         let e = durations.entry((op, name)).or_default();
@@ -90,26 +97,54 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     }
     for ((op, name), (n, secs)) in &durations {
         let l = format!("operation=\"{op}\",name=\"{}\"", label(name));
-        let _ = writeln!(out, "stowage_request_duration_seconds_sum{{{l}}} {secs}\nstowage_request_duration_seconds_count{{{l}}} {n}");
+        let _ = writeln!(
+            out,
+            "stowage_request_duration_seconds_sum{{{l}}} {secs}\nstowage_request_duration_seconds_count{{{l}}} {n}"
+        );
     }
     let probes = state.readiness.probes.load(std::sync::atomic::Ordering::Relaxed);
-    let _ = writeln!(out, "# HELP stowage_readiness_probes_total Disk probes /readyz ran (one per interval at most, however many ask).\n# TYPE stowage_readiness_probes_total counter\nstowage_readiness_probes_total {probes}");
+    let _ = writeln!(
+        out,
+        "# HELP stowage_readiness_probes_total Disk probes /readyz ran (one per interval at most, however many ask).\n# TYPE stowage_readiness_probes_total counter\nstowage_readiness_probes_total {probes}"
+    );
     let denials: u64 = requests.iter().filter(|((_, _, s), _)| *s == 403).map(|(_, (n, _))| n).sum();
-    let _ = writeln!(out, "# HELP stowage_policy_denials_total Requests refused (403: by a policy or the backend).\n# TYPE stowage_policy_denials_total counter\nstowage_policy_denials_total {denials}");
+    let _ = writeln!(
+        out,
+        "# HELP stowage_policy_denials_total Requests refused (403: by a policy or the backend).\n# TYPE stowage_policy_denials_total counter\nstowage_policy_denials_total {denials}"
+    );
     let bytes = m.bytes.lock().map(|b| b.clone()).unwrap_or_default();
-    let _ = writeln!(out, "# HELP stowage_bytes_total Object bytes received and sent.\n# TYPE stowage_bytes_total counter");
+    let _ =
+        writeln!(out, "# HELP stowage_bytes_total Object bytes received and sent.\n# TYPE stowage_bytes_total counter");
     for (name, (received, sent)) in &bytes {
-        let _ = writeln!(out, "stowage_bytes_total{{name=\"{0}\",direction=\"received\"}} {received}\nstowage_bytes_total{{name=\"{0}\",direction=\"sent\"}} {sent}", label(name));
+        let _ = writeln!(
+            out,
+            "stowage_bytes_total{{name=\"{0}\",direction=\"received\"}} {received}\nstowage_bytes_total{{name=\"{0}\",direction=\"sent\"}} {sent}",
+            label(name)
+        );
     }
-    let _ = writeln!(out, "# HELP stowage_plugin_restarts_total Driver instances replaced after a fault.\n# TYPE stowage_plugin_restarts_total counter");
+    let _ = writeln!(
+        out,
+        "# HELP stowage_plugin_restarts_total Driver instances replaced after a fault.\n# TYPE stowage_plugin_restarts_total counter"
+    );
     for (disk, n) in state.storage().disk_restarts() {
         let _ = writeln!(out, "stowage_plugin_restarts_total{{disk=\"{}\"}} {n}", label(disk));
     }
     let r = &state.reloads;
-    let (done, failed) = (r.done.load(std::sync::atomic::Ordering::Relaxed), r.failed.load(std::sync::atomic::Ordering::Relaxed));
-    let _ = writeln!(out, "# HELP stowage_config_reloads_total Reloads (SIGHUP) that swapped in a new config and plugins.\n# TYPE stowage_config_reloads_total counter\nstowage_config_reloads_total {done}");
-    let _ = writeln!(out, "# HELP stowage_config_reload_failures_total Reloads refused (the last good set kept serving).\n# TYPE stowage_config_reload_failures_total counter\nstowage_config_reload_failures_total {failed}");
-    let _ = writeln!(out, "# HELP stowage_config_info The config in force (sha256 of its text).\n# TYPE stowage_config_info gauge\nstowage_config_info{{sha256=\"{}\"}} 1", label(&r.sha256()));
+    let (done, failed) =
+        (r.done.load(std::sync::atomic::Ordering::Relaxed), r.failed.load(std::sync::atomic::Ordering::Relaxed));
+    let _ = writeln!(
+        out,
+        "# HELP stowage_config_reloads_total Reloads (SIGHUP) that swapped in a new config and plugins.\n# TYPE stowage_config_reloads_total counter\nstowage_config_reloads_total {done}"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP stowage_config_reload_failures_total Reloads refused (the last good set kept serving).\n# TYPE stowage_config_reload_failures_total counter\nstowage_config_reload_failures_total {failed}"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP stowage_config_info The config in force (sha256 of its text).\n# TYPE stowage_config_info gauge\nstowage_config_info{{sha256=\"{}\"}} 1",
+        label(&r.sha256())
+    );
     let mut response = (StatusCode::OK, out).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     response

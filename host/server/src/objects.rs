@@ -9,9 +9,9 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt as _;
 use stowage_runtime::{Address, ByteRange, ObjectInfo, ObjectReader, StorageError, WriteOptions};
 
+use crate::AppState;
 use crate::errors::ApiError;
 use crate::request::Caller;
-use crate::AppState;
 
 /// User metadata headers: `x-stowage-meta-KEY: VALUE`.
 const META_PREFIX: &str = "x-stowage-meta-";
@@ -59,9 +59,15 @@ pub(crate) fn write_options(headers: &HeaderMap) -> Result<WriteOptions, ApiErro
     let create_only = match text_header(headers, header::IF_NONE_MATCH)? {
         None => false,
         Some("*") => true,
-        Some(other) => return Err(ApiError::bad_request(format!("If-None-Match: only `*` is supported, not `{other}`"))),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!("If-None-Match: only `*` is supported, not `{other}`")));
+        }
     };
-    Ok(WriteOptions { content_type: text_header(headers, header::CONTENT_TYPE)?.map(str::to_string), metadata, create_only })
+    Ok(WriteOptions {
+        content_type: text_header(headers, header::CONTENT_TYPE)?.map(str::to_string),
+        metadata,
+        create_only,
+    })
 }
 
 pub(crate) fn expected_sha256(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
@@ -141,7 +147,8 @@ fn info_headers(info: &ObjectInfo, headers: &mut HeaderMap) {
 pub(crate) fn parse_range(value: &str, size: impl FnOnce() -> Option<u64>) -> Result<Option<ByteRange>, ApiError> {
     let Some(spec) = value.trim().strip_prefix("bytes=").filter(|s| !s.contains(',')) else { return Ok(None) };
     let Some((first, last)) = spec.split_once('-') else { return Ok(None) };
-    let number = |s: &str| (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse::<u64>().ok()).flatten();
+    let number =
+        |s: &str| (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse::<u64>().ok()).flatten();
     let bad = || ApiError::bad_request(format!("Range: `{value}` is not a byte range this object can have"));
     let range = match (first.trim(), last.trim()) {
         ("", suffix) => {
@@ -207,7 +214,11 @@ pub(crate) async fn serve(
         return Ok(response);
     }
     let sent = Sent { metrics: state.metrics.clone(), name: crate::metrics::label_name(&state, &addr.name), in_flight };
-    let body = if length <= INLINE_MAX as u64 { inline_body(reader, sent).await? } else { Body::from_stream(body_stream(&state, reader, sent)) };
+    let body = if length <= INLINE_MAX as u64 {
+        inline_body(reader, sent).await?
+    } else {
+        Body::from_stream(body_stream(&state, reader, sent))
+    };
     let mut response = Response::new(body);
     info_headers(&info, response.headers_mut());
     response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(length));
@@ -251,7 +262,11 @@ async fn inline_body(mut reader: ObjectReader, sent: Sent) -> Result<Body, Stora
 /// and handed to the connection through a queue of two chunks. A client that stops reading
 /// fills the queue: past `send_stall`, the download is given up, which releases the driver's
 /// instance and ends the response with an error (hyper then closes the connection).
-fn body_stream(state: &AppState, mut reader: ObjectReader, sent: Sent) -> impl futures::Stream<Item = Result<bytes::Bytes, StorageError>> + use<> {
+fn body_stream(
+    state: &AppState,
+    mut reader: ObjectReader,
+    sent: Sent,
+) -> impl futures::Stream<Item = Result<bytes::Bytes, StorageError>> + use<> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, StorageError>>(2);
     let stall = state.tuning.send_stall;
     state.work.spawn(async move {
@@ -329,7 +344,16 @@ mod tests {
         assert!(r("bytes=9-5", None).is_err(), "the end before the start");
         assert_eq!(r("bytes=0-18446744073709551615", None), Err(()), "the length overflows");
         // What this host does not serve is ignored: the whole object.
-        for ignored in ["bytes=0-1,5-6", "items=0-1", "bytes=x-1", "", "bytes=", "bytes=-", "bytes=+1-2", "bytes=99999999999999999999-"] {
+        for ignored in [
+            "bytes=0-1,5-6",
+            "items=0-1",
+            "bytes=x-1",
+            "",
+            "bytes=",
+            "bytes=-",
+            "bytes=+1-2",
+            "bytes=99999999999999999999-",
+        ] {
             assert_eq!(r(ignored, Some(10)), Ok(None), "{ignored:?}");
         }
     }

@@ -82,7 +82,12 @@ pub struct Reloads {
 impl Reloads {
     /// No reload yet; the config in force hashes to `sha256`.
     pub fn new(sha256: &str) -> Reloads {
-        Reloads { done: AtomicU64::new(0), failed: AtomicU64::new(0), generation: AtomicU64::new(0), sha256: std::sync::Mutex::new(sha256.to_string()) }
+        Reloads {
+            done: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
+            sha256: std::sync::Mutex::new(sha256.to_string()),
+        }
     }
 
     /// The config in force.
@@ -110,7 +115,7 @@ pub enum ReloadError {
     Config(#[from] ConfigError),
     /// The new set could not be built (a plugin that does not compile or link, wiring).
     #[error("{0}")]
-    Start(#[from] stowage_runtime::StartError),
+    Start(Box<stowage_runtime::StartError>),
     /// Something only a restart can change differs.
     #[error("{0} differs from the running host's: that needs a restart (nothing was changed)")]
     NeedsRestart(&'static str),
@@ -135,11 +140,17 @@ pub(crate) fn on_hangup(state: AppState, source: Source, hangups: Hangups) {
             match (&outcome, refused) {
                 (Ok(()), _) => {
                     state.reloads.done.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(sha256 = tried.as_deref().unwrap_or_default(), "reloaded: new requests use the new config and plugins");
+                    tracing::info!(
+                        sha256 = tried.as_deref().unwrap_or_default(),
+                        "reloaded: new requests use the new config and plugins"
+                    );
                 }
                 (Err(_), reason) => {
                     state.reloads.failed.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(reason = reason.unwrap_or_default(), "reload refused: the last good config and plugins keep serving");
+                    tracing::error!(
+                        reason = reason.unwrap_or_default(),
+                        "reload refused: the last good config and plugins keep serving"
+                    );
                 }
             }
         }
@@ -177,11 +188,16 @@ async fn reload(state: &AppState, source: &Source) -> (Option<String>, Result<()
     let old = current.storage.clone();
     let built = state
         .work
-        .spawn_blocking(move || tokio::runtime::Handle::current().block_on(old.reload(&loaded)).map(|s| (s, loaded.sha256)))
+        .spawn_blocking(move || {
+            tokio::runtime::Handle::current()
+                .block_on(old.reload(&loaded))
+                .map(|s| (s, loaded.sha256))
+                .map_err(Box::new)
+        })
         .await;
     let (storage, sha256) = match built {
         Ok(Ok(built)) => built,
-        Ok(Err(e)) => return (tried, Err(e.into())),
+        Ok(Err(e)) => return (tried, Err(ReloadError::Start(e))),
         Err(e) => return (tried, Err(ReloadError::Aborted(e.to_string()))),
     };
     state.active.store(Arc::new(Active::new(Arc::new(storage), settings)));

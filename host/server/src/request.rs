@@ -39,7 +39,9 @@ pub async fn with_request_id(mut request: HttpRequest, next: Next) -> Response {
     let started = std::time::Instant::now();
     let mut response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
     // The access log (at `info`): status and time to the answer's head, in the request's span.
-    span.in_scope(|| tracing::info!(status = response.status().as_u16(), ms = started.elapsed().as_secs_f64() * 1e3, "answered"));
+    span.in_scope(|| {
+        tracing::info!(status = response.status().as_u16(), ms = started.elapsed().as_secs_f64() * 1e3, "answered")
+    });
     if let Some(id) = id {
         response.headers_mut().insert(REQUEST_ID, id);
     }

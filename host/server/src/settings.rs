@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use std::ops::Range;
 
-use stowage_runtime::config::{ConfigError, Report, ServerConfig, resolve_value};
 use stowage_runtime::LoadedConfig;
+use stowage_runtime::config::{ConfigError, Report, ServerConfig, resolve_value};
 
 use crate::auth::ApiKeys;
 
@@ -21,7 +21,9 @@ pub const MIN_KEY_LEN: usize = 32;
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     /// No TLS and no development mode.
-    #[error("[server] has no tls = {{ cert, key }}: plain HTTP is refused outside development (set dev_mode = true for a development host)")]
+    #[error(
+        "[server] has no tls = {{ cert, key }}: plain HTTP is refused outside development (set dev_mode = true for a development host)"
+    )]
     PlainHttpRefused,
     /// No key at all.
     #[error("[server] api_keys is empty: every /v1 request needs a key, so nobody could use this host")]
@@ -94,8 +96,12 @@ impl Tuning {
     /// The tuning `config` asks for, defaults where it says nothing.
     pub fn from_config(config: &ServerConfig) -> Tuning {
         let (t, l) = (&config.timeouts, &config.limits);
-        let secs = |v: &Option<toml::Spanned<u64>>, default: u64| Duration::from_secs(v.as_ref().map_or(default, |v| *v.get_ref()));
-        let n = |v: &Option<toml::Spanned<u64>>, default: u64| usize::try_from(v.as_ref().map_or(default, |v| *v.get_ref())).unwrap_or(usize::MAX);
+        let secs = |v: &Option<toml::Spanned<u64>>, default: u64| {
+            Duration::from_secs(v.as_ref().map_or(default, |v| *v.get_ref()))
+        };
+        let n = |v: &Option<toml::Spanned<u64>>, default: u64| {
+            usize::try_from(v.as_ref().map_or(default, |v| *v.get_ref())).unwrap_or(usize::MAX)
+        };
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2) as u64;
         Tuning {
             tls_handshake: secs(&t.tls_handshake_secs, 10),
@@ -129,7 +135,10 @@ impl Settings {
             (None, Some(l)) => (l.get_ref().as_str(), Some(l.span())),
             (None, None) => ("127.0.0.1:8443", None),
         };
-        let listen = listen_text.parse().map_err(|_| refuse(report, listen_span, SettingsError::Listen(listen_text.to_string()))).ok();
+        let listen = listen_text
+            .parse()
+            .map_err(|_| refuse(report, listen_span, SettingsError::Listen(listen_text.to_string())))
+            .ok();
         let tls = match (&config.tls, config.dev_mode) {
             (Some(tls), _) => {
                 let chain = crate::tls::read_chain(&loaded.base_dir.join(tls.cert.get_ref()))
@@ -153,17 +162,26 @@ impl Settings {
         for (i, value) in config.api_keys.iter().enumerate() {
             match named_key(value.get_ref(), i) {
                 Err(e) => refuse(report, Some(value.span()), e),
-                Ok((_, key)) if key.len() < MIN_KEY_LEN && !config.dev_mode => refuse(report, Some(value.span()), SettingsError::ShortKey(i)),
-                Ok((name, _)) if keys.iter().any(|(n, _)| *n == name) => refuse(report, Some(value.span()), SettingsError::Key(format!(
-                    "api_keys[{i}]: the name `{name}` is used by another key; each key needs its own, so the ledger can tell them apart"
-                ))),
+                Ok((_, key)) if key.len() < MIN_KEY_LEN && !config.dev_mode => {
+                    refuse(report, Some(value.span()), SettingsError::ShortKey(i))
+                }
+                Ok((name, _)) if keys.iter().any(|(n, _)| *n == name) => refuse(
+                    report,
+                    Some(value.span()),
+                    SettingsError::Key(format!(
+                        "api_keys[{i}]: the name `{name}` is used by another key; each key needs its own, so the ledger can tell them apart"
+                    )),
+                ),
                 Ok(named) => keys.push(named),
             }
         }
         if config.api_keys.is_empty() {
             refuse(report, header, SettingsError::NoKeys);
         }
-        let url_secret = url_secret(config).map_err(|e| refuse(report, config.url_secret.as_ref().map(|s| s.span()), e)).ok().flatten();
+        let url_secret = url_secret(config)
+            .map_err(|e| refuse(report, config.url_secret.as_ref().map(|s| s.span()), e))
+            .ok()
+            .flatten();
         let listen = listen?;
         if !ok {
             return None;
@@ -185,7 +203,10 @@ pub fn load(config: Option<&Path>, listen: Option<&str>) -> Result<(LoadedConfig
         // error rather than assumed.
         None => Err(ConfigError {
             origin: loaded.source,
-            problems: vec![stowage_runtime::config::Problem { at: None, message: "[server] could not be resolved".into() }],
+            problems: vec![stowage_runtime::config::Problem {
+                at: None,
+                message: "[server] could not be resolved".into(),
+            }],
         }),
     }
 }
@@ -205,11 +226,19 @@ fn named_key(value: &toml::Value, i: usize) -> Result<(String, String), Settings
     match value {
         toml::Value::Table(t) if t.contains_key("name") || t.contains_key("key") => {
             if let Some(other) = t.keys().find(|k| *k != "name" && *k != "key") {
-                return Err(SettingsError::Key(format!("{at}: unknown field `{other}` (a named key is {{ name = \"...\", key = ... }})")));
+                return Err(SettingsError::Key(format!(
+                    "{at}: unknown field `{other}` (a named key is {{ name = \"...\", key = ... }})"
+                )));
             }
             let name = match t.get("name") {
-                Some(toml::Value::String(n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) => n.clone(),
-                Some(_) => return Err(SettingsError::Key(format!("{at}.name must be letters, digits, `-`, `_` or `.`"))),
+                Some(toml::Value::String(n))
+                    if !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) =>
+                {
+                    n.clone()
+                }
+                Some(_) => {
+                    return Err(SettingsError::Key(format!("{at}.name must be letters, digits, `-`, `_` or `.`")));
+                }
                 None => return Err(SettingsError::Key(format!("{at}: a named key needs `name`"))),
             };
             let key = t.get("key").ok_or_else(|| SettingsError::Key(format!("{at}: a named key needs `key`")))?;

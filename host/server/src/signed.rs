@@ -39,7 +39,12 @@ pub struct HostSigner {
 }
 
 impl stowage_runtime::UrlSigner for HostSigner {
-    fn sign(&self, name: &str, path: &str, expires_in_secs: u64) -> Result<(String, String), stowage_runtime::StorageError> {
+    fn sign(
+        &self,
+        name: &str,
+        path: &str,
+        expires_in_secs: u64,
+    ) -> Result<(String, String), stowage_runtime::StorageError> {
         let io = |what: String| stowage_runtime::StorageError::Io(what);
         let mut bytes = [0u8; 8];
         getrandom::fill(&mut bytes).map_err(|e| io(format!("no randomness for a URL id: {e}")))?;
@@ -67,7 +72,9 @@ fn encode(s: &str) -> String {
 /// Whether `sig` signs (name, path, expires) and the time has not passed.
 fn valid(secret: &[u8], name: &str, path: &str, expires: u64, id: &str, sig: &str, now: u64) -> bool {
     let plain_id = id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit());
-    let (true, Some(mac), Ok(sig)) = (plain_id, mac(secret, name, path, expires, id), hex::decode(sig)) else { return false };
+    let (true, Some(mac), Ok(sig)) = (plain_id, mac(secret, name, path, expires, id), hex::decode(sig)) else {
+        return false;
+    };
     // verify_slice compares in constant time.
     mac.verify_slice(&sig).is_ok() && now <= expires
 }
@@ -79,7 +86,10 @@ pub(crate) fn check_uri(secret: &[u8], uri: &str, now: u64) -> bool {
     let Some(rest) = uri.path().strip_prefix("/v1/signed/") else { return false };
     let Some((name, path)) = rest.split_once('/') else { return false };
     let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8().map(|c| c.into_owned());
-    let (Ok(name), Ok(path), Ok(Query(q))) = (decode(name), decode(path), Query::<SignedQuery>::try_from_uri(&uri)) else { return false };
+    let (Ok(name), Ok(path), Ok(Query(q))) = (decode(name), decode(path), Query::<SignedQuery>::try_from_uri(&uri))
+    else {
+        return false;
+    };
     valid(secret, &name, &path, q.expires, &q.id, &q.sig, now)
 }
 
@@ -113,7 +123,10 @@ pub async fn get(
     req.request_id = crate::request::request_of(&headers, None).request_id;
     req.actor = Some("signed-url".into());
     req.authenticated_as = Some(format!("signed-url:{}", q.id));
-    let mut response = crate::objects::serve(state, stowage_runtime::Address { name, path }, req, &headers, in_flight.map(|e| e.0)).await.into_response();
+    let mut response =
+        crate::objects::serve(state, stowage_runtime::Address { name, path }, req, &headers, in_flight.map(|e| e.0))
+            .await
+            .into_response();
     // A link opened in a browser downloads; the stored type is never sniffed into a page.
     let h = response.headers_mut();
     h.insert(axum::http::header::X_CONTENT_TYPE_OPTIONS, axum::http::HeaderValue::from_static("nosniff"));

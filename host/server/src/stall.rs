@@ -51,7 +51,11 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for StallIo<T> {
         }
     }
 
-    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         match Pin::new(&mut self.io).poll_write_vectored(cx, bufs) {
             Poll::Ready(r) => {
                 self.stalled = None;

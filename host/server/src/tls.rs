@@ -8,7 +8,6 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::crypto::ring;
 
-
 /// The PEM certificate chain at `cert`, leaf first.
 pub fn read_chain(cert: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", cert.display());
@@ -28,7 +27,10 @@ pub fn read_key(key: &Path) -> Result<PrivateKeyDer<'static>, String> {
 }
 
 /// A server config for `chain` and `key`, offering HTTP/2 and 1.1.
-pub fn server_config(chain: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) -> Result<Arc<ServerConfig>, String> {
+pub fn server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<ServerConfig>, String> {
     let mut config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?

@@ -119,13 +119,24 @@ impl Sessions {
     /// A slot for a new session of `owner`, or why there is none: the key's own limit
     /// (`429`) or the host's (`503`).
     fn reserve(&self, owner: &str) -> Result<Slot, ApiError> {
-        let mut open = self.counts.open.lock().map_err(|_| ApiError::from(StorageError::Io("the upload table is unusable".into())))?;
+        let mut open = self
+            .counts
+            .open
+            .lock()
+            .map_err(|_| ApiError::from(StorageError::Io("the upload table is unusable".into())))?;
         let mine = open.1.get(owner).copied().unwrap_or(0);
         if mine >= self.max_per_key {
-            return Err(ApiError::too_many(format!("this key has {} uploads open; complete or discard one", self.max_per_key)));
+            return Err(ApiError::too_many(format!(
+                "this key has {} uploads open; complete or discard one",
+                self.max_per_key
+            )));
         }
         if open.0 >= self.max {
-            return Err(StorageError::Unavailable { reason: format!("{} uploads are open; try again later", self.max), retryable: true }.into());
+            return Err(StorageError::Unavailable {
+                reason: format!("{} uploads are open; try again later", self.max),
+                retryable: true,
+            }
+            .into());
         }
         open.0 += 1;
         *open.1.entry(owner.to_string()).or_default() += 1;
@@ -134,8 +145,11 @@ impl Sessions {
 
     /// Discards sessions idle for longer than `limit` (their writes are aborted).
     pub async fn reap(&self, limit: Duration) {
-        let sessions: Vec<(String, Arc<tokio::sync::Mutex<Session>>)> =
-            self.map.lock().map(|m| m.iter().map(|(k, e)| (k.clone(), e.session.clone())).collect()).unwrap_or_default();
+        let sessions: Vec<(String, Arc<tokio::sync::Mutex<Session>>)> = self
+            .map
+            .lock()
+            .map(|m| m.iter().map(|(k, e)| (k.clone(), e.session.clone())).collect())
+            .unwrap_or_default();
         for (id, session) in sessions {
             // A session in use is not idle.
             let Ok(mut s) = session.try_lock() else { continue };
@@ -163,7 +177,8 @@ fn not_found(id: &str) -> ApiError {
 
 fn new_id() -> Result<String, ApiError> {
     let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).map_err(|e| ApiError::from(StorageError::Io(format!("no randomness for a session id: {e}"))))?;
+    getrandom::fill(&mut bytes)
+        .map_err(|e| ApiError::from(StorageError::Io(format!("no randomness for a session id: {e}"))))?;
     Ok(hex::encode(bytes))
 }
 
@@ -184,7 +199,13 @@ pub async fn create(
     let label = crate::metrics::label_name(&state, &name);
     let upload = state.storage().writer(&Address { name, path }, &req, &options).await?;
     let offset = Arc::new(AtomicU64::new(0));
-    let session = Session { upload: Some(upload), offset: offset.clone(), expected_sha256: expected, last_used: Instant::now(), name: label };
+    let session = Session {
+        upload: Some(upload),
+        offset: offset.clone(),
+        expected_sha256: expected,
+        last_used: Instant::now(),
+        name: label,
+    };
     let entry = Entry { owner, offset, session: Arc::new(tokio::sync::Mutex::new(session)), _slot: slot };
     match state.uploads.map.lock() {
         Ok(mut map) => {
@@ -195,7 +216,8 @@ pub async fn create(
     // The session's id in the body too, so a client (or schemathesis, through the document's
     // links) need not take the Location apart.
     let location = format!("/v1/upload-sessions/{id}");
-    let mut r = (StatusCode::CREATED, axum::Json(serde_json::json!({ "id": id, "location": location, "offset": 0 }))).into_response();
+    let mut r = (StatusCode::CREATED, axum::Json(serde_json::json!({ "id": id, "location": location, "offset": 0 })))
+        .into_response();
     r.headers_mut().insert(OFFSET, HeaderValue::from(0u64));
     r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Ok(location) = HeaderValue::from_str(&location) {
@@ -210,7 +232,11 @@ fn owner_of(req: &stowage_runtime::Request) -> String {
 }
 
 /// The offset to continue from (without waiting for an append in progress).
-pub async fn offset(State(state): State<AppState>, Path(id): Path<String>, Caller(req): Caller) -> Result<Response, ApiError> {
+pub async fn offset(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Caller(req): Caller,
+) -> Result<Response, ApiError> {
     let (offset, _) = state.uploads.get(&id, &owner_of(&req)).ok_or_else(|| not_found(&id))?;
     Ok(offset_response(StatusCode::OK, offset.load(Ordering::Acquire)))
 }
@@ -267,7 +293,9 @@ async fn copy_body(
             Ok(Some(Err(_))) | Err(_) => break StatusCode::BAD_REQUEST,
         };
         let n = chunk.len() as u64;
-        let Some(upload) = s.upload.as_mut() else { return Err(StorageError::NotFound(format!("upload session {id}"))) };
+        let Some(upload) = s.upload.as_mut() else {
+            return Err(StorageError::NotFound(format!("upload session {id}")));
+        };
         if let Err(e) = upload.write(chunk).await {
             if let Some(upload) = s.upload.take() {
                 let _ = upload.abort().await;
@@ -284,7 +312,12 @@ async fn copy_body(
 
 /// Commits the object. An `x-stowage-sha256` here is checked too (a client that streams
 /// learns the digest only at the end); it must agree with one given at the start.
-pub async fn complete(State(state): State<AppState>, Path(id): Path<String>, Caller(req): Caller, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn complete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Caller(req): Caller,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let given = expected_sha256(&headers)?;
     let (_, session) = state.uploads.get(&id, &owner_of(&req)).ok_or_else(|| not_found(&id))?;
     let mut s = session.lock().await;
@@ -305,7 +338,11 @@ pub async fn complete(State(state): State<AppState>, Path(id): Path<String>, Cal
 }
 
 /// Discards the upload.
-pub async fn discard(State(state): State<AppState>, Path(id): Path<String>, Caller(req): Caller) -> Result<StatusCode, ApiError> {
+pub async fn discard(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Caller(req): Caller,
+) -> Result<StatusCode, ApiError> {
     let (_, session) = state.uploads.get(&id, &owner_of(&req)).ok_or_else(|| not_found(&id))?;
     let mut s = session.lock().await;
     state.uploads.remove(&id);

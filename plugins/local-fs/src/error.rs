@@ -12,12 +12,10 @@ pub fn fs_error(code: ErrorCode, path: &str) -> Error {
     match code {
         ErrorCode::NoEntry => Error::NotFound(path.to_string()),
         ErrorCode::Exist => Error::AlreadyExists(path.to_string()),
-        ErrorCode::NotDirectory => Error::Io(format!(
-            "a parent of `{path}` exists but is not a directory"
-        )),
-        ErrorCode::Access => Error::Denied(format!(
-            "permission denied on `{path}` (check the disk directory's owner and mode)"
-        )),
+        ErrorCode::NotDirectory => Error::Io(format!("a parent of `{path}` exists but is not a directory")),
+        ErrorCode::Access => {
+            Error::Denied(format!("permission denied on `{path}` (check the disk directory's owner and mode)"))
+        }
         ErrorCode::NotPermitted => Error::Denied(format!(
             "operation on `{path}` not permitted: the disk directory's owner and mode refuse it, \
              the host granted the disk read-only, or the path leads outside the disk through a \
@@ -27,33 +25,25 @@ pub fn fs_error(code: ErrorCode, path: &str) -> Error {
             "`{path}` is a symbolic link (or passes through too many of them): local-fs does not \
              follow symbolic links to objects"
         )),
-        ErrorCode::ReadOnly => Error::Denied(format!(
-            "the filesystem holding `{path}` is mounted read-only"
-        )),
-        ErrorCode::IsDirectory => Error::Io(format!(
-            "`{path}` is a directory holding other objects; an object cannot be stored there"
-        )),
-        ErrorCode::NotEmpty => Error::Io(format!(
-            "`{path}` is a non-empty directory; an object cannot replace it"
-        )),
-        ErrorCode::NameTooLong => Error::InvalidPath(format!(
-            "a segment of `{path}` is too long for the disk's filesystem"
-        )),
-        ErrorCode::IllegalByteSequence => Error::InvalidPath(format!(
-            "`{path}` has characters the disk's filesystem cannot store"
-        )),
-        ErrorCode::InsufficientSpace => {
-            Error::Io(format!("no space left on the disk while writing `{path}`"))
+        ErrorCode::ReadOnly => Error::Denied(format!("the filesystem holding `{path}` is mounted read-only")),
+        ErrorCode::IsDirectory => {
+            Error::Io(format!("`{path}` is a directory holding other objects; an object cannot be stored there"))
         }
-        ErrorCode::Quota => Error::Io(format!(
-            "the disk quota is exhausted while writing `{path}`"
-        )),
-        ErrorCode::FileTooLarge | ErrorCode::Overflow => Error::Io(format!(
-            "`{path}` is larger than the disk's filesystem allows"
-        )),
-        ErrorCode::TooManyLinks => Error::Io(format!(
-            "too many entries in a parent directory of `{path}` (the filesystem's link limit)"
-        )),
+        ErrorCode::NotEmpty => Error::Io(format!("`{path}` is a non-empty directory; an object cannot replace it")),
+        ErrorCode::NameTooLong => {
+            Error::InvalidPath(format!("a segment of `{path}` is too long for the disk's filesystem"))
+        }
+        ErrorCode::IllegalByteSequence => {
+            Error::InvalidPath(format!("`{path}` has characters the disk's filesystem cannot store"))
+        }
+        ErrorCode::InsufficientSpace => Error::Io(format!("no space left on the disk while writing `{path}`")),
+        ErrorCode::Quota => Error::Io(format!("the disk quota is exhausted while writing `{path}`")),
+        ErrorCode::FileTooLarge | ErrorCode::Overflow => {
+            Error::Io(format!("`{path}` is larger than the disk's filesystem allows"))
+        }
+        ErrorCode::TooManyLinks => {
+            Error::Io(format!("too many entries in a parent directory of `{path}` (the filesystem's link limit)"))
+        }
         ErrorCode::CrossDevice => Error::Io(format!(
             "a parent of `{path}` is on another mount than the disk's root; local-fs needs one \
              filesystem for atomic renames"
@@ -65,26 +55,15 @@ pub fn fs_error(code: ErrorCode, path: &str) -> Error {
         | ErrorCode::NoLock
         | ErrorCode::Deadlock
         | ErrorCode::InsufficientMemory => Error::Unavailable(Unavailable {
-            reason: format!(
-                "the disk is busy on `{path}` ({}: {})",
-                code.name(),
-                code.message()
-            ),
+            reason: format!("the disk is busy on `{path}` ({}: {})", code.name(), code.message()),
             retryable: true,
         }),
-        ErrorCode::Io
-        | ErrorCode::BadDescriptor
-        | ErrorCode::NoDevice
-        | ErrorCode::NoSuchDevice => Error::Io(format!(
+        ErrorCode::Io | ErrorCode::BadDescriptor | ErrorCode::NoDevice | ErrorCode::NoSuchDevice => Error::Io(format!(
             "I/O error on `{path}` ({}: the file system refused it; check its mount: \
                  read-only, a failing device or a stale handle)",
             code.name()
         )),
-        other => Error::Io(format!(
-            "filesystem error on `{path}`: {} ({})",
-            other.message(),
-            other.name()
-        )),
+        other => Error::Io(format!("filesystem error on `{path}`: {} ({})", other.message(), other.name())),
     }
 }
 

@@ -7,8 +7,7 @@ use stowage_plugin_sdk::driver::stowage::storage::types::Error;
 use stowage_plugin_sdk::wasip2::clocks::wall_clock::Datetime;
 use stowage_plugin_sdk::wasip2::filesystem::preopens::get_directories;
 use stowage_plugin_sdk::wasip2::filesystem::types::{
-    Descriptor, DescriptorFlags, DescriptorStat, DescriptorType, ErrorCode,
-    OpenFlags, PathFlags,
+    Descriptor, DescriptorFlags, DescriptorStat, DescriptorType, ErrorCode, OpenFlags, PathFlags,
 };
 
 use crate::error::{fs_error, not_a_directory};
@@ -49,12 +48,7 @@ pub fn root() -> Result<&'static Descriptor, Error> {
 
 /// Opens the directory `dir` (`""` is the root itself) for reading its entries or syncing it.
 pub fn open_dir(root: &Descriptor, dir: &str) -> Result<Descriptor, ErrorCode> {
-    root.open_at(
-        NO_FOLLOW,
-        if dir.is_empty() { "." } else { dir },
-        OpenFlags::DIRECTORY,
-        DescriptorFlags::READ,
-    )
+    root.open_at(NO_FOLLOW, if dir.is_empty() { "." } else { dir }, OpenFlags::DIRECTORY, DescriptorFlags::READ)
 }
 
 /// Creates the directory `dir` and its missing parents; `path` is the object being written,
@@ -109,11 +103,7 @@ pub fn check_parents(root: &Descriptor, dir: &str, path: &str) -> Result<(), Err
 
 /// Flushes the directory `dir`'s entries to disk, so a rename in it survives a crash.
 pub fn sync_dir(root: &Descriptor, dir: &str, path: &str) -> Result<(), Error> {
-    let result = if dir.is_empty() {
-        root.sync()
-    } else {
-        open_dir(root, dir).and_then(|d| d.sync())
-    };
+    let result = if dir.is_empty() { root.sync() } else { open_dir(root, dir).and_then(|d| d.sync()) };
     match result {
         // Some filesystems (and platforms) cannot fsync a directory; the rename is then as
         // durable as that filesystem makes it, which is all we can do.
@@ -175,9 +165,7 @@ impl Drop for TempFile {
 
 /// Milliseconds since the Unix epoch.
 pub fn millis(t: Datetime) -> u64 {
-    t.seconds
-        .saturating_mul(1000)
-        .saturating_add(u64::from(t.nanoseconds / 1_000_000))
+    t.seconds.saturating_mul(1000).saturating_add(u64::from(t.nanoseconds / 1_000_000))
 }
 
 /// A file's last modification, in milliseconds since the Unix epoch.

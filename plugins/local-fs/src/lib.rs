@@ -42,11 +42,7 @@ impl Guest for LocalFs {
             | Capabilities::LIST_PAGINATION
     }
 
-    fn open_writer(
-        _ctx: RequestContext,
-        path: String,
-        options: WriteOptions,
-    ) -> Result<Writer, Error> {
+    fn open_writer(_ctx: RequestContext, path: String, options: WriteOptions) -> Result<Writer, Error> {
         FsWriter::open(path, options).map(Writer::new)
     }
 
@@ -67,12 +63,7 @@ impl Guest for LocalFs {
         object::exists(&path)
     }
 
-    fn list(
-        _ctx: RequestContext,
-        prefix: String,
-        cursor: Option<String>,
-        limit: u32,
-    ) -> Result<ListPage, Error> {
+    fn list(_ctx: RequestContext, prefix: String, cursor: Option<String>, limit: u32) -> Result<ListPage, Error> {
         lister::list(prefix, cursor, limit)
     }
 
@@ -82,9 +73,7 @@ impl Guest for LocalFs {
 
     fn url(_ctx: RequestContext, path: String, _expires_in_secs: u64) -> Result<String, Error> {
         paths::check_object_path(&path)?;
-        Err(Error::Unsupported(
-            "url: local-fs has no signed URLs; the host signs them".to_string(),
-        ))
+        Err(Error::Unsupported("url: local-fs has no signed URLs; the host signs them".to_string()))
     }
 
     fn list_temps(_ctx: RequestContext, cursor: Option<String>, limit: u32) -> Result<TempPage, Error> {

@@ -27,26 +27,12 @@ pub fn list(prefix: String, cursor: Option<String>, limit: u32) -> Result<ListPa
     };
     // Start in the deepest directory the prefix names whole: `a/b/c` starts in `a/b`.
     let start = prefix.rsplit_once('/').map_or("", |(dir, _)| dir);
-    let mut walk = Walk {
-        root,
-        prefix: &prefix,
-        cursor: cursor.as_deref(),
-        limit,
-        items: Vec::new(),
-        more: false,
-    };
+    let mut walk = Walk { root, prefix: &prefix, cursor: cursor.as_deref(), limit, items: Vec::new(), more: false };
     if !start.split('/').any(is_reserved) {
         walk.dir(start)?;
     }
-    let next_cursor = if walk.more {
-        walk.items.last().map(|item| item.path.clone())
-    } else {
-        None
-    };
-    Ok(ListPage {
-        items: walk.items,
-        next_cursor,
-    })
+    let next_cursor = if walk.more { walk.items.last().map(|item| item.path.clone()) } else { None };
+    Ok(ListPage { items: walk.items, next_cursor })
 }
 
 /// The state of one listing.
@@ -78,9 +64,7 @@ impl Walk<'_> {
 
     /// Whether the file at `path` belongs on the page.
     fn matches(&self, path: &str) -> bool {
-        path.starts_with(self.prefix)
-            && self.cursor.is_none_or(|c| path > c)
-            && validate(path).is_ok()
+        path.starts_with(self.prefix) && self.cursor.is_none_or(|c| path > c) && validate(path).is_ok()
     }
 
     /// Walks the directory `dir` (`""` for the root).
@@ -144,9 +128,9 @@ impl Walk<'_> {
                 continue;
             }
             let kind = match entry.type_ {
-                DescriptorType::Unknown => handle
-                    .stat_at(NO_FOLLOW, &entry.name)
-                    .map_or(DescriptorType::Unknown, |stat| stat.type_),
+                DescriptorType::Unknown => {
+                    handle.stat_at(NO_FOLLOW, &entry.name).map_or(DescriptorType::Unknown, |stat| stat.type_)
+                }
                 known => known,
             };
             let path = join(dir, &entry.name);

@@ -35,14 +35,7 @@ pub struct Sidecar {
 impl Sidecar {
     /// Reads the sidecar at `sidecar_path`, if there is a readable, well-formed one.
     pub fn read(root: &Descriptor, sidecar_path: &str) -> Option<Sidecar> {
-        let file = root
-            .open_at(
-                NO_FOLLOW,
-                sidecar_path,
-                OpenFlags::empty(),
-                DescriptorFlags::READ,
-            )
-            .ok()?;
+        let file = root.open_at(NO_FOLLOW, sidecar_path, OpenFlags::empty(), DescriptorFlags::READ).ok()?;
         let mut bytes = Vec::new();
         loop {
             let (chunk, eof) = file.read(64 * 1024, bytes.len() as u64).ok()?;
@@ -60,15 +53,10 @@ impl Sidecar {
     /// Writes the sidecar to the new file `temp_path` and flushes it to disk. `path` is the
     /// object's, for messages.
     pub fn write_new(&self, root: &Descriptor, temp_path: &str, path: &str) -> Result<(), Error> {
-        let bytes = serde_json::to_vec(self)
-            .map_err(|e| Error::Io(format!("cannot encode the metadata of `{path}`: {e}")))?;
+        let bytes =
+            serde_json::to_vec(self).map_err(|e| Error::Io(format!("cannot encode the metadata of `{path}`: {e}")))?;
         let file = root
-            .open_at(
-                NO_FOLLOW,
-                temp_path,
-                OpenFlags::CREATE | OpenFlags::EXCLUSIVE,
-                DescriptorFlags::WRITE,
-            )
+            .open_at(NO_FOLLOW, temp_path, OpenFlags::CREATE | OpenFlags::EXCLUSIVE, DescriptorFlags::WRITE)
             .map_err(|code| fs_error(code, path))?;
         write_all(&file, &bytes, 0).map_err(|code| fs_error(code, path))?;
         file.sync().map_err(|code| fs_error(code, path))
@@ -82,9 +70,7 @@ pub fn write_all(file: &Descriptor, mut bytes: &[u8], mut offset: u64) -> Result
         if n == 0 {
             return Err(ErrorCode::Io);
         }
-        let n = usize::try_from(n)
-            .map_err(|_| ErrorCode::Overflow)?
-            .min(bytes.len());
+        let n = usize::try_from(n).map_err(|_| ErrorCode::Overflow)?.min(bytes.len());
         bytes = &bytes[n..];
         offset += n as u64;
     }
@@ -94,8 +80,8 @@ pub fn write_all(file: &Descriptor, mut bytes: &[u8], mut offset: u64) -> Result
 /// The info of the object at `path`, whose file has `stat` and identity `id`: with the content
 /// type, metadata and sha256 of its sidecar when that sidecar describes this very file.
 pub fn object_info(root: &Descriptor, path: &str, stat: &DescriptorStat, id: &str) -> ObjectInfo {
-    let sidecar = Sidecar::read(root, &crate::paths::sidecar_path(path))
-        .filter(|s| s.object_id == id && s.size == stat.size);
+    let sidecar =
+        Sidecar::read(root, &crate::paths::sidecar_path(path)).filter(|s| s.object_id == id && s.size == stat.size);
     let (sha256, content_type, metadata) = match sidecar {
         Some(s) => (Some(s.sha256), s.content_type, s.metadata),
         None => (None, None, Vec::new()),

@@ -11,9 +11,7 @@ use crate::paths::{ancestors, check_object_path, sidecar_path};
 /// The file at `path`, if it is an object (a regular file).
 fn object_stat(path: &str) -> Result<DescriptorStat, Error> {
     check_object_path(path)?;
-    let stat = root()?
-        .stat_at(NO_FOLLOW, path)
-        .map_err(|code| lookup_error(code, path))?;
+    let stat = root()?.stat_at(NO_FOLLOW, path).map_err(|code| lookup_error(code, path))?;
     match stat.type_ {
         DescriptorType::RegularFile => Ok(stat),
         other => Err(not_an_object(path, other)),
@@ -42,8 +40,7 @@ pub fn exists(path: &str) -> Result<bool, Error> {
 pub fn delete(path: &str) -> Result<(), Error> {
     object_stat(path)?;
     let root = root()?;
-    root.unlink_file_at(path)
-        .map_err(|code| lookup_error(code, path))?;
+    root.unlink_file_at(path).map_err(|code| lookup_error(code, path))?;
     // The object is gone; a sidecar left behind would be stale (its id matches no file) and is
     // replaced by the next write, so failing to remove it is not worth failing the delete.
     let _ = remove(root, &sidecar_path(path));

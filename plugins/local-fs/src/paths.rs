@@ -63,11 +63,7 @@ pub fn split(path: &str) -> (&str, &str) {
 
 /// Joins a directory (`""` for the root) and a name.
 pub fn join(dir: &str, name: &str) -> String {
-    if dir.is_empty() {
-        name.to_string()
-    } else {
-        format!("{dir}/{name}")
-    }
+    if dir.is_empty() { name.to_string() } else { format!("{dir}/{name}") }
 }
 
 /// The path of the metadata sidecar of the object at `path`.
@@ -78,7 +74,9 @@ pub fn sidecar_path(path: &str) -> String {
 
 /// A write's owner tag as it may appear in a file name (`a-z0-9-`, at most 64), or `none`.
 pub fn owner_tag(owner: &str) -> &str {
-    let plain = !owner.is_empty() && owner.len() <= 64 && owner.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let plain = !owner.is_empty()
+        && owner.len() <= 64
+        && owner.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     if plain { owner } else { "none" }
 }
 
@@ -110,13 +108,7 @@ mod tests {
 
     #[test]
     fn driver_names_are_reserved() {
-        for name in [
-            ".c.csv.stowage-meta",
-            ".stowage-tmp-00ff",
-            ".stowage-tmp",
-            ".x.stowage-tmp-1",
-            ".stowage-x",
-        ] {
+        for name in [".c.csv.stowage-meta", ".stowage-tmp-00ff", ".stowage-tmp", ".x.stowage-tmp-1", ".stowage-x"] {
             assert!(is_reserved(name), "{name}");
         }
         for name in ["c.csv", ".hidden", "stowage-meta", "a.stowage-meta"] {

@@ -4,9 +4,7 @@ use std::cell::Cell;
 
 use stowage_plugin_sdk::driver::exports::stowage::storage::store::GuestReader;
 use stowage_plugin_sdk::driver::stowage::storage::types::{ByteRange, Error, ObjectInfo};
-use stowage_plugin_sdk::wasip2::filesystem::types::{
-    Descriptor, DescriptorFlags, DescriptorType, OpenFlags,
-};
+use stowage_plugin_sdk::wasip2::filesystem::types::{Descriptor, DescriptorFlags, DescriptorType, OpenFlags};
 use stowage_plugin_sdk::wasip2::io::streams::InputStream;
 
 use crate::error::{fs_error, lookup_error, not_an_object};
@@ -39,9 +37,7 @@ impl FsReader {
         let root = root()?;
         // Checked before opening: opening a named pipe would block, and directories and
         // links are not objects.
-        let found = root
-            .stat_at(NO_FOLLOW, &path)
-            .map_err(|code| lookup_error(code, &path))?;
+        let found = root.stat_at(NO_FOLLOW, &path).map_err(|code| lookup_error(code, &path))?;
         if found.type_ != DescriptorType::RegularFile {
             return Err(not_an_object(&path, found.type_));
         }
@@ -55,22 +51,13 @@ impl FsReader {
         let (offset, end) = match range {
             None => (0, size),
             Some(ByteRange { offset, .. }) if offset > size => {
-                return Err(Error::InvalidRange(format!(
-                    "offset {offset} is past the end of `{path}` (size {size})"
-                )));
+                return Err(Error::InvalidRange(format!("offset {offset} is past the end of `{path}` (size {size})")));
             }
-            Some(ByteRange { offset, length }) => (
-                offset,
-                length.map_or(size, |len| offset.saturating_add(len).min(size)),
-            ),
+            Some(ByteRange { offset, length }) => {
+                (offset, length.map_or(size, |len| offset.saturating_add(len).min(size)))
+            }
         };
-        let reader = FsReader {
-            path,
-            file,
-            offset: Cell::new(offset),
-            end,
-            source_given: Cell::new(false),
-        };
+        let reader = FsReader { path, file, offset: Cell::new(offset), end, source_given: Cell::new(false) };
         Ok((reader, info))
     }
 }
@@ -93,10 +80,7 @@ impl GuestReader for FsReader {
         }
         // A regular file returns short reads only at its end; retry a few empty ones anyway.
         for _ in 0..3 {
-            let (bytes, eof) = self
-                .file
-                .read(want, offset)
-                .map_err(|code| fs_error(code, &self.path))?;
+            let (bytes, eof) = self.file.read(want, offset).map_err(|code| fs_error(code, &self.path))?;
             if !bytes.is_empty() {
                 self.offset.set(offset + bytes.len() as u64);
                 return Ok(bytes);

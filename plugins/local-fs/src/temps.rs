@@ -19,7 +19,9 @@ pub fn ensure_dir(root: &Descriptor) -> Result<(), Error> {
         Ok(()) => sync_dir(root, "", TEMP_DIR),
         Err(ErrorCode::Exist) => match root.stat_at(NO_FOLLOW, TEMP_DIR) {
             Ok(stat) if stat.type_ == DescriptorType::Directory => Ok(()),
-            Ok(_) => Err(Error::Io(format!("`{TEMP_DIR}` at the disk's root is not a directory; local-fs keeps its temp files there: move it away"))),
+            Ok(_) => Err(Error::Io(format!(
+                "`{TEMP_DIR}` at the disk's root is not a directory; local-fs keeps its temp files there: move it away"
+            ))),
             Err(code) => Err(fs_error(code, TEMP_DIR)),
         },
         Err(code) => Err(fs_error(code, TEMP_DIR)),
@@ -37,7 +39,9 @@ pub fn list(cursor: Option<String>, limit: u32) -> Result<TempPage, Error> {
     let entries = dir.read_directory().map_err(|code| fs_error(code, TEMP_DIR))?;
     let mut names = Vec::new();
     while let Some(entry) = entries.read_directory_entry().map_err(|code| fs_error(code, TEMP_DIR))? {
-        if matches!(entry.type_, DescriptorType::RegularFile | DescriptorType::Unknown) && cursor.as_ref().is_none_or(|c| entry.name > *c) {
+        if matches!(entry.type_, DescriptorType::RegularFile | DescriptorType::Unknown)
+            && cursor.as_ref().is_none_or(|c| entry.name > *c)
+        {
             names.push(entry.name);
         }
     }
@@ -53,7 +57,12 @@ pub fn list(cursor: Option<String>, limit: u32) -> Result<TempPage, Error> {
         .filter_map(|name| {
             // Gone since the listing: its write finished.
             let stat = dir.stat_at(NO_FOLLOW, &name).ok().filter(|s| s.type_ == DescriptorType::RegularFile)?;
-            Some(TempObject { owner: temp_owner(&name).map(str::to_string), size: Some(stat.size), modified: modified_ms(&stat), id: name })
+            Some(TempObject {
+                owner: temp_owner(&name).map(str::to_string),
+                size: Some(stat.size),
+                modified: modified_ms(&stat),
+                id: name,
+            })
         })
         .collect();
     Ok(TempPage { items, next_cursor })

@@ -5,18 +5,14 @@
 use std::cell::RefCell;
 
 use stowage_plugin_sdk::driver::exports::stowage::storage::store::GuestWriter;
-use stowage_plugin_sdk::driver::stowage::storage::types::{
-    Digest, Error, ObjectInfo, WriteOptions,
-};
+use stowage_plugin_sdk::driver::stowage::storage::types::{Digest, Error, ObjectInfo, WriteOptions};
 use stowage_plugin_sdk::wasip2::filesystem::types::{
     Descriptor, DescriptorFlags, DescriptorType, ErrorCode, OpenFlags,
 };
 use stowage_plugin_sdk::wasip2::io::streams::OutputStream;
 
 use crate::error::{fs_error, not_an_object};
-use crate::fs::{
-    NO_FOLLOW, TempFile, check_parents, create_dirs, etag, file_id, modified_ms, root, sync_dir,
-};
+use crate::fs::{NO_FOLLOW, TempFile, check_parents, create_dirs, etag, file_id, modified_ms, root, sync_dir};
 use crate::meta::{Sidecar, write_all};
 use crate::paths::{check_object_path, sidecar_path, split, temp_path};
 
@@ -70,17 +66,8 @@ impl FsWriter {
             .open_at(NO_FOLLOW, &temp_path, OpenFlags::CREATE | OpenFlags::EXCLUSIVE, DescriptorFlags::WRITE)
             .map_err(|code| fs_error(code, &path))?;
         let temp = TempFile::new(temp_path);
-        let pending = Pending {
-            path,
-            options,
-            file,
-            temp,
-            written: 0,
-            sink_given: false,
-        };
-        Ok(FsWriter {
-            state: RefCell::new(Some(pending)),
-        })
+        let pending = Pending { path, options, file, temp, written: 0, sink_given: false };
+        Ok(FsWriter { state: RefCell::new(Some(pending)) })
     }
 
     /// The error for a call on a writer that has already finished or been aborted.
@@ -111,8 +98,7 @@ impl GuestWriter for FsWriter {
                 pending.path
             )));
         }
-        write_all(&pending.file, &chunk, pending.written)
-            .map_err(|code| fs_error(code, &pending.path))?;
+        write_all(&pending.file, &chunk, pending.written).map_err(|code| fs_error(code, &pending.path))?;
         pending.written += chunk.len() as u64;
         Ok(())
     }
@@ -166,14 +152,14 @@ impl Pending {
         let mut attempts = 0;
         loop {
             create_dirs(root, dir, path)?;
-            let placed = if self.options.create_only { self.link_into_place(root) } else { self.rename_into_place(root) };
+            let placed =
+                if self.options.create_only { self.link_into_place(root) } else { self.rename_into_place(root) };
             match placed {
                 Err(Error::NotFound(_)) if attempts < 3 => attempts += 1,
                 other => break other?,
             }
         }
-        root.rename_at(sidecar_temp.path(), root, &sidecar_path(path))
-            .map_err(io)?;
+        root.rename_at(sidecar_temp.path(), root, &sidecar_path(path)).map_err(io)?;
         sidecar_temp.keep();
         sync_dir(root, dir, path)?;
 
@@ -225,8 +211,7 @@ impl Pending {
                     Err(ErrorCode::NoEntry) => {}
                     Err(code) => return Err(fs_error(code, path)),
                 }
-                root.rename_at(self.temp.path(), root, path)
-                    .map_err(|code| fs_error(code, path))?;
+                root.rename_at(self.temp.path(), root, path).map_err(|code| fs_error(code, path))?;
                 self.temp.keep();
                 Ok(())
             }

@@ -21,10 +21,10 @@ use stowage_plugin_sdk::config_list;
 use stowage_plugin_sdk::policy::exports::stowage::storage::policy_hooks::{
     Decision, Guest, HookInterests, OperationOutcome, OperationRequest, OperationSet, Phase,
 };
+use stowage_plugin_sdk::policy::stowage::storage::config;
 use stowage_plugin_sdk::policy::stowage::storage::ledger::{TrackingRecord, append};
 use stowage_plugin_sdk::policy::stowage::storage::log::{Level, log};
 use stowage_plugin_sdk::policy::stowage::storage::types::{Capabilities, Error, Operation};
-use stowage_plugin_sdk::policy::stowage::storage::config;
 
 struct PhiTracking;
 
@@ -78,7 +78,10 @@ fn operation_set(names: &[String]) -> OperationSet {
             "delete" => OperationSet::DELETE,
             "url" => OperationSet::URL,
             other => {
-                log(Level::Warn, &format!("phi-tracking: `record` names `{other}`, which is not an operation; ignored"));
+                log(
+                    Level::Warn,
+                    &format!("phi-tracking: `record` names `{other}`, which is not an operation; ignored"),
+                );
                 OperationSet::empty()
             }
         };
@@ -107,7 +110,8 @@ impl Guest for PhiTracking {
     fn interests() -> HookInterests {
         // Never refuses anything. Everything on PHI classes, `record` on the others.
         let settings = settings();
-        let observe = if settings.phi_classes.is_empty() { settings.record } else { stowage_plugin_sdk::all_operations() };
+        let observe =
+            if settings.phi_classes.is_empty() { settings.record } else { stowage_plugin_sdk::all_operations() };
         HookInterests { check: OperationSet::empty(), observe, needs: Capabilities::empty() }
     }
 

@@ -88,13 +88,30 @@ impl Api {
     /// Sends a request with a small body, trying again (after a growing, jittered wait) while
     /// the services host is unreachable or busy. `expect` lists the success statuses; any
     /// other becomes the contract's error.
-    pub fn call(&self, op: Op<'_>, method: Method, target: &str, extra: &[(String, String)], body: &[u8], expect: &[u16]) -> Result<Response, Error> {
+    pub fn call(
+        &self,
+        op: Op<'_>,
+        method: Method,
+        target: &str,
+        extra: &[(String, String)],
+        body: &[u8],
+        expect: &[u16],
+    ) -> Result<Response, Error> {
         self.retrying(|| self.call_once(op, method.clone(), target, extra, body, expect))
     }
 
     /// One attempt of [`Api::call`].
-    pub fn call_once(&self, op: Op<'_>, method: Method, target: &str, extra: &[(String, String)], body: &[u8], expect: &[u16]) -> Result<Response, Error> {
-        let response = send(self.settings, method, target, &self.headers(extra), body).map_err(|f| from_failure(op, f))?;
+    pub fn call_once(
+        &self,
+        op: Op<'_>,
+        method: Method,
+        target: &str,
+        extra: &[(String, String)],
+        body: &[u8],
+        expect: &[u16],
+    ) -> Result<Response, Error> {
+        let response =
+            send(self.settings, method, target, &self.headers(extra), body).map_err(|f| from_failure(op, f))?;
         if expect.contains(&response.status) { Ok(response) } else { Err(from_response(op, response)) }
     }
 
@@ -120,13 +137,21 @@ impl Api {
 
     /// Whether attempt `n + 1` may start (its backoff included).
     pub fn may_retry(&self, n: u32, started: Instant) -> bool {
-        n < self.settings.max_attempts && started.elapsed() + self.settings.backoff_before(n + 1) <= self.settings.retry_budget
+        n < self.settings.max_attempts
+            && started.elapsed() + self.settings.backoff_before(n + 1) <= self.settings.retry_budget
     }
 
     /// Sends a request that must not be applied twice (it opens or commits something): tried
     /// again only when nothing was sent (the connection was refused) or the services host
     /// answered that it is busy (`503`, done nothing).
-    pub fn call_not_twice(&self, op: Op<'_>, method: Method, target: &str, extra: &[(String, String)], expect: &[u16]) -> Result<Response, Error> {
+    pub fn call_not_twice(
+        &self,
+        op: Op<'_>,
+        method: Method,
+        target: &str,
+        extra: &[(String, String)],
+        expect: &[u16],
+    ) -> Result<Response, Error> {
         let headers = self.headers(extra);
         let started = Instant::now();
         let mut n = 1;
@@ -167,7 +192,10 @@ fn encode_path(path: &str) -> String {
 pub fn metadata_headers(metadata: &[(String, String)]) -> Result<Vec<(String, String)>, Error> {
     let mut out = Vec::new();
     for (k, v) in metadata {
-        if k.is_empty() || !k.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_') || !header_safe(v) {
+        if k.is_empty()
+            || !k.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+            || !header_safe(v)
+        {
             return Err(Error::Unsupported(format!(
                 "metadata `{}` cannot travel to the services host: keys are a-z, 0-9, `-`, `_` and values printable ASCII without surrounding spaces",
                 k.escape_debug()
@@ -227,6 +255,10 @@ impl From<InfoJson> for ObjectInfo {
 /// Reads a JSON answer of at most `max` bytes.
 pub fn json<T: serde::de::DeserializeOwned>(op: Op<'_>, response: Response, max: usize) -> Result<T, Error> {
     let bytes = response.bytes(max).map_err(|f| from_failure(op, f))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| Error::Io(format!("the services host's answer to {} `{}` is not what this driver understands: {e}", op.what, op.path)))
+    serde_json::from_slice(&bytes).map_err(|e| {
+        Error::Io(format!(
+            "the services host's answer to {} `{}` is not what this driver understands: {e}",
+            op.what, op.path
+        ))
+    })
 }

@@ -51,17 +51,24 @@ pub fn from_response(op: Op<'_>, response: Response) -> Error {
     let status = response.status;
     // The kind is also a header, for answers without a body (HEAD).
     let kind = response.header("x-stowage-error").map(str::to_string);
-    let mut problem: Problem = response.bytes(64 << 10).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    let mut problem: Problem =
+        response.bytes(64 << 10).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
     if let Some(kind) = kind {
         problem.error = kind;
     }
     let message = if problem.message.is_empty() { format!("HTTP {status}") } else { problem.message };
     match (status, problem.error.as_str()) {
-        (401, _) => Error::Denied("the services host refused this host's API key (check the disk's grant.api_key)".into()),
-        (_, "unknown-name") => Error::Io(format!("the services host has no storage class or disk by this disk's `name`: {message}")),
+        (401, _) => {
+            Error::Denied("the services host refused this host's API key (check the disk's grant.api_key)".into())
+        }
+        (_, "unknown-name") => {
+            Error::Io(format!("the services host has no storage class or disk by this disk's `name`: {message}"))
+        }
         (_, "not-found") | (404, _) => Error::NotFound(op.path.to_string()),
         (_, "already-exists") | (412, _) => Error::AlreadyExists(op.path.to_string()),
-        (_, "denied") | (403, _) => Error::Denied(format!("the services host refused to {} `{}`: {message}", op.what, op.path)),
+        (_, "denied") | (403, _) => {
+            Error::Denied(format!("the services host refused to {} `{}`: {message}", op.what, op.path))
+        }
         (_, "invalid-path") => Error::InvalidPath(message),
         (_, "invalid-range") | (416, _) => Error::InvalidRange(format!("{}: {message}", op.path)),
         (_, "unsupported") | (501, _) => Error::Unsupported(message),

@@ -3,7 +3,8 @@
 
 use stowage_plugin_sdk::wasip2::http::outgoing_handler;
 use stowage_plugin_sdk::wasip2::http::types::{
-    ErrorCode, Fields, FutureIncomingResponse, IncomingBody, IncomingResponse, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
+    ErrorCode, Fields, FutureIncomingResponse, IncomingBody, IncomingResponse, Method, OutgoingBody, OutgoingRequest,
+    RequestOptions, Scheme,
 };
 use stowage_plugin_sdk::wasip2::io::streams::{InputStream, OutputStream, StreamError};
 
@@ -29,7 +30,9 @@ fn transport(code: &ErrorCode) -> Failure {
     match code {
         ErrorCode::HttpRequestDenied => Failure::Refused,
         ErrorCode::ConnectionRefused => Failure::NotSent(format!("{code:?}")),
-        ErrorCode::TlsCertificateError | ErrorCode::TlsProtocolError | ErrorCode::TlsAlertReceived(_) => Failure::Untrusted(format!("{code:?}")),
+        ErrorCode::TlsCertificateError | ErrorCode::TlsProtocolError | ErrorCode::TlsAlertReceived(_) => {
+            Failure::Untrusted(format!("{code:?}"))
+        }
         other => Failure::Transport(format!("{other:?}")),
     }
 }
@@ -52,7 +55,12 @@ pub struct Streaming {
 
 impl Streaming {
     /// Starts `method path_and_query` with `headers`.
-    pub fn open(s: &Settings, method: Method, path_and_query: &str, headers: &[(String, String)]) -> Result<Streaming, Failure> {
+    pub fn open(
+        s: &Settings,
+        method: Method,
+        path_and_query: &str,
+        headers: &[(String, String)],
+    ) -> Result<Streaming, Failure> {
         let fields = Fields::new();
         for (name, value) in headers {
             fields
@@ -128,7 +136,13 @@ impl Streaming {
 }
 
 /// Sends a request with a whole (small) body and waits for the answer.
-pub fn send(s: &Settings, method: Method, path_and_query: &str, headers: &[(String, String)], body: &[u8]) -> Result<Response, Failure> {
+pub fn send(
+    s: &Settings,
+    method: Method,
+    path_and_query: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Result<Response, Failure> {
     // A known length: no chunked encoding, even for an empty body.
     let mut with_length = headers.to_vec();
     with_length.push(("content-length".into(), body.len().to_string()));

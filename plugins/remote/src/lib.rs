@@ -45,7 +45,10 @@ impl Guest for RemoteDriver {
 
     fn get_capabilities() -> Capabilities {
         // Signed URLs are the services host's to make; the web host serves its own.
-        Capabilities::RANGE_READS | Capabilities::CREATE_ONLY | Capabilities::USER_METADATA | Capabilities::LIST_PAGINATION
+        Capabilities::RANGE_READS
+            | Capabilities::CREATE_ONLY
+            | Capabilities::USER_METADATA
+            | Capabilities::LIST_PAGINATION
     }
 
     fn open_writer(ctx: RequestContext, path: String, options: WriteOptions) -> Result<Writer, Error> {
@@ -68,7 +71,12 @@ impl Guest for RemoteDriver {
                 let info = reader::head(&api, &path)?;
                 match range {
                     Some(r) if r.offset <= info.size => (reader::RemoteReader::empty(&path), info),
-                    Some(r) => return Err(Error::InvalidRange(format!("{path}: offset {} is past its end ({} bytes)", r.offset, info.size))),
+                    Some(r) => {
+                        return Err(Error::InvalidRange(format!(
+                            "{path}: offset {} is past its end ({} bytes)",
+                            r.offset, info.size
+                        )));
+                    }
                     None => return Err(Error::Io(format!("the services host refused to read `{path}` whole"))),
                 }
             }
@@ -92,7 +100,8 @@ impl Guest for RemoteDriver {
     fn list(ctx: RequestContext, prefix: String, cursor: Option<String>, limit: u32) -> Result<ListPage, Error> {
         let api = Api::new(&ctx)?;
         let op = Op { what: "list", path: &prefix };
-        let response = api.call(op, Method::Get, &api.list(&prefix, cursor.as_deref(), limit.max(1)), &[], &[], &[200])?;
+        let response =
+            api.call(op, Method::Get, &api.list(&prefix, cursor.as_deref(), limit.max(1)), &[], &[], &[200])?;
         let page: Page = json(op, response, MAX_PAGE)?;
         Ok(ListPage { items: page.items.into_iter().map(ObjectInfo::from).collect(), next_cursor: page.next_cursor })
     }
@@ -115,7 +124,9 @@ impl Guest for RemoteDriver {
     }
 
     fn url(_ctx: RequestContext, _path: String, _expires_in_secs: u64) -> Result<String, Error> {
-        Err(Error::Unsupported("url: a remote disk's objects are served by signed URLs of the host itself (`stowage url`)".into()))
+        Err(Error::Unsupported(
+            "url: a remote disk's objects are served by signed URLs of the host itself (`stowage url`)".into(),
+        ))
     }
 
     fn list_temps(_ctx: RequestContext, _cursor: Option<String>, _limit: u32) -> Result<TempPage, Error> {

@@ -49,7 +49,8 @@ fn number(key: &str, default: u64, range: std::ops::RangeInclusive<u64>) -> Resu
 
 impl Settings {
     pub fn load() -> Result<Settings, Error> {
-        let endpoint = config::get("endpoint").ok_or_else(|| bad("endpoint", "is required (the services host's https:// origin)"))?;
+        let endpoint = config::get("endpoint")
+            .ok_or_else(|| bad("endpoint", "is required (the services host's https:// origin)"))?;
         let endpoint = endpoint.trim().trim_end_matches('/');
         let (https, authority) = if let Some(rest) = endpoint.strip_prefix("https://") {
             (true, rest)
@@ -68,7 +69,8 @@ impl Settings {
             name,
             max_attempts: u32::try_from(number("max_attempts", 4, 1..=10)?).unwrap_or(4),
             backoff: Duration::from_millis(number("backoff_ms", 200, 0..=60_000)?),
-            segment: usize::try_from(number("segment_mib", 8, 1..=64)? << 20).map_err(|_| bad("segment_mib", "is too large"))?,
+            segment: usize::try_from(number("segment_mib", 8, 1..=64)? << 20)
+                .map_err(|_| bad("segment_mib", "is too large"))?,
             timeout: Duration::from_millis(number("timeout_ms", 10_000, 100..=600_000)?),
             retry_budget: Duration::from_millis(number("retry_budget_ms", 15_000, 0..=3_600_000)?),
         })

@@ -113,7 +113,8 @@ impl RemoteWriter {
             None => {
                 let session = st.session.as_deref().ok_or_else(|| Error::Io("no upload session".into()))?;
                 let headers = self.api.headers(&[(OFFSET.into(), st.acked.to_string())]);
-                let opened = Streaming::open(self.api.settings, Method::Patch, session, &headers).map_err(|f| from_failure(self.op("upload"), f))?;
+                let opened = Streaming::open(self.api.settings, Method::Patch, session, &headers)
+                    .map_err(|f| from_failure(self.op("upload"), f))?;
                 st.append.insert(opened)
             }
         };
@@ -139,7 +140,13 @@ impl RemoteWriter {
     /// Opens the upload session.
     fn open_session(&self, st: &mut State) -> Result<(), Error> {
         let target = self.api.uploads(&self.path);
-        let response = self.api.call_not_twice(self.op("start an upload of"), Method::Post, &target, &self.write_headers, &[201])?;
+        let response = self.api.call_not_twice(
+            self.op("start an upload of"),
+            Method::Post,
+            &target,
+            &self.write_headers,
+            &[201],
+        )?;
         let location = response
             .header("location")
             .filter(|l| l.starts_with("/v1/upload-sessions/"))
@@ -180,7 +187,9 @@ impl RemoteWriter {
             let sent = crate::http::send(self.api.settings, Method::Patch, &session, &headers, &st.pending)
                 .map_err(|f| from_failure(self.op("upload"), f))?;
             match sent.status {
-                204 if sent.header(OFFSET).and_then(|v| v.parse::<u64>().ok()) == Some(st.acked + st.pending.len() as u64) => {
+                204 if sent.header(OFFSET).and_then(|v| v.parse::<u64>().ok())
+                    == Some(st.acked + st.pending.len() as u64) =>
+                {
                     st.acked += st.pending.len() as u64;
                     st.pending.clear();
                     Ok(None)
@@ -188,7 +197,9 @@ impl RemoteWriter {
                 404 => Ok(Some(self.lost())),
                 // Out of step (an earlier request was still landing, or the offset is not the
                 // one expected): ask again.
-                204 | 409 | 400 => Err(unavailable(format!("the upload of `{}` is out of step with the services host", self.path))),
+                204 | 409 | 400 => {
+                    Err(unavailable(format!("the upload of `{}` is out of step with the services host", self.path)))
+                }
                 _ => Err(from_response(self.op("upload"), sent)),
             }
         })?;
@@ -201,7 +212,8 @@ impl RemoteWriter {
     /// The session's offset; `None` if the services host no longer has it.
     fn session_offset(&self, session: &str) -> Result<Option<u64>, Error> {
         let headers = self.api.headers(&[]);
-        let r = crate::http::send(self.api.settings, Method::Head, session, &headers, &[]).map_err(|f| from_failure(self.op("resume"), f))?;
+        let r = crate::http::send(self.api.settings, Method::Head, session, &headers, &[])
+            .map_err(|f| from_failure(self.op("resume"), f))?;
         match r.status {
             200 => Ok(r.header(OFFSET).and_then(|v| v.parse().ok())),
             404 => Ok(None),
@@ -226,7 +238,11 @@ impl RemoteWriter {
         let sha = (SHA256.to_string(), digest.sha256.clone());
         let Some(session) = st.session.clone() else {
             if st.pending.len() as u64 != digest.size {
-                return Err(Error::Io(format!("the host counted {} bytes but the driver got {}", digest.size, st.pending.len())));
+                return Err(Error::Io(format!(
+                    "the host counted {} bytes but the driver got {}",
+                    digest.size,
+                    st.pending.len()
+                )));
             }
             let mut headers = self.write_headers.clone();
             headers.push(sha);
@@ -252,7 +268,10 @@ impl RemoteWriter {
             self.send_pending(st, true)?;
         }
         if st.acked != digest.size {
-            return Err(Error::Io(format!("the host counted {} bytes but the services host has {}", digest.size, st.acked)));
+            return Err(Error::Io(format!(
+                "the host counted {} bytes but the services host has {}",
+                digest.size, st.acked
+            )));
         }
         let info = self.complete(&session, sha, digest)?;
         st.done = true;
@@ -275,7 +294,11 @@ impl RemoteWriter {
                     Err(e) => Err(e),
                 });
                 match stored {
-                    Ok(Some(info)) if info.size == digest.size && info.sha256.as_deref() == Some(digest.sha256.as_str()) => Ok(info),
+                    Ok(Some(info))
+                        if info.size == digest.size && info.sha256.as_deref() == Some(digest.sha256.as_str()) =>
+                    {
+                        Ok(info)
+                    }
                     Ok(_) if matches!(e, Error::NotFound(_)) => Err(self.lost()),
                     _ => Err(e),
                 }
@@ -349,7 +372,8 @@ impl Drop for RemoteWriter {
     fn drop(&mut self) {
         let st = self.state.get_mut();
         if !st.done && st.session.is_some() {
-            let mut st = std::mem::replace(st, State { pending: Vec::new(), session: None, acked: 0, append: None, done: true });
+            let mut st =
+                std::mem::replace(st, State { pending: Vec::new(), session: None, acked: 0, append: None, done: true });
             let _ = self.abort_inner(&mut st);
         }
     }

@@ -41,7 +41,11 @@ fn settings() -> &'static Settings {
 impl Guest for RolePolicy {
     fn interests() -> HookInterests {
         // Decides on everything; records nothing.
-        HookInterests { check: stowage_plugin_sdk::all_operations(), observe: OperationSet::empty(), needs: Capabilities::empty() }
+        HookInterests {
+            check: stowage_plugin_sdk::all_operations(),
+            observe: OperationSet::empty(),
+            needs: Capabilities::empty(),
+        }
     }
 
     fn check(request: OperationRequest) -> Decision {
@@ -52,10 +56,13 @@ impl Guest for RolePolicy {
             ServerRole::Testing => Decision::Allow,
             ServerRole::Services => {
                 if remote {
-                    log(Level::Warn, &format!(
-                        "services host using the remote driver for disk `{}`: possible misconfiguration",
-                        ctx.disk
-                    ));
+                    log(
+                        Level::Warn,
+                        &format!(
+                            "services host using the remote driver for disk `{}`: possible misconfiguration",
+                            ctx.disk
+                        ),
+                    );
                 }
                 Decision::Allow
             }
@@ -68,7 +75,8 @@ impl Guest for RolePolicy {
                 if !phi || remote {
                     return Decision::Allow;
                 }
-                let via = ctx.class.as_deref().map_or_else(|| format!("disk `{}`", ctx.disk), |c| format!("class `{c}`"));
+                let via =
+                    ctx.class.as_deref().map_or_else(|| format!("disk `{}`", ctx.disk), |c| format!("class `{c}`"));
                 Decision::Deny(format!(
                     "web hosts never keep PHI on their own disks: {via} is served by the `{}` driver, not a remote one",
                     ctx.driver

@@ -3,9 +3,11 @@
 
 use std::sync::OnceLock;
 
-use aws_sdk_s3::config::retry::RetryConfig;
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::Client;
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
 use aws_smithy_wasm::wasi::{WasiHttpClientBuilder, WasiSleep};
 use stowage_plugin_sdk::driver::stowage::storage::types::Error;
 
@@ -21,7 +23,8 @@ pub fn s3() -> Result<&'static S3, Error> {
     static S3: OnceLock<Result<S3, Error>> = OnceLock::new();
     S3.get_or_init(|| {
         let settings = Settings::load()?;
-        let credentials = Credentials::new(&settings.access_key_id, &settings.secret_access_key, None, None, "stowage-config");
+        let credentials =
+            Credentials::new(&settings.access_key_id, &settings.secret_access_key, None, None, "stowage-config");
         let config = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(settings.region.clone()))

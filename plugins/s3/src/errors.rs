@@ -13,7 +13,9 @@ pub struct Op<'a> {
 
 /// The host's wasi:http hook refused the request: it was not for the disk's granted endpoint.
 pub fn host_refused(disk: &str) -> Error {
-    Error::Denied(format!("disk `{disk}`: the host refused the request: the driver's `endpoint` is not the disk's granted endpoint"))
+    Error::Denied(format!(
+        "disk `{disk}`: the host refused the request: the driver's `endpoint` is not the disk's granted endpoint"
+    ))
 }
 
 pub fn unavailable(reason: String) -> Error {
@@ -51,8 +53,12 @@ where
     R: std::fmt::Debug + RawStatus,
 {
     match &e {
-        SdkError::ServiceError(service) => from_status(op, service.raw().status(), service.err().code(), service.err().message()),
-        SdkError::TimeoutError(_) => unavailable(format!("disk `{}`: the S3 server did not answer in time ({} `{}`)", op.disk, op.what, op.path)),
+        SdkError::ServiceError(service) => {
+            from_status(op, service.raw().status(), service.err().code(), service.err().message())
+        }
+        SdkError::TimeoutError(_) => {
+            unavailable(format!("disk `{}`: the S3 server did not answer in time ({} `{}`)", op.disk, op.what, op.path))
+        }
         SdkError::DispatchFailure(failure) => {
             let text = format!("{:?}", failure);
             if text.contains("HttpRequestDenied") {
@@ -61,8 +67,17 @@ where
                 unavailable(format!("disk `{}`: cannot reach the S3 server to {} `{}`", op.disk, op.what, op.path))
             }
         }
-        SdkError::ResponseError(_) => unavailable(format!("disk `{}`: the S3 server's answer to {} `{}` was cut short", op.disk, op.what, op.path)),
-        _ => Error::Io(format!("disk `{}`: {} `{}` failed: {}", op.disk, op.what, op.path, aws_sdk_s3::error::DisplayErrorContext(&e))),
+        SdkError::ResponseError(_) => unavailable(format!(
+            "disk `{}`: the S3 server's answer to {} `{}` was cut short",
+            op.disk, op.what, op.path
+        )),
+        _ => Error::Io(format!(
+            "disk `{}`: {} `{}` failed: {}",
+            op.disk,
+            op.what,
+            op.path,
+            aws_sdk_s3::error::DisplayErrorContext(&e)
+        )),
     }
 }
 

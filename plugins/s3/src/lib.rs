@@ -37,7 +37,11 @@ impl Guest for S3Driver {
     type Reader = reader::S3Reader;
 
     fn get_capabilities() -> Capabilities {
-        Capabilities::RANGE_READS | Capabilities::PRESIGN | Capabilities::CREATE_ONLY | Capabilities::USER_METADATA | Capabilities::LIST_PAGINATION
+        Capabilities::RANGE_READS
+            | Capabilities::PRESIGN
+            | Capabilities::CREATE_ONLY
+            | Capabilities::USER_METADATA
+            | Capabilities::LIST_PAGINATION
     }
 
     fn open_writer(ctx: RequestContext, path: String, options: WriteOptions) -> Result<Writer, Error> {
@@ -56,7 +60,12 @@ impl Guest for S3Driver {
                     let info = object::head(&ctx.disk, &path)?;
                     match range {
                         Some(r) if r.offset == info.size => (reader::S3Reader::empty(), info),
-                        _ => return Err(Error::InvalidRange(format!("{path}: {why}; the object has {} bytes", info.size))),
+                        _ => {
+                            return Err(Error::InvalidRange(format!(
+                                "{path}: {why}; the object has {} bytes",
+                                info.size
+                            )));
+                        }
                     }
                 }
                 other => other?,
@@ -65,7 +74,10 @@ impl Guest for S3Driver {
         if let Some(r) = range
             && r.offset > info.size
         {
-            return Err(Error::InvalidRange(format!("{path}: offset {} is past the end of a {}-byte object", r.offset, info.size)));
+            return Err(Error::InvalidRange(format!(
+                "{path}: offset {} is past the end of a {}-byte object",
+                r.offset, info.size
+            )));
         }
         Ok((Reader::new(reader), info))
     }
@@ -90,15 +102,14 @@ impl Guest for S3Driver {
         }
         let s3 = s3()?;
         let op = Op { disk: &ctx.disk, path: &prefix, what: "list" };
-        let page = run(
-            s3.client
-                .list_objects_v2()
-                .bucket(&s3.settings.bucket)
-                .prefix(s3.settings.key(&prefix))
-                .set_continuation_token(cursor)
-                .max_keys(i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000))
-                .send(),
-        )
+        let page = run(s3
+            .client
+            .list_objects_v2()
+            .bucket(&s3.settings.bucket)
+            .prefix(s3.settings.key(&prefix))
+            .set_continuation_token(cursor)
+            .max_keys(i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000))
+            .send())
         .map_err(|e| from_sdk(&op, e))?;
         let mut items: Vec<ObjectInfo> = page
             .contents()
@@ -132,14 +143,17 @@ impl Guest for S3Driver {
     fn url(ctx: RequestContext, path: String, expires_in_secs: u64) -> Result<String, Error> {
         check_path(&path)?;
         if expires_in_secs == 0 || expires_in_secs > MAX_URL_SECS {
-            return Err(Error::Unsupported(format!("URLs may live 1 to {MAX_URL_SECS} seconds, not {expires_in_secs}")));
+            return Err(Error::Unsupported(format!(
+                "URLs may live 1 to {MAX_URL_SECS} seconds, not {expires_in_secs}"
+            )));
         }
         object::head(&ctx.disk, &path)?;
         let s3 = s3()?;
         let config = PresigningConfig::expires_in(Duration::from_secs(expires_in_secs))
             .map_err(|e| Error::Io(format!("cannot sign a URL: {e}")))?;
-        let signed = run(s3.client.get_object().bucket(&s3.settings.bucket).key(s3.settings.key(&path)).presigned(config))
-            .map_err(|e| Error::Io(format!("disk `{}`: cannot sign a URL for `{path}`: {e}", ctx.disk)))?;
+        let signed =
+            run(s3.client.get_object().bucket(&s3.settings.bucket).key(s3.settings.key(&path)).presigned(config))
+                .map_err(|e| Error::Io(format!("disk `{}`: cannot sign a URL for `{path}`: {e}", ctx.disk)))?;
         Ok(signed.uri().to_string())
     }
 

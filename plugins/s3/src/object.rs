@@ -62,8 +62,9 @@ pub fn info_from_headers(path: &str, headers: &[(String, Vec<u8>)], partial: boo
         })
         .collect();
     let sha256 = metadata.iter().position(|(k, _)| k == SHA256_KEY).map(|i| metadata.swap_remove(i).1);
-    let modified = text("last-modified")
-        .and_then(|t| aws_sdk_s3::primitives::DateTime::from_str(&t, aws_sdk_s3::primitives::DateTimeFormat::HttpDate).ok());
+    let modified = text("last-modified").and_then(|t| {
+        aws_sdk_s3::primitives::DateTime::from_str(&t, aws_sdk_s3::primitives::DateTimeFormat::HttpDate).ok()
+    });
     let info = ObjectInfo {
         path: path.to_string(),
         size,

@@ -9,7 +9,9 @@ use aws_sdk_s3::presigning::PresigningConfig;
 use stowage_plugin_sdk::driver::exports::stowage::storage::store::GuestReader;
 use stowage_plugin_sdk::driver::stowage::storage::types::{ByteRange, Error, ObjectInfo};
 use stowage_plugin_sdk::wasip2::http::outgoing_handler;
-use stowage_plugin_sdk::wasip2::http::types::{Fields, IncomingBody, IncomingResponse, Method, OutgoingRequest, Scheme};
+use stowage_plugin_sdk::wasip2::http::types::{
+    Fields, IncomingBody, IncomingResponse, Method, OutgoingRequest, Scheme,
+};
 use stowage_plugin_sdk::wasip2::io::streams::{InputStream, StreamError};
 
 use crate::client::{run, s3};
@@ -41,14 +43,17 @@ pub fn open(disk: &str, path: &str, range: Option<ByteRange>) -> Result<(S3Reade
     let mut get = s3.client.get_object().bucket(&s3.settings.bucket).key(s3.settings.key(path));
     if let Some(r) = range {
         // A length running past u64 reads to the end.
-        let end = r.length.and_then(|len| r.offset.checked_add(len)).map_or_else(String::new, |end| (end - 1).to_string());
+        let end =
+            r.length.and_then(|len| r.offset.checked_add(len)).map_or_else(String::new, |end| (end - 1).to_string());
         get = get.range(format!("bytes={}-{end}", r.offset));
     }
     let config = PresigningConfig::expires_in(SIGNED_FOR).map_err(|e| Error::Io(format!("cannot sign a read: {e}")))?;
-    let signed = run(get.presigned(config)).map_err(|e| Error::Io(format!("disk `{disk}`: cannot sign a read of `{path}`: {e}")))?;
+    let signed = run(get.presigned(config))
+        .map_err(|e| Error::Io(format!("disk `{disk}`: cannot sign a read of `{path}`: {e}")))?;
 
     let uri: http::Uri = signed.uri().parse().map_err(|e| Error::Io(format!("signed URL is invalid: {e}")))?;
-    let headers: Vec<(String, Vec<u8>)> = signed.headers().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect();
+    let headers: Vec<(String, Vec<u8>)> =
+        signed.headers().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect();
     let fields = Fields::from_list(&headers).map_err(|e| Error::Io(format!("signed headers are invalid: {e:?}")))?;
     let request = OutgoingRequest::new(fields);
     let scheme = if uri.scheme_str() == Some("https") { Scheme::Https } else { Scheme::Http };
@@ -76,8 +81,9 @@ pub fn open(disk: &str, path: &str, range: Option<ByteRange>) -> Result<(S3Reade
         let message = xml_tag(&text, "Message");
         return Err(from_status(&op, status, code.as_deref(), message.as_deref()));
     }
-    let (info, start) = crate::object::info_from_headers(path, &headers, status == 206)
-        .ok_or_else(|| Error::Io(format!("disk `{disk}`: the S3 server's answer to the read of `{path}` has no size")))?;
+    let (info, start) = crate::object::info_from_headers(path, &headers, status == 206).ok_or_else(|| {
+        Error::Io(format!("disk `{disk}`: the S3 server's answer to the read of `{path}` has no size"))
+    })?;
     // Bytes from anywhere but the asked offset would be passed off as the range.
     let wanted = range.map_or(0, |r| r.offset);
     if start != wanted {
@@ -129,7 +135,9 @@ impl GuestReader for S3Reader {
         match stream.blocking_read(max.min(1 << 20)) {
             Ok(bytes) => Ok(bytes),
             Err(StreamError::Closed) => Ok(Vec::new()),
-            Err(StreamError::LastOperationFailed(e)) => Err(unavailable(format!("the read was cut short: {}", e.to_debug_string()))),
+            Err(StreamError::LastOperationFailed(e)) => {
+                Err(unavailable(format!("the read was cut short: {}", e.to_debug_string())))
+            }
         }
     }
 }

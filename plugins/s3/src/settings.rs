@@ -40,7 +40,9 @@ fn required(key: &str) -> Result<String, Error> {
 fn number(key: &str, default: u64) -> Result<u64, Error> {
     match config::get(key) {
         None => Ok(default),
-        Some(v) => v.trim().parse().map_err(|_| Error::Io(format!("s3 config `{key}` must be a whole number, not `{v}`"))),
+        Some(v) => {
+            v.trim().parse().map_err(|_| Error::Io(format!("s3 config `{key}` must be a whole number, not `{v}`")))
+        }
     }
 }
 
@@ -64,7 +66,8 @@ impl Settings {
             path_style: config::get("path_style").is_none_or(|v| v != "false"),
             access_key_id: required("access_key_id")?,
             secret_access_key: required("secret_access_key")?,
-            part_size: usize::try_from(part_mib << 20).map_err(|_| Error::Io("s3 config `part_size_mib` is too large".into()))?,
+            part_size: usize::try_from(part_mib << 20)
+                .map_err(|_| Error::Io("s3 config `part_size_mib` is too large".into()))?,
             max_attempts: u32::try_from(number("max_attempts", 3)?.clamp(1, 10)).unwrap_or(3),
         })
     }

@@ -20,16 +20,15 @@ pub fn list(disk: &str, cursor: Option<String>, limit: u32) -> Result<TempPage, 
         None => (None, None),
     };
     let op = Op { disk, path: "", what: "list the unfinished uploads of" };
-    let page = run(
-        s3.client
-            .list_multipart_uploads()
-            .bucket(&s3.settings.bucket)
-            .prefix(&s3.settings.prefix)
-            .set_key_marker(key_marker)
-            .set_upload_id_marker(upload_marker)
-            .max_uploads(i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000))
-            .send(),
-    )
+    let page = run(s3
+        .client
+        .list_multipart_uploads()
+        .bucket(&s3.settings.bucket)
+        .prefix(&s3.settings.prefix)
+        .set_key_marker(key_marker)
+        .set_upload_id_marker(upload_marker)
+        .max_uploads(i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000))
+        .send())
     .map_err(|e| from_sdk(&op, e))?;
     let items: Vec<TempObject> = page
         .uploads()
@@ -54,7 +53,8 @@ pub fn list(disk: &str, cursor: Option<String>, limit: u32) -> Result<TempPage, 
 /// Aborts the upload `temp` names.
 pub fn remove(disk: &str, temp: &str) -> Result<(), Error> {
     let s3 = s3()?;
-    let Some((upload_id, key)) = temp.split_once(' ').filter(|(_, k)| k.starts_with(s3.settings.prefix.as_str())) else {
+    let Some((upload_id, key)) = temp.split_once(' ').filter(|(_, k)| k.starts_with(s3.settings.prefix.as_str()))
+    else {
         return Err(Error::InvalidPath(format!("`{temp}` is not an unfinished upload of this disk")));
     };
     let op = Op { disk, path: key, what: "abort the unfinished upload of" };

@@ -47,7 +47,9 @@ impl S3Writer {
     pub fn new(disk: String, path: String, options: WriteOptions) -> Result<S3Writer, Error> {
         let s3 = s3()?;
         if options.metadata.iter().any(|(k, _)| k.eq_ignore_ascii_case(SHA256_KEY)) {
-            return Err(Error::Unsupported(format!("metadata key `{SHA256_KEY}` is reserved for the sha256 the host measures")));
+            return Err(Error::Unsupported(format!(
+                "metadata key `{SHA256_KEY}` is reserved for the sha256 the host measures"
+            )));
         }
         Ok(S3Writer {
             disk,
@@ -63,7 +65,8 @@ impl S3Writer {
     }
 
     fn metadata(&self, sha256: Option<&str>) -> HashMap<String, String> {
-        let mut m: HashMap<String, String> = self.options.metadata.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect();
+        let mut m: HashMap<String, String> =
+            self.options.metadata.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect();
         if let Some(sha) = sha256 {
             m.insert(SHA256_KEY.into(), sha.into());
         }
@@ -73,38 +76,40 @@ impl S3Writer {
     /// Sends the buffer as the next part, starting the multipart upload if needed.
     fn send_part(&self, s3: &S3, state: &mut State) -> Result<(), Error> {
         if state.upload.is_none() {
-            let created = run(
-                s3.client
-                    .create_multipart_upload()
-                    .bucket(&s3.settings.bucket)
-                    .key(&self.key)
-                    .set_content_type(self.options.content_type.clone())
-                    .set_metadata(Some(self.metadata(None)))
-                    .send(),
-            )
+            let created = run(s3
+                .client
+                .create_multipart_upload()
+                .bucket(&s3.settings.bucket)
+                .key(&self.key)
+                .set_content_type(self.options.content_type.clone())
+                .set_metadata(Some(self.metadata(None)))
+                .send())
             .map_err(|e| from_sdk(&self.op("start an upload of"), e))?;
-            let id = created.upload_id.ok_or_else(|| Error::Io("the S3 server started an upload without an id".into()))?;
+            let id =
+                created.upload_id.ok_or_else(|| Error::Io("the S3 server started an upload without an id".into()))?;
             state.upload = Some(Upload { id, parts: Vec::new() });
         }
         let Some(upload) = state.upload.as_mut() else { return Err(Error::Io("no upload".into())) };
         let number = i32::try_from(upload.parts.len() + 1).map_err(|_| Error::Io("too many parts".into()))?;
         if number > 10_000 {
-            return Err(Error::Io(format!("`{}` needs more than 10000 parts: raise the disk's part_size_mib", self.path)));
+            return Err(Error::Io(format!(
+                "`{}` needs more than 10000 parts: raise the disk's part_size_mib",
+                self.path
+            )));
         }
         let len = state.buf.len() as u64;
         let body = ByteStream::from(std::mem::take(&mut state.buf));
-        let sent = run(
-            s3.client
-                .upload_part()
-                .bucket(&s3.settings.bucket)
-                .key(&self.key)
-                .upload_id(&upload.id)
-                .part_number(number)
-                .body(body)
-                .customize()
-                .disable_payload_signing()
-                .send(),
-        )
+        let sent = run(s3
+            .client
+            .upload_part()
+            .bucket(&s3.settings.bucket)
+            .key(&self.key)
+            .upload_id(&upload.id)
+            .part_number(number)
+            .body(body)
+            .customize()
+            .disable_payload_signing()
+            .send())
         .map_err(|e| from_sdk(&self.op("upload a part of"), e))?;
         upload.parts.push(CompletedPart::builder().part_number(number).set_e_tag(sent.e_tag).build());
         state.sent += len;
@@ -116,9 +121,15 @@ impl S3Writer {
         state.done = true;
         let Some(upload) = state.upload.take() else { return Ok(()) };
         let s3 = s3()?;
-        let r = run(s3.client.abort_multipart_upload().bucket(&s3.settings.bucket).key(&self.key).upload_id(&upload.id).send())
-            .map(|_| ())
-            .map_err(|e| from_sdk(&self.op("abort the upload of"), e));
+        let r = run(s3
+            .client
+            .abort_multipart_upload()
+            .bucket(&s3.settings.bucket)
+            .key(&self.key)
+            .upload_id(&upload.id)
+            .send())
+        .map(|_| ())
+        .map_err(|e| from_sdk(&self.op("abort the upload of"), e));
         if let Err(e) = &r {
             // Its parts stay on the server until a bucket lifecycle rule removes them.
             log(Level::Error, &format!("disk `{}`: an unfinished upload could not be aborted: {e:?}", self.disk));
@@ -151,44 +162,50 @@ impl S3Writer {
         let create_only = self.options.create_only.then_some("*");
         if state.upload.is_none() {
             if state.buf.len() as u64 != digest.size {
-                return Err(Error::Io(format!("the host counted {} bytes but the driver got {}", digest.size, state.buf.len())));
+                return Err(Error::Io(format!(
+                    "the host counted {} bytes but the driver got {}",
+                    digest.size,
+                    state.buf.len()
+                )));
             }
             let body = ByteStream::from(std::mem::take(&mut state.buf));
-            let put = run(
-                s3.client
-                    .put_object()
-                    .bucket(&s3.settings.bucket)
-                    .key(&self.key)
-                    .set_content_type(self.options.content_type.clone())
-                    .set_metadata(Some(self.metadata(Some(&digest.sha256))))
-                    .set_if_none_match(create_only.map(str::to_string))
-                    .body(body)
-                    .customize()
-                    .disable_payload_signing()
-                    .send(),
-            )
+            let put = run(s3
+                .client
+                .put_object()
+                .bucket(&s3.settings.bucket)
+                .key(&self.key)
+                .set_content_type(self.options.content_type.clone())
+                .set_metadata(Some(self.metadata(Some(&digest.sha256))))
+                .set_if_none_match(create_only.map(str::to_string))
+                .body(body)
+                .customize()
+                .disable_payload_signing()
+                .send())
             .map_err(|e| from_sdk(&self.op("write"), e))?;
             state.done = true;
             return Ok(put.e_tag);
         }
         if state.sent + state.buf.len() as u64 != digest.size {
-            return Err(Error::Io(format!("the host counted {} bytes but the driver got {}", digest.size, state.sent + state.buf.len() as u64)));
+            return Err(Error::Io(format!(
+                "the host counted {} bytes but the driver got {}",
+                digest.size,
+                state.sent + state.buf.len() as u64
+            )));
         }
         if !state.buf.is_empty() {
             self.send_part(s3, &mut state)?;
         }
         let Some(upload) = state.upload.take() else { return Err(Error::Io("no upload".into())) };
         let parts = CompletedMultipartUpload::builder().set_parts(Some(upload.parts.clone())).build();
-        let completed = run(
-            s3.client
-                .complete_multipart_upload()
-                .bucket(&s3.settings.bucket)
-                .key(&self.key)
-                .upload_id(&upload.id)
-                .multipart_upload(parts)
-                .set_if_none_match(create_only.map(str::to_string))
-                .send(),
-        );
+        let completed = run(s3
+            .client
+            .complete_multipart_upload()
+            .bucket(&s3.settings.bucket)
+            .key(&self.key)
+            .upload_id(&upload.id)
+            .multipart_upload(parts)
+            .set_if_none_match(create_only.map(str::to_string))
+            .send());
         state.upload = Some(upload);
         match completed {
             Ok(done) => {

@@ -45,7 +45,10 @@ pub fn run(config: Option<&Path>, command: Command) -> anyhow::Result<()> {
             for class in StorageClass::ALL {
                 println!("class {class} -> disk {}", loaded.disk_for(class));
             }
-            println!("plugins: {} verified (signatures, pins, worlds)", loaded.config.disks.len() + loaded.config.policies.len());
+            println!(
+                "plugins: {} verified (signatures, pins, worlds)",
+                loaded.config.disks.len() + loaded.config.policies.len()
+            );
             match settings {
                 Some(s) => println!(
                     "server: {}://{}, {} API key(s), signed URLs {}",
@@ -54,7 +57,9 @@ pub fn run(config: Option<&Path>, command: Command) -> anyhow::Result<()> {
                     s.keys.len(),
                     if s.url_secret.is_some() { "on" } else { "off (no url_secret)" }
                 ),
-                None => println!("server: no [server] table (fine for the CLI; `stowage serve` needs one with tls and api_keys)"),
+                None => println!(
+                    "server: no [server] table (fine for the CLI; `stowage serve` needs one with tls and api_keys)"
+                ),
             }
             println!("sha256: {}", loaded.sha256);
             Ok(())

@@ -24,7 +24,8 @@ pub async fn run(config: Option<&Path>, args: Args, remove_source: bool) -> anyh
     // The bar is made on the first chunk, when the copy knows the object's size (no stat
     // of its own: that would be one more recorded access).
     let mut bar = None;
-    let copied = storage.copy(&from, &to, &req, |n, size| bar.get_or_insert_with(|| progress::bar(Some(size))).inc(n)).await;
+    let copied =
+        storage.copy(&from, &to, &req, |n, size| bar.get_or_insert_with(|| progress::bar(Some(size))).inc(n)).await;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }

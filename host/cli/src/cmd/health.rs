@@ -34,7 +34,8 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<()> {
         disks.insert(disk, entry);
     }
     let ledger = storage.ledger();
-    let checkpoint = ledger.latest_checkpoint().map(|c| serde_json::json!({ "size": c.checkpoint.size, "time": c.checkpoint.time }));
+    let checkpoint =
+        ledger.latest_checkpoint().map(|c| serde_json::json!({ "size": c.checkpoint.size, "time": c.checkpoint.time }));
     let verified = match ledger.verify(VerifyMode::Incremental) {
         Ok(Ok(v)) => Ok(v.count),
         Ok(Err(broken)) => Err(broken.to_string()),
@@ -58,7 +59,12 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<()> {
     let ledger_json = match (&verified, &recording) {
         (Ok(count), Ok(())) => serde_json::json!({ "ok": true, "records": count, "last_checkpoint": checkpoint }),
         _ => {
-            let message = [verified.as_ref().err(), recording.as_ref().err()].into_iter().flatten().cloned().collect::<Vec<_>>().join("; ");
+            let message = [verified.as_ref().err(), recording.as_ref().err()]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ");
             failed.push("ledger: audit-unavailable".into());
             serde_json::json!({ "ok": false, "error": "audit-unavailable", "message": message, "last_checkpoint": checkpoint })
         }
@@ -78,7 +84,12 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<()> {
             false => format!("last checkpoint covers {} records (unix time {})", c["size"], c["time"]),
         };
         match ledger_json["ok"].as_bool() {
-            Some(true) => println!("ledger {:<15} ok      {} records verify; {}", "", ledger_json["records"], at(&ledger_json["last_checkpoint"])),
+            Some(true) => println!(
+                "ledger {:<15} ok      {} records verify; {}",
+                "",
+                ledger_json["records"],
+                at(&ledger_json["last_checkpoint"])
+            ),
             _ => println!("ledger {:<15} FAILED  {}", "", text(&ledger_json["message"])),
         }
     }

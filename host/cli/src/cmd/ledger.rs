@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use stowage_runtime::ledger::note::VerifierKey;
-use stowage_runtime::ledger::{Entry, InclusionProof, Ledger, Record, Verified, VerifyMode, check_proof, now_ms, parse_checkpoints};
+use stowage_runtime::ledger::{
+    Entry, InclusionProof, Ledger, Record, Verified, VerifyMode, check_proof, now_ms, parse_checkpoints,
+};
 use stowage_runtime::{Address, LoadedConfig, StorageError};
 
 use super::{open_storage, request};
@@ -174,7 +176,10 @@ fn verified(v: &Verified) -> String {
         s += &format!("; extends the checkpoints of size {}", sizes.join(", "));
     }
     for b in &v.sealed {
-        s += &format!("\nsealed break at index {} (seal #{}): {}; reason: {}", b.seal.broken_at, b.seal_index, b.seal.problem, b.seal.reason);
+        s += &format!(
+            "\nsealed break at index {} (seal #{}): {}; reason: {}",
+            b.seal.broken_at, b.seal_index, b.seal.problem, b.seal.reason
+        );
     }
     s
 }
@@ -208,8 +213,13 @@ pub async fn run(config: Option<&Path>, command: Command) -> anyhow::Result<()> 
             }
         }
         Command::Checkpoint { now } => {
-            let latest = if now { Some(ledger.checkpoint_now()?) } else { ledger.checkpoints()?.into_iter().max_by_key(|c| c.checkpoint.size) };
-            let latest = latest.context("the ledger has no checkpoint yet (`stowage ledger checkpoint --now` signs one)")?;
+            let latest = if now {
+                Some(ledger.checkpoint_now()?)
+            } else {
+                ledger.checkpoints()?.into_iter().max_by_key(|c| c.checkpoint.size)
+            };
+            let latest =
+                latest.context("the ledger has no checkpoint yet (`stowage ledger checkpoint --now` signs one)")?;
             print!("{}", latest.note);
             Ok(())
         }
@@ -225,9 +235,13 @@ pub async fn run(config: Option<&Path>, command: Command) -> anyhow::Result<()> 
         }
         Command::CheckProof { proof, trust } => {
             let keys = trust.iter().map(|k| trusted_key(k)).collect::<anyhow::Result<Vec<_>>>()?;
-            let proof: InclusionProof = serde_json::from_str(&read_arg(&proof)?).context("not a proof from `stowage ledger prove`")?;
+            let proof: InclusionProof =
+                serde_json::from_str(&read_arg(&proof)?).context("not a proof from `stowage ledger prove`")?;
             let (entry, checkpoint) = check_proof(&proof, &keys).map_err(LedgerBroken)?;
-            println!("proof OK: record {} is in the checkpoint of size {} signed by a trusted key", entry.index, checkpoint.size);
+            println!(
+                "proof OK: record {} is in the checkpoint of size {} signed by a trusted key",
+                entry.index, checkpoint.size
+            );
             println!("{}", line(&entry));
             Ok(())
         }
@@ -259,7 +273,8 @@ pub async fn run(config: Option<&Path>, command: Command) -> anyhow::Result<()> 
             ledger.scan(0, |e| {
                 if path.as_ref().is_none_or(|p| *p == e.record.path) {
                     use std::io::Write as _;
-                    writeln!(out, "{}", line(&e)).map_err(|e| stowage_runtime::ledger::LedgerError::Output(e.to_string()))?;
+                    writeln!(out, "{}", line(&e))
+                        .map_err(|e| stowage_runtime::ledger::LedgerError::Output(e.to_string()))?;
                 }
                 Ok(true)
             })?;
@@ -336,7 +351,10 @@ pub async fn cleanup(config: Option<&Path>) -> anyhow::Result<()> {
     }
     let swept = storage.sweep_orphans().await?;
     for (disk, id, size) in &swept.removed {
-        println!("removed {disk}: temp object {id} of a write that never finished ({} bytes)", size.map_or_else(|| "?".into(), |s| s.to_string()));
+        println!(
+            "removed {disk}: temp object {id} of a write that never finished ({} bytes)",
+            size.map_or_else(|| "?".into(), |s| s.to_string())
+        );
     }
     if failed > 0 {
         anyhow::bail!("{failed} of {} overdue files could not be deleted", overdue.len());

@@ -55,7 +55,8 @@ pub fn parse_time(flag: &str, value: &str) -> anyhow::Result<u64> {
         return value.parse().with_context(|| format!("--{flag} {value}"));
     }
     let text = if value.len() == 10 { format!("{value}T00:00:00Z") } else { value.to_string() };
-    let t = humantime::parse_rfc3339_weak(&text).with_context(|| format!("--{flag} {value}: not a date or RFC 3339 time"))?;
+    let t = humantime::parse_rfc3339_weak(&text)
+        .with_context(|| format!("--{flag} {value}: not a date or RFC 3339 time"))?;
     Ok(u64::try_from(t.duration_since(std::time::UNIX_EPOCH)?.as_millis())?)
 }
 
@@ -126,10 +127,14 @@ pub fn report(ledger: &Ledger, report: Report) -> anyhow::Result<()> {
         _ => {
             println!("Accesses by object ({} in all)", events.len());
             // Grouped under the object: when, what, by whom.
-            print_grouped(&events, 4, |r| format!("  {}  {:<10} by {} (key {}), purpose {}", r[0], r[3], r[1], r[2], r[5]));
+            print_grouped(&events, 4, |r| {
+                format!("  {}  {:<10} by {} (key {}), purpose {}", r[0], r[3], r[1], r[2], r[5])
+            });
             println!("\nAccesses by person");
             // Grouped under the person: when, what, which object.
-            print_grouped(&events, 1, |r| format!("  {}  {:<10} {} (key {}), purpose {}", r[0], r[3], r[4], r[2], r[5]));
+            print_grouped(&events, 1, |r| {
+                format!("  {}  {:<10} {} (key {}), purpose {}", r[0], r[3], r[4], r[2], r[5])
+            });
         }
     }
     Ok(())

@@ -39,7 +39,13 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<()> {
                 writeln!(out, "{}", super::stat::to_json(item))?;
             } else if args.long {
                 let modified = item.modified.map_or_else(|| "-".to_string(), super::stat::rfc3339);
-                writeln!(out, "{:>12}  {modified:<24}  {:<64}  {}", item.size, item.sha256.as_deref().unwrap_or("-"), item.path)?;
+                writeln!(
+                    out,
+                    "{:>12}  {modified:<24}  {:<64}  {}",
+                    item.size,
+                    item.sha256.as_deref().unwrap_or("-"),
+                    item.path
+                )?;
             } else {
                 writeln!(out, "{}", item.path)?;
             }

@@ -37,14 +37,13 @@ pub fn address(s: &str) -> anyhow::Result<Address> {
 
 /// Parses a prefix: `NAME:` (everything), `NAME:prefix`, or a bare `NAME`.
 pub fn prefix_address(s: &str) -> anyhow::Result<Address> {
-    if s.contains(':') {
-        Ok(Address::parse(s)?)
-    } else {
-        Ok(Address { name: s.to_string(), path: String::new() })
-    }
+    if s.contains(':') { Ok(Address::parse(s)?) } else { Ok(Address { name: s.to_string(), path: String::new() }) }
 }
 
-static IDENTITY: std::sync::OnceLock<(Option<String>, Vec<(String, String)>)> = std::sync::OnceLock::new();
+/// Who is asking: the actor and the request's metadata.
+type Identity = (Option<String>, Vec<(String, String)>);
+
+static IDENTITY: std::sync::OnceLock<Identity> = std::sync::OnceLock::new();
 
 /// Records who is asking (from `--actor`, `--cohort`, `--req-meta`) for every request.
 pub fn set_identity(actor: Option<String>, metadata: Vec<(String, String)>) {
@@ -76,9 +75,7 @@ fn local_user() -> String {
 
 /// Parses `key=value` (for `--meta`).
 pub fn key_value(s: &str) -> Result<(String, String), String> {
-    let (k, v) = s
-        .split_once('=')
-        .ok_or_else(|| format!("`{s}` is not key=value"))?;
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("`{s}` is not key=value"))?;
     let k = k.trim().to_ascii_lowercase();
     if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
         return Err(format!("metadata key `{k}` may only use letters, digits, `-` and `_`"));

@@ -74,7 +74,11 @@ pub async fn run(command: Command, table: Option<&Path>) -> anyhow::Result<()> {
         Command::Keygen { out } => {
             let key = keys::generate()?;
             let id = keys::write_pair(&out, &key)?;
-            println!("wrote {} (secret: keep it safe) and {}", out.with_extension("key").display(), out.with_extension("pub").display());
+            println!(
+                "wrote {} (secret: keep it safe) and {}",
+                out.with_extension("key").display(),
+                out.with_extension("pub").display()
+            );
             println!("key id {id}");
             Ok(())
         }
@@ -94,10 +98,7 @@ pub async fn run(command: Command, table: Option<&Path>) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Verify { trust, file } => {
-            let keys = trust
-                .iter()
-                .map(|k| keys::read_public(k, Path::new(".")))
-                .collect::<Result<Vec<_>, _>>()?;
+            let keys = trust.iter().map(|k| keys::read_public(k, Path::new("."))).collect::<Result<Vec<_>, _>>()?;
             let bytes = read(&file)?;
             let detached = std::fs::read(format!("{}.sig", file.display())).ok();
             match signature::verify(&bytes, detached.as_deref(), &keys) {
@@ -160,7 +161,8 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir).with_context(|| format!("cannot write in {}", dir.display()))?;
+    let mut tmp =
+        tempfile::NamedTempFile::new_in(&dir).with_context(|| format!("cannot write in {}", dir.display()))?;
     // Keep the replaced file's permissions (a temp file is private by default).
     if let Ok(meta) = std::fs::metadata(path) {
         tmp.as_file().set_permissions(meta.permissions())?;

@@ -5,13 +5,13 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use stowage_conformance::{Outcome, Report};
 use stowage_runtime::config::{flatten, resolve_plugin};
 use stowage_runtime::ledger::Ledger;
 use stowage_runtime::plugin::inspect::World;
 use stowage_runtime::plugin::{PluginLoader, TrustPolicy, cache};
 use stowage_runtime::policy::Policy;
 use stowage_runtime::{Disk, Grants, Limits, PluginEngine};
-use stowage_conformance::{Outcome, Report};
 
 /// `plugin test` arguments.
 #[derive(clap::Args)]
@@ -45,13 +45,23 @@ pub struct Args {
 }
 
 /// The way out to `url` the grant flags describe, as config's `grant` would make it.
-fn outbound(url: &str, api_key_env: Option<&str>, ca_file: Option<&Path>, dev_mode: bool) -> anyhow::Result<stowage_runtime::http::Outbound> {
+fn outbound(
+    url: &str,
+    api_key_env: Option<&str>,
+    ca_file: Option<&Path>,
+    dev_mode: bool,
+) -> anyhow::Result<stowage_runtime::http::Outbound> {
     let endpoint = stowage_runtime::http::Endpoint::parse(url).map_err(anyhow::Error::msg)?;
     if api_key_env.is_some() && !endpoint.is_https() && !dev_mode {
-        anyhow::bail!("--grant-api-key-env: the key would travel over plain HTTP to {endpoint}; use an https:// endpoint (or --dev-mode, development only)");
+        anyhow::bail!(
+            "--grant-api-key-env: the key would travel over plain HTTP to {endpoint}; use an https:// endpoint (or --dev-mode, development only)"
+        );
     }
     let key = match api_key_env {
-        Some(var) => Some(std::env::var(var).map_err(|_| anyhow::anyhow!("--grant-api-key-env: environment variable `{var}` is not set"))?),
+        Some(var) => Some(
+            std::env::var(var)
+                .map_err(|_| anyhow::anyhow!("--grant-api-key-env: environment variable `{var}` is not set"))?,
+        ),
         None => None,
     };
     stowage_runtime::http::Outbound::new(endpoint, key.as_deref(), ca_file).map_err(anyhow::Error::msg)
@@ -98,19 +108,27 @@ async fn prepare_and_run(args: &Args, table: Option<&Path>) -> anyhow::Result<Re
             let dir = args.grant_dir.clone().unwrap_or_else(|| scratch.path().join("grant"));
             std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
             let outbound = match &args.grant_endpoint {
-                Some(url) => Some(std::sync::Arc::new(outbound(url, args.grant_api_key_env.as_deref(), args.grant_ca_file.as_deref(), args.dev_mode)?)),
+                Some(url) => Some(std::sync::Arc::new(outbound(
+                    url,
+                    args.grant_api_key_env.as_deref(),
+                    args.grant_ca_file.as_deref(),
+                    args.dev_mode,
+                )?)),
                 None => None,
             };
             let grants = Grants { dir: Some(dir), config, outbound, ..Grants::default() };
-            let disk = Disk::from_component(&engine, "under-test", &loaded.component, grants, limits)?
-                .with_driver_name(&name);
+            let disk =
+                Disk::from_component(&engine, "under-test", &loaded.component, grants, limits)?.with_driver_name(&name);
             // A fresh scope per run: a granted directory or bucket may hold earlier runs' data.
             let scope = format!("stowage-conformance-{}", stowage_runtime::Request::new().request_id);
             stowage_conformance::run(&disk, &scope).await
         }
         World::Policy => {
             if args.grant_dir.is_some() || args.grant_endpoint.is_some() {
-                anyhow::bail!("{}: --grant-dir and --grant-endpoint are for drivers; a policy gets neither", args.plugin);
+                anyhow::bail!(
+                    "{}: --grant-dir and --grant-endpoint are for drivers; a policy gets neither",
+                    args.plugin
+                );
             }
             let ledger = Ledger::open(&scratch.path().join("ledger.sqlite"), Default::default())?;
             let ledger = std::sync::Arc::new(ledger);
@@ -125,7 +143,8 @@ async fn prepare_and_run(args: &Args, table: Option<&Path>) -> anyhow::Result<Re
 
 fn read_table(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let table: toml::Table = toml::from_str(&text).with_context(|| format!("{} is not a TOML table", path.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{} is not a TOML table", path.display()))?;
     // A host config would hand the plugin under test every secret it references.
     if table.contains_key("role") || table.contains_key("disks") || table.contains_key("trust") {
         anyhow::bail!(

@@ -41,29 +41,19 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<()> {
     let (mut input, total): (Box<dyn Read>, Option<u64>) = if args.file.as_os_str() == "-" {
         (Box::new(std::io::stdin().lock()), None)
     } else {
-        let file = std::fs::File::open(&args.file)
-            .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", args.file.display()))?;
+        let file =
+            std::fs::File::open(&args.file).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", args.file.display()))?;
         let len = file.metadata().ok().map(|m| m.len());
         (Box::new(file), len)
     };
     let storage = open_storage(config).await?;
-    let options = WriteOptions {
-        content_type: args.content_type,
-        metadata: args.meta,
-        create_only: false,
-    };
+    let options = WriteOptions { content_type: args.content_type, metadata: args.meta, create_only: false };
     let writer = at(storage.writer(&addr, &request(), &options).await, &args.addr)?;
     let bar = progress::bar(total);
     let writer = send(writer, &mut input, &args.file, &args.addr, &bar).await?;
     bar.finish_and_clear();
     let info = at(writer.finish().await, &args.addr)?;
-    println!(
-        "{}:{}\t{} bytes\tsha256 {}",
-        addr.name,
-        info.path,
-        info.size,
-        info.sha256.as_deref().unwrap_or("-")
-    );
+    println!("{}:{}\t{} bytes\tsha256 {}", addr.name, info.path, info.size, info.sha256.as_deref().unwrap_or("-"));
     Ok(())
 }
 

@@ -43,17 +43,25 @@ pub fn run(config: Option<&Path>, args: Args) -> anyhow::Result<()> {
     let pid = match (args.pid, &before) {
         (Some(pid), _) => pid,
         (None, Ok(status)) if alive(status) => status.pid,
-        (None, Ok(status)) => bail!("the host {} names (process {}) is no longer running: nothing was sent", file.display(), status.pid),
-        (None, Err(e)) => bail!("no serving host found for this config ({}: {e}); is `stowage serve` running? (or give --pid)", file.display()),
+        (None, Ok(status)) => {
+            bail!("the host {} names (process {}) is no longer running: nothing was sent", file.display(), status.pid)
+        }
+        (None, Err(e)) => bail!(
+            "no serving host found for this config ({}: {e}); is `stowage serve` running? (or give --pid)",
+            file.display()
+        ),
     };
     if !is_stowage_serve(pid) {
         bail!("process {pid} is not a running `stowage serve`: nothing was sent");
     }
     let target = rustix::process::Pid::from_raw(pid).with_context(|| format!("{pid} is not a process id"))?;
-    rustix::process::kill_process(target, rustix::process::Signal::HUP).with_context(|| format!("cannot signal process {pid}"))?;
+    rustix::process::kill_process(target, rustix::process::Signal::HUP)
+        .with_context(|| format!("cannot signal process {pid}"))?;
     // Without the host's status file (another ledger, --pid), the signal is all that can be done.
     let Some(before) = before.ok().filter(|s| s.pid == pid) else {
-        println!("sent SIGHUP to {pid}; its log and /metrics (stowage_config_reload_failures_total) say how the reload went");
+        println!(
+            "sent SIGHUP to {pid}; its log and /metrics (stowage_config_reload_failures_total) say how the reload went"
+        );
         return Ok(());
     };
     let deadline = Instant::now() + Duration::from_secs(args.wait);
@@ -62,7 +70,11 @@ pub fn run(config: Option<&Path>, args: Args) -> anyhow::Result<()> {
         match read_status(&file) {
             // A reload after ours was asked for that read this config (an earlier SIGHUP's
             // reload may still have been running when ours arrived: it is not the answer).
-            Ok(now) if now.host == before.host && now.generation > before.generation && now.tried.as_deref().is_none_or(|t| t == loaded.sha256) => {
+            Ok(now)
+                if now.host == before.host
+                    && now.generation > before.generation
+                    && now.tried.as_deref().is_none_or(|t| t == loaded.sha256) =>
+            {
                 if now.ok {
                     println!("reloaded: process {pid} serves config sha256 {}", now.sha256);
                     return Ok(());
@@ -94,6 +106,8 @@ fn read_status(file: &PathBuf) -> anyhow::Result<Status> {
 fn is_stowage_serve(pid: i32) -> bool {
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
     let mut args = cmdline.split(|b| *b == 0).filter(|a| !a.is_empty());
-    let program_is_stowage = args.next().is_some_and(|p| Path::new(std::str::from_utf8(p).unwrap_or_default()).file_name().is_some_and(|n| n == "stowage"));
+    let program_is_stowage = args.next().is_some_and(|p| {
+        Path::new(std::str::from_utf8(p).unwrap_or_default()).file_name().is_some_and(|n| n == "stowage")
+    });
     program_is_stowage && args.any(|a| a == b"serve")
 }

@@ -33,11 +33,8 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<()> {
 
 /// The object's info as `stat --json` and `ls --json` print it.
 pub(crate) fn to_json(info: &ObjectInfo) -> serde_json::Value {
-    let metadata: serde_json::Map<String, serde_json::Value> = info
-        .metadata
-        .iter()
-        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-        .collect();
+    let metadata: serde_json::Map<String, serde_json::Value> =
+        info.metadata.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
     serde_json::json!({
         "path": info.path,
         "size": info.size,

@@ -22,9 +22,12 @@ fn prefix_of(addr: &Address) -> String {
     }
 }
 
-/// Every regular file under `dir` as (path relative to it with `/`, full path, size), sorted.
-/// Symlinks and other non-regular files are skipped (and counted).
-fn walk(dir: &Path) -> anyhow::Result<(Vec<(String, PathBuf, u64)>, usize)> {
+/// A file of a tree: its path relative to the tree's root (with `/`), its full path, its size.
+type TreeFile = (String, PathBuf, u64);
+
+/// Every regular file under `dir`, sorted, and how many entries were skipped: symlinks and
+/// other non-regular files.
+fn walk(dir: &Path) -> anyhow::Result<(Vec<TreeFile>, usize)> {
     let mut files = Vec::new();
     let mut skipped = 0;
     let mut pending = vec![dir.to_path_buf()];
@@ -77,7 +80,12 @@ impl Tally {
     fn finish(self, verb: &str, skipped: usize) -> anyhow::Result<()> {
         let extra = if skipped > 0 { format!(", {skipped} skipped (not regular files)") } else { String::new() };
         println!("{} {verb}, {} already there (sha256 matched){extra}", self.sent, self.matched);
-        anyhow::ensure!(self.failed == 0, "{} of {} failed (see above)", self.failed, self.sent + self.matched + self.failed);
+        anyhow::ensure!(
+            self.failed == 0,
+            "{} of {} failed (see above)",
+            self.failed,
+            self.sent + self.matched + self.failed
+        );
         Ok(())
     }
 }
@@ -103,7 +111,8 @@ pub async fn put(storage: &Storage, addr: &Address, dir: &Path, options: &WriteO
             continue;
         }
         let result = async {
-            let mut input = std::fs::File::open(path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+            let mut input =
+                std::fs::File::open(path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
             let writer = at(storage.writer(&target, &req, options).await, &shown)?;
             let writer = super::put::send(writer, &mut input, path, &shown, &bar).await?;
             // The bytes sent are the ones hashed above (the file did not change meanwhile).
@@ -132,13 +141,20 @@ pub async fn get(storage: &Storage, addr: &Address, dir: &Path) -> anyhow::Resul
     let mut tally = Tally::default();
     let mut cursor: Option<String> = None;
     loop {
-        let page = at(storage.list(&listed, &req, cursor.as_deref(), 1000).await, &format!("{}:{}", addr.name, prefix))?;
+        let page =
+            at(storage.list(&listed, &req, cursor.as_deref(), 1000).await, &format!("{}:{}", addr.name, prefix))?;
         for item in &page.items {
             // A listed path must lie under the prefix and be plain segments: never a way out
             // of DIR, whatever the disk's driver lists.
-            let rel = item.path.strip_prefix(&prefix).filter(|r| !r.is_empty() && Path::new(r).components().all(|c| matches!(c, Component::Normal(_))));
+            let rel = item
+                .path
+                .strip_prefix(&prefix)
+                .filter(|r| !r.is_empty() && Path::new(r).components().all(|c| matches!(c, Component::Normal(_))));
             let Some(rel) = rel else {
-                eprintln!("stowage: skipping listed path {:?}: not a plain path under {}:{}", item.path, addr.name, prefix);
+                eprintln!(
+                    "stowage: skipping listed path {:?}: not a plain path under {}:{}",
+                    item.path, addr.name, prefix
+                );
                 tally.failed += 1;
                 continue;
             };
@@ -155,7 +171,8 @@ pub async fn get(storage: &Storage, addr: &Address, dir: &Path) -> anyhow::Resul
                     return Ok(false);
                 }
                 if let Some(parent) = local.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", parent.display()))?;
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", parent.display()))?;
                 }
                 let mut reader = at(storage.reader(&source, &req, None).await, &shown)?;
                 let mut out = Output::open(&local)?;
@@ -167,7 +184,11 @@ pub async fn get(storage: &Storage, addr: &Address, dir: &Path) -> anyhow::Resul
                 }
                 let got = hex::encode(hasher.finalize());
                 // Not finished (the temp file goes) if the bytes are not the recorded ones.
-                anyhow::ensure!(recorded.as_ref().is_none_or(|r| *r == got), "{shown}: the bytes read have sha256 {got}, not the recorded {}", recorded.unwrap_or_default());
+                anyhow::ensure!(
+                    recorded.as_ref().is_none_or(|r| *r == got),
+                    "{shown}: the bytes read have sha256 {got}, not the recorded {}",
+                    recorded.unwrap_or_default()
+                );
                 out.finish()?;
                 Ok(true)
             };

@@ -27,7 +27,10 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<()> {
     let server = &loaded.config.server;
     let signer = stowage_server::settings::url_secret(server)?
         .map(|secret| stowage_server::signed::HostSigner { secret, base_url: Settings::base_url(server) });
-    match storage.url(&addr, &request(), args.expires, signer.as_ref().map(|s| s as &dyn stowage_runtime::UrlSigner)).await {
+    match storage
+        .url(&addr, &request(), args.expires, signer.as_ref().map(|s| s as &dyn stowage_runtime::UrlSigner))
+        .await
+    {
         Ok(url) => println!("{url}"),
         Err(StorageError::Unsupported(_)) if signer.is_none() => {
             return Err(anyhow::anyhow!(

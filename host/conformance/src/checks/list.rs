@@ -24,7 +24,11 @@ pub(crate) async fn prefix(h: &Harness) -> Result<(), String> {
     let got = list(h.path("zzz")).await?;
     ensure!(got.is_empty(), "list of a prefix with no objects gave {got:?}");
     let sizes = h.disk.list(&h.ctx, &h.path("b/"), None, 10).await.map_err(|e| format!("list: {e}"))?;
-    ensure!(sizes.items.first().map(|i| i.size) == Some(3), "list item size is {:?}", sizes.items.first().map(|i| i.size));
+    ensure!(
+        sizes.items.first().map(|i| i.size) == Some(3),
+        "list item size is {:?}",
+        sizes.items.first().map(|i| i.size)
+    );
     Ok(())
 }
 

@@ -75,14 +75,21 @@ pub(crate) async fn url_or_unsupported(h: &Harness) -> Result<(), String> {
     match (h.caps.presign, h.disk.url(&h.ctx, &h.path("u"), 60).await) {
         (true, Ok(url)) => {
             let uri: http::Uri = url.parse().map_err(|_| format!("url gave `{url}`, which is not a URL"))?;
-            ensure!(matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some(), "url gave `{url}`, not an http(s) URL");
+            ensure!(
+                matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some(),
+                "url gave `{url}`, not an http(s) URL"
+            );
             let path = percent_decode(uri.path());
             ensure!(path.ends_with(&h.path("u")), "url gave `{url}`, which does not name the object {}", h.path("u"));
             // With an endpoint granted, the URL must serve the object itself.
             if let Some(fetched) = h.disk.fetch(&url, 1 << 20).await {
                 let (status, body) = fetched?;
                 ensure!(status == 200, "GET of the signed URL answered {status}");
-                ensure!(body.as_ref() == data.as_slice(), "the signed URL served {} bytes that are not the object", body.len());
+                ensure!(
+                    body.as_ref() == data.as_slice(),
+                    "the signed URL served {} bytes that are not the object",
+                    body.len()
+                );
             }
             Ok(())
         }

@@ -52,7 +52,8 @@ pub(crate) async fn overwrite(h: &Harness) -> Result<(), String> {
 
 pub(crate) async fn invisible_until_finish(h: &Harness) -> Result<(), String> {
     let path = h.path("pending");
-    let mut w = h.disk.writer(&h.ctx, &path, &WriteOptions::default()).await.map_err(|e| format!("open-writer: {e}"))?;
+    let mut w =
+        h.disk.writer(&h.ctx, &path, &WriteOptions::default()).await.map_err(|e| format!("open-writer: {e}"))?;
     w.write(Bytes::from(pattern(10_000, 4))).await.map_err(|e| format!("write: {e}"))?;
     match h.disk.stat(&h.ctx, &path).await {
         Err(StorageError::NotFound(_)) => {}
@@ -67,7 +68,8 @@ pub(crate) async fn invisible_until_finish(h: &Harness) -> Result<(), String> {
 
 pub(crate) async fn abort_leaves_nothing(h: &Harness) -> Result<(), String> {
     let path = h.path("aborted");
-    let mut w = h.disk.writer(&h.ctx, &path, &WriteOptions::default()).await.map_err(|e| format!("open-writer: {e}"))?;
+    let mut w =
+        h.disk.writer(&h.ctx, &path, &WriteOptions::default()).await.map_err(|e| format!("open-writer: {e}"))?;
     w.write(Bytes::from(pattern(100_000, 5))).await.map_err(|e| format!("write: {e}"))?;
     w.abort().await.map_err(|e| format!("abort: {e}"))?;
     ensure!(h.disk.exists(&h.ctx, &path).await == Ok(false), "an aborted write is visible");
@@ -76,7 +78,11 @@ pub(crate) async fn abort_leaves_nothing(h: &Harness) -> Result<(), String> {
     // An aborted write must not destroy the previous version.
     let v1 = pattern(777, 6);
     h.put("kept", &v1).await?;
-    let mut w = h.disk.writer(&h.ctx, &h.path("kept"), &WriteOptions::default()).await.map_err(|e| format!("open-writer: {e}"))?;
+    let mut w = h
+        .disk
+        .writer(&h.ctx, &h.path("kept"), &WriteOptions::default())
+        .await
+        .map_err(|e| format!("open-writer: {e}"))?;
     w.write(Bytes::from(pattern(50, 7))).await.map_err(|e| format!("write: {e}"))?;
     w.abort().await.map_err(|e| format!("abort: {e}"))?;
     let back = h.get("kept", None).await.map_err(|e| format!("get: {e}"))?;
@@ -88,13 +94,23 @@ pub(crate) async fn drop_leaves_nothing(h: &Harness) -> Result<(), String> {
     let v1 = pattern(2000, 11);
     h.put("dropped-over", &v1).await?;
     for name in ["dropped", "dropped-over"] {
-        let mut w = h.disk.writer(&h.ctx, &h.path(name), &WriteOptions::default()).await.map_err(|e| format!("open-writer: {e}"))?;
+        let mut w = h
+            .disk
+            .writer(&h.ctx, &h.path(name), &WriteOptions::default())
+            .await
+            .map_err(|e| format!("open-writer: {e}"))?;
         w.write(Bytes::from(pattern(1000, 8))).await.map_err(|e| format!("write: {e}"))?;
         drop(w);
     }
     // The host aborts a dropped writer in the background: wait for that, then look.
-    ensure!(h.disk.settled(std::time::Duration::from_secs(30)).await, "the abort of a dropped writer did not end within 30 s");
-    ensure!(h.disk.exists(&h.ctx, &h.path("dropped")).await == Ok(false), "a dropped, unfinished write is visible once its abort ran");
+    ensure!(
+        h.disk.settled(std::time::Duration::from_secs(30)).await,
+        "the abort of a dropped writer did not end within 30 s"
+    );
+    ensure!(
+        h.disk.exists(&h.ctx, &h.path("dropped")).await == Ok(false),
+        "a dropped, unfinished write is visible once its abort ran"
+    );
     let back = h.get("dropped-over", None).await.map_err(|e| format!("get: {e}"))?;
     ensure!(back == v1, "a dropped overwrite changed the previous version ({} bytes now)", back.len());
     let listed = h.disk.list(&h.ctx, &h.prefix(), None, 100).await.map_err(|e| format!("list: {e}"))?;
@@ -105,7 +121,8 @@ pub(crate) async fn drop_leaves_nothing(h: &Harness) -> Result<(), String> {
 
 pub(crate) async fn crashed_write_is_findable(h: &Harness) -> Result<(), String> {
     let path = h.path("crashed");
-    let mut w = h.disk.writer(&h.ctx, &path, &WriteOptions::default()).await.map_err(|e| format!("open-writer: {e}"))?;
+    let mut w =
+        h.disk.writer(&h.ctx, &path, &WriteOptions::default()).await.map_err(|e| format!("open-writer: {e}"))?;
     w.write(Bytes::from(pattern(300_000, 12))).await.map_err(|e| format!("write: {e}"))?;
     let owner = w.owner().to_string();
     // The instance dies mid-write: no abort reaches the driver.
@@ -160,7 +177,13 @@ pub(crate) async fn create_only(h: &Harness) -> Result<(), String> {
     let winner = match (&ra, &rb) {
         (Ok(_), Err(StorageError::AlreadyExists(_))) => &a,
         (Err(StorageError::AlreadyExists(_)), Ok(_)) => &b,
-        _ => return Err(format!("two racing create-only writes gave {:?} and {:?}: exactly one must win", ra.map(|i| i.size), rb.map(|i| i.size))),
+        _ => {
+            return Err(format!(
+                "two racing create-only writes gave {:?} and {:?}: exactly one must win",
+                ra.map(|i| i.size),
+                rb.map(|i| i.size)
+            ));
+        }
     };
     let back = h.get("race", None).await.map_err(|e| format!("get: {e}"))?;
     ensure!(back == *winner, "the object is not the winner's bytes");
@@ -186,7 +209,8 @@ pub(crate) async fn streaming_100mib(h: &Harness) -> Result<(), String> {
     const CHUNK: usize = 1 << 20;
     const CHUNKS: usize = 100;
     let path = h.path("big.bin");
-    let mut w = h.disk.writer(&h.ctx, &path, &WriteOptions::default()).await.map_err(|e| format!("open-writer: {e}"))?;
+    let mut w =
+        h.disk.writer(&h.ctx, &path, &WriteOptions::default()).await.map_err(|e| format!("open-writer: {e}"))?;
     let mut expect = Sha256::new();
     for i in 0..CHUNKS {
         let chunk = pattern(CHUNK, 100 + i as u64);
@@ -200,7 +224,11 @@ pub(crate) async fn streaming_100mib(h: &Harness) -> Result<(), String> {
     // (S3 cannot yet for a multipart upload), must be the right one.
     let kept = h.disk.stat(&h.ctx, &path).await.map_err(|e| format!("stat: {e}"))?;
     ensure!(kept.size == info.size, "the driver stored {} bytes for the {} written", kept.size, info.size);
-    ensure!(kept.sha256.as_ref().is_none_or(|s| *s == expect), "the driver stored sha256 {:?}, not {expect}", kept.sha256);
+    ensure!(
+        kept.sha256.as_ref().is_none_or(|s| *s == expect),
+        "the driver stored sha256 {:?}, not {expect}",
+        kept.sha256
+    );
     let mut r = h.disk.reader(&h.ctx, &path, None).await.map_err(|e| format!("open-reader: {e}"))?;
     let mut got = Sha256::new();
     let mut n = 0u64;

@@ -10,10 +10,13 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use toml::Spanned;
 use sha2::{Digest, Sha256};
+use toml::Spanned;
 
-pub use model::{CacheConfig, Config, DiskConfig, Grant, LedgerConfig, LimitsConfig, OnFailure, Pin, PolicyConfig, ServerConfig, ServerLimits, ServerTimeouts, StorageMap, TlsConfig, Trust};
+pub use model::{
+    CacheConfig, Config, DiskConfig, Grant, LedgerConfig, LimitsConfig, OnFailure, Pin, PolicyConfig, ServerConfig,
+    ServerLimits, ServerTimeouts, StorageMap, TlsConfig, Trust,
+};
 pub use plan::{PluginPlan, PluginSource, flatten, resolve_plugin, resolve_value};
 
 use crate::types::StorageClass;
@@ -150,7 +153,10 @@ impl LoadedConfig {
     /// Like [`LoadedConfig::load`], with the caller's own checks (e.g. `[server]`'s, by the
     /// server) run on the parsed config and reported, located, with this crate's: one list of
     /// every problem. They run even when this crate's checks found problems.
-    pub fn load_with(explicit: Option<&Path>, extra: impl FnOnce(&LoadedConfig, &mut Report<'_>)) -> Result<LoadedConfig, ConfigError> {
+    pub fn load_with(
+        explicit: Option<&Path>,
+        extra: impl FnOnce(&LoadedConfig, &mut Report<'_>),
+    ) -> Result<LoadedConfig, ConfigError> {
         let path = match explicit {
             Some(p) => Some(p.to_path_buf()),
             None => Some(PathBuf::from(DEFAULT_FILE)).filter(|p| p.exists()),
@@ -172,7 +178,10 @@ impl LoadedConfig {
         Self::load_file_with(path, |_, _| {})
     }
 
-    fn load_file_with(path: &Path, extra: impl FnOnce(&LoadedConfig, &mut Report<'_>)) -> Result<LoadedConfig, ConfigError> {
+    fn load_file_with(
+        path: &Path,
+        extra: impl FnOnce(&LoadedConfig, &mut Report<'_>),
+    ) -> Result<LoadedConfig, ConfigError> {
         let source = ConfigSource::File(path.to_path_buf());
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             origin: source.clone(),
@@ -190,7 +199,12 @@ impl LoadedConfig {
         Self::parse_with(text, source, base_dir, |_, _| {})
     }
 
-    fn parse_with(text: &str, source: ConfigSource, base_dir: PathBuf, extra: impl FnOnce(&LoadedConfig, &mut Report<'_>)) -> Result<LoadedConfig, ConfigError> {
+    fn parse_with(
+        text: &str,
+        source: ConfigSource,
+        base_dir: PathBuf,
+        extra: impl FnOnce(&LoadedConfig, &mut Report<'_>),
+    ) -> Result<LoadedConfig, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| ConfigError {
             origin: source.clone(),
             problems: vec![Problem {
@@ -206,11 +220,7 @@ impl LoadedConfig {
         extra(&loaded, &mut report);
         let mut problems = report.problems;
         problems.sort_by_key(|p| p.at);
-        if problems.is_empty() {
-            Ok(loaded)
-        } else {
-            Err(ConfigError { origin: loaded.source, problems })
-        }
+        if problems.is_empty() { Ok(loaded) } else { Err(ConfigError { origin: loaded.source, problems }) }
     }
 
     /// The disk that serves `class`.
@@ -233,10 +243,15 @@ impl LoadedConfig {
         for (name, disk) in &self.config.disks {
             let n = name.get_ref();
             if StorageClass::parse(n).is_some() {
-                problem(name.span(), format!(
-                    "disk name `{n}` is also a storage class name; addresses like `{n}:path` would be ambiguous: rename the disk"
-                ));
-            } else if n.is_empty() || !n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_') {
+                problem(
+                    name.span(),
+                    format!(
+                        "disk name `{n}` is also a storage class name; addresses like `{n}:path` would be ambiguous: rename the disk"
+                    ),
+                );
+            } else if n.is_empty()
+                || !n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+            {
                 problem(name.span(), format!("disk name `{n}` may only use a-z, 0-9, `-` and `_`"));
             }
             if let Err(message) = plan::check_plugin(&disk.plugin, &self.base_dir) {
@@ -252,7 +267,10 @@ impl LoadedConfig {
                 if let Some(v) = value
                     && !(min..=max).contains(v.get_ref())
                 {
-                    problem(v.span(), format!("disks.{n}.limits.{field} = {} is out of range {min}..={max}", v.get_ref()));
+                    problem(
+                        v.span(),
+                        format!("disks.{n}.limits.{field} = {} is out of range {min}..={max}", v.get_ref()),
+                    );
                 }
             }
             if let Some(q) = &disk.quota_gib
@@ -271,10 +289,16 @@ impl LoadedConfig {
             }
             if let Some(key) = &disk.grant.api_key {
                 match &endpoint {
-                    None => problem(key.span(), format!("disks.{n}.grant.api_key needs grant.endpoint: it is only sent there")),
-                    Some((_, Ok(e))) if !e.is_https() && !self.config.server.dev_mode => problem(key.span(), format!(
-                        "disks.{n}.grant.api_key would travel over plain HTTP to {e}: use an https:// endpoint (plain HTTP only with [server] dev_mode = true)"
-                    )),
+                    None => problem(
+                        key.span(),
+                        format!("disks.{n}.grant.api_key needs grant.endpoint: it is only sent there"),
+                    ),
+                    Some((_, Ok(e))) if !e.is_https() && !self.config.server.dev_mode => problem(
+                        key.span(),
+                        format!(
+                            "disks.{n}.grant.api_key would travel over plain HTTP to {e}: use an https:// endpoint (plain HTTP only with [server] dev_mode = true)"
+                        ),
+                    ),
                     Some(_) => {}
                 }
                 if let Err(message) = plan::resolve_value(key.get_ref(), &format!("disks.{n}.grant.api_key")) {
@@ -283,7 +307,10 @@ impl LoadedConfig {
             }
             if let Some(ca) = &disk.grant.ca_file {
                 if endpoint.is_none() {
-                    problem(ca.span(), format!("disks.{n}.grant.ca_file needs grant.endpoint: it only vouches for that endpoint"));
+                    problem(
+                        ca.span(),
+                        format!("disks.{n}.grant.ca_file needs grant.endpoint: it only vouches for that endpoint"),
+                    );
                 }
                 let path = self.base_dir.join(ca.get_ref());
                 if let Err(message) = crate::http::read_ca_file(&path) {
@@ -296,9 +323,10 @@ impl LoadedConfig {
             if let Some(dir) = &disk.grant.dir {
                 let resolved = self.base_dir.join(dir.get_ref());
                 if resolved.exists() && !resolved.is_dir() {
-                    problem(dir.span(), format!(
-                        "disks.{n}.grant.dir: {} exists but is not a directory", resolved.display()
-                    ));
+                    problem(
+                        dir.span(),
+                        format!("disks.{n}.grant.dir: {} exists but is not a directory", resolved.display()),
+                    );
                 }
             }
         }
@@ -325,11 +353,14 @@ impl LoadedConfig {
             if let Some(disk) = value
                 && !names.contains(&disk.get_ref().as_str())
             {
-                problem(disk.span(), format!(
-                    "storage.{class} = \"{}\": no disk of that name; defined disks: {}",
-                    disk.get_ref(),
-                    if names.is_empty() { "none (add a [disks.NAME] table)".to_string() } else { names.join(", ") }
-                ));
+                problem(
+                    disk.span(),
+                    format!(
+                        "storage.{class} = \"{}\": no disk of that name; defined disks: {}",
+                        disk.get_ref(),
+                        if names.is_empty() { "none (add a [disks.NAME] table)".to_string() } else { names.join(", ") }
+                    ),
+                );
             }
         }
         problems
@@ -367,10 +398,13 @@ impl LoadedConfig {
             && *on.get_ref() == model::OnFailure::Log
             && *self.config.role.get_ref() != crate::types::Role::Testing
         {
-            problem(on.span(), format!(
-                "ledger.on_failure = \"log\" would let role `{}` store and serve PHI without a durable record; it is allowed only on role `testing`",
-                self.config.role.get_ref()
-            ));
+            problem(
+                on.span(),
+                format!(
+                    "ledger.on_failure = \"log\" would let role `{}` store and serve PHI without a durable record; it is allowed only on role `testing`",
+                    self.config.role.get_ref()
+                ),
+            );
         }
         if let Some(disk) = &ledger.checkpoint_disk
             && !disks.contains(&disk.get_ref().as_str())
@@ -389,9 +423,14 @@ impl LoadedConfig {
             }
         }
         if let Some(origin) = &ledger.origin
-            && (origin.get_ref().is_empty() || origin.get_ref().contains('+') || origin.get_ref().chars().any(char::is_whitespace))
+            && (origin.get_ref().is_empty()
+                || origin.get_ref().contains('+')
+                || origin.get_ref().chars().any(char::is_whitespace))
         {
-            problem(origin.span(), "ledger.origin must be non-empty, without spaces or `+` (it names the signing key)".into());
+            problem(
+                origin.span(),
+                "ledger.origin must be non-empty, without spaces or `+` (it names the signing key)".into(),
+            );
         }
     }
 
@@ -406,19 +445,21 @@ impl LoadedConfig {
             let value = value.unwrap_or(&map.default);
             let disk = value.get_ref();
             // The remote driver: bundled `remote`, or a plugin file named remote.wasm.
-            let plugin = self
-                .config
-                .disks
-                .iter()
-                .find(|(n, _)| n.get_ref() == disk)
-                .map(|(_, d)| d.plugin.get_ref().as_str());
-            let is_remote = |p: &str| p == "remote" || std::path::Path::new(p).file_stem().is_some_and(|s| s == "remote") && p.ends_with(".wasm");
+            let plugin =
+                self.config.disks.iter().find(|(n, _)| n.get_ref() == disk).map(|(_, d)| d.plugin.get_ref().as_str());
+            let is_remote = |p: &str| {
+                p == "remote"
+                    || std::path::Path::new(p).file_stem().is_some_and(|s| s == "remote") && p.ends_with(".wasm")
+            };
             if let Some(plugin) = plugin
                 && !is_remote(plugin)
             {
-                problem(value.span(), format!(
-                    "role = \"web\" must never keep PHI on its own disks, but storage.{class} resolves to disk `{disk}` (plugin {plugin}): map {class} to a disk with plugin = \"remote\" (this line, or add `{class} = ...` under [storage])"
-                ));
+                problem(
+                    value.span(),
+                    format!(
+                        "role = \"web\" must never keep PHI on its own disks, but storage.{class} resolves to disk `{disk}` (plugin {plugin}): map {class} to a disk with plugin = \"remote\" (this line, or add `{class} = ...` under [storage])"
+                    ),
+                );
             }
         }
     }
@@ -436,9 +477,12 @@ impl LoadedConfig {
             && role != crate::types::Role::Testing
             && !trust.force_allow_unsigned
         {
-            problem(allow.span(), format!(
-                "trust.allow_unsigned = true is refused on role `{role}`: sign the plugins (stowage plugin sign), or set force_allow_unsigned = true if you really must"
-            ));
+            problem(
+                allow.span(),
+                format!(
+                    "trust.allow_unsigned = true is refused on role `{role}`: sign the plugins (stowage plugin sign), or set force_allow_unsigned = true if you really must"
+                ),
+            );
         }
         let pins = self
             .config
@@ -446,7 +490,8 @@ impl LoadedConfig {
             .iter()
             .map(|(n, d)| (format!("disks.{}", n.get_ref()), &d.pin))
             .chain(self.config.policies.iter().enumerate().map(|(i, p)| (format!("policies[{i}]"), &p.pin)));
-        let lower_hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let lower_hex =
+            |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         for (owner, pin) in pins {
             if let Some(sha) = &pin.sha256
                 && !lower_hex(sha.get_ref(), 64)
@@ -456,7 +501,10 @@ impl LoadedConfig {
             if let Some(key) = &pin.key_id
                 && !lower_hex(key.get_ref(), 16)
             {
-                problem(key.span(), format!("{owner}.pin.key_id must be 16 lowercase hex digits (as `stowage plugin keygen` prints)"));
+                problem(
+                    key.span(),
+                    format!("{owner}.pin.key_id must be 16 lowercase hex digits (as `stowage plugin keygen` prints)"),
+                );
             }
         }
     }
@@ -468,10 +516,14 @@ impl LoadedConfig {
         for (i, (a, _, pa)) in dirs.iter().enumerate() {
             for (b, db, pb) in &dirs[i + 1..] {
                 if pa.starts_with(pb) || pb.starts_with(pa) {
-                    problem(db.span(), format!(
-                        "disks.{b}.grant.dir and disks.{a}.grant.dir overlap ({} and {}): each disk needs a directory of its own",
-                        pb.display(), pa.display()
-                    ));
+                    problem(
+                        db.span(),
+                        format!(
+                            "disks.{b}.grant.dir and disks.{a}.grant.dir overlap ({} and {}): each disk needs a directory of its own",
+                            pb.display(),
+                            pa.display()
+                        ),
+                    );
                 }
             }
         }
@@ -501,10 +553,14 @@ impl LoadedConfig {
                 let of_the_ledger = what.starts_with("the ledger");
                 if real.starts_with(&granted) && !(of_the_ledger && ledger_reported) {
                     ledger_reported |= of_the_ledger;
-                    problem(dir.span(), format!(
-                        "disks.{disk}.grant.dir ({}) contains {what} ({}): its plugin could rewrite it; {fix}",
-                        granted.display(), real.display()
-                    ));
+                    problem(
+                        dir.span(),
+                        format!(
+                            "disks.{disk}.grant.dir ({}) contains {what} ({}): its plugin could rewrite it; {fix}",
+                            granted.display(),
+                            real.display()
+                        ),
+                    );
                 }
             }
         }
@@ -515,7 +571,12 @@ impl LoadedConfig {
         self.config
             .disks
             .iter()
-            .filter_map(|(name, d)| d.grant.dir.as_ref().map(|dir| (name.get_ref().as_str(), dir, resolved(&self.base_dir.join(dir.get_ref())))))
+            .filter_map(|(name, d)| {
+                d.grant
+                    .dir
+                    .as_ref()
+                    .map(|dir| (name.get_ref().as_str(), dir, resolved(&self.base_dir.join(dir.get_ref()))))
+            })
             .collect()
     }
 }
@@ -575,9 +636,7 @@ fn without_values(message: &str) -> String {
 /// The key whose value starts at `offset` (`key = <value>`), to name it in type errors.
 fn key_before(text: &str, offset: usize) -> Option<&str> {
     let before = text.get(..offset)?.trim_end().strip_suffix('=')?.trim_end();
-    let start = before
-        .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
-        .map_or(0, |i| i + 1);
+    let start = before.rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-')).map_or(0, |i| i + 1);
     Some(&before[start..]).filter(|k| !k.is_empty())
 }
 

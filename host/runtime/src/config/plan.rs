@@ -56,7 +56,9 @@ impl PluginSource {
     pub fn name(&self) -> String {
         match self {
             PluginSource::Bundled(n) => n.to_string(),
-            PluginSource::File(p) => p.file_stem().map_or_else(|| p.display().to_string(), |s| s.to_string_lossy().into_owned()),
+            PluginSource::File(p) => {
+                p.file_stem().map_or_else(|| p.display().to_string(), |s| s.to_string_lossy().into_owned())
+            }
         }
     }
 
@@ -100,9 +102,14 @@ impl LoadedConfig {
         let keys = trust
             .keys
             .iter()
-            .map(|k| crate::plugin::keys::read_public(k.get_ref(), &self.base_dir).map_err(|e| format!("trust.keys: {e}")))
+            .map(|k| {
+                crate::plugin::keys::read_public(k.get_ref(), &self.base_dir).map_err(|e| format!("trust.keys: {e}"))
+            })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(crate::plugin::TrustPolicy { keys, allow_unsigned: trust.allow_unsigned.as_ref().is_some_and(|a| *a.get_ref()) })
+        Ok(crate::plugin::TrustPolicy {
+            keys,
+            allow_unsigned: trust.allow_unsigned.as_ref().is_some_and(|a| *a.get_ref()),
+        })
     }
 
     /// Verifies every plugin as loading would, short of compiling (signature under
@@ -111,8 +118,14 @@ impl LoadedConfig {
     pub fn check_plugins(&self, report: &mut super::Report<'_>) {
         // A `[trust]` problem is reported by the config's own checks.
         let Ok(trust) = self.trust_policy() else { return };
-        let disks = self.config.disks.iter().map(|(n, d)| (format!("disks.{}", n.get_ref()), &d.plugin, &d.pin, World::Driver));
-        let policies = self.config.policies.iter().enumerate().map(|(i, p)| (format!("policies[{i}]"), &p.plugin, &p.pin, World::Policy));
+        let disks =
+            self.config.disks.iter().map(|(n, d)| (format!("disks.{}", n.get_ref()), &d.plugin, &d.pin, World::Driver));
+        let policies = self
+            .config
+            .policies
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (format!("policies[{i}]"), &p.plugin, &p.pin, World::Policy));
         for (owner, plugin, pin, world) in disks.chain(policies) {
             // A plugin that does not resolve is reported by the config's own checks.
             let Ok(source) = resolve_plugin(plugin.get_ref(), &self.base_dir) else { continue };
@@ -145,7 +158,8 @@ impl LoadedConfig {
                     .map_err(|e| format!("disks.{name}.plugin: {e}"))?;
                 let outbound = match &disk.grant.endpoint {
                     Some(e) => {
-                        let endpoint = crate::http::Endpoint::parse(e.get_ref()).map_err(|e| format!("disks.{name}.grant.endpoint: {e}"))?;
+                        let endpoint = crate::http::Endpoint::parse(e.get_ref())
+                            .map_err(|e| format!("disks.{name}.grant.endpoint: {e}"))?;
                         let api_key = match &disk.grant.api_key {
                             Some(k) => Some(resolve_value(k.get_ref(), &format!("disks.{name}.grant.api_key"))?),
                             None => None,
@@ -163,10 +177,21 @@ impl LoadedConfig {
                     ledger: None,
                     outbound,
                 };
-                let orphan_after = Duration::from_secs(disk.orphan_after_secs.as_ref().map_or(86_400, |v| *v.get_ref()));
+                let orphan_after =
+                    Duration::from_secs(disk.orphan_after_secs.as_ref().map_or(86_400, |v| *v.get_ref()));
                 let max_object = disk.max_object_mib.as_ref().map(|m| m.get_ref().saturating_mul(1 << 20));
                 let quota = disk.quota_gib.as_ref().map(|q| (q.get_ref() * (1u64 << 30) as f64) as u64);
-                Ok(PluginPlan { name, plugin, grants, limits: limits(&disk.limits), pins: pins(&disk.pin), required: false, orphan_after, max_object, quota })
+                Ok(PluginPlan {
+                    name,
+                    plugin,
+                    grants,
+                    limits: limits(&disk.limits),
+                    pins: pins(&disk.pin),
+                    required: false,
+                    orphan_after,
+                    max_object,
+                    quota,
+                })
             })
             .collect()
     }
@@ -181,10 +206,21 @@ impl LoadedConfig {
                 let plugin = resolve_plugin(p.plugin.get_ref(), &self.base_dir)
                     .map_err(|e| format!("policies[{i}].plugin: {e}"))?;
                 let name = p.name.clone().unwrap_or_else(|| plugin.name());
-                let grants = Grants { config: flatten(&p.config, &format!("policies[{i}].config"))?, ..Grants::default() };
+                let grants =
+                    Grants { config: flatten(&p.config, &format!("policies[{i}].config"))?, ..Grants::default() };
                 // The PHI ledger's own policy fails closed unless told otherwise.
                 let required = p.required.unwrap_or(plugin == PluginSource::Bundled("phi-tracking"));
-                Ok(PluginPlan { name, plugin, grants, limits: limits(&p.limits), pins: pins(&p.pin), required, orphan_after: Duration::ZERO, max_object: None, quota: None })
+                Ok(PluginPlan {
+                    name,
+                    plugin,
+                    grants,
+                    limits: limits(&p.limits),
+                    pins: pins(&p.pin),
+                    required,
+                    orphan_after: Duration::ZERO,
+                    max_object: None,
+                    quota: None,
+                })
             })
             .collect()
     }
@@ -231,7 +267,10 @@ fn limits(l: &crate::config::LimitsConfig) -> Limits {
         memory_bytes: l.memory_mib.as_ref().map_or(defaults.memory_bytes, |v| (*v.get_ref() as usize) << 20),
         call_timeout: l.call_timeout_ms.as_ref().map_or(defaults.call_timeout, |v| Duration::from_millis(*v.get_ref())),
         max_instances,
-        max_instances_per_key: l.max_instances_per_key.as_ref().map_or((max_instances * 3 / 4).max(1), |v| *v.get_ref() as usize),
+        max_instances_per_key: l
+            .max_instances_per_key
+            .as_ref()
+            .map_or((max_instances * 3 / 4).max(1), |v| *v.get_ref() as usize),
         wait: l.wait_ms.as_ref().map_or(defaults.wait, |v| Duration::from_millis(*v.get_ref())),
     }
 }
@@ -277,11 +316,15 @@ fn is_env_ref(t: &toml::Table) -> bool {
 pub fn resolve_value(value: &toml::Value, at: &str) -> Result<String, String> {
     match value {
         toml::Value::Table(t) if is_env_ref(t) => match (t.get("env"), t.get("file")) {
-            (Some(toml::Value::String(var)), _) => std::env::var(var).map_err(|_| format!("{at}: environment variable `{var}` is not set")),
-            (_, Some(toml::Value::String(path))) if Path::new(path).is_absolute() => match std::fs::read_to_string(path) {
-                Ok(text) => Ok(text.trim_end_matches(['\r', '\n']).to_string()),
-                Err(e) => Err(format!("{at}: cannot read {path}: {}", e.kind())),
-            },
+            (Some(toml::Value::String(var)), _) => {
+                std::env::var(var).map_err(|_| format!("{at}: environment variable `{var}` is not set"))
+            }
+            (_, Some(toml::Value::String(path))) if Path::new(path).is_absolute() => {
+                match std::fs::read_to_string(path) {
+                    Ok(text) => Ok(text.trim_end_matches(['\r', '\n']).to_string()),
+                    Err(e) => Err(format!("{at}: cannot read {path}: {}", e.kind())),
+                }
+            }
             (_, Some(toml::Value::String(_))) => Err(format!("{at}: `file` must be an absolute path")),
             (Some(_), _) => Err(format!("{at}: `env` must name an environment variable")),
             _ => Err(format!("{at}: `file` must be a path")),
@@ -312,7 +355,8 @@ mod tests {
 
     #[test]
     fn env_references_are_resolved_and_a_missing_one_is_named_without_a_value() {
-        let t: toml::Table = toml::from_str("key = { env = \"PATH\" }\nsecret = { env = \"STOWAGE_TEST_UNSET_VAR\" }\n").unwrap();
+        let t: toml::Table =
+            toml::from_str("key = { env = \"PATH\" }\nsecret = { env = \"STOWAGE_TEST_UNSET_VAR\" }\n").unwrap();
         let e = flatten(&t, "disks.s3.config").unwrap_err();
         assert_eq!(e, "disks.s3.config.secret: environment variable `STOWAGE_TEST_UNSET_VAR` is not set");
         let t: toml::Table = toml::from_str("key = { env = \"PATH\" }\n").unwrap();
@@ -324,7 +368,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("web-1.key");
         std::fs::write(&key, "first-secret\n").unwrap();
-        let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {{ file = \"{}\" }}", key.display())).unwrap()["v"].clone();
+        let value: toml::Value =
+            toml::from_str::<toml::Table>(&format!("v = {{ file = \"{}\" }}", key.display())).unwrap()["v"].clone();
         assert_eq!(resolve_value(&value, "api_keys[0]").unwrap(), "first-secret");
         std::fs::write(&key, "second-secret").unwrap();
         assert_eq!(resolve_value(&value, "api_keys[0]").unwrap(), "second-secret", "read again, not cached");

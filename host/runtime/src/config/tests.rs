@@ -59,7 +59,9 @@ fn nested_grant_dirs_are_refused() {
 #[test]
 fn api_keys_need_an_endpoint_and_https_outside_dev_mode() {
     let disk = |grant: &str, server: &str| {
-        format!("role = \"web\"\n[disks.r]\nplugin = \"remote\"\ngrant = {{ {grant} }}\n[storage]\ndefault = \"r\"\n[server]\n{server}")
+        format!(
+            "role = \"web\"\n[disks.r]\nplugin = \"remote\"\ngrant = {{ {grant} }}\n[storage]\ndefault = \"r\"\n[server]\n{server}"
+        )
     };
     // An environment variable no one sets.
     let key = "api_key = { env = \"STOWAGE_CONFIG_TEST_KEY_UNSET\" }";
@@ -67,20 +69,30 @@ fn api_keys_need_an_endpoint_and_https_outside_dev_mode() {
     assert!(e.contains("grant.api_key needs grant.endpoint"), "{e}");
     let e = parse(&disk(&format!("endpoint = \"http://10.0.0.2:8443\", {key}"), "")).unwrap_err().to_string();
     assert!(e.contains("would travel over plain HTTP") && e.contains("not set"), "{e}");
-    let e = parse(&disk(&format!("endpoint = \"http://10.0.0.2:8443\", {key}"), "dev_mode = true")).unwrap_err().to_string();
+    let e = parse(&disk(&format!("endpoint = \"http://10.0.0.2:8443\", {key}"), "dev_mode = true"))
+        .unwrap_err()
+        .to_string();
     assert!(!e.contains("plain HTTP") && e.contains("STOWAGE_CONFIG_TEST_KEY_UNSET` is not set"), "{e}");
-    let e = parse(&disk("endpoint = \"https://s.example.org\", ca_file = \"missing-ca.pem\"", "")).unwrap_err().to_string();
+    let e =
+        parse(&disk("endpoint = \"https://s.example.org\", ca_file = \"missing-ca.pem\"", "")).unwrap_err().to_string();
     assert!(e.contains("grant.ca_file") && e.contains("missing-ca.pem"), "{e}");
     assert!(parse(&disk("endpoint = \"https://s.example.org\", api_key = \"k\"", "")).is_ok());
 }
 
 #[test]
 fn logging_ledger_failures_is_for_testing_only_and_the_checkpoint_disk_must_exist() {
-    let text = |role: &str, ledger: &str| format!("role = \"{role}\"\n[disks.a]\nplugin = \"local-fs\"\n[storage]\ndefault = \"a\"\n[ledger]\n{ledger}");
+    let text = |role: &str, ledger: &str| {
+        format!("role = \"{role}\"\n[disks.a]\nplugin = \"local-fs\"\n[storage]\ndefault = \"a\"\n[ledger]\n{ledger}")
+    };
     assert!(parse(&text("testing", "on_failure = \"log\"\n")).is_ok());
     for role in ["services", "web"] {
         let e = parse(&text(role, "on_failure = \"log\"\n")).unwrap_err().to_string();
-        assert!(e.contains("t.toml:7:14: ledger.on_failure") && e.contains("allowed only on role `testing`") && e.contains(role), "{e}");
+        assert!(
+            e.contains("t.toml:7:14: ledger.on_failure")
+                && e.contains("allowed only on role `testing`")
+                && e.contains(role),
+            "{e}"
+        );
     }
     assert!(parse(&text("services", "on_failure = \"fail\"\n")).is_ok());
     let e = parse(&text("testing", "checkpoint_disk = \"b\"\n")).unwrap_err().to_string();

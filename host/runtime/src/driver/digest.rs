@@ -50,10 +50,7 @@ impl Default for Digester {
 impl Digester {
     /// A digester that has seen nothing.
     pub fn new() -> Self {
-        Digester {
-            size: 0,
-            state: State::Inline(Sha256::new()),
-        }
+        Digester { size: 0, state: State::Inline(Sha256::new()) }
     }
 
     /// Bytes seen so far.
@@ -91,10 +88,7 @@ impl Digester {
             }
             State::Broken => return None,
         };
-        Some(Digest {
-            size: self.size,
-            sha256: hex::encode(hasher.finalize()),
-        })
+        Some(Digest { size: self.size, sha256: hex::encode(hasher.finalize()) })
     }
 }
 
@@ -102,15 +96,13 @@ impl Digester {
 fn spawn(hasher: Sha256) -> State {
     let (tx, rx) = sync_channel::<Bytes>(QUEUE);
     let fallback = hasher.clone();
-    let spawned = std::thread::Builder::new()
-        .name("stowage-sha256".into())
-        .spawn(move || {
-            let mut hasher = hasher;
-            for chunk in rx {
-                hasher.update(&chunk);
-            }
-            hasher
-        });
+    let spawned = std::thread::Builder::new().name("stowage-sha256".into()).spawn(move || {
+        let mut hasher = hasher;
+        for chunk in rx {
+            hasher.update(&chunk);
+        }
+        hasher
+    });
     match spawned {
         Ok(thread) => State::Threaded { tx, thread },
         Err(_) => State::Inline(fallback),

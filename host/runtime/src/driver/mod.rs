@@ -19,9 +19,9 @@ use crate::bindings::wit_store;
 use crate::convert;
 use crate::engine::{Limits, PluginEngine};
 use crate::error::StorageError;
+use crate::pool::{Pool, Prelinked};
 use crate::state::{Grants, PluginState};
 use crate::types::{ByteRange, Capabilities, ListPage, ObjectInfo, RequestContext, TempPage, WriteOptions};
-use crate::pool::{Pool, Prelinked};
 
 /// The instances of one disk's driver.
 pub(crate) type DriverPool = Pool<DriverPre<PluginState>>;
@@ -86,8 +86,7 @@ impl Disk {
         grants: Grants,
         limits: Limits,
     ) -> Result<Disk, LoadError> {
-        let component = Component::new(engine.engine(), bytes)
-            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let component = Component::new(engine.engine(), bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         Self::from_component(engine, name, &component, grants, limits)
     }
 
@@ -104,14 +103,9 @@ impl Disk {
         // Drivers may speak wasi:http; the host refuses every request outside the disk's
         // granted endpoint (none granted: no request leaves).
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(world)?;
-        let pre = linker
-            .instantiate_pre(component)
-            .map_err(|e| LoadError::World(format!("{e:#}")))?;
+        let pre = linker.instantiate_pre(component).map_err(|e| LoadError::World(format!("{e:#}")))?;
         let pre = DriverPre::new(pre).map_err(|e| LoadError::World(format!("{e:#}")))?;
-        Ok(Disk {
-            pool: Arc::new(DriverPool::new(engine, name, pre, grants, limits)),
-            driver: "unnamed".into(),
-        })
+        Ok(Disk { pool: Arc::new(DriverPool::new(engine, name, pre, grants, limits)), driver: "unnamed".into() })
     }
 
     /// The same disk, recording which plugin serves it (what policies see as `driver`).
@@ -171,8 +165,16 @@ impl Disk {
         let owner = crate::owner::owners().begin();
         let mut lease = self.pool.lease_for(ctx.authenticated_as.as_deref()).await?;
         let (store, guest) = lease.begin()?;
-        let r = crate::pool::bounded(store.data().deadline, guest
-            .call_open_writer(store, &convert::context_to_wit(ctx), path, &convert::write_options_to_wit(options, owner.as_str()))).await;
+        let r = crate::pool::bounded(
+            store.data().deadline,
+            guest.call_open_writer(
+                store,
+                &convert::context_to_wit(ctx),
+                path,
+                &convert::write_options_to_wit(options, owner.as_str()),
+            ),
+        )
+        .await;
         let writer = lease.end(r)?;
         ObjectWriter::new(lease, writer, owner).await
     }
@@ -186,8 +188,11 @@ impl Disk {
     ) -> Result<ObjectReader, StorageError> {
         let mut lease = self.pool.lease_for(ctx.authenticated_as.as_deref()).await?;
         let (store, guest) = lease.begin()?;
-        let r = crate::pool::bounded(store.data().deadline, guest
-            .call_open_reader(store, &convert::context_to_wit(ctx), path, range.map(convert::range_to_wit))).await;
+        let r = crate::pool::bounded(
+            store.data().deadline,
+            guest.call_open_reader(store, &convert::context_to_wit(ctx), path, range.map(convert::range_to_wit)),
+        )
+        .await;
         let (reader, info) = lease.end(r)?;
         let info = convert::info_from_wit(info);
         let remaining = match range {
@@ -211,7 +216,9 @@ impl Disk {
     pub async fn stat(&self, ctx: &RequestContext, path: &str) -> Result<ObjectInfo, StorageError> {
         let mut lease = self.pool.lease_for(ctx.authenticated_as.as_deref()).await?;
         let (store, guest) = lease.begin()?;
-        let r = crate::pool::bounded(store.data().deadline, guest.call_stat(store, &convert::context_to_wit(ctx), path)).await;
+        let r =
+            crate::pool::bounded(store.data().deadline, guest.call_stat(store, &convert::context_to_wit(ctx), path))
+                .await;
         lease.end(r).map(convert::info_from_wit)
     }
 
@@ -219,7 +226,9 @@ impl Disk {
     pub async fn exists(&self, ctx: &RequestContext, path: &str) -> Result<bool, StorageError> {
         let mut lease = self.pool.lease_for(ctx.authenticated_as.as_deref()).await?;
         let (store, guest) = lease.begin()?;
-        let r = crate::pool::bounded(store.data().deadline, guest.call_exists(store, &convert::context_to_wit(ctx), path)).await;
+        let r =
+            crate::pool::bounded(store.data().deadline, guest.call_exists(store, &convert::context_to_wit(ctx), path))
+                .await;
         lease.end(r)
     }
 
@@ -233,8 +242,11 @@ impl Disk {
     ) -> Result<ListPage, StorageError> {
         let mut lease = self.pool.lease_for(ctx.authenticated_as.as_deref()).await?;
         let (store, guest) = lease.begin()?;
-        let r = crate::pool::bounded(store.data().deadline, guest
-            .call_list(store, &convert::context_to_wit(ctx), prefix, cursor, limit)).await;
+        let r = crate::pool::bounded(
+            store.data().deadline,
+            guest.call_list(store, &convert::context_to_wit(ctx), prefix, cursor, limit),
+        )
+        .await;
         lease.end(r).map(convert::page_from_wit)
     }
 
@@ -242,7 +254,9 @@ impl Disk {
     pub async fn delete(&self, ctx: &RequestContext, path: &str) -> Result<(), StorageError> {
         let mut lease = self.pool.lease_for(ctx.authenticated_as.as_deref()).await?;
         let (store, guest) = lease.begin()?;
-        let r = crate::pool::bounded(store.data().deadline, guest.call_delete(store, &convert::context_to_wit(ctx), path)).await;
+        let r =
+            crate::pool::bounded(store.data().deadline, guest.call_delete(store, &convert::context_to_wit(ctx), path))
+                .await;
         lease.end(r)
     }
 
@@ -250,16 +264,28 @@ impl Disk {
     pub async fn url(&self, ctx: &RequestContext, path: &str, expires_in_secs: u64) -> Result<String, StorageError> {
         let mut lease = self.pool.lease_for(ctx.authenticated_as.as_deref()).await?;
         let (store, guest) = lease.begin()?;
-        let r = crate::pool::bounded(store.data().deadline, guest
-            .call_url(store, &convert::context_to_wit(ctx), path, expires_in_secs)).await;
+        let r = crate::pool::bounded(
+            store.data().deadline,
+            guest.call_url(store, &convert::context_to_wit(ctx), path, expires_in_secs),
+        )
+        .await;
         lease.end(r)
     }
 
     /// A page of the temporary objects unfinished writes left.
-    pub async fn list_temps(&self, ctx: &RequestContext, cursor: Option<&str>, limit: u32) -> Result<TempPage, StorageError> {
+    pub async fn list_temps(
+        &self,
+        ctx: &RequestContext,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<TempPage, StorageError> {
         let mut lease = self.pool.lease_for(ctx.authenticated_as.as_deref()).await?;
         let (store, guest) = lease.begin()?;
-        let r = crate::pool::bounded(store.data().deadline, guest.call_list_temps(store, &convert::context_to_wit(ctx), cursor, limit)).await;
+        let r = crate::pool::bounded(
+            store.data().deadline,
+            guest.call_list_temps(store, &convert::context_to_wit(ctx), cursor, limit),
+        )
+        .await;
         lease.end(r).map(convert::temp_page_from_wit)
     }
 
@@ -267,7 +293,11 @@ impl Disk {
     pub async fn remove_temp(&self, ctx: &RequestContext, id: &str) -> Result<(), StorageError> {
         let mut lease = self.pool.lease_for(ctx.authenticated_as.as_deref()).await?;
         let (store, guest) = lease.begin()?;
-        let r = crate::pool::bounded(store.data().deadline, guest.call_remove_temp(store, &convert::context_to_wit(ctx), id)).await;
+        let r = crate::pool::bounded(
+            store.data().deadline,
+            guest.call_remove_temp(store, &convert::context_to_wit(ctx), id),
+        )
+        .await;
         lease.end(r)
     }
 

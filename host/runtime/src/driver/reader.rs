@@ -6,9 +6,9 @@ use wasmtime::component::{Resource, ResourceAny};
 use wasmtime_wasi_io::streams::{DynInputStream, StreamError};
 
 use super::Lease;
-use crate::pool::cleanup_later;
 use super::writer::drop_resource;
 use crate::error::StorageError;
+use crate::pool::cleanup_later;
 use crate::types::ObjectInfo;
 
 /// Largest chunk the host asks for at a time.
@@ -35,14 +35,7 @@ impl ObjectReader {
         let (store, guest) = lease.begin()?;
         let source = crate::pool::bounded(store.data().deadline, guest.reader().call_source(&mut *store, reader)).await;
         let source = lease.end_infallible(source)?;
-        Ok(ObjectReader {
-            lease: Some(lease),
-            reader,
-            source,
-            info,
-            remaining,
-            path,
-        })
+        Ok(ObjectReader { lease: Some(lease), reader, source, info, remaining, path })
     }
 
     /// The object's info (its whole size, not the range's).
@@ -76,7 +69,10 @@ impl ObjectReader {
                     // The backend stopped sending: the stream (and its instance) are abandoned.
                     lease.discard();
                     self.lease = None;
-                    return Err(StorageError::Unavailable { reason: format!("the backend sent nothing for {} s", limit.as_secs_f64()), retryable: true });
+                    return Err(StorageError::Unavailable {
+                        reason: format!("the backend sent nothing for {} s", limit.as_secs_f64()),
+                        retryable: true,
+                    });
                 };
                 match read {
                     Ok(bytes) => bytes,
@@ -92,7 +88,11 @@ impl ObjectReader {
             }
             None => {
                 let (store, guest) = lease.begin()?;
-                let r = crate::pool::bounded(store.data().deadline, guest.reader().call_read(&mut *store, self.reader, want as u64)).await;
+                let r = crate::pool::bounded(
+                    store.data().deadline,
+                    guest.reader().call_read(&mut *store, self.reader, want as u64),
+                )
+                .await;
                 Bytes::from(lease.end(r)?)
             }
         };

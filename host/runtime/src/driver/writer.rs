@@ -8,12 +8,12 @@ use bytes::Bytes;
 use wasmtime::component::{Resource, ResourceAny};
 use wasmtime_wasi_io::streams::{DynOutputStream, StreamError};
 
-use super::digest::{Digest, Digester};
 use super::Lease;
-use crate::pool::cleanup_later;
+use super::digest::{Digest, Digester};
 use crate::bindings::wit;
 use crate::convert::info_from_wit;
 use crate::error::StorageError;
+use crate::pool::cleanup_later;
 use crate::types::ObjectInfo;
 
 /// `finish` may take this much longer than the call timeout per byte written: it flushes the
@@ -36,7 +36,11 @@ pub struct ObjectWriter {
 }
 
 impl ObjectWriter {
-    pub(crate) async fn new(mut lease: Lease, writer: ResourceAny, owner: crate::owner::OwnerTag) -> Result<Self, StorageError> {
+    pub(crate) async fn new(
+        mut lease: Lease,
+        writer: ResourceAny,
+        owner: crate::owner::OwnerTag,
+    ) -> Result<Self, StorageError> {
         let (store, guest) = lease.begin()?;
         let sink = crate::pool::bounded(store.data().deadline, guest.writer().call_sink(&mut *store, writer)).await;
         let sink = lease.end_infallible(sink)?;
@@ -78,7 +82,11 @@ impl ObjectWriter {
             Some(sink) => write_to_sink(lease, sink, chunk).await,
             None => {
                 let (store, guest) = lease.begin()?;
-                let r = crate::pool::bounded(store.data().deadline, guest.writer().call_write(&mut *store, self.writer, &chunk)).await;
+                let r = crate::pool::bounded(
+                    store.data().deadline,
+                    guest.writer().call_write(&mut *store, self.writer, &chunk),
+                )
+                .await;
                 lease.end(r)
             }
         };
@@ -151,19 +159,19 @@ impl ObjectWriter {
         let mut lease = self.lease.take().ok_or_else(gone)?;
         let flush_time = Duration::from_secs(digest.size / FINISH_BYTES_PER_SEC);
         let (store, guest) = lease.begin_with(flush_time)?;
-        let wit_digest = wit::Digest {
-            size: digest.size,
-            sha256: digest.sha256.clone(),
-        };
-        let r = crate::pool::bounded(store.data().deadline, guest.writer().call_finish(&mut *store, self.writer, &wit_digest)).await;
+        let wit_digest = wit::Digest { size: digest.size, sha256: digest.sha256.clone() };
+        let r = crate::pool::bounded(
+            store.data().deadline,
+            guest.writer().call_finish(&mut *store, self.writer, &wit_digest),
+        )
+        .await;
         let info = lease.end(r);
         drop_resource(&mut lease, self.writer).await;
         let mut info = info_from_wit(info?);
         if info.size != digest.size {
-            return Err(lease.protocol_fault(format!(
-                "finish reported {} bytes but the host wrote {}",
-                info.size, digest.size
-            )));
+            return Err(
+                lease.protocol_fault(format!("finish reported {} bytes but the host wrote {}", info.size, digest.size))
+            );
         }
         info.sha256 = Some(digest.sha256);
         Ok(info)
@@ -200,11 +208,7 @@ impl Drop for ObjectWriter {
     }
 }
 
-async fn write_to_sink(
-    lease: &mut Lease,
-    sink: &Resource<DynOutputStream>,
-    chunk: Bytes,
-) -> Result<(), StorageError> {
+async fn write_to_sink(lease: &mut Lease, sink: &Resource<DynOutputStream>, chunk: Bytes) -> Result<(), StorageError> {
     let limit = lease.call_timeout();
     let store = lease.store()?;
     let stream = store
@@ -217,7 +221,10 @@ async fn write_to_sink(
         Err(_) => {
             // The backend stopped taking bytes: the stream (and its instance) are abandoned.
             lease.discard();
-            return Err(StorageError::Unavailable { reason: format!("the backend took no bytes for {} s", limit.as_secs_f64()), retryable: true });
+            return Err(StorageError::Unavailable {
+                reason: format!("the backend took no bytes for {} s", limit.as_secs_f64()),
+                retryable: true,
+            });
         }
     };
     match written {
@@ -226,7 +233,11 @@ async fn write_to_sink(
         // lets the driver remove what was written.
         Err(StreamError::LastOperationFailed(e)) => {
             let full = e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::StorageFull);
-            Err(if full { StorageError::NoSpace { disk: lease.disk().to_string() } } else { StorageError::Io(format!("write failed: {e}")) })
+            Err(if full {
+                StorageError::NoSpace { disk: lease.disk().to_string() }
+            } else {
+                StorageError::Io(format!("write failed: {e}"))
+            })
         }
         Err(StreamError::Closed) => Err(lease.protocol_fault("the driver's write stream closed early".into())),
         Err(StreamError::Trap(e)) => Err(lease.protocol_fault(format!("write stream trapped: {e}"))),

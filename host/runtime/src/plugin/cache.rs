@@ -52,7 +52,8 @@ impl CompileCache {
                 let mut key = [0u8; 32];
                 getrandom::fill(&mut key).map_err(|e| std::io::Error::other(e.to_string()))?;
                 let tmp = dir.join(format!("cache.key.{}", std::process::id()));
-                let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+                let mut f =
+                    std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
                 f.write_all(&key)?;
                 f.sync_all()?;
                 std::fs::rename(&tmp, &key_path)?;
@@ -76,7 +77,8 @@ impl CompileCache {
     }
 
     fn mac(&self, component_sha256: &str, payload: &[u8]) -> Hmac<Sha256> {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
         mac.update(component_sha256.as_bytes());
         mac.update(self.engine_id.as_bytes());
         mac.update(&Sha256::digest(payload));

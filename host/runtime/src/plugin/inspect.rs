@@ -114,7 +114,12 @@ mod tests {
 
     #[test]
     fn a_plugin_built_for_another_contract_version_is_told_so() {
-        let i = Inspection { imports: vec![], exports: vec!["stowage:storage/store@0.1.0".into()], world: None, sha256: String::new() };
+        let i = Inspection {
+            imports: vec![],
+            exports: vec!["stowage:storage/store@0.1.0".into()],
+            world: None,
+            sha256: String::new(),
+        };
         let why = i.not_a_plugin();
         assert!(why.contains("built against the stowage:storage 0.1.0 contract, but this host speaks 0.3.0"), "{why}");
         let i = Inspection { exports: vec!["wasi:cli/run@0.2.0".into()], ..i };

@@ -72,7 +72,8 @@ pub fn public_text(key: &VerifyingKey) -> String {
 
 /// Reads a secret key file written by [`write_pair`].
 pub fn read_secret(path: &Path) -> Result<SigningKey, KeyError> {
-    let text = std::fs::read_to_string(path).map_err(|error| KeyError::File { path: path.display().to_string(), error })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|error| KeyError::File { path: path.display().to_string(), error })?;
     let hex_seed = text
         .trim()
         .strip_prefix(SECRET_TAG)
@@ -107,7 +108,8 @@ pub fn read_public(file_or_inline: &str, base_dir: &Path) -> Result<VerifyingKey
         return parse_public(file_or_inline);
     }
     let path = base_dir.join(file_or_inline);
-    let text = std::fs::read_to_string(&path).map_err(|error| KeyError::File { path: path.display().to_string(), error })?;
+    let text =
+        std::fs::read_to_string(&path).map_err(|error| KeyError::File { path: path.display().to_string(), error })?;
     parse_public(&text).map_err(|e| KeyError::Malformed(format!("{}: {e}", path.display())))
 }
 

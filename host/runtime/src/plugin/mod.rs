@@ -88,7 +88,13 @@ impl PluginLoader {
                 None
             }
         });
-        PluginLoader { engine: engine.clone(), trust, cache, compiled: AtomicU64::new(0), cache_hits: AtomicU64::new(0) }
+        PluginLoader {
+            engine: engine.clone(),
+            trust,
+            cache,
+            compiled: AtomicU64::new(0),
+            cache_hits: AtomicU64::new(0),
+        }
     }
 
     /// (components compiled, components loaded from the cache) so far.
@@ -130,7 +136,8 @@ impl PluginLoader {
             }
         }
         tracing::info!(sha256, "compiling plugin");
-        let component = Component::new(self.engine.engine(), bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let component =
+            Component::new(self.engine.engine(), bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         self.compiled.fetch_add(1, Ordering::Relaxed);
         if let Some(cache) = &self.cache {
             cache.store(sha256, &component);

@@ -126,10 +126,9 @@ fn sections(bytes: &[u8]) -> Result<Vec<Section>, SignatureError> {
         let id = bytes[pos];
         pos += 1;
         let len = read_leb(bytes, &mut pos).map_err(SignatureError::Malformed)? as usize;
-        let end = pos
-            .checked_add(len)
-            .filter(|e| *e <= bytes.len())
-            .ok_or_else(|| SignatureError::Malformed(format!("section at byte {start} runs past the end of the file (truncated?)")))?;
+        let end = pos.checked_add(len).filter(|e| *e <= bytes.len()).ok_or_else(|| {
+            SignatureError::Malformed(format!("section at byte {start} runs past the end of the file (truncated?)"))
+        })?;
         out.push(Section { id, start, payload: pos, end });
         pos = end;
     }
@@ -161,7 +160,8 @@ pub fn split(bytes: &[u8]) -> Result<Signed<'_>, SignatureError> {
         Some(&i) if i + 1 != all.len() => Err(SignatureError::ContentAfterSignature),
         Some(&i) => {
             let s = all[i];
-            let (_, data) = custom_name(bytes, &s).ok_or_else(|| SignatureError::BadSection("unreadable name".into()))?;
+            let (_, data) =
+                custom_name(bytes, &s).ok_or_else(|| SignatureError::BadSection("unreadable name".into()))?;
             Ok(Signed { content: &bytes[..s.start], set: Some(parse_payload(&bytes[data..s.end])?) })
         }
     }

@@ -26,9 +26,9 @@ use crate::convert;
 use crate::driver::LoadError;
 use crate::engine::{Limits, PluginEngine};
 use crate::error::StorageError;
+use crate::ledger::{Intent, Record};
 use crate::pool::{Pool, Prelinked};
 use crate::state::{Grants, PluginState};
-use crate::ledger::{Intent, Record};
 use crate::types::{Capabilities, Metadata, Operation, OperationSet, RequestContext};
 
 impl Prelinked for PolicyPre<PluginState> {
@@ -94,7 +94,15 @@ pub struct OperationOutcome {
 impl OperationOutcome {
     /// The outcome of `request`, with nothing measured yet.
     pub fn of(request: OperationRequest, started: std::time::Instant) -> OperationOutcome {
-        OperationOutcome { request, size: None, sha256: None, duration: started.elapsed(), error: None, items: None, url_id: None }
+        OperationOutcome {
+            request,
+            size: None,
+            sha256: None,
+            duration: started.elapsed(),
+            error: None,
+            items: None,
+            url_id: None,
+        }
     }
 }
 
@@ -156,11 +164,8 @@ pub struct Interests {
 
 impl Interests {
     /// Asked about everything, needing nothing: what the host assumes when a policy cannot say.
-    pub const ALL: Interests = Interests {
-        check: OperationSet::ALL,
-        observe: OperationSet::ALL,
-        needs: Capabilities::NONE,
-    };
+    pub const ALL: Interests =
+        Interests { check: OperationSet::ALL, observe: OperationSet::ALL, needs: Capabilities::NONE };
 }
 
 /// A policy's answer to `check`.
@@ -237,7 +242,9 @@ impl Policy {
     pub async fn declared_interests(&self) -> Result<Interests, StorageError> {
         let mut lease = self.pool.lease().await?;
         let (store, policy) = lease.enter(Duration::ZERO)?;
-        let r = crate::pool::bounded(store.data().deadline, policy.stowage_storage_policy_hooks().call_interests(store)).await;
+        let r =
+            crate::pool::bounded(store.data().deadline, policy.stowage_storage_policy_hooks().call_interests(store))
+                .await;
         let wit = lease.end_infallible(r)?;
         Ok(Interests {
             check: convert::operation_set_from_wit(wit.check),
@@ -267,9 +274,11 @@ impl Policy {
     pub async fn decide(&self, request: &OperationRequest) -> Result<Decision, StorageError> {
         let mut lease = self.pool.lease().await?;
         let (store, policy) = lease.enter(Duration::ZERO)?;
-        let r = crate::pool::bounded(store.data().deadline, policy
-            .stowage_storage_policy_hooks()
-            .call_check(store, &convert::request_to_wit(request))).await;
+        let r = crate::pool::bounded(
+            store.data().deadline,
+            policy.stowage_storage_policy_hooks().call_check(store, &convert::request_to_wit(request)),
+        )
+        .await;
         Ok(match lease.end_infallible(r)? {
             wit_policy::Decision::Allow => Decision::Allow,
             wit_policy::Decision::Deny(reason) => Decision::Deny(reason),
@@ -278,17 +287,25 @@ impl Policy {
 
     /// Tells the policy of an outcome at `phase` (if it observes the operation); what it
     /// appended, or why it could not record.
-    pub async fn observe(&self, outcome: &OperationOutcome, phase: Phase, intent: Option<&Intent>) -> Result<Vec<u64>, (Vec<u64>, String)> {
+    pub async fn observe(
+        &self,
+        outcome: &OperationOutcome,
+        phase: Phase,
+        intent: Option<&Intent>,
+    ) -> Result<Vec<u64>, (Vec<u64>, String)> {
         if !self.interests().await.observe.contains(outcome.request.operation) {
             return Ok(Vec::new());
         }
-        let audit = Arc::new(std::sync::Mutex::new(CallAudit { stamp: self.stamp(outcome, intent), ..CallAudit::default() }));
+        let audit =
+            Arc::new(std::sync::Mutex::new(CallAudit { stamp: self.stamp(outcome, intent), ..CallAudit::default() }));
         let called = self.tell_with(outcome, phase, Some(audit.clone())).await;
         let audit = audit.lock().map(|mut a| (std::mem::take(&mut a.appended), a.failed.take())).unwrap_or_default();
         match (called, audit) {
             (Ok(()), (appended, None)) => Ok(appended),
             (Err(e), (appended, _)) => Err((appended, format!("policy `{}` failed while recording: {e}", self.name))),
-            (Ok(()), (appended, Some(why))) => Err((appended, format!("policy `{}` could not record: {why}", self.name))),
+            (Ok(()), (appended, Some(why))) => {
+                Err((appended, format!("policy `{}` could not record: {why}", self.name)))
+            }
         }
     }
 
@@ -311,13 +328,20 @@ impl Policy {
         self.tell_with(outcome, phase, None).await
     }
 
-    async fn tell_with(&self, outcome: &OperationOutcome, phase: Phase, audit: Option<Arc<std::sync::Mutex<CallAudit>>>) -> Result<(), StorageError> {
+    async fn tell_with(
+        &self,
+        outcome: &OperationOutcome,
+        phase: Phase,
+        audit: Option<Arc<std::sync::Mutex<CallAudit>>>,
+    ) -> Result<(), StorageError> {
         let mut lease = self.pool.lease().await?;
         let (store, policy) = lease.enter(Duration::ZERO)?;
         store.data_mut().audit = audit;
-        let r = crate::pool::bounded(store.data().deadline, policy
-            .stowage_storage_policy_hooks()
-            .call_observe(&mut *store, &convert::outcome_to_wit(outcome, phase))).await;
+        let r = crate::pool::bounded(
+            store.data().deadline,
+            policy.stowage_storage_policy_hooks().call_observe(&mut *store, &convert::outcome_to_wit(outcome, phase)),
+        )
+        .await;
         if let Ok(store) = lease.store() {
             store.data_mut().audit = None;
         }

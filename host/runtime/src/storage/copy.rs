@@ -42,7 +42,11 @@ impl Storage {
         }
         let mut reader = self.reader(from, req, None).await?;
         let source = reader.info().clone();
-        let options = WriteOptions { content_type: source.content_type.clone(), metadata: source.metadata.clone(), create_only: false };
+        let options = WriteOptions {
+            content_type: source.content_type.clone(),
+            metadata: source.metadata.clone(),
+            create_only: false,
+        };
         let mut writer = self.writer(to, req, &options).await?;
         loop {
             let chunk: Bytes = match reader.next_chunk(MAX_CHUNK).await {
@@ -62,7 +66,8 @@ impl Storage {
         }
         let copied = writer.finish_verified(source.sha256.as_deref()).await?;
         let landed = self.stat(to, req).await?;
-        let matches = landed.size == source.size && (source.sha256.is_none() || landed.sha256 == source.sha256 || landed.sha256.is_none());
+        let matches = landed.size == source.size
+            && (source.sha256.is_none() || landed.sha256 == source.sha256 || landed.sha256.is_none());
         if !matches || copied.size != source.size {
             return Err(StorageError::Io(format!(
                 "the copy at `{}:{}` does not match its source (size {} vs {}, sha256 {:?} vs {:?})",

@@ -51,7 +51,14 @@ impl Storage {
     }
 
     fn request(op: Operation, ctx: &RequestContext, path: &str) -> OperationRequest {
-        OperationRequest { operation: op, ctx: ctx.clone(), path: path.to_string(), content_type: None, object_metadata: Vec::new(), expires_in_secs: None }
+        OperationRequest {
+            operation: op,
+            ctx: ctx.clone(),
+            path: path.to_string(),
+            content_type: None,
+            object_metadata: Vec::new(),
+            expires_in_secs: None,
+        }
     }
 
     /// Tells the policies an operation failed before it could take effect.
@@ -75,13 +82,20 @@ impl Storage {
             Err(denied) => Err(denied),
         };
         match opened {
-            Ok((inner, reservation)) => Ok(Upload::new(inner, reservation, request, self.pipeline.clone(), self.ledger.clone(), started)),
+            Ok((inner, reservation)) => {
+                Ok(Upload::new(inner, reservation, request, self.pipeline.clone(), self.ledger.clone(), started))
+            }
             Err(e) => self.failed(OperationOutcome::of(request, started), e).await,
         }
     }
 
     /// Opens the driver's writer, and (when the disk has limits) the write's reservation.
-    async fn open_writer(&self, t: &Target, ctx: &RequestContext, options: &WriteOptions) -> Result<(crate::driver::ObjectWriter, Option<crate::usage::Reservation>), StorageError> {
+    async fn open_writer(
+        &self,
+        t: &Target,
+        ctx: &RequestContext,
+        options: &WriteOptions,
+    ) -> Result<(crate::driver::ObjectWriter, Option<crate::usage::Reservation>), StorageError> {
         let reservation = match self.usage.get(t.disk.name()).filter(|u| u.limited()) {
             Some(usage) => {
                 // An overwrite gives back what it replaces.
@@ -102,7 +116,12 @@ impl Storage {
 
     /// Starts a streaming read (after the policies allow it, and once the read is recorded:
     /// no byte goes out before).
-    pub async fn reader(&self, addr: &Address, req: &Request, range: Option<ByteRange>) -> Result<ObjectReader, StorageError> {
+    pub async fn reader(
+        &self,
+        addr: &Address,
+        req: &Request,
+        range: Option<ByteRange>,
+    ) -> Result<ObjectReader, StorageError> {
         let (t, ctx) = self.object(addr, req)?;
         let request = Self::request(Operation::Get, &ctx, &t.path);
         let started = Instant::now();
@@ -114,7 +133,8 @@ impl Storage {
             Ok(r) => r,
             Err(e) => return self.failed(outcome, e).await,
         };
-        let outcome = OperationOutcome { size: Some(reader.remaining()), sha256: reader.info().sha256.clone(), ..outcome };
+        let outcome =
+            OperationOutcome { size: Some(reader.remaining()), sha256: reader.info().sha256.clone(), ..outcome };
         let before = self.pipeline.observe(&outcome, Phase::Before, None).await;
         if let Some(e) = before.error() {
             reader.close().await;
@@ -179,9 +199,16 @@ impl Storage {
     /// A URL that serves the object for `expires_in_secs`: the driver's own (e.g. S3's
     /// presigned URL), else, when the driver has none and `signer` is given, one the host
     /// signs (after checking the object exists). Recorded with the URL's id.
-    pub async fn url(&self, addr: &Address, req: &Request, expires_in_secs: u64, signer: Option<&dyn UrlSigner>) -> Result<String, StorageError> {
+    pub async fn url(
+        &self,
+        addr: &Address,
+        req: &Request,
+        expires_in_secs: u64,
+        signer: Option<&dyn UrlSigner>,
+    ) -> Result<String, StorageError> {
         let (t, ctx) = self.object(addr, req)?;
-        let request = OperationRequest { expires_in_secs: Some(expires_in_secs), ..Self::request(Operation::Url, &ctx, &t.path) };
+        let request =
+            OperationRequest { expires_in_secs: Some(expires_in_secs), ..Self::request(Operation::Url, &ctx, &t.path) };
         let issue = async {
             match (t.disk.url(&ctx, &t.path, expires_in_secs).await, signer) {
                 (Ok(url), _) => {
@@ -202,7 +229,13 @@ impl Storage {
     }
 
     /// One page of the objects under the address's path (a prefix; may be empty).
-    pub async fn list(&self, addr: &Address, req: &Request, cursor: Option<&str>, limit: u32) -> Result<ListPage, StorageError> {
+    pub async fn list(
+        &self,
+        addr: &Address,
+        req: &Request,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<ListPage, StorageError> {
         let target = self.resolve(addr)?;
         stowage_path::validate_prefix(&target.path)?;
         let ctx = self.context(&target, req);
