@@ -1,6 +1,6 @@
 //! Web → services: the remote driver component against the same services API driven by curl,
-//! and against the seed's protocol (the whole file as base64 in one JSON request, as the
-//! original remote driver did), reimplemented here as a baseline. In one run, on loopback,
+//! and against a whole-file protocol (the whole file as base64 in one JSON request each way,
+//! the simplest remote storage API there is), implemented here as a baseline. In one run, on loopback,
 //! plain HTTP (dev mode) so that TLS cost does not hide the protocol's. Prints ratios; asserts
 //! nothing.
 //!
@@ -119,22 +119,22 @@ fn curl_round(url: &str, file: &Path) -> UpDown {
     (curl(&["-T", file.to_str().expect("utf-8 path"), "-o", "/dev/null", &obj]), curl(&["-o", "/dev/null", &obj]))
 }
 
-async fn seed_round(client: &reqwest::Client, seed: SocketAddr, chunk: &Bytes, bytes: usize) -> UpDown {
-    // The seed's protocol: the whole file as base64 in one JSON body, each way.
+async fn whole_file_round(client: &reqwest::Client, server: SocketAddr, chunk: &Bytes, bytes: usize) -> UpDown {
+    // The whole-file protocol: the file as base64 in one JSON body, each way.
     let whole: Vec<u8> = chunk.iter().copied().cycle().take(bytes).collect();
     let start = Instant::now();
     let body = serde_json::to_vec(
-        &serde_json::json!({ "path": "seed.bin", "content": base64::engine::general_purpose::STANDARD.encode(&whole) }),
+        &serde_json::json!({ "path": "whole.bin", "content": base64::engine::general_purpose::STANDARD.encode(&whole) }),
     )
     .expect("json");
     drop(whole);
-    let r = client.post(format!("http://{seed}/store")).body(body).send().await.expect("seed store");
+    let r = client.post(format!("http://{server}/store")).body(body).send().await.expect("whole store");
     assert!(r.status().is_success());
     let up = start.elapsed();
     let start = Instant::now();
-    let r = client.get(format!("http://{seed}/fetch?path=seed.bin")).send().await.expect("seed fetch");
-    let text = r.bytes().await.expect("seed body");
-    let v: serde_json::Value = serde_json::from_slice(&text).expect("seed json");
+    let r = client.get(format!("http://{server}/fetch?path=whole.bin")).send().await.expect("whole fetch");
+    let text = r.bytes().await.expect("whole body");
+    let v: serde_json::Value = serde_json::from_slice(&text).expect("whole json");
     let back =
         base64::engine::general_purpose::STANDARD.decode(v["content"].as_str().expect("content")).expect("base64");
     assert_eq!(back.len(), bytes);
@@ -152,7 +152,7 @@ async fn streaming(disk: &Disk, url: &str, dir: &Path, mib: usize) {
             f.write_all(&chunk).expect("write");
         }
     }
-    let seed = start_seed(dir.join("seed-data")).await;
+    let whole = start_whole_file_server(dir.join("whole-data")).await;
     let client = reqwest::Client::new();
     // Best of ROUNDS for each client; the order rotates, so none always goes first (on cold
     // state) or last.
@@ -163,35 +163,35 @@ async fn streaming(disk: &Disk, url: &str, dir: &Path, mib: usize) {
             let t = match who {
                 0 => remote_round(disk, &chunk, mib).await,
                 1 => curl_round(url, &file),
-                _ => seed_round(&client, seed, &chunk, bytes).await,
+                _ => whole_file_round(&client, whole, &chunk, bytes).await,
             };
             best[who] = (best[who].0.min(t.0), best[who].1.min(t.1));
         }
     }
     let _ = std::fs::remove_file(&file);
-    let [remote, curl, seed] = best;
+    let [remote, curl, whole] = best;
     println!("\n1 GiB-class streaming ({mib} MiB, best of {ROUNDS}, rotating order), MiB/s:");
-    println!("{:<10} {:>10} {:>10} {:>14} {:>14}", "", "remote", "curl", "remote/curl", "remote/seed");
-    for (what, remote, curl, seed) in [("upload", remote.0, curl.0, seed.0), ("download", remote.1, curl.1, seed.1)] {
+    println!("{:<10} {:>10} {:>10} {:>14} {:>14}", "", "remote", "curl", "remote/curl", "remote/whole");
+    for (what, remote, curl, whole) in [("upload", remote.0, curl.0, whole.0), ("download", remote.1, curl.1, whole.1)] {
         println!(
-            "{what:<10} {:>10.0} {:>10.0} {:>13.2}x {:>13.1}x   (seed protocol {:.0} MiB/s)",
+            "{what:<10} {:>10.0} {:>10.0} {:>13.2}x {:>13.1}x   (whole-file protocol {:.0} MiB/s)",
             mib_s(bytes, remote),
             mib_s(bytes, curl),
             curl.as_secs_f64() / remote.as_secs_f64(),
-            seed.as_secs_f64() / remote.as_secs_f64(),
-            mib_s(bytes, seed)
+            whole.as_secs_f64() / remote.as_secs_f64(),
+            mib_s(bytes, whole)
         );
     }
 }
 
-/// The seed's remote protocol, as a server: `POST /store` with `{"path", "content": base64}`,
+/// The whole-file protocol, as a server: `POST /store` with `{"path", "content": base64}`,
 /// `GET /fetch?path=` answering `{"content": base64}`; whole files in memory both ways. A store
 /// takes the steps the services host's does (sha256 of the bytes, a temp file synced, renamed
 /// into place, the directory synced), so the comparison is of protocols, not of durability.
-async fn start_seed(root: std::path::PathBuf) -> SocketAddr {
+async fn start_whole_file_server(root: std::path::PathBuf) -> SocketAddr {
     use axum::extract::{Query, State};
     use axum::routing::{get, post};
-    std::fs::create_dir_all(&root).expect("seed dir");
+    std::fs::create_dir_all(&root).expect("whole dir");
     async fn store(State(root): State<Arc<std::path::PathBuf>>, body: Bytes) -> axum::http::StatusCode {
         let v: serde_json::Value = match serde_json::from_slice(&body) {
             Ok(v) => v,
@@ -207,7 +207,7 @@ async fn start_seed(root: std::path::PathBuf) -> SocketAddr {
         let written = tokio::task::spawn_blocking(move || {
             use std::io::Write;
             std::hint::black_box(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
-            let tmp = path.with_extension("seed-tmp");
+            let tmp = path.with_extension("whole-tmp");
             let mut f = std::fs::File::create(&tmp)?;
             f.write_all(&bytes)?;
             f.sync_all()?;

@@ -1,5 +1,5 @@
-//! What one ledger row holds: a tracking record (the original's PHIFileTracking fields, as a
-//! policy wrote them) and the fields the host stamps on it (which key asked, for what purpose,
+//! What one ledger row holds: a tracking record (actor, cohort, action, path, file type,
+//! size, sha256, metadata, error, as a policy wrote them) and the fields the host stamps on it (which key asked, for what purpose,
 //! which policy wrote it, and for write-ahead records the effect about to happen).
 //!
 //! A row's body is this record as JSON. Fields added since the first version are left out

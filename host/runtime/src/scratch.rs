@@ -1,4 +1,6 @@
-//! Scoped temporary files (the original's `temp_file_context`) and the original's path helpers.
+//! Scoped temporary files (a scratch object that is deleted, through the pipeline and so
+//! recorded, whatever way its scope ends) and the path helpers for scratch and submission
+//! objects.
 //!
 //! ```no_run
 //! # async fn demo(storage: std::sync::Arc<stowage_runtime::Storage>) -> Result<(), stowage_runtime::StorageError> {

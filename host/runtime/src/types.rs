@@ -25,7 +25,9 @@ pub struct ObjectInfo {
     pub metadata: Metadata,
 }
 
-/// The part a host plays in a deployment (SPEC section 1).
+/// The part a host plays in a deployment: `web` faces users and keeps no PHI on its own disks
+/// (its PHI classes go to a services host); `services` holds the data; `testing` is a single
+/// machine for development and tests, where everything is allowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {

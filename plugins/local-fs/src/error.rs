@@ -1,7 +1,7 @@
 //! The one place where filesystem error codes become the contract's [`Error`].
 //!
 //! Every message names the object path it is about and says what a user can do, so the
-//! failure modes the original service reported as a bare `[Errno 17]` (exists-but-not-a-dir,
+//! failure modes a filesystem reports as a bare errno (`[Errno 17]`: exists-but-not-a-dir,
 //! permission, stale handles) read as specific, actionable errors.
 
 use stowage_plugin_sdk::driver::stowage::storage::types::{Error, Unavailable};

@@ -1,5 +1,6 @@
-//! PHI tracking: a ledger record for every create, read, delete and failure, with the seed's
-//! fields (cohort, actor, action, path, file type, size, sha256, metadata, error), and on PHI
+//! PHI tracking: a ledger record for every create, read, delete and failure, with the
+//! fields a PHI audit needs (cohort, actor, action, path, file type, size, sha256, metadata,
+//! error), and on PHI
 //! classes for every other access too: lookups (stat, HEAD, exists), listings and URLs issued.
 //! Files in temporary classes get `cleanup_required` and a deadline; deleting one records it
 //! gone.
@@ -12,7 +13,7 @@
 //! recorded there, and for requests that name a disk directly), `record` (default
 //! `put,get,delete`: what is recorded on other classes), `record_reads` (default `true`;
 //! `false` leaves reads out of `record`), `temporary_classes` (default `scratch`),
-//! `cleanup_within_secs` (default 7200, the seed's two hours). Cohort and file type come from
+//! `cleanup_within_secs` (default 7200: scratch files are due for deletion within two hours). Cohort and file type come from
 //! the request metadata (`cohort`, `file_type`), else from the object's metadata.
 
 use std::sync::OnceLock;

@@ -1,4 +1,4 @@
-//! The server-role policy: the seed's storage security boundaries, as a policy component.
+//! The server-role policy: which disks a host of each role may reach, as a policy component.
 //!
 //! - role `web`: requests for PHI classes (`scratch`, `submission` by default), and requests
 //!   that name a disk directly, may only reach a remote driver; anything else is denied. A web

@@ -1,4 +1,4 @@
-//! `stowage health [--json]`: the original's storage health check from the command line. Every
+//! `stowage health [--json]`: a storage health check from the command line. Every
 //! disk does a real round trip (write, read back, delete a small probe object, as `/readyz`
 //! does), and the PHI ledger reports whether it can record (the check itself is recorded, as
 //! `health_checked`, durably), whether it verifies (from its last checkpoint) and what its

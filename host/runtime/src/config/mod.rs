@@ -434,7 +434,7 @@ impl LoadedConfig {
         }
     }
 
-    /// Defence in depth for the seed's rule: a web host never keeps PHI on its own disks, so
+    /// Defence in depth for the web role's rule: a web host never keeps PHI on its own disks, so
     /// its PHI classes must map to a disk served by the remote driver.
     fn check_web_role(&self, problem: &mut impl FnMut(Range<usize>, String)) {
         if *self.config.role.get_ref() != crate::types::Role::Web {
