@@ -172,7 +172,8 @@ async fn streaming(disk: &Disk, url: &str, dir: &Path, mib: usize) {
     let [remote, curl, whole] = best;
     println!("\n1 GiB-class streaming ({mib} MiB, best of {ROUNDS}, rotating order), MiB/s:");
     println!("{:<10} {:>10} {:>10} {:>14} {:>14}", "", "remote", "curl", "remote/curl", "remote/whole");
-    for (what, remote, curl, whole) in [("upload", remote.0, curl.0, whole.0), ("download", remote.1, curl.1, whole.1)] {
+    for (what, remote, curl, whole) in [("upload", remote.0, curl.0, whole.0), ("download", remote.1, curl.1, whole.1)]
+    {
         println!(
             "{what:<10} {:>10.0} {:>10.0} {:>13.2}x {:>13.1}x   (whole-file protocol {:.0} MiB/s)",
             mib_s(bytes, remote),

@@ -394,3 +394,41 @@ async fn checkpoints_are_copied_to_a_bucket_and_anchor_the_ledger_from_there() {
         stderr(&o)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_driver_setting_is_refused_naming_its_key_and_what_it_must_be() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let bucket = fresh_bucket(&server(), "settings").await;
+    let good = std::fs::read_to_string(config_file(d, &bucket)).unwrap();
+    for (from, to, want) in [
+        (
+            "part_size_mib = 8",
+            "part_size_mib = \"lots\"",
+            "s3 driver config `part_size_mib` must be a whole number, not `lots`",
+        ),
+        (
+            "part_size_mib = 8",
+            "part_size_mib = 2",
+            "s3 driver config `part_size_mib` must be 5 (S3's smallest part) to 1024",
+        ),
+        (
+            "part_size_mib = 8",
+            "part_size_mib = 8, path_style = \"maybe\"",
+            "s3 driver config `path_style` must be true or false, not `maybe`",
+        ),
+        (
+            "part_size_mib = 8",
+            "part_size_mib = 8, max_attempts = 0",
+            "s3 driver config `max_attempts` must be 1 to 10, not 0",
+        ),
+        (&format!("bucket = \"{bucket}\", "), "", "s3 driver config `bucket` is required (the bucket)"),
+    ] {
+        let text = good.replacen(from, to, 1);
+        assert_ne!(text, good);
+        std::fs::write(d.join("stowage.toml"), &text).unwrap();
+        let o = cli(d, &["ls", "default:"]);
+        assert!(!o.status.success(), "{to}: {}", stdout(&o));
+        assert!(stderr(&o).contains(want), "{to}: expected {want:?} in {}", stderr(&o));
+    }
+}

@@ -2,7 +2,7 @@
 //! answers failures with `{"error": kind, "message": text}`, where `kind` is the contract's own
 //! error name, so most map back one to one.
 
-use stowage_plugin_sdk::driver::stowage::storage::types::{Error, Unavailable};
+use stowage_plugin_sdk::driver::stowage::storage::types::Error;
 
 use crate::http::{Failure, Response};
 
@@ -13,14 +13,7 @@ pub struct Op<'a> {
     pub path: &'a str,
 }
 
-pub fn unavailable(reason: String) -> Error {
-    Error::Unavailable(Unavailable { reason, retryable: true })
-}
-
-/// Whether trying again later may succeed.
-pub fn retryable(e: &Error) -> bool {
-    matches!(e, Error::Unavailable(u) if u.retryable)
-}
+pub use stowage_plugin_sdk::{retryable, unavailable};
 
 /// A request that got no answer.
 pub fn from_failure(op: Op<'_>, f: Failure) -> Error {

@@ -14,8 +14,8 @@
 
 use std::time::Duration;
 
-use stowage_plugin_sdk::driver::stowage::storage::config;
 use stowage_plugin_sdk::driver::stowage::storage::types::Error;
+use stowage_plugin_sdk::settings::driver_config;
 
 /// The longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -32,47 +32,31 @@ pub struct Settings {
     pub retry_budget: Duration,
 }
 
-fn bad(key: &str, why: &str) -> Error {
-    Error::Io(format!("remote driver config `{key}` {why}"))
-}
-
-fn number(key: &str, default: u64, range: std::ops::RangeInclusive<u64>) -> Result<u64, Error> {
-    let v = match config::get(key) {
-        None => default,
-        Some(v) => v.trim().parse().map_err(|_| bad(key, &format!("must be a whole number, not `{v}`")))?,
-    };
-    if !range.contains(&v) {
-        return Err(bad(key, &format!("must be {} to {}", range.start(), range.end())));
-    }
-    Ok(v)
-}
-
 impl Settings {
     pub fn load() -> Result<Settings, Error> {
-        let endpoint = config::get("endpoint")
-            .ok_or_else(|| bad("endpoint", "is required (the services host's https:// origin)"))?;
-        let endpoint = endpoint.trim().trim_end_matches('/');
+        let config = driver_config("remote driver");
+        let endpoint = config.required("endpoint", "the services host's https:// origin")?;
+        let endpoint = endpoint.trim_end_matches('/');
         let (https, authority) = if let Some(rest) = endpoint.strip_prefix("https://") {
             (true, rest)
         } else if let Some(rest) = endpoint.strip_prefix("http://") {
             (false, rest)
         } else {
-            return Err(bad("endpoint", "must start with https:// (or http:// in development)"));
+            return Err(config.error("endpoint", "must start with https:// (or http:// in development)"));
         };
         if authority.is_empty() || authority.contains(['/', '@', '?', '#']) {
-            return Err(bad("endpoint", "must be an origin only: scheme, host and port"));
+            return Err(config.error("endpoint", "must be an origin only: scheme, host and port"));
         }
-        let name = config::get("name").map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
         Ok(Settings {
             https,
             authority: authority.to_string(),
-            name,
-            max_attempts: u32::try_from(number("max_attempts", 4, 1..=10)?).unwrap_or(4),
-            backoff: Duration::from_millis(number("backoff_ms", 200, 0..=60_000)?),
-            segment: usize::try_from(number("segment_mib", 8, 1..=64)? << 20)
-                .map_err(|_| bad("segment_mib", "is too large"))?,
-            timeout: Duration::from_millis(number("timeout_ms", 10_000, 100..=600_000)?),
-            retry_budget: Duration::from_millis(number("retry_budget_ms", 15_000, 0..=3_600_000)?),
+            name: config.text("name"),
+            max_attempts: u32::try_from(config.number("max_attempts", 4, 1..=10)?).unwrap_or(4),
+            backoff: Duration::from_millis(config.number("backoff_ms", 200, 0..=60_000)?),
+            segment: usize::try_from(config.number("segment_mib", 8, 1..=64)? << 20)
+                .map_err(|_| config.error("segment_mib", "is too large"))?,
+            timeout: Duration::from_millis(config.number("timeout_ms", 10_000, 100..=600_000)?),
+            retry_budget: Duration::from_millis(config.number("retry_budget_ms", 15_000, 0..=3_600_000)?),
         })
     }
 

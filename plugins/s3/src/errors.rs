@@ -2,7 +2,7 @@
 //! path, never credentials.
 
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
-use stowage_plugin_sdk::driver::stowage::storage::types::{Error, Unavailable};
+use stowage_plugin_sdk::driver::stowage::storage::types::Error;
 
 /// What was being done, for the message.
 pub struct Op<'a> {
@@ -18,9 +18,7 @@ pub fn host_refused(disk: &str) -> Error {
     ))
 }
 
-pub fn unavailable(reason: String) -> Error {
-    Error::Unavailable(Unavailable { reason, retryable: true })
-}
+pub use stowage_plugin_sdk::unavailable;
 
 /// Maps an HTTP status and S3 error code (from an SDK error or a raw response).
 pub fn from_status(op: &Op<'_>, status: u16, code: Option<&str>, message: Option<&str>) -> Error {

@@ -6,13 +6,13 @@
 //! | `bucket` | the bucket | required |
 //! | `region` | the signing region | `us-east-1` |
 //! | `prefix` | a key prefix under which every object lives | none |
-//! | `path_style` | path-style addressing (`true` for most self-hosted servers) | `true` |
+//! | `path_style` | path-style addressing, `true` or `false` (`true` for most self-hosted servers) | `true` |
 //! | `access_key_id`, `secret_access_key` | credentials; use env references | required |
 //! | `part_size_mib` | multipart part size (5 to 1024) and the largest single PUT | `8` |
-//! | `max_attempts` | attempts per request, with the SDK's backoff | `3` |
+//! | `max_attempts` | attempts per request, with the SDK's backoff (1 to 10) | `3` |
 
-use stowage_plugin_sdk::driver::stowage::storage::config;
 use stowage_plugin_sdk::driver::stowage::storage::types::Error;
+use stowage_plugin_sdk::settings::driver_config;
 
 /// The smallest part S3 accepts (except the last).
 const MIN_PART_MIB: u64 = 5;
@@ -31,44 +31,30 @@ pub struct Settings {
     pub max_attempts: u32,
 }
 
-fn required(key: &str) -> Result<String, Error> {
-    config::get(key)
-        .filter(|v| !v.trim().is_empty())
-        .ok_or_else(|| Error::Io(format!("the s3 driver needs `{key}` in its config")))
-}
-
-fn number(key: &str, default: u64) -> Result<u64, Error> {
-    match config::get(key) {
-        None => Ok(default),
-        Some(v) => {
-            v.trim().parse().map_err(|_| Error::Io(format!("s3 config `{key}` must be a whole number, not `{v}`")))
-        }
-    }
-}
-
 impl Settings {
     pub fn load() -> Result<Settings, Error> {
-        let part_mib = number("part_size_mib", 8)?;
+        let config = driver_config("s3 driver");
+        let part_mib = config.number("part_size_mib", 8, 0..=u64::MAX)?;
         if !(MIN_PART_MIB..=MAX_PART_MIB).contains(&part_mib) {
-            return Err(Error::Io(format!(
-                "s3 config `part_size_mib` must be {MIN_PART_MIB} (S3's smallest part) to {MAX_PART_MIB}; the plugin's memory_mib must hold about two parts"
-            )));
+            return Err(config.error(
+                "part_size_mib",
+                &format!("must be {MIN_PART_MIB} (S3's smallest part) to {MAX_PART_MIB}; the plugin's memory_mib must hold about two parts"),
+            ));
         }
-        let mut prefix = config::get("prefix").unwrap_or_default();
+        let mut prefix = config.text("prefix").unwrap_or_default();
         if !prefix.is_empty() && !prefix.ends_with('/') {
             prefix.push('/');
         }
         Ok(Settings {
-            endpoint: required("endpoint")?,
-            bucket: required("bucket")?,
-            region: config::get("region").unwrap_or_else(|| "us-east-1".into()),
+            endpoint: config.required("endpoint", "the S3 server's origin")?,
+            bucket: config.required("bucket", "the bucket")?,
+            region: config.text("region").unwrap_or_else(|| "us-east-1".into()),
             prefix,
-            path_style: config::get("path_style").is_none_or(|v| v != "false"),
-            access_key_id: required("access_key_id")?,
-            secret_access_key: required("secret_access_key")?,
-            part_size: usize::try_from(part_mib << 20)
-                .map_err(|_| Error::Io("s3 config `part_size_mib` is too large".into()))?,
-            max_attempts: u32::try_from(number("max_attempts", 3)?.clamp(1, 10)).unwrap_or(3),
+            path_style: config.boolean("path_style", true)?,
+            access_key_id: config.required("access_key_id", "use an env reference")?,
+            secret_access_key: config.required("secret_access_key", "use an env reference")?,
+            part_size: usize::try_from(part_mib << 20).map_err(|_| config.error("part_size_mib", "is too large"))?,
+            max_attempts: u32::try_from(config.number("max_attempts", 3, 1..=10)?).unwrap_or(3),
         })
     }
 

@@ -3,7 +3,7 @@
 //! A driver implements [`driver::exports::stowage::storage::store::Guest`] and exports it with
 //! [`driver::export_driver!`]:
 //!
-//! ```ignore
+//! ```text
 //! use stowage_plugin_sdk::driver::exports::stowage::storage::store::Guest;
 //! struct MyDriver;
 //! impl Guest for MyDriver { /* ... */ }
@@ -17,6 +17,8 @@
 
 pub use stowage_path as path;
 pub use wasip2;
+
+pub mod settings;
 
 /// Bindings for the `driver` world.
 pub mod driver {
@@ -63,6 +65,16 @@ impl From<path::PathError> for Error {
     fn from(e: path::PathError) -> Self {
         Error::InvalidPath(e.to_string())
     }
+}
+
+/// A failure that may pass: trying again later may succeed.
+pub fn unavailable(reason: String) -> Error {
+    Error::Unavailable(driver::stowage::storage::types::Unavailable { reason, retryable: true })
+}
+
+/// Whether trying again later may succeed.
+pub fn retryable(e: &Error) -> bool {
+    matches!(e, Error::Unavailable(u) if u.retryable)
 }
 
 /// Checks an object path, as every driver must before touching its backend.
