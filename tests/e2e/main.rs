@@ -11,6 +11,7 @@ mod copy;
 mod crash;
 mod deploy;
 mod hardening;
+mod layout;
 mod openapi;
 mod plugin_kit;
 mod policies;
