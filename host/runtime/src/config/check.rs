@@ -34,22 +34,18 @@ impl LoadedConfig {
             if let Err(message) = plan::check_plugin(&disk.plugin, &self.base_dir) {
                 problem(disk.plugin.span(), format!("disks.{n}.plugin: {message}"));
             }
-            for (field, value, min, max) in [
-                ("memory_mib", &disk.limits.memory_mib, 1, 4096),
-                ("call_timeout_ms", &disk.limits.call_timeout_ms, 10, 3_600_000),
-                ("max_instances", &disk.limits.max_instances, 1, 1024),
-                ("max_instances_per_key", &disk.limits.max_instances_per_key, 1, 1024),
-                ("wait_ms", &disk.limits.wait_ms, 1, 3_600_000),
-            ] {
-                if let Some(v) = value
-                    && !(min..=max).contains(v.get_ref())
-                {
-                    problem(
-                        v.span(),
-                        format!("disks.{n}.limits.{field} = {} is out of range {min}..={max}", v.get_ref()),
-                    );
-                }
-            }
+            let l = &disk.limits;
+            check_ranges(
+                &format!("disks.{n}.limits"),
+                &[
+                    ("memory_mib", &l.memory_mib, 1, 4096),
+                    ("call_timeout_ms", &l.call_timeout_ms, 10, 3_600_000),
+                    ("max_instances", &l.max_instances, 1, 1024),
+                    ("max_instances_per_key", &l.max_instances_per_key, 1, 1024),
+                    ("wait_ms", &l.wait_ms, 1, 3_600_000),
+                ],
+                &mut problem,
+            );
             if let Some(q) = &disk.quota_gib
                 && !(q.get_ref().is_finite() && *q.get_ref() > 0.0 && *q.get_ref() < 1e9)
             {
@@ -148,7 +144,7 @@ impl LoadedConfig {
     fn check_server(&self, problem: &mut impl FnMut(Range<usize>, String)) {
         let t = &self.config.server.timeouts;
         let l = &self.config.server.limits;
-        for (field, value, min, max) in [
+        let fields = [
             ("timeouts.tls_handshake_secs", &t.tls_handshake_secs, 1, 3600),
             ("timeouts.header_secs", &t.header_secs, 1, 3600),
             ("timeouts.body_idle_secs", &t.body_idle_secs, 1, 86_400),
@@ -160,13 +156,8 @@ impl LoadedConfig {
             ("limits.max_uploads", &l.max_uploads, 1, 100_000),
             ("limits.readiness_interval_secs", &l.readiness_interval_secs, 1, 3600),
             ("limits.worker_threads", &l.worker_threads, 1, 1024),
-        ] {
-            if let Some(v) = value
-                && !(min..=max).contains(v.get_ref())
-            {
-                problem(v.span(), format!("server.{field} = {} is out of range {min}..={max}", v.get_ref()));
-            }
-        }
+        ];
+        check_ranges("server", &fields, problem);
     }
 
     fn check_ledger(&self, disks: &[&str], problem: &mut impl FnMut(Range<usize>, String)) {
@@ -188,17 +179,12 @@ impl LoadedConfig {
         {
             problem(disk.span(), format!("ledger.checkpoint_disk = \"{}\": no disk of that name", disk.get_ref()));
         }
-        for (field, value, min, max) in [
+        let fields = [
             ("checkpoint_every", &ledger.checkpoint_every, 1, 1_000_000_000),
             ("checkpoint_interval_secs", &ledger.checkpoint_interval_secs, 1, 31_536_000),
             ("lock_timeout_ms", &ledger.lock_timeout_ms, 1, 3_600_000),
-        ] {
-            if let Some(v) = value
-                && !(min..=max).contains(v.get_ref())
-            {
-                problem(v.span(), format!("ledger.{field} = {} is out of range {min}..={max}", v.get_ref()));
-            }
-        }
+        ];
+        check_ranges("ledger", &fields, problem);
         if let Some(origin) = &ledger.origin
             && (origin.get_ref().is_empty()
                 || origin.get_ref().contains('+')
@@ -355,6 +341,21 @@ impl LoadedConfig {
                     .map(|dir| (name.get_ref().as_str(), dir, resolved(&self.base_dir.join(dir.get_ref()))))
             })
             .collect()
+    }
+}
+
+/// Each of `fields` (name under `table`, value, min, max) that is set must be in its range.
+fn check_ranges(
+    table: &str,
+    fields: &[(&str, &Option<Spanned<u64>>, u64, u64)],
+    problem: &mut impl FnMut(Range<usize>, String),
+) {
+    for (field, value, min, max) in fields {
+        if let Some(v) = value
+            && !(min..=max).contains(&v.get_ref())
+        {
+            problem(v.span(), format!("{table}.{field} = {} is out of range {min}..={max}", v.get_ref()));
+        }
     }
 }
 
