@@ -65,6 +65,7 @@ pub fn run(config: Option<&Path>, args: Args) -> anyhow::Result<()> {
         return Ok(());
     };
     let deadline = Instant::now() + Duration::from_secs(args.wait);
+    let mut other = None;
     while Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
         match read_status(&file) {
@@ -85,8 +86,25 @@ pub fn run(config: Option<&Path>, args: Args) -> anyhow::Result<()> {
                     now.error.unwrap_or_default()
                 );
             }
+            // A reload that read another text: the file changed after it was checked here.
+            // Ours may still follow (an earlier SIGHUP's reload was running): wait a little.
+            Ok(now) if now.host == before.host && now.generation > before.generation => {
+                if other.as_ref().is_none_or(|(generation, _, _)| *generation != now.generation) {
+                    other = Some((now.generation, now.tried, Instant::now()));
+                }
+                if other.as_ref().is_some_and(|(_, _, seen)| seen.elapsed() > Duration::from_secs(10)) {
+                    break;
+                }
+            }
             _ => {}
         }
+    }
+    if let Some((_, tried, _)) = other {
+        let tried = tried.unwrap_or_else(|| "unknown".into());
+        bail!(
+            "process {pid} reloaded a config (sha256 {tried}) other than the one checked here (sha256 {}): was the file edited meanwhile? Run `stowage reload` again",
+            loaded.sha256
+        );
     }
     bail!("process {pid} did not answer within {} s; its log says how the reload went", args.wait)
 }
