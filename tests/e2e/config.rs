@@ -94,7 +94,7 @@ fn config_check_reports_every_refusal_of_serve_first_with_its_line() {
     use crate::serve::KEY;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    crate::serve::test_ca(d);
+    crate::serve_tls::test_ca(d);
     std::fs::create_dir(d.join("ledgers")).unwrap();
     // A grant that is a symlink to the ledger's directory.
     std::os::unix::fs::symlink(d.join("ledgers"), d.join("data-link")).unwrap();

@@ -5,11 +5,11 @@
 //! cache move under a temporary directory, `/etc/stowage` is a directory per host, and the
 //! hosts listen on free ports on 127.0.0.1.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
-use crate::serve::{curl, status_and_body, test_ca};
+use crate::serve::{Server, curl, status_and_body};
+use crate::serve_tls::test_ca;
 use crate::{stderr, stdout};
 
 const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy");
@@ -68,32 +68,6 @@ fn unit_command(role: &str, key: &str, config: &Path) -> Command {
     cmd
 }
 
-/// Starts `role` from its unit's `ExecStart`; returns it and the URL it serves on.
-fn start(role: &str, config: &Path) -> (Child, String) {
-    let mut child =
-        unit_command(role, "ExecStart", config).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("stowage: serving on ")
-        .unwrap_or_else(|| panic!("{role}: no address in {line:?}"))
-        .to_string();
-    (child, url)
-}
-
-/// Kills the hosts whatever the test's outcome.
-struct Hosts(Vec<Child>);
-
-impl Drop for Hosts {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 #[test]
 fn the_deploy_configs_pass_config_check_and_the_pair_serves_from_the_units() {
     let dir = tempfile::tempdir().unwrap();
@@ -104,9 +78,9 @@ fn the_deploy_configs_pass_config_check_and_the_pair_serves_from_the_units() {
     let o = unit_command("services", "ExecStartPre", &services).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("server: https://127.0.0.1:0, 1 API key(s), signed URLs on"), "{}", stdout(&o));
-    let mut hosts = Hosts(Vec::new());
-    let (child, services_url) = start("services", &services);
-    hosts.0.push(child);
+    // Both hosts are killed when the test ends, whatever its outcome.
+    let services_host = Server::spawn(unit_command("services", "ExecStart", &services));
+    let services_url = services_host.url.clone();
 
     let web = install(
         root,
@@ -119,8 +93,8 @@ fn the_deploy_configs_pass_config_check_and_the_pair_serves_from_the_units() {
     }
     let o = unit_command("web", "ExecStartPre", &web).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
-    let (child, web_url) = start("web", &web);
-    hosts.0.push(child);
+    let web_host = Server::spawn(unit_command("web", "ExecStart", &web));
+    let web_url = web_host.url.clone();
 
     // The application stores an object through the web host and reads it back.
     let web_tls = root.join("web/etc/tls");

@@ -3,6 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "end-to-end tests: a panic is how a test fails")]
 
 mod audit;
+mod audit_kill;
+mod audit_rewrites;
 mod cli;
 mod concurrency;
 mod config;
@@ -19,9 +21,12 @@ mod reload;
 mod s3;
 mod sandbox;
 mod serve;
+mod serve_tls;
+mod serve_uploads;
 mod signing;
 mod streaming;
 mod two_hosts;
+mod two_hosts_faults;
 
 use std::path::Path;
 use std::process::{Command, Output};
