@@ -19,7 +19,7 @@ fn main() {
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
     let workspace = manifest_dir.join("../..");
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_default());
-    for watched in ["plugins", "wit", "host/path", "Cargo.toml", "Cargo.lock"] {
+    for watched in ["plugins", "wit", "host/path", "host/api", "Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", workspace.join(watched).display());
     }
 

@@ -4,6 +4,7 @@
 //! plugin faults (trap, timeout, memory) are the host's own and say which plugin failed.
 
 use std::fmt;
+pub use stowage_api::ErrorKind;
 
 /// How a plugin failed, as opposed to what it answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,25 +117,26 @@ pub enum StorageError {
 }
 
 impl StorageError {
-    /// A short stable name of the kind of error, for exit codes, metrics and HTTP mapping.
-    pub fn kind(&self) -> &'static str {
+    /// The kind of error (its stable wire name: `as_str`), for exit codes, metrics and HTTP
+    /// mapping.
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            StorageError::NotFound(_) => "not-found",
-            StorageError::AlreadyExists(_) => "already-exists",
-            StorageError::Denied(_) => "denied",
-            StorageError::InvalidPath(_) => "invalid-path",
-            StorageError::InvalidRange(_) => "invalid-range",
-            StorageError::Unsupported(_) => "unsupported",
-            StorageError::Unavailable { .. } => "unavailable",
-            StorageError::Io(_) => "io",
-            StorageError::PluginFault { .. } => "plugin-fault",
-            StorageError::UnknownName(_) => "unknown-name",
-            StorageError::BadAddress(_) => "bad-address",
-            StorageError::DigestMismatch { .. } => "digest-mismatch",
-            StorageError::AuditUnavailable(_) => "audit-unavailable",
-            StorageError::TooLarge { .. } => "too-large",
-            StorageError::QuotaExceeded { .. } => "quota-exceeded",
-            StorageError::NoSpace { .. } => "no-space",
+            StorageError::NotFound(_) => ErrorKind::NotFound,
+            StorageError::AlreadyExists(_) => ErrorKind::AlreadyExists,
+            StorageError::Denied(_) => ErrorKind::Denied,
+            StorageError::InvalidPath(_) => ErrorKind::InvalidPath,
+            StorageError::InvalidRange(_) => ErrorKind::InvalidRange,
+            StorageError::Unsupported(_) => ErrorKind::Unsupported,
+            StorageError::Unavailable { .. } => ErrorKind::Unavailable,
+            StorageError::Io(_) => ErrorKind::Io,
+            StorageError::PluginFault { .. } => ErrorKind::PluginFault,
+            StorageError::UnknownName(_) => ErrorKind::UnknownName,
+            StorageError::BadAddress(_) => ErrorKind::BadAddress,
+            StorageError::DigestMismatch { .. } => ErrorKind::DigestMismatch,
+            StorageError::AuditUnavailable(_) => ErrorKind::AuditUnavailable,
+            StorageError::TooLarge { .. } => ErrorKind::TooLarge,
+            StorageError::QuotaExceeded { .. } => ErrorKind::QuotaExceeded,
+            StorageError::NoSpace { .. } => ErrorKind::NoSpace,
         }
     }
 }

@@ -73,7 +73,7 @@ impl Storage {
                 Err(e) => {
                     tracing::warn!(
                         index = entry.index,
-                        kind = e.kind(),
+                        kind = e.kind().as_str(),
                         "cannot look at the object of an open intent now; left open"
                     );
                     done.left.push(entry.index);
@@ -107,7 +107,7 @@ impl Storage {
                 let page = match disk.list_temps(&ctx, cursor.as_deref(), 1000).await {
                     Ok(page) => page,
                     Err(e) => {
-                        tracing::warn!(disk = %name, kind = e.kind(), "cannot list the disk's temp objects; not swept now");
+                        tracing::warn!(disk = %name, kind = e.kind().as_str(), "cannot list the disk's temp objects; not swept now");
                         break;
                     }
                 };
@@ -128,7 +128,7 @@ impl Storage {
                         // Its write finished or aborted meanwhile.
                         Err(StorageError::NotFound(_)) => continue,
                         Err(e) => {
-                            tracing::warn!(disk = %name, kind = e.kind(), "cannot remove an orphaned temp object");
+                            tracing::warn!(disk = %name, kind = e.kind().as_str(), "cannot remove an orphaned temp object");
                             continue;
                         }
                     }

@@ -61,7 +61,7 @@ impl Drop for ScratchFile {
                 handle.spawn(async move {
                     if let Err(e) = remove(&storage, &addr, &req).await {
                         tracing::warn!(
-                            kind = e.kind(),
+                            kind = e.kind().as_str(),
                             "a scoped scratch file could not be deleted; `stowage cleanup` will retry"
                         );
                     }

@@ -102,7 +102,7 @@ impl Upload {
         if let Some(e) = before.error() {
             // Not recorded, so not stored.
             if let Err(abort) = inner.abort().await {
-                tracing::warn!(kind = abort.kind(), "aborting a write the ledger could not record failed");
+                tracing::warn!(kind = abort.kind().as_str(), "aborting a write the ledger could not record failed");
             }
             audit::settle(&self.ledger, &self.request, &intent, &before.appended, Err(&e));
             outcome.error = Some(e.clone());

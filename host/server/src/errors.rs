@@ -4,33 +4,34 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use stowage_api::ErrorKind;
 use stowage_runtime::StorageError;
 
 /// The header that names a failure's kind (as the JSON body's `error` does).
-pub const ERROR_KIND: axum::http::HeaderName = axum::http::HeaderName::from_static("x-stowage-error");
+pub const ERROR_KIND: axum::http::HeaderName = axum::http::HeaderName::from_static(stowage_api::header::ERROR_KIND);
 
 /// A failed request.
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
-    kind: &'static str,
+    kind: ErrorKind,
     message: String,
 }
 
 impl ApiError {
     /// A client over one of its limits (`429`, retry later).
     pub fn too_many(message: impl Into<String>) -> ApiError {
-        ApiError { status: StatusCode::TOO_MANY_REQUESTS, kind: "too-many-requests", message: message.into() }
+        ApiError { status: StatusCode::TOO_MANY_REQUESTS, kind: ErrorKind::TooManyRequests, message: message.into() }
     }
 
     /// A route or session that does not exist.
     pub fn not_found(message: impl Into<String>) -> ApiError {
-        ApiError { status: StatusCode::NOT_FOUND, kind: "not-found", message: message.into() }
+        ApiError { status: StatusCode::NOT_FOUND, kind: ErrorKind::NotFound, message: message.into() }
     }
 
     /// A bad request the storage layer never saw (a malformed header, say).
     pub fn bad_request(message: impl Into<String>) -> ApiError {
-        ApiError { status: StatusCode::BAD_REQUEST, kind: "bad-request", message: message.into() }
+        ApiError { status: StatusCode::BAD_REQUEST, kind: ErrorKind::BadRequest, message: message.into() }
     }
 }
 
@@ -63,15 +64,15 @@ impl IntoResponse for ApiError {
             && self.status != StatusCode::SERVICE_UNAVAILABLE
             && self.status != StatusCode::INSUFFICIENT_STORAGE
         {
-            tracing::error!(kind = self.kind, detail = %self.message, "request failed");
+            tracing::error!(kind = self.kind.as_str(), detail = %self.message, "request failed");
             "the host failed; its log has the detail under this request's x-request-id".to_string()
         } else {
             self.message
         };
         let mut response =
-            (self.status, Json(serde_json::json!({ "error": self.kind, "message": message }))).into_response();
+            (self.status, Json(stowage_api::Problem { error: self.kind.to_string(), message })).into_response();
         // The kind in a header too: a HEAD answer has no body.
-        response.headers_mut().insert(ERROR_KIND, HeaderValue::from_static(self.kind));
+        response.headers_mut().insert(ERROR_KIND, HeaderValue::from_static(self.kind.as_str()));
         if retryable {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
@@ -92,6 +93,6 @@ pub async fn json_rejections(request: axum::extract::Request, next: axum::middle
         Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
         Err(_) => String::new(),
     };
-    let kind = if status == StatusCode::NOT_FOUND { "not-found" } else { "bad-request" };
+    let kind = if status == StatusCode::NOT_FOUND { ErrorKind::NotFound } else { ErrorKind::BadRequest };
     ApiError { status, kind, message: text }.into_response()
 }

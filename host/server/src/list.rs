@@ -32,6 +32,6 @@ pub async fn list(
     let limit = q.limit.unwrap_or(MAX_LIMIT).clamp(1, MAX_LIMIT);
     let addr = Address { name, path: q.prefix };
     let page = state.storage().list(&addr, &req, q.cursor.as_deref(), limit).await?;
-    let items: Vec<serde_json::Value> = page.items.iter().map(info_json).collect();
+    let items: Vec<stowage_api::InfoJson> = page.items.iter().map(info_json).collect();
     Ok(Json(serde_json::json!({ "items": items, "next_cursor": page.next_cursor })))
 }

@@ -13,31 +13,24 @@ use crate::AppState;
 use crate::errors::ApiError;
 use crate::request::Caller;
 
-/// User metadata headers: `x-stowage-meta-KEY: VALUE`.
-const META_PREFIX: &str = "x-stowage-meta-";
-/// The content's sha256 (lowercase hex): checked before commit on PUT, given on GET/HEAD.
-const SHA256: &str = "x-stowage-sha256";
-/// When the object was last written, in milliseconds since the Unix epoch (exact, unlike
-/// `Last-Modified`).
-const MODIFIED: &str = "x-stowage-modified-ms";
+use stowage_api::header::{META_PREFIX, MODIFIED_MS, SHA256};
+
 /// Bytes per chunk read from a driver for a response body.
 const READ_CHUNK: usize = 1 << 20;
 /// Objects up to this size are read whole and answered in one piece (see `inline_body`).
 const INLINE_MAX: usize = 64 << 10;
 
 /// An object's info as JSON.
-pub fn info_json(info: &ObjectInfo) -> serde_json::Value {
-    let metadata: serde_json::Map<String, serde_json::Value> =
-        info.metadata.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
-    serde_json::json!({
-        "path": info.path,
-        "size": info.size,
-        "sha256": info.sha256,
-        "content_type": info.content_type,
-        "modified_ms": info.modified,
-        "etag": info.etag,
-        "metadata": metadata,
-    })
+pub fn info_json(info: &ObjectInfo) -> stowage_api::InfoJson {
+    stowage_api::InfoJson {
+        path: info.path.clone(),
+        size: info.size,
+        sha256: info.sha256.clone(),
+        content_type: info.content_type.clone(),
+        modified_ms: info.modified,
+        etag: info.etag.clone(),
+        metadata: info.metadata.iter().cloned().collect(),
+    }
 }
 
 fn text_header(headers: &HeaderMap, name: impl axum::http::header::AsHeaderName) -> Result<Option<&str>, ApiError> {
@@ -130,7 +123,7 @@ fn info_headers(info: &ObjectInfo, headers: &mut HeaderMap) {
         set(header::ETAG, &format!("\"{}\"", etag.trim_matches('"')));
     }
     if let Some(ms) = info.modified {
-        set(HeaderName::from_static(MODIFIED), &ms.to_string());
+        set(HeaderName::from_static(MODIFIED_MS), &ms.to_string());
     }
     for (k, v) in &info.metadata {
         if let Ok(name) = HeaderName::from_bytes(format!("{META_PREFIX}{k}").as_bytes()) {

@@ -10,13 +10,8 @@ use stowage_runtime::Request;
 use crate::auth::Authenticated;
 
 /// The request id header.
-pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-/// The person or service a request is for (recorded in the ledger).
-const ACTOR: &str = "x-stowage-actor";
-/// The cohort a request is for (request metadata `cohort`).
-const COHORT: &str = "x-stowage-cohort";
-/// Why the data is accessed (request metadata `purpose`, recorded in the ledger).
-const PURPOSE: &str = "x-stowage-purpose";
+pub const REQUEST_ID: HeaderName = HeaderName::from_static(stowage_api::header::REQUEST_ID);
+use stowage_api::header::{ACTOR, COHORT, PURPOSE};
 
 /// A client's id is kept if it is short and plain; anything else is replaced.
 fn acceptable(id: &str) -> bool {

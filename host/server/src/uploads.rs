@@ -41,7 +41,7 @@ use crate::request::Caller;
 /// A session this long without a request is discarded.
 pub const IDLE_LIMIT: Duration = Duration::from_secs(3600);
 /// The offset header.
-const OFFSET: HeaderName = HeaderName::from_static("upload-offset");
+const OFFSET: HeaderName = HeaderName::from_static(stowage_api::header::UPLOAD_OFFSET);
 
 /// One upload in progress.
 struct Session {

@@ -5,19 +5,19 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+pub use stowage_api::InfoJson;
+pub use stowage_api::header::SHA256;
+use stowage_api::header::{ACTOR, COHORT, META_PREFIX, MODIFIED_MS, PURPOSE, REQUEST_ID};
+use stowage_api::route;
 use stowage_plugin_sdk::driver::stowage::storage::types::{Error, ObjectInfo, RequestContext};
 use stowage_plugin_sdk::wasip2::http::types::Method;
 
-use crate::errors::{Op, from_failure, from_response, retryable};
+use crate::error::{Op, from_failure, from_response, retryable};
 use crate::http::{Failure, Response, send};
 use crate::settings::Settings;
 
 /// Characters left as they are in a path segment or query value.
 const KEEP: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
-/// User metadata headers.
-pub const META_PREFIX: &str = "x-stowage-meta-";
-/// The content's sha256.
-pub const SHA256: &str = "x-stowage-sha256";
 
 /// The instance's settings, or why they are unusable.
 pub fn settings() -> Result<&'static Settings, Error> {
@@ -42,15 +42,15 @@ impl Api {
     pub fn new(ctx: &RequestContext) -> Result<Api, Error> {
         let settings = settings()?;
         let name = settings.name.clone().or_else(|| ctx.class.clone()).unwrap_or_else(|| "default".into());
-        let mut headers = vec![("x-request-id".to_string(), ctx.request_id.clone())];
+        let mut headers = vec![(REQUEST_ID.to_string(), ctx.request_id.clone())];
         if let Some(actor) = &ctx.actor {
-            headers.push(("x-stowage-actor".into(), actor.clone()));
+            headers.push((ACTOR.into(), actor.clone()));
         }
         if let Some((_, cohort)) = ctx.metadata.iter().find(|(k, _)| k == "cohort") {
-            headers.push(("x-stowage-cohort".into(), cohort.clone()));
+            headers.push((COHORT.into(), cohort.clone()));
         }
         if let Some((_, purpose)) = ctx.metadata.iter().find(|(k, _)| k == "purpose") {
-            headers.push(("x-stowage-purpose".into(), purpose.clone()));
+            headers.push((PURPOSE.into(), purpose.clone()));
         }
         if let Some((name, _)) = headers.iter().find(|(_, v)| !header_safe(v)) {
             return Err(Error::Unsupported(format!("`{name}` must be printable ASCII to reach the services host")));
@@ -60,17 +60,17 @@ impl Api {
 
     /// `/v1/objects/NAME/PATH`, percent-encoded.
     pub fn object(&self, path: &str) -> String {
-        format!("/v1/objects/{}/{}", encode(&self.name), encode_path(path))
+        format!("{}/{}/{}", route::OBJECTS, encode(&self.name), encode_path(path))
     }
 
     /// `/v1/uploads/NAME/PATH`.
     pub fn uploads(&self, path: &str) -> String {
-        format!("/v1/uploads/{}/{}", encode(&self.name), encode_path(path))
+        format!("{}/{}/{}", route::UPLOADS, encode(&self.name), encode_path(path))
     }
 
     /// `/v1/list/NAME?...`.
     pub fn list(&self, prefix: &str, cursor: Option<&str>, limit: u32) -> String {
-        let mut url = format!("/v1/list/{}?prefix={}&limit={limit}", encode(&self.name), encode(prefix));
+        let mut url = format!("{}/{}?prefix={}&limit={limit}", route::LIST, encode(&self.name), encode(prefix));
         if let Some(c) = cursor {
             url.push_str("&cursor=");
             url.push_str(&encode(c));
@@ -219,36 +219,22 @@ pub fn info_from_headers(path: &str, response: &Response, size: u64) -> ObjectIn
         size,
         sha256: response.header(SHA256).map(str::to_string),
         content_type: response.header("content-type").map(str::to_string),
-        modified: response.header("x-stowage-modified-ms").and_then(|v| v.parse().ok()),
+        modified: response.header(MODIFIED_MS).and_then(|v| v.parse().ok()),
         etag: response.header("etag").map(|e| e.trim_matches('"').to_string()),
         metadata,
     }
 }
 
 /// An object's info as the services host writes it in JSON (a write's answer, a list item).
-#[derive(serde::Deserialize)]
-pub struct InfoJson {
-    path: String,
-    size: u64,
-    sha256: Option<String>,
-    content_type: Option<String>,
-    modified_ms: Option<u64>,
-    etag: Option<String>,
-    #[serde(default)]
-    metadata: std::collections::BTreeMap<String, String>,
-}
-
-impl From<InfoJson> for ObjectInfo {
-    fn from(j: InfoJson) -> ObjectInfo {
-        ObjectInfo {
-            path: j.path,
-            size: j.size,
-            sha256: j.sha256,
-            content_type: j.content_type,
-            modified: j.modified_ms,
-            etag: j.etag,
-            metadata: j.metadata.into_iter().collect(),
-        }
+pub fn info(j: InfoJson) -> ObjectInfo {
+    ObjectInfo {
+        path: j.path,
+        size: j.size,
+        sha256: j.sha256,
+        content_type: j.content_type,
+        modified: j.modified_ms,
+        etag: j.etag,
+        metadata: j.metadata.into_iter().collect(),
     }
 }
 

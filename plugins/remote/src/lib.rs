@@ -12,8 +12,9 @@
 //!   unreachable or busy.
 
 mod api;
-mod errors;
+mod error;
 mod http;
+mod lister;
 mod reader;
 mod settings;
 mod writer;
@@ -25,19 +26,10 @@ use stowage_plugin_sdk::driver::stowage::storage::types::{
 };
 use stowage_plugin_sdk::wasip2::http::types::Method;
 
-use crate::api::{Api, InfoJson, json};
-use crate::errors::Op;
-
-/// Largest listing page read (1000 items with metadata).
-const MAX_PAGE: usize = 16 << 20;
+use crate::api::Api;
+use crate::error::Op;
 
 struct RemoteDriver;
-
-#[derive(serde::Deserialize)]
-struct Page {
-    items: Vec<InfoJson>,
-    next_cursor: Option<String>,
-}
 
 impl Guest for RemoteDriver {
     type Writer = writer::RemoteWriter;
@@ -53,7 +45,7 @@ impl Guest for RemoteDriver {
 
     fn open_writer(ctx: RequestContext, path: String, options: WriteOptions) -> Result<Writer, Error> {
         check_path(&path)?;
-        Ok(Writer::new(writer::RemoteWriter::new(Api::new(&ctx)?, path, options)?))
+        Ok(Writer::new(writer::writer(Api::new(&ctx)?, path, options)?))
     }
 
     fn open_reader(ctx: RequestContext, path: String, range: Option<ByteRange>) -> Result<(Reader, ObjectInfo), Error> {
@@ -90,20 +82,11 @@ impl Guest for RemoteDriver {
     }
 
     fn exists(ctx: RequestContext, path: String) -> Result<bool, Error> {
-        match Self::stat(ctx, path) {
-            Ok(_) => Ok(true),
-            Err(Error::NotFound(_)) => Ok(false),
-            Err(e) => Err(e),
-        }
+        stowage_plugin_sdk::found(Self::stat(ctx, path))
     }
 
     fn list(ctx: RequestContext, prefix: String, cursor: Option<String>, limit: u32) -> Result<ListPage, Error> {
-        let api = Api::new(&ctx)?;
-        let op = Op { what: "list", path: &prefix };
-        let response =
-            api.call(op, Method::Get, &api.list(&prefix, cursor.as_deref(), limit.max(1)), &[], &[], &[200])?;
-        let page: Page = json(op, response, MAX_PAGE)?;
-        Ok(ListPage { items: page.items.into_iter().map(ObjectInfo::from).collect(), next_cursor: page.next_cursor })
+        lister::list(&Api::new(&ctx)?, &prefix, cursor, limit)
     }
 
     fn delete(ctx: RequestContext, path: String) -> Result<(), Error> {

@@ -9,7 +9,7 @@ use stowage_plugin_sdk::wasip2::http::types::Method;
 use stowage_plugin_sdk::wasip2::io::streams::InputStream;
 
 use crate::api::{Api, info_from_headers};
-use crate::errors::{Op, from_failure};
+use crate::error::{Op, from_failure};
 use crate::http::Body;
 
 pub struct RemoteReader {

@@ -8,7 +8,8 @@
 //! - `url`: a presigned GET.
 
 mod client;
-mod errors;
+mod error;
+mod lister;
 mod object;
 mod reader;
 mod settings;
@@ -25,7 +26,7 @@ use stowage_plugin_sdk::driver::stowage::storage::types::{
 };
 
 use crate::client::{run, s3};
-use crate::errors::{Op, from_sdk};
+use crate::error::{Op, from_sdk};
 
 /// The longest a presigned URL may live (SigV4's limit: 7 days).
 const MAX_URL_SECS: u64 = 7 * 24 * 3600;
@@ -46,7 +47,7 @@ impl Guest for S3Driver {
 
     fn open_writer(ctx: RequestContext, path: String, options: WriteOptions) -> Result<Writer, Error> {
         check_path(&path)?;
-        Ok(Writer::new(writer::S3Writer::new(ctx.disk, path, options)?))
+        Ok(Writer::new(writer::writer(ctx.disk, path, options)?))
     }
 
     fn open_reader(ctx: RequestContext, path: String, range: Option<ByteRange>) -> Result<(Reader, ObjectInfo), Error> {
@@ -89,44 +90,11 @@ impl Guest for S3Driver {
 
     fn exists(ctx: RequestContext, path: String) -> Result<bool, Error> {
         check_path(&path)?;
-        match object::head(&ctx.disk, &path) {
-            Ok(_) => Ok(true),
-            Err(Error::NotFound(_)) => Ok(false),
-            Err(e) => Err(e),
-        }
+        stowage_plugin_sdk::found(object::head(&ctx.disk, &path))
     }
 
     fn list(ctx: RequestContext, prefix: String, cursor: Option<String>, limit: u32) -> Result<ListPage, Error> {
-        if !prefix.is_empty() {
-            stowage_plugin_sdk::path::validate_prefix(&prefix).map_err(Error::from)?;
-        }
-        let s3 = s3()?;
-        let op = Op { disk: &ctx.disk, path: &prefix, what: "list" };
-        let page = run(s3
-            .client
-            .list_objects_v2()
-            .bucket(&s3.settings.bucket)
-            .prefix(s3.settings.key(&prefix))
-            .set_continuation_token(cursor)
-            .max_keys(i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000))
-            .send())
-        .map_err(|e| from_sdk(&op, e))?;
-        let mut items: Vec<ObjectInfo> = page
-            .contents()
-            .iter()
-            .filter_map(|o| {
-                let path = s3.settings.path(o.key()?)?;
-                // Keys written outside Stowage may not be valid object paths: skip them.
-                check_path(path).ok()?;
-                Some(object::list_item(path, o))
-            })
-            .collect();
-        // S3 lists in byte order, but not every server does (SeaweedFS orders by path
-        // component: `a/b/c` before `a/b.txt`). A page at least is put in order; across pages
-        // the server's order stands.
-        items.sort_by(|a, b| a.path.cmp(&b.path));
-        let next_cursor = if page.is_truncated == Some(true) { page.next_continuation_token } else { None };
-        Ok(ListPage { items, next_cursor })
+        lister::list(&ctx.disk, &prefix, cursor, limit)
     }
 
     fn delete(ctx: RequestContext, path: String) -> Result<(), Error> {

@@ -5,7 +5,7 @@ use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 use stowage_plugin_sdk::driver::stowage::storage::types::{Error, ObjectInfo};
 
 use crate::client::{run, s3};
-use crate::errors::{Op, from_sdk};
+use crate::error::{Op, from_sdk};
 
 /// The user-metadata key holding the sha256 the host measured while writing.
 pub const SHA256_KEY: &str = "stowage-sha256";

@@ -15,7 +15,7 @@ use stowage_plugin_sdk::wasip2::http::types::{
 use stowage_plugin_sdk::wasip2::io::streams::{InputStream, StreamError};
 
 use crate::client::{run, s3};
-use crate::errors::{Op, from_status, host_refused, unavailable};
+use crate::error::{Op, from_status, host_refused, unavailable};
 
 /// How long the signature of one GET stays valid (it is used at once).
 const SIGNED_FOR: Duration = Duration::from_secs(300);

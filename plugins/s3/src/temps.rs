@@ -5,7 +5,7 @@
 use stowage_plugin_sdk::driver::stowage::storage::types::{Error, TempObject, TempPage};
 
 use crate::client::{run, s3};
-use crate::errors::{Op, from_sdk};
+use crate::error::{Op, from_sdk};
 
 /// The id of an upload: `<upload id> <key>` (upload ids hold no spaces; keys may).
 fn id(upload_id: &str, key: &str) -> String {

@@ -18,6 +18,7 @@
 pub use stowage_path as path;
 pub use wasip2;
 
+pub mod parts;
 pub mod settings;
 
 /// Bindings for the `driver` world.
@@ -92,4 +93,13 @@ pub fn config_list(value: &str) -> Vec<String> {
         .map(|s| s.trim().trim_matches('"').trim_matches('\'').to_string())
         .filter(|s| !s.is_empty())
         .collect()
+}
+
+/// `exists` over a driver's `stat`: found, not found, or the failure.
+pub fn found<T>(stat: Result<T, Error>) -> Result<bool, Error> {
+    match stat {
+        Ok(_) => Ok(true),
+        Err(Error::NotFound(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
 }

@@ -13,6 +13,7 @@ pub mod plugin_test;
 pub mod put;
 pub mod reload;
 pub mod rm;
+mod send;
 pub mod serve;
 pub mod stat;
 pub mod tree;

@@ -114,7 +114,7 @@ pub async fn put(storage: &Storage, addr: &Address, dir: &Path, options: &WriteO
             let mut input =
                 std::fs::File::open(path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
             let writer = at(storage.writer(&target, &req, options).await, &shown)?;
-            let writer = super::put::send(writer, &mut input, path, &shown, &bar).await?;
+            let writer = super::send::send(writer, &mut input, path, &shown, &bar).await?;
             // The bytes sent are the ones hashed above (the file did not change meanwhile).
             at(writer.finish_verified(Some(&local)).await, &shown)
         };

@@ -136,7 +136,7 @@ impl ObjectWriter {
         {
             // The mismatch is the answer; a failed abort only adds a log line.
             if let Err(e) = abort_checked(lease, self.sink.take(), self.writer).await {
-                tracing::warn!(kind = e.kind(), "discarding a write whose sha256 did not match failed");
+                tracing::warn!(kind = e.kind().as_str(), "discarding a write whose sha256 did not match failed");
             }
             return Err(StorageError::DigestMismatch { expected: expected.to_string(), actual: digest.sha256 });
         }
@@ -247,7 +247,7 @@ async fn write_to_sink(lease: &mut Lease, sink: &Resource<DynOutputStream>, chun
 /// Aborts, logging (not returning) a failure: for drops and paths that already failed.
 async fn abort(lease: Lease, sink: Option<Resource<DynOutputStream>>, writer: ResourceAny) {
     if let Err(e) = abort_checked(lease, sink, writer).await {
-        tracing::warn!(kind = e.kind(), "aborting an unfinished write failed");
+        tracing::warn!(kind = e.kind().as_str(), "aborting an unfinished write failed");
     }
 }
 

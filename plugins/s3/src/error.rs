@@ -89,3 +89,46 @@ impl RawStatus for aws_sdk_s3::config::http::HttpResponse {
         self.status().as_u16()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What an error must be.
+    type Check = fn(&Error) -> bool;
+    use stowage_plugin_sdk::retryable;
+
+    #[test]
+    fn each_status_and_code_maps_to_its_contract_error() {
+        let op = Op { disk: "d", path: "a/b", what: "read" };
+        let table: &[(u16, Option<&str>, Check)] = &[
+            (404, Some("NoSuchKey"), |e| matches!(e, Error::NotFound(p) if p == "a/b")),
+            (404, None, |e| matches!(e, Error::NotFound(_))),
+            (404, Some("NoSuchUpload"), |e| matches!(e, Error::NotFound(_))),
+            (404, Some("NoSuchBucket"), |e| matches!(e, Error::Io(m) if m.contains("bucket does not exist"))),
+            (412, None, |e| matches!(e, Error::AlreadyExists(p) if p == "a/b")),
+            (409, Some("PreconditionFailed"), |e| matches!(e, Error::AlreadyExists(_))),
+            (403, Some("AccessDenied"), |e| matches!(e, Error::Denied(m) if m.contains("credentials"))),
+            (401, None, |e| matches!(e, Error::Denied(_))),
+            (416, Some("InvalidRange"), |e| matches!(e, Error::InvalidRange(m) if m.starts_with("a/b"))),
+            (503, Some("SlowDown"), |e| retryable(e)),
+            (500, Some("InternalError"), |e| retryable(e)),
+            (429, None, |e| retryable(e)),
+            (400, Some("RequestTimeout"), |e| retryable(e)),
+            (400, Some("InvalidArgument"), |e| matches!(e, Error::Io(m) if m.contains("read `a/b` failed"))),
+        ];
+        for (status, code, expected) in table {
+            let e = from_status(&op, *status, *code, Some("why"));
+            assert!(expected(&e), "{status} {code:?} became {e:?}");
+        }
+    }
+
+    #[test]
+    fn the_message_names_the_code_and_never_more_than_the_server_said() {
+        let op = Op { disk: "d", path: "p", what: "write" };
+        let e = from_status(&op, 400, Some("Weird"), None);
+        assert!(matches!(&e, Error::Io(m) if m == "disk `d`: write `p` failed (Weird)"), "{e:?}");
+        let e = from_status(&op, 400, None, None);
+        assert!(matches!(&e, Error::Io(m) if m.ends_with("(HTTP 400)")), "{e:?}");
+    }
+}
