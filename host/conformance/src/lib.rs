@@ -11,66 +11,14 @@
 //! # }
 //! ```
 
+mod check;
 mod checks;
 mod harness;
 pub mod policy;
 
-use std::future::Future;
-use std::pin::Pin;
-
+pub use check::{Check, CheckFuture, Needs};
 pub use harness::Harness;
 use stowage_runtime::{Capabilities, Disk};
-
-/// A check's future.
-pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + 'a>>;
-
-/// An optional capability a check needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Needs {
-    /// Nothing beyond the basics.
-    Basics,
-    /// Byte ranges on reads.
-    RangeReads,
-    /// Atomic create-only writes.
-    CreateOnly,
-    /// User metadata and content type.
-    UserMetadata,
-    /// Paged listings.
-    ListPagination,
-}
-
-impl Needs {
-    /// The capability's WIT name.
-    fn wit_name(self) -> &'static str {
-        match self {
-            Needs::Basics => "nothing",
-            Needs::RangeReads => "range-reads",
-            Needs::CreateOnly => "create-only",
-            Needs::UserMetadata => "user-metadata",
-            Needs::ListPagination => "list-pagination",
-        }
-    }
-
-    fn met_by(self, caps: &Capabilities) -> bool {
-        match self {
-            Needs::Basics => true,
-            Needs::RangeReads => caps.range_reads,
-            Needs::CreateOnly => caps.create_only,
-            Needs::UserMetadata => caps.user_metadata,
-            Needs::ListPagination => caps.list_pagination,
-        }
-    }
-}
-
-/// One behaviour check.
-pub struct Check {
-    /// Stable name, e.g. `write/overwrite`.
-    pub name: &'static str,
-    /// The capability it needs.
-    pub needs: Needs,
-    /// Runs it.
-    pub run: for<'a> fn(&'a Harness) -> CheckFuture<'a>,
-}
 
 /// Every check of the suite.
 pub fn checks() -> Vec<Check> {

@@ -30,6 +30,7 @@
 
 mod checkpoint;
 mod committer;
+mod error;
 mod export;
 mod head;
 pub mod merkle;
@@ -62,6 +63,7 @@ pub use checkpoint::{
     Checkpoint, CheckpointPolicy, SignedCheckpoint, load_or_create_key, parse_all as parse_checkpoints,
     public_key_path, read_file as read_checkpoints,
 };
+pub use error::LedgerError;
 pub use export::{Filter, Format, export};
 pub use proof::{InclusionProof, check_proof};
 pub use record::{Effect, Entry, Intent, Metadata, Record, Seal, now_ms};
@@ -73,42 +75,6 @@ use committer::Job;
 use head::HeadFile;
 use merkle::Frontier;
 use note::VerifierKey;
-
-/// Why the ledger failed.
-#[derive(Debug, thiserror::Error)]
-pub enum LedgerError {
-    /// SQLite failed.
-    #[error("ledger database: {0}")]
-    Db(#[from] rusqlite::Error),
-    /// The head file could not be read or written.
-    #[error("ledger head file {path}: {error}")]
-    Head {
-        /// The file.
-        path: String,
-        /// What went wrong.
-        error: std::io::Error,
-    },
-    /// The ledger was changed behind the host's back; appending is refused.
-    #[error("{0}; run `stowage ledger verify`")]
-    Tampered(String),
-    /// An append was not committed.
-    #[error("ledger append failed: {0}")]
-    Append(String),
-    /// A record could not be encoded or decoded.
-    #[error("ledger record at index {index}: {error}")]
-    Record {
-        /// Where.
-        index: u64,
-        /// What.
-        error: String,
-    },
-    /// The host key or a checkpoint could not be used.
-    #[error("ledger checkpoints: {0}")]
-    Checkpoint(String),
-    /// Writing an export or report failed.
-    #[error("writing the ledger's records: {0}")]
-    Output(String),
-}
 
 /// How to open a ledger.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 use crate::bindings::{wit, wit_ledger, wit_policy};
 use crate::error::StorageError;
 use crate::ledger::Record;
-use crate::policy::{OperationOutcome, OperationRequest, Phase};
+use crate::policy::types::{OperationOutcome, OperationRequest, Phase};
 use crate::types::{
     ByteRange, Capabilities, ListPage, ObjectInfo, Operation, OperationSet, RequestContext, Role, TempObject, TempPage,
     WriteOptions,

@@ -81,7 +81,7 @@ pub struct PluginState {
     pub(crate) deadline: Instant,
     /// For a policy's `observe` call: what the host stamps on its ledger records, and what
     /// they were.
-    pub(crate) audit: Option<Arc<std::sync::Mutex<crate::policy::CallAudit>>>,
+    pub(crate) audit: Option<Arc<std::sync::Mutex<crate::policy::types::CallAudit>>>,
 }
 
 impl PluginState {
@@ -185,7 +185,9 @@ impl crate::bindings::wit_ledger::Host for PluginState {
 }
 
 /// A call's audit, even after a panic elsewhere poisoned it (it holds plain data).
-fn lock_audit(a: &std::sync::Mutex<crate::policy::CallAudit>) -> std::sync::MutexGuard<'_, crate::policy::CallAudit> {
+fn lock_audit(
+    a: &std::sync::Mutex<crate::policy::types::CallAudit>,
+) -> std::sync::MutexGuard<'_, crate::policy::types::CallAudit> {
     a.lock().unwrap_or_else(|p| p.into_inner())
 }
 

@@ -13,11 +13,12 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+pub use crate::plugin::PluginSource;
 pub use model::{
     CacheConfig, Config, DiskConfig, Grant, LedgerConfig, LimitsConfig, OnFailure, Pin, PolicyConfig, ServerConfig,
     ServerLimits, ServerTimeouts, StorageMap, TlsConfig, Trust,
 };
-pub use plan::{PluginPlan, PluginSource, flatten, resolve_plugin, resolve_value};
+pub use plan::{PluginPlan, flatten, resolve_plugin, resolve_value};
 
 use crate::types::StorageClass;
 

@@ -7,17 +7,9 @@ use toml::Spanned;
 
 use super::LoadedConfig;
 use crate::engine::Limits;
+use crate::plugin::PluginSource;
 use crate::plugin::inspect::World;
 use crate::state::Grants;
-
-/// Where a plugin's component comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PluginSource {
-    /// Built into the binary (trusted as part of it).
-    Bundled(&'static str),
-    /// A `.wasm` file on disk.
-    File(PathBuf),
-}
 
 /// Everything needed to bring up one disk or policy.
 #[derive(Debug, Clone)]
@@ -40,37 +32,6 @@ pub struct PluginPlan {
     pub max_object: Option<u64>,
     /// For a disk: most bytes it may hold.
     pub quota: Option<u64>,
-}
-
-impl std::fmt::Display for PluginSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            PluginSource::Bundled(n) => write!(f, "`{n}` (bundled)"),
-            PluginSource::File(p) => write!(f, "{}", p.display()),
-        }
-    }
-}
-
-impl PluginSource {
-    /// A short name: the bundled name, or the file name without `.wasm`.
-    pub fn name(&self) -> String {
-        match self {
-            PluginSource::Bundled(n) => n.to_string(),
-            PluginSource::File(p) => {
-                p.file_stem().map_or_else(|| p.display().to_string(), |s| s.to_string_lossy().into_owned())
-            }
-        }
-    }
-
-    /// The component's bytes.
-    pub fn bytes(&self) -> std::io::Result<std::borrow::Cow<'static, [u8]>> {
-        match self {
-            PluginSource::Bundled(name) => stowage_bundled::get(name)
-                .map(std::borrow::Cow::Borrowed)
-                .ok_or_else(|| std::io::Error::other(format!("no bundled plugin named `{name}`"))),
-            PluginSource::File(path) => std::fs::read(path).map(std::borrow::Cow::Owned),
-        }
-    }
 }
 
 /// Where `plugin = "..."` points, or why it points nowhere.

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use wasmtime::component::{Resource, ResourceAny};
 use wasmtime_wasi_io::streams::{DynInputStream, StreamError};
 
-use super::Lease;
+use super::lease::Lease;
 use super::writer::drop_resource;
 use crate::error::StorageError;
 use crate::pool::cleanup_later;

@@ -8,8 +8,8 @@ use bytes::Bytes;
 use wasmtime::component::{Resource, ResourceAny};
 use wasmtime_wasi_io::streams::{DynOutputStream, StreamError};
 
-use super::Lease;
 use super::digest::{Digest, Digester};
+use super::lease::Lease;
 use crate::bindings::wit;
 use crate::convert::info_from_wit;
 use crate::error::StorageError;

@@ -6,6 +6,7 @@ pub mod cache;
 pub mod inspect;
 pub mod keys;
 pub mod signature;
+mod source;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,10 +15,10 @@ use ed25519_dalek::VerifyingKey;
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
-use crate::config::PluginSource;
 use crate::engine::PluginEngine;
 use inspect::World;
 use signature::SignatureError;
+pub use source::PluginSource;
 
 /// Why a plugin was refused.
 #[derive(Debug, thiserror::Error)]
