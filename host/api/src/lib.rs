@@ -1,7 +1,9 @@
 //! The wire protocol of a Stowage host's HTTP API (`stowage serve`), written once for both
 //! ends: the server and every client of it, the remote driver among them (this crate builds
-//! for wasm32-wasip2 too). Routes, header names, the error kinds of `{"error": kind, "message":
-//! text}` answers, and the object-info JSON.
+//! for wasm32-wasip2 too). Header names, the error kinds of `{"error": kind, "message": text}`
+//! answers and the object-info JSON are used by both; the route prefixes by clients (the
+//! server's router spells its patterns out, and a test keeps them equal to the OpenAPI
+//! document).
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -134,7 +134,10 @@ impl PartHooks for RemoteParts {
         self.commit(&session.location, digest).map(|info| self.ours(info))
     }
 
-    fn abort(&self, session: Session) -> Result<(), Error> {
+    fn abort(&self, mut session: Session) -> Result<(), Error> {
+        // Cut an append still streaming first: the services host holds the session for it
+        // (until its body ends or idles out) and would make the discard wait.
+        drop(session.append.take());
         let headers = self.api.headers(&[]);
         match crate::http::send(self.api.settings, Method::Delete, &session.location, &headers, &[]) {
             Ok(r) if r.status == 204 || r.status == 404 => Ok(()),
