@@ -83,11 +83,6 @@ impl<H: PartHooks> PartWriter<H> {
         }
     }
 
-    /// The driver's hooks.
-    pub fn hooks(&self) -> &H {
-        &self.hooks
-    }
-
     fn write_inner(&self, st: &mut State<H::Upload>, chunk: &[u8]) -> Result<(), Error> {
         if st.done {
             return Err(finished());
