@@ -364,7 +364,7 @@ async fn cold_start(engine: &PluginEngine, root: &Path) {
     let (cold_load, cold_stats) = timed_load(&cache_dir);
     let (warm_load, warm_stats) = timed_load(&cache_dir);
     assert_eq!((cold_stats, warm_stats), ((1, 0), (0, 1)), "cold must compile, warm must hit the cache");
-    let grants = stowage_runtime::Grants { dir: Some(root.to_path_buf()), ..Default::default() };
+    let grants = stowage_runtime::DriverGrants { dir: Some(root.to_path_buf()), ..Default::default() };
     let mut first = Duration::MAX;
     let mut warm = Duration::MAX;
     let mut bare = Duration::MAX;

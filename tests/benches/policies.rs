@@ -407,7 +407,7 @@ async fn languages() {
     use stowage_runtime::config::PluginSource;
     use stowage_runtime::plugin::{PluginLoader, TrustPolicy};
     use stowage_runtime::policy::{Decision, OperationRequest, Policy};
-    use stowage_runtime::{Grants, Limits, Operation, PluginEngine, RequestContext, Role, StorageClass};
+    use stowage_runtime::{Limits, Operation, PluginEngine, PolicyGrants, RequestContext, Role, StorageClass};
     const CALLS: usize = 20_000;
     let engine = PluginEngine::new().expect("engine");
     // No cache: the compile time is part of what is measured.
@@ -438,7 +438,7 @@ async fn languages() {
         let start = Instant::now();
         let (loaded, _) = loader.load_unverified(&PluginSource::File(path)).expect("loads");
         let compile = start.elapsed();
-        let grants = Grants { config, ..Grants::default() };
+        let grants = PolicyGrants { config, ..PolicyGrants::default() };
         let policy =
             Policy::from_component(&engine, name, &loaded.component, grants, Limits::default()).expect("links");
         let start = Instant::now();

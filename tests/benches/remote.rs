@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use bytes::Bytes;
 use stowage_runtime::http::{Endpoint, Outbound};
-use stowage_runtime::{Disk, Grants, Limits, PluginEngine, Storage, WriteOptions};
+use stowage_runtime::{Disk, DriverGrants, Limits, PluginEngine, Storage, WriteOptions};
 use stowage_tests::bench::{per_sec, section, work_dir};
 use stowage_tests::ctx;
 
@@ -34,10 +34,10 @@ fn main() {
         let url = format!("http://{services}");
         let engine = PluginEngine::new().expect("engine");
         let outbound = Outbound::new(Endpoint::parse(&url).expect("endpoint"), Some(KEY), None).expect("outbound");
-        let grants = Grants {
+        let grants = DriverGrants {
             config: vec![("endpoint".into(), url.clone()), ("name".into(), "default".into())],
             outbound: Some(Arc::new(outbound)),
-            ..Grants::default()
+            ..DriverGrants::default()
         };
         let limits = Limits { max_instances: 32, ..Limits::default() };
         let disk = Disk::load(&engine, "remote", stowage_bundled::get("remote").expect("bundled"), grants, limits)

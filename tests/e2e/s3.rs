@@ -289,7 +289,7 @@ async fn the_driver_reaches_only_its_granted_endpoint() {
     let engine = PluginEngine::new().unwrap();
     // Granted a different origin than the one it is configured to call.
     let bytes = stowage_bundled::get("s3").unwrap();
-    let grants = stowage_runtime::Grants {
+    let grants = stowage_runtime::DriverGrants {
         outbound: Some(stowage_runtime::http::Outbound::to("http://127.0.0.1:9").unwrap()),
         config: driver_config(&server, &bucket, None),
         ..Default::default()
@@ -300,7 +300,7 @@ async fn the_driver_reaches_only_its_granted_endpoint() {
         other => panic!("expected the host to refuse, got {other:?}"),
     }
     // And with no grant at all.
-    let grants = stowage_runtime::Grants { config: driver_config(&server, &bucket, None), ..Default::default() };
+    let grants = stowage_runtime::DriverGrants { config: driver_config(&server, &bucket, None), ..Default::default() };
     let disk = stowage_runtime::Disk::load(&engine, "s3", bytes, grants, stowage_runtime::Limits::default()).unwrap();
     assert!(matches!(disk.stat(&ctx(&disk), "a.txt").await, Err(StorageError::Denied(_))));
 }

@@ -40,7 +40,7 @@ pub mod bench {
     }
 }
 
-use stowage_runtime::{Disk, Grants, Limits, PluginEngine, RequestContext, Role};
+use stowage_runtime::{Disk, DriverGrants, Limits, PluginEngine, RequestContext, Role};
 
 /// The Python require-cohort policy (`plugins/require-cohort`), built once per process by its
 /// own build script with the componentize-py that `tests/run` installs.
@@ -75,14 +75,14 @@ pub fn fixture(name: &str) -> PathBuf {
 /// A disk served by the bundled local-fs driver, rooted at `root`.
 pub fn local_disk(engine: &PluginEngine, name: &str, root: &Path, limits: Limits) -> Disk {
     let bytes = stowage_bundled::get("local-fs").expect("local-fs is bundled");
-    let grants = Grants { dir: Some(root.to_path_buf()), ..Grants::default() };
+    let grants = DriverGrants { dir: Some(root.to_path_buf()), ..DriverGrants::default() };
     Disk::load(engine, name, bytes, grants, limits).expect("local-fs loads")
 }
 
 /// A disk served by a fixture component, with no grants.
 pub fn fixture_disk(engine: &PluginEngine, name: &str, fixture_name: &str, limits: Limits) -> Disk {
     let bytes = std::fs::read(fixture(fixture_name)).expect("fixture was built");
-    Disk::load(engine, name, &bytes, Grants::default(), limits).expect("fixture loads")
+    Disk::load(engine, name, &bytes, DriverGrants::default(), limits).expect("fixture loads")
 }
 
 /// A request context for tests.

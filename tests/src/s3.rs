@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use stowage_runtime::http::Outbound;
-use stowage_runtime::{Disk, Grants, Limits, PluginEngine};
+use stowage_runtime::{Disk, DriverGrants, Limits, PluginEngine};
 
 /// Where the test S3 server listens, and its keys.
 #[derive(Debug, Clone)]
@@ -92,7 +92,10 @@ pub fn driver_config(server: &S3Server, bucket: &str, secret_key: Option<&str>) 
 /// A disk served by the bundled s3 driver with `config`, granted the test server's endpoint.
 pub fn s3_disk(engine: &PluginEngine, server: &S3Server, config: Vec<(String, String)>) -> Disk {
     let bytes = stowage_bundled::get("s3").expect("s3 is bundled");
-    let grants =
-        Grants { outbound: Some(Outbound::to(&server.endpoint).expect("test endpoint")), config, ..Grants::default() };
+    let grants = DriverGrants {
+        outbound: Some(Outbound::to(&server.endpoint).expect("test endpoint")),
+        config,
+        ..DriverGrants::default()
+    };
     Disk::load(engine, "s3", bytes, grants, Limits::default()).expect("s3 driver loads")
 }

@@ -16,33 +16,8 @@ pub const MAX_MEMORY_BYTES: usize = 4096 << 20;
 /// How often the engine's epoch advances. Per-call deadlines are counted in these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// Resource limits for one plugin instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Most linear memory the plugin may grow to, in bytes.
-    pub memory_bytes: usize,
-    /// Longest a single call into the plugin may run.
-    pub call_timeout: Duration,
-    /// Most instances of the plugin alive at once (= operations in flight on the disk).
-    pub max_instances: usize,
-    /// Most of them one credential (an API key, all signed URLs together, one local user)
-    /// may hold at once, so the others keep a share.
-    pub max_instances_per_key: usize,
-    /// Longest an operation waits for an instance before it is refused as busy.
-    pub wait: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            memory_bytes: 64 << 20,
-            call_timeout: Duration::from_secs(30),
-            max_instances: 64,
-            max_instances_per_key: 48,
-            wait: Duration::from_secs(10),
-        }
-    }
-}
+/// Resource limits for one plugin instance (their config and defaults live with the config).
+pub use stowage_config::Limits;
 
 /// A wasmtime engine with component-model, async and epoch interruption, plus the thread that
 /// advances its epoch. Dropping the last clone stops the thread.

@@ -17,12 +17,14 @@
 
 mod audit;
 mod bindings;
-pub mod config;
+/// The config file and its plans (its own crate, re-exported).
+pub use stowage_config as config;
 mod convert;
 pub mod driver;
 pub mod engine;
 pub mod error;
 pub mod http;
+mod imports;
 mod maintenance;
 /// The PHI ledger (its own crate, re-exported).
 pub use stowage_ledger as ledger;
@@ -46,7 +48,7 @@ pub use maintenance::{Reconciled, Swept};
 pub use owner::{HostId, Liveness, OwnerTag, Owners, owners};
 pub use request::{Address, Request};
 pub use scratch::{ScratchFile, scratch_path, submission_path};
-pub use state::Grants;
+pub use state::{DriverGrants, PolicyGrants};
 pub use storage::{StartError, Storage, UrlSigner};
 pub use types::*;
 pub use upload::Upload;

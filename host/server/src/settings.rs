@@ -215,7 +215,7 @@ pub fn load(config: Option<&Path>, listen: Option<&str>) -> Result<(LoadedConfig
 /// `serving` (`config check` skips it for a config without a `[server]` table, which only the
 /// CLI uses). The settings, when serving and nothing was refused.
 pub fn check(loaded: &LoadedConfig, listen: Option<&str>, serving: bool, report: &mut Report<'_>) -> Option<Settings> {
-    loaded.check_plugins(report);
+    stowage_runtime::plugin::check_plugins(loaded, report);
     if serving { Settings::check(loaded, listen, report) } else { None }
 }
 

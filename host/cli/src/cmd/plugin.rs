@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use stowage_runtime::plugin::inspect::{World, inspect};
 use stowage_runtime::plugin::{keys, signature};
-use stowage_runtime::{Disk, Grants, Limits, PluginEngine};
+use stowage_runtime::{Disk, DriverGrants, Limits, PluginEngine};
 
 /// Plugin subcommands.
 #[derive(clap::Subcommand)]
@@ -145,7 +145,7 @@ async fn inspect_file(file: &Path, run_for_capabilities: bool) -> anyhow::Result
     if info.world == Some(World::Driver) && run_for_capabilities {
         // Capabilities come from the driver itself: run it with no grants at all.
         let engine = PluginEngine::new().map_err(|e| anyhow::anyhow!("{e}"))?;
-        let disk = Disk::load(&engine, "inspect", &bytes, Grants::default(), Limits::default())?;
+        let disk = Disk::load(&engine, "inspect", &bytes, DriverGrants::default(), Limits::default())?;
         let caps = disk.capabilities().await?;
         println!("capabilities: {caps}");
     }

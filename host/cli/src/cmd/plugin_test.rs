@@ -11,7 +11,7 @@ use stowage_runtime::ledger::Ledger;
 use stowage_runtime::plugin::inspect::World;
 use stowage_runtime::plugin::{PluginLoader, TrustPolicy, cache};
 use stowage_runtime::policy::Policy;
-use stowage_runtime::{Disk, Grants, Limits, PluginEngine};
+use stowage_runtime::{Disk, DriverGrants, Limits, PluginEngine, PolicyGrants};
 
 /// `plugin test` arguments.
 #[derive(clap::Args)]
@@ -116,7 +116,7 @@ async fn prepare_and_run(args: &Args, table: Option<&Path>) -> anyhow::Result<Re
                 )?)),
                 None => None,
             };
-            let grants = Grants { dir: Some(dir), config, outbound, ..Grants::default() };
+            let grants = DriverGrants { dir: Some(dir), config, outbound };
             let disk =
                 Disk::from_component(&engine, "under-test", &loaded.component, grants, limits)?.with_driver_name(&name);
             // A fresh scope per run: a granted directory or bucket may hold earlier runs' data.
@@ -132,7 +132,7 @@ async fn prepare_and_run(args: &Args, table: Option<&Path>) -> anyhow::Result<Re
             }
             let ledger = Ledger::open(&scratch.path().join("ledger.sqlite"), Default::default())?;
             let ledger = std::sync::Arc::new(ledger);
-            let grants = Grants { config, ledger: Some(ledger.clone()), ..Grants::default() };
+            let grants = PolicyGrants { config, ledger: Some(ledger.clone()) };
             let policy = Policy::from_component(&engine, &name, &loaded.component, grants, limits)?;
             stowage_conformance::policy::run(&policy, &ledger).await
         }

@@ -19,23 +19,13 @@ use crate::bindings::driver::DriverPre;
 use crate::convert;
 use crate::engine::{Limits, PluginEngine};
 use crate::error::StorageError;
+use crate::plugin::LoadError;
 use crate::pool::Pool;
-use crate::state::{Grants, PluginState};
+use crate::state::{DriverGrants, Grants, PluginState};
 use crate::types::{ByteRange, Capabilities, ListPage, ObjectInfo, RequestContext, TempPage, WriteOptions};
 
 /// The instances of one disk's driver.
 pub(crate) type DriverPool = Pool<DriverPre<PluginState>>;
-
-/// Why a driver component could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    /// The bytes are not a valid component for this engine.
-    #[error("not a valid WebAssembly component: {0}")]
-    Compile(String),
-    /// The component does not fit its world (or imports what the host does not offer).
-    #[error("does not fit the stowage world it is loaded as (driver or policy): {0}")]
-    World(String),
-}
 
 /// A storage disk served by a driver component.
 #[derive(Clone)]
@@ -50,7 +40,7 @@ impl Disk {
         engine: &PluginEngine,
         name: &str,
         bytes: &[u8],
-        grants: Grants,
+        grants: DriverGrants,
         limits: Limits,
     ) -> Result<Disk, LoadError> {
         let component = Component::new(engine.engine(), bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
@@ -62,17 +52,14 @@ impl Disk {
         engine: &PluginEngine,
         name: &str,
         component: &Component,
-        grants: Grants,
+        grants: DriverGrants,
         limits: Limits,
     ) -> Result<Disk, LoadError> {
-        let world = |e: wasmtime::Error| LoadError::World(format!("{e:#}"));
-        let mut linker = crate::state::plugin_linker(engine.engine()).map_err(world)?;
-        // Drivers may speak wasi:http; the host refuses every request outside the disk's
-        // granted endpoint (none granted: no request leaves).
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(world)?;
-        let pre = linker.instantiate_pre(component).map_err(|e| LoadError::World(format!("{e:#}")))?;
-        let pre = DriverPre::new(pre).map_err(|e| LoadError::World(format!("{e:#}")))?;
-        Ok(Disk { pool: Arc::new(DriverPool::new(engine, name, pre, grants, limits)), driver: "unnamed".into() })
+        let link = |e: wasmtime::Error| LoadError::Link(format!("{e:#}"));
+        let linker = crate::imports::driver_linker(engine.engine()).map_err(link)?;
+        let pre = DriverPre::new(linker.instantiate_pre(component).map_err(link)?).map_err(link)?;
+        let pool = DriverPool::new(engine, name, pre, Grants::Driver(grants), limits);
+        Ok(Disk { pool: Arc::new(pool), driver: "unnamed".into() })
     }
 
     /// The same disk, recording which plugin serves it (what policies see as `driver`).
@@ -110,7 +97,7 @@ impl Disk {
     /// GETs `url` through the disk's granted endpoint (what a holder of the driver's signed
     /// URL would get); `None` when the disk is granted no endpoint.
     pub async fn fetch(&self, url: &str, max_bytes: usize) -> Option<Result<(u16, Bytes), String>> {
-        let outbound = self.pool.grants().outbound.clone()?;
+        let outbound = self.pool.grants().outbound()?.clone();
         Some(outbound.fetch(url, max_bytes).await)
     }
 

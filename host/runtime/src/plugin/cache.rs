@@ -151,17 +151,9 @@ fn check_private(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The default cache directory: `$STOWAGE_CACHE_DIR`, else `$XDG_CACHE_HOME/stowage`, else
-/// `$HOME/.cache/stowage`.
-pub fn default_dir() -> Option<PathBuf> {
-    if let Some(d) = std::env::var_os("STOWAGE_CACHE_DIR") {
-        return Some(PathBuf::from(d));
-    }
-    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
-        return Some(PathBuf::from(d).join("stowage"));
-    }
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("stowage"))
-}
+/// The default cache directory (`$STOWAGE_CACHE_DIR`, `$XDG_CACHE_HOME/stowage` or
+/// `~/.cache/stowage`).
+pub use stowage_config::default_cache_dir as default_dir;
 
 #[cfg(test)]
 mod tests {

@@ -4,21 +4,21 @@
 
 pub mod cache;
 pub mod inspect;
-pub mod keys;
 pub mod signature;
-mod source;
+
+/// Signing-key files (the config reads public keys; the CLI writes key pairs).
+pub use stowage_config::keys;
+pub use stowage_config::{Pins, PluginSource, TrustPolicy};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use ed25519_dalek::VerifyingKey;
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
 use crate::engine::PluginEngine;
 use inspect::World;
 use signature::SignatureError;
-pub use source::PluginSource;
 
 /// Why a plugin was refused.
 #[derive(Debug, thiserror::Error)]
@@ -38,24 +38,10 @@ pub enum LoadError {
     /// The engine could not compile it.
     #[error("does not compile: {0}")]
     Compile(String),
-}
-
-/// Who may sign plugins.
-#[derive(Debug, Clone, Default)]
-pub struct TrustPolicy {
-    /// Trusted public keys.
-    pub keys: Vec<VerifyingKey>,
-    /// Load unsigned files (development only).
-    pub allow_unsigned: bool,
-}
-
-/// Optional pins.
-#[derive(Debug, Clone, Default)]
-pub struct Pins {
-    /// The key id that must have signed it.
-    pub key_id: Option<String>,
-    /// The exact sha256 of the file.
-    pub sha256: Option<String>,
+    /// It compiled, but does not link as the world it is loaded as (it imports what the host
+    /// does not offer, or exports something else).
+    #[error("does not fit the stowage world it is loaded as (driver or policy): {0}")]
+    Link(String),
 }
 
 /// A plugin that passed every check, compiled.
@@ -203,5 +189,25 @@ fn verify_file(path: &Path, bytes: &[u8], trust: &TrustPolicy) -> Result<Vec<Str
             Ok(Vec::new())
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Verifies every plugin of `config` as loading would, short of compiling (signature under
+/// `[trust]`, pins, world), and reports each refusal at its `plugin = ...` line. What
+/// `config check` and `serve` (also on reload) run before anything loads.
+pub fn check_plugins(config: &crate::config::LoadedConfig, report: &mut crate::config::Report<'_>) {
+    let plan = config.plan();
+    // A `[trust]` key that does not parse is reported by the config's own checks; verifying
+    // under the others would only add refusals that are not the cause.
+    if plan.trust.keys.len() != config.config.trust.keys.len() {
+        return;
+    }
+    // A plugin that does not resolve is reported by the config's own checks, and has no plan.
+    let disks = plan.disks.iter().map(|d| (&d.plugin, World::Driver));
+    let policies = plan.policies.iter().map(|p| (&p.plugin, World::Policy));
+    for (p, world) in disks.chain(policies) {
+        if let Err(e) = verify(&p.plugin, &p.pins, world, &plan.trust) {
+            report.at(Some(p.written_at.clone()), format!("{}.plugin: {}: {e}", p.owner, p.plugin));
+        }
     }
 }

@@ -18,17 +18,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::component::{Component, HasSelf};
+use wasmtime::component::Component;
 
 use crate::bindings::policy::{Policy as PolicyBindings, PolicyPre};
-use crate::bindings::{wit_ledger, wit_policy};
+use crate::bindings::wit_policy;
 use crate::convert;
-use crate::driver::LoadError;
 use crate::engine::{Limits, PluginEngine};
 use crate::error::StorageError;
 use crate::ledger::{Intent, Record};
+use crate::plugin::LoadError;
 use crate::pool::{Pool, Prelinked};
-use crate::state::{Grants, PluginState};
+use crate::state::{Grants, PluginState, PolicyGrants};
 
 pub(crate) mod types;
 pub(crate) use types::CallAudit;
@@ -65,17 +65,15 @@ impl Policy {
         engine: &PluginEngine,
         name: &str,
         component: &Component,
-        grants: Grants,
+        grants: PolicyGrants,
         limits: Limits,
     ) -> Result<Policy, LoadError> {
-        let world = |e: wasmtime::Error| LoadError::World(format!("{e:#}"));
-        let mut linker = crate::state::plugin_linker(engine.engine()).map_err(world)?;
-        wit_ledger::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s).map_err(world)?;
-        let pre = PolicyPre::new(linker.instantiate_pre(component).map_err(world)?).map_err(world)?;
-        let grants = Grants { dir: None, outbound: None, ..grants };
+        let link = |e: wasmtime::Error| LoadError::Link(format!("{e:#}"));
+        let linker = crate::imports::policy_linker(engine.engine()).map_err(link)?;
+        let pre = PolicyPre::new(linker.instantiate_pre(component).map_err(link)?).map_err(link)?;
         Ok(Policy {
             name: name.into(),
-            pool: Arc::new(Pool::new(engine, name, pre, grants, limits)),
+            pool: Arc::new(Pool::new(engine, name, pre, Grants::Policy(grants), limits)),
             interests: Arc::default(),
             required: false,
         })

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::types::Role;
+use crate::deployment::Role;
 
 /// A whole config file.
 #[derive(Debug, Clone, Deserialize)]
@@ -271,7 +271,7 @@ pub struct Grant {
     pub ca_file: Option<Spanned<PathBuf>>,
 }
 
-/// Per-instance limits; defaults in [`crate::engine::Limits`].
+/// Per-instance limits; defaults in [`crate::Limits`].
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {

@@ -1,11 +1,27 @@
-//! Loading and checking the config file, and the embedded default used when there is none.
+//! The Stowage config file: loaded and checked once, every problem reported with the file,
+//! line and column it comes from (all semantic problems at once; a TOML syntax or shape error
+//! stops at the first), and turned into a [`Plan`]: plain data saying what the host loads
+//! (plugins, grants, limits, trust), which the runtime brings to life.
 //!
-//! Every problem is reported with the file, line and column it comes from, and all semantic
-//! problems are reported at once (a TOML syntax or shape error stops at the first).
+//! ```
+//! use stowage_config::{ConfigSource, LoadedConfig, StorageClass};
+//! let text = "role = \"testing\"\n[disks.a]\nplugin = \"local-fs\"\n[storage]\ndefault = \"a\"\n";
+//! let loaded = LoadedConfig::parse(text, ConfigSource::Embedded, ".".into()).unwrap();
+//! assert_eq!(loaded.disk_for(StorageClass::Scratch), "a");
+//! assert_eq!(loaded.plan().disks[0].plugin.name, "a");
+//!
+//! let bad = LoadedConfig::parse("role = \"testing\"\n[storage]\ndefault = \"b\"\n", ConfigSource::Embedded, ".".into());
+//! assert!(bad.unwrap_err().to_string().starts_with("<embedded default>:3:11: storage.default = \"b\": no disk"));
+//! ```
 
 mod check;
+mod deployment;
+mod endpoint;
+pub mod keys;
 mod model;
 mod plan;
+mod source;
+mod values;
 
 use std::fmt;
 use std::ops::Range;
@@ -13,14 +29,18 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-pub use crate::plugin::PluginSource;
+pub use deployment::{Role, StorageClass};
+pub use endpoint::{Endpoint, read_ca_file};
 pub use model::{
     CacheConfig, Config, DiskConfig, Grant, LedgerConfig, LimitsConfig, OnFailure, Pin, PolicyConfig, ServerConfig,
     ServerLimits, ServerTimeouts, StorageMap, TlsConfig, Trust,
 };
-pub use plan::{PluginPlan, flatten, resolve_plugin, resolve_value};
-
-use crate::types::StorageClass;
+pub use plan::{
+    DiskPlan, GrantPlan, LedgerPlan, Limits, OutboundPlan, Pins, Plan, PluginPlan, PolicyPlan, TrustPolicy,
+    default_cache_dir, resolve_plugin,
+};
+pub use source::PluginSource;
+pub use values::{Values, flatten, resolve_value};
 
 /// The config used when no file is given and there is no `./stowage.toml`: role `testing`,
 /// one local-fs disk rooted at `./stowage-data`, every class on it, the bundled role and
@@ -110,6 +130,8 @@ pub struct LoadedConfig {
     pub base_dir: PathBuf,
     /// sha256 of the text, hex: which config a host runs (`/metrics` shows it).
     pub sha256: String,
+    /// What it asks the host to load, built while it was checked.
+    plan: Plan,
 }
 
 /// Where checks outside this crate report problems, located in the config's text.
@@ -216,12 +238,35 @@ impl LoadedConfig {
                 },
             }],
         })?;
-        let loaded = LoadedConfig { config, source, base_dir, sha256: hex::encode(Sha256::digest(text.as_bytes())) };
-        let mut report = Report { text, problems: loaded.check(text) };
+        let sha256 = hex::encode(Sha256::digest(text.as_bytes()));
+        let mut loaded = LoadedConfig { config, source, base_dir, sha256, plan: Plan::default() };
+        let (problems, plan) = loaded.check(text);
+        loaded.plan = plan;
+        let mut report = Report { text, problems };
         extra(&loaded, &mut report);
         let mut problems = report.problems;
         problems.sort_by_key(|p| p.at);
         if problems.is_empty() { Ok(loaded) } else { Err(ConfigError { origin: loaded.source, problems }) }
+    }
+
+    /// What the config asks the host to load: complete, as the config has no problems.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// The ledger database file.
+    pub fn ledger_path(&self) -> PathBuf {
+        self.plan.ledger.path.clone()
+    }
+
+    /// How to open the ledger: its checkpoints (file, host key, schedule) and lock timeout.
+    pub fn ledger_options(&self) -> stowage_ledger::LedgerOptions {
+        self.plan.ledger.options.clone()
+    }
+
+    /// Whether a required policy that cannot record only logs (`[ledger] on_failure = "log"`).
+    pub fn ledger_log_only(&self) -> bool {
+        self.plan.ledger.log_only
     }
 
     /// The disk that serves `class`.

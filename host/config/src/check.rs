@@ -1,21 +1,26 @@
 //! The config's checks: every semantic problem, located, in one pass (names, plugins, limits,
-//! grants, the ledger, the web role, trust). `LoadedConfig::parse` runs them; the server adds
-//! its own through a [`super::Report`].
+//! grants, the ledger, the web role, trust), together with building the plan (`plan.rs`), which
+//! reports what does not resolve. `LoadedConfig::parse` runs them; the server adds its own
+//! through a [`crate::Report`].
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
-use super::{ConfigSource, LoadedConfig, Problem, model, plan, position};
-use crate::types::StorageClass;
+use crate::deployment::{Role, StorageClass};
+use crate::plan::Plan;
+use crate::{ConfigSource, LoadedConfig, Problem, model, position};
 
 impl LoadedConfig {
-    pub(super) fn check(&self, text: &str) -> Vec<Problem> {
+    /// Checks the config and builds its plan in one pass: every problem, located. The plan is
+    /// complete only when there are none.
+    pub(super) fn check(&self, text: &str) -> (Vec<Problem>, Plan) {
         let mut problems = Vec::new();
         let mut problem = |span: Range<usize>, message: String| {
             problems.push(Problem { at: Some(position(text, span.start)), message });
         };
+        let plan = crate::plan::build(&self.config, &self.base_dir, &mut problem);
         let names: Vec<&str> = self.config.disks.keys().map(|k| k.get_ref().as_str()).collect();
         for (name, disk) in &self.config.disks {
             let n = name.get_ref();
@@ -30,9 +35,6 @@ impl LoadedConfig {
                 || !n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
             {
                 problem(name.span(), format!("disk name `{n}` may only use a-z, 0-9, `-` and `_`"));
-            }
-            if let Err(message) = plan::check_plugin(&disk.plugin, &self.base_dir) {
-                problem(disk.plugin.span(), format!("disks.{n}.plugin: {message}"));
             }
             let l = &disk.limits;
             check_ranges(
@@ -56,63 +58,9 @@ impl LoadedConfig {
             {
                 problem(m.span(), format!("disks.{n}.max_object_mib must be at least 1"));
             }
-            let endpoint = disk.grant.endpoint.as_ref().map(|e| (e.span(), crate::http::Endpoint::parse(e.get_ref())));
-            if let Some((span, Err(message))) = &endpoint {
-                problem(span.clone(), format!("disks.{n}.grant.endpoint: {message}"));
-            }
-            if let Some(key) = &disk.grant.api_key {
-                match &endpoint {
-                    None => problem(
-                        key.span(),
-                        format!("disks.{n}.grant.api_key needs grant.endpoint: it is only sent there"),
-                    ),
-                    Some((_, Ok(e))) if !e.is_https() && !self.config.server.dev_mode => problem(
-                        key.span(),
-                        format!(
-                            "disks.{n}.grant.api_key would travel over plain HTTP to {e}: use an https:// endpoint (plain HTTP only with [server] dev_mode = true)"
-                        ),
-                    ),
-                    Some(_) => {}
-                }
-                if let Err(message) = plan::resolve_value(key.get_ref(), &format!("disks.{n}.grant.api_key")) {
-                    problem(key.span(), message);
-                }
-            }
-            if let Some(ca) = &disk.grant.ca_file {
-                if endpoint.is_none() {
-                    problem(
-                        ca.span(),
-                        format!("disks.{n}.grant.ca_file needs grant.endpoint: it only vouches for that endpoint"),
-                    );
-                }
-                let path = self.base_dir.join(ca.get_ref());
-                if let Err(message) = crate::http::read_ca_file(&path) {
-                    problem(ca.span(), format!("disks.{n}.grant.ca_file: {message}"));
-                }
-            }
-            if let Err(message) = plan::flatten(&disk.config, &format!("disks.{n}.config")) {
-                problem(disk.plugin.span(), message);
-            }
-            if let Some(dir) = &disk.grant.dir {
-                let resolved = self.base_dir.join(dir.get_ref());
-                if resolved.exists() && !resolved.is_dir() {
-                    problem(
-                        dir.span(),
-                        format!("disks.{n}.grant.dir: {} exists but is not a directory", resolved.display()),
-                    );
-                }
-            }
         }
         self.check_grants_disjoint(&mut problem);
-        self.check_grants_hold_nothing_of_the_host(&mut problem);
-        for (i, p) in self.config.policies.iter().enumerate() {
-            if let Err(message) = plan::check_plugin(&p.plugin, &self.base_dir) {
-                problem(p.plugin.span(), format!("policies[{i}].plugin: {message}"));
-            }
-            if let Err(message) = plan::flatten(&p.config, &format!("policies[{i}].config")) {
-                problem(p.plugin.span(), message);
-            }
-        }
+        self.check_grants_hold_nothing_of_the_host(&plan, &mut problem);
         self.check_ledger(&names, &mut problem);
         self.check_server(&mut problem);
         self.check_web_role(&mut problem);
@@ -136,7 +84,7 @@ impl LoadedConfig {
                 );
             }
         }
-        problems
+        (problems, plan)
     }
 }
 
@@ -164,7 +112,7 @@ impl LoadedConfig {
         let ledger = &self.config.ledger;
         if let Some(on) = &ledger.on_failure
             && *on.get_ref() == model::OnFailure::Log
-            && *self.config.role.get_ref() != crate::types::Role::Testing
+            && *self.config.role.get_ref() != Role::Testing
         {
             problem(
                 on.span(),
@@ -200,7 +148,7 @@ impl LoadedConfig {
     /// Defence in depth for the web role's rule: a web host never keeps PHI on its own disks, so
     /// its PHI classes must map to a disk served by the remote driver.
     fn check_web_role(&self, problem: &mut impl FnMut(Range<usize>, String)) {
-        if *self.config.role.get_ref() != crate::types::Role::Web {
+        if *self.config.role.get_ref() != Role::Web {
             return;
         }
         let map = self.config.storage.get_ref();
@@ -229,15 +177,10 @@ impl LoadedConfig {
 
     fn check_trust(&self, problem: &mut impl FnMut(Range<usize>, String)) {
         let trust = &self.config.trust;
-        for key in &trust.keys {
-            if let Err(e) = crate::plugin::keys::read_public(key.get_ref(), &self.base_dir) {
-                problem(key.span(), format!("trust.keys: {e}"));
-            }
-        }
         let role = *self.config.role.get_ref();
         if let Some(allow) = &trust.allow_unsigned
             && *allow.get_ref()
-            && role != crate::types::Role::Testing
+            && role != Role::Testing
             && !trust.force_allow_unsigned
         {
             problem(
@@ -295,17 +238,16 @@ impl LoadedConfig {
     /// A plugin may rewrite anything under its granted directory: the host's own files (the
     /// ledger and what goes with it, the config, the compiled-plugin cache) must be elsewhere,
     /// symlinks resolved.
-    fn check_grants_hold_nothing_of_the_host(&self, problem: &mut impl FnMut(Range<usize>, String)) {
-        let options = self.ledger_options();
-        let mut host_files = vec![("the ledger", self.ledger_path(), "move one of them")];
-        if let Some(c) = options.checkpoints {
+    fn check_grants_hold_nothing_of_the_host(&self, plan: &Plan, problem: &mut impl FnMut(Range<usize>, String)) {
+        let mut host_files = vec![("the ledger", plan.ledger.path.clone(), "move one of them")];
+        if let Some(c) = plan.ledger.options.checkpoints.clone() {
             host_files.push(("the ledger's checkpoints", c.file, "set [ledger] checkpoints elsewhere"));
             host_files.push(("the ledger's signing key", c.key_file, "set [ledger] host_key elsewhere"));
         }
         if let ConfigSource::File(path) = &self.source {
             host_files.push(("this config file", path.clone(), "move one of them"));
         }
-        if let Some(cache) = self.cache_dir() {
+        if let Some(cache) = plan.cache_dir.clone() {
             host_files.push(("the compiled-plugin cache", cache, "set [cache] dir elsewhere"));
         }
         for (disk, dir, granted) in self.granted_dirs() {
