@@ -8,8 +8,20 @@
 //! API key.
 //! TLS (rustls) unless the config says `dev_mode = true`.
 
-mod auth;
+// Data: imported by the state and the handlers; imports neither.
+mod active;
+mod counters;
 mod errors;
+mod keys;
+mod per_key;
+mod readiness;
+mod sessions;
+pub mod settings;
+mod tls;
+// What every handler shares, over the data above.
+mod state;
+// Handlers and middleware, over the state.
+mod auth;
 mod health;
 mod limits;
 mod list;
@@ -18,11 +30,10 @@ mod objects;
 mod openapi;
 pub mod reload;
 mod request;
-pub mod settings;
 pub mod signed;
-mod stall;
-mod tls;
 mod uploads;
+// The connection's send-stall guard.
+mod stall;
 
 /// Entry points for the fuzz targets (`tests/fuzz`): the parsers of what a client sends.
 #[doc(hidden)]
@@ -52,63 +63,7 @@ use tokio::net::TcpListener;
 
 pub use settings::{Settings, SettingsError};
 
-/// What every handler shares: one pointer, so the clone each middleware layer and handler
-/// takes is one reference count.
-#[derive(Clone)]
-pub struct AppState(Arc<Shared>);
-
-impl std::ops::Deref for AppState {
-    type Target = Shared;
-    fn deref(&self) -> &Shared {
-        &self.0
-    }
-}
-
-/// The state behind [`AppState`].
-pub struct Shared {
-    /// The set requests run on; a reload swaps in a new one, and a request keeps the set it
-    /// started on to its end.
-    active: arc_swap::ArcSwap<reload::Active>,
-    metrics: Arc<metrics::Metrics>,
-    /// Reloads tried, refused, and of which config.
-    reloads: reload::Reloads,
-    /// Resumable uploads in progress.
-    uploads: Arc<uploads::Sessions>,
-    /// Requests in flight per credential.
-    per_key: Arc<limits::PerKey>,
-    /// The last readiness probe.
-    readiness: Arc<health::Readiness>,
-    /// The runtime storage work runs on (plugin calls, file I/O).
-    work: tokio::runtime::Handle,
-    /// Timeouts and limits.
-    tuning: settings::Tuning,
-}
-
-impl Shared {
-    /// The storage of the set in force now.
-    fn storage(&self) -> Arc<Storage> {
-        self.active.load().storage.clone()
-    }
-}
-
-/// The shared state over `active`; storage work runs on `work`.
-fn state(
-    active: reload::Active,
-    config_sha256: &str,
-    tuning: settings::Tuning,
-    work: tokio::runtime::Handle,
-) -> AppState {
-    AppState(Arc::new(Shared {
-        reloads: reload::Reloads::new(config_sha256),
-        active: arc_swap::ArcSwap::from_pointee(active),
-        metrics: Arc::default(),
-        uploads: Arc::new(uploads::Sessions::new(tuning.max_uploads, tuning.max_uploads_per_key)),
-        per_key: Arc::new(limits::PerKey::new(tuning.max_requests_per_key)),
-        readiness: Arc::new(health::Readiness::new(tuning.readiness_interval)),
-        work,
-        tuning,
-    }))
-}
+use crate::state::AppState;
 
 /// The routes over `state`, `/v1` guarded by its keys.
 fn router(state: AppState) -> Router {
@@ -117,7 +72,7 @@ fn router(state: AppState) -> Router {
         loop {
             tokio::time::sleep(std::time::Duration::from_secs(60)).await;
             let Some(sessions) = reaped.upgrade() else { return };
-            sessions.reap(uploads::IDLE_LIMIT).await;
+            sessions.reap(crate::sessions::IDLE_LIMIT).await;
         }
     });
     let require_key = || middleware::from_fn_with_state(state.clone(), auth::require_key);
@@ -192,7 +147,7 @@ const MAINTENANCE_EVERY: std::time::Duration = std::time::Duration::from_secs(30
 /// intents and sweep orphans; on every new checkpoint, copy it to the checkpoint disk. Each
 /// time on the set in force then.
 fn spawn_maintenance(state: &AppState) {
-    let weak = Arc::downgrade(&state.0);
+    let weak = state.downgrade();
     state.work.spawn(async move {
         let mut tick = tokio::time::interval(MAINTENANCE_EVERY);
         tick.tick().await; // the first tick is now: start-up did this already
@@ -211,7 +166,7 @@ fn spawn_maintenance(state: &AppState) {
     });
     // Every set shares the ledger: one subscription serves them all.
     let Some(mut checkpoints) = state.storage().ledger().subscribe_checkpoints() else { return };
-    let weak = Arc::downgrade(&state.0);
+    let weak = state.downgrade();
     state.work.spawn(async move {
         while checkpoints.changed().await.is_ok() {
             let Some(shared) = weak.upgrade() else { return };
@@ -272,8 +227,8 @@ pub async fn serve(
         .build()
         .map_err(ServeError::Runtime)?;
     let listen = settings.listen;
-    let active = reload::Active::new(storage, settings);
-    let state = state(active, config_sha256, tuning, work.handle().clone());
+    let active = active::Active::new(storage, settings);
+    let state = AppState::new(active, config_sha256, tuning, work.handle().clone());
     let served = accept_loop(state, listen, reload, on_listening).await;
     work.shutdown_background();
     served

@@ -1,50 +1,15 @@
 //! What keeps one client from stopping the host: a cap on requests in flight per credential
-//! (`429` past it), and storage work on threads of its own, so plugin calls that block (file
-//! I/O, fsync) never hold the threads that accept connections, do TLS and answer `/healthz`.
-
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+//! (`429` past it; the counts are in `per_key.rs`), and storage work on threads of its own, so
+//! plugin calls that block (file I/O, fsync) never hold the threads that accept connections, do
+//! TLS and answer `/healthz`.
 
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::AppState;
-use crate::auth::Authenticated;
-
-/// Requests in flight, per credential.
-pub struct PerKey {
-    max: usize,
-    keys: Mutex<HashMap<String, Arc<Semaphore>>>,
-}
-
-/// A request's place among its credential's requests in flight; the response body holds it
-/// until the last byte is sent.
-#[derive(Clone)]
-pub struct InFlight {
-    _place: Arc<OwnedSemaphorePermit>,
-}
-
-impl PerKey {
-    /// At most `max` requests in flight per credential.
-    pub fn new(max: usize) -> PerKey {
-        PerKey { max: max.max(1), keys: Mutex::default() }
-    }
-
-    /// A place for a request of `who`, if it has one free.
-    fn enter(&self, who: &str) -> Option<OwnedSemaphorePermit> {
-        let semaphore = {
-            let mut keys = self.keys.lock().ok()?;
-            match keys.get(who) {
-                Some(s) => s.clone(),
-                None => keys.entry(who.to_string()).or_insert_with(|| Arc::new(Semaphore::new(self.max))).clone(),
-            }
-        };
-        semaphore.try_acquire_owned().ok()
-    }
-}
+use crate::keys::Authenticated;
+use crate::state::AppState;
 
 /// The credential whose share a request counts against: its API key, or "signed-url" for all
 /// signed URLs together.
@@ -58,18 +23,17 @@ fn credential(request: &Request) -> String {
 /// Middleware: a request past its credential's cap is refused with `429` at once.
 pub async fn per_key(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let who = credential(&request);
-    let Some(permit) = state.per_key.enter(&who) else {
+    let Some(place) = state.per_key.enter(&who) else {
         tracing::warn!("a credential reached its cap of requests in flight");
         return crate::errors::ApiError::too_many(format!(
             "this credential has {} requests in flight; try again",
-            state.per_key.max
+            state.per_key.max()
         ))
         .into_response();
     };
     // Held here until the handler has answered (the request, and its extensions, may be
     // dropped as soon as the handler's extractors have run), and by a download's body until
     // its last byte is sent.
-    let place = InFlight { _place: Arc::new(permit) };
     request.extensions_mut().insert(place.clone());
     let response = next.run(request).await;
     drop(place);

@@ -5,10 +5,10 @@ use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 use stowage_runtime::Address;
 
-use crate::AppState;
 use crate::errors::ApiError;
 use crate::objects::info_json;
 use crate::request::Caller;
+use crate::state::AppState;
 
 /// The most items one page holds.
 const MAX_LIMIT: u32 = 1000;

@@ -1,10 +1,10 @@
 //! `GET /metrics`: Prometheus text. Requests, durations and bytes per operation and storage
 //! name (class or disk; names this host does not have count as `unknown`, so a client cannot
-//! grow the label set), policy denials, plugin restarts per disk.
+//! grow the label set), policy denials, plugin restarts per disk, readiness probes and reloads.
+//! The counts themselves are kept in `counters.rs`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
 use std::time::Instant;
 
 use axum::extract::{Request, State};
@@ -12,36 +12,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::AppState;
-
-/// (operation, name, status) → (count, seconds).
-type RequestKey = (&'static str, String, u16);
-
-/// The counters.
-#[derive(Default)]
-pub struct Metrics {
-    requests: Mutex<BTreeMap<RequestKey, (u64, f64)>>,
-    /// name → (bytes received, bytes sent).
-    bytes: Mutex<BTreeMap<String, (u64, u64)>>,
-}
-
-impl Metrics {
-    fn record(&self, key: RequestKey, seconds: f64) {
-        if let Ok(mut m) = self.requests.lock() {
-            let e = m.entry(key).or_default();
-            e.0 += 1;
-            e.1 += seconds;
-        }
-    }
-
-    /// Counts `n` bytes received (`sent = false`) or sent for `name`.
-    pub fn add_bytes(&self, name: &str, n: u64, sent: bool) {
-        if let Ok(mut m) = self.bytes.lock() {
-            let e = m.entry(name.to_string()).or_default();
-            if sent { e.1 += n } else { e.0 += n }
-        }
-    }
-}
+use crate::state::AppState;
 
 /// The storage name a request addressed, if the host knows it.
 pub fn label_name(state: &AppState, name: &str) -> String {
@@ -76,7 +47,7 @@ fn label(v: &str) -> String {
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let mut out = String::new();
     let m = &state.metrics;
-    let requests = m.requests.lock().map(|r| r.clone()).unwrap_or_default();
+    let requests = m.requests();
     let _ = writeln!(out, "# HELP stowage_requests_total HTTP API requests.\n# TYPE stowage_requests_total counter");
     for ((op, name, status), (n, _)) in &requests {
         let _ = writeln!(
@@ -112,7 +83,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         out,
         "# HELP stowage_policy_denials_total Requests refused (403: by a policy or the backend).\n# TYPE stowage_policy_denials_total counter\nstowage_policy_denials_total {denials}"
     );
-    let bytes = m.bytes.lock().map(|b| b.clone()).unwrap_or_default();
+    let bytes = m.bytes();
     let _ =
         writeln!(out, "# HELP stowage_bytes_total Object bytes received and sent.\n# TYPE stowage_bytes_total counter");
     for (name, (received, sent)) in &bytes {

@@ -9,9 +9,11 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt as _;
 use stowage_runtime::{Address, ByteRange, ObjectInfo, ObjectReader, StorageError, WriteOptions};
 
-use crate::AppState;
+use crate::counters::Counters;
 use crate::errors::ApiError;
+use crate::per_key::InFlight;
 use crate::request::Caller;
+use crate::state::AppState;
 
 use stowage_api::header::{META_PREFIX, MODIFIED_MS, SHA256};
 
@@ -169,7 +171,7 @@ pub async fn get(
     State(state): State<AppState>,
     Path((name, path)): Path<(String, String)>,
     Caller(req): Caller,
-    in_flight: Option<axum::Extension<crate::limits::InFlight>>,
+    in_flight: Option<axum::Extension<InFlight>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     serve(state, Address { name, path }, req, &headers, in_flight.map(|e| e.0)).await
@@ -181,7 +183,7 @@ pub(crate) async fn serve(
     addr: Address,
     req: stowage_runtime::Request,
     headers: &HeaderMap,
-    in_flight: Option<crate::limits::InFlight>,
+    in_flight: Option<InFlight>,
 ) -> Result<Response, ApiError> {
     // One set for the whole answer, even if a reload swaps another in meanwhile.
     let storage = state.storage();
@@ -229,9 +231,9 @@ pub(crate) async fn serve(
 
 /// Where a download's bytes are counted, and its place among its credential's requests.
 struct Sent {
-    metrics: std::sync::Arc<crate::metrics::Metrics>,
+    metrics: std::sync::Arc<Counters>,
     name: String,
-    in_flight: Option<crate::limits::InFlight>,
+    in_flight: Option<InFlight>,
 }
 
 /// A small object's bytes, read whole before the answer starts: no reading task and queue

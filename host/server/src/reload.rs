@@ -12,41 +12,12 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
-use stowage_runtime::{ConfigError, Storage};
+use stowage_runtime::ConfigError;
 
-use crate::{AppState, Settings, auth};
-
-/// One set a host serves with: what a reload replaces as a whole.
-pub struct Active {
-    /// Disks, policies and the ledger.
-    pub(crate) storage: Arc<Storage>,
-    /// Who may call `/v1`.
-    pub(crate) keys: auth::ApiKeys,
-    /// Signs download URLs, if configured.
-    pub(crate) url_secret: Option<Arc<[u8]>>,
-    /// TLS, or none in development mode.
-    pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
-    /// Where it listens (a reload may not change it).
-    listen: std::net::SocketAddr,
-    /// Its timeouts and limits (a reload may not change them).
-    tuning: crate::settings::Tuning,
-}
-
-impl Active {
-    /// The set of `storage` under `settings`.
-    pub fn new(storage: Arc<Storage>, settings: Settings) -> Active {
-        Active {
-            storage,
-            keys: settings.keys,
-            url_secret: settings.url_secret,
-            tls: settings.tls.map(tokio_rustls::TlsAcceptor::from),
-            listen: settings.listen,
-            tuning: settings.tuning,
-        }
-    }
-}
+use crate::active::Active;
+use crate::state::AppState;
 
 /// Where a reload reads the config from: what `serve` was started with.
 #[derive(Debug, Clone)]
@@ -65,35 +36,6 @@ pub fn status_file(ledger: &Path) -> PathBuf {
     let mut p = ledger.as_os_str().to_owned();
     p.push(".serve.json");
     PathBuf::from(p)
-}
-
-/// What `/metrics` says of reloads.
-pub struct Reloads {
-    /// Reloads that swapped a new set in.
-    pub(crate) done: AtomicU64,
-    /// Reloads refused.
-    pub(crate) failed: AtomicU64,
-    /// Reloads asked for (each SIGHUP that started one).
-    generation: AtomicU64,
-    /// sha256 of the config in force.
-    pub(crate) sha256: std::sync::Mutex<String>,
-}
-
-impl Reloads {
-    /// No reload yet; the config in force hashes to `sha256`.
-    pub fn new(sha256: &str) -> Reloads {
-        Reloads {
-            done: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
-            generation: AtomicU64::new(0),
-            sha256: std::sync::Mutex::new(sha256.to_string()),
-        }
-    }
-
-    /// The config in force.
-    pub(crate) fn sha256(&self) -> String {
-        self.sha256.lock().map(|s| s.clone()).unwrap_or_default()
-    }
 }
 
 /// SIGHUPs, listened for from before the host starts (so one that arrives while it loads is

@@ -7,7 +7,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use stowage_runtime::Request;
 
-use crate::auth::Authenticated;
+use crate::keys::Authenticated;
 
 /// The request id header.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static(stowage_api::header::REQUEST_ID);

@@ -12,7 +12,7 @@ use std::ops::Range;
 use stowage_runtime::LoadedConfig;
 use stowage_runtime::config::{ConfigError, Report, ServerConfig, resolve_value};
 
-use crate::auth::ApiKeys;
+use crate::keys::ApiKeys;
 
 /// The shortest API key accepted outside development mode.
 pub const MIN_KEY_LEN: usize = 32;

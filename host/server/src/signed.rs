@@ -12,7 +12,8 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
-use crate::AppState;
+use crate::per_key::InFlight;
+use crate::state::AppState;
 
 /// The message signed for one URL.
 fn mac(secret: &[u8], name: &str, path: &str, expires: u64, id: &str) -> Option<Hmac<Sha256>> {
@@ -106,7 +107,7 @@ pub async fn get(
     State(state): State<AppState>,
     Path((name, path)): Path<(String, String)>,
     query: Result<Query<SignedQuery>, axum::extract::rejection::QueryRejection>,
-    in_flight: Option<axum::Extension<crate::limits::InFlight>>,
+    in_flight: Option<axum::Extension<InFlight>>,
     headers: HeaderMap,
 ) -> Response {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());

@@ -16,13 +16,13 @@
 //!
 //! A session holds a driver instance, so there are at most `max_uploads` of them, and at most
 //! `max_uploads_per_key` per API key (so one key cannot take them all); one idle for
-//! [`IDLE_LIMIT`] is discarded. A session belongs to the key that opened it: to any other key
-//! it does not exist (`404`). A slot is released on every path, a client that goes away while
-//! its session opens included.
+//! [`IDLE_LIMIT`](crate::sessions::IDLE_LIMIT) is discarded. A session belongs to the key that
+//! opened it: to any other key it does not exist (`404`). A slot is released on every path, a
+//! client that goes away while its session opens included. The sessions' table is
+//! `sessions.rs`; this file serves it.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Json;
@@ -31,138 +31,17 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt as _;
-use stowage_runtime::{Address, StorageError, Upload};
+use stowage_runtime::{Address, StorageError};
 
-use crate::AppState;
+use crate::counters::Counters;
 use crate::errors::ApiError;
 use crate::objects::{expected_sha256, info_json, write_options};
 use crate::request::Caller;
+use crate::sessions::{Session, Sessions};
+use crate::state::AppState;
 
-/// A session this long without a request is discarded.
-pub const IDLE_LIMIT: Duration = Duration::from_secs(3600);
 /// The offset header.
 const OFFSET: HeaderName = HeaderName::from_static(stowage_api::header::UPLOAD_OFFSET);
-
-/// One upload in progress.
-struct Session {
-    upload: Option<Upload>,
-    /// Bytes the driver has taken (readable without the lock, for `HEAD`).
-    offset: Arc<AtomicU64>,
-    expected_sha256: Option<String>,
-    last_used: Instant,
-    /// The storage name, for metrics.
-    name: String,
-}
-
-/// A session: the key that owns it, its offset outside the lock, the rest inside, and its
-/// slot (released when the entry goes).
-struct Entry {
-    owner: String,
-    offset: Arc<AtomicU64>,
-    session: Arc<tokio::sync::Mutex<Session>>,
-    _slot: Slot,
-}
-
-/// A place among the open sessions, overall and of one key; given back on drop.
-struct Slot {
-    sessions: Arc<Counts>,
-    owner: String,
-}
-
-/// Sessions open or being opened, overall and per key.
-#[derive(Default)]
-struct Counts {
-    open: Mutex<(usize, HashMap<String, usize>)>,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        if let Ok(mut open) = self.sessions.open.lock() {
-            open.0 = open.0.saturating_sub(1);
-            if let Some(n) = open.1.get_mut(&self.owner) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    open.1.remove(&self.owner);
-                }
-            }
-        }
-    }
-}
-
-/// The open sessions.
-pub struct Sessions {
-    map: Mutex<HashMap<String, Entry>>,
-    counts: Arc<Counts>,
-    max: usize,
-    max_per_key: usize,
-}
-
-impl Sessions {
-    /// At most `max` sessions, `max_per_key` of one key.
-    pub fn new(max: usize, max_per_key: usize) -> Sessions {
-        Sessions { map: Mutex::default(), counts: Arc::default(), max, max_per_key }
-    }
-
-    /// The session `id`, if `owner` owns it.
-    fn get(&self, id: &str, owner: &str) -> Option<(Arc<AtomicU64>, Arc<tokio::sync::Mutex<Session>>)> {
-        let map = self.map.lock().ok()?;
-        let e = map.get(id).filter(|e| e.owner == owner)?;
-        Some((e.offset.clone(), e.session.clone()))
-    }
-
-    fn remove(&self, id: &str) {
-        if let Ok(mut map) = self.map.lock() {
-            map.remove(id);
-        }
-    }
-
-    /// A slot for a new session of `owner`, or why there is none: the key's own limit
-    /// (`429`) or the host's (`503`).
-    fn reserve(&self, owner: &str) -> Result<Slot, ApiError> {
-        let mut open = self
-            .counts
-            .open
-            .lock()
-            .map_err(|_| ApiError::from(StorageError::Io("the upload table is unusable".into())))?;
-        let mine = open.1.get(owner).copied().unwrap_or(0);
-        if mine >= self.max_per_key {
-            return Err(ApiError::too_many(format!(
-                "this key has {} uploads open; complete or discard one",
-                self.max_per_key
-            )));
-        }
-        if open.0 >= self.max {
-            return Err(StorageError::Unavailable {
-                reason: format!("{} uploads are open; try again later", self.max),
-                retryable: true,
-            }
-            .into());
-        }
-        open.0 += 1;
-        *open.1.entry(owner.to_string()).or_default() += 1;
-        Ok(Slot { sessions: self.counts.clone(), owner: owner.to_string() })
-    }
-
-    /// Discards sessions idle for longer than `limit` (their writes are aborted).
-    pub async fn reap(&self, limit: Duration) {
-        let sessions: Vec<(String, Arc<tokio::sync::Mutex<Session>>)> = self
-            .map
-            .lock()
-            .map(|m| m.iter().map(|(k, e)| (k.clone(), e.session.clone())).collect())
-            .unwrap_or_default();
-        for (id, session) in sessions {
-            // A session in use is not idle.
-            let Ok(mut s) = session.try_lock() else { continue };
-            if s.last_used.elapsed() > limit {
-                if let Some(upload) = s.upload.take() {
-                    let _ = upload.abort().await;
-                }
-                self.remove(&id);
-                tracing::info!(upload = %id, "discarded an idle upload session");
-            }
-        }
-    }
-}
 
 fn offset_response(status: StatusCode, offset: u64) -> Response {
     let mut r = status.into_response();
@@ -198,21 +77,14 @@ pub async fn create(
     let slot = state.uploads.reserve(&owner)?;
     let label = crate::metrics::label_name(&state, &name);
     let upload = state.storage().writer(&Address { name, path }, &req, &options).await?;
-    let offset = Arc::new(AtomicU64::new(0));
     let session = Session {
         upload: Some(upload),
-        offset: offset.clone(),
+        offset: Arc::new(AtomicU64::new(0)),
         expected_sha256: expected,
         last_used: Instant::now(),
         name: label,
     };
-    let entry = Entry { owner, offset, session: Arc::new(tokio::sync::Mutex::new(session)), _slot: slot };
-    match state.uploads.map.lock() {
-        Ok(mut map) => {
-            map.insert(id.clone(), entry);
-        }
-        Err(_) => return Err(StorageError::Io("the upload table is unusable".into()).into()),
-    }
+    state.uploads.insert(id.clone(), owner, session, slot)?;
     // The session's id in the body too, so a client (or schemathesis, through the document's
     // links) need not take the Location apart.
     let location = format!("/v1/upload-sessions/{id}");
@@ -279,7 +151,7 @@ async fn copy_body(
     mut s: tokio::sync::OwnedMutexGuard<Session>,
     body: Body,
     uploads: &Sessions,
-    metrics: &crate::metrics::Metrics,
+    metrics: &Counters,
     id: &str,
     idle: Duration,
 ) -> Result<StatusCode, StorageError> {
