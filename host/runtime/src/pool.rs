@@ -46,6 +46,10 @@ pub(crate) async fn bounded<T>(
 pub(crate) trait Prelinked: Send + Sync + 'static {
     /// The generated bindings of one instance.
     type Bindings: Send + Sync + 'static;
+    /// The interface the plugin exports (a driver's `store`, a policy's `policy-hooks`).
+    type Exports;
+    /// That interface of one instance's bindings.
+    fn exports(bindings: &Self::Bindings) -> &Self::Exports;
     /// The engine it was linked for.
     fn engine(&self) -> &wasmtime::Engine;
     /// Instantiates it in `store`.
@@ -235,10 +239,18 @@ pub(crate) struct Lease<P: Prelinked> {
 }
 
 impl<P: Prelinked> Lease<P> {
-    /// Arms the per-call deadline (the call timeout plus `extra`, for calls whose host-side
-    /// I/O grows with the object, like the fsync in `finish`) and gives the store and the
-    /// instance's bindings. Every call must be followed by `end`/`end_infallible`.
-    pub(crate) fn enter(&mut self, extra: Duration) -> Result<(&mut Store<PluginState>, &P::Bindings), StorageError> {
+    /// Begins a call: arms the per-call deadline and gives the store and the interface the
+    /// plugin exports. Every call must be followed by `end`/`end_infallible`.
+    pub(crate) fn begin(&mut self) -> Result<(&mut Store<PluginState>, &P::Exports), StorageError> {
+        self.begin_with(Duration::ZERO)
+    }
+
+    /// Like [`Lease::begin`], with `extra` time on the deadline for calls whose host-side I/O
+    /// grows with the object (the fsync in `finish`).
+    pub(crate) fn begin_with(
+        &mut self,
+        extra: Duration,
+    ) -> Result<(&mut Store<PluginState>, &P::Exports), StorageError> {
         let pool = &self.pool;
         match self.instance.as_mut() {
             Some(i) => {
@@ -248,7 +260,7 @@ impl<P: Prelinked> Lease<P> {
                     pool.calls.fetch_add(1, Ordering::AcqRel);
                 }
                 self.in_call = true;
-                Ok((&mut i.store, &i.bindings))
+                Ok((&mut i.store, P::exports(&i.bindings)))
             }
             None => Err(poisoned(pool)),
         }

@@ -1,8 +1,8 @@
-//! A driver instance leased for one operation, and how a call into it begins.
+//! A driver instance leased for one operation: the pool's lease over the driver world, whose
+//! calls go to its `store` exports.
 
 use crate::bindings::driver::DriverPre;
 use crate::bindings::wit_store;
-use crate::error::StorageError;
 use crate::pool::Prelinked;
 use crate::state::PluginState;
 
@@ -11,6 +11,11 @@ pub(crate) type Lease = crate::pool::Lease<DriverPre<PluginState>>;
 
 impl Prelinked for DriverPre<PluginState> {
     type Bindings = crate::bindings::driver::Driver;
+    type Exports = wit_store::Guest;
+
+    fn exports(bindings: &Self::Bindings) -> &Self::Exports {
+        bindings.stowage_storage_store()
+    }
 
     fn engine(&self) -> &wasmtime::Engine {
         DriverPre::engine(self)
@@ -21,21 +26,5 @@ impl Prelinked for DriverPre<PluginState> {
         store: &mut wasmtime::Store<PluginState>,
     ) -> impl Future<Output = wasmtime::Result<Self::Bindings>> + Send {
         self.instantiate_async(store)
-    }
-}
-
-impl Lease {
-    /// Arms the call deadline and gives the store and the driver's `store` exports.
-    pub(crate) fn begin(&mut self) -> Result<(&mut wasmtime::Store<PluginState>, &wit_store::Guest), StorageError> {
-        self.begin_with(std::time::Duration::ZERO)
-    }
-
-    /// Like `begin`, with `extra` time for calls whose host-side I/O grows with the object.
-    pub(crate) fn begin_with(
-        &mut self,
-        extra: std::time::Duration,
-    ) -> Result<(&mut wasmtime::Store<PluginState>, &wit_store::Guest), StorageError> {
-        let (store, driver) = self.enter(extra)?;
-        Ok((store, driver.stowage_storage_store()))
     }
 }

@@ -16,7 +16,6 @@
 //! (testing only).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use wasmtime::component::Component;
 
@@ -36,6 +35,11 @@ pub use types::{Audit, Decision, Interests, OperationOutcome, OperationRequest, 
 
 impl Prelinked for PolicyPre<PluginState> {
     type Bindings = PolicyBindings;
+    type Exports = wit_policy::Guest;
+
+    fn exports(bindings: &Self::Bindings) -> &Self::Exports {
+        bindings.stowage_storage_policy_hooks()
+    }
 
     fn engine(&self) -> &wasmtime::Engine {
         PolicyPre::engine(self)
@@ -111,10 +115,8 @@ impl Policy {
     /// Asks the policy for its interests (uncached); a fault is an error.
     pub async fn declared_interests(&self) -> Result<Interests, StorageError> {
         let mut lease = self.pool.lease().await?;
-        let (store, policy) = lease.enter(Duration::ZERO)?;
-        let r =
-            crate::pool::bounded(store.data().deadline, policy.stowage_storage_policy_hooks().call_interests(store))
-                .await;
+        let (store, policy) = lease.begin()?;
+        let r = crate::pool::bounded(store.data().deadline, policy.call_interests(store)).await;
         let wit = lease.end_infallible(r)?;
         Ok(Interests {
             check: convert::operation_set_from_wit(wit.check),
@@ -143,12 +145,10 @@ impl Policy {
     /// Calls the policy's `check` whatever its interests; a fault (trap, timeout) is an error.
     pub async fn decide(&self, request: &OperationRequest) -> Result<Decision, StorageError> {
         let mut lease = self.pool.lease().await?;
-        let (store, policy) = lease.enter(Duration::ZERO)?;
-        let r = crate::pool::bounded(
-            store.data().deadline,
-            policy.stowage_storage_policy_hooks().call_check(store, &convert::request_to_wit(request)),
-        )
-        .await;
+        let (store, policy) = lease.begin()?;
+        let r =
+            crate::pool::bounded(store.data().deadline, policy.call_check(store, &convert::request_to_wit(request)))
+                .await;
         Ok(match lease.end_infallible(r)? {
             wit_policy::Decision::Allow => Decision::Allow,
             wit_policy::Decision::Deny(reason) => Decision::Deny(reason),
@@ -205,11 +205,11 @@ impl Policy {
         audit: Option<Arc<std::sync::Mutex<CallAudit>>>,
     ) -> Result<(), StorageError> {
         let mut lease = self.pool.lease().await?;
-        let (store, policy) = lease.enter(Duration::ZERO)?;
+        let (store, policy) = lease.begin()?;
         store.data_mut().audit = audit;
         let r = crate::pool::bounded(
             store.data().deadline,
-            policy.stowage_storage_policy_hooks().call_observe(&mut *store, &convert::outcome_to_wit(outcome, phase)),
+            policy.call_observe(&mut *store, &convert::outcome_to_wit(outcome, phase)),
         )
         .await;
         if let Ok(store) = lease.store() {
