@@ -18,32 +18,19 @@
 
 use std::sync::OnceLock;
 
-use stowage_plugin_sdk::config_list;
 use stowage_plugin_sdk::policy::exports::stowage::storage::policy_hooks::{
     Decision, Guest, HookInterests, OperationOutcome, OperationRequest, OperationSet, Phase,
 };
 use stowage_plugin_sdk::policy::stowage::storage::config;
 use stowage_plugin_sdk::policy::stowage::storage::ledger::{TrackingRecord, append};
 use stowage_plugin_sdk::policy::stowage::storage::log::{Level, log};
-use stowage_plugin_sdk::policy::stowage::storage::types::{Capabilities, Error, Operation};
+use stowage_plugin_sdk::policy::stowage::storage::types::{Capabilities, Operation};
+use stowage_plugin_sdk::{Describe, config_list};
 
 struct PhiTracking;
 
 fn lookup(pairs: &[(String, String)], keys: &[&str]) -> Option<String> {
     pairs.iter().find(|(k, _)| keys.contains(&k.as_str())).map(|(_, v)| v.clone())
-}
-
-fn error_text(e: &Error) -> String {
-    match e {
-        Error::NotFound(p) => format!("not found: {p}"),
-        Error::AlreadyExists(p) => format!("already exists: {p}"),
-        Error::Denied(r) => format!("denied: {r}"),
-        Error::InvalidPath(r) => format!("invalid path: {r}"),
-        Error::InvalidRange(r) => format!("invalid range: {r}"),
-        Error::Unsupported(r) => format!("unsupported: {r}"),
-        Error::Unavailable(u) => format!("unavailable: {}", u.reason),
-        Error::Io(r) => format!("i/o error: {r}"),
-    }
 }
 
 /// The policy's config, read once per instance (it cannot change while the instance lives).
@@ -166,7 +153,7 @@ impl Guest for PhiTracking {
             size: outcome.size,
             sha256: outcome.sha256.clone(),
             metadata: request.object_metadata.clone(),
-            error: outcome.error.as_ref().map(error_text),
+            error: outcome.error.as_ref().map(|e| Describe(e).to_string()),
             cleanup_required,
             cleanup_within_secs: cleanup_required.then_some(settings.cleanup_within_secs),
             request_id: ctx.request_id.clone(),
