@@ -82,6 +82,9 @@ pub struct PluginState {
     /// For a policy's `observe` call: what the host stamps on its ledger records, and what
     /// they were.
     pub(crate) audit: Option<Arc<std::sync::Mutex<crate::policy::types::CallAudit>>>,
+    /// The last error the plugin logged (its first KiB): a policy that refuses its config
+    /// logs why before it traps, and the host's refusal to start quotes it.
+    last_error: Option<String>,
 }
 
 impl PluginState {
@@ -112,6 +115,7 @@ impl PluginState {
             grants,
             deadline: Instant::now(),
             audit: None,
+            last_error: None,
         })
     }
 
@@ -123,6 +127,11 @@ impl PluginState {
     /// The limiter to install on the store.
     pub fn limiter(&mut self) -> &mut dyn wasmtime::ResourceLimiter {
         &mut self.limiter
+    }
+
+    /// The last error the plugin logged since this was last asked.
+    pub(crate) fn take_last_error(&mut self) -> Option<String> {
+        self.last_error.take()
     }
 }
 
@@ -154,6 +163,15 @@ impl log::Host for PluginState {
             log::Level::Info => tracing::info!(target: "stowage::plugin", plugin, "{message}"),
             log::Level::Warn => tracing::warn!(target: "stowage::plugin", plugin, "{message}"),
             log::Level::Error => tracing::error!(target: "stowage::plugin", plugin, "{message}"),
+        }
+        if let log::Level::Error = level {
+            let mut message = message;
+            let mut end = message.len().min(1024);
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+            self.last_error = Some(message);
         }
     }
 }
