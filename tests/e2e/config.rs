@@ -66,7 +66,7 @@ fn a_bad_config_stops_every_command_before_any_work() {
 
 /// Runs `stowage ARGS` in `dir`, killed if it is still running after 60 s (a `serve` that
 /// wrongly accepted its config would never return).
-fn run_bounded(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+pub(crate) fn run_bounded(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
     let mut child = crate::stowage()
         .current_dir(dir)
         .args(args)

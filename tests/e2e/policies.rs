@@ -355,3 +355,47 @@ async fn a_scoped_scratch_file_is_deleted_and_recorded_whatever_the_exit() {
         assert_eq!(actions, want, "{p}");
     }
 }
+
+#[test]
+fn a_policy_config_value_it_cannot_use_stops_the_start_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("f.csv"), "x").unwrap();
+    let cases = [
+        ("cleanup_within_secs = \"soon\"", "config `cleanup_within_secs` must be a whole number, not `soon`"),
+        ("cleanup_within_secs = -1", "config `cleanup_within_secs` must be a whole number, not `-1`"),
+        ("record = \"put,copy\"", "config `record` names `copy`, which is not an operation"),
+        ("record_reads = \"no\"", "config `record_reads` must be true or false, not `no`"),
+    ];
+    for (setting, says) in cases {
+        let config = TRACKED.replace("cleanup_within_secs = 1", setting);
+        assert_ne!(config, TRACKED);
+        write_config(d, &config);
+        let want = format!("stowage: policy `phi-tracking` cannot start: phi-tracking policy {says}");
+        let o = run_in(d, &["put", "scratch:f.csv", "f.csv"]);
+        assert_eq!(o.status.code(), Some(5), "{setting}: {}", stderr(&o));
+        let last = stderr(&o).lines().last().unwrap_or_default().to_string();
+        assert!(last.starts_with(&want), "{setting}: expected {want:?}, got:\n{}", stderr(&o));
+        assert!(!last.contains("trap"), "{setting}: the refusal is a trap's text: {last}");
+        assert!(!d.join("data/f.csv").exists(), "{setting}: a refused start stored the file");
+    }
+
+    // `serve` refuses to start the same way.
+    write_config(
+        d,
+        &format!(
+            "{}[server]\nlisten = \"127.0.0.1:0\"\ndev_mode = true\napi_keys = [\"{}\"]\n",
+            TRACKED.replace("cleanup_within_secs = 1", "cleanup_within_secs = \"soon\""),
+            crate::serve::KEY
+        ),
+    );
+    let o = crate::config::run_bounded(d, &["serve"]);
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            "policy `phi-tracking` cannot start: phi-tracking policy config `cleanup_within_secs` must be a whole number"
+        ),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -299,6 +299,11 @@ async fn the_driver_reaches_only_its_granted_endpoint() {
         Err(StorageError::Denied(reason)) => assert!(reason.contains("granted endpoint"), "{reason}"),
         other => panic!("expected the host to refuse, got {other:?}"),
     }
+    // A read goes out with wasi:http itself (the SDK only signs it): refused the same way.
+    match disk.get_bytes(&ctx(&disk), "a.txt", None).await.map(|(info, _)| info) {
+        Err(StorageError::Denied(reason)) => assert!(reason.contains("granted endpoint"), "{reason}"),
+        other => panic!("expected the host to refuse the read, got {other:?}"),
+    }
     // And with no grant at all.
     let grants = stowage_runtime::DriverGrants { config: driver_config(&server, &bucket, None), ..Default::default() };
     let disk = stowage_runtime::Disk::load(&engine, "s3", bytes, grants, stowage_runtime::Limits::default()).unwrap();

@@ -1,5 +1,6 @@
 //! Two hosts under faults: 1 GiB through a web host that keeps nothing on disk, a connection
-//! cut mid-upload and resumed, SIGKILL of the services host, a services host that stops reading.
+//! cut mid-upload and resumed, SIGKILL of the services host, a services host that stops reading,
+//! a client that goes away mid-upload.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -376,4 +377,83 @@ fn a_services_host_that_stops_reading_fails_the_upload_retryably_in_time_and_the
     assert!(head.starts_with("http/1.1 503") && head.lines().any(|l| l.trim_end() == "retry-after: 1"), "{head}");
     assert!(head.contains("x-stowage-error: unavailable"), "{head}");
     assert!(took < Duration::from_secs(20), "the stuck upload failed only after {took:?}");
+}
+
+/// Opens and at once discards an upload session on the services host with `key`: whether one
+/// could be opened (`201`) or the key already holds its share (`429`), as the status.
+fn probe_upload_session(dir: &Path, services: &str, key: &str) -> String {
+    let auth = format!("Authorization: Bearer {key}");
+    let (status, body) = status_and_body(&curl(
+        dir,
+        &["-X", "POST", "-H", &auth, "-w", "\n%{http_code}", &format!("{services}/v1/uploads/default/probe.bin")],
+    ));
+    if status == "201" {
+        let opened: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let location = opened["location"].as_str().unwrap();
+        let o = curl(dir, &["-X", "DELETE", "-H", &auth, "-w", "%{http_code}", &format!("{services}{location}")]);
+        assert_eq!(stdout(&o), "204", "the probe session could not be discarded");
+    }
+    status
+}
+
+/// The remote driver's abort must cut the append still streaming before it discards the
+/// session: the services host holds a session for its append until the body ends or idles out
+/// (60 s), so a discard sent first waits past its own timeout and the session stays for the
+/// hourly sweep.
+#[test]
+fn a_client_that_drops_its_upload_mid_segment_leaves_no_session_on_the_services_host() {
+    let services = tempfile::tempdir().unwrap();
+    let s = services.path();
+    // One session per key: the probe's opens only once the web host's is gone.
+    services_config(s, &format!("dev_mode = true\napi_keys = [\"{KEY}\"]\nlimits = {{ max_uploads_per_key = 1 }}\n"));
+    let server = Server::start(s);
+    let web = tempfile::tempdir().unwrap();
+    let w = web.path();
+    web_config(
+        w,
+        &server.url,
+        &format!(", api_key = {{ env = \"{KEY_ENV}\" }}"),
+        "",
+        &format!("dev_mode = true\napi_keys = [\"{WEB_KEY}\"]\n"),
+    );
+    let web_server = Server::start_with_env(w, &[(KEY_ENV, KEY)]);
+
+    // A 64 MiB PUT to the web host that stops after 20 MiB: in the third 8 MiB segment, whose
+    // append is streaming to the services host when the client goes away.
+    let authority = web_server.url.strip_prefix("http://").unwrap();
+    let mut client = TcpStream::connect(authority).unwrap();
+    write!(
+        client,
+        "PUT /v1/objects/default/big.bin HTTP/1.1\r\nHost: {authority}\r\nAuthorization: Bearer {WEB_KEY}\r\nContent-Length: {}\r\n\r\n",
+        64u64 << 20
+    )
+    .unwrap();
+    let mib = vec![7u8; 1 << 20];
+    for _ in 0..20 {
+        client.write_all(&mib).unwrap();
+    }
+    let started = Instant::now();
+    while bytes_under(&s.join("data")) < 18 << 20 {
+        assert!(started.elapsed() < Duration::from_secs(60), "the third segment never reached the services host");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(probe_upload_session(s, &server.url, KEY), "429", "the probe does not see the web host's session");
+
+    drop(client);
+    let cut = Instant::now();
+    loop {
+        match probe_upload_session(s, &server.url, KEY).as_str() {
+            "201" => break,
+            "429" => {}
+            other => panic!("the probe got {other}"),
+        }
+        assert!(
+            cut.elapsed() < Duration::from_secs(5),
+            "the services host still holds the dropped upload's session {:?} after the client went away",
+            cut.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Its bytes went with it.
+    assert_eq!(bytes_under(&s.join("data")), 0, "the dropped upload left bytes on the services host");
 }

@@ -55,7 +55,9 @@ pub fn code_for(e: &anyhow::Error) -> u8 {
     if e.downcast_ref::<crate::cmd::plugin_test::CannotTest>().is_some() {
         return INVALID;
     }
-    if let Some(StartError::Config(_) | StartError::Wiring { .. }) = e.downcast_ref::<StartError>() {
+    if let Some(StartError::Config(_) | StartError::Wiring { .. } | StartError::Policy { .. }) =
+        e.downcast_ref::<StartError>()
+    {
         return INVALID;
     }
     if e.downcast_ref::<stowage_runtime::ConfigError>().is_some()

@@ -13,37 +13,26 @@
 //! recorded there, and for requests that name a disk directly), `record` (default
 //! `put,get,delete`: what is recorded on other classes), `record_reads` (default `true`;
 //! `false` leaves reads out of `record`), `temporary_classes` (default `scratch`),
-//! `cleanup_within_secs` (default 7200: scratch files are due for deletion within two hours). Cohort and file type come from
-//! the request metadata (`cohort`, `file_type`), else from the object's metadata.
+//! `cleanup_within_secs` (0 to a year, default 7200: scratch files are due for deletion within
+//! two hours). A value it cannot use (an operation it does not know, a number that is not
+//! one) keeps the host from starting, naming the key. Cohort and file type come from the
+//! request metadata (`cohort`, `file_type`), else from the object's metadata.
 
 use std::sync::OnceLock;
 
-use stowage_plugin_sdk::config_list;
+use stowage_plugin_sdk::Describe;
 use stowage_plugin_sdk::policy::exports::stowage::storage::policy_hooks::{
     Decision, Guest, HookInterests, OperationOutcome, OperationRequest, OperationSet, Phase,
 };
-use stowage_plugin_sdk::policy::stowage::storage::config;
 use stowage_plugin_sdk::policy::stowage::storage::ledger::{TrackingRecord, append};
 use stowage_plugin_sdk::policy::stowage::storage::log::{Level, log};
-use stowage_plugin_sdk::policy::stowage::storage::types::{Capabilities, Error, Operation};
+use stowage_plugin_sdk::policy::stowage::storage::types::{Capabilities, Operation};
+use stowage_plugin_sdk::settings::{ConfigError, policy_config, refuse};
 
 struct PhiTracking;
 
 fn lookup(pairs: &[(String, String)], keys: &[&str]) -> Option<String> {
     pairs.iter().find(|(k, _)| keys.contains(&k.as_str())).map(|(_, v)| v.clone())
-}
-
-fn error_text(e: &Error) -> String {
-    match e {
-        Error::NotFound(p) => format!("not found: {p}"),
-        Error::AlreadyExists(p) => format!("already exists: {p}"),
-        Error::Denied(r) => format!("denied: {r}"),
-        Error::InvalidPath(r) => format!("invalid path: {r}"),
-        Error::InvalidRange(r) => format!("invalid range: {r}"),
-        Error::Unsupported(r) => format!("unsupported: {r}"),
-        Error::Unavailable(u) => format!("unavailable: {}", u.reason),
-        Error::Io(r) => format!("i/o error: {r}"),
-    }
 }
 
 /// The policy's config, read once per instance (it cannot change while the instance lives).
@@ -67,44 +56,53 @@ fn operation_bit(op: Operation) -> OperationSet {
     }
 }
 
-fn operation_set(names: &[String]) -> OperationSet {
-    let mut set = OperationSet::empty();
-    for name in names {
-        let op = match name.as_str() {
-            "put" => OperationSet::PUT,
-            "get" => OperationSet::GET,
-            "stat" => OperationSet::STAT,
-            "exists" => OperationSet::EXISTS,
-            "list" => OperationSet::LIST,
-            "delete" => OperationSet::DELETE,
-            "url" => OperationSet::URL,
-            other => {
-                log(
-                    Level::Warn,
-                    &format!("phi-tracking: `record` names `{other}`, which is not an operation; ignored"),
-                );
-                OperationSet::empty()
-            }
-        };
-        set = set | op;
-    }
-    set
-}
+/// The longest `cleanup_within_secs`: a year.
+const MAX_CLEANUP_SECS: u64 = 365 * 86_400;
 
-fn settings() -> &'static Settings {
-    static SETTINGS: OnceLock<Settings> = OnceLock::new();
-    SETTINGS.get_or_init(|| {
-        let mut record = operation_set(&config_list(&config::get("record").unwrap_or_else(|| "put,get,delete".into())));
-        if config::get("record_reads").is_some_and(|v| v == "false") {
+impl Settings {
+    fn load() -> Result<Settings, ConfigError> {
+        let config = policy_config("phi-tracking policy");
+        let mut record = OperationSet::empty();
+        for name in config.list_or("record", "put,get,delete") {
+            record = record
+                | operation_named(&name).ok_or_else(|| {
+                    config.error(
+                        "record",
+                        &format!(
+                            "names `{name}`, which is not an operation (put, get, stat, exists, list, delete, url)"
+                        ),
+                    )
+                })?;
+        }
+        if !config.boolean("record_reads", true)? {
             record = OperationSet::from_bits_retain(record.bits() & !OperationSet::GET.bits());
         }
-        Settings {
-            temporary_classes: config_list(&config::get("temporary_classes").unwrap_or_else(|| "scratch".into())),
-            cleanup_within_secs: config::get("cleanup_within_secs").and_then(|v| v.parse().ok()).unwrap_or(7200),
-            phi_classes: config_list(&config::get("phi_classes").unwrap_or_else(|| "scratch,submission".into())),
+        Ok(Settings {
+            temporary_classes: config.list_or("temporary_classes", "scratch"),
+            cleanup_within_secs: config.number("cleanup_within_secs", 7200, 0..=MAX_CLEANUP_SECS)?,
+            phi_classes: config.list_or("phi_classes", "scratch,submission"),
             record,
-        }
+        })
+    }
+}
+
+fn operation_named(name: &str) -> Option<OperationSet> {
+    Some(match name {
+        "put" => OperationSet::PUT,
+        "get" => OperationSet::GET,
+        "stat" => OperationSet::STAT,
+        "exists" => OperationSet::EXISTS,
+        "list" => OperationSet::LIST,
+        "delete" => OperationSet::DELETE,
+        "url" => OperationSet::URL,
+        _ => return None,
     })
+}
+
+/// The settings; a bad value stops the policy (in `interests`, so the host does not start).
+fn settings() -> &'static Settings {
+    static SETTINGS: OnceLock<Settings> = OnceLock::new();
+    SETTINGS.get_or_init(|| Settings::load().unwrap_or_else(|e| refuse(&e)))
 }
 
 impl Guest for PhiTracking {
@@ -166,7 +164,7 @@ impl Guest for PhiTracking {
             size: outcome.size,
             sha256: outcome.sha256.clone(),
             metadata: request.object_metadata.clone(),
-            error: outcome.error.as_ref().map(error_text),
+            error: outcome.error.as_ref().map(|e| Describe(e).to_string()),
             cleanup_required,
             cleanup_within_secs: cleanup_required.then_some(settings.cleanup_within_secs),
             request_id: ctx.request_id.clone(),

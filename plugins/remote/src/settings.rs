@@ -42,10 +42,10 @@ impl Settings {
         } else if let Some(rest) = endpoint.strip_prefix("http://") {
             (false, rest)
         } else {
-            return Err(config.error("endpoint", "must start with https:// (or http:// in development)"));
+            return Err(config.error("endpoint", "must start with https:// (or http:// in development)").into());
         };
         if authority.is_empty() || authority.contains(['/', '@', '?', '#']) {
-            return Err(config.error("endpoint", "must be an origin only: scheme, host and port"));
+            return Err(config.error("endpoint", "must be an origin only: scheme, host and port").into());
         }
         Ok(Settings {
             https,

@@ -11,6 +11,7 @@
 //! If the services host loses the session itself (it restarted), the bytes before the current
 //! segment are gone from both sides: the write fails as retryable, for the client to send again.
 
+use stowage_plugin_sdk::Describe;
 use stowage_plugin_sdk::driver::stowage::storage::log::{Level, log};
 use stowage_plugin_sdk::driver::stowage::storage::types::{Digest, Error, ObjectInfo, Unavailable, WriteOptions};
 use stowage_plugin_sdk::parts::{Part, PartHooks, PartWriter};
@@ -145,7 +146,7 @@ impl PartHooks for RemoteParts {
             Err(f) => {
                 // The services host discards idle sessions itself after an hour.
                 let e = from_failure(self.op("discard the upload of"), f);
-                log(Level::Warn, &format!("an unfinished upload could not be discarded: {e:?}"));
+                log(Level::Warn, &format!("an unfinished upload could not be discarded: {}", Describe(&e)));
                 Err(e)
             }
         }

@@ -11,13 +11,12 @@
 
 use std::sync::OnceLock;
 
-use stowage_plugin_sdk::config_list;
 use stowage_plugin_sdk::policy::exports::stowage::storage::policy_hooks::{
     Decision, Guest, HookInterests, OperationOutcome, OperationRequest, OperationSet,
 };
-use stowage_plugin_sdk::policy::stowage::storage::config;
 use stowage_plugin_sdk::policy::stowage::storage::log::{Level, log};
 use stowage_plugin_sdk::policy::stowage::storage::types::{Capabilities, ServerRole};
+use stowage_plugin_sdk::settings::policy_config;
 
 struct RolePolicy;
 
@@ -30,10 +29,10 @@ struct Settings {
 fn settings() -> &'static Settings {
     static SETTINGS: OnceLock<Settings> = OnceLock::new();
     SETTINGS.get_or_init(|| {
-        let list = |key: &str, default: &str| config_list(&config::get(key).unwrap_or_else(|| default.to_string()));
+        let config = policy_config("role-policy policy");
         Settings {
-            phi_classes: list("phi_classes", "scratch,submission"),
-            remote_drivers: list("remote_drivers", "remote"),
+            phi_classes: config.list_or("phi_classes", "scratch,submission"),
+            remote_drivers: config.list_or("remote_drivers", "remote"),
         }
     })
 }

@@ -3,6 +3,7 @@
 
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use stowage_plugin_sdk::driver::stowage::storage::types::Error;
+use stowage_plugin_sdk::wasip2::http::types::ErrorCode;
 
 /// What was being done, for the message.
 pub struct Op<'a> {
@@ -19,6 +20,21 @@ pub fn host_refused(disk: &str) -> Error {
 }
 
 pub use stowage_plugin_sdk::unavailable;
+
+/// Whether a request the SDK could not send was refused by the host: wasi:http's
+/// `HttpRequestDenied`, the host's answer to a request outside the disk's granted endpoint.
+///
+/// Told by its text, as no typed path reaches the code: aws-smithy-wasm 0.2 sends with wstd,
+/// whose errors are `anyhow::Error`, and boxes them into the `ConnectorError` with
+/// `into_boxed_dyn_error`. The box holds anyhow's private wrapper of the `ErrorCode`: it cannot
+/// be downcast to `ErrorCode`, and its `source()` skips the code (it forwards to the code's own
+/// source, none). Its text is the code's, so each error along `source()` is compared with the
+/// text of `ErrorCode::HttpRequestDenied` itself. (The reader sends with wasi:http directly and
+/// matches the code.)
+fn refused_by_host(failure: &(dyn std::error::Error + 'static)) -> bool {
+    let denied = ErrorCode::HttpRequestDenied.to_string();
+    std::iter::successors(Some(failure), |e| e.source()).any(|e| e.to_string() == denied)
+}
 
 /// Maps an HTTP status and S3 error code (from an SDK error or a raw response).
 pub fn from_status(op: &Op<'_>, status: u16, code: Option<&str>, message: Option<&str>) -> Error {
@@ -57,13 +73,11 @@ where
         SdkError::TimeoutError(_) => {
             unavailable(format!("disk `{}`: the S3 server did not answer in time ({} `{}`)", op.disk, op.what, op.path))
         }
-        SdkError::DispatchFailure(failure) => {
-            let text = format!("{:?}", failure);
-            if text.contains("HttpRequestDenied") {
-                host_refused(op.disk)
-            } else {
-                unavailable(format!("disk `{}`: cannot reach the S3 server to {} `{}`", op.disk, op.what, op.path))
-            }
+        SdkError::DispatchFailure(failure) if failure.as_connector_error().is_some_and(|c| refused_by_host(c)) => {
+            host_refused(op.disk)
+        }
+        SdkError::DispatchFailure(_) => {
+            unavailable(format!("disk `{}`: cannot reach the S3 server to {} `{}`", op.disk, op.what, op.path))
         }
         SdkError::ResponseError(_) => unavailable(format!(
             "disk `{}`: the S3 server's answer to {} `{}` was cut short",
@@ -94,9 +108,13 @@ impl RawStatus for aws_sdk_s3::config::http::HttpResponse {
 mod tests {
     use super::*;
 
+    use aws_sdk_s3::config::http::HttpResponse;
+    use aws_sdk_s3::error::ConnectorError;
+    use aws_sdk_s3::operation::get_object::GetObjectError;
+    use stowage_plugin_sdk::retryable;
+
     /// What an error must be.
     type Check = fn(&Error) -> bool;
-    use stowage_plugin_sdk::retryable;
 
     #[test]
     fn each_status_and_code_maps_to_its_contract_error() {
@@ -121,6 +139,30 @@ mod tests {
             let e = from_status(&op, *status, *code, Some("why"));
             assert!(expected(&e), "{status} {code:?} became {e:?}");
         }
+    }
+
+    /// A failure to send, boxed as aws-smithy-wasm boxes wstd's: an `anyhow::Error`, turned
+    /// into the connector error's source with `into`.
+    fn not_sent(code: ErrorCode) -> SdkError<GetObjectError, HttpResponse> {
+        let source = anyhow::Error::from(code).into();
+        SdkError::dispatch_failure(ConnectorError::other(source, None))
+    }
+
+    #[test]
+    fn a_request_the_host_refused_is_denied_and_one_that_could_not_connect_may_be_retried() {
+        let op = Op { disk: "d", path: "p", what: "read" };
+        let e = from_sdk(&op, not_sent(ErrorCode::HttpRequestDenied));
+        assert!(matches!(&e, Error::Denied(m) if m.contains("not the disk's granted endpoint")), "{e:?}");
+        let e = from_sdk(&op, not_sent(ErrorCode::ConnectionRefused));
+        assert!(retryable(&e) && matches!(&e, Error::Unavailable(u) if u.reason.contains("cannot reach")), "{e:?}");
+        // Why by text: nothing along `source()` downcasts to the code. If this fails, a typed
+        // match has become possible.
+        let SdkError::DispatchFailure(failure) = not_sent(ErrorCode::HttpRequestDenied) else { unreachable!() };
+        let connector: &(dyn std::error::Error + 'static) = failure.as_connector_error().unwrap();
+        assert!(
+            std::iter::successors(Some(connector), |e| e.source()).all(|e| e.downcast_ref::<ErrorCode>().is_none()),
+            "the code can be downcast now: match it instead of its text"
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use stowage_plugin_sdk::driver::exports::stowage::storage::store::GuestReader;
 use stowage_plugin_sdk::driver::stowage::storage::types::{ByteRange, Error, ObjectInfo};
 use stowage_plugin_sdk::wasip2::http::outgoing_handler;
 use stowage_plugin_sdk::wasip2::http::types::{
-    Fields, IncomingBody, IncomingResponse, Method, OutgoingRequest, Scheme,
+    ErrorCode, Fields, IncomingBody, IncomingResponse, Method, OutgoingRequest, Scheme,
 };
 use stowage_plugin_sdk::wasip2::io::streams::{InputStream, StreamError};
 
@@ -64,11 +64,11 @@ pub fn open(disk: &str, path: &str, range: Option<ByteRange>) -> Result<(S3Reade
     if !set {
         return Err(Error::Io("cannot build the read request".into()));
     }
-    let pending = outgoing_handler::handle(request, None).map_err(|e| transport(disk, path, &format!("{e:?}")))?;
+    let pending = outgoing_handler::handle(request, None).map_err(|e| transport(disk, path, &e))?;
     pending.subscribe().block();
     let response = match pending.get() {
         Some(Ok(Ok(response))) => response,
-        Some(Ok(Err(e))) => return Err(transport(disk, path, &format!("{e:?}"))),
+        Some(Ok(Err(e))) => return Err(transport(disk, path, &e)),
         _ => return Err(unavailable(format!("disk `{disk}`: no answer to the read of `{path}`"))),
     };
     let status = response.status();
@@ -94,11 +94,11 @@ pub fn open(disk: &str, path: &str, range: Option<ByteRange>) -> Result<(S3Reade
     Ok((S3Reader { stream: RefCell::new(Some(stream)), _body: Some(body), _response: Some(response) }, info))
 }
 
-fn transport(disk: &str, path: &str, detail: &str) -> Error {
-    if detail.contains("HttpRequestDenied") {
-        host_refused(disk)
-    } else {
-        unavailable(format!("disk `{disk}`: cannot reach the S3 server to read `{path}` ({detail})"))
+/// A read that could not be sent: refused by the host, or the server could not be reached.
+fn transport(disk: &str, path: &str, code: &ErrorCode) -> Error {
+    match code {
+        ErrorCode::HttpRequestDenied => host_refused(disk),
+        _ => unavailable(format!("disk `{disk}`: cannot reach the S3 server to read `{path}` ({code:?})")),
     }
 }
 

@@ -39,7 +39,8 @@ impl Settings {
             return Err(config.error(
                 "part_size_mib",
                 &format!("must be {MIN_PART_MIB} (S3's smallest part) to {MAX_PART_MIB}; the plugin's memory_mib must hold about two parts"),
-            ));
+            )
+            .into());
         }
         let mut prefix = config.text("prefix").unwrap_or_default();
         if !prefix.is_empty() && !prefix.ends_with('/') {

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use stowage_plugin_sdk::Describe;
 use stowage_plugin_sdk::driver::stowage::storage::log::{Level, log};
 use stowage_plugin_sdk::driver::stowage::storage::types::{Digest, Error, ObjectInfo, WriteOptions};
 use stowage_plugin_sdk::parts::{Part, PartHooks, PartWriter};
@@ -174,7 +175,10 @@ impl PartHooks for S3Parts {
         .map_err(|e| from_sdk(&self.op("abort the upload of"), e));
         if let Err(e) = &r {
             // Its parts stay on the server until a bucket lifecycle rule removes them.
-            log(Level::Error, &format!("disk `{}`: an unfinished upload could not be aborted: {e:?}", self.disk));
+            log(
+                Level::Error,
+                &format!("disk `{}`: an unfinished upload could not be aborted: {}", self.disk, Describe(e)),
+            );
         }
         r
     }

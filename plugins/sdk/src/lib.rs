@@ -18,8 +18,11 @@
 pub use stowage_path as path;
 pub use wasip2;
 
+mod describe;
 pub mod parts;
 pub mod settings;
+
+pub use describe::Describe;
 
 /// Bindings for the `driver` world.
 pub mod driver {

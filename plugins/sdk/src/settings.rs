@@ -1,10 +1,32 @@
-//! Reading a plugin's config values (`[disks.NAME] config = { ... }`), with one message style for
-//! every plugin: `WHO config `KEY` must be ...`. The host hands values over as strings; this
-//! parses them once, at load, so a typo fails with its key and what it should be.
+//! Reading a plugin's config values (`[disks.NAME] config = { ... }`, `[[policies]] config =
+//! { ... }`), with one message style for every plugin: `WHO config `KEY` must be ...`. The host
+//! hands values over as strings; this parses them once, at load, so a typo fails with its key
+//! and what it should be.
+//!
+//! A driver returns the [`ConfigError`] from its operations (as an `io` error). A policy has
+//! no error to return from its hooks: it reads its config in `interests`, the host's first
+//! call (made when the host starts), and [`refuse`]s a bad value, so the host does not start
+//! and says why.
+//!
+//! ```text
+//! let config = policy_config("my-policy policy");
+//! let within = config.number("within_secs", 7200, 0..=86_400).unwrap_or_else(|e| refuse(&e));
+//! ```
 
 use std::ops::RangeInclusive;
 
 use crate::driver::stowage::storage::types::Error;
+
+/// A config value that is missing or unusable: `WHO config `KEY` WHY`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+impl From<ConfigError> for Error {
+    fn from(e: ConfigError) -> Error {
+        Error::Io(e.0)
+    }
+}
 
 /// A plugin's config values under the name its messages use (e.g. `s3 driver`).
 pub struct ConfigReader<F> {
@@ -17,6 +39,20 @@ pub fn driver_config(who: &'static str) -> ConfigReader<fn(&str) -> Option<Strin
     ConfigReader::new(who, crate::driver::stowage::storage::config::get)
 }
 
+/// The config of this policy instance, named `who` in messages.
+pub fn policy_config(who: &'static str) -> ConfigReader<fn(&str) -> Option<String>> {
+    ConfigReader::new(who, crate::policy::stowage::storage::config::get)
+}
+
+/// Stops a policy whose config is unusable: logs `e` as an error and traps. Called from
+/// `interests`, it keeps the host from starting, and the host's refusal quotes `e` (the last
+/// error the policy logged). A policy's hooks have no error to return, hence the trap.
+pub fn refuse(e: &ConfigError) -> ! {
+    use crate::policy::stowage::storage::log::{Level, log};
+    log(Level::Error, &e.0);
+    std::process::abort()
+}
+
 impl<F: Fn(&str) -> Option<String>> ConfigReader<F> {
     /// Values from `get`, named `who` in messages.
     pub fn new(who: &'static str, get: F) -> ConfigReader<F> {
@@ -24,8 +60,8 @@ impl<F: Fn(&str) -> Option<String>> ConfigReader<F> {
     }
 
     /// The error for `key`: `WHO config `KEY` WHY`.
-    pub fn error(&self, key: &str, why: &str) -> Error {
-        Error::Io(format!("{} config `{key}` {why}", self.who))
+    pub fn error(&self, key: &str, why: &str) -> ConfigError {
+        ConfigError(format!("{} config `{key}` {why}", self.who))
     }
 
     /// `key`'s value, trimmed; none if it is missing or blank.
@@ -34,12 +70,12 @@ impl<F: Fn(&str) -> Option<String>> ConfigReader<F> {
     }
 
     /// `key`'s value, which must be there; `what` says what it is, for the message.
-    pub fn required(&self, key: &str, what: &str) -> Result<String, Error> {
+    pub fn required(&self, key: &str, what: &str) -> Result<String, ConfigError> {
         self.text(key).ok_or_else(|| self.error(key, &format!("is required ({what})")))
     }
 
     /// A whole number in `range`, `default` when missing.
-    pub fn number(&self, key: &str, default: u64, range: RangeInclusive<u64>) -> Result<u64, Error> {
+    pub fn number(&self, key: &str, default: u64, range: RangeInclusive<u64>) -> Result<u64, ConfigError> {
         let value = match self.text(key) {
             None => default,
             Some(v) => v.parse().map_err(|_| self.error(key, &format!("must be a whole number, not `{v}`")))?,
@@ -51,7 +87,7 @@ impl<F: Fn(&str) -> Option<String>> ConfigReader<F> {
     }
 
     /// `true` or `false` (any case), `default` when missing.
-    pub fn boolean(&self, key: &str, default: bool) -> Result<bool, Error> {
+    pub fn boolean(&self, key: &str, default: bool) -> Result<bool, ConfigError> {
         match self.text(key) {
             None => Ok(default),
             Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
@@ -62,7 +98,13 @@ impl<F: Fn(&str) -> Option<String>> ConfigReader<F> {
 
     /// A list: `a,b` or a TOML array; empty when missing.
     pub fn list(&self, key: &str) -> Vec<String> {
-        self.text(key).map(|v| crate::config_list(&v)).unwrap_or_default()
+        self.list_or(key, "")
+    }
+
+    /// A list, `default` (written the same way) when the key is missing; a key given with an
+    /// empty value is an empty list.
+    pub fn list_or(&self, key: &str, default: &str) -> Vec<String> {
+        crate::config_list(&(self.get)(key).unwrap_or_else(|| default.to_string()))
     }
 }
 
@@ -76,11 +118,8 @@ mod tests {
         })
     }
 
-    fn message(e: Error) -> String {
-        match e {
-            Error::Io(m) => m,
-            other => panic!("not an io error: {other:?}"),
-        }
+    fn message(e: ConfigError) -> String {
+        e.to_string()
     }
 
     #[test]
@@ -120,5 +159,15 @@ mod tests {
         assert_eq!(r.required("n", "x").unwrap(), "12");
         assert_eq!(r.list("l"), vec!["a".to_string(), "b".to_string()]);
         assert!(r.list("missing").is_empty());
+        assert_eq!(r.list_or("missing", "x, y"), vec!["x".to_string(), "y".to_string()]);
+        assert!(r.list_or("blank", "x").is_empty(), "a key given empty is an empty list");
+        assert_eq!(r.list_or("l", "x"), vec!["a".to_string(), "b".to_string()]);
+    }
+
+    #[test]
+    fn a_driver_returns_a_config_error_as_an_io_error() {
+        let r = reader(&[]);
+        let e: Error = r.required("bucket", "the bucket").unwrap_err().into();
+        assert!(matches!(&e, Error::Io(m) if m == "test driver config `bucket` is required (the bucket)"), "{e:?}");
     }
 }

@@ -1,5 +1,6 @@
 //! `stowage:storage/log`: a plugin's messages go to the host's `tracing`, under the
-//! `stowage::plugin` target with the plugin's name.
+//! `stowage::plugin` target with the plugin's name. The last error it logged is kept (its
+//! first KiB), so a refusal to start can quote the plugin's own reason.
 
 use crate::bindings::driver::stowage::storage::log;
 use crate::state::PluginState;
@@ -13,6 +14,15 @@ impl log::Host for PluginState {
             log::Level::Info => tracing::info!(target: "stowage::plugin", plugin, "{message}"),
             log::Level::Warn => tracing::warn!(target: "stowage::plugin", plugin, "{message}"),
             log::Level::Error => tracing::error!(target: "stowage::plugin", plugin, "{message}"),
+        }
+        if let log::Level::Error = level {
+            let mut message = message;
+            let mut end = message.len().min(1024);
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+            self.last_error = Some(message);
         }
     }
 }

@@ -112,12 +112,38 @@ impl Policy {
             .await
     }
 
+    /// Asks the policy for its interests as the host starts, and keeps them. A policy that
+    /// cannot answer does not start: `Err` says why, in the policy's own words when it logged
+    /// an error before it failed (as a policy that refuses its config does).
+    pub async fn ready(&self) -> Result<Interests, String> {
+        match self.ask_interests().await {
+            Ok(interests) => {
+                // Asked twice at once, the first answer is kept: the same one.
+                let _ = self.interests.set(interests);
+                Ok(interests)
+            }
+            Err((_, Some(said))) => Err(said),
+            Err((e, None)) => Err(format!("it failed while declaring its interests: {e}")),
+        }
+    }
+
     /// Asks the policy for its interests (uncached); a fault is an error.
     pub async fn declared_interests(&self) -> Result<Interests, StorageError> {
-        let mut lease = self.pool.lease().await?;
-        let (store, policy) = lease.begin()?;
+        self.ask_interests().await.map_err(|(e, _)| e)
+    }
+
+    /// Asks the policy for its interests; a fault is an error, with the last error the policy
+    /// logged during the call.
+    async fn ask_interests(&self) -> Result<Interests, (StorageError, Option<String>)> {
+        let mut lease = self.pool.lease().await.map_err(|e| (e, None))?;
+        let (store, policy) = lease.begin().map_err(|e| (e, None))?;
+        store.data_mut().take_last_error();
         let r = crate::pool::bounded(store.data().deadline, policy.call_interests(store)).await;
-        let wit = lease.end_infallible(r)?;
+        let said = match &r {
+            Ok(_) => None,
+            Err(_) => lease.store().ok().and_then(|store| store.data_mut().take_last_error()),
+        };
+        let wit = lease.end_infallible(r).map_err(|e| (e, said))?;
         Ok(Interests {
             check: convert::operation_set_from_wit(wit.check),
             observe: convert::operation_set_from_wit(wit.observe),

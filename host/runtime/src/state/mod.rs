@@ -57,6 +57,9 @@ pub struct PluginState {
     /// For a policy's `observe` call: what the host stamps on its ledger records, and what
     /// they were.
     pub(crate) audit: Option<Arc<std::sync::Mutex<crate::policy::types::CallAudit>>>,
+    /// The last error the plugin logged (its first KiB): a policy that refuses its config
+    /// logs why before it traps, and the host's refusal to start quotes it.
+    pub(crate) last_error: Option<String>,
 }
 
 impl PluginState {
@@ -87,6 +90,7 @@ impl PluginState {
             grants,
             deadline: Instant::now(),
             audit: None,
+            last_error: None,
         })
     }
 
@@ -98,5 +102,10 @@ impl PluginState {
     /// The limiter to install on the store.
     pub fn limiter(&mut self) -> &mut dyn wasmtime::ResourceLimiter {
         &mut self.limiter
+    }
+
+    /// The last error the plugin logged since this was last asked.
+    pub(crate) fn take_last_error(&mut self) -> Option<String> {
+        self.last_error.take()
     }
 }

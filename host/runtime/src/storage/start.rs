@@ -75,6 +75,14 @@ pub enum StartError {
         /// What the disk declares.
         declared: crate::types::Capabilities,
     },
+    /// A policy could not start: it refused its config, or failed to declare its interests.
+    #[error("policy `{policy}` cannot start: {reason}")]
+    Policy {
+        /// The policy.
+        policy: String,
+        /// Why, in the policy's words when it said.
+        reason: String,
+    },
     /// A disk's granted directory could not be created.
     #[error("disk `{disk}`: granted directory {}: {reason}", dir.display())]
     GrantDir {
@@ -207,12 +215,17 @@ impl Storage {
     }
 
     /// Checks that every disk declares the driver capabilities the policies need (policies
-    /// guard every disk). Asks each policy its interests and, if any needs something, each
-    /// disk its capabilities (once).
+    /// guard every disk). Asks each policy its interests (one that cannot answer, or refuses
+    /// its config, stops the start) and, if any needs something, each disk its capabilities
+    /// (once).
     pub async fn check_wiring(&self) -> Result<(), StartError> {
         let mut declared_by: BTreeMap<&str, crate::types::Capabilities> = BTreeMap::new();
         for policy in self.pipeline.policies() {
-            let needs = policy.interests().await.needs;
+            let needs = policy
+                .ready()
+                .await
+                .map_err(|reason| StartError::Policy { policy: policy.name().to_string(), reason })?
+                .needs;
             let wanted = needs.names();
             if wanted.is_empty() {
                 continue;
