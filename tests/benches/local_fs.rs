@@ -22,7 +22,7 @@ use bytes::Bytes;
 use sha2::Digest;
 use stowage_runtime::{Disk, Limits, PluginEngine, WriteOptions};
 use stowage_tests::bench::{per_sec, section, small_op_count};
-use stowage_tests::{block, ctx, local_disk};
+use stowage_tests::{block, ctx, local_disk, object_path};
 use wasmtime::component::Component;
 
 const CHUNK: usize = 1 << 20;
@@ -117,7 +117,7 @@ fn native_write(root: &Path, chunk: &Bytes, mib: u64, hash: bool) -> Times {
 async fn wasm_write(disk: &Disk, chunk: &Bytes, mib: u64) -> Times {
     let c = ctx(disk);
     let start = Instant::now();
-    let mut w = disk.writer(&c, "big.bin", &WriteOptions::default()).await.expect("writer");
+    let mut w = disk.writer(&c, &object_path("big.bin"), &WriteOptions::default()).await.expect("writer");
     for _ in 0..mib {
         w.write(chunk.clone()).await.expect("write");
     }
@@ -145,7 +145,7 @@ fn native_read(root: &Path) -> (Duration, u64) {
 async fn wasm_read(disk: &Disk) -> (Duration, u64) {
     let c = ctx(disk);
     let start = Instant::now();
-    let mut r = disk.reader(&c, "big.bin", None).await.expect("reader");
+    let mut r = disk.reader(&c, &object_path("big.bin"), None).await.expect("reader");
     let mut n = 0u64;
     while let Some(chunk) = r.next_chunk(CHUNK).await.expect("read") {
         n += chunk.len() as u64;
@@ -207,7 +207,7 @@ async fn streaming(disk: &Disk, native_root: &Path, mib: u64) {
     println!("wasm local-fs                      {:>8.2} GiB/s", gib_s(bytes, wr));
     println!("ratio wasm / native: {:.2}x", nr.as_secs_f64() / wr.as_secs_f64());
     let _ = std::fs::remove_file(native_root.join("big.bin"));
-    let _ = disk.delete(&ctx(disk), "big.bin").await;
+    let _ = disk.delete(&ctx(disk), &object_path("big.bin")).await;
 }
 
 /// The local-fs on-disk protocol, natively: object + JSON sidecar, both durable.
@@ -282,7 +282,7 @@ async fn small_ops(disk: &Disk, native_root: &Path) {
     let nat_put = time(&mut || names.iter().for_each(|n| native_same::put(native_root, n, &data)));
     let start = Instant::now();
     for n in &names {
-        disk.put_bytes(&c, n, data.clone(), &WriteOptions::default()).await.expect("put");
+        disk.put_bytes(&c, &object_path(n), data.clone(), &WriteOptions::default()).await.expect("put");
     }
     let wasm_put = start.elapsed();
     row("put", wasm_put, nat_put, raw_put);
@@ -299,7 +299,7 @@ async fn small_ops(disk: &Disk, native_root: &Path) {
     });
     let start = Instant::now();
     for n in &names {
-        std::hint::black_box(disk.get_bytes(&c, n, None).await.expect("get"));
+        std::hint::black_box(disk.get_bytes(&c, &object_path(n), None).await.expect("get"));
     }
     let wasm_get = start.elapsed();
     row("get", wasm_get, nat_get, raw_get);
@@ -316,7 +316,7 @@ async fn small_ops(disk: &Disk, native_root: &Path) {
     });
     let start = Instant::now();
     for n in &names {
-        std::hint::black_box(disk.stat(&c, n).await.expect("stat"));
+        std::hint::black_box(disk.stat(&c, &object_path(n)).await.expect("stat"));
     }
     let wasm_stat = start.elapsed();
     row("stat", wasm_stat, nat_stat, raw_stat);
@@ -372,11 +372,11 @@ async fn cold_start(engine: &PluginEngine, root: &Path) {
         let disk = Disk::from_component(engine, "cold", &component, grants.clone(), Limits::default()).expect("link");
         let c = ctx(&disk);
         let start = Instant::now();
-        disk.exists(&c, "x").await.expect("exists");
+        disk.exists(&c, &object_path("x")).await.expect("exists");
         first = first.min(start.elapsed());
         let start = Instant::now();
         for _ in 0..100 {
-            disk.exists(&c, "x").await.expect("exists");
+            disk.exists(&c, &object_path("x")).await.expect("exists");
         }
         warm = warm.min(start.elapsed() / 100);
         let start = Instant::now();

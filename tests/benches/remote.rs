@@ -18,7 +18,7 @@ use bytes::Bytes;
 use stowage_runtime::http::{Endpoint, Outbound};
 use stowage_runtime::{Disk, DriverGrants, Limits, PluginEngine, Storage, WriteOptions};
 use stowage_tests::bench::{per_sec, section, work_dir};
-use stowage_tests::ctx;
+use stowage_tests::{ctx, object_path};
 
 const KEY: &str = "bench-key-0123456789abcdef0123456789abcdef";
 const CHUNK: usize = 1 << 20;
@@ -90,14 +90,15 @@ type UpDown = (Duration, Duration);
 async fn remote_round(disk: &Disk, chunk: &Bytes, mib: usize) -> UpDown {
     // The remote driver: 1 MiB chunks from memory, as a web host gets them from its client.
     let start = Instant::now();
-    let mut w = disk.writer(&ctx(disk), "bench/remote.bin", &WriteOptions::default()).await.expect("writer");
+    let mut w =
+        disk.writer(&ctx(disk), &object_path("bench/remote.bin"), &WriteOptions::default()).await.expect("writer");
     for _ in 0..mib {
         w.write(chunk.clone()).await.expect("write");
     }
     w.finish().await.expect("finish");
     let up = start.elapsed();
     let start = Instant::now();
-    let mut r = disk.reader(&ctx(disk), "bench/remote.bin", None).await.expect("reader");
+    let mut r = disk.reader(&ctx(disk), &object_path("bench/remote.bin"), None).await.expect("reader");
     let mut got = 0;
     while let Some(c) = r.next_chunk(CHUNK).await.expect("read") {
         got += c.len();
@@ -254,7 +255,7 @@ async fn small(disk: &Disk, url: &str) {
             let (disk, body) = (disk.clone(), body.clone());
             tokio::spawn(async move {
                 for i in 0..per_client {
-                    let path = format!("small/r{c}-{i}");
+                    let path = object_path(&format!("small/r{c}-{i}"));
                     let mut w = disk.writer(&ctx(&disk), &path, &WriteOptions::default()).await.expect("writer");
                     w.write(body.clone()).await.expect("write");
                     w.finish().await.expect("finish");

@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use stowage_runtime::{Disk, PluginEngine, WriteOptions};
-use stowage_tests::ctx;
 use stowage_tests::s3::aws_sdk_s3::Client;
 use stowage_tests::s3::aws_sdk_s3::primitives::ByteStream;
 use stowage_tests::s3::aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use stowage_tests::s3::{driver_config, fresh_bucket, native_client, native_client_like_the_driver, s3_disk, server};
+use stowage_tests::{ctx, object_path};
 
 const CHUNK: usize = 1 << 20;
 const PART: usize = 8 << 20;
@@ -53,7 +53,7 @@ fn mib_s(bytes: usize, d: Duration) -> f64 {
 
 async fn wasm_put(disk: &Disk, path: &str, chunk: &Bytes, mib: usize) -> Duration {
     let start = Instant::now();
-    let mut w = disk.writer(&ctx(disk), path, &WriteOptions::default()).await.expect("writer");
+    let mut w = disk.writer(&ctx(disk), &object_path(path), &WriteOptions::default()).await.expect("writer");
     for _ in 0..mib {
         w.write(chunk.clone()).await.expect("write");
     }
@@ -109,7 +109,7 @@ async fn native_put(native: &Native, bucket: &str, key: &str, chunk: &Bytes, mib
 
 async fn wasm_get(disk: &Disk, path: &str) -> (Duration, usize) {
     let start = Instant::now();
-    let mut r = disk.reader(&ctx(disk), path, None).await.expect("reader");
+    let mut r = disk.reader(&ctx(disk), &object_path(path), None).await.expect("reader");
     let mut n = 0;
     while let Some(c) = r.next_chunk(CHUNK).await.expect("read") {
         n += c.len();
@@ -181,7 +181,8 @@ async fn small_ops(disk: &Disk, native: &Native, defaults: &Native, bucket: &str
     for round in 0..ROUNDS {
         let start = Instant::now();
         for i in 0..SMALL_OPS {
-            let mut w = disk.writer(&c, &format!("small/w{i}"), &WriteOptions::default()).await.expect("writer");
+            let mut w =
+                disk.writer(&c, &object_path(&format!("small/w{i}")), &WriteOptions::default()).await.expect("writer");
             w.write(data.clone()).await.expect("write");
             w.finish().await.expect("finish");
         }
@@ -207,7 +208,7 @@ async fn small_ops(disk: &Disk, native: &Native, defaults: &Native, bucket: &str
             let start = Instant::now();
             for i in 0..SMALL_OPS {
                 if wasm {
-                    let mut r = disk.reader(&c, &format!("small/w{i}"), None).await.expect("reader");
+                    let mut r = disk.reader(&c, &object_path(&format!("small/w{i}")), None).await.expect("reader");
                     while r.next_chunk(CHUNK).await.expect("read").is_some() {}
                 } else {
                     let o =

@@ -180,7 +180,7 @@ const BUGS: &[Bug] = &[
             (CAPS, "Capabilities::CREATE_ONLY\n    }"),
             (
                 "        if options.create_only {\n            return Err(Error::Unsupported(\"create-only writes\".into()));\n        }",
-                "        if options.create_only && fs::metadata(file_of(&path)).is_ok() {\n            return Err(Error::AlreadyExists(path));\n        }",
+                "        if options.create_only && fs::metadata(file_of(&path)).is_ok() {\n            return Err(Error::AlreadyExists(path.to_string()));\n        }",
             ),
         ],
         fails: &[("write/create-only", "exactly one must win")],

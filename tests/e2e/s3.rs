@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use stowage_runtime::{PluginEngine, StorageError, WriteOptions};
-use stowage_tests::ctx;
 use stowage_tests::s3::aws_sdk_s3::primitives::ByteStream;
 use stowage_tests::s3::reqwest;
 use stowage_tests::s3::{driver_config, fresh_bucket, native_client, s3_disk, server};
+use stowage_tests::{ctx, object_path};
 
 use crate::{stderr, stdout};
 
@@ -146,7 +146,7 @@ async fn aborted_and_abandoned_multipart_writes_leave_nothing_behind() {
     let c = ctx(&disk);
     let chunk = Bytes::from(vec![5u8; 1 << 20]);
     for (path, how) in [("aborted.bin", "abort"), ("dropped.bin", "drop")] {
-        let mut w = disk.writer(&c, path, &WriteOptions::default()).await.unwrap();
+        let mut w = disk.writer(&c, &object_path(path), &WriteOptions::default()).await.unwrap();
         for _ in 0..12 {
             w.write(chunk.clone()).await.unwrap();
         }
@@ -167,18 +167,18 @@ async fn aborted_and_abandoned_multipart_writes_leave_nothing_behind() {
         }
         assert!(gone, "{how}: an incomplete multipart upload was left behind");
         assert!(
-            matches!(disk.stat(&c, path).await, Err(StorageError::NotFound(_))),
+            matches!(disk.stat(&c, &object_path(path)).await, Err(StorageError::NotFound(_))),
             "{how}: a partial object is visible"
         );
     }
     // A multipart object that completes has every byte.
-    let mut w = disk.writer(&c, "whole.bin", &WriteOptions::default()).await.unwrap();
+    let mut w = disk.writer(&c, &object_path("whole.bin"), &WriteOptions::default()).await.unwrap();
     for _ in 0..12 {
         w.write(chunk.clone()).await.unwrap();
     }
     let info = w.finish().await.unwrap();
     assert_eq!(info.size, 12 << 20);
-    assert_eq!(disk.stat(&c, "whole.bin").await.unwrap().size, 12 << 20);
+    assert_eq!(disk.stat(&c, &object_path("whole.bin")).await.unwrap().size, 12 << 20);
     assert_eq!(pending_uploads(&bucket).await, 0);
 }
 
@@ -189,12 +189,12 @@ async fn presigned_urls_work_and_expired_or_tampered_ones_are_refused() {
     let engine = PluginEngine::new().unwrap();
     let disk = s3_disk(&engine, &server, driver_config(&server, &bucket, None));
     let c = ctx(&disk);
-    let mut w = disk.writer(&c, "shared/report.csv", &WriteOptions::default()).await.unwrap();
+    let mut w = disk.writer(&c, &object_path("shared/report.csv"), &WriteOptions::default()).await.unwrap();
     w.write(Bytes::from_static(b"a,b\n1,2\n")).await.unwrap();
     w.finish().await.unwrap();
     let http = reqwest::Client::new();
 
-    let url = disk.url(&c, "shared/report.csv", 600).await.unwrap();
+    let url = disk.url(&c, &object_path("shared/report.csv"), 600).await.unwrap();
     let ok = http.get(&url).send().await.unwrap();
     assert_eq!(ok.status(), 200);
     assert_eq!(ok.bytes().await.unwrap().as_ref(), b"a,b\n1,2\n");
@@ -207,7 +207,7 @@ async fn presigned_urls_work_and_expired_or_tampered_ones_are_refused() {
     assert_ne!(tampered, url);
     assert_eq!(http.get(&tampered).send().await.unwrap().status(), 403);
 
-    let short = disk.url(&c, "shared/report.csv", 1).await.unwrap();
+    let short = disk.url(&c, &object_path("shared/report.csv"), 1).await.unwrap();
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(http.get(&short).send().await.unwrap().status(), 403);
 }
@@ -220,7 +220,7 @@ async fn ranges_read_exactly_the_asked_bytes_and_reserved_metadata_is_refused() 
     let disk = s3_disk(&engine, &server, driver_config(&server, &bucket, None));
     let c = ctx(&disk);
     let data: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
-    let mut w = disk.writer(&c, "r.bin", &WriteOptions::default()).await.unwrap();
+    let mut w = disk.writer(&c, &object_path("r.bin"), &WriteOptions::default()).await.unwrap();
     w.write(Bytes::from(data.clone())).await.unwrap();
     w.finish().await.unwrap();
     for (offset, length, want) in [
@@ -230,7 +230,7 @@ async fn ranges_read_exactly_the_asked_bytes_and_reserved_metadata_is_refused() 
         (999, Some(5), &data[999..]),
     ] {
         let range = stowage_runtime::ByteRange { offset, length };
-        let mut r = disk.reader(&c, "r.bin", Some(range)).await.unwrap();
+        let mut r = disk.reader(&c, &object_path("r.bin"), Some(range)).await.unwrap();
         let mut got = Vec::new();
         while let Some(chunk) = r.next_chunk(1 << 20).await.unwrap() {
             got.extend_from_slice(&chunk);
@@ -238,9 +238,9 @@ async fn ranges_read_exactly_the_asked_bytes_and_reserved_metadata_is_refused() 
         assert_eq!(got.as_slice(), want, "range {offset} {length:?}");
     }
     let past = stowage_runtime::ByteRange { offset: 1001, length: None };
-    assert!(matches!(disk.reader(&c, "r.bin", Some(past)).await, Err(StorageError::InvalidRange(_))));
+    assert!(matches!(disk.reader(&c, &object_path("r.bin"), Some(past)).await, Err(StorageError::InvalidRange(_))));
     let options = WriteOptions { metadata: vec![("Stowage-Sha256".into(), "0".repeat(64))], ..WriteOptions::default() };
-    assert!(matches!(disk.writer(&c, "spoof.bin", &options).await, Err(StorageError::Unsupported(_))));
+    assert!(matches!(disk.writer(&c, &object_path("spoof.bin"), &options).await, Err(StorageError::Unsupported(_))));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -250,7 +250,7 @@ async fn wrong_credentials_are_a_clear_denial_naming_the_disk() {
     let engine = PluginEngine::new().unwrap();
     let disk = s3_disk(&engine, &server, driver_config(&server, &bucket, Some("not-the-secret")));
     let c = ctx(&disk);
-    match disk.stat(&c, "a.txt").await {
+    match disk.stat(&c, &object_path("a.txt")).await {
         Err(StorageError::Denied(reason)) => {
             assert!(reason.contains("disk `s3`"), "{reason}");
             assert!(reason.contains("credentials"), "{reason}");
@@ -258,7 +258,7 @@ async fn wrong_credentials_are_a_clear_denial_naming_the_disk() {
         }
         other => panic!("expected a denial, got {other:?}"),
     }
-    let mut w = disk.writer(&c, "a.txt", &WriteOptions::default()).await.unwrap();
+    let mut w = disk.writer(&c, &object_path("a.txt"), &WriteOptions::default()).await.unwrap();
     w.write(Bytes::from_static(b"x")).await.unwrap();
     assert!(matches!(w.finish().await, Err(StorageError::Denied(_))));
 }
@@ -273,7 +273,7 @@ async fn a_server_that_is_down_gives_a_retryable_error_after_bounded_retries() {
     let disk = s3_disk(&engine, &down, driver_config(&down, "any", None));
     let c = ctx(&disk);
     let started = std::time::Instant::now();
-    match disk.stat(&c, "a.txt").await {
+    match disk.stat(&c, &object_path("a.txt")).await {
         Err(StorageError::Unavailable { retryable: true, reason }) => {
             assert!(reason.contains("cannot reach"), "{reason}")
         }
@@ -295,7 +295,7 @@ async fn the_driver_reaches_only_its_granted_endpoint() {
         ..Default::default()
     };
     let disk = stowage_runtime::Disk::load(&engine, "s3", bytes, grants, stowage_runtime::Limits::default()).unwrap();
-    match disk.stat(&ctx(&disk), "a.txt").await {
+    match disk.stat(&ctx(&disk), &object_path("a.txt")).await {
         Err(StorageError::Denied(reason)) => assert!(reason.contains("granted endpoint"), "{reason}"),
         other => panic!("expected the host to refuse, got {other:?}"),
     }
@@ -307,7 +307,7 @@ async fn the_driver_reaches_only_its_granted_endpoint() {
     // And with no grant at all.
     let grants = stowage_runtime::DriverGrants { config: driver_config(&server, &bucket, None), ..Default::default() };
     let disk = stowage_runtime::Disk::load(&engine, "s3", bytes, grants, stowage_runtime::Limits::default()).unwrap();
-    assert!(matches!(disk.stat(&ctx(&disk), "a.txt").await, Err(StorageError::Denied(_))));
+    assert!(matches!(disk.stat(&ctx(&disk), &object_path("a.txt")).await, Err(StorageError::Denied(_))));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use stowage_runtime::{FaultKind, Limits, PluginEngine, StorageError, WriteOptions};
-use stowage_tests::{ctx, fixture_disk, local_disk};
+use stowage_tests::{ctx, fixture_disk, list_prefix, local_disk, object_path};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn driver_cannot_leave_its_root() {
@@ -26,27 +26,31 @@ async fn driver_cannot_leave_its_root() {
     let put = |p: &'static str| {
         let disk = disk.clone();
         let c = c.clone();
-        async move { disk.put_bytes(&c, p, Bytes::from_static(b"evil"), &WriteOptions::default()).await }
+        async move { disk.put_bytes(&c, &object_path(p), Bytes::from_static(b"evil"), &WriteOptions::default()).await }
     };
 
-    // Escapes by path are refused by the driver's own checks.
+    // Escapes by path are refused by the driver's own checks (sent unchecked, past the host's).
+    let raw = disk.unchecked();
     for p in ["../sentinel.txt", "/etc/passwd", "a/../../sentinel.txt"] {
-        assert!(matches!(put(p).await, Err(StorageError::InvalidPath(_))), "{p}");
-        assert!(matches!(disk.stat(&c, p).await, Err(StorageError::InvalidPath(_))), "{p}");
+        let put = raw.put_bytes(&c, p, Bytes::from_static(b"evil"), &WriteOptions::default()).await;
+        assert!(matches!(put, Err(StorageError::InvalidPath(_))), "{p}");
+        assert!(matches!(raw.stat(&c, p).await, Err(StorageError::InvalidPath(_))), "{p}");
     }
     // Escapes through planted symlinks fail inside the sandbox.
     for p in ["dirlink/new.txt", "dirlink/sentinel.txt", "relative-escape/sentinel.txt", "relative-escape/new.txt"] {
         assert!(put(p).await.is_err(), "writing through {p} must fail");
-        assert!(disk.get_bytes(&c, p, None).await.is_err(), "reading through {p} must fail");
+        assert!(disk.get_bytes(&c, &object_path(p), None).await.is_err(), "reading through {p} must fail");
     }
-    if let Ok((_, bytes)) = disk.get_bytes(&c, "filelink", None).await {
+    if let Ok((_, bytes)) = disk.get_bytes(&c, &object_path("filelink"), None).await {
         assert_ne!(bytes, b"do not touch", "read the sentinel through a symlink");
     }
-    assert!(disk.get_bytes(&c, "dirlink/sentinel.txt", None).await.is_err());
+    assert!(disk.get_bytes(&c, &object_path("dirlink/sentinel.txt"), None).await.is_err());
     // Replacing or deleting the link itself never touches its target.
     let _ = put("filelink").await;
-    let _ = disk.delete(&c, "filelink").await;
-    assert!(disk.list(&c, "", None, 1000).await.unwrap().items.iter().all(|i| !i.path.starts_with("dirlink")));
+    let _ = disk.delete(&c, &object_path("filelink")).await;
+    assert!(
+        disk.list(&c, &list_prefix(""), None, 1000).await.unwrap().items.iter().all(|i| !i.path.starts_with("dirlink"))
+    );
 
     assert_eq!(std::fs::read_to_string(&sentinel).unwrap(), "do not touch");
     let names: Vec<_> = std::fs::read_dir(outside.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
@@ -78,24 +82,24 @@ async fn trap_loop_and_oom_fail_their_request_and_the_host_keeps_serving() {
 
     // The misbehaving driver works normally for other paths (it keeps objects in instance
     // memory: what an instance served shows whether it is fresh).
-    bad.put_bytes(&bc, "fine", Bytes::from_static(b"ok"), &WriteOptions::default()).await.unwrap();
-    assert!(bad.exists(&bc, "fine").await.unwrap());
+    bad.put_bytes(&bc, &object_path("fine"), Bytes::from_static(b"ok"), &WriteOptions::default()).await.unwrap();
+    assert!(bad.exists(&bc, &object_path("fine")).await.unwrap());
 
-    assert_fault(bad.stat(&bc, "trap").await, FaultKind::Trap);
+    assert_fault(bad.stat(&bc, &object_path("trap")).await, FaultKind::Trap);
     assert_eq!(bad.restarts(), 1);
-    assert!(!bad.exists(&bc, "fine").await.unwrap(), "the next request is served by a fresh instance");
+    assert!(!bad.exists(&bc, &object_path("fine")).await.unwrap(), "the next request is served by a fresh instance");
 
     // A loop is cut at the deadline, while another disk keeps serving meanwhile.
     let started = Instant::now();
     let looping = tokio::spawn({
         let (bad, bc) = (bad.clone(), bc.clone());
-        async move { bad.stat(&bc, "loop").await }
+        async move { bad.stat(&bc, &object_path("loop")).await }
     });
     while bad.calls_in_progress() == 0 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     for i in 0..20 {
-        let path = format!("during-loop/{i}");
+        let path = object_path(&format!("during-loop/{i}"));
         good.put_bytes(&gc, &path, Bytes::from(vec![i as u8; 1000]), &WriteOptions::default()).await.unwrap();
         assert_eq!(good.get_bytes(&gc, &path, None).await.unwrap().1, vec![i as u8; 1000]);
         if i == 0 {
@@ -109,12 +113,12 @@ async fn trap_loop_and_oom_fail_their_request_and_the_host_keeps_serving() {
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(1400) && took < Duration::from_secs(15), "loop cut after {took:?}");
 
-    assert_fault(bad.stat(&bc, "oom").await, FaultKind::MemoryLimit);
+    assert_fault(bad.stat(&bc, &object_path("oom")).await, FaultKind::MemoryLimit);
     assert_eq!(bad.restarts(), 3);
 
     // Every fault replaced the instance; the disk still serves, with its state fresh.
-    assert!(matches!(bad.exists(&bc, "anything").await, Ok(false)));
-    assert!(good.exists(&gc, "during-loop/0").await.unwrap());
+    assert!(matches!(bad.exists(&bc, &object_path("anything")).await, Ok(false)));
+    assert!(good.exists(&gc, &object_path("during-loop/0")).await.unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,7 +129,7 @@ async fn a_call_abandoned_midway_does_not_poison_the_pool() {
     let bc = ctx(&bad);
     let call = tokio::spawn({
         let (bad, bc) = (bad.clone(), bc.clone());
-        async move { bad.stat(&bc, "loop").await }
+        async move { bad.stat(&bc, &object_path("loop")).await }
     });
     // Abandon it once it really runs inside the plugin.
     while bad.calls_in_progress() == 0 {
@@ -137,7 +141,7 @@ async fn a_call_abandoned_midway_does_not_poison_the_pool() {
     assert!(call.await.unwrap_err().is_cancelled());
     // The abandoned instance was thrown away, not reused: the next calls get a fresh one.
     for _ in 0..3 {
-        assert!(matches!(bad.exists(&bc, "x").await, Ok(false)));
+        assert!(matches!(bad.exists(&bc, &object_path("x")).await, Ok(false)));
     }
     assert_eq!(bad.restarts(), 1);
     assert_eq!(bad.calls_in_progress(), 0);
@@ -160,7 +164,7 @@ async fn a_credential_keeps_to_its_share_of_instances_and_a_full_disk_answers_bu
     let loops: Vec<_> = (0..2)
         .map(|_| {
             let (bad, a) = (bad.clone(), a.clone());
-            tokio::spawn(async move { bad.stat(&a, "loop").await })
+            tokio::spawn(async move { bad.stat(&a, &object_path("loop")).await })
         })
         .collect();
     while bad.calls_in_progress() < 2 {
@@ -168,7 +172,7 @@ async fn a_credential_keeps_to_its_share_of_instances_and_a_full_disk_answers_bu
     }
     // A third call of key a waits for its share, and is refused as busy once the wait is over.
     let started = Instant::now();
-    let third = bad.exists(&a, "x").await;
+    let third = bad.exists(&a, &object_path("x")).await;
     let waited = started.elapsed();
     assert!(
         matches!(&third, Err(StorageError::Unavailable { retryable: true, reason }) if reason.contains("share")),
@@ -176,17 +180,17 @@ async fn a_credential_keeps_to_its_share_of_instances_and_a_full_disk_answers_bu
     );
     assert!(waited >= Duration::from_millis(350) && waited < Duration::from_secs(5), "refused after {waited:?}");
     // Key b still gets the instance key a could not take.
-    assert!(matches!(bad.exists(&b, "x").await, Ok(false)));
+    assert!(matches!(bad.exists(&b, &object_path("x")).await, Ok(false)));
     // With that one busy too, the disk is full: key c waits its bound and is told to retry.
     let b_loop = tokio::spawn({
         let (bad, b) = (bad.clone(), b.clone());
-        async move { bad.stat(&b, "loop").await }
+        async move { bad.stat(&b, &object_path("loop")).await }
     });
     while bad.calls_in_progress() < 3 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let started = Instant::now();
-    let full = bad.exists(&c, "x").await;
+    let full = bad.exists(&c, &object_path("x")).await;
     assert!(
         matches!(&full, Err(StorageError::Unavailable { retryable: true, reason }) if reason.contains("every instance")),
         "{full:?}"

@@ -40,7 +40,7 @@ pub mod bench {
     }
 }
 
-use stowage_runtime::{Disk, DriverGrants, Limits, PluginEngine, RequestContext, Role};
+use stowage_runtime::{Disk, DriverGrants, Limits, ObjectPath, PluginEngine, Prefix, RequestContext, Role};
 
 /// The Python require-cohort policy (`plugins/require-cohort`), built once per process by its
 /// own build script with the componentize-py that `tests/run` installs.
@@ -83,6 +83,16 @@ pub fn local_disk(engine: &PluginEngine, name: &str, root: &Path, limits: Limits
 pub fn fixture_disk(engine: &PluginEngine, name: &str, fixture_name: &str, limits: Limits) -> Disk {
     let bytes = std::fs::read(fixture(fixture_name)).expect("fixture was built");
     Disk::load(engine, name, &bytes, DriverGrants::default(), limits).expect("fixture loads")
+}
+
+/// `path` as a checked object path (what a disk's calls take); panics on a bad one.
+pub fn object_path(path: &str) -> ObjectPath {
+    ObjectPath::parse(path).unwrap_or_else(|e| panic!("`{path}` is not a valid object path: {e}"))
+}
+
+/// `prefix` as a checked listing prefix; panics on a bad one.
+pub fn list_prefix(prefix: &str) -> Prefix {
+    Prefix::parse(prefix).unwrap_or_else(|e| panic!("`{prefix}` is not a valid listing prefix: {e}"))
 }
 
 /// A request context for tests.

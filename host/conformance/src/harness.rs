@@ -2,7 +2,9 @@
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
-use stowage_runtime::{ByteRange, Capabilities, Disk, ObjectInfo, RequestContext, Role, StorageError, WriteOptions};
+use stowage_runtime::{
+    ByteRange, Capabilities, Disk, ObjectInfo, ObjectPath, Prefix, RequestContext, Role, StorageError, WriteOptions,
+};
 
 /// The disk under test, scoped to one check.
 pub struct Harness {
@@ -40,6 +42,19 @@ impl Harness {
         format!("{}/", self.scope)
     }
 
+    /// `name` inside this check's private prefix, as a checked object path (what the disk's
+    /// calls take); a failure names the path and what is wrong with it.
+    pub fn object(&self, name: &str) -> Result<ObjectPath, String> {
+        let path = self.path(name);
+        ObjectPath::parse(&path).map_err(|e| format!("`{path}`: {e}"))
+    }
+
+    /// `name` inside this check's private prefix, as a checked listing prefix (`""`: all of
+    /// this check's objects).
+    pub fn listing(&self, name: &str) -> Result<Prefix, String> {
+        listing(&self.path(name))
+    }
+
     /// Writes `data` at `path` (relative to the scope).
     pub async fn put(&self, name: &str, data: &[u8]) -> Result<ObjectInfo, String> {
         self.put_with(name, data, &WriteOptions::default()).await
@@ -48,15 +63,21 @@ impl Harness {
     /// Writes `data` with options.
     pub async fn put_with(&self, name: &str, data: &[u8], options: &WriteOptions) -> Result<ObjectInfo, String> {
         self.disk
-            .put_bytes(&self.ctx, &self.path(name), Bytes::copy_from_slice(data), options)
+            .put_bytes(&self.ctx, &self.object(name)?, Bytes::copy_from_slice(data), options)
             .await
             .map_err(|e| format!("put {name}: {e}"))
     }
 
     /// Reads a whole object (or range).
     pub async fn get(&self, name: &str, range: Option<ByteRange>) -> Result<Vec<u8>, StorageError> {
-        self.disk.get_bytes(&self.ctx, &self.path(name), range).await.map(|(_, b)| b)
+        let path = ObjectPath::parse(&self.path(name))?;
+        self.disk.get_bytes(&self.ctx, &path, range).await.map(|(_, b)| b)
     }
+}
+
+/// `prefix` as a checked listing prefix; a failure names it and what is wrong with it.
+pub fn listing(prefix: &str) -> Result<Prefix, String> {
+    Prefix::parse(prefix).map_err(|e| format!("`{prefix}`: {e}"))
 }
 
 /// Lowercase hex sha256.

@@ -1,18 +1,25 @@
 //! Object path rules shared by the Stowage host and its plugins.
 //!
-//! A path is relative and `/`-separated: `scratch/audit_123/data.csv`. Every layer checks it
-//! (the host before a request reaches a policy or driver, each driver again before it touches
-//! its backend), with the same rules and the same messages, so an escape attempt is refused
-//! with a reason a user can act on.
+//! A path is relative and `/`-separated: `scratch/audit_123/data.csv`. It is checked once,
+//! where it enters: the host parses an address's path into an [`ObjectPath`] before any
+//! policy or driver sees it, and the plugin SDK's export wrapper parses the string the host
+//! sent before a driver's method runs. Past that point a path travels as an [`ObjectPath`],
+//! which holds only a path that passed, so nothing re-checks it. The rules and messages are
+//! the same on both sides, so an escape attempt is refused with a reason a user can act on.
 //!
 //! ```
-//! use stowage_path::validate;
-//! assert!(validate("submissions/VACS/2024/patient/data.csv").is_ok());
-//! let err = validate("../etc/passwd").unwrap_err();
+//! use stowage_path::{ObjectPath, Prefix};
+//! let path = ObjectPath::parse("submissions/VACS/2024/patient/data.csv").unwrap();
+//! assert_eq!(path.as_str(), "submissions/VACS/2024/patient/data.csv");
+//! let err = ObjectPath::parse("../etc/passwd").unwrap_err();
 //! assert_eq!(err.to_string(), "path segment 1 is `..`: paths may not climb out of the disk");
+//! // A listing prefix may be empty or end in `/`; it is not an object path.
+//! assert!(Prefix::parse("submissions/").is_ok());
+//! assert!(ObjectPath::parse("submissions/").is_err());
 //! ```
 
 use std::fmt;
+use std::ops::Deref;
 
 /// Longest accepted path, in bytes.
 pub const MAX_PATH_BYTES: usize = 1024;
@@ -118,6 +125,100 @@ pub fn validate_prefix(prefix: &str) -> Result<(), PathError> {
     }
 }
 
+/// An object path that passed the rules ([`validate`]). Made only by [`ObjectPath::parse`]
+/// or `TryFrom<String>`, so holding one means the path was checked.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectPath(String);
+
+/// A listing prefix that passed the rules ([`validate_prefix`]): empty (everything) or a
+/// prefix of a valid path, which may end in `/` or in the middle of a segment. Made only by
+/// [`Prefix::parse`], `TryFrom<String>` or [`Prefix::all`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Prefix(String);
+
+impl Prefix {
+    /// The empty prefix: every object.
+    pub fn all() -> Prefix {
+        Prefix(String::new())
+    }
+}
+
+/// What both checked types share: made by `parse` / `TryFrom<String>` through their rule, and
+/// read as text (`as_str`, `into_string`, `Display`, `AsRef<str>`, `Deref<Target = str>`,
+/// `From<_> for String`, comparison with `str`). Every view is read-only, so the check holds.
+macro_rules! checked_text {
+    ($ty:ident, $rule:ident) => {
+        impl $ty {
+            #[doc = concat!("Checks `text` with [`", stringify!($rule), "`] and keeps a copy of it.")]
+            pub fn parse(text: &str) -> Result<$ty, PathError> {
+                $rule(text)?;
+                Ok($ty(text.to_string()))
+            }
+
+            /// The text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            /// The text as an owned string (for the wire, or a message that carries it).
+            pub fn into_string(self) -> String {
+                self.0
+            }
+        }
+
+        impl TryFrom<String> for $ty {
+            type Error = PathError;
+
+            /// Checks `text` and keeps it, without copying.
+            fn try_from(text: String) -> Result<$ty, PathError> {
+                $rule(&text)?;
+                Ok($ty(text))
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl AsRef<str> for $ty {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl Deref for $ty {
+            type Target = str;
+
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl From<$ty> for String {
+            fn from(checked: $ty) -> String {
+                checked.0
+            }
+        }
+
+        impl PartialEq<str> for $ty {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $ty {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+    };
+}
+
+checked_text!(ObjectPath, validate);
+checked_text!(Prefix, validate_prefix);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +245,32 @@ mod tests {
         assert_eq!(validate(&"x".repeat(256)), Err(PathError::SegmentTooLong(1)));
         let long = vec!["x"; 600].join("/");
         assert_eq!(validate(&long), Err(PathError::TooLong(long.len())));
+    }
+
+    #[test]
+    fn an_object_path_holds_only_what_the_rules_accept() {
+        let path = ObjectPath::parse("a/b/c.csv").unwrap();
+        assert_eq!(path.as_str(), "a/b/c.csv");
+        assert_eq!(path.to_string(), "a/b/c.csv");
+        assert_eq!(path, "a/b/c.csv");
+        assert_eq!(&*path, "a/b/c.csv");
+        assert_eq!(ObjectPath::try_from("a/b/c.csv".to_string()), Ok(path.clone()));
+        assert_eq!(String::from(path.clone()), "a/b/c.csv");
+        assert_eq!(path.into_string(), "a/b/c.csv");
+        assert_eq!(ObjectPath::parse("../x"), Err(PathError::DotDotSegment(1)));
+        assert_eq!(ObjectPath::try_from("a/".to_string()), Err(PathError::EmptySegment(2)));
+        assert_eq!(ObjectPath::parse(""), Err(PathError::Empty));
+    }
+
+    #[test]
+    fn a_prefix_may_be_empty_or_end_in_a_slash_and_nothing_else_changes() {
+        assert_eq!(Prefix::parse(""), Ok(Prefix::all()));
+        assert_eq!(Prefix::all(), Prefix::default());
+        assert!(Prefix::all().is_empty());
+        assert_eq!(Prefix::parse("a/b/").unwrap(), "a/b/");
+        assert_eq!(Prefix::try_from("a/b".to_string()).unwrap().into_string(), "a/b");
+        assert_eq!(Prefix::parse("../"), Err(PathError::DotDotSegment(1)));
+        assert_eq!(Prefix::try_from("/".to_string()), Err(PathError::Absolute));
     }
 
     #[test]
@@ -212,6 +339,23 @@ mod properties {
                 prop_assert!(resolve(Path::new("/srv/disk"), &p).starts_with("/srv/disk"));
                 prop_assert_eq!(validate_prefix(&p), Ok(()));
                 prop_assert_eq!(validate_prefix(&format!("{p}/")), Ok(()));
+            }
+        }
+
+        #[test]
+        fn the_checked_types_accept_exactly_what_the_rules_accept_and_keep_it_unchanged(p in any::<String>()) {
+            prop_assert_eq!(ObjectPath::parse(&p).map(ObjectPath::into_string), validate(&p).map(|()| p.clone()));
+            prop_assert_eq!(ObjectPath::try_from(p.clone()).map(String::from), validate(&p).map(|()| p.clone()));
+            prop_assert_eq!(Prefix::parse(&p).map(Prefix::into_string), validate_prefix(&p).map(|()| p.clone()));
+            prop_assert_eq!(Prefix::try_from(p.clone()).map(String::from), validate_prefix(&p).map(|()| p.clone()));
+        }
+
+        #[test]
+        fn a_generated_valid_path_is_an_object_path_and_a_prefix(p in valid_path()) {
+            if let Ok(path) = ObjectPath::parse(&p) {
+                prop_assert_eq!(path.as_str(), p.as_str());
+                prop_assert_eq!(Prefix::parse(&p).map(Prefix::into_string), Ok(p.clone()));
+                prop_assert_eq!(Prefix::parse(&format!("{path}/")).map(Prefix::into_string), Ok(format!("{p}/")));
             }
         }
 

@@ -41,7 +41,7 @@ mod upload;
 mod usage;
 
 pub use config::{ConfigError, ConfigSource, LoadedConfig};
-pub use driver::{Disk, MAX_CHUNK, ObjectReader, ObjectWriter};
+pub use driver::{Disk, MAX_CHUNK, ObjectReader, ObjectWriter, Unchecked};
 pub use engine::{Limits, PluginEngine};
 pub use error::{FaultKind, StorageError};
 pub use maintenance::{Reconciled, Swept};
@@ -50,5 +50,7 @@ pub use request::{Address, Request};
 pub use scratch::{ScratchFile, scratch_path, submission_path};
 pub use state::{DriverGrants, PolicyGrants};
 pub use storage::{StartError, Storage, UrlSigner};
+/// Checked object paths and listing prefixes (the `stowage-path` crate's types).
+pub use stowage_path::{ObjectPath, PathError, Prefix};
 pub use types::*;
 pub use upload::Upload;

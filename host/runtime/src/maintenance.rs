@@ -5,13 +5,14 @@
 //! user's operation).
 
 use sha2::Digest as _;
+use stowage_path::ObjectPath;
 
 use crate::driver::{Disk, MAX_CHUNK};
 use crate::error::StorageError;
 use crate::ledger::{Effect, Entry, Record};
 use crate::owner::{Liveness, owners};
 use crate::request::Request;
-use crate::storage::{Storage, Target};
+use crate::storage::Storage;
 use crate::types::{RequestContext, WriteOptions};
 
 /// What `reconcile` did.
@@ -41,9 +42,8 @@ fn audit_error(e: impl std::fmt::Display) -> StorageError {
 impl Storage {
     /// A context for the host's own work on `disk`.
     fn own_context(&self, disk: &Disk, actor: &str) -> RequestContext {
-        let target = Target { disk: disk.clone(), class: None, path: String::new() };
         let req = Request { actor: Some(actor.to_string()), authenticated_as: Some("host".into()), ..Request::new() };
-        self.context(&target, &req)
+        self.context(disk, None, &req)
     }
 
     /// Settles every write-ahead record whose operation is gone (its host crashed, or it was
@@ -64,11 +64,14 @@ impl Storage {
                 continue;
             };
             let ctx = self.own_context(disk, "stowage-reconcile");
-            let happened = match intent.op {
-                Effect::Put => put_happened(disk, &ctx, &intent.path, intent.size, intent.sha256.as_deref()).await,
-                Effect::Delete => disk.exists(&ctx, &intent.path).await.map(|exists| !exists),
+            let looked = async {
+                let path = ObjectPath::parse(&intent.path)?;
+                match intent.op {
+                    Effect::Put => put_happened(disk, &ctx, &path, intent.size, intent.sha256.as_deref()).await,
+                    Effect::Delete => disk.exists(&ctx, &path).await.map(|exists| !exists),
+                }
             };
-            let happened = match happened {
+            let happened = match looked.await {
                 Ok(h) => h,
                 Err(e) => {
                     tracing::warn!(
@@ -164,13 +167,13 @@ impl Storage {
             return Ok(None);
         };
         let c = &latest.checkpoint;
-        let path = format!("ledger-checkpoints/{}/{:020}-{}.checkpoint", c.origin, c.size, c.time);
+        let path = ObjectPath::parse(&format!("ledger-checkpoints/{}/{:020}-{}.checkpoint", c.origin, c.size, c.time))?;
         let ctx = self.own_context(disk, "stowage-checkpoint");
         if disk.exists(&ctx, &path).await? {
             return Ok(None);
         }
         disk.put_bytes(&ctx, &path, bytes::Bytes::from(latest.note.clone()), &WriteOptions::default()).await?;
-        Ok(Some(path))
+        Ok(Some(path.into_string()))
     }
 }
 
@@ -178,7 +181,7 @@ impl Storage {
 async fn put_happened(
     disk: &Disk,
     ctx: &RequestContext,
-    path: &str,
+    path: &ObjectPath,
     size: Option<u64>,
     sha256: Option<&str>,
 ) -> Result<bool, StorageError> {

@@ -2,6 +2,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use stowage_path::{ObjectPath, PathError, Prefix};
+
 use crate::error::StorageError;
 use crate::types::Metadata;
 
@@ -10,7 +12,9 @@ use crate::types::Metadata;
 pub struct Address {
     /// A storage class or a disk name.
     pub name: String,
-    /// The object path (or listing prefix), possibly empty.
+    /// The object path (or listing prefix), possibly empty, as written. The storage checks it
+    /// once, as [`Address::object_path`] or [`Address::prefix`], after it resolved the name
+    /// (so an unknown name is reported before a bad path).
     pub path: String,
 }
 
@@ -21,6 +25,16 @@ impl Address {
             Some((name, path)) if !name.is_empty() => Ok(Address { name: name.to_string(), path: path.to_string() }),
             _ => Err(StorageError::BadAddress(s.to_string())),
         }
+    }
+
+    /// The path, checked as an object path.
+    pub fn object_path(&self) -> Result<ObjectPath, PathError> {
+        ObjectPath::parse(&self.path)
+    }
+
+    /// The path, checked as a listing prefix (empty lists everything).
+    pub fn prefix(&self) -> Result<Prefix, PathError> {
+        Prefix::parse(&self.path)
     }
 }
 
@@ -76,6 +90,17 @@ mod tests {
         assert_eq!(Address::parse("default:").unwrap().path, "");
         assert!(matches!(Address::parse("nocolon"), Err(StorageError::BadAddress(_))));
         assert!(matches!(Address::parse(":x"), Err(StorageError::BadAddress(_))));
+    }
+
+    #[test]
+    fn the_path_is_checked_as_an_object_path_or_a_prefix() {
+        let dir = Address::parse("scratch:audit_123/").unwrap();
+        assert_eq!(dir.prefix().unwrap(), "audit_123/");
+        assert_eq!(dir.object_path(), Err(PathError::EmptySegment(2)));
+        let object = Address::parse("scratch:audit_123/a:b.csv").unwrap();
+        assert_eq!(object.object_path().unwrap(), "audit_123/a:b.csv");
+        assert_eq!(Address::parse("default:").unwrap().object_path(), Err(PathError::Empty));
+        assert_eq!(Address::parse("default:").unwrap().prefix(), Ok(Prefix::all()));
     }
 }
 

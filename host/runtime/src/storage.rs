@@ -1,5 +1,6 @@
 //! The host's front door: loads every configured disk, resolves `CLASS_OR_DISK:path`
-//! addresses, checks paths, and runs operations on the right disk.
+//! addresses (checking each path once, into an `ObjectPath` or a `Prefix`), and runs
+//! operations on the right disk.
 //!
 //! Data flows one way: request → (policies, later) → driver → backend.
 
@@ -8,6 +9,8 @@ use std::path::PathBuf;
 
 use std::sync::Arc;
 use std::time::Instant;
+
+use stowage_path::{ObjectPath, Prefix};
 
 use crate::driver::Disk;
 use crate::engine::PluginEngine;
@@ -27,15 +30,16 @@ pub use start::StartError;
 /// How long a readiness probe of one disk may take.
 const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// A resolved address: which disk, through which class, which path.
+/// A resolved address: which disk, through which class, which path (an object's, or a
+/// listing's prefix).
 #[derive(Clone)]
-pub(crate) struct Target {
+pub(crate) struct Target<P = ObjectPath> {
     /// The disk serving it.
     pub disk: Disk,
     /// The class it was addressed through, if any.
     pub class: Option<StorageClass>,
-    /// The object path or prefix.
-    pub path: String,
+    /// The object path or prefix, checked.
+    pub path: P,
 }
 
 /// Signs download URLs the host serves itself, for disks whose driver cannot (`stowage
@@ -75,14 +79,14 @@ impl Storage {
         for (name, disk) in &self.disks {
             let started = Instant::now();
             let req = Request::new();
-            let target = Target { disk: disk.clone(), class: None, path: format!("stowage-probe/{}", req.request_id) };
-            let ctx = self.context(&target, &req);
+            let ctx = self.context(disk, None, &req);
             let payload = bytes::Bytes::from(format!("stowage readiness probe {}", req.request_id));
             let round_trip = async {
-                disk.put_bytes(&ctx, &target.path, payload.clone(), &WriteOptions::default()).await?;
+                let path = ObjectPath::parse(&format!("stowage-probe/{}", req.request_id))?;
+                disk.put_bytes(&ctx, &path, payload.clone(), &WriteOptions::default()).await?;
                 // Delete whatever the read gives: a probe leaves nothing behind.
-                let read = disk.get_bytes(&ctx, &target.path, None).await;
-                let deleted = disk.delete(&ctx, &target.path).await;
+                let read = disk.get_bytes(&ctx, &path, None).await;
+                let deleted = disk.delete(&ctx, &path).await;
                 let (_, back) = read?;
                 deleted?;
                 if back != payload {
@@ -162,25 +166,37 @@ impl Storage {
         StorageClass::parse(class).and_then(|c| self.classes.get(&c)).map(String::as_str)
     }
 
-    /// Resolves an address: a class name goes through the class map, anything else must be
-    /// a disk name.
-    pub(crate) fn resolve(&self, addr: &Address) -> Result<Target, StorageError> {
-        let (class, disk_name) = match StorageClass::parse(&addr.name) {
+    /// Resolves an address's name: a class name goes through the class map, anything else
+    /// must be a disk name. Returns the disk and the class it was addressed through.
+    pub(crate) fn resolve_name(&self, name: &str) -> Result<(&Disk, Option<StorageClass>), StorageError> {
+        let (class, disk_name) = match StorageClass::parse(name) {
             Some(class) => (Some(class), self.classes.get(&class).map(String::as_str)),
-            None => (None, Some(addr.name.as_str())),
+            None => (None, Some(name)),
         };
-        let disk =
-            disk_name.and_then(|n| self.disks.get(n)).ok_or_else(|| StorageError::UnknownName(addr.name.clone()))?;
-        Ok(Target { disk: disk.clone(), class, path: addr.path.clone() })
+        let disk = disk_name.and_then(|n| self.disks.get(n)).ok_or_else(|| StorageError::UnknownName(name.into()))?;
+        Ok((disk, class))
     }
 
-    /// The context a driver sees for `req` on `target`.
-    pub(crate) fn context(&self, target: &Target, req: &Request) -> RequestContext {
+    /// Resolves an object's address: its name, then its path, checked once here (every
+    /// policy and driver call after this takes the [`ObjectPath`]).
+    pub(crate) fn resolve(&self, addr: &Address) -> Result<Target, StorageError> {
+        let (disk, class) = self.resolve_name(&addr.name)?;
+        Ok(Target { disk: disk.clone(), class, path: addr.object_path()? })
+    }
+
+    /// Resolves a listing's address: its name, then its prefix, checked.
+    pub(crate) fn resolve_prefix(&self, addr: &Address) -> Result<Target<Prefix>, StorageError> {
+        let (disk, class) = self.resolve_name(&addr.name)?;
+        Ok(Target { disk: disk.clone(), class, path: addr.prefix()? })
+    }
+
+    /// The context a driver sees for `req` on `disk`, addressed through `class`.
+    pub(crate) fn context(&self, disk: &Disk, class: Option<StorageClass>, req: &Request) -> RequestContext {
         RequestContext {
             role: self.role,
-            class: target.class,
-            disk: target.disk.name().to_string(),
-            driver: target.disk.driver_name().to_string(),
+            class,
+            disk: disk.name().to_string(),
+            driver: disk.driver_name().to_string(),
             actor: req.actor.clone(),
             authenticated_as: req.authenticated_as.clone(),
             request_id: req.request_id.clone(),

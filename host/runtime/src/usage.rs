@@ -44,7 +44,7 @@ impl Usage {
                 let mut total = 0u64;
                 let mut cursor: Option<String> = None;
                 loop {
-                    let page = disk.list(ctx, "", cursor.as_deref(), 1000).await?;
+                    let page = disk.list(ctx, &stowage_path::Prefix::all(), cursor.as_deref(), 1000).await?;
                     total = page.items.iter().fold(total, |t, i| t.saturating_add(i.size));
                     match page.next_cursor {
                         Some(next) if Some(&next) != cursor.as_ref() => cursor = Some(next),

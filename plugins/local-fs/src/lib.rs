@@ -20,18 +20,21 @@ mod reader;
 mod temps;
 mod writer;
 
-use stowage_plugin_sdk::driver::exports::stowage::storage::store::{Guest, Reader, Writer};
+use stowage_plugin_sdk::Store;
+use stowage_plugin_sdk::driver::exports::stowage::storage::store::{Reader, Writer};
 use stowage_plugin_sdk::driver::stowage::storage::types::{
     ByteRange, Capabilities, Error, ListPage, ObjectInfo, RequestContext, TempPage, WriteOptions,
 };
+use stowage_plugin_sdk::path::{ObjectPath, Prefix};
 
 use crate::reader::FsReader;
 use crate::writer::FsWriter;
 
-/// The driver: every call is checked and served by one module.
+/// The driver: every call is served by one module. Paths come checked against the shared
+/// rules (the SDK's export wrapper); local-fs adds its own (`paths::check_own_rules`).
 struct LocalFs;
 
-impl Guest for LocalFs {
+impl Store for LocalFs {
     type Writer = FsWriter;
     type Reader = FsReader;
 
@@ -42,37 +45,37 @@ impl Guest for LocalFs {
             | Capabilities::LIST_PAGINATION
     }
 
-    fn open_writer(_ctx: RequestContext, path: String, options: WriteOptions) -> Result<Writer, Error> {
+    fn open_writer(_ctx: RequestContext, path: ObjectPath, options: WriteOptions) -> Result<Writer, Error> {
         FsWriter::open(path, options).map(Writer::new)
     }
 
     fn open_reader(
         _ctx: RequestContext,
-        path: String,
+        path: ObjectPath,
         range: Option<ByteRange>,
     ) -> Result<(Reader, ObjectInfo), Error> {
         let (reader, info) = FsReader::open(path, range)?;
         Ok((Reader::new(reader), info))
     }
 
-    fn stat(_ctx: RequestContext, path: String) -> Result<ObjectInfo, Error> {
+    fn stat(_ctx: RequestContext, path: ObjectPath) -> Result<ObjectInfo, Error> {
         object::stat(&path)
     }
 
-    fn exists(_ctx: RequestContext, path: String) -> Result<bool, Error> {
+    fn exists(_ctx: RequestContext, path: ObjectPath) -> Result<bool, Error> {
         object::exists(&path)
     }
 
-    fn list(_ctx: RequestContext, prefix: String, cursor: Option<String>, limit: u32) -> Result<ListPage, Error> {
+    fn list(_ctx: RequestContext, prefix: Prefix, cursor: Option<String>, limit: u32) -> Result<ListPage, Error> {
         lister::list(prefix, cursor, limit)
     }
 
-    fn delete(_ctx: RequestContext, path: String) -> Result<(), Error> {
+    fn delete(_ctx: RequestContext, path: ObjectPath) -> Result<(), Error> {
         object::delete(&path)
     }
 
-    fn url(_ctx: RequestContext, path: String, _expires_in_secs: u64) -> Result<String, Error> {
-        paths::check_object_path(&path)?;
+    fn url(_ctx: RequestContext, path: ObjectPath, _expires_in_secs: u64) -> Result<String, Error> {
+        paths::check_own_rules(&path)?;
         Err(Error::Unsupported("url: local-fs has no signed URLs; the host signs them".to_string()))
     }
 
@@ -85,4 +88,4 @@ impl Guest for LocalFs {
     }
 }
 
-stowage_plugin_sdk::driver::export_driver!(LocalFs with_types_in stowage_plugin_sdk::driver);
+stowage_plugin_sdk::export_store!(LocalFs);

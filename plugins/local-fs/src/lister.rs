@@ -7,7 +7,7 @@
 //! wholly before the cursor, are opened; memory is one directory's names per level.
 
 use stowage_plugin_sdk::driver::stowage::storage::types::{Error, ListPage, ObjectInfo};
-use stowage_plugin_sdk::path::{MAX_PATH_BYTES, validate, validate_prefix};
+use stowage_plugin_sdk::path::{MAX_PATH_BYTES, Prefix, validate};
 use stowage_plugin_sdk::wasip2::filesystem::types::{Descriptor, DescriptorType, ErrorCode};
 
 use crate::error::fs_error;
@@ -18,8 +18,7 @@ use crate::paths::{is_reserved, join};
 const MAX_PAGE: usize = 1000;
 
 /// Lists the objects whose paths start with `prefix`, after `cursor`, at most `limit`.
-pub fn list(prefix: String, cursor: Option<String>, limit: u32) -> Result<ListPage, Error> {
-    validate_prefix(&prefix)?;
+pub fn list(prefix: Prefix, cursor: Option<String>, limit: u32) -> Result<ListPage, Error> {
     let root = root()?;
     let limit = match usize::try_from(limit) {
         Ok(0) | Err(_) => MAX_PAGE,

@@ -1,16 +1,17 @@
 //! Operations on one whole object that need no resource: `stat`, `exists`, `delete`.
 
 use stowage_plugin_sdk::driver::stowage::storage::types::{Error, ObjectInfo};
+use stowage_plugin_sdk::path::ObjectPath;
 use stowage_plugin_sdk::wasip2::filesystem::types::{DescriptorStat, DescriptorType};
 
 use crate::error::{lookup_error, not_an_object};
 use crate::fs::{NO_FOLLOW, file_id, remove, root, sync_dir};
 use crate::meta::object_info;
-use crate::paths::{ancestors, check_object_path, sidecar_path};
+use crate::paths::{ancestors, check_own_rules, sidecar_path};
 
 /// The file at `path`, if it is an object (a regular file).
-fn object_stat(path: &str) -> Result<DescriptorStat, Error> {
-    check_object_path(path)?;
+fn object_stat(path: &ObjectPath) -> Result<DescriptorStat, Error> {
+    check_own_rules(path)?;
     let stat = root()?.stat_at(NO_FOLLOW, path).map_err(|code| lookup_error(code, path))?;
     match stat.type_ {
         DescriptorType::RegularFile => Ok(stat),
@@ -19,7 +20,7 @@ fn object_stat(path: &str) -> Result<DescriptorStat, Error> {
 }
 
 /// Everything known about the object at `path`.
-pub fn stat(path: &str) -> Result<ObjectInfo, Error> {
+pub fn stat(path: &ObjectPath) -> Result<ObjectInfo, Error> {
     let stat = object_stat(path)?;
     let root = root()?;
     let id = file_id(&stat);
@@ -27,7 +28,7 @@ pub fn stat(path: &str) -> Result<ObjectInfo, Error> {
 }
 
 /// Whether an object exists at `path`.
-pub fn exists(path: &str) -> Result<bool, Error> {
+pub fn exists(path: &ObjectPath) -> Result<bool, Error> {
     match object_stat(path) {
         Ok(_) => Ok(true),
         Err(Error::NotFound(_)) => Ok(false),
@@ -37,7 +38,7 @@ pub fn exists(path: &str) -> Result<bool, Error> {
 
 /// Removes the object at `path` and its sidecar, then the directories it leaves empty, and
 /// flushes the directory entries so the delete survives a crash.
-pub fn delete(path: &str) -> Result<(), Error> {
+pub fn delete(path: &ObjectPath) -> Result<(), Error> {
     object_stat(path)?;
     let root = root()?;
     root.unlink_file_at(path).map_err(|code| lookup_error(code, path))?;

@@ -7,7 +7,7 @@
 //! Driver files are hidden from listings and refused as object paths.
 
 use stowage_plugin_sdk::driver::stowage::storage::types::Error;
-use stowage_plugin_sdk::path::MAX_SEGMENT_BYTES;
+use stowage_plugin_sdk::path::{MAX_SEGMENT_BYTES, ObjectPath};
 
 /// Ends the name of a metadata sidecar (which also starts with `.`).
 const SIDECAR_SUFFIX: &str = ".stowage-meta";
@@ -33,10 +33,9 @@ pub fn is_reserved(name: &str) -> bool {
         || name.contains(OLD_TEMP_MARK)
 }
 
-/// Checks an object path: the shared path rules, then local-fs's own (no driver names, a
-/// last segment short enough for its sidecar).
-pub fn check_object_path(path: &str) -> Result<(), Error> {
-    stowage_plugin_sdk::check_path(path)?;
+/// Checks local-fs's own rules for an object path (the shared rules passed already): no
+/// driver names, a last segment short enough for its sidecar.
+pub fn check_own_rules(path: &ObjectPath) -> Result<(), Error> {
     for (i, segment) in path.split('/').enumerate() {
         if is_reserved(segment) {
             return Err(Error::InvalidPath(format!(

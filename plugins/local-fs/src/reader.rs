@@ -4,13 +4,14 @@ use std::cell::Cell;
 
 use stowage_plugin_sdk::driver::exports::stowage::storage::store::GuestReader;
 use stowage_plugin_sdk::driver::stowage::storage::types::{ByteRange, Error, ObjectInfo};
+use stowage_plugin_sdk::path::ObjectPath;
 use stowage_plugin_sdk::wasip2::filesystem::types::{Descriptor, DescriptorFlags, DescriptorType, OpenFlags};
 use stowage_plugin_sdk::wasip2::io::streams::InputStream;
 
 use crate::error::{fs_error, lookup_error, not_an_object};
 use crate::fs::{NO_FOLLOW, file_id, root};
 use crate::meta::object_info;
-use crate::paths::check_object_path;
+use crate::paths::check_own_rules;
 
 /// The most `read` returns at once, whatever the host asks for.
 const MAX_CHUNK: u64 = 1 << 20;
@@ -32,8 +33,8 @@ pub struct FsReader {
 
 impl FsReader {
     /// Opens the object at `path` for reading `range` (all of it when none).
-    pub fn open(path: String, range: Option<ByteRange>) -> Result<(FsReader, ObjectInfo), Error> {
-        check_object_path(&path)?;
+    pub fn open(path: ObjectPath, range: Option<ByteRange>) -> Result<(FsReader, ObjectInfo), Error> {
+        check_own_rules(&path)?;
         let root = root()?;
         // Checked before opening: opening a named pipe would block, and directories and
         // links are not objects.
@@ -57,7 +58,8 @@ impl FsReader {
                 (offset, length.map_or(size, |len| offset.saturating_add(len).min(size)))
             }
         };
-        let reader = FsReader { path, file, offset: Cell::new(offset), end, source_given: Cell::new(false) };
+        let reader =
+            FsReader { path: path.into_string(), file, offset: Cell::new(offset), end, source_given: Cell::new(false) };
         Ok((reader, info))
     }
 }

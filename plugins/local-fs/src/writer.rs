@@ -6,6 +6,7 @@ use std::cell::RefCell;
 
 use stowage_plugin_sdk::driver::exports::stowage::storage::store::GuestWriter;
 use stowage_plugin_sdk::driver::stowage::storage::types::{Digest, Error, ObjectInfo, WriteOptions};
+use stowage_plugin_sdk::path::ObjectPath;
 use stowage_plugin_sdk::wasip2::filesystem::types::{
     Descriptor, DescriptorFlags, DescriptorType, ErrorCode, OpenFlags,
 };
@@ -14,7 +15,7 @@ use stowage_plugin_sdk::wasip2::io::streams::OutputStream;
 use crate::error::{fs_error, not_an_object};
 use crate::fs::{NO_FOLLOW, TempFile, check_parents, create_dirs, etag, file_id, modified_ms, root, sync_dir};
 use crate::meta::{Sidecar, write_all};
-use crate::paths::{check_object_path, sidecar_path, split, temp_path};
+use crate::paths::{check_own_rules, sidecar_path, split, temp_path};
 
 /// An object being written; the `writer` resource.
 pub struct FsWriter {
@@ -41,13 +42,13 @@ struct Pending {
 impl FsWriter {
     /// Starts writing the object at `path`: checks the target and its parents, and creates a
     /// temp file named after the write's owner.
-    pub fn open(path: String, options: WriteOptions) -> Result<FsWriter, Error> {
-        check_object_path(&path)?;
+    pub fn open(path: ObjectPath, options: WriteOptions) -> Result<FsWriter, Error> {
+        check_own_rules(&path)?;
         let root = root()?;
         match root.stat_at(NO_FOLLOW, &path) {
             Ok(stat) if stat.type_ == DescriptorType::RegularFile => {
                 if options.create_only {
-                    return Err(Error::AlreadyExists(path));
+                    return Err(Error::AlreadyExists(path.into_string()));
                 }
             }
             Ok(stat) if stat.type_ == DescriptorType::Directory => {
@@ -66,7 +67,7 @@ impl FsWriter {
             .open_at(NO_FOLLOW, &temp_path, OpenFlags::CREATE | OpenFlags::EXCLUSIVE, DescriptorFlags::WRITE)
             .map_err(|code| fs_error(code, &path))?;
         let temp = TempFile::new(temp_path);
-        let pending = Pending { path, options, file, temp, written: 0, sink_given: false };
+        let pending = Pending { path: path.into_string(), options, file, temp, written: 0, sink_given: false };
         Ok(FsWriter { state: RefCell::new(Some(pending)) })
     }
 

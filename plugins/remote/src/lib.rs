@@ -19,19 +19,22 @@ mod reader;
 mod settings;
 mod writer;
 
-use stowage_plugin_sdk::check_path;
-use stowage_plugin_sdk::driver::exports::stowage::storage::store::{Guest, Reader, Writer};
+use stowage_plugin_sdk::Store;
+use stowage_plugin_sdk::driver::exports::stowage::storage::store::{Reader, Writer};
 use stowage_plugin_sdk::driver::stowage::storage::types::{
     ByteRange, Capabilities, Error, ListPage, ObjectInfo, RequestContext, TempPage, WriteOptions,
 };
+use stowage_plugin_sdk::path::{ObjectPath, Prefix};
 use stowage_plugin_sdk::wasip2::http::types::Method;
 
 use crate::api::Api;
 use crate::error::Op;
 
+/// The driver. Paths come checked (the SDK's export wrapper); `exists` is the SDK's, over
+/// `stat`.
 struct RemoteDriver;
 
-impl Guest for RemoteDriver {
+impl Store for RemoteDriver {
     type Writer = writer::RemoteWriter;
     type Reader = reader::RemoteReader;
 
@@ -43,13 +46,15 @@ impl Guest for RemoteDriver {
             | Capabilities::LIST_PAGINATION
     }
 
-    fn open_writer(ctx: RequestContext, path: String, options: WriteOptions) -> Result<Writer, Error> {
-        check_path(&path)?;
+    fn open_writer(ctx: RequestContext, path: ObjectPath, options: WriteOptions) -> Result<Writer, Error> {
         Ok(Writer::new(writer::writer(Api::new(&ctx)?, path, options)?))
     }
 
-    fn open_reader(ctx: RequestContext, path: String, range: Option<ByteRange>) -> Result<(Reader, ObjectInfo), Error> {
-        check_path(&path)?;
+    fn open_reader(
+        ctx: RequestContext,
+        path: ObjectPath,
+        range: Option<ByteRange>,
+    ) -> Result<(Reader, ObjectInfo), Error> {
         let api = Api::new(&ctx)?;
         // HTTP cannot ask for zero bytes, and answers 416 for a range starting at the end:
         // both read nothing, given the object's info.
@@ -76,21 +81,15 @@ impl Guest for RemoteDriver {
         Ok((Reader::new(reader), info))
     }
 
-    fn stat(ctx: RequestContext, path: String) -> Result<ObjectInfo, Error> {
-        check_path(&path)?;
+    fn stat(ctx: RequestContext, path: ObjectPath) -> Result<ObjectInfo, Error> {
         reader::head(&Api::new(&ctx)?, &path)
     }
 
-    fn exists(ctx: RequestContext, path: String) -> Result<bool, Error> {
-        stowage_plugin_sdk::found(Self::stat(ctx, path))
-    }
-
-    fn list(ctx: RequestContext, prefix: String, cursor: Option<String>, limit: u32) -> Result<ListPage, Error> {
+    fn list(ctx: RequestContext, prefix: Prefix, cursor: Option<String>, limit: u32) -> Result<ListPage, Error> {
         lister::list(&Api::new(&ctx)?, &prefix, cursor, limit)
     }
 
-    fn delete(ctx: RequestContext, path: String) -> Result<(), Error> {
-        check_path(&path)?;
+    fn delete(ctx: RequestContext, path: ObjectPath) -> Result<(), Error> {
         let api = Api::new(&ctx)?;
         let op = Op { what: "delete", path: &path };
         let mut tries = 0;
@@ -106,7 +105,7 @@ impl Guest for RemoteDriver {
         }
     }
 
-    fn url(_ctx: RequestContext, _path: String, _expires_in_secs: u64) -> Result<String, Error> {
+    fn url(_ctx: RequestContext, _path: ObjectPath, _expires_in_secs: u64) -> Result<String, Error> {
         Err(Error::Unsupported(
             "url: a remote disk's objects are served by signed URLs of the host itself (`stowage url`)".into(),
         ))
@@ -123,4 +122,4 @@ impl Guest for RemoteDriver {
     }
 }
 
-stowage_plugin_sdk::driver::export_driver!(RemoteDriver with_types_in stowage_plugin_sdk::driver);
+stowage_plugin_sdk::export_store!(RemoteDriver);

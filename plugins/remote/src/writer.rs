@@ -15,6 +15,7 @@ use stowage_plugin_sdk::Describe;
 use stowage_plugin_sdk::driver::stowage::storage::log::{Level, log};
 use stowage_plugin_sdk::driver::stowage::storage::types::{Digest, Error, ObjectInfo, Unavailable, WriteOptions};
 use stowage_plugin_sdk::parts::{Part, PartHooks, PartWriter};
+use stowage_plugin_sdk::path::ObjectPath;
 use stowage_plugin_sdk::wasip2::http::types::Method;
 
 use crate::api::{Api, InfoJson, SHA256, json, metadata_headers};
@@ -32,7 +33,7 @@ pub type RemoteWriter = PartWriter<RemoteParts>;
 /// How an object reaches the services host: one PUT, or an upload session.
 pub struct RemoteParts {
     api: Api,
-    path: String,
+    path: ObjectPath,
     options: WriteOptions,
     /// Content type, metadata and create-only, as headers.
     write_headers: Vec<(String, String)>,
@@ -49,7 +50,7 @@ pub struct Session {
 }
 
 /// A writer for `path`.
-pub fn writer(api: Api, path: String, options: WriteOptions) -> Result<RemoteWriter, Error> {
+pub fn writer(api: Api, path: ObjectPath, options: WriteOptions) -> Result<RemoteWriter, Error> {
     let mut write_headers = metadata_headers(&options.metadata)?;
     if let Some(ct) = &options.content_type {
         write_headers.push(("content-type".into(), ct.clone()));
@@ -160,7 +161,7 @@ impl RemoteParts {
 
     /// What this host was asked to store, whatever the services host's own view.
     fn ours(&self, mut info: ObjectInfo) -> ObjectInfo {
-        info.path = self.path.clone();
+        info.path = self.path.to_string();
         if info.content_type.is_none() {
             info.content_type = self.options.content_type.clone();
         }

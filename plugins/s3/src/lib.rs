@@ -19,11 +19,12 @@ mod writer;
 use std::time::Duration;
 
 use aws_sdk_s3::presigning::PresigningConfig;
-use stowage_plugin_sdk::check_path;
-use stowage_plugin_sdk::driver::exports::stowage::storage::store::{Guest, Reader, Writer};
+use stowage_plugin_sdk::Store;
+use stowage_plugin_sdk::driver::exports::stowage::storage::store::{Reader, Writer};
 use stowage_plugin_sdk::driver::stowage::storage::types::{
     ByteRange, Capabilities, Error, ListPage, ObjectInfo, RequestContext, TempPage, WriteOptions,
 };
+use stowage_plugin_sdk::path::{ObjectPath, Prefix};
 
 use crate::client::{run, s3};
 use crate::error::{Op, from_sdk};
@@ -31,9 +32,11 @@ use crate::error::{Op, from_sdk};
 /// The longest a presigned URL may live (SigV4's limit: 7 days).
 const MAX_URL_SECS: u64 = 7 * 24 * 3600;
 
+/// The driver. Paths come checked (the SDK's export wrapper); `exists` is the SDK's, over
+/// `stat`.
 struct S3Driver;
 
-impl Guest for S3Driver {
+impl Store for S3Driver {
     type Writer = writer::S3Writer;
     type Reader = reader::S3Reader;
 
@@ -45,13 +48,15 @@ impl Guest for S3Driver {
             | Capabilities::LIST_PAGINATION
     }
 
-    fn open_writer(ctx: RequestContext, path: String, options: WriteOptions) -> Result<Writer, Error> {
-        check_path(&path)?;
+    fn open_writer(ctx: RequestContext, path: ObjectPath, options: WriteOptions) -> Result<Writer, Error> {
         Ok(Writer::new(writer::writer(ctx.disk, path, options)?))
     }
 
-    fn open_reader(ctx: RequestContext, path: String, range: Option<ByteRange>) -> Result<(Reader, ObjectInfo), Error> {
-        check_path(&path)?;
+    fn open_reader(
+        ctx: RequestContext,
+        path: ObjectPath,
+        range: Option<ByteRange>,
+    ) -> Result<(Reader, ObjectInfo), Error> {
         // One GET answers with the bytes and the info. S3 refuses ranges that are empty or
         // start at the end (416): those need the size from a HEAD, and read nothing.
         let (reader, info) = match range {
@@ -83,22 +88,15 @@ impl Guest for S3Driver {
         Ok((Reader::new(reader), info))
     }
 
-    fn stat(ctx: RequestContext, path: String) -> Result<ObjectInfo, Error> {
-        check_path(&path)?;
+    fn stat(ctx: RequestContext, path: ObjectPath) -> Result<ObjectInfo, Error> {
         object::head(&ctx.disk, &path)
     }
 
-    fn exists(ctx: RequestContext, path: String) -> Result<bool, Error> {
-        check_path(&path)?;
-        stowage_plugin_sdk::found(object::head(&ctx.disk, &path))
-    }
-
-    fn list(ctx: RequestContext, prefix: String, cursor: Option<String>, limit: u32) -> Result<ListPage, Error> {
+    fn list(ctx: RequestContext, prefix: Prefix, cursor: Option<String>, limit: u32) -> Result<ListPage, Error> {
         lister::list(&ctx.disk, &prefix, cursor, limit)
     }
 
-    fn delete(ctx: RequestContext, path: String) -> Result<(), Error> {
-        check_path(&path)?;
+    fn delete(ctx: RequestContext, path: ObjectPath) -> Result<(), Error> {
         // S3 deletes succeed for missing keys; the contract says not-found.
         object::head(&ctx.disk, &path)?;
         let s3 = s3()?;
@@ -108,8 +106,7 @@ impl Guest for S3Driver {
             .map_err(|e| from_sdk(&op, e))
     }
 
-    fn url(ctx: RequestContext, path: String, expires_in_secs: u64) -> Result<String, Error> {
-        check_path(&path)?;
+    fn url(ctx: RequestContext, path: ObjectPath, expires_in_secs: u64) -> Result<String, Error> {
         if expires_in_secs == 0 || expires_in_secs > MAX_URL_SECS {
             return Err(Error::Unsupported(format!(
                 "URLs may live 1 to {MAX_URL_SECS} seconds, not {expires_in_secs}"
@@ -134,4 +131,4 @@ impl Guest for S3Driver {
     }
 }
 
-stowage_plugin_sdk::driver::export_driver!(S3Driver with_types_in stowage_plugin_sdk::driver);
+stowage_plugin_sdk::export_store!(S3Driver);

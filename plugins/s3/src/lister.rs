@@ -1,17 +1,14 @@
 //! Listing a prefix, a page at a time, in path order.
 
-use stowage_plugin_sdk::check_path;
 use stowage_plugin_sdk::driver::stowage::storage::types::{Error, ListPage, ObjectInfo};
+use stowage_plugin_sdk::path::{Prefix, validate};
 
 use crate::client::{run, s3};
 use crate::error::{Op, from_sdk};
 use crate::object;
 
 /// A page of the objects under `prefix`, from `cursor`.
-pub fn list(disk: &str, prefix: &str, cursor: Option<String>, limit: u32) -> Result<ListPage, Error> {
-    if !prefix.is_empty() {
-        stowage_plugin_sdk::path::validate_prefix(prefix).map_err(Error::from)?;
-    }
+pub fn list(disk: &str, prefix: &Prefix, cursor: Option<String>, limit: u32) -> Result<ListPage, Error> {
     let s3 = s3()?;
     let op = Op { disk, path: prefix, what: "list" };
     let page = run(s3
@@ -29,7 +26,7 @@ pub fn list(disk: &str, prefix: &str, cursor: Option<String>, limit: u32) -> Res
         .filter_map(|o| {
             let path = s3.settings.path(o.key()?)?;
             // Keys written outside Stowage may not be valid object paths: skip them.
-            check_path(path).ok()?;
+            validate(path).ok()?;
             Some(object::list_item(path, o))
         })
         .collect();

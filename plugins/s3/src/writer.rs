@@ -15,6 +15,7 @@ use stowage_plugin_sdk::Describe;
 use stowage_plugin_sdk::driver::stowage::storage::log::{Level, log};
 use stowage_plugin_sdk::driver::stowage::storage::types::{Digest, Error, ObjectInfo, WriteOptions};
 use stowage_plugin_sdk::parts::{Part, PartHooks, PartWriter};
+use stowage_plugin_sdk::path::ObjectPath;
 
 use crate::client::{run, s3};
 use crate::error::{Op, from_sdk};
@@ -32,14 +33,14 @@ pub type S3Writer = PartWriter<S3Parts>;
 /// How an object reaches the bucket: one PUT, or a multipart upload.
 pub struct S3Parts {
     disk: String,
-    path: String,
+    path: ObjectPath,
     key: String,
     options: WriteOptions,
     part_size: usize,
 }
 
 /// A writer for `path` on `disk`.
-pub fn writer(disk: String, path: String, options: WriteOptions) -> Result<S3Writer, Error> {
+pub fn writer(disk: String, path: ObjectPath, options: WriteOptions) -> Result<S3Writer, Error> {
     let s3 = s3()?;
     if options.metadata.iter().any(|(k, _)| k.eq_ignore_ascii_case(SHA256_KEY)) {
         return Err(Error::Unsupported(format!(
@@ -70,7 +71,7 @@ impl S3Parts {
 
     fn info(&self, digest: &Digest, etag: Option<String>) -> ObjectInfo {
         ObjectInfo {
-            path: self.path.clone(),
+            path: self.path.to_string(),
             size: digest.size,
             sha256: Some(digest.sha256.clone()),
             content_type: self.options.content_type.clone(),

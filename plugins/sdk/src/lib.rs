@@ -1,13 +1,16 @@
-//! Guest-side bindings for Stowage plugins, generated once from the project's WIT.
+//! Guest-side bindings for Stowage plugins, generated once from the project's WIT, and the
+//! kit drivers share.
 //!
-//! A driver implements [`driver::exports::stowage::storage::store::Guest`] and exports it with
-//! [`driver::export_driver!`]:
+//! A driver implements [`Store`]: the `store` interface with every object path already
+//! checked (an [`ObjectPath`](path::ObjectPath); `list` gets a [`Prefix`](path::Prefix)). It
+//! exports it with [`export_store!`], whose wrapper parses each path the host sent once and
+//! answers a bad one with `invalid-path` before the driver runs:
 //!
 //! ```text
-//! use stowage_plugin_sdk::driver::exports::stowage::storage::store::Guest;
+//! use stowage_plugin_sdk::Store;
 //! struct MyDriver;
-//! impl Guest for MyDriver { /* ... */ }
-//! stowage_plugin_sdk::driver::export_driver!(MyDriver with_types_in stowage_plugin_sdk::driver);
+//! impl Store for MyDriver { /* ... */ }
+//! stowage_plugin_sdk::export_store!(MyDriver);
 //! ```
 //!
 //! `wasi:io` streams are the [`wasip2`] crate's types, so a driver can hand the host a stream
@@ -21,6 +24,9 @@ pub use wasip2;
 mod describe;
 pub mod parts;
 pub mod settings;
+pub mod store;
+
+pub use store::{Store, StoreExport};
 
 pub use describe::Describe;
 
@@ -79,11 +85,6 @@ pub fn unavailable(reason: String) -> Error {
 /// Whether trying again later may succeed.
 pub fn retryable(e: &Error) -> bool {
     matches!(e, Error::Unavailable(u) if u.retryable)
-}
-
-/// Checks an object path, as every driver must before touching its backend.
-pub fn check_path(path: &str) -> Result<(), Error> {
-    path::validate(path).map_err(Error::from)
 }
 
 /// A list-valued config setting: `a,b` or a TOML array (`["a", "b"]`), trimmed, without quotes.

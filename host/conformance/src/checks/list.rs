@@ -1,7 +1,7 @@
 //! Listings: prefixes, order, pagination.
 
 use crate::ensure;
-use crate::harness::Harness;
+use crate::harness::{Harness, listing};
 
 pub(crate) async fn prefix(h: &Harness) -> Result<(), String> {
     for name in ["a/1", "a/2", "a/b/3", "ab/4", "b/5"] {
@@ -9,7 +9,7 @@ pub(crate) async fn prefix(h: &Harness) -> Result<(), String> {
     }
     let list = |p: String| async move {
         h.disk
-            .list(&h.ctx, &p, None, 1000)
+            .list(&h.ctx, &listing(&p)?, None, 1000)
             .await
             .map(|page| page.items.into_iter().map(|i| i.path).collect::<Vec<_>>())
             .map_err(|e| format!("list {p}: {e}"))
@@ -23,7 +23,7 @@ pub(crate) async fn prefix(h: &Harness) -> Result<(), String> {
     ensure!(got == want(&["a/1", "a/2", "a/b/3", "ab/4", "b/5"]), "list of everything gave {got:?}");
     let got = list(h.path("zzz")).await?;
     ensure!(got.is_empty(), "list of a prefix with no objects gave {got:?}");
-    let sizes = h.disk.list(&h.ctx, &h.path("b/"), None, 10).await.map_err(|e| format!("list: {e}"))?;
+    let sizes = h.disk.list(&h.ctx, &h.listing("b/")?, None, 10).await.map_err(|e| format!("list: {e}"))?;
     ensure!(
         sizes.items.first().map(|i| i.size) == Some(3),
         "list item size is {:?}",
@@ -44,7 +44,9 @@ pub(crate) async fn order(h: &Harness) -> Result<(), String> {
         let mut out = Vec::new();
         let mut cursor: Option<String> = None;
         for _ in 0..100 {
-            let page = h.disk.list(&h.ctx, &p, cursor.as_deref(), limit).await.map_err(|e| format!("list {p}: {e}"))?;
+            let prefix = listing(&p)?;
+            let page =
+                h.disk.list(&h.ctx, &prefix, cursor.as_deref(), limit).await.map_err(|e| format!("list {p}: {e}"))?;
             out.extend(page.items.into_iter().map(|i| i.path));
             match page.next_cursor {
                 Some(c) if h.caps.list_pagination => cursor = Some(c),
@@ -84,7 +86,7 @@ pub(crate) async fn pagination(h: &Harness) -> Result<(), String> {
     for page_no in 0..10 {
         let page = h
             .disk
-            .list(&h.ctx, &h.path("p/"), cursor.as_deref(), 10)
+            .list(&h.ctx, &h.listing("p/")?, cursor.as_deref(), 10)
             .await
             .map_err(|e| format!("list page {page_no}: {e}"))?;
         ensure!(page.items.len() <= 10, "page {page_no} has {} items for limit 10", page.items.len());

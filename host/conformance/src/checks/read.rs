@@ -6,7 +6,7 @@ use crate::ensure;
 use crate::harness::{Harness, pattern, sha256_hex};
 
 pub(crate) async fn not_found(h: &Harness) -> Result<(), String> {
-    let path = h.path("never-written");
+    let path = h.object("never-written")?;
     match h.disk.stat(&h.ctx, &path).await {
         Err(StorageError::NotFound(_)) => {}
         other => return Err(format!("stat of a missing object gave {other:?}")),
@@ -22,7 +22,7 @@ pub(crate) async fn not_found(h: &Harness) -> Result<(), String> {
 pub(crate) async fn stat(h: &Harness) -> Result<(), String> {
     let data = pattern(4321, 20);
     h.put("s", &data).await?;
-    let info = h.disk.stat(&h.ctx, &h.path("s")).await.map_err(|e| format!("stat: {e}"))?;
+    let info = h.disk.stat(&h.ctx, &h.object("s")?).await.map_err(|e| format!("stat: {e}"))?;
     ensure!(info.size == 4321, "stat size {}", info.size);
     ensure!(info.path == h.path("s"), "stat path {:?}", info.path);
     ensure!(info.sha256.as_ref().is_none_or(|sha| *sha == sha256_hex(&data)), "stat sha256 {:?} is wrong", info.sha256);
@@ -34,7 +34,7 @@ pub(crate) async fn stat(h: &Harness) -> Result<(), String> {
 pub(crate) async fn stat_sha256(h: &Harness) -> Result<(), String> {
     let data = pattern(5000, 22);
     h.put("d", &data).await?;
-    let info = h.disk.stat(&h.ctx, &h.path("d")).await.map_err(|e| format!("stat: {e}"))?;
+    let info = h.disk.stat(&h.ctx, &h.object("d")?).await.map_err(|e| format!("stat: {e}"))?;
     match &info.sha256 {
         Some(sha) => ensure!(*sha == sha256_hex(&data), "stat sha256 {sha} is not the object's"),
         None => return Err("stat gives no sha256: the driver stores no digest of what it keeps".into()),
@@ -44,8 +44,8 @@ pub(crate) async fn stat_sha256(h: &Harness) -> Result<(), String> {
 
 pub(crate) async fn exists(h: &Harness) -> Result<(), String> {
     h.put("e", b"x").await?;
-    ensure!(h.disk.exists(&h.ctx, &h.path("e")).await == Ok(true), "exists is not true for a stored object");
-    ensure!(h.disk.exists(&h.ctx, &h.path("nope")).await == Ok(false), "exists is not false for a missing object");
+    ensure!(h.disk.exists(&h.ctx, &h.object("e")?).await == Ok(true), "exists is not true for a stored object");
+    ensure!(h.disk.exists(&h.ctx, &h.object("nope")?).await == Ok(false), "exists is not false for a missing object");
     Ok(())
 }
 
@@ -72,7 +72,7 @@ pub(crate) async fn range(h: &Harness) -> Result<(), String> {
 pub(crate) async fn url_or_unsupported(h: &Harness) -> Result<(), String> {
     let data = pattern(777, 23);
     h.put("u", &data).await?;
-    match (h.caps.presign, h.disk.url(&h.ctx, &h.path("u"), 60).await) {
+    match (h.caps.presign, h.disk.url(&h.ctx, &h.object("u")?, 60).await) {
         (true, Ok(url)) => {
             let uri: http::Uri = url.parse().map_err(|_| format!("url gave `{url}`, which is not a URL"))?;
             ensure!(

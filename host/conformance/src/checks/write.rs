@@ -12,7 +12,7 @@ use crate::harness::{Harness, pattern, sha256_hex};
 /// What the driver stored at `name`, as `stat` says: the size, and the sha256 when the
 /// driver keeps metadata.
 async fn stored(h: &Harness, name: &str, data_len: u64, sha256: &str) -> Result<(), String> {
-    let info = h.disk.stat(&h.ctx, &h.path(name)).await.map_err(|e| format!("stat {name}: {e}"))?;
+    let info = h.disk.stat(&h.ctx, &h.object(name)?).await.map_err(|e| format!("stat {name}: {e}"))?;
     ensure!(info.size == data_len, "the driver stored {} bytes for the {data_len} written", info.size);
     if h.caps.user_metadata {
         ensure!(info.sha256.as_deref() == Some(sha256), "the driver stored sha256 {:?}, not {sha256}", info.sha256);
@@ -45,13 +45,13 @@ pub(crate) async fn overwrite(h: &Harness) -> Result<(), String> {
     ensure!(info.size == 1234, "second write reported size {}", info.size);
     let back = h.get("o", None).await.map_err(|e| format!("get: {e}"))?;
     ensure!(back == v2, "after overwrite read {} bytes, not the second version", back.len());
-    let stat = h.disk.stat(&h.ctx, &h.path("o")).await.map_err(|e| format!("stat: {e}"))?;
+    let stat = h.disk.stat(&h.ctx, &h.object("o")?).await.map_err(|e| format!("stat: {e}"))?;
     ensure!(stat.size == 1234, "stat after overwrite says {} bytes", stat.size);
     Ok(())
 }
 
 pub(crate) async fn invisible_until_finish(h: &Harness) -> Result<(), String> {
-    let path = h.path("pending");
+    let path = h.object("pending")?;
     let mut w =
         h.disk.writer(&h.ctx, &path, &WriteOptions::default()).await.map_err(|e| format!("open-writer: {e}"))?;
     w.write(Bytes::from(pattern(10_000, 4))).await.map_err(|e| format!("write: {e}"))?;
@@ -59,7 +59,7 @@ pub(crate) async fn invisible_until_finish(h: &Harness) -> Result<(), String> {
         Err(StorageError::NotFound(_)) => {}
         other => return Err(format!("an unfinished write is visible to stat: {other:?}")),
     }
-    let listed = h.disk.list(&h.ctx, &h.prefix(), None, 100).await.map_err(|e| format!("list: {e}"))?;
+    let listed = h.disk.list(&h.ctx, &h.listing("")?, None, 100).await.map_err(|e| format!("list: {e}"))?;
     ensure!(listed.items.is_empty(), "an unfinished write shows in list: {:?}", listed.items);
     w.finish().await.map_err(|e| format!("finish: {e}"))?;
     ensure!(h.disk.exists(&h.ctx, &path).await == Ok(true), "a finished write is not visible");
@@ -67,20 +67,20 @@ pub(crate) async fn invisible_until_finish(h: &Harness) -> Result<(), String> {
 }
 
 pub(crate) async fn abort_leaves_nothing(h: &Harness) -> Result<(), String> {
-    let path = h.path("aborted");
+    let path = h.object("aborted")?;
     let mut w =
         h.disk.writer(&h.ctx, &path, &WriteOptions::default()).await.map_err(|e| format!("open-writer: {e}"))?;
     w.write(Bytes::from(pattern(100_000, 5))).await.map_err(|e| format!("write: {e}"))?;
     w.abort().await.map_err(|e| format!("abort: {e}"))?;
     ensure!(h.disk.exists(&h.ctx, &path).await == Ok(false), "an aborted write is visible");
-    let listed = h.disk.list(&h.ctx, &h.prefix(), None, 100).await.map_err(|e| format!("list: {e}"))?;
+    let listed = h.disk.list(&h.ctx, &h.listing("")?, None, 100).await.map_err(|e| format!("list: {e}"))?;
     ensure!(listed.items.is_empty(), "an aborted write left {:?}", listed.items);
     // An aborted write must not destroy the previous version.
     let v1 = pattern(777, 6);
     h.put("kept", &v1).await?;
     let mut w = h
         .disk
-        .writer(&h.ctx, &h.path("kept"), &WriteOptions::default())
+        .writer(&h.ctx, &h.object("kept")?, &WriteOptions::default())
         .await
         .map_err(|e| format!("open-writer: {e}"))?;
     w.write(Bytes::from(pattern(50, 7))).await.map_err(|e| format!("write: {e}"))?;
@@ -96,7 +96,7 @@ pub(crate) async fn drop_leaves_nothing(h: &Harness) -> Result<(), String> {
     for name in ["dropped", "dropped-over"] {
         let mut w = h
             .disk
-            .writer(&h.ctx, &h.path(name), &WriteOptions::default())
+            .writer(&h.ctx, &h.object(name)?, &WriteOptions::default())
             .await
             .map_err(|e| format!("open-writer: {e}"))?;
         w.write(Bytes::from(pattern(1000, 8))).await.map_err(|e| format!("write: {e}"))?;
@@ -108,19 +108,19 @@ pub(crate) async fn drop_leaves_nothing(h: &Harness) -> Result<(), String> {
         "the abort of a dropped writer did not end within 30 s"
     );
     ensure!(
-        h.disk.exists(&h.ctx, &h.path("dropped")).await == Ok(false),
+        h.disk.exists(&h.ctx, &h.object("dropped")?).await == Ok(false),
         "a dropped, unfinished write is visible once its abort ran"
     );
     let back = h.get("dropped-over", None).await.map_err(|e| format!("get: {e}"))?;
     ensure!(back == v1, "a dropped overwrite changed the previous version ({} bytes now)", back.len());
-    let listed = h.disk.list(&h.ctx, &h.prefix(), None, 100).await.map_err(|e| format!("list: {e}"))?;
+    let listed = h.disk.list(&h.ctx, &h.listing("")?, None, 100).await.map_err(|e| format!("list: {e}"))?;
     let paths: Vec<String> = listed.items.into_iter().map(|i| i.path).collect();
     ensure!(paths == vec![h.path("dropped-over")], "after dropped writes the directory holds {paths:?}");
     Ok(())
 }
 
 pub(crate) async fn crashed_write_is_findable(h: &Harness) -> Result<(), String> {
-    let path = h.path("crashed");
+    let path = h.object("crashed")?;
     let mut w =
         h.disk.writer(&h.ctx, &path, &WriteOptions::default()).await.map_err(|e| format!("open-writer: {e}"))?;
     w.write(Bytes::from(pattern(300_000, 12))).await.map_err(|e| format!("write: {e}"))?;
@@ -159,7 +159,7 @@ pub(crate) async fn create_only(h: &Harness) -> Result<(), String> {
     let first = pattern(100, 9);
     let only = WriteOptions { create_only: true, ..Default::default() };
     h.put_with("once", &first, &only).await?;
-    match h.disk.put_bytes(&h.ctx, &h.path("once"), Bytes::from(pattern(100, 10)), &only).await {
+    match h.disk.put_bytes(&h.ctx, &h.object("once")?, Bytes::from(pattern(100, 10)), &only).await {
         Err(StorageError::AlreadyExists(_)) => {}
         other => return Err(format!("a create-only write over an existing object gave {other:?}, not already-exists")),
     }
@@ -167,7 +167,7 @@ pub(crate) async fn create_only(h: &Harness) -> Result<(), String> {
     ensure!(back == first, "a refused create-only write changed the object");
     // Two create-only writes racing for one path: both open before either finishes; exactly
     // one wins and the other is told `already-exists`.
-    let path = h.path("race");
+    let path = h.object("race")?;
     let (a, b) = (pattern(3000, 13), pattern(3000, 14));
     let mut wa = h.disk.writer(&h.ctx, &path, &only).await.map_err(|e| format!("open-writer a: {e}"))?;
     let mut wb = h.disk.writer(&h.ctx, &path, &only).await.map_err(|e| format!("open-writer b: {e}"))?;
@@ -198,7 +198,7 @@ pub(crate) async fn metadata(h: &Harness) -> Result<(), String> {
     };
     let data = b"id,age\n1,42\n";
     h.put_with("m.csv", data, &options).await?;
-    let info = h.disk.stat(&h.ctx, &h.path("m.csv")).await.map_err(|e| format!("stat: {e}"))?;
+    let info = h.disk.stat(&h.ctx, &h.object("m.csv")?).await.map_err(|e| format!("stat: {e}"))?;
     ensure!(info.content_type.as_deref() == Some("text/csv"), "content type came back as {:?}", info.content_type);
     ensure!(info.metadata == options.metadata, "metadata came back as {:?}", info.metadata);
     ensure!(info.sha256.as_deref() == Some(sha256_hex(data).as_str()), "stat sha256 is {:?}", info.sha256);
@@ -208,7 +208,7 @@ pub(crate) async fn metadata(h: &Harness) -> Result<(), String> {
 pub(crate) async fn streaming_100mib(h: &Harness) -> Result<(), String> {
     const CHUNK: usize = 1 << 20;
     const CHUNKS: usize = 100;
-    let path = h.path("big.bin");
+    let path = h.object("big.bin")?;
     let mut w =
         h.disk.writer(&h.ctx, &path, &WriteOptions::default()).await.map_err(|e| format!("open-writer: {e}"))?;
     let mut expect = Sha256::new();

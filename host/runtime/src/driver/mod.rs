@@ -1,18 +1,24 @@
 //! A disk: one driver component, its grants and limits, and the pool of its instances. This is
-//! the "driver handle" the conformance suite runs against.
+//! the "driver handle" the conformance suite runs against. Its calls take an `ObjectPath` (a
+//! `Prefix` to list), so a path reaches a driver checked; they go through `unchecked.rs`,
+//! where a path becomes the contract's `string`. `Disk::unchecked` hands those calls out, to
+//! test that a driver refuses a bad path itself.
 
 mod digest;
 mod lease;
 mod reader;
+mod unchecked;
 mod writer;
 
 use std::sync::Arc;
 
 use bytes::Bytes;
+use stowage_path::{ObjectPath, Prefix};
 use wasmtime::component::Component;
 
 pub use digest::{Digest, Digester};
 pub use reader::{MAX_CHUNK, ObjectReader};
+pub use unchecked::Unchecked;
 pub use writer::ObjectWriter;
 
 use crate::bindings::driver::DriverPre;
@@ -113,117 +119,56 @@ impl Disk {
     pub async fn writer(
         &self,
         ctx: &RequestContext,
-        path: &str,
+        path: &ObjectPath,
         options: &WriteOptions,
     ) -> Result<ObjectWriter, StorageError> {
-        let owner = crate::owner::owners().begin();
-        let mut lease = self.pool.lease_for(ctx.authenticated_as.as_deref()).await?;
-        let (store, guest) = lease.begin()?;
-        let r = crate::pool::bounded(
-            store.data().deadline,
-            guest.call_open_writer(
-                store,
-                &convert::context_to_wit(ctx),
-                path,
-                &convert::write_options_to_wit(options, owner.as_str()),
-            ),
-        )
-        .await;
-        let writer = lease.end(r)?;
-        ObjectWriter::new(lease, writer, owner).await
+        self.unchecked().writer(ctx, path, options).await
     }
 
     /// Starts reading `path` (all of it, or `range`).
     pub async fn reader(
         &self,
         ctx: &RequestContext,
-        path: &str,
+        path: &ObjectPath,
         range: Option<ByteRange>,
     ) -> Result<ObjectReader, StorageError> {
-        let mut lease = self.pool.lease_for(ctx.authenticated_as.as_deref()).await?;
-        let (store, guest) = lease.begin()?;
-        let r = crate::pool::bounded(
-            store.data().deadline,
-            guest.call_open_reader(store, &convert::context_to_wit(ctx), path, range.map(convert::range_to_wit)),
-        )
-        .await;
-        let (reader, info) = lease.end(r)?;
-        let info = convert::info_from_wit(info);
-        let remaining = match range {
-            None => info.size,
-            Some(r) => match info.size.checked_sub(r.offset) {
-                Some(rest) => r.length.map_or(rest, |len| len.min(rest)),
-                None => {
-                    // The driver should have refused this range itself.
-                    writer::drop_resource(&mut lease, reader).await;
-                    return Err(lease.protocol_fault(format!(
-                        "open-reader accepted offset {} past the end (size {})",
-                        r.offset, info.size
-                    )));
-                }
-            },
-        };
-        ObjectReader::new(lease, reader, info, remaining, path.to_string()).await
+        self.unchecked().reader(ctx, path, range).await
     }
 
     /// Everything known about `path`.
-    pub async fn stat(&self, ctx: &RequestContext, path: &str) -> Result<ObjectInfo, StorageError> {
-        let mut lease = self.pool.lease_for(ctx.authenticated_as.as_deref()).await?;
-        let (store, guest) = lease.begin()?;
-        let r =
-            crate::pool::bounded(store.data().deadline, guest.call_stat(store, &convert::context_to_wit(ctx), path))
-                .await;
-        lease.end(r).map(convert::info_from_wit)
+    pub async fn stat(&self, ctx: &RequestContext, path: &ObjectPath) -> Result<ObjectInfo, StorageError> {
+        self.unchecked().stat(ctx, path).await
     }
 
     /// Whether an object exists at `path`.
-    pub async fn exists(&self, ctx: &RequestContext, path: &str) -> Result<bool, StorageError> {
-        let mut lease = self.pool.lease_for(ctx.authenticated_as.as_deref()).await?;
-        let (store, guest) = lease.begin()?;
-        let r =
-            crate::pool::bounded(store.data().deadline, guest.call_exists(store, &convert::context_to_wit(ctx), path))
-                .await;
-        lease.end(r)
+    pub async fn exists(&self, ctx: &RequestContext, path: &ObjectPath) -> Result<bool, StorageError> {
+        self.unchecked().exists(ctx, path).await
     }
 
     /// One page of the objects under `prefix`.
     pub async fn list(
         &self,
         ctx: &RequestContext,
-        prefix: &str,
+        prefix: &Prefix,
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<ListPage, StorageError> {
-        let mut lease = self.pool.lease_for(ctx.authenticated_as.as_deref()).await?;
-        let (store, guest) = lease.begin()?;
-        let r = crate::pool::bounded(
-            store.data().deadline,
-            guest.call_list(store, &convert::context_to_wit(ctx), prefix, cursor, limit),
-        )
-        .await;
-        lease.end(r).map(convert::page_from_wit)
+        self.unchecked().list(ctx, prefix, cursor, limit).await
     }
 
     /// Removes `path`.
-    pub async fn delete(&self, ctx: &RequestContext, path: &str) -> Result<(), StorageError> {
-        let mut lease = self.pool.lease_for(ctx.authenticated_as.as_deref()).await?;
-        let (store, guest) = lease.begin()?;
-        let r =
-            crate::pool::bounded(store.data().deadline, guest.call_delete(store, &convert::context_to_wit(ctx), path))
-                .await;
-        lease.end(r)
+    pub async fn delete(&self, ctx: &RequestContext, path: &ObjectPath) -> Result<(), StorageError> {
+        self.unchecked().delete(ctx, path).await
     }
 
     /// A URL serving `path` for `expires_in_secs`, if the driver can make one.
-    pub async fn url(&self, ctx: &RequestContext, path: &str, expires_in_secs: u64) -> Result<String, StorageError> {
-        let mut lease = self.pool.lease_for(ctx.authenticated_as.as_deref()).await?;
-        let (store, guest) = lease.begin()?;
-        let r = crate::pool::bounded(
-            store.data().deadline,
-            guest.call_url(store, &convert::context_to_wit(ctx), path, expires_in_secs),
-        )
-        .await;
-        lease.end(r)
+    pub async fn url(
+        &self,
+        ctx: &RequestContext,
+        path: &ObjectPath,
+        expires_in_secs: u64,
+    ) -> Result<String, StorageError> {
+        self.unchecked().url(ctx, path, expires_in_secs).await
     }
 
     /// A page of the temporary objects unfinished writes left.
@@ -259,21 +204,11 @@ impl Disk {
     pub async fn put_bytes(
         &self,
         ctx: &RequestContext,
-        path: &str,
+        path: &ObjectPath,
         data: Bytes,
         options: &WriteOptions,
     ) -> Result<ObjectInfo, StorageError> {
-        let mut writer = self.writer(ctx, path, options).await?;
-        let mut rest = data;
-        while !rest.is_empty() {
-            let chunk = rest.split_to(rest.len().min(MAX_CHUNK));
-            if let Err(e) = writer.write(chunk).await {
-                // Best effort: the write failed already; abort cleans up what it can.
-                let _ = writer.abort().await;
-                return Err(e);
-            }
-        }
-        writer.finish().await
+        self.unchecked().put_bytes(ctx, path, data, options).await
     }
 
     /// Reads a whole object (or range) into memory (small objects; stream large ones with
@@ -281,14 +216,20 @@ impl Disk {
     pub async fn get_bytes(
         &self,
         ctx: &RequestContext,
-        path: &str,
+        path: &ObjectPath,
         range: Option<ByteRange>,
     ) -> Result<(ObjectInfo, Vec<u8>), StorageError> {
-        let mut reader = self.reader(ctx, path, range).await?;
+        let mut reader = self.unchecked().reader(ctx, path, range).await?;
         let mut out = Vec::with_capacity(reader.remaining().min(MAX_CHUNK as u64) as usize);
         while let Some(chunk) = reader.next_chunk(MAX_CHUNK).await? {
             out.extend_from_slice(&chunk);
         }
         Ok((reader.info().clone(), out))
+    }
+
+    /// The calls that take a path as any text, unchecked: only to check that a driver refuses
+    /// a bad path itself ([`Unchecked`]).
+    pub fn unchecked(&self) -> Unchecked<'_> {
+        Unchecked::new(self)
     }
 }

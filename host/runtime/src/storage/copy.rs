@@ -29,15 +29,17 @@ impl Storage {
     ) -> Result<ObjectInfo, StorageError> {
         // The same object under two names (a class and its disk) is still the same object: a
         // move onto it would delete the only copy.
-        let (source_at, target_at) = (self.resolve(from)?, self.resolve(to)?);
-        if source_at.disk.name() == target_at.disk.name() && source_at.path == target_at.path {
+        // Compared as written, before either path is checked (the reader and the writer check
+        // them): a bad path copied onto itself is refused as the same object.
+        let (source_disk, target_disk) = (self.resolve_name(&from.name)?.0, self.resolve_name(&to.name)?.0);
+        if source_disk.name() == target_disk.name() && from.path == to.path {
             return Err(StorageError::InvalidPath(format!(
                 "`{}:{}` and `{}:{}` are the same object (disk `{}`); it cannot be copied onto itself",
                 from.name,
                 from.path,
                 to.name,
                 to.path,
-                source_at.disk.name()
+                source_disk.name()
             )));
         }
         let mut reader = self.reader(from, req, None).await?;

@@ -18,8 +18,7 @@ use crate::upload::Upload;
 impl Storage {
     fn object(&self, addr: &Address, req: &Request) -> Result<(Target, RequestContext), StorageError> {
         let target = self.resolve(addr)?;
-        stowage_path::validate(&target.path)?;
-        let ctx = self.context(&target, req);
+        let ctx = self.context(&target.disk, target.class, req);
         Ok((target, ctx))
     }
 
@@ -236,9 +235,8 @@ impl Storage {
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<ListPage, StorageError> {
-        let target = self.resolve(addr)?;
-        stowage_path::validate_prefix(&target.path)?;
-        let ctx = self.context(&target, req);
+        let target = self.resolve_prefix(addr)?;
+        let ctx = self.context(&target.disk, target.class, req);
         let request = Self::request(Operation::List, &ctx, &target.path);
         self.run(request, target.disk.list(&ctx, &target.path, cursor, limit), |page, o| {
             o.items = Some(u32::try_from(page.items.len()).unwrap_or(u32::MAX));

@@ -5,6 +5,10 @@
 //! owner tag, and `list-temps` reports them: the host removes (`remove-temp`) those whose
 //! writer is gone, after a crash for instance, and records it.
 //!
+//! Each path is checked once, where it enters (the first line of each call in `impl Guest`):
+//! it becomes an `ObjectPath`, which everything after takes, checking nothing again. A bad
+//! path is refused with `invalid-path` before anything is touched.
+//!
 //! It declares no optional capability (ranges, create-only, metadata, presign, pagination):
 //! `stowage plugin test` skips those checks. Add them one at a time, with the checks to prove
 //! them.
@@ -15,6 +19,7 @@ use std::cell::RefCell;
 use std::fs::{self, File};
 use std::hash::{BuildHasher, Hasher};
 use std::io::{ErrorKind, Read, Write};
+use std::ops::Deref;
 use std::time::UNIX_EPOCH;
 
 use exports::stowage::storage::store::{Guest, GuestReader, GuestWriter, Reader, Writer};
@@ -26,10 +31,29 @@ use wasi::io::streams::{InputStream, OutputStream};
 /// Where unfinished writes live (hidden from listings, refused as an object path).
 const PARTIAL: &str = ".partial";
 
+/// An object path that passed the contract's rules (`wit/store.wit`) and this driver's own
+/// (`.partial/` is reserved). Made only by `ObjectPath::parse`, so holding one means the path
+/// was checked; it reads as a `&str`.
+struct ObjectPath(String);
+
+impl ObjectPath {
+    fn parse(path: &str) -> Result<ObjectPath, Error> {
+        check(path)?;
+        Ok(ObjectPath(path.to_string()))
+    }
+}
+
+impl Deref for ObjectPath {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
 
 /// Refuses paths outside the contract: empty, absolute, `.`/`..`/empty segments, control
 /// characters, backslashes, over 1024 bytes.
-fn check_path(path: &str) -> Result<(), Error> {
+fn check(path: &str) -> Result<(), Error> {
     let bad = |why: &str| Err(Error::InvalidPath(format!("`{}`: {why}", path.escape_debug())));
     if path.is_empty() {
         return bad("the path is empty");
@@ -74,7 +98,7 @@ struct Driver;
 
 /// An object being written to a temporary file.
 struct FileWriter {
-    path: String,
+    path: ObjectPath,
     temp: String,
     file: RefCell<Option<File>>,
 }
@@ -119,7 +143,7 @@ impl GuestWriter for FileWriter {
             Err(e) => {
                 let _ = fs::remove_file(&self.temp);
                 // Not `not-found`: nothing the caller asked for is missing.
-                Err(Error::Io(format!("finish `{}`: {e}", self.path)))
+                Err(Error::Io(format!("finish `{}`: {e}", &*self.path)))
             }
         }
     }
@@ -201,6 +225,15 @@ fn walk(dir: &str, out: &mut Vec<String>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Everything known about the object at `path`.
+fn stat(path: &ObjectPath) -> Result<ObjectInfo, Error> {
+    match fs::metadata(file_of(path)) {
+        Ok(meta) if meta.is_file() => Ok(info_of(path, &meta, None)),
+        Ok(_) => Err(Error::NotFound(path.to_string())),
+        Err(e) => Err(io_error("stat", path, e)),
+    }
+}
+
 impl Guest for Driver {
     type Writer = FileWriter;
     type Reader = FileReader;
@@ -210,25 +243,26 @@ impl Guest for Driver {
     }
 
     fn open_writer(_ctx: RequestContext, path: String, options: WriteOptions) -> Result<Writer, Error> {
-        check_path(&path)?;
+        let path = ObjectPath::parse(&path)?;
         if options.create_only {
             return Err(Error::Unsupported("create-only writes".into()));
         }
-        fs::create_dir_all(format!("/{PARTIAL}")).map_err(|e| Error::Io(format!("open `{path}`: {e}")))?;
+        let open_error = |e: std::io::Error| Error::Io(format!("open `{}`: {e}", &*path));
+        fs::create_dir_all(format!("/{PARTIAL}")).map_err(open_error)?;
         let temp = format!("/{PARTIAL}/{}.{:016x}", owner_tag(&options.owner), unique());
-        let file = File::create_new(&temp).map_err(|e| Error::Io(format!("open `{path}`: {e}")))?;
+        let file = File::create_new(&temp).map_err(open_error)?;
         Ok(Writer::new(FileWriter { path, temp, file: RefCell::new(Some(file)) }))
     }
 
     fn open_reader(_ctx: RequestContext, path: String, range: Option<ByteRange>) -> Result<(Reader, ObjectInfo), Error> {
-        check_path(&path)?;
+        let path = ObjectPath::parse(&path)?;
         if range.is_some() {
             return Err(Error::Unsupported("byte ranges".into()));
         }
         let file = File::open(file_of(&path)).map_err(|e| io_error("open", &path, e))?;
         let meta = file.metadata().map_err(|e| io_error("stat", &path, e))?;
         if meta.is_dir() {
-            return Err(Error::NotFound(path));
+            return Err(Error::NotFound(path.to_string()));
         }
         let info = info_of(&path, &meta, None);
         let reader = FileReader { file: RefCell::new(file), left: RefCell::new(meta.len()) };
@@ -236,16 +270,11 @@ impl Guest for Driver {
     }
 
     fn stat(_ctx: RequestContext, path: String) -> Result<ObjectInfo, Error> {
-        check_path(&path)?;
-        match fs::metadata(file_of(&path)) {
-            Ok(meta) if meta.is_file() => Ok(info_of(&path, &meta, None)),
-            Ok(_) => Err(Error::NotFound(path)),
-            Err(e) => Err(io_error("stat", &path, e)),
-        }
+        stat(&ObjectPath::parse(&path)?)
     }
 
-    fn exists(ctx: RequestContext, path: String) -> Result<bool, Error> {
-        match Self::stat(ctx, path) {
+    fn exists(_ctx: RequestContext, path: String) -> Result<bool, Error> {
+        match stat(&ObjectPath::parse(&path)?) {
             Ok(_) => Ok(true),
             Err(Error::NotFound(_)) => Ok(false),
             Err(e) => Err(e),
@@ -256,7 +285,7 @@ impl Guest for Driver {
         // Walk only the deepest directory the prefix names.
         let start = prefix.rsplit_once('/').map_or("", |(dir, _)| dir);
         if !start.is_empty() {
-            check_path(start)?;
+            check(start)?;
         }
         let mut paths = Vec::new();
         walk(start, &mut paths).map_err(|e| io_error("list", &prefix, e))?;
@@ -273,8 +302,9 @@ impl Guest for Driver {
         Ok(ListPage { items, next_cursor: None })
     }
 
-    fn delete(ctx: RequestContext, path: String) -> Result<(), Error> {
-        Self::stat(ctx, path.clone())?; // not-found for a directory too
+    fn delete(_ctx: RequestContext, path: String) -> Result<(), Error> {
+        let path = ObjectPath::parse(&path)?;
+        stat(&path)?; // not-found for a directory too
         fs::remove_file(file_of(&path)).map_err(|e| io_error("delete", &path, e))?;
         // Else writing `a` after `a/b` was deleted would find a directory in its way.
         remove_empty_parents(&path);
