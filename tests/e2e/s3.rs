@@ -300,7 +300,7 @@ async fn the_driver_reaches_only_its_granted_endpoint() {
         other => panic!("expected the host to refuse, got {other:?}"),
     }
     // A read goes out with wasi:http itself (the SDK only signs it): refused the same way.
-    match disk.get_bytes(&ctx(&disk), "a.txt", None).await.map(|(info, _)| info) {
+    match disk.get_bytes(&ctx(&disk), &object_path("a.txt"), None).await.map(|(info, _)| info) {
         Err(StorageError::Denied(reason)) => assert!(reason.contains("granted endpoint"), "{reason}"),
         other => panic!("expected the host to refuse the read, got {other:?}"),
     }
