@@ -8,6 +8,7 @@
 //! - `url`: a presigned GET.
 
 mod client;
+mod compat;
 mod error;
 mod lister;
 mod object;

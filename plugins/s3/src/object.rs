@@ -36,7 +36,7 @@ pub fn info_from_head(path: &str, head: HeadObjectOutput) -> ObjectInfo {
 }
 
 /// Object info from the headers of a GET, and the offset of the first byte of its body
-/// (`partial`: a 206, whose `content-range` holds both).
+/// (`partial`: a 206, whose `content-range` holds both; a 200 may carry one too).
 pub fn info_from_headers(path: &str, headers: &[(String, Vec<u8>)], partial: bool) -> Option<(ObjectInfo, u64)> {
     let text = |name: &str| {
         headers
@@ -45,13 +45,16 @@ pub fn info_from_headers(path: &str, headers: &[(String, Vec<u8>)], partial: boo
             .and_then(|(_, v)| std::str::from_utf8(v).ok())
             .map(str::to_string)
     };
-    let (size, start) = if partial {
-        // `bytes START-END/SIZE`
-        let range = text("content-range")?;
-        let (span, size) = range.strip_prefix("bytes ")?.split_once('/')?;
-        (size.parse().ok()?, span.split_once('-')?.0.parse().ok()?)
-    } else {
-        (text("content-length")?.parse().ok()?, 0)
+    // A range answer says where its bytes start in `content-range` (`bytes START-END/SIZE`).
+    // Some servers (rclone's `serve s3`) answer a range with 200, not 206, and the header.
+    let range = text("content-range");
+    let (size, start) = match range {
+        Some(range) => {
+            let (span, size) = range.strip_prefix("bytes ")?.split_once('/')?;
+            (size.parse().ok()?, span.split_once('-')?.0.parse().ok()?)
+        }
+        None if partial => return None,
+        None => (text("content-length")?.parse().ok()?, 0),
     };
     let mut metadata: Vec<(String, String)> = headers
         .iter()

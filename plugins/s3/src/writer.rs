@@ -114,6 +114,8 @@ impl PartHooks for S3Parts {
             .key(&self.key)
             .set_content_type(self.options.content_type.clone())
             .set_metadata(Some(self.metadata(None)))
+            .customize()
+            .interceptor(crate::compat::InitiateRoot)
             .send())
         .map_err(|e| from_sdk(&self.op("start an upload of"), e))?;
         let id = created.upload_id.ok_or_else(|| Error::Io("the S3 server started an upload without an id".into()))?;
