@@ -39,6 +39,7 @@ on_both!(
     presigned_urls_work_and_expired_or_tampered_ones_are_refused,
     ranges_read_exactly_the_asked_bytes_and_reserved_metadata_is_refused,
     wrong_credentials_are_a_clear_denial_naming_the_disk,
+    a_multipart_objects_sha256_is_retrievable_and_an_overwrite_never_shows_the_previous_one,
 );
 
 fn config_file(dir: &std::path::Path, server: &S3Server, bucket: &str) -> std::path::PathBuf {
@@ -468,3 +469,68 @@ async fn a_bad_driver_setting_is_refused_naming_its_key_and_what_it_must_be() {
     }
 }
 
+/// Writes `mib` MiB (byte `i` is `(i + seed) % 251`) to `path` through `disk`; the sha256 of
+/// those bytes, measured here.
+async fn put_pattern(disk: &stowage_runtime::Disk, path: &str, mib: usize, seed: usize) -> String {
+    use sha2::Digest;
+    let c = ctx(disk);
+    let chunk: Vec<u8> = (0..1usize << 20).map(|i| ((i + seed) % 251) as u8).collect();
+    let mut hash = sha2::Sha256::new();
+    let mut w = disk.writer(&c, path, &WriteOptions::default()).await.unwrap();
+    for _ in 0..mib {
+        hash.update(&chunk);
+        w.write(Bytes::from(chunk.clone())).await.unwrap();
+    }
+    let info = w.finish().await.unwrap();
+    let want = hex::encode(hash.finalize());
+    assert_eq!(info.sha256.as_deref(), Some(want.as_str()), "the writer's answer");
+    want
+}
+
+async fn a_multipart_objects_sha256_is_retrievable_and_an_overwrite_never_shows_the_previous_one(which: Which) {
+    let server = server_of(which);
+    let bucket = fresh_bucket(&server, "digest").await;
+    let engine = PluginEngine::new().unwrap();
+    // Parts of 5 MiB: 100 MiB goes up as 20 parts.
+    let disk = s3_disk(&engine, &server, driver_config(&server, &bucket, None));
+    let c = ctx(&disk);
+    let big = put_pattern(&disk, "big.bin", 100, 0).await;
+    assert_eq!(pending_uploads(&server, &bucket).await, 0);
+    let stat = disk.stat(&c, "big.bin").await.unwrap();
+    let head = native_client(&server, None).head_object().bucket(&bucket).key("big.bin").send().await.unwrap();
+    assert_eq!((stat.size, stat.sha256.as_deref()), (100 << 20, Some(big.as_str())), "{}: {head:?}", which.name());
+    let one = Some(stowage_runtime::ByteRange { offset: 0, length: Some(1) });
+    let read = disk.reader(&c, "big.bin", one).await.unwrap();
+    assert_eq!(read.info().sha256.as_deref(), Some(big.as_str()), "a read's info");
+    drop(read);
+    // The companion is no object: listings do not show it, and its path is refused.
+    let listed = disk.list(&c, "", None, 1000).await.unwrap();
+    assert_eq!(listed.items.iter().map(|i| i.path.as_str()).collect::<Vec<_>>(), ["big.bin"]);
+    assert!(matches!(disk.stat(&c, ".stowage-sha256/big.bin").await, Err(StorageError::InvalidPath(_))));
+
+    // Overwritten by another multipart object, then by a single PUT: each shows its own
+    // digest, never the previous one's.
+    let again = put_pattern(&disk, "big.bin", 12, 7).await;
+    assert_ne!(again, big);
+    assert_eq!(disk.stat(&c, "big.bin").await.unwrap().sha256.as_deref(), Some(again.as_str()));
+    let small = put_pattern(&disk, "big.bin", 1, 3).await;
+    assert_eq!(disk.stat(&c, "big.bin").await.unwrap().sha256.as_deref(), Some(small.as_str()));
+    // A multipart object whose companion names another object (here: the companion of the
+    // first write, planted back) shows no digest rather than a wrong one.
+    let again = put_pattern(&disk, "big.bin", 12, 9).await;
+    let native = native_client(&server, None);
+    let companion = ".stowage-sha256/big.bin";
+    let planted = native.get_object().bucket(&bucket).key(companion).send().await.unwrap();
+    let body = planted.body.collect().await.unwrap().into_bytes();
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    assert!(text.ends_with(&again), "{text}");
+    let stale = format!("another-upload {big}");
+    native.put_object().bucket(&bucket).key(companion).body(ByteStream::from(stale.into_bytes())).send().await.unwrap();
+    assert_eq!(disk.stat(&c, "big.bin").await.unwrap().sha256, None);
+
+    // Delete removes the object and its companion.
+    disk.delete(&c, "big.bin").await.unwrap();
+    assert!(matches!(disk.stat(&c, "big.bin").await, Err(StorageError::NotFound(_))));
+    let left = native.list_objects_v2().bucket(&bucket).send().await.unwrap();
+    assert_eq!(left.contents().len(), 0, "left behind: {:?}", left.contents());
+}

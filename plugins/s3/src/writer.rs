@@ -17,7 +17,7 @@ use stowage_plugin_sdk::parts::{Part, PartHooks, PartWriter};
 
 use crate::client::{run, s3};
 use crate::error::{Op, from_sdk};
-use crate::object::SHA256_KEY;
+use crate::object::{IN_COMPANION, SHA256_KEY, companion_body, companion_path};
 
 /// A multipart upload in progress.
 pub struct Upload {
@@ -35,6 +35,8 @@ pub struct S3Parts {
     key: String,
     options: WriteOptions,
     part_size: usize,
+    /// Names this write's companion, if it becomes a multipart upload (see `object`).
+    nonce: String,
 }
 
 /// A writer for `path` on `disk`.
@@ -46,7 +48,9 @@ pub fn writer(disk: String, path: String, options: WriteOptions) -> Result<S3Wri
         )));
     }
     let key = s3.settings.key(&path);
-    Ok(PartWriter::new(S3Parts { disk, path, key, options, part_size: s3.settings.part_size }))
+    let random = stowage_plugin_sdk::wasip2::random::random::get_random_u64;
+    let nonce = format!("{:016x}{:016x}", random(), random());
+    Ok(PartWriter::new(S3Parts { disk, path, key, options, part_size: s3.settings.part_size, nonce }))
 }
 
 impl S3Parts {
@@ -54,13 +58,32 @@ impl S3Parts {
         Op { disk: &self.disk, path: &self.path, what }
     }
 
-    fn metadata(&self, sha256: Option<&str>) -> HashMap<String, String> {
+    /// The object's metadata, with `sha256` (the digest, or [`IN_COMPANION`]) under its key.
+    fn metadata(&self, sha256: &str) -> HashMap<String, String> {
         let mut m: HashMap<String, String> =
             self.options.metadata.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect();
-        if let Some(sha) = sha256 {
-            m.insert(SHA256_KEY.into(), sha.into());
-        }
+        m.insert(SHA256_KEY.into(), sha256.into());
         m
+    }
+
+    /// Puts the companion holding this write's nonce and digest (see `object`). A failure
+    /// leaves the object without a retrievable sha256, which is logged, not the write's
+    /// failure: the object is complete and the caller has its digest.
+    fn put_companion(&self, digest: &Digest) {
+        let put = s3().and_then(|s3| {
+            run(s3
+                .client
+                .put_object()
+                .bucket(&s3.settings.bucket)
+                .key(s3.settings.key(&companion_path(&self.path)))
+                .content_type("text/plain")
+                .body(ByteStream::from(companion_body(&self.nonce, &digest.sha256).into_bytes()))
+                .send())
+            .map_err(|e| from_sdk(&self.op("store the sha256 of"), e))
+        });
+        if let Err(e) = put {
+            log(Level::Warn, &format!("disk `{}`: the sha256 of a multipart object was not stored: {e:?}", self.disk));
+        }
     }
 
     fn create_only(&self) -> Option<String> {
@@ -95,7 +118,7 @@ impl PartHooks for S3Parts {
             .bucket(&s3.settings.bucket)
             .key(&self.key)
             .set_content_type(self.options.content_type.clone())
-            .set_metadata(Some(self.metadata(Some(&digest.sha256))))
+            .set_metadata(Some(self.metadata(&digest.sha256)))
             .set_if_none_match(self.create_only())
             .body(ByteStream::from(bytes))
             .customize()
@@ -113,7 +136,7 @@ impl PartHooks for S3Parts {
             .bucket(&s3.settings.bucket)
             .key(&self.key)
             .set_content_type(self.options.content_type.clone())
-            .set_metadata(Some(self.metadata(None)))
+            .set_metadata(Some(self.metadata(&format!("{IN_COMPANION} {}", self.nonce))))
             .customize()
             .interceptor(crate::compat::InitiateRoot)
             .send())
@@ -160,6 +183,7 @@ impl PartHooks for S3Parts {
             .set_if_none_match(self.create_only())
             .send())
         .map_err(|e| from_sdk(&self.op("complete the upload of"), e))?;
+        self.put_companion(digest);
         Ok(self.info(digest, done.e_tag))
     }
 
