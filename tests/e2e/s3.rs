@@ -534,3 +534,97 @@ async fn a_multipart_objects_sha256_is_retrievable_and_an_overwrite_never_shows_
     let left = native.list_objects_v2().bucket(&bucket).send().await.unwrap();
     assert_eq!(left.contents().len(), 0, "left behind: {:?}", left.contents());
 }
+
+/// A loopback HTTP proxy to `to`, one request per connection (it asks the server to close
+/// after each answer). The first request carrying `If-None-Match` is forwarded and answered
+/// by the server, but its answer is lost: the client's connection is closed instead.
+struct LosingProxy {
+    port: u16,
+    lost: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl LosingProxy {
+    fn start(to: &str) -> LosingProxy {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let upstream = to.trim_start_matches("http://").to_string();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let lost = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = lost.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(mut client) = client else { return };
+                // The head, then as many body bytes as it says.
+                let mut request = Vec::new();
+                let mut buf = [0u8; 64 << 10];
+                let head_end = loop {
+                    match client.read(&mut buf) {
+                        Ok(0) | Err(_) => break None,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                    if let Some(i) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break Some(i + 4);
+                    }
+                };
+                let Some(head_end) = head_end else { continue };
+                let head = String::from_utf8_lossy(&request[..head_end]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                    .unwrap_or(0);
+                while request.len() < head_end + length {
+                    match client.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head_text = String::from_utf8_lossy(&request[..head_end - 2]).into_owned();
+                let kept: String = head_text
+                    .split("\r\n")
+                    .filter(|l| !l.to_ascii_lowercase().starts_with("connection:") && !l.is_empty())
+                    .map(|l| format!("{l}\r\n"))
+                    .collect();
+                let mut server = std::net::TcpStream::connect(&upstream).unwrap();
+                server.write_all(format!("{kept}connection: close\r\n\r\n").as_bytes()).unwrap();
+                server.write_all(&request[head_end..]).unwrap();
+                let mut answer = Vec::new();
+                server.read_to_end(&mut answer).unwrap();
+                if head.contains("\r\nif-none-match:") && !flag.swap(true, Ordering::AcqRel) {
+                    continue; // answered, and the answer lost
+                }
+                let _ = client.write_all(&answer);
+            }
+        });
+        LosingProxy { port, lost }
+    }
+}
+
+// SeaweedFS only: rclone ignores `If-None-Match` (see conformance.rs), so it never refuses
+// the retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_only_write_whose_answer_was_lost_is_settled_by_the_stored_digest() {
+    let server = server();
+    let bucket = fresh_bucket(&server, "ambiguous").await;
+    let proxy = LosingProxy::start(&server.endpoint);
+    let through = S3Server { endpoint: format!("http://127.0.0.1:{}", proxy.port), ..server.clone() };
+    let engine = PluginEngine::new().unwrap();
+    let disk = s3_disk(&engine, &through, driver_config(&through, &bucket, None));
+    let c = ctx(&disk);
+    let only = WriteOptions { create_only: true, ..WriteOptions::default() };
+    // The PUT stores the object; its answer is lost; the SDK's retry is refused (412), and
+    // the stored digest is this write's: it succeeded.
+    let mut w = disk.writer(&c, "once.bin", &only).await.unwrap();
+    w.write(Bytes::from_static(b"first")).await.unwrap();
+    let info = w.finish().await.expect("the write that landed succeeds");
+    assert!(proxy.lost.load(std::sync::atomic::Ordering::Acquire), "no answer was lost");
+    assert_eq!(disk.stat(&c, "once.bin").await.unwrap().sha256, info.sha256);
+    // A create-only write of other bytes over it is refused, as ever (no retry, no settling).
+    let mut w = disk.writer(&c, "once.bin", &only).await.unwrap();
+    w.write(Bytes::from_static(b"second")).await.unwrap();
+    assert!(matches!(w.finish().await, Err(StorageError::AlreadyExists(_))));
+    // The same bytes again, answered at once: refused too (it is not this write's object).
+    let mut w = disk.writer(&c, "once.bin", &only).await.unwrap();
+    w.write(Bytes::from_static(b"first")).await.unwrap();
+    assert!(matches!(w.finish().await, Err(StorageError::AlreadyExists(_))));
+}

@@ -9,6 +9,7 @@
 //! - Reads: ranged GETs whose body stream goes straight to the host.
 //! - `url`: a presigned GET.
 
+mod attempts;
 mod client;
 mod compat;
 mod error;

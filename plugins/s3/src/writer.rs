@@ -15,6 +15,7 @@ use stowage_plugin_sdk::driver::stowage::storage::log::{Level, log};
 use stowage_plugin_sdk::driver::stowage::storage::types::{Digest, Error, ObjectInfo, WriteOptions};
 use stowage_plugin_sdk::parts::{Part, PartHooks, PartWriter};
 
+use crate::attempts::Attempts;
 use crate::client::{run, s3};
 use crate::error::{Op, from_sdk};
 use crate::object::{IN_COMPANION, SHA256_KEY, companion_body, companion_path};
@@ -86,6 +87,24 @@ impl S3Parts {
         }
     }
 
+    /// A create-only write that the server refused (412) on the SDK's retry is ambiguous:
+    /// the earlier attempt may have stored the object and lost only its answer. It is this
+    /// write's object if the stored object has its size and says `marked` (this write's
+    /// sha256, or a multipart upload's companion mark with this write's nonce); any other
+    /// failure, or another object, stays `error`.
+    fn settle(&self, error: Error, attempts: &Attempts, digest: &Digest, marked: &str) -> Result<ObjectInfo, Error> {
+        if !(self.options.create_only && matches!(error, Error::AlreadyExists(_)) && attempts.retried()) {
+            return Err(error);
+        }
+        match crate::object::head_raw(&self.disk, &self.path) {
+            Ok(stored) if stored.size == digest.size && stored.sha256.as_deref() == Some(marked) => {
+                log(Level::Info, &format!("disk `{}`: a create-only write refused on a retry had landed", self.disk));
+                Ok(self.info(digest, stored.etag))
+            }
+            _ => Err(error),
+        }
+    }
+
     fn create_only(&self) -> Option<String> {
         self.options.create_only.then(|| "*".to_string())
     }
@@ -112,6 +131,7 @@ impl PartHooks for S3Parts {
 
     fn write_once(&self, bytes: Vec<u8>, digest: &Digest) -> Result<ObjectInfo, Error> {
         let s3 = s3()?;
+        let attempts = Attempts::default();
         let put = run(s3
             .client
             .put_object()
@@ -122,10 +142,13 @@ impl PartHooks for S3Parts {
             .set_if_none_match(self.create_only())
             .body(ByteStream::from(bytes))
             .customize()
+            .interceptor(attempts.clone())
             .disable_payload_signing()
-            .send())
-        .map_err(|e| from_sdk(&self.op("write"), e))?;
-        Ok(self.info(digest, put.e_tag))
+            .send());
+        match put {
+            Ok(put) => Ok(self.info(digest, put.e_tag)),
+            Err(e) => self.settle(from_sdk(&self.op("write"), e), &attempts, digest, &digest.sha256),
+        }
     }
 
     fn initiate(&self) -> Result<Upload, Error> {
@@ -173,6 +196,7 @@ impl PartHooks for S3Parts {
     fn complete(&self, upload: &mut Upload, digest: &Digest) -> Result<ObjectInfo, Error> {
         let s3 = s3()?;
         let parts = CompletedMultipartUpload::builder().set_parts(Some(upload.parts.clone())).build();
+        let attempts = Attempts::default();
         let done = run(s3
             .client
             .complete_multipart_upload()
@@ -181,10 +205,18 @@ impl PartHooks for S3Parts {
             .upload_id(&upload.id)
             .multipart_upload(parts)
             .set_if_none_match(self.create_only())
-            .send())
-        .map_err(|e| from_sdk(&self.op("complete the upload of"), e))?;
+            .customize()
+            .interceptor(attempts.clone())
+            .send());
+        let done = match done {
+            Ok(done) => self.info(digest, done.e_tag),
+            Err(e) => {
+                let marked = format!("{IN_COMPANION} {}", self.nonce);
+                self.settle(from_sdk(&self.op("complete the upload of"), e), &attempts, digest, &marked)?
+            }
+        };
         self.put_companion(digest);
-        Ok(self.info(digest, done.e_tag))
+        Ok(done)
     }
 
     fn abort(&self, upload: Upload) -> Result<(), Error> {
