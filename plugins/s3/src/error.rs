@@ -53,6 +53,11 @@ pub fn from_status(op: &Op<'_>, status: u16, code: Option<&str>, message: Option
             op.disk, op.what, op.path
         )),
         (416, _) => Error::InvalidRange(format!("{} ({detail})", op.path)),
+        // Not a passing state: retrying never helps, so never `unavailable`.
+        (501, _) | (_, Some("NotImplemented")) => Error::Unsupported(format!(
+            "disk `{}`: the S3 server does not implement the request to {} `{}` ({detail})",
+            op.disk, op.what, op.path
+        )),
         (429 | 500..=599, _) | (_, Some("SlowDown" | "RequestTimeout")) => {
             unavailable(format!("disk `{}`: the S3 server could not {} `{}` now ({detail})", op.disk, op.what, op.path))
         }
@@ -133,6 +138,13 @@ mod tests {
             (500, Some("InternalError"), |e| retryable(e)),
             (429, None, |e| retryable(e)),
             (400, Some("RequestTimeout"), |e| retryable(e)),
+            (
+                501,
+                Some("NotImplemented"),
+                |e| matches!(e, Error::Unsupported(m) if m.contains("to read `a/b`") && m.contains("NotImplemented")),
+            ),
+            (501, None, |e| matches!(e, Error::Unsupported(m) if m.contains("HTTP 501") || m.contains("why"))),
+            (400, Some("NotImplemented"), |e| matches!(e, Error::Unsupported(_))),
             (400, Some("InvalidArgument"), |e| matches!(e, Error::Io(m) if m.contains("read `a/b` failed"))),
         ];
         for (status, code, expected) in table {

@@ -25,8 +25,12 @@ pub fn list(disk: &str, prefix: &Prefix, cursor: Option<String>, limit: u32) -> 
         .iter()
         .filter_map(|o| {
             let path = s3.settings.path(o.key()?)?;
-            // Keys written outside Stowage may not be valid object paths: skip them.
+            // Keys written outside Stowage may not be valid object paths: skip them, and the
+            // companions holding multipart objects' sha256.
             validate(path).ok()?;
+            if object::reserved(path) {
+                return None;
+            }
             Some(object::list_item(path, o))
         })
         .collect();

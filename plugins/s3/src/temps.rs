@@ -20,7 +20,7 @@ pub fn list(disk: &str, cursor: Option<String>, limit: u32) -> Result<TempPage, 
         None => (None, None),
     };
     let op = Op { disk, path: "", what: "list the unfinished uploads of" };
-    let page = run(s3
+    let page = match run(s3
         .client
         .list_multipart_uploads()
         .bucket(&s3.settings.bucket)
@@ -29,7 +29,15 @@ pub fn list(disk: &str, cursor: Option<String>, limit: u32) -> Result<TempPage, 
         .set_upload_id_marker(upload_marker)
         .max_uploads(i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000))
         .send())
-    .map_err(|e| from_sdk(&op, e))?;
+    {
+        Ok(page) => page,
+        Err(e) => match from_sdk(&op, e) {
+            // A listing names no object: some servers (rclone's `serve s3`) answer "no such
+            // upload" when the bucket has none. A missing bucket is an i/o error, not this.
+            Error::NotFound(_) => return Ok(TempPage { items: Vec::new(), next_cursor: None }),
+            other => return Err(other),
+        },
+    };
     let items: Vec<TempObject> = page
         .uploads()
         .iter()

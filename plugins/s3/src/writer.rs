@@ -17,9 +17,10 @@ use stowage_plugin_sdk::driver::stowage::storage::types::{Digest, Error, ObjectI
 use stowage_plugin_sdk::parts::{Part, PartHooks, PartWriter};
 use stowage_plugin_sdk::path::ObjectPath;
 
+use crate::attempts::Attempts;
 use crate::client::{run, s3};
 use crate::error::{Op, from_sdk};
-use crate::object::SHA256_KEY;
+use crate::object::{IN_COMPANION, SHA256_KEY, companion_body, companion_path};
 
 /// A multipart upload in progress.
 pub struct Upload {
@@ -37,6 +38,8 @@ pub struct S3Parts {
     key: String,
     options: WriteOptions,
     part_size: usize,
+    /// Names this write's companion, if it becomes a multipart upload (see `object`).
+    nonce: String,
 }
 
 /// A writer for `path` on `disk`.
@@ -48,7 +51,9 @@ pub fn writer(disk: String, path: ObjectPath, options: WriteOptions) -> Result<S
         )));
     }
     let key = s3.settings.key(&path);
-    Ok(PartWriter::new(S3Parts { disk, path, key, options, part_size: s3.settings.part_size }))
+    let random = stowage_plugin_sdk::wasip2::random::random::get_random_u64;
+    let nonce = format!("{:016x}{:016x}", random(), random());
+    Ok(PartWriter::new(S3Parts { disk, path, key, options, part_size: s3.settings.part_size, nonce }))
 }
 
 impl S3Parts {
@@ -56,13 +61,50 @@ impl S3Parts {
         Op { disk: &self.disk, path: &self.path, what }
     }
 
-    fn metadata(&self, sha256: Option<&str>) -> HashMap<String, String> {
+    /// The object's metadata, with `sha256` (the digest, or [`IN_COMPANION`]) under its key.
+    fn metadata(&self, sha256: &str) -> HashMap<String, String> {
         let mut m: HashMap<String, String> =
             self.options.metadata.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect();
-        if let Some(sha) = sha256 {
-            m.insert(SHA256_KEY.into(), sha.into());
-        }
+        m.insert(SHA256_KEY.into(), sha256.into());
         m
+    }
+
+    /// Puts the companion holding this write's nonce and digest (see `object`). A failure
+    /// leaves the object without a retrievable sha256, which is logged, not the write's
+    /// failure: the object is complete and the caller has its digest.
+    fn put_companion(&self, digest: &Digest) {
+        let put = s3().and_then(|s3| {
+            run(s3
+                .client
+                .put_object()
+                .bucket(&s3.settings.bucket)
+                .key(s3.settings.key(&companion_path(&self.path)))
+                .content_type("text/plain")
+                .body(ByteStream::from(companion_body(&self.nonce, &digest.sha256).into_bytes()))
+                .send())
+            .map_err(|e| from_sdk(&self.op("store the sha256 of"), e))
+        });
+        if let Err(e) = put {
+            log(Level::Warn, &format!("disk `{}`: the sha256 of a multipart object was not stored: {e:?}", self.disk));
+        }
+    }
+
+    /// A create-only write that the server refused (412) on the SDK's retry is ambiguous:
+    /// the earlier attempt may have stored the object and lost only its answer. It is this
+    /// write's object if the stored object has its size and says `marked` (this write's
+    /// sha256, or a multipart upload's companion mark with this write's nonce); any other
+    /// failure, or another object, stays `error`.
+    fn settle(&self, error: Error, attempts: &Attempts, digest: &Digest, marked: &str) -> Result<ObjectInfo, Error> {
+        if !(self.options.create_only && matches!(error, Error::AlreadyExists(_)) && attempts.retried()) {
+            return Err(error);
+        }
+        match crate::object::head_raw(&self.disk, &self.path) {
+            Ok(stored) if stored.size == digest.size && stored.sha256.as_deref() == Some(marked) => {
+                log(Level::Info, &format!("disk `{}`: a create-only write refused on a retry had landed", self.disk));
+                Ok(self.info(digest, stored.etag))
+            }
+            _ => Err(error),
+        }
     }
 
     fn create_only(&self) -> Option<String> {
@@ -91,20 +133,24 @@ impl PartHooks for S3Parts {
 
     fn write_once(&self, bytes: Vec<u8>, digest: &Digest) -> Result<ObjectInfo, Error> {
         let s3 = s3()?;
+        let attempts = Attempts::default();
         let put = run(s3
             .client
             .put_object()
             .bucket(&s3.settings.bucket)
             .key(&self.key)
             .set_content_type(self.options.content_type.clone())
-            .set_metadata(Some(self.metadata(Some(&digest.sha256))))
+            .set_metadata(Some(self.metadata(&digest.sha256)))
             .set_if_none_match(self.create_only())
             .body(ByteStream::from(bytes))
             .customize()
+            .interceptor(attempts.clone())
             .disable_payload_signing()
-            .send())
-        .map_err(|e| from_sdk(&self.op("write"), e))?;
-        Ok(self.info(digest, put.e_tag))
+            .send());
+        match put {
+            Ok(put) => Ok(self.info(digest, put.e_tag)),
+            Err(e) => self.settle(from_sdk(&self.op("write"), e), &attempts, digest, &digest.sha256),
+        }
     }
 
     fn initiate(&self) -> Result<Upload, Error> {
@@ -115,7 +161,9 @@ impl PartHooks for S3Parts {
             .bucket(&s3.settings.bucket)
             .key(&self.key)
             .set_content_type(self.options.content_type.clone())
-            .set_metadata(Some(self.metadata(None)))
+            .set_metadata(Some(self.metadata(&format!("{IN_COMPANION} {}", self.nonce))))
+            .customize()
+            .interceptor(crate::compat::InitiateRoot)
             .send())
         .map_err(|e| from_sdk(&self.op("start an upload of"), e))?;
         let id = created.upload_id.ok_or_else(|| Error::Io("the S3 server started an upload without an id".into()))?;
@@ -150,6 +198,7 @@ impl PartHooks for S3Parts {
     fn complete(&self, upload: &mut Upload, digest: &Digest) -> Result<ObjectInfo, Error> {
         let s3 = s3()?;
         let parts = CompletedMultipartUpload::builder().set_parts(Some(upload.parts.clone())).build();
+        let attempts = Attempts::default();
         let done = run(s3
             .client
             .complete_multipart_upload()
@@ -158,9 +207,18 @@ impl PartHooks for S3Parts {
             .upload_id(&upload.id)
             .multipart_upload(parts)
             .set_if_none_match(self.create_only())
-            .send())
-        .map_err(|e| from_sdk(&self.op("complete the upload of"), e))?;
-        Ok(self.info(digest, done.e_tag))
+            .customize()
+            .interceptor(attempts.clone())
+            .send());
+        let done = match done {
+            Ok(done) => self.info(digest, done.e_tag),
+            Err(e) => {
+                let marked = format!("{IN_COMPANION} {}", self.nonce);
+                self.settle(from_sdk(&self.op("complete the upload of"), e), &attempts, digest, &marked)?
+            }
+        };
+        self.put_companion(digest);
+        Ok(done)
     }
 
     fn abort(&self, upload: Upload) -> Result<(), Error> {
