@@ -11,8 +11,9 @@ mod generated {
     include!(concat!(env!("OUT_DIR"), "/bundled.rs"));
 }
 
-/// Names under which config files refer to bundled plugins (`plugin = "local-fs"`).
-pub const NAMES: &[&str] = &["local-fs", "s3", "remote", "role-policy", "phi-tracking"];
+/// Names under which config files refer to bundled plugins (`plugin = "local-fs"`): the
+/// config's list, which this crate builds.
+pub use stowage_config::BUNDLED as NAMES;
 
 /// The component bytes of the bundled plugin `name`.
 pub fn get(name: &str) -> Option<&'static [u8]> {
@@ -23,5 +24,17 @@ pub fn get(name: &str) -> Option<&'static [u8]> {
         "role-policy" => Some(generated::STOWAGE_ROLE_POLICY),
         "phi-tracking" => Some(generated::STOWAGE_PHI_TRACKING),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_name_config_accepts_is_bundled() {
+        for name in super::NAMES {
+            let bytes = super::get(name).unwrap_or_else(|| panic!("`{name}` is a bundled name but not built"));
+            assert_eq!(&bytes[..4], b"\0asm", "{name}");
+        }
+        assert!(super::get("no-such-plugin").is_none());
     }
 }

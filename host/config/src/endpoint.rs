@@ -24,7 +24,11 @@ impl Endpoint {
         };
         let authority = uri.authority().ok_or_else(|| format!("`{text}` has no host"))?;
         if authority.as_str().contains('@') {
-            return Err(format!("`{text}` must not carry credentials; use the plugin's config (with env references)"));
+            // Never echo it: the part before `@` is a secret.
+            return Err(
+                "the endpoint must not carry credentials (`user:password@`); use the plugin's config (with env references)"
+                    .to_string(),
+            );
         }
         if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
             return Err(format!("`{text}` must be an origin only (scheme, host, port), without a path"));
@@ -90,7 +94,8 @@ mod tests {
         let s = Endpoint::parse("https://S3.example.org").unwrap();
         assert!(s.allows(&"https://s3.example.org:443/b".parse().unwrap()));
         assert!(Endpoint::parse("ftp://x").is_err());
-        assert!(Endpoint::parse("http://u:p@x").is_err());
+        let e = Endpoint::parse("http://u:s3cret@x").unwrap_err();
+        assert!(e.contains("must not carry credentials") && !e.contains("s3cret"), "{e}");
         assert!(Endpoint::parse("http://x/bucket").is_err());
     }
 }

@@ -39,7 +39,7 @@ pub use plan::{
     DiskPlan, GrantPlan, LedgerPlan, Limits, OutboundPlan, Pins, Plan, PluginPlan, PolicyPlan, TrustPolicy,
     default_cache_dir, resolve_plugin,
 };
-pub use source::PluginSource;
+pub use source::{BUNDLED, PluginSource};
 pub use values::{Values, flatten, resolve_value};
 
 /// The config used when no file is given and there is no `./stowage.toml`: role `testing`,
@@ -138,9 +138,17 @@ pub struct LoadedConfig {
 pub struct Report<'a> {
     text: &'a str,
     problems: Vec<Problem>,
+    plan: &'a Plan,
 }
 
 impl Report<'_> {
+    /// What resolved of the plan so far: complete only if no problem is reported. For checks
+    /// that need it (the trust policy, to verify plugins); a [`LoadedConfig`] hands out its
+    /// plan only once the config has no problem.
+    pub fn plan(&self) -> &Plan {
+        self.plan
+    }
+
     /// A problem at byte range `span` of the file, or (none) at the file as a whole.
     pub fn at(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
         self.problems.push(Problem { at: span.map(|s| position(self.text, s.start)), message: message.into() });
@@ -241,15 +249,20 @@ impl LoadedConfig {
         let sha256 = hex::encode(Sha256::digest(text.as_bytes()));
         let mut loaded = LoadedConfig { config, source, base_dir, sha256, plan: Plan::default() };
         let (problems, plan) = loaded.check(text);
-        loaded.plan = plan;
-        let mut report = Report { text, problems };
+        let mut report = Report { text, problems, plan: &plan };
         extra(&loaded, &mut report);
         let mut problems = report.problems;
         problems.sort_by_key(|p| p.at);
-        if problems.is_empty() { Ok(loaded) } else { Err(ConfigError { origin: loaded.source, problems }) }
+        if !problems.is_empty() {
+            return Err(ConfigError { origin: loaded.source, problems });
+        }
+        loaded.plan = plan;
+        Ok(loaded)
     }
 
-    /// What the config asks the host to load: complete, as the config has no problems.
+    /// What the config asks the host to load: complete, as a `LoadedConfig` is only returned
+    /// for a config without problems. (A check given to [`LoadedConfig::load_with`] runs before
+    /// that is known: it sees an empty plan here, and what resolved through [`Report::plan`].)
     pub fn plan(&self) -> &Plan {
         &self.plan
     }

@@ -48,10 +48,6 @@ pub struct LedgerPlan {
 pub struct PluginPlan {
     /// The disk's or policy's name.
     pub name: String,
-    /// Where config declares it (`disks.NAME`, `policies[I]`), for messages.
-    pub owner: String,
-    /// Where its `plugin = ...` is written in the config text (bytes), for located problems.
-    pub written_at: Range<usize>,
     /// Its component.
     pub plugin: PluginSource,
     /// Pins on its signer and content.
@@ -103,7 +99,8 @@ pub struct OutboundPlan {
     pub endpoint: Endpoint,
     /// The API key the host adds (`Authorization: Bearer KEY`); the plugin never sees it.
     pub api_key: Option<String>,
-    /// Extra certificate authorities for the origin (a PEM file, read and checked already).
+    /// Extra certificate authorities for the origin: a PEM file, checked to hold at least one
+    /// certificate while the config was read (the runtime reads it again to build its pool).
     pub ca_file: Option<PathBuf>,
 }
 
@@ -166,13 +163,13 @@ pub struct TrustPolicy {
 
 /// Where `plugin = "..."` points, or why it points nowhere.
 pub fn resolve_plugin(value: &str, base_dir: &Path) -> Result<PluginSource, String> {
-    if let Some(name) = stowage_bundled::NAMES.iter().find(|n| **n == value) {
+    if let Some(name) = crate::source::BUNDLED.iter().find(|n| **n == value) {
         return Ok(PluginSource::Bundled(name));
     }
     if !value.ends_with(".wasm") {
         return Err(format!(
             "`{value}` is neither a bundled plugin ({}) nor a path to a .wasm component",
-            stowage_bundled::NAMES.join(", ")
+            crate::source::BUNDLED.join(", ")
         ));
     }
     let path = base_dir.join(value);
@@ -272,10 +269,8 @@ impl Builder<'_> {
         Some(DiskPlan {
             plugin: PluginPlan {
                 name: n.to_string(),
-                owner: format!("disks.{n}"),
-                written_at: disk.plugin.span(),
                 plugin: plugin?,
-                pins: pins(&disk.pin),
+                pins: Pins::from(&disk.pin),
                 limits: limits(&disk.limits),
                 values: Values(values?),
             },
@@ -299,10 +294,8 @@ impl Builder<'_> {
         Some(PolicyPlan {
             plugin: PluginPlan {
                 name: p.name.clone().unwrap_or_else(|| plugin.name()),
-                owner: format!("policies[{i}]"),
-                written_at: p.plugin.span(),
                 plugin,
-                pins: pins(&p.pin),
+                pins: Pins::from(&p.pin),
                 limits: limits(&p.limits),
                 values: Values(values?),
             },
@@ -389,9 +382,11 @@ fn limits(l: &model::LimitsConfig) -> Limits {
     }
 }
 
-fn pins(p: &model::Pin) -> Pins {
-    let text = |v: &Option<Spanned<String>>| v.as_ref().map(|k| k.get_ref().clone());
-    Pins { key_id: text(&p.key_id), sha256: text(&p.sha256) }
+impl From<&model::Pin> for Pins {
+    fn from(p: &model::Pin) -> Pins {
+        let text = |v: &Option<Spanned<String>>| v.as_ref().map(|k| k.get_ref().clone());
+        Pins { key_id: text(&p.key_id), sha256: text(&p.sha256) }
+    }
 }
 
 #[cfg(test)]

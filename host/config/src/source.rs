@@ -2,6 +2,11 @@
 
 use std::path::PathBuf;
 
+/// Names under which config files refer to the plugins bundled into the binary
+/// (`plugin = "local-fs"`). `stowage-bundled` builds and embeds exactly these (a test there
+/// checks it has bytes for each).
+pub const BUNDLED: &[&str] = &["local-fs", "s3", "remote", "role-policy", "phi-tracking"];
+
 /// Where a plugin's component comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PluginSource {
@@ -28,16 +33,6 @@ impl PluginSource {
             PluginSource::File(p) => {
                 p.file_stem().map_or_else(|| p.display().to_string(), |s| s.to_string_lossy().into_owned())
             }
-        }
-    }
-
-    /// The component's bytes.
-    pub fn bytes(&self) -> std::io::Result<std::borrow::Cow<'static, [u8]>> {
-        match self {
-            PluginSource::Bundled(name) => stowage_bundled::get(name)
-                .map(std::borrow::Cow::Borrowed)
-                .ok_or_else(|| std::io::Error::other(format!("no bundled plugin named `{name}`"))),
-            PluginSource::File(path) => std::fs::read(path).map(std::borrow::Cow::Owned),
         }
     }
 }

@@ -100,7 +100,7 @@ impl PluginLoader {
     /// `stowage plugin test` (an author tests a plugin before signing it). Returns it with the
     /// world it declares. A host serving data never loads plugins this way.
     pub fn load_unverified(&self, source: &PluginSource) -> Result<(Loaded, World), LoadError> {
-        let bytes = source.bytes().map_err(|e| LoadError::Read(e.to_string()))?;
+        let bytes = bytes(source)?;
         let inspection = inspect::inspect(&bytes).map_err(LoadError::World)?;
         let world = inspection.world.ok_or_else(|| LoadError::World(inspection.not_a_plugin()))?;
         let sha256 = hex::encode(Sha256::digest(&bytes));
@@ -143,10 +143,22 @@ pub struct Verified {
     pub sha256: String,
 }
 
+/// The component's bytes: borrowed from the binary for a bundled plugin, read for a file.
+pub fn bytes(source: &PluginSource) -> Result<std::borrow::Cow<'static, [u8]>, LoadError> {
+    match source {
+        PluginSource::Bundled(name) => stowage_bundled::get(name)
+            .map(std::borrow::Cow::Borrowed)
+            .ok_or_else(|| LoadError::Read(format!("no bundled plugin named `{name}`"))),
+        PluginSource::File(path) => {
+            std::fs::read(path).map(std::borrow::Cow::Owned).map_err(|e| LoadError::Read(e.to_string()))
+        }
+    }
+}
+
 /// Reads the plugin at `source` and checks it as loading does, short of compiling: its
 /// signature under `trust`, the config's `pins`, and that it is a component of `world`.
 pub fn verify(source: &PluginSource, pins: &Pins, world: World, trust: &TrustPolicy) -> Result<Verified, LoadError> {
-    let bytes = source.bytes().map_err(|e| LoadError::Read(e.to_string()))?;
+    let bytes = bytes(source)?;
     let signers = match source {
         PluginSource::Bundled(_) => vec!["bundled".to_string()],
         PluginSource::File(path) => verify_file(path, &bytes, trust)?,
@@ -196,18 +208,21 @@ fn verify_file(path: &Path, bytes: &[u8], trust: &TrustPolicy) -> Result<Vec<Str
 /// `[trust]`, pins, world), and reports each refusal at its `plugin = ...` line. What
 /// `config check` and `serve` (also on reload) run before anything loads.
 pub fn check_plugins(config: &crate::config::LoadedConfig, report: &mut crate::config::Report<'_>) {
-    let plan = config.plan();
     // A `[trust]` key that does not parse is reported by the config's own checks; verifying
     // under the others would only add refusals that are not the cause.
-    if plan.trust.keys.len() != config.config.trust.keys.len() {
+    let trust = report.plan().trust.clone();
+    if trust.keys.len() != config.config.trust.keys.len() {
         return;
     }
-    // A plugin that does not resolve is reported by the config's own checks, and has no plan.
-    let disks = plan.disks.iter().map(|d| (&d.plugin, World::Driver));
-    let policies = plan.policies.iter().map(|p| (&p.plugin, World::Policy));
-    for (p, world) in disks.chain(policies) {
-        if let Err(e) = verify(&p.plugin, &p.pins, world, &plan.trust) {
-            report.at(Some(p.written_at.clone()), format!("{}.plugin: {}: {e}", p.owner, p.plugin));
+    let model = &config.config;
+    let disks = model.disks.iter().map(|(n, d)| (format!("disks.{}", n.get_ref()), &d.plugin, &d.pin, World::Driver));
+    let policies =
+        model.policies.iter().enumerate().map(|(i, p)| (format!("policies[{i}]"), &p.plugin, &p.pin, World::Policy));
+    for (owner, plugin, pin, world) in disks.chain(policies) {
+        // A plugin that does not resolve is reported by the config's own checks.
+        let Ok(source) = crate::config::resolve_plugin(plugin.get_ref(), &config.base_dir) else { continue };
+        if let Err(e) = verify(&source, &Pins::from(pin), world, &trust) {
+            report.at(Some(plugin.span()), format!("{owner}.plugin: {source}: {e}"));
         }
     }
 }

@@ -181,7 +181,7 @@ impl Storage {
         let mut orphan_after = BTreeMap::new();
         let mut usage = BTreeMap::new();
         let mut identity = BTreeMap::new();
-        for (plan, l) in drivers {
+        for (plan, l, grants) in drivers {
             let name = plan.plugin.name.clone();
             orphan_after.insert(name.clone(), plan.orphan_after);
             let same = disk_identity(&plan);
@@ -192,7 +192,7 @@ impl Storage {
             if let Some(dir) = &plan.grant.dir {
                 create_grant_dir(&name, dir)?;
             }
-            let disk = Disk::from_component(engine, &name, &l.component, driver_grants(&plan)?, plan.plugin.limits)
+            let disk = Disk::from_component(engine, &name, &l.component, grants, plan.plugin.limits)
                 .map_err(|e| plugin_error(&plan.plugin, e))?
                 .with_driver_name(&plan.plugin.plugin.name());
             disks.insert(name, disk);
@@ -262,7 +262,9 @@ impl Storage {
 /// Every plugin of a config, verified and compiled, with the loader that did it.
 struct Plugins {
     loader: PluginLoader,
-    drivers: Vec<(DiskPlan, Loaded)>,
+    /// Each disk with its grants made live (its connection pool built), before anything is
+    /// created on disk.
+    drivers: Vec<(DiskPlan, Loaded, DriverGrants)>,
     policies: Vec<(PolicyPlan, Loaded)>,
 }
 
@@ -276,7 +278,10 @@ impl Plugins {
             );
         }
         let loader = PluginLoader::new(engine, trust, plan.cache_dir.as_deref());
-        let drivers = load_all(&loader, &plan.disks, |d| &d.plugin, World::Driver)?;
+        let drivers = load_all(&loader, &plan.disks, |d| &d.plugin, World::Driver)?
+            .into_iter()
+            .map(|(plan, l)| driver_grants(&plan).map(|grants| (plan, l, grants)))
+            .collect::<Result<Vec<_>, _>>()?;
         let policies = load_all(&loader, &plan.policies, |p| &p.plugin, World::Policy)?;
         Ok(Plugins { loader, drivers, policies })
     }
