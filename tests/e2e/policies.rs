@@ -322,15 +322,16 @@ async fn a_scoped_scratch_file_is_deleted_and_recorded_whatever_the_exit() {
     let path = failed_path.trim_start_matches("processing ").trim_end_matches(" failed").to_string();
     let addr = Address { name: "scratch".into(), path };
     // The dropped guard deletes (and the deletion is recorded) in the background: wait for the
-    // ledger record, bounded.
+    // deletion's settled record (the last one it makes), bounded generously, as a loaded
+    // machine may take seconds to run the background task.
     let deleted = |s: &Storage| {
         s.ledger()
             .entries()
             .unwrap()
             .iter()
-            .any(|e| e.record.path == addr.path && e.record.action == "work_copy_deleted")
+            .any(|e| e.record.path == addr.path && e.record.action == "delete_committed")
     };
-    for _ in 0..200 {
+    for _ in 0..1500 {
         if deleted(&s) {
             break;
         }
