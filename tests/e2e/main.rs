@@ -2,6 +2,26 @@
 //! components, real files and real processes. One test binary, a module per topic.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "end-to-end tests: a panic is how a test fails")]
 
+/// For each named `async fn NAME(which: Which)`, a module `NAME` with one test per server
+/// (`NAME::seaweedfs`, `NAME::rclone`).
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use stowage_tests::s3::Which;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn seaweedfs() {
+                super::$name(Which::SeaweedFs).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn rclone() {
+                super::$name(Which::Rclone).await
+            }
+        }
+    )*};
+}
+
 mod audit;
 mod audit_kill;
 mod audit_rewrites;
@@ -19,6 +39,7 @@ mod plugin_kit;
 mod policies;
 mod reload;
 mod s3;
+mod s3_digests;
 mod sandbox;
 mod serve;
 mod serve_tls;
