@@ -64,6 +64,28 @@ fn a_bad_config_stops_every_command_before_any_work() {
     assert!(!dir.path().join("data").exists(), "nothing is created for a bad config");
 }
 
+#[test]
+fn a_disk_whose_way_out_cannot_be_built_stops_the_start_before_anything_is_created() {
+    // A CA file that is PEM (so `config check` accepts it) whose certificate is not one: the
+    // connection pool cannot be built. That is found before the ledger or any granted
+    // directory is created.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("ca.pem"), "-----BEGIN CERTIFICATE-----\nAAECAwQFBgcICQ==\n-----END CERTIFICATE-----\n")
+        .unwrap();
+    let text = GOOD.to_string()
+        + "\n[disks.far]\nplugin = \"remote\"\ngrant = { endpoint = \"https://127.0.0.1:9\", ca_file = \"ca.pem\" }\n";
+    std::fs::write(d.join("stowage.toml"), &text).unwrap();
+    let checked = run_in(d, &["config", "check"]);
+    assert!(checked.status.success(), "the file itself is fine: {}", stderr(&checked));
+    let o = run_in(d, &["ls", "local:"]);
+    assert!(!o.status.success(), "{}", stdout(&o));
+    assert!(stderr(&o).contains("disks.far.grant: "), "{}", stderr(&o));
+    assert!(stderr(&o).contains("ca.pem"), "names the file: {}", stderr(&o));
+    assert!(!d.join("data").exists(), "no granted directory was created");
+    assert!(!d.join("stowage-ledger.sqlite").exists(), "no ledger was created");
+}
+
 /// Runs `stowage ARGS` in `dir`, killed if it is still running after 60 s (a `serve` that
 /// wrongly accepted its config would never return).
 pub(crate) fn run_bounded(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
