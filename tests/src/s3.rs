@@ -135,3 +135,68 @@ pub fn s3_disk(engine: &PluginEngine, server: &S3Server, config: Vec<(String, St
     };
     Disk::load(engine, "s3", bytes, grants, Limits::default()).expect("s3 driver loads")
 }
+
+/// An rclone `serve s3` of the test's own, over a directory, which the test stops and starts
+/// again on the same port (the shared servers of `tests/run` must keep running for the other
+/// tests). Stopped on drop.
+pub struct OwnS3 {
+    /// Its address and keys.
+    pub server: S3Server,
+    root: std::path::PathBuf,
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl OwnS3 {
+    /// Starts one over `root` (created), with `bucket` in it, on a free port of 127.0.0.1.
+    pub fn start(root: &std::path::Path, bucket: &str) -> OwnS3 {
+        std::fs::create_dir_all(root.join(bucket)).expect("create the bucket's directory");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let server = S3Server {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            access_key: format!("own-{}", std::process::id()),
+            secret_key: format!("own-secret-{port}-{}", std::process::id()),
+        };
+        let mut own = OwnS3 { server, root: root.to_path_buf(), port, child: None };
+        own.resume();
+        own
+    }
+
+    /// Starts it again (after [`OwnS3::stop`]) on the same port and directory, and waits until
+    /// it answers.
+    pub fn resume(&mut self) {
+        let rclone = std::env::var("STOWAGE_TEST_RCLONE_BIN").unwrap_or_else(|_| {
+            panic!("STOWAGE_TEST_RCLONE_BIN is not set: run the tests with `tests/run`, which installs rclone")
+        });
+        let child = std::process::Command::new(rclone)
+            .env("RCLONE_AUTH_KEY", format!("\"{},{}\"", self.server.access_key, self.server.secret_key))
+            .args(["serve", "s3", "--config", "/dev/null", "--addr", &format!("127.0.0.1:{}", self.port)])
+            .arg(&self.root)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("rclone starts");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("rclone did not listen on port {} within 10 s", self.port);
+    }
+
+    /// Stops it (SIGKILL: a server that goes away without a goodbye).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnS3 {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -38,6 +38,9 @@ pub mod header {
     /// When the object was last written, in milliseconds since the Unix epoch (exact, unlike
     /// `Last-Modified`).
     pub const MODIFIED_MS: &str = "x-stowage-modified-ms";
+    /// The fallback disk holding the object while its own disk is away (on a PUT's answer: the
+    /// write landed there and is queued for sync; on GET/HEAD: it still waits there).
+    pub const FALLBACK: &str = "x-stowage-fallback";
     /// A failure's kind, as the JSON body's `error` (a HEAD answer has no body).
     pub const ERROR_KIND: &str = "x-stowage-error";
     /// How many bytes an upload session holds.
@@ -181,6 +184,9 @@ pub struct InfoJson {
     /// User metadata.
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
+    /// The fallback disk holding it while its own disk is away (left out: on its own disk).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
 }
 
 #[cfg(test)]
@@ -211,6 +217,7 @@ mod tests {
             modified_ms: Some(1),
             etag: None,
             metadata: BTreeMap::from([("k".into(), "v".into())]),
+            fallback: None,
         };
         let text = serde_json::to_value(&info).unwrap();
         assert_eq!(

@@ -44,6 +44,9 @@ pub fn code_for(e: &anyhow::Error) -> u8 {
             }
         };
     }
+    if e.downcast_ref::<crate::cmd::sync::StillWaiting>().is_some() {
+        return UNAVAILABLE;
+    }
     if e.downcast_ref::<crate::cmd::plugin::VerifyFailed>().is_some() {
         return DENIED;
     }

@@ -79,6 +79,9 @@ enum Command {
     /// Ask the running `serve` of this config to reload its config and plugins (SIGHUP) without
     /// downtime, and wait for its answer; a config it would refuse is reported and not sent.
     Reload(cmd::reload::Args),
+    /// Move writes queued on fallback disks (while their own disk was away) back to their
+    /// disks, verified by sha256; `sync status` lists what waits. `serve` does this by itself.
+    Sync(cmd::sync::Args),
     /// Print a URL that serves the object until it expires (the driver's, or one signed by
     /// this host's `stowage serve`).
     Url(cmd::url::Args),
@@ -135,6 +138,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => cmd::serve::run(config, args).await,
             Command::Reload(args) => cmd::reload::run(config, args),
             Command::Url(args) => cmd::url::run(config, args).await,
+            Command::Sync(args) => cmd::sync::run(config, args).await,
             Command::Completions { shell } => {
                 // Into a buffer first: the generator panics on a write error (a closed pipe).
                 let mut script = Vec::new();

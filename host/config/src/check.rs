@@ -64,6 +64,7 @@ impl LoadedConfig {
         self.check_ledger(&names, &mut problem);
         self.check_server(&mut problem);
         self.check_web_role(&mut problem);
+        self.check_fallbacks(&mut problem);
         self.check_trust(&mut problem);
         let map = self.config.storage.get_ref();
         for (class, value) in [
@@ -155,20 +156,52 @@ impl LoadedConfig {
         for (class, value) in [("scratch", map.scratch.as_ref()), ("submission", map.submission.as_ref())] {
             let value = value.unwrap_or(&map.default);
             let disk = value.get_ref();
-            // The remote driver: bundled `remote`, or a plugin file named remote.wasm.
-            let plugin =
-                self.config.disks.iter().find(|(n, _)| n.get_ref() == disk).map(|(_, d)| d.plugin.get_ref().as_str());
-            let is_remote = |p: &str| {
-                p == "remote"
-                    || std::path::Path::new(p).file_stem().is_some_and(|s| s == "remote") && p.ends_with(".wasm")
-            };
-            if let Some(plugin) = plugin
+            if let Some(plugin) = self.plugin_of(disk)
                 && !is_remote(plugin)
             {
                 problem(
                     value.span(),
                     format!(
                         "role = \"web\" must never keep PHI on its own disks, but storage.{class} resolves to disk `{disk}` (plugin {plugin}): map {class} to a disk with plugin = \"remote\" (this line, or add `{class} = ...` under [storage])"
+                    ),
+                );
+            }
+        }
+    }
+
+    /// The plugin serving disk `name`, if there is such a disk.
+    fn plugin_of(&self, name: &str) -> Option<&str> {
+        self.config.disks.iter().find(|(n, _)| n.get_ref() == name).map(|(_, d)| d.plugin.get_ref().as_str())
+    }
+
+    /// A disk's `fallback` names another disk that has no fallback itself (a chain would hide
+    /// where a write landed), and on role `web` one served by the remote driver: the web host
+    /// never keeps PHI, not even while its services host is away.
+    fn check_fallbacks(&self, problem: &mut impl FnMut(Range<usize>, String)) {
+        for (name, disk) in &self.config.disks {
+            let Some(fallback) = &disk.fallback else { continue };
+            let (n, f) = (name.get_ref(), fallback.get_ref());
+            let target = self.config.disks.iter().find(|(other, _)| other.get_ref() == f).map(|(_, d)| d);
+            let Some(target) = target else {
+                problem(fallback.span(), format!("disks.{n}.fallback = \"{f}\": no disk of that name"));
+                continue;
+            };
+            if f == n {
+                problem(fallback.span(), format!("disks.{n}.fallback = \"{f}\": a disk cannot be its own fallback"));
+            } else if target.fallback.is_some() {
+                problem(
+                    fallback.span(),
+                    format!("disks.{n}.fallback = \"{f}\": disk `{f}` has a fallback itself; fallbacks do not chain"),
+                );
+            }
+            if *self.config.role.get_ref() == Role::Web
+                && let Some(plugin) = self.plugin_of(f)
+                && !is_remote(plugin)
+            {
+                problem(
+                    fallback.span(),
+                    format!(
+                        "disks.{n}.fallback = \"{f}\": role = \"web\" must never keep PHI on its own disks, but disk `{f}` is served by plugin {plugin}: a web host's fallback must be a disk with plugin = \"remote\" (another services host)"
                     ),
                 );
             }
@@ -336,4 +369,9 @@ fn normalize(path: &Path) -> PathBuf {
         }
     }
     out
+}
+
+/// Whether `plugin` is the remote driver: bundled `remote`, or a plugin file named remote.wasm.
+fn is_remote(plugin: &str) -> bool {
+    plugin == "remote" || Path::new(plugin).file_stem().is_some_and(|s| s == "remote") && plugin.ends_with(".wasm")
 }

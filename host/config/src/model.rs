@@ -250,6 +250,9 @@ pub struct DiskConfig {
     /// Temp objects whose owner cannot be told (e.g. S3's unfinished multipart uploads) are
     /// removed once this old (default 86400: a day).
     pub orphan_after_secs: Option<Spanned<u64>>,
+    /// Another disk that takes this disk's writes while it is unavailable (the original's
+    /// `save_with_fallback`); they are queued there and synced back when it answers again.
+    pub fallback: Option<Spanned<String>>,
 }
 
 /// The capabilities a plugin is granted. Nothing else is reachable from inside it.

@@ -72,6 +72,8 @@ pub struct DiskPlan {
     pub max_object: Option<u64>,
     /// The most bytes it may hold.
     pub quota: Option<u64>,
+    /// The disk that takes its writes while it is unavailable.
+    pub fallback: Option<String>,
 }
 
 /// One policy: its plugin, and whether an operation it cannot record fails.
@@ -278,6 +280,7 @@ impl Builder<'_> {
             orphan_after: Duration::from_secs(disk.orphan_after_secs.as_ref().map_or(86_400, |v| *v.get_ref())),
             max_object: disk.max_object_mib.as_ref().map(|m| m.get_ref().saturating_mul(1 << 20)),
             quota: disk.quota_gib.as_ref().map(|q| (q.get_ref() * (1u64 << 30) as f64) as u64),
+            fallback: disk.fallback.as_ref().map(|f| f.get_ref().clone()),
         })
     }
 

@@ -114,3 +114,29 @@ fn a_secret_in_the_wrong_place_is_not_quoted_in_the_error() {
     assert!(e.contains("`api_keys`: invalid type: string (value not shown), expected a sequence"), "{e}");
     assert!(!e.contains("supersecret"), "{e}");
 }
+
+#[test]
+fn a_fallback_names_another_disk_without_its_own_and_on_the_web_role_a_remote_one() {
+    let text = |role: &str, a: &str, b: &str| {
+        format!(
+            "role = \"{role}\"\n[disks.a]\nplugin = \"remote\"\n{a}\n[disks.b]\nplugin = \"local-fs\"\n{b}\n[storage]\ndefault = \"a\"\nscratch = \"a\"\nsubmission = \"a\"\n"
+        )
+    };
+    let plan = parse(&text("testing", "fallback = \"b\"", "")).unwrap();
+    assert_eq!(plan.plan().disks.iter().find(|d| d.plugin.name == "a").unwrap().fallback.as_deref(), Some("b"));
+    let cases = [
+        ("testing", "fallback = \"c\"", "", "t.toml:4:12: disks.a.fallback = \"c\": no disk of that name"),
+        ("testing", "fallback = \"a\"", "", "disks.a.fallback = \"a\": a disk cannot be its own fallback"),
+        ("testing", "fallback = \"b\"", "fallback = \"a\"", "disk `b` has a fallback itself; fallbacks do not chain"),
+        (
+            "web",
+            "fallback = \"b\"",
+            "",
+            "t.toml:4:12: disks.a.fallback = \"b\": role = \"web\" must never keep PHI on its own disks, but disk `b` is served by plugin local-fs",
+        ),
+    ];
+    for (role, a, b, want) in cases {
+        let e = parse(&text(role, a, b)).unwrap_err().to_string();
+        assert!(e.contains(want), "{role} / {a} / {b}: {e}");
+    }
+}

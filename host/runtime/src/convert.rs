@@ -33,6 +33,7 @@ pub fn info_from_wit(i: wit::ObjectInfo) -> ObjectInfo {
         modified: i.modified,
         etag: i.etag,
         metadata: i.metadata,
+        fallback: None,
     }
 }
 

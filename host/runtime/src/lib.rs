@@ -23,6 +23,7 @@ mod convert;
 pub mod driver;
 pub mod engine;
 pub mod error;
+pub mod fallback;
 pub mod http;
 mod imports;
 mod maintenance;

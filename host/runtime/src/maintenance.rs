@@ -41,7 +41,7 @@ fn audit_error(e: impl std::fmt::Display) -> StorageError {
 
 impl Storage {
     /// A context for the host's own work on `disk`.
-    fn own_context(&self, disk: &Disk, actor: &str) -> RequestContext {
+    pub(crate) fn own_context(&self, disk: &Disk, actor: &str) -> RequestContext {
         let req = Request { actor: Some(actor.to_string()), authenticated_as: Some("host".into()), ..Request::new() };
         self.context(disk, None, &req)
     }
@@ -68,7 +68,12 @@ impl Storage {
                 let path = ObjectPath::parse(&intent.path)?;
                 match intent.op {
                     Effect::Put => put_happened(disk, &ctx, &path, intent.size, intent.sha256.as_deref()).await,
-                    Effect::Delete => disk.exists(&ctx, &path).await.map(|exists| !exists),
+                    // A delete of a queued path is a tombstone on the fallback: seen through
+                    // the queue, the path is gone even before the syncer reaches the disk.
+                    Effect::Delete => {
+                        let target = crate::storage::Target { disk: disk.clone(), class: None, path };
+                        self.exists_routed(&target, &ctx).await.map(|exists| !exists)
+                    }
                 }
             };
             let happened = match looked.await {

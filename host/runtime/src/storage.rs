@@ -15,6 +15,7 @@ use stowage_path::{ObjectPath, Prefix};
 use crate::driver::Disk;
 use crate::engine::PluginEngine;
 use crate::error::StorageError;
+use crate::fallback::Fallback;
 use crate::ledger::Ledger;
 use crate::plugin::PluginLoader;
 use crate::policy::Pipeline;
@@ -69,6 +70,8 @@ pub struct Storage {
     identity: BTreeMap<String, [u8; 32]>,
     /// The disk that keeps a copy of every checkpoint.
     checkpoint_disk: Option<String>,
+    /// Per disk with a `fallback`: the disk that takes its writes while it is away.
+    fallbacks: BTreeMap<String, Fallback>,
 }
 
 impl Storage {
@@ -123,6 +126,21 @@ impl Storage {
     /// A disk by name (for the host's own maintenance: probes, sweeps, reconciling).
     pub(crate) fn disk(&self, name: &str) -> Option<&Disk> {
         self.disks.get(name)
+    }
+
+    /// The fallback of disk `name`, if it has one.
+    pub(crate) fn fallback_of(&self, name: &str) -> Option<&Fallback> {
+        self.fallbacks.get(name)
+    }
+
+    /// Every disk with a fallback, and its fallback.
+    pub(crate) fn fallbacks(&self) -> impl Iterator<Item = (&String, &Fallback)> {
+        self.fallbacks.iter()
+    }
+
+    /// Disk `name`'s limits, if it has any.
+    pub(crate) fn usage_of(&self, name: &str) -> Option<&Arc<crate::usage::Usage>> {
+        self.usage.get(name)
     }
 
     /// Every disk.

@@ -23,6 +23,9 @@ pub struct ObjectInfo {
     pub etag: Option<String>,
     /// User metadata given at write time.
     pub metadata: Metadata,
+    /// The fallback disk holding the object while it waits to be synced to its own disk
+    /// (none: it is on its own disk). Set by the host, never by a driver.
+    pub fallback: Option<String>,
 }
 
 pub use stowage_config::{Role, StorageClass};

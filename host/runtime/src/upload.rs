@@ -17,9 +17,10 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::audit::{self, pause_point};
-use crate::driver::ObjectWriter;
+use crate::driver::{Digest, ObjectWriter};
 use crate::error::StorageError;
-use crate::ledger::{Effect, Ledger};
+use crate::fallback::Reroute;
+use crate::ledger::{Effect, Intent, Ledger, Record};
 use crate::policy::{OperationOutcome, OperationRequest, Phase, Pipeline};
 use crate::types::ObjectInfo;
 use crate::usage::Reservation;
@@ -32,6 +33,8 @@ pub struct Upload {
     /// Why a chunk failed (a limit refused it, or the driver could not write it, e.g. a full
     /// disk): what the policies learn when the write is aborted.
     failed: Option<StorageError>,
+    /// On a disk with a fallback: how the write can move there (or that it went there).
+    reroute: Option<Reroute>,
     request: OperationRequest,
     pipeline: Pipeline,
     ledger: Arc<Ledger>,
@@ -42,12 +45,13 @@ impl Upload {
     pub(crate) fn new(
         inner: ObjectWriter,
         reservation: Option<Reservation>,
+        reroute: Option<Reroute>,
         request: OperationRequest,
         pipeline: Pipeline,
         ledger: Arc<Ledger>,
         started: Instant,
     ) -> Upload {
-        Upload { inner: Some(inner), reservation, failed: None, request, pipeline, ledger, started }
+        Upload { inner: Some(inner), reservation, failed: None, reroute, request, pipeline, ledger, started }
     }
 
     /// Bytes written so far.
@@ -64,14 +68,38 @@ impl Upload {
             self.failed = Some(e.clone());
             return Err(e);
         }
+        if let Some(reroute) = self.reroute.as_mut() {
+            reroute.keep(&chunk);
+        }
         let result = match self.inner.as_mut() {
             Some(w) => w.write(chunk).await,
             None => Err(StorageError::Io("the write was already finished or aborted".into())),
         };
         if let Err(e) = &result {
+            if self.relocate(e).await {
+                return Ok(());
+            }
             self.failed.get_or_insert_with(|| e.clone());
         }
         result
+    }
+
+    /// Moves the write to its disk's fallback after the disk's failure `e`, if it can (the
+    /// failure is one a fallback is for, and every byte is still in hand); whether it did.
+    /// The primary's writer is dropped, which aborts it.
+    async fn relocate(&mut self, e: &StorageError) -> bool {
+        let Some(reroute) = self.reroute.as_mut().filter(|r| r.moves_on(e)) else { return false };
+        match reroute.relocate().await {
+            Ok((writer, reservation)) => {
+                self.inner = Some(writer);
+                self.reservation = reservation;
+                true
+            }
+            Err(moved) => {
+                tracing::warn!(kind = moved.kind().as_str(), "the fallback could not take a write either");
+                false
+            }
+        }
     }
 
     /// Commits the object; the policies learn its size and sha256 before and after.
@@ -85,7 +113,15 @@ impl Upload {
         let Some(mut inner) = self.inner.take() else {
             return Err(StorageError::Io("the write was already finished or aborted".into()));
         };
-        let digest = match inner.seal(expected_sha256).await {
+        let mut sealed = inner.seal(expected_sha256).await;
+        if let Err(e) = &sealed
+            && self.relocate(e).await
+            && let Some(moved) = self.inner.take()
+        {
+            inner = moved;
+            sealed = inner.seal(expected_sha256).await;
+        }
+        let digest = match sealed {
             Ok(d) => d,
             Err(e) => {
                 // (Upload is not Sync: no `&self` may live across an await.)
@@ -95,8 +131,7 @@ impl Upload {
             }
         };
         let mut outcome = self.outcome(Some(digest.size), Some(digest.sha256.clone()), None);
-        let intent =
-            audit::intent(Effect::Put, &self.request, Some(digest.size), Some(digest.sha256.clone()), inner.owner());
+        let intent = self.intent(&digest, inner.owner());
         pause_point("before-intent").await;
         let before = self.pipeline.observe(&outcome, Phase::Before, Some(&intent)).await;
         if let Some(e) = before.error() {
@@ -110,15 +145,118 @@ impl Upload {
             return Err(e);
         }
         pause_point("after-intent").await;
+        let mut result = self.commit(inner, &intent).await;
+        audit::settle(&self.ledger, &self.request, &intent, &before.appended, result.as_ref().map(|_| ()));
+        if let Err(e) = &result
+            && self.relocate(e).await
+            && let Some(moved) = self.inner.take()
+        {
+            // The disk went away at the commit, with every byte still in hand: the write is
+            // committed on the fallback instead, under the host's own write-ahead record.
+            result = self.commit_moved(moved, expected_sha256).await;
+        }
+        outcome.error = result.as_ref().err().cloned();
+        outcome.duration = self.started.elapsed();
+        self.pipeline.observe(&outcome, Phase::After, None).await;
+        result
+    }
+
+    /// The write-ahead intent of the sealed write: its disk and path, or its fallback entry's.
+    fn intent(&self, digest: &Digest, owner: &str) -> Intent {
+        let mut intent =
+            audit::intent(Effect::Put, &self.request, Some(digest.size), Some(digest.sha256.clone()), owner);
+        if let Some(fallback) = self.reroute.as_ref().and_then(Reroute::landed)
+            && let Some(entry) = self.reroute.as_ref().and_then(|r| fallback.entry_path(r.path()).ok())
+        {
+            intent.disk = fallback.disk().name().to_string();
+            intent.path = entry.into_string();
+        }
+        intent
+    }
+
+    /// Commits `inner`; on the fallback, under the path's lock, noting the entry and recording
+    /// `fallback_written`. The info names the object's path on its disk.
+    async fn commit(&mut self, inner: ObjectWriter, intent: &Intent) -> Result<ObjectInfo, StorageError> {
+        let landed = self.reroute.as_ref().and_then(|r| r.landed().cloned().map(|f| (f, r.path().clone())));
+        let Some((fallback, path)) = landed else {
+            let result = inner.commit().await;
+            if let (Ok(_), Some(reservation)) = (&result, self.reservation.take()) {
+                reservation.commit();
+            }
+            pause_point("after-commit").await;
+            return result;
+        };
+        let guard = fallback.lock(&path).await;
         let result = inner.commit().await;
         if let (Ok(_), Some(reservation)) = (&result, self.reservation.take()) {
             reservation.commit();
         }
+        let info = result?;
+        fallback.noted(
+            &path,
+            Some(crate::fallback::Queued {
+                op: crate::fallback::QueuedOp::Put,
+                size: info.size,
+                sha256: info.sha256.clone(),
+                queued_ms: info.modified.or_else(|| Some(crate::ledger::now_ms())),
+            }),
+        );
+        drop(guard);
         pause_point("after-commit").await;
-        audit::settle(&self.ledger, &self.request, &intent, &before.appended, result.as_ref().map(|_| ()));
-        outcome.error = result.as_ref().err().cloned();
-        outcome.duration = self.started.elapsed();
-        self.pipeline.observe(&outcome, Phase::After, None).await;
+        let record = Record {
+            action: "fallback_written".into(),
+            path: path.to_string(),
+            disk: self.request.ctx.disk.clone(),
+            class: self.request.ctx.class.map(|c| c.as_str().to_string()),
+            actor: self.request.ctx.actor.clone(),
+            size: Some(info.size),
+            sha256: info.sha256.clone(),
+            metadata: vec![("fallback".into(), fallback.disk().name().into()), ("entry".into(), intent.path.clone())],
+            request_id: self.request.ctx.request_id.clone(),
+            key: self.request.ctx.authenticated_as.clone(),
+            ..Record::default()
+        };
+        // The intent is durable and its settle names the entry; this says why it is there.
+        if let Err(e) = self.ledger.append(&record).await {
+            tracing::warn!(error = %e, "a write that went to the fallback could not be recorded as such");
+        }
+        Ok(fallback.as_primary(info, &path))
+    }
+
+    /// Commits a write that moved at its commit: sealed again on the fallback, announced by
+    /// the host's own write-ahead record (the policies' named the disk, and is settled as
+    /// failed), then committed as any write on the fallback.
+    async fn commit_moved(
+        &mut self,
+        mut moved: ObjectWriter,
+        expected_sha256: Option<&str>,
+    ) -> Result<ObjectInfo, StorageError> {
+        let digest = moved.seal(expected_sha256).await?;
+        let intent = self.intent(&digest, moved.owner());
+        let ahead = Record {
+            action: "fallback_write_intent".into(),
+            path: self.request.path.clone(),
+            disk: self.request.ctx.disk.clone(),
+            actor: self.request.ctx.actor.clone(),
+            size: Some(digest.size),
+            sha256: Some(digest.sha256.clone()),
+            request_id: self.request.ctx.request_id.clone(),
+            key: self.request.ctx.authenticated_as.clone(),
+            intent: Some(intent.clone()),
+            ..Record::default()
+        };
+        let index = match self.ledger.append(&ahead).await {
+            Ok(index) => index,
+            Err(e) => {
+                let e = StorageError::AuditUnavailable(e.to_string());
+                if let Err(abort) = moved.abort().await {
+                    tracing::warn!(kind = abort.kind().as_str(), "aborting a write the ledger could not record failed");
+                }
+                return Err(e);
+            }
+        };
+        let result = self.commit(moved, &intent).await;
+        audit::settle(&self.ledger, &self.request, &intent, &[index], result.as_ref().map(|_| ()));
         result
     }
 

@@ -78,6 +78,32 @@ impl Usage {
     }
 }
 
+/// Opens `disk`'s writer for `path`, and (when the disk has limits) the write's reservation.
+pub(crate) async fn open_writer(
+    disk: &Disk,
+    usage: Option<&Arc<Usage>>,
+    ctx: &RequestContext,
+    path: &stowage_path::ObjectPath,
+    options: &crate::types::WriteOptions,
+) -> Result<(crate::driver::ObjectWriter, Option<Reservation>), StorageError> {
+    let reservation = match usage.filter(|u| u.limited()) {
+        Some(usage) => {
+            // An overwrite gives back what it replaces.
+            let replaced = match usage.quota {
+                Some(_) => match disk.stat(ctx, path).await {
+                    Ok(info) => info.size,
+                    Err(StorageError::NotFound(_)) => 0,
+                    Err(e) => return Err(e),
+                },
+                None => 0,
+            };
+            Some(usage.begin(disk, ctx, replaced).await?)
+        }
+        None => None,
+    };
+    Ok((disk.writer(ctx, path, options).await?, reservation))
+}
+
 /// The bytes one write has taken so far; released unless the write commits.
 #[derive(Debug)]
 pub(crate) struct Reservation {

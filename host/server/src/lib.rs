@@ -143,9 +143,12 @@ pub enum ServeError {
 /// objects (its own dropped writes' too).
 const MAINTENANCE_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
 
+/// How often a serving host moves queued writes from fallbacks to their disks.
+const SYNC_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Runs the host's upkeep while it serves: every [`MAINTENANCE_EVERY`], reconcile open
-/// intents and sweep orphans; on every new checkpoint, copy it to the checkpoint disk. Each
-/// time on the set in force then.
+/// intents and sweep orphans; every [`SYNC_EVERY`], sync fallback queues; on every new
+/// checkpoint, copy it to the checkpoint disk. Each time on the set in force then.
 fn spawn_maintenance(state: &AppState) {
     let weak = state.downgrade();
     state.work.spawn(async move {
@@ -161,6 +164,33 @@ fn spawn_maintenance(state: &AppState) {
             }
             if let Err(e) = storage.sweep_orphans().await {
                 tracing::warn!(error = %e, "sweeping orphaned temp objects failed");
+            }
+        }
+    });
+    // The fallback syncer: a pass every few seconds while a disk of the set in force has a
+    // fallback (a pass over empty queues lists each fallback's queue, nothing more).
+    let weak = state.downgrade();
+    state.work.spawn(async move {
+        let mut tick = tokio::time::interval(SYNC_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(shared) = weak.upgrade() else { return };
+            let storage = shared.storage();
+            drop(shared);
+            if storage.fallback_queues().is_empty() {
+                continue;
+            }
+            match storage.sync_fallbacks().await {
+                Ok(report) if !report.synced.is_empty() => {
+                    tracing::info!(
+                        synced = report.synced.len(),
+                        waiting = report.waiting,
+                        "synced queued writes to their disks"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "a fallback sync pass failed"),
             }
         }
     });

@@ -100,6 +100,23 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     for (disk, n) in state.storage().disk_restarts() {
         let _ = writeln!(out, "stowage_plugin_restarts_total{{disk=\"{}\"}} {n}", label(disk));
     }
+    let queues =
+        state.storage().fallback_queues().into_iter().map(|(d, n, age)| (d.to_string(), n, age)).collect::<Vec<_>>();
+    let _ = writeln!(
+        out,
+        "# HELP stowage_fallback_queue_length Writes and deletes waiting on a disk's fallback to be synced to it.\n# TYPE stowage_fallback_queue_length gauge"
+    );
+    for (disk, n, _) in &queues {
+        let _ = writeln!(out, "stowage_fallback_queue_length{{disk=\"{}\"}} {n}", label(disk));
+    }
+    let _ = writeln!(
+        out,
+        "# HELP stowage_fallback_oldest_age_seconds How long the oldest queued entry has waited (0: none waits).\n# TYPE stowage_fallback_oldest_age_seconds gauge"
+    );
+    for (disk, _, age) in &queues {
+        let secs = age.map_or(0.0, |a| a.as_secs_f64());
+        let _ = writeln!(out, "stowage_fallback_oldest_age_seconds{{disk=\"{}\"}} {secs}", label(disk));
+    }
     let r = &state.reloads;
     let (done, failed) =
         (r.done.load(std::sync::atomic::Ordering::Relaxed), r.failed.load(std::sync::atomic::Ordering::Relaxed));

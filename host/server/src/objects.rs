@@ -15,7 +15,7 @@ use crate::per_key::InFlight;
 use crate::request::Caller;
 use crate::state::AppState;
 
-use stowage_api::header::{META_PREFIX, MODIFIED_MS, SHA256};
+use stowage_api::header::{FALLBACK, META_PREFIX, MODIFIED_MS, SHA256};
 
 /// Bytes per chunk read from a driver for a response body.
 const READ_CHUNK: usize = 1 << 20;
@@ -32,6 +32,7 @@ pub fn info_json(info: &ObjectInfo) -> stowage_api::InfoJson {
         modified_ms: info.modified,
         etag: info.etag.clone(),
         metadata: info.metadata.iter().cloned().collect(),
+        fallback: info.fallback.clone(),
     }
 }
 
@@ -107,7 +108,11 @@ pub async fn put(
         .await
         .map_err(|e| StorageError::Io(format!("the commit task failed: {e}")))??;
     state.metrics.add_bytes(&crate::metrics::label_name(&state, &addr.name), info.size, false);
-    Ok((StatusCode::OK, Json(info_json(&info))).into_response())
+    let mut response = (StatusCode::OK, Json(info_json(&info))).into_response();
+    if let Some(fallback) = info.fallback.as_deref().and_then(|f| HeaderValue::from_str(f).ok()) {
+        response.headers_mut().insert(HeaderName::from_static(FALLBACK), fallback);
+    }
+    Ok(response)
 }
 
 /// Headers describing an object.
@@ -126,6 +131,9 @@ fn info_headers(info: &ObjectInfo, headers: &mut HeaderMap) {
     }
     if let Some(ms) = info.modified {
         set(HeaderName::from_static(MODIFIED_MS), &ms.to_string());
+    }
+    if let Some(fallback) = &info.fallback {
+        set(HeaderName::from_static(FALLBACK), fallback);
     }
     for (k, v) in &info.metadata {
         if let Ok(name) = HeaderName::from_bytes(format!("{META_PREFIX}{k}").as_bytes()) {

@@ -16,6 +16,7 @@ pub mod rm;
 mod send;
 pub mod serve;
 pub mod stat;
+pub mod sync;
 pub mod tree;
 pub mod url;
 

@@ -54,5 +54,11 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<()> {
     bar.finish_and_clear();
     let info = at(writer.finish().await, &args.addr)?;
     println!("{}:{}\t{} bytes\tsha256 {}", addr.name, info.path, info.size, info.sha256.as_deref().unwrap_or("-"));
+    if let Some(fallback) = &info.fallback {
+        eprintln!(
+            "stowage: `{}` is unavailable: stored on its fallback disk `{fallback}`, queued for sync (`stowage sync status`)",
+            addr.name
+        );
+    }
     Ok(())
 }

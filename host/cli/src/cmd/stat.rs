@@ -13,7 +13,8 @@ pub struct Args {
     /// What to describe: CLASS_OR_DISK:path.
     addr: String,
     /// Print one JSON object (path, size, sha256, content_type, modified (RFC 3339),
-    /// modified_ms (as the HTTP API says it), etag, metadata).
+    /// modified_ms (as the HTTP API says it), etag, metadata, fallback: the fallback disk
+    /// holding it while it waits to be synced, or null).
     #[arg(long)]
     json: bool,
 }
@@ -44,6 +45,7 @@ pub(crate) fn to_json(info: &ObjectInfo) -> serde_json::Value {
         "modified_ms": info.modified,
         "etag": info.etag,
         "metadata": metadata,
+        "fallback": info.fallback,
     })
 }
 
@@ -55,6 +57,9 @@ fn to_text(info: &ObjectInfo) -> String {
     s += &format!("modified: {}\n", info.modified.map(rfc3339).unwrap_or_else(|| "-".into()));
     for (k, v) in &info.metadata {
         s += &format!("meta {k}: {v}\n");
+    }
+    if let Some(fallback) = &info.fallback {
+        s += &format!("fallback: {fallback} (waiting to be synced to its disk)\n");
     }
     s
 }

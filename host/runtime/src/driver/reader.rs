@@ -43,6 +43,11 @@ impl ObjectReader {
         &self.info
     }
 
+    /// Replaces the object's info (a queued object answers as its disk's, see `fallback`).
+    pub(crate) fn set_info(&mut self, info: ObjectInfo) {
+        self.info = info;
+    }
+
     /// Bytes of the requested range not read yet.
     pub fn remaining(&self) -> u64 {
         self.remaining

@@ -77,40 +77,21 @@ impl Storage {
         };
         let started = Instant::now();
         let opened = match self.pipeline.check(&request).await {
-            Ok(()) => self.open_writer(&t, &ctx, options).await,
+            Ok(()) => self.open_route(&t, &ctx, options).await,
             Err(denied) => Err(denied),
         };
         match opened {
-            Ok((inner, reservation)) => {
-                Ok(Upload::new(inner, reservation, request, self.pipeline.clone(), self.ledger.clone(), started))
-            }
+            Ok((inner, reservation, reroute)) => Ok(Upload::new(
+                inner,
+                reservation,
+                reroute,
+                request,
+                self.pipeline.clone(),
+                self.ledger.clone(),
+                started,
+            )),
             Err(e) => self.failed(OperationOutcome::of(request, started), e).await,
         }
-    }
-
-    /// Opens the driver's writer, and (when the disk has limits) the write's reservation.
-    async fn open_writer(
-        &self,
-        t: &Target,
-        ctx: &RequestContext,
-        options: &WriteOptions,
-    ) -> Result<(crate::driver::ObjectWriter, Option<crate::usage::Reservation>), StorageError> {
-        let reservation = match self.usage.get(t.disk.name()).filter(|u| u.limited()) {
-            Some(usage) => {
-                // An overwrite gives back what it replaces.
-                let replaced = match usage.quota {
-                    Some(_) => match t.disk.stat(ctx, &t.path).await {
-                        Ok(info) => info.size,
-                        Err(StorageError::NotFound(_)) => 0,
-                        Err(e) => return Err(e),
-                    },
-                    None => 0,
-                };
-                Some(usage.begin(&t.disk, ctx, replaced).await?)
-            }
-            None => None,
-        };
-        Ok((t.disk.writer(ctx, &t.path, options).await?, reservation))
     }
 
     /// Starts a streaming read (after the policies allow it, and once the read is recorded:
@@ -128,7 +109,7 @@ impl Storage {
         if let Err(denied) = self.pipeline.check(&outcome.request).await {
             return self.failed(outcome, denied).await;
         }
-        let mut reader = match t.disk.reader(&ctx, &t.path, range).await {
+        let mut reader = match self.open_reader(&t, &ctx, range).await {
             Ok(r) => r,
             Err(e) => return self.failed(outcome, e).await,
         };
@@ -147,7 +128,7 @@ impl Storage {
     pub async fn stat(&self, addr: &Address, req: &Request) -> Result<ObjectInfo, StorageError> {
         let (t, ctx) = self.object(addr, req)?;
         let request = Self::request(Operation::Stat, &ctx, &t.path);
-        self.run(request, t.disk.stat(&ctx, &t.path), |i, o| {
+        self.run(request, self.stat_routed(&t, &ctx), |i, o| {
             o.size = Some(i.size);
             o.sha256 = i.sha256.clone();
         })
@@ -158,7 +139,7 @@ impl Storage {
     pub async fn exists(&self, addr: &Address, req: &Request) -> Result<bool, StorageError> {
         let (t, ctx) = self.object(addr, req)?;
         let request = Self::request(Operation::Exists, &ctx, &t.path);
-        self.run(request, t.disk.exists(&ctx, &t.path), |_, _| {}).await
+        self.run(request, self.exists_routed(&t, &ctx), |_, _| {}).await
     }
 
     /// Removes an object, once the policies allowed and recorded it.
@@ -180,10 +161,10 @@ impl Storage {
         pause_point("after-delete-intent").await;
         let quota = self.usage.get(t.disk.name()).filter(|u| u.quota.is_some());
         let size = match quota {
-            Some(_) => t.disk.stat(&ctx, &t.path).await.map_or(0, |i| i.size),
+            Some(_) => self.stat_routed(&t, &ctx).await.map_or(0, |i| i.size),
             None => 0,
         };
-        let result = t.disk.delete(&ctx, &t.path).await;
+        let result = self.delete_routed(&t, &ctx).await;
         if let (Some(usage), Ok(())) = (quota, &result) {
             usage.freed(size);
         }
@@ -209,7 +190,16 @@ impl Storage {
         let request =
             OperationRequest { expires_in_secs: Some(expires_in_secs), ..Self::request(Operation::Url, &ctx, &t.path) };
         let issue = async {
-            match (t.disk.url(&ctx, &t.path, expires_in_secs).await, signer) {
+            // A queued object is not where the driver's URL would point: only the host's
+            // own URL (served through this pipeline) finds it.
+            let native = match self.seen(&t, &ctx).await? {
+                crate::fallback::Seen::Disk => t.disk.url(&ctx, &t.path, expires_in_secs).await,
+                crate::fallback::Seen::Deleted => return Err(StorageError::NotFound(t.path.to_string())),
+                crate::fallback::Seen::Entry(..) => {
+                    Err(StorageError::Unsupported("a driver URL for an object waiting on the fallback".into()))
+                }
+            };
+            match (native, signer) {
                 (Ok(url), _) => {
                     // A driver's URL carries no id of ours: a digest of it names it.
                     let id = hex::encode(&sha2::Sha256::digest(url.as_bytes())[..8]);
@@ -217,7 +207,7 @@ impl Storage {
                 }
                 (Err(StorageError::Unsupported(_)), Some(signer)) => {
                     // A URL for nothing helps nobody: the object must exist.
-                    t.disk.stat(&ctx, &t.path).await?;
+                    self.stat_routed(&t, &ctx).await?;
                     signer.sign(&addr.name, &t.path, expires_in_secs)
                 }
                 (Err(e), _) => Err(e),
@@ -238,7 +228,7 @@ impl Storage {
         let target = self.resolve_prefix(addr)?;
         let ctx = self.context(&target.disk, target.class, req);
         let request = Self::request(Operation::List, &ctx, &target.path);
-        self.run(request, target.disk.list(&ctx, &target.path, cursor, limit), |page, o| {
+        self.run(request, self.list_routed(&target, &ctx, cursor, limit), |page, o| {
             o.items = Some(u32::try_from(page.items.len()).unwrap_or(u32::MAX));
         })
         .await

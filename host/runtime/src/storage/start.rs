@@ -10,6 +10,7 @@ use super::Storage;
 use crate::config::{ConfigError, DiskPlan, LoadedConfig, PluginPlan, PolicyPlan};
 use crate::driver::Disk;
 use crate::engine::PluginEngine;
+use crate::fallback::Fallback;
 use crate::http::Outbound;
 use crate::ledger::{Broken, Ledger, LedgerError, VerifyMode};
 use crate::plugin::inspect::World;
@@ -197,6 +198,18 @@ impl Storage {
                 .with_driver_name(&plan.plugin.plugin.name());
             disks.insert(name, disk);
         }
+        let mut fallbacks = BTreeMap::new();
+        for plan in config.plan().disks.iter() {
+            let (name, Some(to)) = (&plan.plugin.name, &plan.fallback) else { continue };
+            let Some(disk) = disks.get(to) else { continue };
+            // The queue's state stays across a reload that keeps both disks as they were.
+            let kept = previous
+                .filter(|p| p.identity.get(to) == identity.get(to))
+                .and_then(|p| p.fallbacks.get(name))
+                .filter(|f| f.disk().name() == to)
+                .map(|f| f.state().clone());
+            fallbacks.insert(name.clone(), Fallback::new(name, disk.clone(), kept.unwrap_or_default()));
+        }
         let classes = StorageClass::ALL.into_iter().map(|c| (c, config.disk_for(c).to_string())).collect();
         Ok(Storage {
             role: *config.config.role.get_ref(),
@@ -211,6 +224,7 @@ impl Storage {
             usage,
             identity,
             checkpoint_disk: config.config.ledger.checkpoint_disk.as_ref().map(|d| d.get_ref().clone()),
+            fallbacks,
         })
     }
 
