@@ -130,6 +130,13 @@ async fn writes_land_on_the_fallback_while_s3_is_down_and_sync_back_verified() {
     let o = cli(d, &own, &["rm", "nas:a.txt"]);
     assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
 
+    // The queue is reached through the disk's address only: not through the fallback's.
+    let o = cli(d, &own, &["rm", "spool:stowage-fallback/nas/big.bin"]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(stderr(&o).contains("a write queued for disk `nas`"), "{}", stderr(&o));
+    let o = cli(d, &own, &["put", "spool:stowage-fallback/nas/notes/b.txt", "c.txt"]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+
     // Reads see the queued objects through the disk's address.
     let stat: serde_json::Value =
         serde_json::from_str(&ok(&cli(d, &own, &["stat", "--json", "nas:notes/b.txt"]))).unwrap();

@@ -199,7 +199,17 @@ impl Storage {
     /// policy and driver call after this takes the [`ObjectPath`]).
     pub(crate) fn resolve(&self, addr: &Address) -> Result<Target, StorageError> {
         let (disk, class) = self.resolve_name(&addr.name)?;
-        Ok(Target { disk: disk.clone(), class, path: addr.object_path()? })
+        let path = addr.object_path()?;
+        // A queue entry is reached through its own disk's address only: written, replaced or
+        // removed through the fallback's, it would be lost or resurrected by the syncer.
+        if let Some((primary, _)) = self.fallbacks.iter().find(|(_, f)| f.disk().name() == disk.name())
+            && crate::fallback::is_entry(primary, &path)
+        {
+            return Err(StorageError::Denied(format!(
+                "`{path}` is a write queued for disk `{primary}`, which this disk holds as its fallback: use `{primary}:` addresses"
+            )));
+        }
+        Ok(Target { disk: disk.clone(), class, path })
     }
 
     /// Resolves a listing's address: its name, then its prefix, checked.

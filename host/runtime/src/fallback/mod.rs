@@ -44,6 +44,14 @@ const SKIP_PRIMARY_FOR: Duration = Duration::from_secs(10);
 /// Locks striping the paths of one disk (see [`Fallback::lock`]).
 const STRIPES: usize = 64;
 
+/// Whether `path` (on a fallback disk) is a queue entry of disk `primary`.
+pub(crate) fn is_entry(primary: &str, path: &str) -> bool {
+    path.strip_prefix(ROOT)
+        .and_then(|p| p.strip_prefix('/'))
+        .and_then(|p| p.strip_prefix(primary))
+        .is_some_and(|p| p.starts_with('/'))
+}
+
 /// What a queue entry does to its path when it is synced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueuedOp {
