@@ -12,10 +12,14 @@
 //! 2. the disk is listed page by page and each object read and hashed (at most
 //!    `max_bytes_per_sec`);
 //! 3. the ledger's records appended meanwhile are read too;
-//! 4. every object that looked wrong is judged again against the refreshed records, and
-//!    re-stated: one that was rewritten or deleted while it was read is counted `changed`,
-//!    not reported; a path the ledger expects that the listing did not show is looked up
-//!    before it is called missing.
+//! 4. every object that looked wrong is judged again by them. Every version a disk shows was
+//!    announced by a write-ahead record before its commit, so records read after a read
+//!    began know the version it read: what is still wrong is reported if a fresh `stat`
+//!    shows the version that was read. An object rewritten meanwhile is read again and
+//!    judged by the records read after that; one deleted, or rewritten yet again, is counted
+//!    `changed`, not reported (the next run judges it). A path the ledger expects that the
+//!    listing did not show is looked up, and called missing only if it is not there and the
+//!    records read after that still expect it.
 //!
 //! Like reconciling and the orphan sweep, this is the host's own work: it goes through no
 //! policy, and its one record says who ran it. It fails closed: a ledger that cannot be read
@@ -31,6 +35,7 @@ use stowage_path::{ObjectPath, Prefix};
 
 use crate::driver::{Digester, Disk, MAX_CHUNK};
 use crate::error::StorageError;
+use crate::ledger::Ledger;
 use crate::request::{Address, Request};
 use crate::storage::Storage;
 use crate::types::{ObjectInfo, RequestContext};
@@ -85,6 +90,7 @@ impl Throttle {
 /// One run's state.
 struct Check<'a> {
     disk: &'a Disk,
+    ledger: &'a Ledger,
     ctx: RequestContext,
     recorded: Recorded,
     throttle: Throttle,
@@ -110,6 +116,7 @@ impl Storage {
         self.ledger().health().map_err(audit_error)?;
         let mut check = Check {
             disk: &target.disk,
+            ledger: self.ledger(),
             ctx: self.context(&target.disk, target.class, req),
             recorded: Recorded::new(target.disk.name(), target.path.as_str()),
             throttle: Throttle { started, bytes: 0, per_sec: options.max_bytes_per_sec },
@@ -126,15 +133,15 @@ impl Storage {
             },
             checkpoint_disk: self.checkpoint_disk().is_some_and(|d| d.name() == target.disk.name()),
         };
-        self.read_ledger(&mut check).await?;
+        check.read_ledger().await?;
         let suspects = check.walk(&target.path).await?;
-        self.read_ledger(&mut check).await?;
+        check.read_ledger().await?;
         for (path, first) in suspects {
-            check.judge_again(&path, first).await;
+            check.judge_again(&path, first).await?;
         }
-        let missing = check.look_for_missing().await;
+        let missing = check.look_for_missing().await?;
         // A delete announced while they were looked up is not a loss.
-        self.read_ledger(&mut check).await?;
+        check.read_ledger().await?;
         let still = |p: &Problem| check.recorded.get(&p.path).is_some_and(|s| s.expected());
         let (missing, deleted): (Vec<Problem>, Vec<Problem>) = missing.into_iter().partition(still);
         check.report.changed += deleted.len() as u64;
@@ -148,29 +155,32 @@ impl Storage {
         report.record_index = Some(index);
         Ok(report)
     }
+}
 
-    /// Reads the ledger's records from where `check` stopped, in batches.
-    async fn read_ledger(&self, check: &mut Check<'_>) -> Result<(), StorageError> {
+impl Check<'_> {
+    /// Reads the ledger's records from where the check stopped, in batches. Every version of
+    /// an object the disk shows was announced (a write-ahead record) before it was committed,
+    /// so records read after a read began know the version it read.
+    async fn read_ledger(&mut self) -> Result<(), StorageError> {
         loop {
-            let from = check.recorded.next;
+            let from = self.recorded.next;
             let mut read = 0u64;
-            self.ledger()
+            let recorded = &mut self.recorded;
+            self.ledger
                 .scan(from, |entry| {
-                    check.recorded.apply(&entry);
+                    recorded.apply(&entry);
                     read += 1;
                     Ok(read < LEDGER_BATCH)
                 })
                 .map_err(audit_error)?;
-            check.report.records_read += read;
+            self.report.records_read += read;
             if read < LEDGER_BATCH {
                 return Ok(());
             }
             tokio::task::yield_now().await;
         }
     }
-}
 
-impl Check<'_> {
     /// Lists the disk and reads every object; returns those that looked wrong (with what the
     /// first read found, or why it failed), to be judged again once the ledger is re-read.
     async fn walk(&mut self, prefix: &Prefix) -> Result<Vec<(String, Result<Read, StorageError>)>, StorageError> {
@@ -255,75 +265,83 @@ impl Check<'_> {
         out
     }
 
-    /// Judges a suspect again by the refreshed records; what still looks wrong is reported
-    /// only if the object is unchanged since it was read (else it is read once more).
-    async fn judge_again(&mut self, path: &str, first: Result<Read, StorageError>) {
+    /// Judges a suspect again by the records read since. What still looks wrong is reported
+    /// if the object is the version that was read; an object that changed meanwhile is read
+    /// again and judged by the records read after that, and one that changed yet again is
+    /// counted `changed` (the next run judges it).
+    async fn judge_again(&mut self, path: &str, first: Result<Read, StorageError>) -> Result<(), StorageError> {
         let problems = match &first {
             Ok(read) => self.problems(path, read),
             Err(e) => vec![unreadable(path, e)],
         };
         if problems.is_empty() {
-            return;
+            return Ok(());
         }
-        let Ok(object) = ObjectPath::parse(path) else {
-            self.report.problems.extend(problems);
-            return;
+        let unchanged = match &first {
+            Ok(read) => self.unchanged_since(path, read).await,
+            Err(_) => Ok(false),
         };
-        let now = match self.disk.stat(&self.ctx, &object).await {
-            Ok(now) => now,
+        match unchanged {
+            Ok(true) => self.report.problems.extend(problems),
+            Ok(false) => self.read_and_judge(path).await?,
+            Err(StorageError::NotFound(_)) => self.report.changed += 1,
+            Err(e) => self.report.problems.push(unreadable(path, &e)),
+        }
+        Ok(())
+    }
+
+    /// Whether the object at `path` is still the version `read` read.
+    async fn unchanged_since(&self, path: &str, read: &Read) -> Result<bool, StorageError> {
+        let now = self.disk.stat(&self.ctx, &ObjectPath::parse(path)?).await?;
+        Ok(same_version(&read.info, &now))
+    }
+
+    /// Reads the object at `path` and judges it by the records read after the read; problems
+    /// are reported only if it did not change meanwhile.
+    async fn read_and_judge(&mut self, path: &str) -> Result<(), StorageError> {
+        let read = match self.read(path).await {
+            Ok(read) => read,
             Err(StorageError::NotFound(_)) => {
                 self.report.changed += 1;
-                return;
+                return Ok(());
             }
             Err(e) => {
                 self.report.problems.push(unreadable(path, &e));
-                return;
+                return Ok(());
             }
         };
-        match first {
-            Ok(read) if same_version(&read.info, &now) => self.report.problems.extend(problems),
-            // Rewritten while it was read, or it failed: once more, and that read is judged.
-            _ => match self.read(path).await {
-                Ok(read) => {
-                    let problems = self.problems(path, &read);
-                    self.report.problems.extend(problems);
-                }
-                Err(StorageError::NotFound(_)) => self.report.changed += 1,
-                Err(e) => self.report.problems.push(unreadable(path, &e)),
-            },
+        self.read_ledger().await?;
+        let problems = self.problems(path, &read);
+        if problems.is_empty() {
+            return Ok(());
         }
+        match self.unchanged_since(path, &read).await {
+            Ok(true) => self.report.problems.extend(problems),
+            Ok(false) | Err(StorageError::NotFound(_)) => self.report.changed += 1,
+            Err(e) => self.report.problems.push(unreadable(path, &e)),
+        }
+        Ok(())
     }
 
     /// Paths the ledger expects that the listing did not show: missing (returned, to be
     /// confirmed by the records appended meanwhile), unless the disk has them now (written
-    /// since: then they are checked like the others).
-    async fn look_for_missing(&mut self) -> Vec<Problem> {
+    /// since: then they are read and judged like the others).
+    async fn look_for_missing(&mut self) -> Result<Vec<Problem>, StorageError> {
         let mut missing = Vec::new();
         for (path, committed) in self.recorded.unseen() {
             let Committed::Written { sha256, index, .. } = committed else { continue };
             let Ok(object) = ObjectPath::parse(&path) else { continue };
-            let found = match self.disk.exists(&self.ctx, &object).await {
-                Ok(false) => {
-                    missing.push(Problem {
-                        ledger_sha256: sha256,
-                        ledger_index: Some(index),
-                        ..Problem::new(ProblemKind::Missing, &path)
-                    });
-                    continue;
-                }
-                Ok(true) => self.read(&path).await,
-                Err(e) => Err(e),
-            };
-            match found {
-                Ok(read) => {
-                    let problems = self.problems(&path, &read);
-                    self.report.problems.extend(problems);
-                }
-                Err(StorageError::NotFound(_)) => self.report.changed += 1,
+            match self.disk.exists(&self.ctx, &object).await {
+                Ok(false) => missing.push(Problem {
+                    ledger_sha256: sha256,
+                    ledger_index: Some(index),
+                    ..Problem::new(ProblemKind::Missing, &path)
+                }),
+                Ok(true) => self.read_and_judge(&path).await?,
                 Err(e) => self.report.problems.push(unreadable(&path, &e)),
             }
         }
-        missing
+        Ok(missing)
     }
 }
 
