@@ -32,6 +32,7 @@ mod conformance;
 mod copy;
 mod crash;
 mod deploy;
+mod fixity;
 mod hardening;
 mod layout;
 mod openapi;
