@@ -306,3 +306,52 @@ async fn objects_rewritten_and_deleted_during_the_check_are_not_reported() {
         storage.fsck(&Address::parse("local:churn/").unwrap(), &Request::new(), &FsckOptions::default()).await.unwrap();
     assert!(settled.is_clean() && settled.changed == 0, "{settled:?}");
 }
+
+/// `serve` with `[fixity] every = "1s"` checks its disk on schedule: `/metrics` shows the
+/// objects and bytes checked and, once a file is planted, the problem by kind; every run is a
+/// `fixity_checked` record by `stowage-fixity`.
+#[test]
+fn serve_runs_fixity_on_schedule_and_reports_it_in_metrics() {
+    use crate::serve::{KEY, Server, config, curl, status_and_body};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let server_table =
+        format!("dev_mode = true\napi_keys = [\"{KEY}\"]\n[fixity]\nevery = \"1s\"\nmax_mib_per_sec = 100\n");
+    config(d, &server_table);
+    std::fs::write(d.join("upload.tmp"), b"scheduled\n").unwrap();
+    let o = run_in(d, &["put", "local:kept.csv", "upload.tmp"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let server = Server::start(d);
+    let auth = format!("Authorization: Bearer {KEY}");
+    let metrics = || {
+        let (status, body) =
+            status_and_body(&curl(d, &["-H", &auth, "-w", "\n%{http_code}", &format!("{}/metrics", server.url)]));
+        assert_eq!(status, "200", "{body}");
+        body
+    };
+    let wait_for = |line: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let m = metrics();
+            if m.lines().any(|l| l == line) {
+                return m;
+            }
+            assert!(std::time::Instant::now() < deadline, "no `{line}` within 30 s:\n{m}");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    let m = wait_for("stowage_fixity_problems{disk=\"local\",kind=\"unrecorded\"} 0");
+    assert!(m.lines().any(|l| l.starts_with("stowage_fixity_objects_checked_total{disk=\"local\"} ")), "{m}");
+    assert!(m.lines().any(|l| l == "stowage_fixity_failed_runs_total{disk=\"local\"} 0"), "{m}");
+    let last = m.lines().find(|l| l.starts_with("stowage_fixity_last_run_timestamp_seconds{disk=\"local\"} ")).unwrap();
+    let at: f64 = last.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!((stowage_tests::now_ms() as f64 / 1000.0 - at).abs() < 60.0, "{last}");
+
+    std::fs::write(d.join("data/planted.csv"), "behind the host's back\n").unwrap();
+    wait_for("stowage_fixity_problems{disk=\"local\",kind=\"unrecorded\"} 1");
+    drop(server);
+    let records = fixity_records(d);
+    assert!(records.len() >= 2, "{records:?}");
+    assert!(records.iter().all(|r| r["actor"] == "stowage-fixity" && r["key"] == "host"), "{records:?}");
+    assert!(records.iter().any(|r| meta_all(r, "unrecorded_path") == ["planted.csv"]), "{records:?}");
+}
