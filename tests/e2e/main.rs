@@ -33,6 +33,7 @@ mod copy;
 mod crash;
 mod deploy;
 mod fallback;
+mod fixity;
 mod hardening;
 mod layout;
 mod openapi;

@@ -21,6 +21,9 @@ pub const EXISTS: u8 = 8;
 pub const AUDIT: u8 = 9;
 /// The object is too large for the disk, or the disk is at its quota: nothing was stored.
 pub const NO_SPACE: u8 = 10;
+/// `fsck` found stored objects corrupted, missing, unrecorded or unreadable (the check
+/// itself ran to its end and was recorded).
+pub const FIXITY: u8 = 11;
 /// The host itself could not run.
 pub const INTERNAL: u8 = 70;
 
@@ -46,6 +49,9 @@ pub fn code_for(e: &anyhow::Error) -> u8 {
     }
     if e.downcast_ref::<crate::cmd::sync::StillWaiting>().is_some() {
         return UNAVAILABLE;
+    }
+    if e.downcast_ref::<crate::cmd::fsck::ProblemsFound>().is_some() {
+        return FIXITY;
     }
     if e.downcast_ref::<crate::cmd::plugin::VerifyFailed>().is_some() {
         return DENIED;

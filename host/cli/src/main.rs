@@ -61,6 +61,10 @@ enum Command {
     /// Check every disk (write, read back, delete a probe object) and the PHI ledger (records,
     /// verifies, last checkpoint); exit non-zero if one fails.
     Health(cmd::health::Args),
+    /// Check stored bytes: read every object under NAME:[prefix], recompute its sha256 and
+    /// compare it with the driver's and the ledger's records; report corrupted, missing and
+    /// unrecorded objects (exit 11 if any) and record the run in the ledger.
+    Fsck(cmd::fsck::Args),
     /// Configuration tools.
     #[command(subcommand)]
     Config(cmd::config::Command),
@@ -131,6 +135,7 @@ fn main() -> ExitCode {
             Command::Mv(args) => cmd::copy::run(config, args, true).await,
             Command::Stat(args) => cmd::stat::run(config, args).await,
             Command::Health(args) => cmd::health::run(config, args).await,
+            Command::Fsck(args) => cmd::fsck::run(config, args).await,
             Command::Config(c) => cmd::config::run(config, c),
             Command::Plugin(c) => cmd::plugin::run(c, config_flag.as_deref()).await,
             Command::Ledger(c) => cmd::ledger::run(config, c).await,

@@ -17,6 +17,7 @@
 mod check;
 mod deployment;
 mod endpoint;
+mod fixity;
 pub mod keys;
 mod model;
 mod plan;
@@ -31,6 +32,7 @@ use sha2::{Digest, Sha256};
 
 pub use deployment::{Role, StorageClass};
 pub use endpoint::{Endpoint, read_ca_file};
+pub use fixity::{FixityConfig, FixityPlan};
 pub use model::{
     CacheConfig, Config, DiskConfig, Grant, LedgerConfig, LimitsConfig, OnFailure, Pin, PolicyConfig, ServerConfig,
     ServerLimits, ServerTimeouts, StorageMap, TlsConfig, Trust,

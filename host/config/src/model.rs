@@ -35,6 +35,8 @@ pub struct Config {
     /// How `stowage serve` listens and whom it lets in.
     #[serde(default)]
     pub server: ServerConfig,
+    /// Scheduled fixity checks while `stowage serve` runs.
+    pub fixity: Option<crate::fixity::FixityConfig>,
 }
 
 /// The `[server]` table, read by `stowage serve`.

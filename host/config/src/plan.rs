@@ -11,6 +11,7 @@ use ed25519_dalek::VerifyingKey;
 use toml::Spanned;
 
 use crate::endpoint::{Endpoint, read_ca_file};
+use crate::fixity::FixityPlan;
 use crate::keys;
 use crate::model::{self, Config, DiskConfig, PolicyConfig};
 use crate::source::PluginSource;
@@ -29,6 +30,8 @@ pub struct Plan {
     pub cache_dir: Option<PathBuf>,
     /// Where the PHI ledger lives and how it is kept.
     pub ledger: LedgerPlan,
+    /// Scheduled fixity checks (`[fixity]`), if any.
+    pub fixity: Option<FixityPlan>,
 }
 
 /// The PHI ledger: its file, how it is opened, and what a failed record does.
@@ -202,7 +205,9 @@ pub(crate) fn build(config: &Config, base_dir: &Path, problem: &mut Problems<'_>
     let b = Builder { config, base_dir };
     let disks = config.disks.iter().filter_map(|(name, disk)| b.disk_plan(name.get_ref(), disk, problem)).collect();
     let policies = config.policies.iter().enumerate().filter_map(|(i, p)| b.policy_plan(i, p, problem)).collect();
-    Plan { disks, policies, trust: b.trust_policy(problem), cache_dir: b.cache_dir(), ledger: b.ledger() }
+    let names: Vec<&str> = config.disks.keys().map(|k| k.get_ref().as_str()).collect();
+    let fixity = crate::fixity::plan(config.fixity.as_ref(), &names, problem);
+    Plan { disks, policies, trust: b.trust_policy(problem), cache_dir: b.cache_dir(), ledger: b.ledger(), fixity }
 }
 
 /// What every part of the plan is built from.

@@ -140,3 +140,27 @@ fn a_fallback_names_another_disk_without_its_own_and_on_the_web_role_a_remote_on
         assert!(e.contains(want), "{role} / {a} / {b}: {e}");
     }
 }
+
+#[test]
+fn fixity_schedule_is_planned_and_its_bad_values_are_located() {
+    let base = "role = \"testing\"\n[disks.a]\nplugin = \"local-fs\"\n[disks.b]\nplugin = \"local-fs\"\n[storage]\ndefault = \"a\"\n";
+    let c = parse(&format!("{base}[fixity]\nevery = \"12h\"\nmax_mib_per_sec = 50\n")).unwrap();
+    let plan = c.plan().fixity.clone().unwrap();
+    assert_eq!(plan.every, std::time::Duration::from_secs(12 * 3600));
+    assert_eq!(plan.max_bytes_per_sec, Some(50 << 20));
+    assert_eq!(plan.disks, ["a", "b"], "every disk by default");
+    assert!(parse(base).unwrap().plan().fixity.is_none(), "no table, no schedule");
+    let c = parse(&format!("{base}[fixity]\nevery = \"1d\"\ndisks = [\"b\"]\n")).unwrap();
+    assert_eq!(c.plan().fixity.as_ref().unwrap().disks, ["b"]);
+
+    let e = parse(&format!("{base}[fixity]\nevery = \"daily\"\nmax_mib_per_sec = 0\ndisks = [\"a\", \"nope\"]\n"))
+        .unwrap_err();
+    let lines: Vec<_> = e.problems.iter().map(|p| p.at.unwrap().0).collect();
+    assert_eq!(lines, vec![9, 10, 11], "{e}");
+    let s = e.to_string();
+    assert!(s.contains("fixity.every = \"daily\" must be a number and s, m, h or d"), "{s}");
+    assert!(s.contains("fixity.max_mib_per_sec = 0 is out of range"), "{s}");
+    assert!(s.contains("fixity.disks: no disk named `nope`"), "{s}");
+    let e = parse(&format!("{base}[fixity]\nevery = \"1h\"\nevry = 3\n")).unwrap_err().to_string();
+    assert!(e.starts_with("t.toml:10:") && e.contains("unknown field `evry`"), "{e}");
+}

@@ -23,6 +23,8 @@ pub struct Active {
     pub(crate) listen: std::net::SocketAddr,
     /// Its timeouts and limits (a reload may not change them).
     pub(crate) tuning: Tuning,
+    /// Scheduled fixity checks (a reload may change them).
+    pub(crate) fixity: Option<stowage_runtime::config::FixityPlan>,
 }
 
 impl Active {
@@ -35,6 +37,7 @@ impl Active {
             tls: settings.tls.map(tokio_rustls::TlsAcceptor::from),
             listen: settings.listen,
             tuning: settings.tuning,
+            fixity: settings.fixity,
         }
     }
 }

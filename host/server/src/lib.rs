@@ -12,6 +12,7 @@
 mod active;
 mod counters;
 mod errors;
+mod fixity;
 mod keys;
 mod per_key;
 mod readiness;
@@ -209,6 +210,57 @@ fn spawn_maintenance(state: &AppState) {
     });
 }
 
+/// How often a host without `[fixity]` looks again (a reload may add it).
+const FIXITY_UNSCHEDULED_POLL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Runs the scheduled fixity checks (`[fixity]`) while the host serves: `every` after the
+/// start and after each round, every disk it names in turn on the set in force then, at most
+/// `max_mib_per_sec`. Each check is recorded in the ledger (`fixity_checked`), its counts go to
+/// `/metrics`, and its problems to the log (without paths).
+fn spawn_fixity(state: &AppState) {
+    let weak = state.downgrade();
+    state.work.spawn(async move {
+        loop {
+            let Some(shared) = weak.upgrade() else { return };
+            let plan = shared.active.load().fixity.clone();
+            drop(shared);
+            tokio::time::sleep(plan.as_ref().map_or(FIXITY_UNSCHEDULED_POLL, |p| p.every)).await;
+            let Some(plan) = plan else { continue };
+            let options = stowage_runtime::FsckOptions { max_bytes_per_sec: plan.max_bytes_per_sec };
+            for disk in &plan.disks {
+                let Some(shared) = weak.upgrade() else { return };
+                let storage = shared.storage();
+                drop(shared);
+                let req = stowage_runtime::Request {
+                    actor: Some("stowage-fixity".into()),
+                    authenticated_as: Some("host".into()),
+                    ..stowage_runtime::Request::new()
+                };
+                let addr = stowage_runtime::Address { name: disk.clone(), path: String::new() };
+                let result = storage.fsck(&addr, &req, &options).await;
+                let Some(shared) = weak.upgrade() else { return };
+                match result {
+                    Ok(report) => {
+                        if !report.is_clean() {
+                            tracing::error!(
+                                disk = %disk,
+                                problems = report.problems.len(),
+                                record = report.record_index,
+                                "a scheduled fixity check found objects corrupted, missing, unrecorded or unreadable; see the ledger record"
+                            );
+                        }
+                        shared.fixity.completed(&report);
+                    }
+                    Err(e) => {
+                        tracing::warn!(disk = %disk, kind = e.kind().as_str(), "a scheduled fixity check could not run");
+                        shared.fixity.failed(disk);
+                    }
+                }
+            }
+        }
+    });
+}
+
 /// The connection settings of `tuning`: timeouts on the request head (which also bound an
 /// idle keep-alive connection) and a cap on its size; HTTP/2 with bounded streams, header
 /// lists and pings that close a dead peer.
@@ -278,6 +330,7 @@ async fn accept_loop(
     }
     on_listening(local, state.active.load().tls.is_some());
     spawn_maintenance(&state);
+    spawn_fixity(&state);
     let app = router(state.clone());
     let builder = Arc::new(connection_builder(&tuning));
     let connections = Arc::new(tokio::sync::Semaphore::new(tuning.max_connections.max(1)));

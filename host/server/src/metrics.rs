@@ -1,6 +1,7 @@
 //! `GET /metrics`: Prometheus text. Requests, durations and bytes per operation and storage
 //! name (class or disk; names this host does not have count as `unknown`, so a client cannot
-//! grow the label set), policy denials, plugin restarts per disk, readiness probes and reloads.
+//! grow the label set), policy denials, plugin restarts per disk, readiness probes, reloads and
+//! scheduled fixity checks (`fixity.rs`).
 //! The counts themselves are kept in `counters.rs`.
 
 use std::collections::BTreeMap;
@@ -133,6 +134,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         "# HELP stowage_config_info The config in force (sha256 of its text).\n# TYPE stowage_config_info gauge\nstowage_config_info{{sha256=\"{}\"}} 1",
         label(&r.sha256())
     );
+    state.fixity.render(&mut out);
     let mut response = (StatusCode::OK, out).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     response

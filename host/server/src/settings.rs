@@ -57,6 +57,8 @@ pub struct Settings {
     pub url_secret: Option<Arc<[u8]>>,
     /// Timeouts and limits.
     pub tuning: Tuning,
+    /// Scheduled fixity checks (`[fixity]`), if any.
+    pub fixity: Option<stowage_runtime::config::FixityPlan>,
 }
 
 /// `[server.timeouts]` and `[server.limits]`, resolved.
@@ -186,7 +188,14 @@ impl Settings {
         if !ok {
             return None;
         }
-        Some(Settings { listen, tls, keys: ApiKeys::new(&keys), url_secret, tuning: Tuning::from_config(config) })
+        Some(Settings {
+            listen,
+            tls,
+            keys: ApiKeys::new(&keys),
+            url_secret,
+            tuning: Tuning::from_config(config),
+            fixity: report.plan().fixity.clone(),
+        })
     }
 }
 

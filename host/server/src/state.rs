@@ -9,6 +9,7 @@ use stowage_runtime::Storage;
 
 use crate::active::{Active, Reloads};
 use crate::counters::Counters;
+use crate::fixity::FixityRuns;
 use crate::per_key::PerKey;
 use crate::readiness::Readiness;
 use crate::sessions::Sessions;
@@ -41,6 +42,8 @@ pub struct Shared {
     pub(crate) per_key: Arc<PerKey>,
     /// The last readiness probe.
     pub(crate) readiness: Arc<Readiness>,
+    /// What the scheduled fixity checks found.
+    pub(crate) fixity: FixityRuns,
     /// The runtime storage work runs on (plugin calls, file I/O).
     pub(crate) work: tokio::runtime::Handle,
     /// Timeouts and limits.
@@ -64,6 +67,7 @@ impl AppState {
             uploads: Arc::new(Sessions::new(tuning.max_uploads, tuning.max_uploads_per_key)),
             per_key: Arc::new(PerKey::new(tuning.max_requests_per_key)),
             readiness: Arc::new(Readiness::new(tuning.readiness_interval)),
+            fixity: FixityRuns::default(),
             work,
             tuning,
         }))

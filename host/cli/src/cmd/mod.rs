@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod copy;
+pub mod fsck;
 pub mod get;
 pub mod health;
 pub mod ledger;
