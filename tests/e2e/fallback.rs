@@ -163,8 +163,14 @@ async fn writes_land_on_the_fallback_while_s3_is_down_and_sync_back_verified() {
     assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
     assert_eq!(queued_files(d).len(), 3);
 
+    // The queue's entries are checked where they are: on the fallback.
+    ok(&cli(d, &own, &["fsck", "spool:"]));
+
     own.resume();
-    // Back, not synced yet: the listing merges the queue into the disk's own.
+    // Back, not synced yet: the listing merges the queue into the disk's own, and a fixity
+    // check of the disk leaves the queued paths to the fallback's (the queued delete's object
+    // is still on the disk).
+    ok(&cli(d, &own, &["fsck", "nas:"]));
     let ls = ok(&cli(d, &own, &["ls", "nas:"]));
     assert_eq!(ls.lines().collect::<Vec<_>>(), ["a.txt", "big.bin", "notes/b.txt"], "{ls}");
     assert_eq!(bucket_keys(&own).await, ["a.txt"]);
@@ -187,7 +193,7 @@ async fn writes_land_on_the_fallback_while_s3_is_down_and_sync_back_verified() {
     let r = records(d, &own);
     assert_eq!(count(&r, "fallback_written", "notes/b.txt"), 2);
     assert_eq!(count(&r, "fallback_written", "big.bin"), 1);
-    assert_eq!(count(&r, "fallback_written", "c.txt"), 1);
+    assert_eq!(count(&r, "fallback_written", "c.txt"), 2, "its write, then its tombstone");
     for path in ["notes/b.txt", "big.bin", "c.txt"] {
         assert_eq!(count(&r, "fallback_synced", path), 1, "{path}");
     }
@@ -196,6 +202,10 @@ async fn writes_land_on_the_fallback_while_s3_is_down_and_sync_back_verified() {
     let c = r.iter().find(|r| r["action"] == "fallback_synced" && r["path"] == "c.txt").unwrap();
     assert!(c["metadata"].to_string().contains("delete"), "{c}");
     ok(&cli(d, &own, &["ledger", "verify", "--full"]));
+    // Both disks pass a fixity check: the synced objects are recorded on the disk, the
+    // entries recorded gone from the fallback.
+    ok(&cli(d, &own, &["fsck", "nas:"]));
+    ok(&cli(d, &own, &["fsck", "spool:"]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use crate::audit::{self, pause_point};
 use crate::driver::{Digest, ObjectWriter};
 use crate::error::StorageError;
-use crate::fallback::Reroute;
+use crate::fallback::{QueuedOp, Reroute};
 use crate::ledger::{Effect, Intent, Ledger, Record};
 use crate::policy::{OperationOutcome, OperationRequest, Phase, Pipeline};
 use crate::types::ObjectInfo;
@@ -195,7 +195,7 @@ impl Upload {
         fallback.noted(
             &path,
             Some(crate::fallback::Queued {
-                op: crate::fallback::QueuedOp::Put,
+                op: QueuedOp::Put,
                 size: info.size,
                 sha256: info.sha256.clone(),
                 queued_ms: info.modified.or_else(|| Some(crate::ledger::now_ms())),
@@ -203,19 +203,7 @@ impl Upload {
         );
         drop(guard);
         pause_point("after-commit").await;
-        let record = Record {
-            action: "fallback_written".into(),
-            path: path.to_string(),
-            disk: self.request.ctx.disk.clone(),
-            class: self.request.ctx.class.map(|c| c.as_str().to_string()),
-            actor: self.request.ctx.actor.clone(),
-            size: Some(info.size),
-            sha256: info.sha256.clone(),
-            metadata: vec![("fallback".into(), fallback.disk().name().into()), ("entry".into(), intent.path.clone())],
-            request_id: self.request.ctx.request_id.clone(),
-            key: self.request.ctx.authenticated_as.clone(),
-            ..Record::default()
-        };
+        let record = fallback.written_record(&self.request.ctx, &path, &intent.path, QueuedOp::Put, &info);
         // The intent is durable and its settle names the entry; this says why it is there.
         if let Err(e) = self.ledger.append(&record).await {
             tracing::warn!(error = %e, "a write that went to the fallback could not be recorded as such");

@@ -44,6 +44,11 @@ const SKIP_PRIMARY_FOR: Duration = Duration::from_secs(10);
 /// Locks striping the paths of one disk (see [`Fallback::lock`]).
 const STRIPES: usize = 64;
 
+/// Whether `path` (on a fallback disk) lies in the queue of any disk.
+pub(crate) fn in_queue(path: &str) -> bool {
+    path.strip_prefix(ROOT).is_some_and(|p| p.starts_with('/'))
+}
+
 /// Whether `path` (on a fallback disk) is a queue entry of disk `primary`.
 pub(crate) fn is_entry(primary: &str, path: &str) -> bool {
     path.strip_prefix(ROOT)
@@ -181,6 +186,35 @@ impl Fallback {
         info.metadata.retain(|(k, _)| k != MARKER);
         info.fallback = Some(self.disk.name().to_string());
         info
+    }
+
+    /// The `fallback_written` record of `path`'s entry `entry` (its info), queued by `ctx`'s
+    /// request: the disk's path, and the entry it is now.
+    pub(crate) fn written_record(
+        &self,
+        ctx: &RequestContext,
+        path: &str,
+        entry: &str,
+        op: QueuedOp,
+        info: &ObjectInfo,
+    ) -> crate::ledger::Record {
+        crate::ledger::Record {
+            action: "fallback_written".into(),
+            path: path.to_string(),
+            disk: self.primary.clone(),
+            class: ctx.class.map(|c| c.as_str().to_string()),
+            actor: ctx.actor.clone(),
+            size: Some(info.size),
+            sha256: info.sha256.clone(),
+            metadata: vec![
+                ("fallback".into(), self.disk.name().into()),
+                ("entry".into(), entry.to_string()),
+                ("op".into(), op.as_str().into()),
+            ],
+            request_id: ctx.request_id.clone(),
+            key: ctx.authenticated_as.clone(),
+            ..crate::ledger::Record::default()
+        }
     }
 
     /// Whether writes skip the primary now (it answered `unavailable` moments ago).

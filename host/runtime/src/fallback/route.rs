@@ -143,11 +143,16 @@ impl Storage {
         let fctx = RequestContext { disk: fallback.disk().name().to_string(), ..ctx.clone() };
         let entry = fallback.entry_path(&t.path)?;
         let options = Fallback::entry_options(&WriteOptions::default(), QueuedOp::Delete)?;
-        {
+        let info = {
             let _path = fallback.lock(&t.path).await;
             let info = fallback.disk().put_bytes(&fctx, &entry, Bytes::new(), &options).await?;
-            fallback
-                .noted(&t.path, Some(Queued { op: QueuedOp::Delete, size: 0, sha256: None, queued_ms: info.modified }));
+            let queued = Queued { op: QueuedOp::Delete, size: 0, sha256: None, queued_ms: info.modified };
+            fallback.noted(&t.path, Some(queued));
+            info
+        };
+        let record = fallback.written_record(ctx, &t.path, &entry, QueuedOp::Delete, &info);
+        if let Err(e) = self.ledger().append(&record).await {
+            tracing::warn!(error = %e, "a queued delete could not be recorded as such");
         }
         if let Err(e) = self.sync_entry(fallback, &t.disk, &t.path).await {
             // The tombstone is durable: the delete has happened for every reader, and the

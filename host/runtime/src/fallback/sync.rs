@@ -273,6 +273,7 @@ fn sync_record(
         sha256: queued.sha256.clone().filter(|_| queued.op == QueuedOp::Put),
         metadata: vec![
             ("fallback".to_string(), fallback.disk().name().to_string()),
+            ("entry".to_string(), fallback.entry_path(path).map(|p| p.into_string()).unwrap_or_default()),
             ("op".to_string(), queued.op.as_str().to_string()),
         ],
         error,

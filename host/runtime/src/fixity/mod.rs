@@ -97,6 +97,9 @@ struct Check<'a> {
     report: FixityReport,
     /// Whether paths under `ledger-checkpoints/` are the host's own on this disk.
     checkpoint_disk: bool,
+    /// Paths of this disk whose newest version waits on its fallback (checked there, where
+    /// their entries are; see `fallback`).
+    queued: std::collections::HashSet<String>,
 }
 
 impl Storage {
@@ -132,7 +135,12 @@ impl Storage {
                 record_index: None,
             },
             checkpoint_disk: self.checkpoint_disk().is_some_and(|d| d.name() == target.disk.name()),
+            queued: std::collections::HashSet::new(),
         };
+        if let Some(fallback) = self.fallback_of(target.disk.name()) {
+            fallback.refresh(&check.ctx).await?;
+            check.queued = fallback.queued_under(&check.ctx, &target.path).await?.into_iter().map(|(p, _)| p).collect();
+        }
         check.read_ledger().await?;
         let suspects = check.walk(&target.path).await?;
         check.read_ledger().await?;
@@ -190,6 +198,9 @@ impl Check<'_> {
             let page = self.disk.list(&self.ctx, prefix, cursor.as_deref(), PAGE).await?;
             for info in page.items {
                 self.recorded.saw(&info.path);
+                if self.queued.contains(&info.path) {
+                    continue;
+                }
                 let read = self.read(&info.path).await;
                 let fine = match &read {
                     Ok(read) => self.problems(&info.path, read).is_empty(),
@@ -228,9 +239,13 @@ impl Check<'_> {
         Ok(Read { info, sha256: digest.sha256, size: digest.size })
     }
 
-    /// Whether the host writes objects at `path` without a record.
+    /// Whether the host writes objects at `path` without a record of their own: readiness
+    /// probes, checkpoint copies, and a fallback's queued deletes (tombstones, recorded as the
+    /// delete of their disk's path).
     fn hosts_own(&self, path: &str) -> bool {
-        path.starts_with(PROBE_PREFIX) || (self.checkpoint_disk && path.starts_with(CHECKPOINT_PREFIX))
+        path.starts_with(PROBE_PREFIX)
+            || (self.checkpoint_disk && path.starts_with(CHECKPOINT_PREFIX))
+            || crate::fallback::in_queue(path)
     }
 
     /// What is wrong with the object at `path`, read as `read`, by the records known now.
@@ -330,6 +345,9 @@ impl Check<'_> {
         let mut missing = Vec::new();
         for (path, committed) in self.recorded.unseen() {
             let Committed::Written { sha256, index, .. } = committed else { continue };
+            if self.queued.contains(&path) {
+                continue;
+            }
             let Ok(object) = ObjectPath::parse(&path) else { continue };
             match self.disk.exists(&self.ctx, &object).await {
                 Ok(false) => missing.push(Problem {

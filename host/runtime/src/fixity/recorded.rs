@@ -119,6 +119,11 @@ impl Recorded {
                 state.pending.retain(|p| p.index != *settled);
             }
         }
+        match r.action.as_str() {
+            "fallback_synced" => self.apply_sync(entry),
+            "fallback_written" => self.apply_queued(entry),
+            _ => {}
+        }
         if !self.ours(&r.disk, &r.path) {
             return;
         }
@@ -131,6 +136,39 @@ impl Recorded {
             _ => return,
         };
         self.paths.entry(r.path.clone()).or_default().committed = Some(committed);
+    }
+
+    /// A queued entry synced to its disk (see `fallback`): on the disk, the path now holds the
+    /// entry's bytes (or is gone, for a queued delete); on the fallback, the entry is gone.
+    fn apply_sync(&mut self, entry: &Entry) {
+        let r = &entry.record;
+        let meta = |key: &str| r.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+        let index = entry.index;
+        if self.ours(&r.disk, &r.path) {
+            let committed = match meta("op") {
+                Some("delete") => Committed::Deleted { index },
+                _ => Committed::Written { sha256: r.sha256.clone(), size: r.size, index },
+            };
+            self.paths.entry(r.path.clone()).or_default().committed = Some(committed);
+        }
+        if let (Some(fallback), Some(entry_path)) = (meta("fallback"), meta("entry"))
+            && self.ours(fallback, entry_path)
+        {
+            self.paths.entry(entry_path.to_string()).or_default().committed = Some(Committed::Deleted { index });
+        }
+    }
+
+    /// A write or delete queued on a fallback (see `fallback`): the entry now holds these
+    /// bytes (a queued delete's: none).
+    fn apply_queued(&mut self, entry: &Entry) {
+        let r = &entry.record;
+        let meta = |key: &str| r.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v.to_string());
+        if let (Some(fallback), Some(entry_path)) = (meta("fallback"), meta("entry"))
+            && self.ours(&fallback, &entry_path)
+        {
+            let committed = Committed::Written { sha256: r.sha256.clone(), size: r.size, index: entry.index };
+            self.paths.entry(entry_path).or_default().committed = Some(committed);
+        }
     }
 
     /// What the ledger says of `path`.
