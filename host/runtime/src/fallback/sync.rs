@@ -6,7 +6,10 @@
 //! entry, and the next pass moves the same bytes again: nothing is lost, and an entry a
 //! client replaced meanwhile is never removed.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+use futures::StreamExt as _;
 
 use stowage_path::ObjectPath;
 
@@ -17,6 +20,9 @@ use crate::error::StorageError;
 use crate::ledger::Record;
 use crate::storage::Storage;
 use crate::types::{RequestContext, WriteOptions};
+
+/// Entries one disk's sync pass moves at a time.
+const CONCURRENCY: usize = 4;
 
 /// What one sync pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -68,15 +74,30 @@ impl Storage {
                 continue;
             }
             let entries = fallback.queued_under(&ctx, "").await?;
-            for (path, _) in entries {
-                match self.move_entry(fallback, primary, &path).await {
-                    Ok(Moved::Synced) => report.synced.push((name.clone(), path)),
-                    Ok(Moved::Changed) => {}
-                    Ok(Moved::Away(e)) => {
-                        report.failed.push((name.clone(), path, e.to_string()));
-                        break;
+            // A few entries at a time (their ledger records share the ledger's group commits);
+            // once the disk is found away, no new one starts.
+            let away = AtomicBool::new(false);
+            let mut moves = futures::stream::iter(entries)
+                .map(|(path, _)| {
+                    let away = &away;
+                    async move {
+                        if away.load(Ordering::Relaxed) {
+                            return (path, None);
+                        }
+                        let moved = self.move_entry(fallback, primary, &path).await;
+                        if matches!(moved, Ok(Moved::Away(_))) {
+                            away.store(true, Ordering::Relaxed);
+                        }
+                        (path, Some(moved))
                     }
-                    Err(e) => {
+                })
+                .buffer_unordered(CONCURRENCY);
+            while let Some((path, moved)) = moves.next().await {
+                match moved {
+                    None | Some(Ok(Moved::Changed)) => {}
+                    Some(Ok(Moved::Synced)) => report.synced.push((name.clone(), path)),
+                    Some(Ok(Moved::Away(e))) => report.failed.push((name.clone(), path, e.to_string())),
+                    Some(Err(e)) => {
                         self.record_sync_failure(fallback, &ctx, &path, &e).await?;
                         report.failed.push((name.clone(), path, e.to_string()));
                     }
