@@ -202,11 +202,9 @@ impl Storage {
         let path = addr.object_path()?;
         // A queue entry is reached through its own disk's address only: written, replaced or
         // removed through the fallback's, it would be lost or resurrected by the syncer.
-        if let Some((primary, _)) = self.fallbacks.iter().find(|(_, f)| f.disk().name() == disk.name())
-            && crate::fallback::is_entry(primary, &path)
-        {
+        if crate::fallback::in_queue(&path) && self.fallbacks.values().any(|f| f.disk().name() == disk.name()) {
             return Err(StorageError::Denied(format!(
-                "`{path}` is a write queued for disk `{primary}`, which this disk holds as its fallback: use `{primary}:` addresses"
+                "`{path}` is in the queue of writes this disk holds as another disk's fallback: use that disk's address"
             )));
         }
         Ok(Target { disk: disk.clone(), class, path })

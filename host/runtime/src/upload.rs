@@ -75,31 +75,33 @@ impl Upload {
             Some(w) => w.write(chunk).await,
             None => Err(StorageError::Io("the write was already finished or aborted".into())),
         };
+        let result = match result {
+            Err(e) => match self.relocate(&e).await {
+                Ok(true) => return Ok(()),
+                Ok(false) => Err(e),
+                Err(fallback) => Err(fallback),
+            },
+            ok => ok,
+        };
         if let Err(e) = &result {
-            if self.relocate(e).await {
-                return Ok(());
-            }
             self.failed.get_or_insert_with(|| e.clone());
         }
         result
     }
 
     /// Moves the write to its disk's fallback after the disk's failure `e`, if it can (the
-    /// failure is one a fallback is for, and every byte is still in hand); whether it did.
-    /// The primary's writer is dropped, which aborts it.
-    async fn relocate(&mut self, e: &StorageError) -> bool {
-        let Some(reroute) = self.reroute.as_mut().filter(|r| r.moves_on(e)) else { return false };
-        match reroute.relocate().await {
-            Ok((writer, reservation)) => {
-                self.inner = Some(writer);
-                self.reservation = reservation;
-                true
-            }
-            Err(moved) => {
-                tracing::warn!(kind = moved.kind().as_str(), "the fallback could not take a write either");
-                false
-            }
-        }
+    /// failure is one a fallback is for, and every byte is still in hand); whether it did, or
+    /// why the fallback could not take it (the answer the client should get: the fallback's
+    /// refusal, e.g. its quota, says more than the disk's absence). The primary's writer is
+    /// dropped, which aborts it.
+    async fn relocate(&mut self, e: &StorageError) -> Result<bool, StorageError> {
+        let Some(reroute) = self.reroute.as_mut().filter(|r| r.moves_on(e)) else { return Ok(false) };
+        let (writer, reservation) = reroute.relocate().await.inspect_err(|moved| {
+            tracing::warn!(kind = moved.kind().as_str(), "the fallback could not take a write either");
+        })?;
+        self.inner = Some(writer);
+        self.reservation = reservation;
+        Ok(true)
     }
 
     /// Commits the object; the policies learn its size and sha256 before and after.
@@ -114,12 +116,17 @@ impl Upload {
             return Err(StorageError::Io("the write was already finished or aborted".into()));
         };
         let mut sealed = inner.seal(expected_sha256).await;
-        if let Err(e) = &sealed
-            && self.relocate(e).await
-            && let Some(moved) = self.inner.take()
-        {
-            inner = moved;
-            sealed = inner.seal(expected_sha256).await;
+        if let Err(e) = &sealed {
+            match self.relocate(e).await {
+                Ok(true) => {
+                    if let Some(moved) = self.inner.take() {
+                        inner = moved;
+                        sealed = inner.seal(expected_sha256).await;
+                    }
+                }
+                Ok(false) => {}
+                Err(fallback) => sealed = Err(fallback),
+            }
         }
         let digest = match sealed {
             Ok(d) => d,
@@ -147,13 +154,18 @@ impl Upload {
         pause_point("after-intent").await;
         let mut result = self.commit(inner, &intent).await;
         audit::settle(&self.ledger, &self.request, &intent, &before.appended, result.as_ref().map(|_| ()));
-        if let Err(e) = &result
-            && self.relocate(e).await
-            && let Some(moved) = self.inner.take()
-        {
-            // The disk went away at the commit, with every byte still in hand: the write is
-            // committed on the fallback instead, under the host's own write-ahead record.
-            result = self.commit_moved(moved, expected_sha256).await;
+        if let Err(e) = &result {
+            match self.relocate(e).await {
+                // The disk went away at the commit, with every byte still in hand: the write
+                // is committed on the fallback instead, under the host's own write-ahead record.
+                Ok(true) => {
+                    if let Some(moved) = self.inner.take() {
+                        result = self.commit_moved(moved, expected_sha256).await;
+                    }
+                }
+                Ok(false) => {}
+                Err(fallback) => result = Err(fallback),
+            }
         }
         outcome.error = result.as_ref().err().cloned();
         outcome.duration = self.started.elapsed();
@@ -186,7 +198,7 @@ impl Upload {
             pause_point("after-commit").await;
             return result;
         };
-        let guard = fallback.lock(&path).await;
+        let guard = fallback.lock().await?;
         let result = inner.commit().await;
         if let (Ok(_), Some(reservation)) = (&result, self.reservation.take()) {
             reservation.commit();

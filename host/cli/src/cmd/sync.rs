@@ -47,6 +47,14 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<()> {
     }
     loop {
         let report = storage.sync_fallbacks().await?;
+        if report.busy {
+            eprintln!(
+                "stowage: another process of this host (serve, or another sync) is syncing; this pass did nothing"
+            );
+            if args.once {
+                return Err(StillWaiting(storage.fallback_status().await?.len()).into());
+            }
+        }
         for (disk, path) in &report.synced {
             println!("synced\t{disk}:{path}");
         }

@@ -10,12 +10,19 @@
 //!
 //! **The newest version of a queued path is its entry.** While a path is queued, every write
 //! to it goes to F as well (replacing the entry) and a delete replaces the entry with a
-//! tombstone, so nothing the syncer later copies can be older than what a client wrote after
-//! it. Reads, stats and listings through the disk's address see the entry first.
+//! tombstone; the syncer removes an entry only if it is still the version it moved, so what it
+//! finally leaves on the disk is never older than what a client wrote (a copy it makes while a
+//! client replaces the entry is overwritten by the next pass, and no reader sees it meanwhile:
+//! reads, stats and listings through the disk's address see the entry first).
 //!
-//! Each host process keeps an index of the entries in memory, listed from F on first use and
-//! again on every sync pass (which is how it learns of entries another process wrote).
+//! **The entry on F is the authority.** Every operation on a path asks F for the path's entry
+//! (one `stat`), so `serve` and the command line beside it agree on what is queued. Changes of
+//! entries, and the syncer's removal of one it moved, hold a lock shared by every process of
+//! the host, and one syncer runs at a time (`lease.rs`). Each process also keeps an index of
+//! the entries in memory, listed from F on first use and again on every sync pass: what
+//! listings merge and `/metrics` counts.
 
+mod lease;
 mod reroute;
 mod route;
 mod sync;
@@ -26,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use stowage_path::{ObjectPath, Prefix};
 
+pub(crate) use lease::{EntryLock, QueueLocks};
 pub(crate) use reroute::Reroute;
 pub(crate) use route::Seen;
 pub use sync::{SyncReport, Waiting};
@@ -41,20 +49,10 @@ const ROOT: &str = "stowage-fallback";
 /// How long writes go straight to the fallback after the primary answered `unavailable`
 /// (a sync pass that reaches the primary ends it sooner).
 const SKIP_PRIMARY_FOR: Duration = Duration::from_secs(10);
-/// Locks striping the paths of one disk (see [`Fallback::lock`]).
-const STRIPES: usize = 64;
 
 /// Whether `path` (on a fallback disk) lies in the queue of any disk.
 pub(crate) fn in_queue(path: &str) -> bool {
     path.strip_prefix(ROOT).is_some_and(|p| p.starts_with('/'))
-}
-
-/// Whether `path` (on a fallback disk) is a queue entry of disk `primary`.
-pub(crate) fn is_entry(primary: &str, path: &str) -> bool {
-    path.strip_prefix(ROOT)
-        .and_then(|p| p.strip_prefix('/'))
-        .and_then(|p| p.strip_prefix(primary))
-        .is_some_and(|p| p.starts_with('/'))
 }
 
 /// What a queue entry does to its path when it is synced.
@@ -108,27 +106,14 @@ struct Noted {
 }
 
 /// The state of one disk's queue that outlives a reload of the same pair of disks.
+#[derive(Default)]
 pub(crate) struct QueueState {
     /// The entries by path; `None` until listed from the fallback disk.
     index: Mutex<Option<BTreeMap<String, Noted>>>,
     /// Until when writes skip the primary.
     skip_until: Mutex<Option<Instant>>,
-    /// Serialise the changes of one path's entry: a write's or delete's commit on the
-    /// fallback against the syncer's removal of an entry it copied.
-    locks: [tokio::sync::Mutex<()>; STRIPES],
     /// The last failure recorded for each path (each is recorded once per process).
     failures: Mutex<std::collections::HashMap<String, String>>,
-}
-
-impl Default for QueueState {
-    fn default() -> Self {
-        QueueState {
-            index: Mutex::default(),
-            skip_until: Mutex::default(),
-            locks: std::array::from_fn(|_| tokio::sync::Mutex::new(())),
-            failures: Mutex::default(),
-        }
-    }
 }
 
 /// One disk's fallback: the disk that takes its writes, and the queue of what waits there.
@@ -139,11 +124,17 @@ pub(crate) struct Fallback {
     /// The fallback disk.
     disk: Disk,
     state: Arc<QueueState>,
+    locks: Arc<QueueLocks>,
 }
 
 impl Fallback {
-    pub(crate) fn new(primary: &str, disk: Disk, state: Arc<QueueState>) -> Fallback {
-        Fallback { primary: primary.to_string(), disk, state }
+    pub(crate) fn new(primary: &str, disk: Disk, state: Arc<QueueState>, locks: Arc<QueueLocks>) -> Fallback {
+        Fallback { primary: primary.to_string(), disk, state, locks }
+    }
+
+    /// The host's queue locks.
+    pub(crate) fn locks(&self) -> &QueueLocks {
+        &self.locks
     }
 
     /// The fallback disk.
@@ -238,20 +229,22 @@ impl Fallback {
         lock(&self.state.skip_until).take();
     }
 
-    /// The lock of `path`'s entry.
-    pub(crate) async fn lock(&self, path: &str) -> tokio::sync::MutexGuard<'_, ()> {
-        use std::hash::Hasher as _;
-        // Fixed keys: a path's stripe never changes.
-        let mut h = std::hash::DefaultHasher::new();
-        h.write(path.as_bytes());
-        let stripe = (h.finish() % STRIPES as u64) as usize;
-        self.state.locks[stripe].lock().await
+    /// The lock held while an entry changes (see `lease.rs`).
+    pub(crate) async fn lock(&self) -> Result<EntryLock<'_>, StorageError> {
+        self.locks.entry().await
     }
 
-    /// `path`'s entry, if it is queued (listing the entries first if this process has not).
+    /// `path`'s entry, if it is queued: asked of the fallback disk itself (the index learns
+    /// the answer).
     pub(crate) async fn queued(&self, ctx: &RequestContext, path: &str) -> Result<Option<Queued>, StorageError> {
-        self.load(ctx).await?;
-        Ok(lock(&self.state.index).as_ref().and_then(|i| i.get(path)).map(|n| n.queued.clone()))
+        let ctx = RequestContext { disk: self.disk.name().to_string(), ..ctx.clone() };
+        let queued = match self.disk.stat(&ctx, &self.entry_path(path)?).await {
+            Ok(info) => Queued::from_info(&info),
+            Err(StorageError::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        };
+        self.noted(path, queued.clone());
+        Ok(queued)
     }
 
     /// Every entry whose path starts with `prefix`, in path order.
@@ -270,10 +263,35 @@ impl Fallback {
             .collect())
     }
 
+    /// The entries with paths under `prefix`, after `after` and up to `upto` (each bound
+    /// optional), in path order.
+    pub(crate) async fn queued_between(
+        &self,
+        ctx: &RequestContext,
+        prefix: &str,
+        after: Option<&str>,
+        upto: Option<&str>,
+    ) -> Result<Vec<(String, Queued)>, StorageError> {
+        use std::ops::Bound;
+        self.load(ctx).await?;
+        let index = lock(&self.state.index);
+        let Some(index) = index.as_ref() else { return Ok(Vec::new()) };
+        let low = match after {
+            Some(a) if a >= prefix => Bound::Excluded(a.to_string()),
+            _ => Bound::Included(prefix.to_string()),
+        };
+        Ok(index
+            .range((low, Bound::Unbounded))
+            .take_while(|(p, _)| p.starts_with(prefix) && upto.is_none_or(|u| p.as_str() <= u))
+            .map(|(p, n)| (p.clone(), n.queued.clone()))
+            .collect())
+    }
+
     /// Notes `path`'s entry (`None`: it is gone).
+    /// (An index not listed yet stays so: its first listing will show the entry.)
     pub(crate) fn noted(&self, path: &str, queued: Option<Queued>) {
         let mut index = lock(&self.state.index);
-        let index = index.get_or_insert_with(BTreeMap::new);
+        let Some(index) = index.as_mut() else { return };
         match queued {
             Some(queued) => index.insert(path.to_string(), Noted { queued, at: Instant::now() }),
             None => index.remove(path),

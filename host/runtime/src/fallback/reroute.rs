@@ -78,7 +78,8 @@ impl Reroute {
 
     /// Whether the primary's failure `e` moves the write to the fallback (noting the failure).
     pub(crate) fn moves_on(&self, e: &StorageError) -> bool {
-        !self.landed && self.window.is_some() && self.fallback.primary_failed(e)
+        // Noted even when the write can no longer move: its retry then goes straight there.
+        !self.landed && self.fallback.primary_failed(e) && self.window.is_some()
     }
 
     /// Opens the write's entry on the fallback disk.

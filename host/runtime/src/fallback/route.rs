@@ -133,8 +133,8 @@ impl Storage {
         }
     }
 
-    /// Removes `t`. A queued path's entry becomes a tombstone first (so no later sync brings
-    /// it back), which is then synced at once when the disk answers, or later by the syncer.
+    /// Removes `t`. A queued path's entry becomes a tombstone (so no later sync brings it
+    /// back), which the syncer applies to the disk: from now on, every reader finds it gone.
     pub(crate) async fn delete_routed(&self, t: &Target, ctx: &RequestContext) -> Result<(), StorageError> {
         let Some(fallback) = self.fallback_of(t.disk.name()) else { return t.disk.delete(ctx, &t.path).await };
         if fallback.queued(ctx, &t.path).await?.is_none() {
@@ -144,7 +144,7 @@ impl Storage {
         let entry = fallback.entry_path(&t.path)?;
         let options = Fallback::entry_options(&WriteOptions::default(), QueuedOp::Delete)?;
         let info = {
-            let _path = fallback.lock(&t.path).await;
+            let _entries = fallback.lock().await?;
             let info = fallback.disk().put_bytes(&fctx, &entry, Bytes::new(), &options).await?;
             let queued = Queued { op: QueuedOp::Delete, size: 0, sha256: None, queued_ms: info.modified };
             fallback.noted(&t.path, Some(queued));
@@ -153,11 +153,6 @@ impl Storage {
         let record = fallback.written_record(ctx, &t.path, &entry, QueuedOp::Delete, &info);
         if let Err(e) = self.ledger().append(&record).await {
             tracing::warn!(error = %e, "a queued delete could not be recorded as such");
-        }
-        if let Err(e) = self.sync_entry(fallback, &t.disk, &t.path).await {
-            // The tombstone is durable: the delete has happened for every reader, and the
-            // syncer finishes it on the disk.
-            tracing::warn!(disk = t.disk.name(), kind = e.kind().as_str(), "a queued delete waits for the syncer");
         }
         Ok(())
     }
@@ -187,16 +182,19 @@ impl Storage {
         let mut page = t.disk.list(ctx, &t.path, inner.as_deref(), limit).await?;
         let last = page.items.last().map(|i| i.path.clone());
         let upto = page.next_cursor.as_ref().map(|_| last.clone().unwrap_or_else(|| after.clone().unwrap_or_default()));
-        let queued = fallback.queued_under(ctx, &t.path).await?;
-        let in_page = |p: &str| after.as_deref().is_none_or(|a| p > a) && upto.as_deref().is_none_or(|u| p <= u);
+        let queued = fallback.queued_between(ctx, &t.path, after.as_deref(), upto.as_deref()).await?;
         let fctx = RequestContext { disk: fallback.disk().name().to_string(), ..ctx.clone() };
-        for (path, entry) in queued.into_iter().filter(|(p, _)| in_page(p)) {
+        for (path, entry) in queued {
             page.items.retain(|i| i.path != path);
             if entry.op == QueuedOp::Put {
                 match fallback.disk().stat(&fctx, &fallback.entry_path(&path)?).await {
                     Ok(info) => page.items.push(fallback.as_primary(info, &path)),
-                    // Synced meanwhile: the disk's next listing has it.
-                    Err(StorageError::NotFound(_)) => {}
+                    // Synced since the disk's page was listed: the disk has it now.
+                    Err(StorageError::NotFound(_)) => match t.disk.stat(ctx, &ObjectPath::parse(&path)?).await {
+                        Ok(info) => page.items.push(info),
+                        Err(StorageError::NotFound(_)) => {}
+                        Err(e) => return Err(e),
+                    },
                     Err(e) => return Err(e),
                 }
             }

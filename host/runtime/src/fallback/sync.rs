@@ -1,7 +1,7 @@
 //! The syncer: moves each queue entry to its disk once the disk answers again. A queued write
 //! is streamed from the fallback to the disk and committed there only if the bytes have the
 //! sha256 the host measured when it queued them; a queued delete removes the path. Then,
-//! under the path's lock and only if the entry is still the one it moved, the syncer records
+//! under the entry lock and only if the entry is still the one it moved, the syncer records
 //! `fallback_synced` (durably) and removes the entry. A crash between the steps leaves the
 //! entry, and the next pass moves the same bytes again: nothing is lost, and an entry a
 //! client replaced meanwhile is never removed.
@@ -19,7 +19,7 @@ use crate::driver::{Disk, MAX_CHUNK};
 use crate::error::StorageError;
 use crate::ledger::Record;
 use crate::storage::Storage;
-use crate::types::{RequestContext, WriteOptions};
+use crate::types::{ObjectInfo, RequestContext, WriteOptions};
 
 /// Entries one disk's sync pass moves at a time.
 const CONCURRENCY: usize = 4;
@@ -33,6 +33,8 @@ pub struct SyncReport {
     pub failed: Vec<(String, String, String)>,
     /// Entries still queued after the pass.
     pub waiting: usize,
+    /// Another process of this host was syncing: this pass did nothing.
+    pub busy: bool,
 }
 
 /// One queued entry, as `stowage sync status` shows it.
@@ -66,6 +68,11 @@ impl Storage {
     pub async fn sync_fallbacks(&self) -> Result<SyncReport, StorageError> {
         self.ledger().health().map_err(StorageError::AuditUnavailable)?;
         let mut report = SyncReport::default();
+        let Some(locks) = self.fallbacks().next().map(|(_, f)| f.locks()) else { return Ok(report) };
+        let Some(_lease) = locks.try_sync()? else {
+            report.busy = true;
+            return Ok(report);
+        };
         for (name, fallback) in self.fallbacks() {
             let Some(primary) = self.disk(name) else { continue };
             let ctx = self.own_context(primary, "stowage-sync");
@@ -142,16 +149,6 @@ impl Storage {
             .collect()
     }
 
-    /// Moves `path`'s entry to `primary` now if it can (see the module's docs); whether it did.
-    pub(crate) async fn sync_entry(
-        &self,
-        fallback: &Fallback,
-        primary: &Disk,
-        path: &str,
-    ) -> Result<bool, StorageError> {
-        self.move_entry(fallback, primary, path).await.map(|m| matches!(m, Moved::Synced))
-    }
-
     async fn move_entry(&self, fallback: &Fallback, primary: &Disk, path: &str) -> Result<Moved, StorageError> {
         let pctx = self.own_context(primary, "stowage-sync");
         let fctx = self.own_context(fallback.disk(), "stowage-sync");
@@ -185,19 +182,20 @@ impl Storage {
             }
             QueuedOp::Delete => match primary.delete(&pctx, &target).await {
                 Ok(()) | Err(StorageError::NotFound(_)) => Ok(()),
-                Err(e) => Err(e),
+                Err(e) => Err(CopyError::Disk(e)),
             },
         };
         match copied {
             Ok(()) => fallback.primary_answered(),
-            Err(e) if fallback.primary_failed(&e) => return Ok(Moved::Away(e)),
-            Err(e) => return Err(e),
+            Err(CopyError::Disk(e)) if fallback.primary_failed(&e) => return Ok(Moved::Away(e)),
+            Err(CopyError::Disk(e) | CopyError::Fallback(e)) => return Err(e),
         }
         pause_point("sync-after-copy").await;
-        let _path = fallback.lock(path).await;
-        // Still the entry that was moved? A write or delete may have replaced it meanwhile.
+        let _entries = fallback.lock().await?;
+        // Still the entry that was moved? A write or delete may have replaced it meanwhile (with
+        // other bytes, or the same bytes under other metadata).
         match fallback.disk().stat(&fctx, &entry).await {
-            Ok(now) if Queued::from_info(&now).is_some_and(|q| same_entry(&q, &queued)) => {}
+            Ok(now) if same_version(&now, &info) => {}
             Ok(_) | Err(StorageError::NotFound(_)) => return Ok(Moved::Changed),
             Err(e) => return Err(e),
         }
@@ -240,9 +238,23 @@ impl Storage {
     }
 }
 
-/// Whether `moved` was moved when the entry is `now`: the same operation on the same bytes.
-fn same_entry(now: &Queued, moved: &Queued) -> bool {
-    now.op == moved.op && now.size == moved.size && now.sha256 == moved.sha256
+/// Whether the entry is still the version that was moved: the same bytes, metadata and
+/// content type, written at the same time.
+fn same_version(now: &ObjectInfo, moved: &ObjectInfo) -> bool {
+    now.size == moved.size
+        && now.sha256 == moved.sha256
+        && now.modified == moved.modified
+        && now.etag == moved.etag
+        && now.content_type == moved.content_type
+        && now.metadata == moved.metadata
+}
+
+/// Which disk of a copy failed.
+enum CopyError {
+    /// The fallback (reading the entry): not a reason to skip the disk.
+    Fallback(StorageError),
+    /// The disk the entry goes to.
+    Disk(StorageError),
 }
 
 /// One end of a copy.
@@ -260,16 +272,21 @@ async fn copy_verified(
     usage: Option<&std::sync::Arc<crate::usage::Usage>>,
     options: &WriteOptions,
     sha256: &str,
-) -> Result<(), StorageError> {
-    let mut reader = from.disk.reader(from.ctx, from.path, None).await?;
-    let (mut writer, mut reservation) = crate::usage::open_writer(to.disk, usage, to.ctx, to.path, options).await?;
-    while let Some(chunk) = reader.next_chunk(MAX_CHUNK).await? {
+) -> Result<(), CopyError> {
+    let mut reader = from.disk.reader(from.ctx, from.path, None).await.map_err(CopyError::Fallback)?;
+    let (mut writer, mut reservation) =
+        crate::usage::open_writer(to.disk, usage, to.ctx, to.path, options).await.map_err(CopyError::Disk)?;
+    while let Some(chunk) = reader.next_chunk(MAX_CHUNK).await.map_err(CopyError::Fallback)? {
         if let Some(r) = reservation.as_mut() {
-            r.take(chunk.len() as u64)?;
+            r.take(chunk.len() as u64).map_err(CopyError::Disk)?;
         }
-        writer.write(chunk).await?;
+        writer.write(chunk).await.map_err(CopyError::Disk)?;
     }
-    writer.finish_verified(Some(sha256)).await?;
+    // A mismatch means the entry's bytes are not the ones queued: the fallback's fault.
+    writer.finish_verified(Some(sha256)).await.map_err(|e| match e {
+        StorageError::DigestMismatch { .. } => CopyError::Fallback(e),
+        e => CopyError::Disk(e),
+    })?;
     if let Some(r) = reservation {
         r.commit();
     }

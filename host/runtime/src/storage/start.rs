@@ -199,6 +199,7 @@ impl Storage {
             disks.insert(name, disk);
         }
         let mut fallbacks = BTreeMap::new();
+        let locks = crate::fallback::QueueLocks::beside(&config.ledger_path());
         for plan in config.plan().disks.iter() {
             let (name, Some(to)) = (&plan.plugin.name, &plan.fallback) else { continue };
             let Some(disk) = disks.get(to) else { continue };
@@ -208,7 +209,7 @@ impl Storage {
                 .and_then(|p| p.fallbacks.get(name))
                 .filter(|f| f.disk().name() == to)
                 .map(|f| f.state().clone());
-            fallbacks.insert(name.clone(), Fallback::new(name, disk.clone(), kept.unwrap_or_default()));
+            fallbacks.insert(name.clone(), Fallback::new(name, disk.clone(), kept.unwrap_or_default(), locks.clone()));
         }
         let classes = StorageClass::ALL.into_iter().map(|c| (c, config.disk_for(c).to_string())).collect();
         Ok(Storage {
