@@ -48,6 +48,7 @@ mod serve_tls;
 mod serve_uploads;
 mod signing;
 mod streaming;
+mod tus;
 mod two_hosts;
 mod two_hosts_faults;
 

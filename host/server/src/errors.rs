@@ -29,6 +29,11 @@ impl ApiError {
         ApiError { status: StatusCode::NOT_FOUND, kind: ErrorKind::NotFound, message: message.into() }
     }
 
+    /// An answer with its own status (a protocol's: tus's `412`, `415`, `460`).
+    pub fn with_status(status: StatusCode, kind: ErrorKind, message: impl Into<String>) -> ApiError {
+        ApiError { status, kind, message: message.into() }
+    }
+
     /// A bad request the storage layer never saw (a malformed header, say).
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError { status: StatusCode::BAD_REQUEST, kind: ErrorKind::BadRequest, message: message.into() }

@@ -32,6 +32,7 @@ mod openapi;
 pub mod reload;
 mod request;
 pub mod signed;
+mod tus;
 mod uploads;
 // The connection's send-stall guard.
 mod stall;
@@ -103,8 +104,14 @@ fn router(state: AppState) -> Router {
         .route("/v1/signed/{name}/{*path}", get(signed::get))
         .route_layer(on_work_threads())
         .route_layer(per_key());
+    // tus discovery needs no key (a browser asks before it may send one) and tells nothing of
+    // the host's data.
+    let discovery = Router::new()
+        .route("/v1/uploads/{name}/{*path}", axum::routing::options(tus::options))
+        .route("/v1/upload-sessions/{id}", axum::routing::options(tus::options));
     Router::new()
         .merge(v1)
+        .merge(discovery)
         .merge(metrics)
         .merge(signed)
         .route("/v1/openapi.json", get(openapi::document))

@@ -23,10 +23,22 @@ pub struct Session {
     pub offset: Arc<AtomicU64>,
     /// The sha256 the session was opened with, if any.
     pub expected_sha256: Option<String>,
+    /// A tus session's length (`Upload-Length`): the PATCH that reaches it commits.
+    pub length: Option<u64>,
     /// The last time a request used it.
     pub last_used: Instant,
     /// The storage name, for metrics.
     pub name: String,
+}
+
+/// A session found in the table: what is readable without its lock, and the lock.
+pub struct Handle {
+    /// Bytes the driver has taken.
+    pub offset: Arc<AtomicU64>,
+    /// A tus session's length.
+    pub length: Option<u64>,
+    /// The rest.
+    pub session: Arc<tokio::sync::Mutex<Session>>,
 }
 
 /// A session: the key that owns it, its offset outside the lock, the rest inside, and its
@@ -34,6 +46,7 @@ pub struct Session {
 struct Entry {
     owner: String,
     offset: Arc<AtomicU64>,
+    length: Option<u64>,
     session: Arc<tokio::sync::Mutex<Session>>,
     _slot: Slot,
 }
@@ -79,10 +92,10 @@ impl Sessions {
     }
 
     /// The session `id`, if `owner` owns it.
-    pub fn get(&self, id: &str, owner: &str) -> Option<(Arc<AtomicU64>, Arc<tokio::sync::Mutex<Session>>)> {
+    pub fn get(&self, id: &str, owner: &str) -> Option<Handle> {
         let map = self.map.lock().ok()?;
         let e = map.get(id).filter(|e| e.owner == owner)?;
-        Some((e.offset.clone(), e.session.clone()))
+        Some(Handle { offset: e.offset.clone(), length: e.length, session: e.session.clone() })
     }
 
     /// Forgets the session `id` (its slot is given back).
@@ -124,6 +137,7 @@ impl Sessions {
         let entry = Entry {
             owner,
             offset: session.offset.clone(),
+            length: session.length,
             session: Arc::new(tokio::sync::Mutex::new(session)),
             _slot: slot,
         };

@@ -1,4 +1,5 @@
-//! Resumable uploads, in the shape of tus 1.0 / the IETF resumable-upload draft: a client opens
+//! Resumable uploads: the host's own session calls below, and tus 1.0.0 on the same sessions
+//! (`tus.rs`: a tus session has a length, and the PATCH that reaches it commits). A client opens
 //! a session, appends the body in as many requests as it takes (each says the offset it
 //! continues from), asks the offset after a dropped connection, and completes; the object is
 //! committed atomically at the end, and is invisible until then.
@@ -23,7 +24,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::Json;
 use axum::body::Body;
@@ -37,8 +38,9 @@ use crate::counters::Counters;
 use crate::errors::ApiError;
 use crate::objects::{expected_sha256, info_json, write_options};
 use crate::request::Caller;
-use crate::sessions::{Session, Sessions};
+use crate::sessions::{IDLE_LIMIT, Session, Sessions};
 use crate::state::AppState;
+use crate::tus;
 
 /// The offset header.
 const OFFSET: HeaderName = HeaderName::from_static(stowage_api::header::UPLOAD_OFFSET);
@@ -61,15 +63,32 @@ fn new_id() -> Result<String, ApiError> {
     Ok(hex::encode(bytes))
 }
 
-/// Opens a session.
+/// When a session last used now is discarded (tus's `Upload-Expires`).
+fn expires() -> Option<SystemTime> {
+    SystemTime::now().checked_add(IDLE_LIMIT)
+}
+
+/// Opens a session. A tus creation (`Tus-Resumable`) gives its `Upload-Length` and may carry
+/// the first bytes (creation-with-upload); its content type and metadata come from
+/// `Upload-Metadata`.
 pub async fn create(
     State(state): State<AppState>,
     Path((name, path)): Path<(String, String)>,
     Caller(req): Caller,
     headers: HeaderMap,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    let options = write_options(&headers)?;
+    let is_tus = tus::requested(&headers)?;
+    let mut options = write_options(&headers)?;
+    let length = if is_tus {
+        options.content_type = None;
+        options = tus::with_metadata(&headers, options)?;
+        Some(tus::length(&headers)?)
+    } else {
+        None
+    };
     let expected = expected_sha256(&headers)?;
+    let with_upload = is_tus && tus::check_patch_type(&headers).is_ok();
     let id = new_id()?;
     let owner = owner_of(&req);
     // Held by this handler until the session is in the table: a client that goes away while
@@ -77,23 +96,35 @@ pub async fn create(
     let slot = state.uploads.reserve(&owner)?;
     let label = crate::metrics::label_name(&state, &name);
     let upload = state.storage().writer(&Address { name, path }, &req, &options).await?;
+    let offset = Arc::new(AtomicU64::new(0));
     let session = Session {
         upload: Some(upload),
-        offset: Arc::new(AtomicU64::new(0)),
+        offset: offset.clone(),
         expected_sha256: expected,
+        length,
         last_used: Instant::now(),
         name: label,
     };
-    state.uploads.insert(id.clone(), owner, session, slot)?;
+    state.uploads.insert(id.clone(), owner.clone(), session, slot)?;
+    let location = format!("/v1/upload-sessions/{id}");
+    // An empty tus upload is complete at once; creation-with-upload appends the body now.
+    if is_tus && (length == Some(0) || with_upload) {
+        let handle = state.uploads.get(&id, &owner).ok_or_else(|| not_found(&id))?;
+        let s = handle.session.lock_owned().await;
+        append_in_task(&state, s, id.clone(), body, None).await?;
+    }
     // The session's id in the body too, so a client (or schemathesis, through the document's
     // links) need not take the Location apart.
-    let location = format!("/v1/upload-sessions/{id}");
-    let mut r = (StatusCode::CREATED, axum::Json(serde_json::json!({ "id": id, "location": location, "offset": 0 })))
+    let at = offset.load(Ordering::Acquire);
+    let mut r = (StatusCode::CREATED, axum::Json(serde_json::json!({ "id": id, "location": location, "offset": at })))
         .into_response();
-    r.headers_mut().insert(OFFSET, HeaderValue::from(0u64));
+    r.headers_mut().insert(OFFSET, HeaderValue::from(at));
     r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Ok(location) = HeaderValue::from_str(&location) {
         r.headers_mut().insert(header::LOCATION, location);
+    }
+    if is_tus {
+        tus::stamp(&mut r, expires());
     }
     Ok(r)
 }
@@ -103,17 +134,29 @@ fn owner_of(req: &stowage_runtime::Request) -> String {
     req.authenticated_as.clone().unwrap_or_default()
 }
 
-/// The offset to continue from (without waiting for an append in progress).
+/// The offset to continue from (without waiting for an append in progress); a tus session's
+/// length too.
 pub async fn offset(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Caller(req): Caller,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (offset, _) = state.uploads.get(&id, &owner_of(&req)).ok_or_else(|| not_found(&id))?;
-    Ok(offset_response(StatusCode::OK, offset.load(Ordering::Acquire)))
+    let is_tus = tus::requested(&headers)?;
+    let handle = state.uploads.get(&id, &owner_of(&req)).ok_or_else(|| not_found(&id))?;
+    let mut r = offset_response(StatusCode::OK, handle.offset.load(Ordering::Acquire));
+    if let Some(length) = handle.length {
+        r.headers_mut().insert(HeaderName::from_static("upload-length"), HeaderValue::from(length));
+    }
+    if is_tus {
+        tus::stamp(&mut r, None);
+    }
+    Ok(r)
 }
 
-/// Appends the body at `upload-offset`.
+/// Appends the body at `upload-offset`. On a tus session, the PATCH that reaches its length
+/// commits it (`204` only once the object is stored), and an `Upload-Checksum` is checked
+/// before any of the body is kept.
 pub async fn append(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -121,40 +164,73 @@ pub async fn append(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (offset, session) = state.uploads.get(&id, &owner_of(&req)).ok_or_else(|| not_found(&id))?;
+    let is_tus = tus::requested(&headers)?;
+    if is_tus {
+        tus::check_patch_type(&headers)?;
+    }
+    let checksum = tus::checksum(&headers)?;
+    let handle = state.uploads.get(&id, &owner_of(&req)).ok_or_else(|| not_found(&id))?;
     let claimed = headers
         .get(&OFFSET)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
         .ok_or_else(|| ApiError::bad_request("upload-offset: a byte offset is required"))?;
     // One writer at a time: a second request waits for the first rather than interleaving.
-    let s = session.lock_owned().await;
-    if claimed != offset.load(Ordering::Acquire) {
-        return Ok(offset_response(StatusCode::CONFLICT, offset.load(Ordering::Acquire)));
+    let s = handle.session.lock_owned().await;
+    let offset = handle.offset.load(Ordering::Acquire);
+    let mut r = if claimed != offset {
+        offset_response(StatusCode::CONFLICT, offset)
+    } else {
+        let status = append_in_task(&state, s, id, body, checksum).await?;
+        offset_response(status, handle.offset.load(Ordering::Acquire))
+    };
+    if is_tus {
+        tus::stamp(&mut r, expires());
     }
-    // The copy runs in a task of its own: if the client goes away, hyper drops this handler,
-    // but a driver write is never cut off halfway and the offset stays exact.
+    Ok(r)
+}
+
+/// Appends `body` to the locked session `s` in a task of its own (if the client goes away,
+/// hyper drops the handler, but a driver write is never cut off halfway, the offset stays
+/// exact, and a tus session whose last byte arrived is still committed).
+async fn append_in_task(
+    state: &AppState,
+    s: tokio::sync::OwnedMutexGuard<Session>,
+    id: String,
+    body: Body,
+    checksum: Option<[u8; 32]>,
+) -> Result<StatusCode, ApiError> {
     let uploads = state.uploads.clone();
     let metrics = state.metrics.clone();
     let idle = state.tuning.body_idle;
-    let copied = tokio::spawn(async move { copy_body(s, body, &uploads, &metrics, &id, idle).await }).await;
+    let copied = tokio::spawn(async move {
+        let mut s = s;
+        let status = match checksum {
+            Some(want) => copy_checked(&mut s, body, &uploads, &metrics, &id, idle, &want).await?,
+            None => copy_body(&mut s, body, &uploads, &metrics, &id, idle).await?,
+        };
+        if s.length.is_some_and(|l| l == s.offset.load(Ordering::Acquire)) && status == StatusCode::NO_CONTENT {
+            commit(&mut s, &uploads, &id, None).await?;
+        }
+        Ok::<_, ApiError>(status)
+    })
+    .await;
     match copied {
-        Ok(Ok(status)) => Ok(offset_response(status, offset.load(Ordering::Acquire))),
-        Ok(Err(e)) => Err(e.into()),
+        Ok(result) => result,
         Err(e) => Err(StorageError::Io(format!("the upload task failed: {e}")).into()),
     }
 }
 
 /// Appends `body` to the session; `204`, or `400` if the body broke off (what arrived is
-/// kept). A driver failure ends the session.
+/// kept). A driver failure ends the session. A tus session takes no byte past its length.
 async fn copy_body(
-    mut s: tokio::sync::OwnedMutexGuard<Session>,
+    s: &mut Session,
     body: Body,
     uploads: &Sessions,
     metrics: &Counters,
     id: &str,
     idle: Duration,
-) -> Result<StatusCode, StorageError> {
+) -> Result<StatusCode, ApiError> {
     s.last_used = Instant::now();
     let mut stream = body.into_data_stream();
     let status = loop {
@@ -164,22 +240,100 @@ async fn copy_body(
             // Broken off or stalled: keep what arrived; the client asks the offset.
             Ok(Some(Err(_))) | Err(_) => break StatusCode::BAD_REQUEST,
         };
-        let n = chunk.len() as u64;
-        let Some(upload) = s.upload.as_mut() else {
-            return Err(StorageError::NotFound(format!("upload session {id}")));
-        };
-        if let Err(e) = upload.write(chunk).await {
-            if let Some(upload) = s.upload.take() {
-                let _ = upload.abort().await;
-            }
-            uploads.remove(id);
-            return Err(e);
-        }
-        s.offset.fetch_add(n, Ordering::AcqRel);
-        metrics.add_bytes(&s.name, n, false);
+        append_chunk(s, chunk, uploads, metrics, id).await?;
     };
     s.last_used = Instant::now();
     Ok(status)
+}
+
+/// Appends a body whose sha256 must be `want`: held in memory (at most
+/// [`tus::MAX_CHECKSUMMED_PATCH`]) and checked before any of it is kept.
+async fn copy_checked(
+    s: &mut Session,
+    body: Body,
+    uploads: &Sessions,
+    metrics: &Counters,
+    id: &str,
+    idle: Duration,
+    want: &[u8; 32],
+) -> Result<StatusCode, ApiError> {
+    s.last_used = Instant::now();
+    let mut stream = body.into_data_stream();
+    let mut held = bytes::BytesMut::new();
+    loop {
+        match tokio::time::timeout(idle, stream.next()).await {
+            Ok(Some(Ok(bytes))) if held.len() + bytes.len() <= tus::MAX_CHECKSUMMED_PATCH => {
+                held.extend_from_slice(&bytes)
+            }
+            Ok(Some(Ok(_))) => {
+                return Err(ApiError::from(StorageError::TooLarge {
+                    disk: format!("a checksummed PATCH (upload session {id})"),
+                    limit: tus::MAX_CHECKSUMMED_PATCH as u64,
+                }));
+            }
+            Ok(None) => break,
+            // Nothing of a body that broke off is kept: its checksum cannot be checked.
+            Ok(Some(Err(_))) | Err(_) => return Ok(StatusCode::BAD_REQUEST),
+        }
+    }
+    tus::verify(&held, want)?;
+    if !held.is_empty() {
+        append_chunk(s, held.freeze(), uploads, metrics, id).await?;
+    }
+    s.last_used = Instant::now();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Appends one chunk; a driver failure (or a tus session's length overrun) ends the session.
+async fn append_chunk(
+    s: &mut Session,
+    chunk: bytes::Bytes,
+    uploads: &Sessions,
+    metrics: &Counters,
+    id: &str,
+) -> Result<(), ApiError> {
+    let n = chunk.len() as u64;
+    let offset = s.offset.load(Ordering::Acquire);
+    if let Some(length) = s.length
+        && offset.saturating_add(n) > length
+    {
+        return Err(ApiError::bad_request(format!(
+            "the body goes past Upload-Length ({length} bytes; {offset} are in); what is past it was not kept"
+        )));
+    }
+    let Some(upload) = s.upload.as_mut() else {
+        return Err(StorageError::NotFound(format!("upload session {id}")).into());
+    };
+    if let Err(e) = upload.write(chunk).await {
+        if let Some(upload) = s.upload.take() {
+            let _ = upload.abort().await;
+        }
+        uploads.remove(id);
+        return Err(e.into());
+    }
+    s.offset.fetch_add(n, Ordering::AcqRel);
+    metrics.add_bytes(&s.name, n, false);
+    Ok(())
+}
+
+/// Commits the session's object (after the sha256 check: `given`, or the one it was opened
+/// with; they must agree) and removes the session.
+async fn commit(
+    s: &mut Session,
+    uploads: &Sessions,
+    id: &str,
+    given: Option<String>,
+) -> Result<stowage_runtime::ObjectInfo, ApiError> {
+    let expected = match (given, s.expected_sha256.take()) {
+        (Some(a), Some(b)) if a != b => {
+            s.expected_sha256 = Some(b);
+            return Err(ApiError::bad_request("x-stowage-sha256 differs from the one the upload was opened with"));
+        }
+        (a, b) => a.or(b),
+    };
+    let upload = s.upload.take().ok_or_else(|| not_found(id))?;
+    uploads.remove(id);
+    Ok(upload.finish_verified(expected.as_deref()).await?)
 }
 
 /// Commits the object. An `x-stowage-sha256` here is checked too (a client that streams
@@ -191,35 +345,33 @@ pub async fn complete(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let given = expected_sha256(&headers)?;
-    let (_, session) = state.uploads.get(&id, &owner_of(&req)).ok_or_else(|| not_found(&id))?;
-    let mut s = session.lock().await;
-    let expected = match (given, s.expected_sha256.take()) {
-        (Some(a), Some(b)) if a != b => {
-            s.expected_sha256 = Some(b);
-            return Err(ApiError::bad_request("x-stowage-sha256 differs from the one the upload was opened with"));
-        }
-        (a, b) => a.or(b),
-    };
-    let upload = s.upload.take().ok_or_else(|| not_found(&id))?;
-    state.uploads.remove(&id);
+    let handle = state.uploads.get(&id, &owner_of(&req)).ok_or_else(|| not_found(&id))?;
+    let mut s = handle.session.lock_owned().await;
+    let uploads = state.uploads.clone();
     // The commit runs to its end even if the client goes away meanwhile.
-    let info = tokio::spawn(async move { upload.finish_verified(expected.as_deref()).await })
+    let info = tokio::spawn(async move { commit(&mut s, &uploads, &id, given).await })
         .await
         .map_err(|e| StorageError::Io(format!("the commit task failed: {e}")))??;
     Ok((StatusCode::OK, Json(info_json(&info))).into_response())
 }
 
-/// Discards the upload.
+/// Discards the upload (tus termination too).
 pub async fn discard(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Caller(req): Caller,
-) -> Result<StatusCode, ApiError> {
-    let (_, session) = state.uploads.get(&id, &owner_of(&req)).ok_or_else(|| not_found(&id))?;
-    let mut s = session.lock().await;
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let is_tus = tus::requested(&headers)?;
+    let handle = state.uploads.get(&id, &owner_of(&req)).ok_or_else(|| not_found(&id))?;
+    let mut s = handle.session.lock().await;
     state.uploads.remove(&id);
     if let Some(upload) = s.upload.take() {
         upload.abort().await?;
     }
-    Ok(StatusCode::NO_CONTENT)
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    if is_tus {
+        tus::stamp(&mut r, None);
+    }
+    Ok(r)
 }
