@@ -113,6 +113,8 @@ fn schemathesis_finds_no_server_error_and_every_answer_matches_the_document() {
     // objects exist, so a valid request may well be answered 404.
     let o = Command::new(schemathesis)
         .current_dir(d)
+        .arg("--config-file")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/schemathesis/schemathesis.toml"))
         .args([
             "run",
             "openapi.json",

@@ -107,7 +107,7 @@ fn router(state: AppState) -> Router {
     // tus discovery needs no key (a browser asks before it may send one) and tells nothing of
     // the host's data.
     let discovery = Router::new()
-        .route("/v1/uploads/{name}/{*path}", axum::routing::options(tus::options))
+        .route("/v1/uploads/{name}/{*path}", axum::routing::options(tus::options_create))
         .route("/v1/upload-sessions/{id}", axum::routing::options(tus::options));
     Router::new()
         .merge(v1)

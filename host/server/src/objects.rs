@@ -60,7 +60,8 @@ pub(crate) fn write_options(headers: &HeaderMap) -> Result<WriteOptions, ApiErro
         }
     };
     Ok(WriteOptions {
-        content_type: text_header(headers, header::CONTENT_TYPE)?.map(str::to_string),
+        // An empty Content-Type says nothing: the object has none (and is served as octets).
+        content_type: text_header(headers, header::CONTENT_TYPE)?.filter(|t| !t.trim().is_empty()).map(str::to_string),
         metadata,
         create_only,
     })

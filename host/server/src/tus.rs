@@ -57,8 +57,16 @@ pub fn stamp(response: &mut Response, expires: Option<SystemTime>) {
     }
 }
 
-/// `OPTIONS` on an upload route: what this host's tus offers (no key needed: a browser asks
-/// before it may send one).
+/// `OPTIONS` on an upload's creation route: what this host's tus offers (no key needed: a
+/// browser asks before it may send one), for a path that could be uploaded to.
+pub async fn options_create(
+    axum::extract::Path((_, path)): axum::extract::Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    stowage_runtime::ObjectPath::parse(&path).map_err(|e| ApiError::from(stowage_runtime::StorageError::from(e)))?;
+    Ok(options().await)
+}
+
+/// `OPTIONS` on a session: what this host's tus offers.
 pub async fn options() -> Response {
     let mut r = StatusCode::NO_CONTENT.into_response();
     let h = r.headers_mut();
@@ -104,7 +112,7 @@ pub fn with_metadata(headers: &HeaderMap, mut options: WriteOptions) -> Result<W
             )));
         }
         match key.as_str() {
-            "filetype" | "content-type" => options.content_type = Some(value),
+            "filetype" | "content-type" => options.content_type = Some(value).filter(|t| !t.is_empty()),
             _ => options.metadata.push((key, value)),
         }
     }

@@ -164,17 +164,17 @@ pub async fn append(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let claimed = headers
+        .get(&OFFSET)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .ok_or_else(|| ApiError::bad_request("upload-offset: a byte offset is required"))?;
     let is_tus = tus::requested(&headers)?;
     if is_tus {
         tus::check_patch_type(&headers)?;
     }
     let checksum = tus::checksum(&headers)?;
     let handle = state.uploads.get(&id, &owner_of(&req)).ok_or_else(|| not_found(&id))?;
-    let claimed = headers
-        .get(&OFFSET)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .ok_or_else(|| ApiError::bad_request("upload-offset: a byte offset is required"))?;
     // One writer at a time: a second request waits for the first rather than interleaving.
     let s = handle.session.lock_owned().await;
     let offset = handle.offset.load(Ordering::Acquire);
