@@ -19,6 +19,7 @@ from stowage_client import Client
 REPO = Path(__file__).resolve().parents[3]
 STOWAGE = Path(os.environ.get("STOWAGE_BIN", REPO / "target" / "debug" / "stowage"))
 KEY = "test-key-0123456789abcdef0123456789abcdef"
+KEY2 = "test-key-two-0123456789abcdef0123456789abcdef"
 URL_SECRET = "url-secret-0123456789abcdef0123456789abcdef"
 
 CONFIG = """role = "services"
@@ -34,23 +35,27 @@ plugin = "phi-tracking"
 [ledger]
 path = "ledger.sqlite"
 [server]
-api_keys = [{{ name = "web-1", key = {{ env = "STOWAGE_TEST_KEY" }} }}]
+api_keys = [
+  {{ name = "web-1", key = {{ env = "STOWAGE_TEST_KEY" }} }},
+  {{ name = "web-2", key = {{ env = "STOWAGE_TEST_KEY2" }} }},
+]
 url_secret = {{ env = "STOWAGE_TEST_URL_SECRET" }}
 {server}
+{limits}
 """
 
 
 class Host:
     """A running `stowage serve` in `dir`, stopped by `stop`."""
 
-    def __init__(self, dir: Path, server: str = "dev_mode = true") -> None:
+    def __init__(self, dir: Path, server: str = "dev_mode = true", limits: str = "") -> None:
         if not STOWAGE.exists():
             pytest.fail(f"{STOWAGE} is missing: run `cargo build --bin stowage` first (tests/run does)")
         self.dir = dir
         (dir / "data").mkdir(exist_ok=True)
         self.config = dir / "stowage.toml"
-        self.config.write_text(CONFIG.format(server=server))
-        env = dict(os.environ, STOWAGE_TEST_KEY=KEY, STOWAGE_TEST_URL_SECRET=URL_SECRET)
+        self.config.write_text(CONFIG.format(server=server, limits=limits))
+        env = dict(os.environ, STOWAGE_TEST_KEY=KEY, STOWAGE_TEST_KEY2=KEY2, STOWAGE_TEST_URL_SECRET=URL_SECRET)
         self.proc = subprocess.Popen(
             [str(STOWAGE), "--config", str(self.config), "serve", "--listen", "127.0.0.1:0"],
             cwd=dir,

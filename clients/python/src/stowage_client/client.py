@@ -51,7 +51,7 @@ class Client:
         read_timeout: float = 60.0,
         retry: Retry = Retry(),
         pool_size: int = 10,
-        segment_size: int = 16 << 20,
+        segment_size: int = 8 << 20,
         resumes: int = 8,
         url_secret: Optional[str] = None,
     ) -> None:

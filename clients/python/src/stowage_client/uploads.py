@@ -41,14 +41,19 @@ def segments(source: Source, size: int) -> Iterator[bytes]:
             yield parts[0] if len(parts) == 1 else b"".join(parts)
             if got < size:
                 return
-    buf = bytearray()
+    # Chunks are kept by reference and joined once a segment is full: one copy per segment.
+    parts: list[bytes] = []
+    held = 0
     for chunk in source:
-        buf += chunk
-        while len(buf) >= size:
-            yield bytes(buf[:size])
-            del buf[:size]
-    if buf:
-        yield bytes(buf)
+        parts.append(chunk)
+        held += len(chunk)
+        while held >= size:
+            joined = b"".join(parts)
+            parts, held = [joined[size:]], held - size
+            yield joined[:size] if len(joined) > size else joined
+            del joined
+    if held:
+        yield b"".join(parts)
 
 
 class Session:
