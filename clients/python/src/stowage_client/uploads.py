@@ -18,42 +18,49 @@ from .transport import Transport, _discard
 Source = Union[bytes, bytearray, memoryview, Iterable[bytes], Any]
 
 
-def segments(source: Source, size: int) -> Iterator[bytes]:
+def segments(source: Source, size: int) -> Iterator[memoryview]:
     """The source's bytes in segments of `size` (the last one shorter): a bytes-like value, a
-    binary file object (anything with `read`), or an iterable of bytes."""
+    binary file object (anything with `read`), or an iterable of bytes. Each segment is a view
+    of one buffer reused for the next (no allocation per segment, so the heap does not grow),
+    valid until the next one is asked for."""
     if isinstance(source, (bytes, bytearray, memoryview)):
-        view = memoryview(source)
+        view = memoryview(source).cast("B")
         for i in range(0, len(view), size):
-            yield bytes(view[i : i + size])
+            yield view[i : i + size]
         return
+    buf = memoryview(bytearray(size))
+    readinto = getattr(source, "readinto", None)
     read = getattr(source, "read", None)
-    if read is not None:
+    if readinto is not None or read is not None:
         while True:
-            parts, got = [], 0
+            got = 0
             while got < size:
-                part = read(size - got)
-                if not part:
+                if readinto is not None:
+                    n = readinto(buf[got:]) or 0
+                else:
+                    part = read(size - got)  # type: ignore[misc]
+                    n = len(part)
+                    buf[got : got + n] = part
+                if n == 0:
                     break
-                parts.append(part)
-                got += len(part)
-            if not parts:
-                return
-            yield parts[0] if len(parts) == 1 else b"".join(parts)
+                got += n
+            if got:
+                yield buf[:got]
             if got < size:
                 return
-    # Chunks are kept by reference and joined once a segment is full: one copy per segment.
-    parts: list[bytes] = []
-    held = 0
+    got = 0
     for chunk in source:
-        parts.append(chunk)
-        held += len(chunk)
-        while held >= size:
-            joined = b"".join(parts)
-            parts, held = [joined[size:]], held - size
-            yield joined[:size] if len(joined) > size else joined
-            del joined
-    if held:
-        yield b"".join(parts)
+        view = memoryview(chunk).cast("B")
+        while len(view):
+            n = min(len(view), size - got)
+            buf[got : got + n] = view[:n]
+            got += n
+            view = view[n:]
+            if got == size:
+                yield buf
+                got = 0
+    if got:
+        yield buf[:got]
 
 
 class Session:
@@ -73,12 +80,12 @@ class Session:
         _discard(answer)
         return int(answer.headers.get("upload-offset", "0"))
 
-    def append(self, segment: bytes) -> None:
+    def append(self, segment: memoryview) -> None:
         """Appends `segment` at the session's offset, resuming after a broken connection."""
         start, end = self.offset, self.offset + len(segment)
         while self.offset < end:
             pos = self.offset - start
-            body = segment if pos == 0 else segment[pos:]
+            body = segment[pos:]
             headers = dict(self.headers)
             headers["upload-offset"] = str(self.offset)
             headers["content-length"] = str(len(body))
