@@ -125,13 +125,16 @@ class Download(io.RawIOBase):
     def _finish(self) -> None:
         self._done = True
         got = self._hash.hexdigest() if self._hash is not None else None
-        self.close()
+        # The connection goes back to the pool; the file stays open (reads give b"") until
+        # closed, as a buffered reader on top expects.
+        self._answer.release_conn()
         if got is not None and got != self._expect:
             raise DigestMismatch(
                 f"{self.info.path}: the bytes read have sha256 {got}, the host recorded {self._expect}"
             )
 
     def close(self) -> None:
-        if not self.closed:
-            self._answer.release_conn() if self._done else self._answer.close()
+        if not self.closed and not self._done:
+            self._done = True
+            self._answer.close()
         super().close()
