@@ -56,6 +56,10 @@ class Host:
         self.config = dir / "stowage.toml"
         self.config.write_text(CONFIG.format(server=server, limits=limits))
         env = dict(os.environ, STOWAGE_TEST_KEY=KEY, STOWAGE_TEST_KEY2=KEY2, STOWAGE_TEST_URL_SECRET=URL_SECRET)
+        for name in ("STOWAGE_CONFIG", "STOWAGE_LOG", "RUST_LOG"):
+            env.pop(name, None)
+        # Compiled plugins are cached under target/, as the Rust tests do, not in ~/.cache.
+        env["STOWAGE_CACHE_DIR"] = str(REPO / "target" / "tmp" / "pyclient-stowage-cache")
         self.proc = subprocess.Popen(
             [str(STOWAGE), "--config", str(self.config), "serve", "--listen", "127.0.0.1:0"],
             cwd=dir,
