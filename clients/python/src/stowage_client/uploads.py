@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable, Iterator, Mapping, Optional, Union
 
 from .errors import IoError, StowageError, Unavailable
@@ -147,9 +148,15 @@ def upload(
     session = Session(transport, location, call_headers, resumes)
     digest = hashlib.sha256()
     try:
-        for segment in segments(source, segment_size):
-            digest.update(segment)
-            session.append(segment)
+        # Each segment is hashed on a second thread while it is sent (hashlib lets go of the
+        # GIL), and both finish before the buffer is reused for the next one.
+        with ThreadPoolExecutor(1, thread_name_prefix="stowage-sha256") as hasher:
+            for segment in segments(source, segment_size):
+                hashed = hasher.submit(digest.update, segment)
+                try:
+                    session.append(segment)
+                finally:
+                    hashed.result()
         return session.complete(sha256 or digest.hexdigest()), session.resumed
     except BaseException:
         session.discard()
