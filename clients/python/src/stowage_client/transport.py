@@ -22,7 +22,7 @@ from urllib3.response import BaseHTTPResponse
 
 from .errors import StowageError, Unavailable, from_answer
 
-Body = Union[bytes, Iterable[bytes], None]
+Body = Union[bytes, memoryview, Iterable[bytes], None]
 
 
 class TlsError(StowageError):
@@ -44,7 +44,7 @@ class Retry:
 
     def wait(self, attempt: int, retry_after: Optional[str]) -> float:
         """How long to wait before try number `attempt + 1`."""
-        wait = self.backoff * (2**attempt) * (0.5 + random.random() / 2)
+        wait = self.backoff * (2.0**attempt) * (0.5 + random.random() / 2)
         if retry_after and retry_after.strip().isdigit():
             wait = max(wait, float(retry_after.strip()))
         return min(wait, self.max_wait)
@@ -123,7 +123,8 @@ class Transport:
                 answer = self._pool.urlopen(
                     method,
                     self._prefix + target,
-                    body=body,
+                    # urllib3 sends any buffer (a memoryview too) as one chunk; its types say bytes.
+                    body=body,  # type: ignore[arg-type]
                     headers=all_headers,
                     retries=False,
                     redirect=False,

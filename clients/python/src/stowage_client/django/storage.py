@@ -28,7 +28,7 @@ from ..paths import scratch_path, submission_path
 log = logging.getLogger(__name__)
 
 
-class StowageFile(File):
+class StowageFile(File):  # type: ignore[type-arg]
     """A file on the host, opened lazily: nothing is fetched until the first read, and then the
     bytes stream (checked against the object's sha256 at the end). It keeps the context it was
     opened in (the request's actor), so a response streaming it later still reads as them."""
@@ -37,13 +37,14 @@ class StowageFile(File):
         self._storage = storage
         self._ctx = ctx
         self._stream: Optional[io.BufferedReader] = None
+        self._path = name
         self.name = name
         self.mode = "rb"
 
     @property
-    def file(self) -> io.BufferedReader:  # type: ignore[override]
+    def file(self) -> io.BufferedReader:
         if self._stream is None:
-            download = self._storage.client.get(self._storage.storage_class, self.name, context=self._ctx)
+            download = self._storage.client.get(self._storage.storage_class, self._path, context=self._ctx)
             self._size = download.info.size
             self._stream = io.BufferedReader(download, buffer_size=1 << 20)
         return self._stream
@@ -53,16 +54,16 @@ class StowageFile(File):
         self._stream = value
 
     @property
-    def size(self) -> int:  # type: ignore[override]
+    def size(self) -> int:
         if not hasattr(self, "_size"):
-            self._size = self._storage.client.head(self._storage.storage_class, self.name, context=self._ctx).size
+            self._size = self._storage.client.head(self._storage.storage_class, self._path, context=self._ctx).size
         return self._size
 
     @property
     def closed(self) -> bool:
         return self._stream is None or self._stream.closed
 
-    def open(self, mode: Optional[str] = None) -> "StowageFile":
+    def open(self, mode: Optional[str] = None, *args: Any, **kwargs: Any) -> "StowageFile":
         if mode not in (None, "rb", "r"):
             raise ValueError(f"Stowage files open for reading only, not {mode!r}")
         self.close()
