@@ -65,9 +65,10 @@ fn stored(d: &Path, server: &Server, path: &str) -> Option<(String, String)> {
     Some((header("x-stowage-sha256").unwrap_or_default(), header("content-type").unwrap_or_default()))
 }
 
+/// A host that allows one upload session per key (so a session left behind shows).
 fn host() -> (tempfile::TempDir, Server) {
     let dir = tempfile::tempdir().unwrap();
-    config(dir.path(), &format!("dev_mode = true\napi_keys = [\"{KEY}\"]\n"));
+    config(dir.path(), &format!("dev_mode = true\napi_keys = [\"{KEY}\"]\n[server.limits]\nmax_uploads_per_key = 1\n"));
     let server = Server::start(dir.path());
     (dir, server)
 }
@@ -94,6 +95,9 @@ fn tus_clients_uploads_are_stored_whole_also_after_a_cut_connection() {
         }
         assert!(proxy.cut.load(Ordering::Acquire), "{name}: the proxy cut the connection");
         assert!(proxy.connections.load(Ordering::Acquire) >= 2, "{name} resumed on a new connection");
+        // Resumed from the offset, not restarted: at most a chunk goes twice.
+        let carried = proxy.carried.load(Ordering::Acquire);
+        assert!(carried < 110 * MIB, "{name} sent {carried} bytes for a 100 MiB upload");
     }
 }
 
@@ -185,10 +189,19 @@ fn tus_protocol_edges_discovery_checksums_versions_lengths_and_termination() {
     assert_eq!(patch(500, &b, &[&good]).0, "204");
     let want = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(format!("{}{b}", "a".repeat(500)).as_bytes()));
     assert_eq!(stored(d, &server, "edge/a.bin").map(|s| s.0), Some(want));
-    // The session is gone once committed.
-    let o =
-        curl(d, &["-I", "-H", &auth, "-H", "Tus-Resumable: 1.0.0", "-w", "%{http_code}", "-o", "/dev/null", &session]);
-    assert_eq!(stdout(&o), "404");
+    // Asked again (a client that lost the last answer), the session is whole.
+    let o = curl(d, &["-I", "-H", &auth, "-H", "Tus-Resumable: 1.0.0", &session]);
+    let head = stdout(&o).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200") && head.contains("upload-offset: 1000"), "{head}");
+    // A tus refusal says so, and which version is spoken.
+    let o = curl(d, &["-I", "-H", &auth, "-H", "Tus-Resumable: 2.0.0", &session]);
+    let head = stdout(&o).to_ascii_lowercase();
+    assert!(
+        head.starts_with("http/1.1 412")
+            && head.contains("tus-version: 1.0.0")
+            && head.contains("tus-resumable: 1.0.0"),
+        "{head}"
+    );
 
     // Termination: an upload abandoned halfway leaves nothing.
     let other = format!("{}/v1/uploads/default/edge/b.bin", server.url);
@@ -233,6 +246,113 @@ fn tus_protocol_edges_discovery_checksums_versions_lengths_and_termination() {
     );
     assert_eq!(stdout(&o), "204");
     assert!(stored(d, &server, "edge/b.bin").is_none());
+    // Creation-with-upload whose body is the whole upload: stored at once. One whose body runs
+    // past its length: refused, and the session (whose Location the client never learned) is
+    // gone with its slot: this host allows one session per key, and the next creation works.
+    let whole = format!("{}/v1/uploads/default/edge/whole.bin", server.url);
+    let o = curl(
+        d,
+        &[
+            "-X",
+            "POST",
+            "-H",
+            &auth,
+            "-H",
+            "Tus-Resumable: 1.0.0",
+            "-H",
+            "Upload-Length: 5",
+            "-H",
+            "Content-Type: application/offset+octet-stream",
+            "--data-binary",
+            "abcde",
+            "-w",
+            "%{http_code}",
+            "-o",
+            "/dev/null",
+            &whole,
+        ],
+    );
+    assert_eq!(stdout(&o), "201");
+    assert_eq!(
+        stored(d, &server, "edge/whole.bin").map(|s| s.0),
+        Some(hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"abcde")))
+    );
+    let over = format!("{}/v1/uploads/default/edge/over.bin", server.url);
+    let o = curl(
+        d,
+        &[
+            "-X",
+            "POST",
+            "-H",
+            &auth,
+            "-H",
+            "Tus-Resumable: 1.0.0",
+            "-H",
+            "Upload-Length: 3",
+            "-H",
+            "Content-Type: application/offset+octet-stream",
+            "--data-binary",
+            "abcde",
+            "-w",
+            "%{http_code}",
+            "-o",
+            "/dev/null",
+            &over,
+        ],
+    );
+    assert_eq!(stdout(&o), "400");
+    // Metadata: a name with accents is kept percent-encoded; the host's own keys are refused.
+    let meta = format!("{}/v1/uploads/default/edge/meta.bin", server.url);
+    let name = format!("Upload-Metadata: filename {}", base64("Befund_Müller.pdf".as_bytes()));
+    let o = curl(
+        d,
+        &[
+            "-X",
+            "POST",
+            "-H",
+            &auth,
+            "-H",
+            "Tus-Resumable: 1.0.0",
+            "-H",
+            "Upload-Length: 0",
+            "-H",
+            &name,
+            "-w",
+            "%{http_code}",
+            "-o",
+            "/dev/null",
+            &meta,
+        ],
+    );
+    assert_eq!(stdout(&o), "201", "the earlier refused creation left no session behind");
+    let o = curl(d, &["-I", "-H", &auth, &format!("{}/v1/objects/default/edge/meta.bin", server.url)]);
+    assert!(
+        stdout(&o).to_ascii_lowercase().contains("x-stowage-meta-filename: befund_m%c3%bcller.pdf"),
+        "{}",
+        stdout(&o)
+    );
+    let reserved = format!("Upload-Metadata: stowage-sha256 {}", base64(b"x"));
+    let o = curl(
+        d,
+        &[
+            "-X",
+            "POST",
+            "-H",
+            &auth,
+            "-H",
+            "Tus-Resumable: 1.0.0",
+            "-H",
+            "Upload-Length: 0",
+            "-H",
+            &reserved,
+            "-w",
+            "%{http_code}",
+            "-o",
+            "/dev/null",
+            &meta,
+        ],
+    );
+    assert_eq!(stdout(&o), "400");
     // An empty upload is complete at its creation.
     let empty = format!("{}/v1/uploads/default/edge/empty.bin", server.url);
     let o = curl(
@@ -264,6 +384,8 @@ struct CutOnce {
     port: u16,
     connections: Arc<AtomicUsize>,
     cut: Arc<AtomicBool>,
+    /// Bytes carried towards `to`.
+    carried: Arc<AtomicU64>,
 }
 
 impl CutOnce {
@@ -272,14 +394,14 @@ impl CutOnce {
         let port = listener.local_addr().unwrap().port();
         let (connections, cut, carried) =
             (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
-        let (n, cut2) = (connections.clone(), cut.clone());
+        let (n, cut2, carried1) = (connections.clone(), cut.clone(), carried.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { break };
                 let Ok(upstream) = TcpStream::connect(("127.0.0.1", to)) else { continue };
                 n.fetch_add(1, Ordering::AcqRel);
                 let (c2, u2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
-                let (cut3, carried2) = (cut2.clone(), carried.clone());
+                let (cut3, carried2) = (cut2.clone(), carried1.clone());
                 std::thread::spawn(move || {
                     let (mut from, mut to) = (client, upstream);
                     let mut buf = vec![0u8; 64 << 10];
@@ -303,11 +425,52 @@ impl CutOnce {
                 });
             }
         });
-        CutOnce { port, connections, cut }
+        CutOnce { port, connections, cut, carried }
     }
 }
 
 fn base64_sha256(bytes: &[u8]) -> String {
+    base64(&<sha2::Sha256 as sha2::Digest>::digest(bytes))
+}
+
+fn base64(bytes: &[u8]) -> String {
     use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(<sha2::Sha256 as sha2::Digest>::digest(bytes))
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[test]
+fn a_patch_whose_body_breaks_after_its_last_byte_still_commits_and_says_whole() {
+    let (dir, server) = host();
+    let d = dir.path();
+    let auth = format!("Authorization: Bearer {KEY}");
+    let create = format!("{}/v1/uploads/default/edge/last.bin", server.url);
+    let o =
+        curl(d, &["-X", "POST", "-H", &auth, "-H", "Tus-Resumable: 1.0.0", "-H", "Upload-Length: 11", "-i", &create]);
+    let location = stdout(&o)
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().starts_with("location:").then(|| l[9..].trim().to_string()))
+        .expect("a Location");
+    // Every byte, in a chunked body whose ending never comes: the connection just closes.
+    let port: u16 = server.url.rsplit(':').next().unwrap().parse().unwrap();
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let request = format!(
+        "PATCH {location} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n\
+         Content-Type: application/offset+octet-stream\r\nTransfer-Encoding: chunked\r\n\r\nb\r\nhello world\r\n"
+    );
+    conn.write_all(request.as_bytes()).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    drop(conn);
+    // The client asks the offset, as tus clients do: whole only once it is stored.
+    let session = format!("{}{location}", server.url);
+    let mut head = String::new();
+    for _ in 0..50 {
+        head = stdout(&curl(d, &["-I", "-H", &auth, "-H", "Tus-Resumable: 1.0.0", &session])).to_ascii_lowercase();
+        if head.contains("upload-offset: 11") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(head.starts_with("http/1.1 200") && head.contains("upload-offset: 11"), "{head}");
+    let want = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"hello world"));
+    assert_eq!(stored(d, &server, "edge/last.bin").map(|s| s.0), Some(want), "said whole, and stored");
 }

@@ -97,15 +97,16 @@ fn router(state: AppState) -> Router {
         .route_layer(per_key())
         .route_layer(require_key())
         // Outside the key check, so refused requests are counted too.
-        .route_layer(middleware::from_fn_with_state(state.clone(), metrics::count));
+        .route_layer(middleware::from_fn_with_state(state.clone(), metrics::count))
+        // Every answer to a tus request says so (refusals included).
+        .route_layer(middleware::from_fn(tus::stamp_answers));
     let metrics = Router::new().route("/metrics", get(metrics::metrics)).route_layer(require_key());
     // The signature is the credential: no key, but the same cap (all signed URLs share one).
     let signed = Router::new()
         .route("/v1/signed/{name}/{*path}", get(signed::get))
         .route_layer(on_work_threads())
         .route_layer(per_key());
-    // tus discovery needs no key (a browser asks before it may send one) and tells nothing of
-    // the host's data.
+    // tus discovery needs no key and tells nothing of the host's data (see `tus::options`).
     let discovery = Router::new()
         .route("/v1/uploads/{name}/{*path}", axum::routing::options(tus::options_create))
         .route("/v1/upload-sessions/{id}", axum::routing::options(tus::options));

@@ -77,9 +77,18 @@ impl Drop for Slot {
     }
 }
 
+/// A session whose object was committed: what a client that lost the last answer learns.
+struct Completed {
+    owner: String,
+    length: u64,
+    at: Instant,
+}
+
 /// The open sessions.
 pub struct Sessions {
     map: Mutex<HashMap<String, Entry>>,
+    /// Sessions committed in the last [`IDLE_LIMIT`], by id.
+    completed: Mutex<HashMap<String, Completed>>,
     counts: Arc<Counts>,
     max: usize,
     max_per_key: usize,
@@ -88,7 +97,7 @@ pub struct Sessions {
 impl Sessions {
     /// At most `max` sessions, `max_per_key` of one key.
     pub fn new(max: usize, max_per_key: usize) -> Sessions {
-        Sessions { map: Mutex::default(), counts: Arc::default(), max, max_per_key }
+        Sessions { map: Mutex::default(), completed: Mutex::default(), counts: Arc::default(), max, max_per_key }
     }
 
     /// The session `id`, if `owner` owns it.
@@ -96,6 +105,23 @@ impl Sessions {
         let map = self.map.lock().ok()?;
         let e = map.get(id).filter(|e| e.owner == owner)?;
         Some(Handle { offset: e.offset.clone(), length: e.length, session: e.session.clone() })
+    }
+
+    /// The session `id`'s object was committed, `length` bytes: forgets the session (its slot is
+    /// given back) and remembers the commit for its owner (a tus client that lost the answer
+    /// asks the offset, and must learn the upload is whole).
+    pub fn completed(&self, id: &str, length: u64) {
+        let Ok(mut map) = self.map.lock() else { return };
+        let Some(entry) = map.remove(id) else { return };
+        if let Ok(mut done) = self.completed.lock() {
+            done.insert(id.to_string(), Completed { owner: entry.owner, length, at: Instant::now() });
+        }
+    }
+
+    /// The length of `owner`'s session `id`, if it was committed recently.
+    pub fn committed(&self, id: &str, owner: &str) -> Option<u64> {
+        let done = self.completed.lock().ok()?;
+        done.get(id).filter(|c| c.owner == owner).map(|c| c.length)
     }
 
     /// Forgets the session `id` (its slot is given back).
@@ -150,8 +176,12 @@ impl Sessions {
         }
     }
 
-    /// Discards sessions idle for longer than `limit` (their writes are aborted).
+    /// Discards sessions idle for longer than `limit` (their writes are aborted), and forgets
+    /// commits older than it.
     pub async fn reap(&self, limit: Duration) {
+        if let Ok(mut done) = self.completed.lock() {
+            done.retain(|_, c| c.at.elapsed() <= limit);
+        }
         let sessions: Vec<(String, Arc<tokio::sync::Mutex<Session>>)> = self
             .map
             .lock()

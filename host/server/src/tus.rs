@@ -23,8 +23,8 @@ pub const VERSION: &str = "1.0.0";
 /// The extensions served.
 const EXTENSIONS: &str = "creation,creation-with-upload,termination,checksum,expiration";
 /// A PATCH with `Upload-Checksum` is verified before any of it is appended, so it is held in
-/// memory: at most this much.
-pub const MAX_CHECKSUMMED_PATCH: usize = 64 << 20;
+/// memory: at most this much (tus clients send chunks of a few MiB).
+pub const MAX_CHECKSUMMED_PATCH: usize = 16 << 20;
 
 const TUS_RESUMABLE: HeaderName = HeaderName::from_static("tus-resumable");
 const UPLOAD_LENGTH: HeaderName = HeaderName::from_static("upload-length");
@@ -46,19 +46,34 @@ pub fn requested(headers: &HeaderMap) -> Result<bool, ApiError> {
     }
 }
 
-/// The headers every tus answer carries, and `Upload-Expires` when the session has a deadline.
-pub fn stamp(response: &mut Response, expires: Option<SystemTime>) {
-    let h = response.headers_mut();
-    h.insert(TUS_RESUMABLE, HeaderValue::from_static(VERSION));
-    if let Some(at) = expires
+/// Middleware: every answer to a tus request carries `Tus-Resumable` (errors included), and a
+/// `412` (a version this host does not speak) says which it does (`Tus-Version`).
+pub async fn stamp_answers(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let is_tus = request.headers().contains_key(TUS_RESUMABLE);
+    let mut response = next.run(request).await;
+    if is_tus {
+        let h = response.headers_mut();
+        h.insert(TUS_RESUMABLE, HeaderValue::from_static(VERSION));
+        if response.status() == StatusCode::PRECONDITION_FAILED {
+            response.headers_mut().insert(HeaderName::from_static("tus-version"), HeaderValue::from_static(VERSION));
+        }
+    }
+    response
+}
+
+/// `Upload-Expires`: when the session is discarded if nothing uses it before.
+pub fn expiring(response: &mut Response, at: Option<SystemTime>) {
+    if let Some(at) = at
         && let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(at))
     {
-        h.insert(UPLOAD_EXPIRES, v);
+        response.headers_mut().insert(UPLOAD_EXPIRES, v);
     }
 }
 
-/// `OPTIONS` on an upload's creation route: what this host's tus offers (no key needed: a
-/// browser asks before it may send one), for a path that could be uploaded to.
+/// `OPTIONS` on an upload's creation route: what this host's tus offers, for a path that could
+/// be uploaded to. No key is needed (tus clients may ask before they authenticate); it tells
+/// nothing of the host's data. This is tus discovery, not CORS: no `Access-Control-*` headers
+/// are sent, so browsers may upload from the host's own origin only.
 pub async fn options_create(
     axum::extract::Path((_, path)): axum::extract::Path<(String, String)>,
 ) -> Result<Response, ApiError> {
@@ -90,34 +105,64 @@ pub fn length(headers: &HeaderMap) -> Result<u64, ApiError> {
         .ok_or_else(|| ApiError::bad_request("Upload-Length must be a whole number of bytes"))
 }
 
+/// At most this many `Upload-Metadata` pairs, each value at most this long (decoded).
+const MAX_METADATA_PAIRS: usize = 64;
+const MAX_METADATA_VALUE: usize = 1024;
+
 /// `options` with what a creation's `Upload-Metadata` says: `filetype` (or `content-type`)
-/// becomes the content type, every other pair user metadata (keys lower-cased; values must be
-/// visible ASCII, as metadata headers must).
+/// becomes the content type, every other pair user metadata (keys lower-cased). A value that
+/// is not visible ASCII (a file name with accents, say) is kept percent-encoded, as metadata
+/// headers must be ASCII. Keys may not repeat, nor take the host's own (`stowage-*`).
 pub fn with_metadata(headers: &HeaderMap, mut options: WriteOptions) -> Result<WriteOptions, ApiError> {
     let Some(value) = headers.get(UPLOAD_METADATA) else { return Ok(options) };
     let text = value.to_str().map_err(|_| ApiError::bad_request("Upload-Metadata is not visible ASCII"))?;
-    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+    let pairs: Vec<&str> = text.split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
+    if pairs.len() > MAX_METADATA_PAIRS {
+        return Err(ApiError::bad_request(format!("Upload-Metadata: at most {MAX_METADATA_PAIRS} pairs")));
+    }
+    for pair in pairs {
         let (key, encoded) = pair.split_once(' ').unwrap_or((pair, ""));
         let key = key.to_ascii_lowercase();
-        let bad =
-            || ApiError::bad_request(format!("Upload-Metadata `{key}`: its value is not base64 of visible ASCII"));
-        let decoded = STANDARD.decode(encoded.trim()).map_err(|_| bad())?;
-        let value = String::from_utf8(decoded)
-            .ok()
-            .filter(|v| v.bytes().all(|b| (b' '..=b'~').contains(&b)))
-            .ok_or_else(bad)?;
         if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
             return Err(ApiError::bad_request(format!(
                 "Upload-Metadata key `{key}` may only use a-z, 0-9, `-`, `_` and `.`"
             )));
         }
-        match key.as_str() {
-            "filetype" | "content-type" => options.content_type = Some(value).filter(|t| !t.is_empty()),
-            _ => options.metadata.push((key, value)),
+        if key.starts_with("stowage-") {
+            return Err(ApiError::bad_request(format!(
+                "Upload-Metadata key `{key}`: `stowage-` keys are the host's own"
+            )));
+        }
+        let decoded = STANDARD
+            .decode(encoded.trim())
+            .map_err(|_| ApiError::bad_request(format!("Upload-Metadata `{key}`: its value is not base64")))?;
+        if decoded.len() > MAX_METADATA_VALUE {
+            return Err(ApiError::bad_request(format!("Upload-Metadata `{key}`: at most {MAX_METADATA_VALUE} bytes")));
+        }
+        let value = visible_ascii(&decoded);
+        let content_type = matches!(key.as_str(), "filetype" | "content-type");
+        if (content_type && options.content_type.is_some()) || options.metadata.iter().any(|(k, _)| *k == key) {
+            return Err(ApiError::bad_request(format!("Upload-Metadata key `{key}` is given twice")));
+        }
+        match content_type {
+            true => options.content_type = Some(value).filter(|t| !t.is_empty()),
+            false => options.metadata.push((key, value)),
         }
     }
     options.metadata.sort();
     Ok(options)
+}
+
+/// `bytes` as visible ASCII: as they are if they are, else percent-encoded (UTF-8 bytes and
+/// `%` itself), so `Müller.pdf` is kept as `M%C3%BCller.pdf`.
+fn visible_ascii(bytes: &[u8]) -> String {
+    if bytes.iter().all(|b| (b' '..=b'~').contains(b)) {
+        return String::from_utf8_lossy(bytes).into_owned();
+    }
+    bytes
+        .iter()
+        .map(|&b| if (b' '..=b'~').contains(&b) && b != b'%' { char::from(b).to_string() } else { format!("%{b:02X}") })
+        .collect()
 }
 
 /// A PATCH's `Content-Type` must be `application/offset+octet-stream` (`415` otherwise).

@@ -89,6 +89,7 @@ pub async fn create(
     };
     let expected = expected_sha256(&headers)?;
     let with_upload = is_tus && tus::check_patch_type(&headers).is_ok();
+    let checksum = if with_upload { tus::checksum(&headers)? } else { None };
     let id = new_id()?;
     let owner = owner_of(&req);
     // Held by this handler until the session is in the table: a client that goes away while
@@ -107,11 +108,15 @@ pub async fn create(
     };
     state.uploads.insert(id.clone(), owner.clone(), session, slot)?;
     let location = format!("/v1/upload-sessions/{id}");
-    // An empty tus upload is complete at once; creation-with-upload appends the body now.
+    // An empty tus upload is complete at once; creation-with-upload appends the body now. A
+    // client that goes away meanwhile, or whose body is refused, never learns the session's
+    // Location: the session goes (and its slot with it).
     if is_tus && (length == Some(0) || with_upload) {
+        let unclaimed = Unclaimed { uploads: state.uploads.clone(), id: Some(id.clone()) };
         let handle = state.uploads.get(&id, &owner).ok_or_else(|| not_found(&id))?;
         let s = handle.session.lock_owned().await;
-        append_in_task(&state, s, id.clone(), body, None).await?;
+        append_in_task(&state, s, id.clone(), body, checksum).await?;
+        unclaimed.claimed();
     }
     // The session's id in the body too, so a client (or schemathesis, through the document's
     // links) need not take the Location apart.
@@ -124,7 +129,7 @@ pub async fn create(
         r.headers_mut().insert(header::LOCATION, location);
     }
     if is_tus {
-        tus::stamp(&mut r, expires());
+        tus::expiring(&mut r, expires());
     }
     Ok(r)
 }
@@ -142,15 +147,29 @@ pub async fn offset(
     Caller(req): Caller,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let is_tus = tus::requested(&headers)?;
-    let handle = state.uploads.get(&id, &owner_of(&req)).ok_or_else(|| not_found(&id))?;
-    let mut r = offset_response(StatusCode::OK, handle.offset.load(Ordering::Acquire));
-    if let Some(length) = handle.length {
+    tus::requested(&headers)?;
+    let owner = owner_of(&req);
+    let whole = |length: u64| {
+        let mut r = offset_response(StatusCode::OK, length);
         r.headers_mut().insert(HeaderName::from_static("upload-length"), HeaderValue::from(length));
+        r
+    };
+    let Some(handle) = state.uploads.get(&id, &owner) else {
+        // Committed: a client that lost the last answer learns its upload is whole.
+        return state.uploads.committed(&id, &owner).map(whole).ok_or_else(|| not_found(&id));
+    };
+    let offset = handle.offset.load(Ordering::Acquire);
+    let Some(length) = handle.length else { return Ok(offset_response(StatusCode::OK, offset)) };
+    if offset == length {
+        // Every byte is in: the answer waits for the commit (which holds the session), so that
+        // "whole" is never said of an upload whose commit then fails.
+        let s = handle.session.lock().await;
+        if s.upload.is_none() {
+            return state.uploads.committed(&id, &owner).map(whole).ok_or_else(|| not_found(&id));
+        }
     }
-    if is_tus {
-        tus::stamp(&mut r, None);
-    }
+    let mut r = offset_response(StatusCode::OK, offset);
+    r.headers_mut().insert(HeaderName::from_static("upload-length"), HeaderValue::from(length));
     Ok(r)
 }
 
@@ -185,9 +204,31 @@ pub async fn append(
         offset_response(status, handle.offset.load(Ordering::Acquire))
     };
     if is_tus {
-        tus::stamp(&mut r, expires());
+        tus::expiring(&mut r, expires());
     }
     Ok(r)
+}
+
+/// Removes a session whose creation's answer never reached its client, unless claimed.
+struct Unclaimed {
+    uploads: Arc<Sessions>,
+    id: Option<String>,
+}
+
+impl Unclaimed {
+    /// The creation answers: the client will know the session.
+    fn claimed(mut self) {
+        self.id = None;
+    }
+}
+
+impl Drop for Unclaimed {
+    fn drop(&mut self) {
+        // (The write itself is aborted when the last holder of the session lets it go.)
+        if let Some(id) = self.id.take() {
+            self.uploads.remove(&id);
+        }
+    }
 }
 
 /// Appends `body` to the locked session `s` in a task of its own (if the client goes away,
@@ -200,17 +241,22 @@ async fn append_in_task(
     body: Body,
     checksum: Option<[u8; 32]>,
 ) -> Result<StatusCode, ApiError> {
+    let declared = axum::body::HttpBody::size_hint(&body).exact();
     let uploads = state.uploads.clone();
     let metrics = state.metrics.clone();
     let idle = state.tuning.body_idle;
     let copied = tokio::spawn(async move {
         let mut s = s;
         let status = match checksum {
-            Some(want) => copy_checked(&mut s, body, &uploads, &metrics, &id, idle, &want).await?,
+            Some(want) => copy_checked(&mut s, body, &uploads, &metrics, &id, idle, &want, declared).await?,
             None => copy_body(&mut s, body, &uploads, &metrics, &id, idle).await?,
         };
-        if s.length.is_some_and(|l| l == s.offset.load(Ordering::Acquire)) && status == StatusCode::NO_CONTENT {
+        // Every byte is in, however the body ended (its last bytes may arrive with a broken
+        // ending): commit now, or a client that then asks the offset would take the upload for
+        // whole while nothing is stored.
+        if s.length.is_some_and(|l| l == s.offset.load(Ordering::Acquire)) {
             commit(&mut s, &uploads, &id, None).await?;
+            return Ok(StatusCode::NO_CONTENT);
         }
         Ok::<_, ApiError>(status)
     })
@@ -256,29 +302,36 @@ async fn copy_checked(
     id: &str,
     idle: Duration,
     want: &[u8; 32],
+    declared: Option<u64>,
 ) -> Result<StatusCode, ApiError> {
     s.last_used = Instant::now();
     let mut stream = body.into_data_stream();
     let mut held = bytes::BytesMut::new();
+    let too_large = || {
+        ApiError::from(StorageError::TooLarge {
+            disk: format!("a checksummed PATCH (upload session {id})"),
+            limit: tus::MAX_CHECKSUMMED_PATCH as u64,
+        })
+    };
+    if declared.is_some_and(|n| n > tus::MAX_CHECKSUMMED_PATCH as u64) {
+        return Err(too_large());
+    }
     loop {
         match tokio::time::timeout(idle, stream.next()).await {
             Ok(Some(Ok(bytes))) if held.len() + bytes.len() <= tus::MAX_CHECKSUMMED_PATCH => {
                 held.extend_from_slice(&bytes)
             }
-            Ok(Some(Ok(_))) => {
-                return Err(ApiError::from(StorageError::TooLarge {
-                    disk: format!("a checksummed PATCH (upload session {id})"),
-                    limit: tus::MAX_CHECKSUMMED_PATCH as u64,
-                }));
-            }
+            Ok(Some(Ok(_))) => return Err(too_large()),
             Ok(None) => break,
             // Nothing of a body that broke off is kept: its checksum cannot be checked.
             Ok(Some(Err(_))) | Err(_) => return Ok(StatusCode::BAD_REQUEST),
         }
     }
     tus::verify(&held, want)?;
-    if !held.is_empty() {
-        append_chunk(s, held.freeze(), uploads, metrics, id).await?;
+    // In chunks a driver takes without holding much of it in its own memory.
+    let held = held.freeze();
+    for at in (0..held.len()).step_by(1 << 20) {
+        append_chunk(s, held.slice(at..held.len().min(at + (1 << 20))), uploads, metrics, id).await?;
     }
     s.last_used = Instant::now();
     Ok(StatusCode::NO_CONTENT)
@@ -331,9 +384,31 @@ async fn commit(
         }
         (a, b) => a.or(b),
     };
+    let offset = s.offset.load(Ordering::Acquire);
+    if let Some(length) = s.length.filter(|l| *l != offset) {
+        return Err(ApiError::with_status(
+            StatusCode::CONFLICT,
+            stowage_api::ErrorKind::BadRequest,
+            format!(
+                "the upload has {offset} of its {length} bytes (Upload-Length); it commits when the last one arrives"
+            ),
+        ));
+    }
     let upload = s.upload.take().ok_or_else(|| not_found(id))?;
-    uploads.remove(id);
-    Ok(upload.finish_verified(expected.as_deref()).await?)
+    match upload.finish_verified(expected.as_deref()).await {
+        Ok(info) => {
+            // A tus client that lost this answer asks the offset next: it learns "whole".
+            match s.length {
+                Some(_) => uploads.completed(id, offset),
+                None => uploads.remove(id),
+            }
+            Ok(info)
+        }
+        Err(e) => {
+            uploads.remove(id);
+            Err(e.into())
+        }
+    }
 }
 
 /// Commits the object. An `x-stowage-sha256` here is checked too (a client that streams
@@ -362,16 +437,12 @@ pub async fn discard(
     Caller(req): Caller,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let is_tus = tus::requested(&headers)?;
+    tus::requested(&headers)?;
     let handle = state.uploads.get(&id, &owner_of(&req)).ok_or_else(|| not_found(&id))?;
     let mut s = handle.session.lock().await;
     state.uploads.remove(&id);
     if let Some(upload) = s.upload.take() {
         upload.abort().await?;
     }
-    let mut r = StatusCode::NO_CONTENT.into_response();
-    if is_tus {
-        tus::stamp(&mut r, None);
-    }
-    Ok(r)
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
