@@ -241,14 +241,13 @@ async fn append_in_task(
     body: Body,
     checksum: Option<[u8; 32]>,
 ) -> Result<StatusCode, ApiError> {
-    let declared = axum::body::HttpBody::size_hint(&body).exact();
     let uploads = state.uploads.clone();
     let metrics = state.metrics.clone();
     let idle = state.tuning.body_idle;
     let copied = tokio::spawn(async move {
         let mut s = s;
         let status = match checksum {
-            Some(want) => copy_checked(&mut s, body, &uploads, &metrics, &id, idle, &want, declared).await?,
+            Some(want) => copy_checked(&mut s, body, &uploads, &metrics, &id, idle, &want).await?,
             None => copy_body(&mut s, body, &uploads, &metrics, &id, idle).await?,
         };
         // Every byte is in, however the body ended (its last bytes may arrive with a broken
@@ -302,8 +301,8 @@ async fn copy_checked(
     id: &str,
     idle: Duration,
     want: &[u8; 32],
-    declared: Option<u64>,
 ) -> Result<StatusCode, ApiError> {
+    let declared = axum::body::HttpBody::size_hint(&body).exact();
     s.last_used = Instant::now();
     let mut stream = body.into_data_stream();
     let mut held = bytes::BytesMut::new();
