@@ -183,3 +183,52 @@ fn a_resumable_upload_survives_a_dropped_connection_and_commits_once_complete() 
     let (status, _) = status_and_body(&curl(d, &["-I", "-H", &auth, "-w", "\n%{http_code}", &session]));
     assert!(status.ends_with("404"), "{status}");
 }
+
+#[test]
+fn the_api_issues_download_urls_and_records_each_issue_under_the_callers_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    config(d, &format!("dev_mode = true\napi_keys = [\"{KEY}\"]\nurl_secret = {{ env = \"TEST_URL_SECRET\" }}\n"));
+    std::fs::write(d.join("f.csv"), "id,age\n1,42\n").unwrap();
+    assert!(run_in(d, &["put", "local:shared/f.csv", "f.csv"]).status.success());
+    let server = Server::start_with_env(d, &[("TEST_URL_SECRET", "url-secret-0123456789abcdef0123456789")]);
+    let auth = format!("Authorization: Bearer {KEY}");
+    let issue = |query: &str| {
+        status_and_body(&curl(
+            d,
+            &[
+                "-X",
+                "POST",
+                "-H",
+                &auth,
+                "-w",
+                "\n%{http_code}",
+                &format!("{}/v1/urls/local/shared/f.csv{query}", server.url),
+            ],
+        ))
+    };
+    let (status, body) = issue("?expires_in_secs=120");
+    assert_eq!(status, "200", "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["expires_in_secs"], 120);
+    // The URL names this host as the client reached it, and serves without a key.
+    let url = answer["url"].as_str().unwrap();
+    assert!(url.starts_with(&format!("{}/v1/signed/local/shared/f.csv?", server.url)), "{url}");
+    assert_eq!(status_and_body(&curl(d, &["-w", "\n%{http_code}", url])), ("200".into(), "id,age\n1,42\n".into()));
+    // Out of range, or no object: refused, and nothing issued.
+    assert_eq!(issue("?expires_in_secs=0").0, "400");
+    assert_eq!(issue("?expires_in_secs=604801").0, "400");
+    let (status, _) = status_and_body(&curl(
+        d,
+        &["-X", "POST", "-H", &auth, "-w", "\n%{http_code}", &format!("{}/v1/urls/local/nothing.csv", server.url)],
+    ));
+    assert_eq!(status, "404");
+    drop(server);
+    let export = run_in(d, &["ledger", "export", "--format", "json"]);
+    let records: Vec<serde_json::Value> = serde_json::from_slice(&export.stdout).unwrap();
+    let issued: Vec<_> = records.iter().filter(|r| r["action"] == "url_issued").collect();
+    assert_eq!(issued.len(), 1, "{issued:?}");
+    assert_eq!(issued[0]["path"], "shared/f.csv");
+    assert_eq!(issued[0]["expires_in_secs"], 120);
+    assert!(issued[0]["key"].as_str().is_some_and(|k| !k.is_empty() && !k.starts_with("local:")), "{}", issued[0]);
+}

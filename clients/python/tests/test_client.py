@@ -94,14 +94,18 @@ def test_listing_pages_through_every_object(client):
     assert sorted(got) == sorted(names)
 
 
-def test_a_signed_url_downloads_without_a_key_and_a_tampered_one_is_refused(client):
+def test_a_signed_url_is_issued_and_recorded_by_the_host_and_a_tampered_one_is_refused(client, host: Host):
     path = unique("t") + "/shared file.csv"
-    client.put("default", path, b"shared bytes")
-    url = client.signed_url("default", path, expires_in=60)
+    client.put("submission", path, b"shared bytes")
+    url = client.signed_url("submission", path, expires_in=60)
     http = urllib3.PoolManager()
     r = http.request("GET", url)
     assert (r.status, r.data) == (200, b"shared bytes")
     assert http.request("GET", url.replace("sig=", "sig=0")).status == 403
+    # The host issued it: its ledger has the issue under the client's key, then the download.
+    issued = [rec for rec in host.ledger(path) if rec["action"] == "url_issued"]
+    assert len(issued) == 1 and issued[0]["key"] == "web-1", issued
+    assert issued[0]["expires_in_secs"] == 60
 
 
 def test_download_is_checked_against_the_recorded_sha256(client, host: Host):

@@ -14,7 +14,7 @@ import urllib3
 
 from stowage_client import using
 
-from .conftest import KEY, URL_SECRET, Host
+from .conftest import KEY, Host
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +23,8 @@ def project(host: Host, tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
     from django.conf import settings
     from django.core.management import call_command
 
-    saved = {k: os.environ.get(k) for k in ("STOWAGE_API_KEY", "STOWAGE_URL_SECRET")}
-    os.environ.update(STOWAGE_API_KEY=KEY, STOWAGE_URL_SECRET=URL_SECRET)
+    saved = {k: os.environ.get(k) for k in ("STOWAGE_API_KEY",)}
+    os.environ.update(STOWAGE_API_KEY=KEY)
 
     def on_host(storage_class: str) -> dict:
         return {

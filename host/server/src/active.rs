@@ -17,6 +17,8 @@ pub struct Active {
     pub(crate) keys: ApiKeys,
     /// Signs download URLs, if configured.
     pub(crate) url_secret: Option<Arc<[u8]>>,
+    /// The base URL clients reach the host at (`public_url`), if configured.
+    pub(crate) public_url: Option<String>,
     /// TLS, or none in development mode.
     pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
     /// Where it listens (a reload may not change it).
@@ -34,6 +36,7 @@ impl Active {
             storage,
             keys: settings.keys,
             url_secret: settings.url_secret,
+            public_url: settings.public_url,
             tls: settings.tls.map(tokio_rustls::TlsAcceptor::from),
             listen: settings.listen,
             tuning: settings.tuning,

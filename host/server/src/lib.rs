@@ -87,6 +87,7 @@ fn router(state: AppState) -> Router {
             get(objects::get).put(objects::put).head(objects::head).delete(objects::delete),
         )
         .route("/v1/list/{name}", get(list::list))
+        .route("/v1/urls/{name}/{*path}", axum::routing::post(signed::issue))
         .route("/v1/uploads/{name}/{*path}", axum::routing::post(uploads::create))
         .route(
             "/v1/upload-sessions/{id}",

@@ -55,6 +55,8 @@ pub struct Settings {
     pub keys: ApiKeys,
     /// Signs download URLs, if configured.
     pub url_secret: Option<Arc<[u8]>>,
+    /// The base URL clients reach the host at (`public_url`), if configured.
+    pub public_url: Option<String>,
     /// Timeouts and limits.
     pub tuning: Tuning,
     /// Scheduled fixity checks (`[fixity]`), if any.
@@ -193,6 +195,7 @@ impl Settings {
             tls,
             keys: ApiKeys::new(&keys),
             url_secret,
+            public_url: config.public_url.as_ref().map(|u| u.trim_end_matches('/').to_string()),
             tuning: Tuning::from_config(config),
             fixity: report.plan().fixity.clone(),
         })

@@ -12,7 +12,9 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
+use crate::errors::ApiError;
 use crate::per_key::InFlight;
+use crate::request::Caller;
 use crate::state::AppState;
 
 /// The message signed for one URL.
@@ -219,5 +221,66 @@ mod tests {
                 }
             }
         }
+    }
+}
+
+/// The query of `POST /v1/urls/{name}/{path}`.
+#[derive(Deserialize)]
+pub struct IssueQuery {
+    /// Seconds the URL stays valid (default 3600, at most 7 days).
+    expires_in_secs: Option<u64>,
+}
+
+/// `POST /v1/urls/{name}/{path}`: a download URL for the object, as `stowage url` prints it
+/// (the driver's own presigned URL, else one this host signs under `url_secret`), issued
+/// through the pipeline so its issue is recorded under the caller's key. Clients need no
+/// secret of the host's.
+pub async fn issue(
+    State(state): State<AppState>,
+    Path((name, path)): Path<(String, String)>,
+    Caller(req): Caller,
+    query: Result<Query<IssueQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Ok(Query(q)) = query else {
+        return Err(ApiError::bad_request("expires_in_secs must be a whole number of seconds"));
+    };
+    let expires = q.expires_in_secs.unwrap_or(3600);
+    if !(1..=MAX_EXPIRES).contains(&expires) {
+        return Err(ApiError::bad_request(format!("expires_in_secs must be 1 to {MAX_EXPIRES}")));
+    }
+    let active = state.active.load();
+    let signer = active.url_secret.clone().map(|secret| HostSigner { secret, base_url: base_url(&active, &headers) });
+    let addr = stowage_runtime::Address { name, path };
+    let url = state
+        .storage()
+        .url(&addr, &req, expires, signer.as_ref().map(|s| s as &dyn stowage_runtime::UrlSigner))
+        .await
+        .map_err(|e| match (e, &signer) {
+            (stowage_runtime::StorageError::Unsupported(_), None) => stowage_runtime::StorageError::Unsupported(
+                "URLs for this disk: its driver cannot sign them and [server] url_secret is not set".into(),
+            ),
+            (e, _) => e,
+        })?;
+    Ok(axum::Json(serde_json::json!({ "url": url, "expires_in_secs": expires })).into_response())
+}
+
+/// The longest a URL may stay valid: 7 days.
+const MAX_EXPIRES: u64 = 7 * 24 * 3600;
+
+/// What goes before `/v1/signed/...`: `public_url`, else this request's own scheme and host
+/// (a `Host` header that is not a plain host\[:port\] is not used), else the listen address.
+fn base_url(active: &crate::active::Active, headers: &HeaderMap) -> String {
+    if let Some(url) = &active.public_url {
+        return url.clone();
+    }
+    let scheme = if active.tls.is_some() { "https" } else { "http" };
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)));
+    match host {
+        Some(host) => format!("{scheme}://{host}"),
+        None => format!("{scheme}://{}", active.listen),
     }
 }

@@ -109,6 +109,14 @@ pub fn length(headers: &HeaderMap) -> Result<u64, ApiError> {
 const MAX_METADATA_PAIRS: usize = 64;
 const MAX_METADATA_VALUE: usize = 1024;
 
+/// An `Upload-Length`, if given, is a whole number of bytes.
+pub fn check_length(headers: &HeaderMap) -> Result<(), ApiError> {
+    match headers.contains_key(UPLOAD_LENGTH) {
+        true => length(headers).map(|_| ()),
+        false => Ok(()),
+    }
+}
+
 /// `options` with what a creation's `Upload-Metadata` says: `filetype` (or `content-type`)
 /// becomes the content type, every other pair user metadata (keys lower-cased). A value that
 /// is not visible ASCII (a file name with accents, say) is kept percent-encoded, as metadata

@@ -85,6 +85,8 @@ pub async fn create(
         options = tus::with_metadata(&headers, options)?;
         Some(tus::length(&headers)?)
     } else {
+        // Not a tus request: its tus headers mean nothing, but a malformed one is still refused.
+        tus::check_length(&headers)?;
         None
     };
     let expected = expected_sha256(&headers)?;

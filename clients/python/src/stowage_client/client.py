@@ -11,10 +11,7 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
-import secrets
-import time
 from typing import Iterator, Mapping, Optional
 from urllib.parse import quote, urlencode
 
@@ -36,8 +33,7 @@ def quote_path(path: str) -> str:
 
 class Client:
     """A client of one host. Thread-safe: the connections are pooled and reused. `url` must be
-    `https://` (verified against `ca_file`, or the system's CAs) unless `development=True`.
-    `url_secret` (the host's `[server] url_secret`) lets `signed_url` sign download URLs."""
+        `https://` (verified against `ca_file`, or the system's CAs) unless `development=True`."""
 
     def __init__(
         self,
@@ -52,8 +48,7 @@ class Client:
         retry: Retry = Retry(),
         pool_size: int = 10,
         segment_size: int = 8 << 20,
-        resumes: int = 8,
-        url_secret: Optional[str] = None,
+                resumes: int = 8,
     ) -> None:
         self._transport = Transport(
             url,
@@ -68,7 +63,7 @@ class Client:
         self.context = context
         self.segment_size = segment_size
         self.resumes = resumes
-        self._url_secret = url_secret.encode() if url_secret else None
+        
         self.last_resumes = 0
 
     def __repr__(self) -> str:
@@ -256,20 +251,20 @@ class Client:
             if not cursor:
                 return
 
-    def signed_url(self, name: str, path: str, expires_in: int = 3600) -> str:
+    def signed_url(
+        self, name: str, path: str, expires_in: int = 3600, *, context: Optional[Context] = None
+    ) -> str:
         """A download URL for `name:path` that needs no key and expires after `expires_in`
-        seconds, signed here with the host's `url_secret` as `stowage url` signs it. The host
-        records every download through it under the URL's id (`signed-url:ID`); the issue is not
-        recorded there (it happens here): record it on your side if you need to."""
-        if self._url_secret is None:
-            raise ValueError("signing URLs needs the host's url_secret (Client(..., url_secret=...))")
-        expires = int(time.time()) + int(expires_in)
-        url_id = secrets.token_hex(8)
-        n, p = name.encode(), path.encode()
-        message = f"stowage-url-v2\n{len(n)}\n{name}\n{len(p)}\n{path}\n{expires}\n{url_id}".encode()
-        sig = hmac.new(self._url_secret, message, hashlib.sha256).hexdigest()
-        q = urlencode({"expires": expires, "id": url_id, "sig": sig})
-        return f"{self._transport.base_url}/v1/signed/{quote(name, safe='')}/{quote(path, safe='/')}?{q}"
+        seconds, issued by the host (`POST /v1/urls/...`): the disk driver's presigned URL, or
+        one the host signs. The host records the issue under this client's key, and every
+        download through it; no secret of the host's is needed here."""
+        target = self._target("/v1/urls", name, path) + "?" + urlencode({"expires_in_secs": int(expires_in)})
+        answer = self._transport.request("POST", target, headers=self._headers(context))
+        try:
+            issued = json.loads(answer.read())
+        finally:
+            _discard(answer)
+        return str(issued["url"])
 
 
 __all__ = ["Client", "Range", "quote_path"]

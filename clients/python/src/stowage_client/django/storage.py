@@ -80,8 +80,8 @@ class StowageStorage(Storage):
     """Files on a Stowage host's storage class `storage_class`. Options (all also settable as
     keyword arguments): `url` (or `$STOWAGE_URL`); the API key from the environment variable
     `api_key_env` (default `STOWAGE_API_KEY`); `ca_file` for TLS; `development=True` to allow
-    plain HTTP; `url_secret_env` (default `STOWAGE_URL_SECRET`), the host's `url_secret`, for
-    `url()`, valid `url_expires` seconds; `actor`, `purpose` for every call of this storage;
+    plain HTTP; `url_expires`, the seconds a URL from `url()` stays valid (the host issues and
+    records it); `actor`, `purpose` for every call of this storage;
     `connect_timeout`, `read_timeout`."""
 
     def __init__(
@@ -91,7 +91,7 @@ class StowageStorage(Storage):
         api_key_env: str = "STOWAGE_API_KEY",
         ca_file: Optional[str] = None,
         development: bool = False,
-        url_secret_env: str = "STOWAGE_URL_SECRET",
+        
         url_expires: int = 3600,
         actor: Optional[str] = None,
         purpose: Optional[str] = None,
@@ -103,7 +103,7 @@ class StowageStorage(Storage):
         self.api_key_env = api_key_env
         self.ca_file = ca_file
         self.development = development
-        self.url_secret_env = url_secret_env
+        
         self.url_expires = url_expires
         self.context = Context(actor=actor, purpose=purpose)
         self.timeouts = (connect_timeout, read_timeout)
@@ -129,7 +129,7 @@ class StowageStorage(Storage):
                 context=self.context,
                 connect_timeout=self.timeouts[0],
                 read_timeout=self.timeouts[1],
-                url_secret=os.environ.get(self.url_secret_env) or None,
+                
             )
         return self._client
 
@@ -190,12 +190,11 @@ class StowageStorage(Storage):
         return self.client.head(self.storage_class, name).size
 
     def url(self, name: Optional[str]) -> str:
-        """A signed download URL that expires after `url_expires` seconds (needs the host's
-        `url_secret` in the environment variable `url_secret_env`)."""
+                """A download URL that needs no key and expires after `url_expires` seconds, issued
+        (and recorded) by the host."""
         if name is None:
             raise ValueError("no file name")
-        if not os.environ.get(self.url_secret_env):
-            raise ImproperlyConfigured(f"StowageStorage.url needs the host's url_secret in ${self.url_secret_env}")
+        
         return self.client.signed_url(self.storage_class, name, self.url_expires)
 
     def get_modified_time(self, name: str) -> datetime:
