@@ -79,7 +79,6 @@ class Host:
     def client(self, **kw: object) -> Client:
         """A client of this host with the test key."""
         kw.setdefault("development", self.url.startswith("http:"))
-        
         return Client(self.url, KEY, **kw)  # type: ignore[arg-type]
 
     def ledger(self, path: Optional[str] = None) -> list[dict]:

@@ -63,7 +63,6 @@ class Client:
         self.context = context
         self.segment_size = segment_size
         self.resumes = resumes
-        
         self.last_resumes = 0
 
     def __repr__(self) -> str:

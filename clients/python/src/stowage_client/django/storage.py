@@ -91,7 +91,6 @@ class StowageStorage(Storage):
         api_key_env: str = "STOWAGE_API_KEY",
         ca_file: Optional[str] = None,
         development: bool = False,
-        
         url_expires: int = 3600,
         actor: Optional[str] = None,
         purpose: Optional[str] = None,
@@ -103,7 +102,6 @@ class StowageStorage(Storage):
         self.api_key_env = api_key_env
         self.ca_file = ca_file
         self.development = development
-        
         self.url_expires = url_expires
         self.context = Context(actor=actor, purpose=purpose)
         self.timeouts = (connect_timeout, read_timeout)
@@ -129,7 +127,6 @@ class StowageStorage(Storage):
                 context=self.context,
                 connect_timeout=self.timeouts[0],
                 read_timeout=self.timeouts[1],
-                
             )
         return self._client
 
@@ -190,11 +187,10 @@ class StowageStorage(Storage):
         return self.client.head(self.storage_class, name).size
 
     def url(self, name: Optional[str]) -> str:
-                """A download URL that needs no key and expires after `url_expires` seconds, issued
+        """A download URL that needs no key and expires after `url_expires` seconds, issued
         (and recorded) by the host."""
         if name is None:
             raise ValueError("no file name")
-        
         return self.client.signed_url(self.storage_class, name, self.url_expires)
 
     def get_modified_time(self, name: str) -> datetime:
