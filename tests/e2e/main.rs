@@ -36,6 +36,7 @@ mod fallback;
 mod fixity;
 mod hardening;
 mod layout;
+mod mirror;
 mod openapi;
 mod plugin_kit;
 mod policies;

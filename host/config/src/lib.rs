@@ -38,7 +38,7 @@ pub use model::{
     ServerLimits, ServerTimeouts, StorageMap, TlsConfig, Trust,
 };
 pub use plan::{
-    DiskPlan, GrantPlan, LedgerPlan, Limits, OutboundPlan, Pins, Plan, PluginPlan, PolicyPlan, TrustPolicy,
+    DiskPlan, GrantPlan, LedgerPlan, Limits, MirrorPlan, OutboundPlan, Pins, Plan, PluginPlan, PolicyPlan, TrustPolicy,
     default_cache_dir, resolve_plugin,
 };
 pub use source::{BUNDLED, PluginSource};

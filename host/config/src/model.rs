@@ -230,8 +230,15 @@ pub struct Pin {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DiskConfig {
-    /// A bundled plugin's name (`local-fs`) or the path of a `.wasm` component.
-    pub plugin: Spanned<String>,
+    /// A bundled plugin's name (`local-fs`) or the path of a `.wasm` component. A disk has a
+    /// plugin or is a `mirror`, never both.
+    pub plugin: Option<Spanned<String>>,
+    /// The disks this disk mirrors, in read order (`mirror = ["nas-a", "nas-b"]`): every write
+    /// goes to all of them, reads come from the first that holds good bytes.
+    pub mirror: Option<Spanned<Vec<String>>>,
+    /// How many mirrors must hold a write durably before it succeeds (default: all); the others
+    /// catch up later.
+    pub write_quorum: Option<Spanned<u64>>,
     /// What the plugin may touch.
     #[serde(default)]
     pub grant: Grant,

@@ -32,6 +32,19 @@ pub struct Plan {
     pub ledger: LedgerPlan,
     /// Scheduled fixity checks (`[fixity]`), if any.
     pub fixity: Option<FixityPlan>,
+    /// Each mirrored disk, in name order.
+    pub mirrors: Vec<MirrorPlan>,
+}
+
+/// A mirrored disk: the disks that hold its copies, and how many must hold a write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorPlan {
+    /// The mirrored disk's name.
+    pub name: String,
+    /// Its mirrors, in read order (each a disk with a plugin).
+    pub members: Vec<String>,
+    /// How many must hold a write durably before it succeeds.
+    pub write_quorum: usize,
 }
 
 /// The PHI ledger: its file, how it is opened, and what a failed record does.
@@ -203,11 +216,33 @@ pub(crate) type Problems<'a> = dyn FnMut(Range<usize>, String) + 'a;
 /// does not resolve at its place. A plan with problems is incomplete and is never handed out.
 pub(crate) fn build(config: &Config, base_dir: &Path, problem: &mut Problems<'_>) -> Plan {
     let b = Builder { config, base_dir };
-    let disks = config.disks.iter().filter_map(|(name, disk)| b.disk_plan(name.get_ref(), disk, problem)).collect();
+    let disks = config
+        .disks
+        .iter()
+        .filter(|(_, disk)| disk.mirror.is_none())
+        .filter_map(|(name, disk)| b.disk_plan(name.get_ref(), disk, problem))
+        .collect();
+    let mirrors = config
+        .disks
+        .iter()
+        .filter_map(|(name, disk)| {
+            let members = disk.mirror.as_ref()?.get_ref().clone();
+            let write_quorum = disk.write_quorum.as_ref().map_or(members.len(), |q| *q.get_ref() as usize);
+            Some(MirrorPlan { name: name.get_ref().clone(), members, write_quorum })
+        })
+        .collect();
     let policies = config.policies.iter().enumerate().filter_map(|(i, p)| b.policy_plan(i, p, problem)).collect();
     let names: Vec<&str> = config.disks.keys().map(|k| k.get_ref().as_str()).collect();
     let fixity = crate::fixity::plan(config.fixity.as_ref(), &names, problem);
-    Plan { disks, policies, trust: b.trust_policy(problem), cache_dir: b.cache_dir(), ledger: b.ledger(), fixity }
+    Plan {
+        disks,
+        policies,
+        trust: b.trust_policy(problem),
+        cache_dir: b.cache_dir(),
+        ledger: b.ledger(),
+        fixity,
+        mirrors,
+    }
 }
 
 /// What every part of the plan is built from.
@@ -218,8 +253,12 @@ struct Builder<'a> {
 
 impl Builder<'_> {
     fn disk_plan(&self, n: &str, disk: &DiskConfig, problem: &mut Problems<'_>) -> Option<DiskPlan> {
-        let plugin = resolve_plugin(disk.plugin.get_ref(), self.base_dir)
-            .map_err(|message| problem(disk.plugin.span(), format!("disks.{n}.plugin: {message}")))
+        let Some(plugin_value) = &disk.plugin else {
+            // `check_mirrors` says what a disk without a plugin lacks.
+            return None;
+        };
+        let plugin = resolve_plugin(plugin_value.get_ref(), self.base_dir)
+            .map_err(|message| problem(plugin_value.span(), format!("disks.{n}.plugin: {message}")))
             .ok();
         let endpoint = disk.grant.endpoint.as_ref().map(|e| {
             Endpoint::parse(e.get_ref())
@@ -258,7 +297,7 @@ impl Builder<'_> {
             }
         }
         let values = flatten(&disk.config, &format!("disks.{n}.config"))
-            .map_err(|message| problem(disk.plugin.span(), message))
+            .map_err(|message| problem(plugin_value.span(), message))
             .ok();
         let mut dir = None;
         if let Some(d) = &disk.grant.dir {

@@ -142,6 +142,64 @@ fn a_fallback_names_another_disk_without_its_own_and_on_the_web_role_a_remote_on
 }
 
 #[test]
+fn a_mirror_names_two_or_more_disks_with_plugins_and_a_quorum_it_can_reach() {
+    let text = |role: &str, archive: &str| {
+        format!(
+            "role = \"{role}\"\n[disks.a]\nplugin = \"local-fs\"\n[disks.b]\nplugin = \"remote\"\n[disks.archive]\n{archive}\n[storage]\ndefault = \"archive\"\nscratch = \"b\"\nsubmission = \"b\"\n"
+        )
+    };
+    let plan = parse(&text("testing", "mirror = [\"a\", \"b\"]\nwrite_quorum = 1")).unwrap();
+    let mirrors = &plan.plan().mirrors;
+    assert_eq!(mirrors.len(), 1);
+    let m = &mirrors[0];
+    assert_eq!((m.name.as_str(), m.members.join(","), m.write_quorum), ("archive", "a,b".to_string(), 1));
+    assert!(plan.plan().disks.iter().all(|d| d.plugin.name != "archive"), "a mirror has no plugin to load");
+    // The quorum defaults to every mirror.
+    let plan = parse(&text("testing", "mirror = [\"a\", \"b\"]")).unwrap();
+    assert_eq!(plan.plan().mirrors[0].write_quorum, 2);
+    let cases = [
+        ("testing", "", "disks.archive needs `plugin` (the driver that serves it) or `mirror`"),
+        (
+            "testing",
+            "mirror = [\"a\"]",
+            "t.toml:7:10: disks.archive.mirror = [\"a\"]: a mirror needs at least two disks",
+        ),
+        ("testing", "mirror = [\"a\", \"c\"]", "no disk named `c`"),
+        ("testing", "mirror = [\"a\", \"a\"]", "disk `a` is named twice"),
+        ("testing", "mirror = [\"a\", \"archive\"]", "a disk cannot mirror itself"),
+        (
+            "testing",
+            "mirror = [\"a\", \"b\"]\nwrite_quorum = 3",
+            "disks.archive.write_quorum = 3 must be between 1 and the number of mirrors (2)",
+        ),
+        (
+            "testing",
+            "mirror = [\"a\", \"b\"]\nplugin = \"local-fs\"",
+            "a disk with a plugin cannot also mirror other disks",
+        ),
+        (
+            "testing",
+            "mirror = [\"a\", \"b\"]\nquota_gib = 1",
+            "disks.archive.quota_gib: a mirrored disk has no storage of its own",
+        ),
+        (
+            "testing",
+            "mirror = [\"a\", \"b\"]\nfallback = \"a\"",
+            "a mirrored disk keeps writes on its quorum, not on a fallback",
+        ),
+        (
+            "web",
+            "mirror = [\"a\", \"b\"]",
+            "role = \"web\" must never keep PHI on its own disks, but disk `a` is served by plugin local-fs",
+        ),
+    ];
+    for (role, archive, want) in cases {
+        let e = parse(&text(role, archive)).unwrap_err().to_string();
+        assert!(e.contains(want), "{role} / {archive}: {e}");
+    }
+}
+
+#[test]
 fn fixity_schedule_is_planned_and_its_bad_values_are_located() {
     let base = "role = \"testing\"\n[disks.a]\nplugin = \"local-fs\"\n[disks.b]\nplugin = \"local-fs\"\n[storage]\ndefault = \"a\"\n";
     let c = parse(&format!("{base}[fixity]\nevery = \"12h\"\nmax_mib_per_sec = 50\n")).unwrap();

@@ -28,6 +28,7 @@ pub mod fixity;
 pub mod http;
 mod imports;
 mod maintenance;
+pub mod mirror;
 /// The PHI ledger (its own crate, re-exported).
 pub use stowage_ledger as ledger;
 mod owner;

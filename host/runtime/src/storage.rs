@@ -138,6 +138,11 @@ impl Storage {
         self.fallbacks.iter()
     }
 
+    /// Whether some disk is a mirror (and so has a repairer to run).
+    pub fn has_mirrors(&self) -> bool {
+        self.disks.values().any(|d| d.as_mirror().is_some())
+    }
+
     /// Disk `name`'s limits, if it has any.
     pub(crate) fn usage_of(&self, name: &str) -> Option<&Arc<crate::usage::Usage>> {
         self.usage.get(name)
@@ -205,6 +210,13 @@ impl Storage {
         if crate::fallback::in_queue(&path) && self.fallbacks.values().any(|f| f.disk().name() == disk.name()) {
             return Err(StorageError::Denied(format!(
                 "`{path}` is in the queue of writes this disk holds as another disk's fallback: use that disk's address"
+            )));
+        }
+        // A mirror's own objects (its marks and block digests) are not the client's to touch.
+        if disk.as_mirror().is_some() && crate::mirror::reserved(&path) {
+            return Err(StorageError::Denied(format!(
+                "`{path}` is where the mirrored disk `{}` keeps its own records; choose another path",
+                disk.name()
             )));
         }
         Ok(Target { disk: disk.clone(), class, path })

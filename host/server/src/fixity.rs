@@ -16,7 +16,7 @@ struct DiskRuns {
     objects: u64,
     bytes: u64,
     /// The last completed run's problems, by kind.
-    last_problems: [u64; 4],
+    last_problems: [u64; ProblemKind::ALL.len()],
     /// When the last completed run ended, seconds since the Unix epoch.
     last_run_secs: f64,
 }
@@ -127,6 +127,8 @@ mod tests {
             ledger_sha256: None,
             ledger_index: None,
             error: None,
+            mirror: None,
+            repaired: false,
         }];
         runs.completed(&report);
         runs.failed("nas");

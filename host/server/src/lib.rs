@@ -177,8 +177,9 @@ fn spawn_maintenance(state: &AppState) {
             }
         }
     });
-    // The fallback syncer: a pass every few seconds while a disk of the set in force has a
-    // fallback (a pass over empty queues lists each fallback's queue, nothing more).
+    // The fallback syncer and the mirrors' repairer: a pass every few seconds while a disk of
+    // the set in force has a fallback or is a mirror (a pass over empty queues lists each
+    // fallback's queue and each mirror's marks, nothing more).
     let weak = state.downgrade();
     state.work.spawn(async move {
         let mut tick = tokio::time::interval(SYNC_EVERY);
@@ -188,6 +189,19 @@ fn spawn_maintenance(state: &AppState) {
             let Some(shared) = weak.upgrade() else { return };
             let storage = shared.storage();
             drop(shared);
+            if storage.has_mirrors() {
+                match storage.repair_mirrors().await {
+                    Ok(report) if !report.repaired.is_empty() || !report.failed.is_empty() => {
+                        tracing::info!(
+                            repaired = report.repaired.len(),
+                            failed = report.failed.len(),
+                            "worked through mirrors' repair marks"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "a mirror repair pass failed"),
+                }
+            }
             if storage.fallback_queues().is_empty() {
                 continue;
             }
@@ -235,7 +249,7 @@ fn spawn_fixity(state: &AppState) {
             drop(shared);
             tokio::time::sleep(plan.as_ref().map_or(FIXITY_UNSCHEDULED_POLL, |p| p.every)).await;
             let Some(plan) = plan else { continue };
-            let options = stowage_runtime::FsckOptions { max_bytes_per_sec: plan.max_bytes_per_sec };
+            let options = stowage_runtime::FsckOptions { max_bytes_per_sec: plan.max_bytes_per_sec, repair: false };
             for disk in &plan.disks {
                 let Some(shared) = weak.upgrade() else { return };
                 let storage = shared.storage();

@@ -40,7 +40,19 @@ pub fn run(config: Option<&Path>, command: Command) -> anyhow::Result<()> {
                     .as_ref()
                     .map(|d| format!(", dir {}", loaded.base_dir.join(d.get_ref()).display()))
                     .unwrap_or_default();
-                println!("disk {}: plugin {}{dir}", name.get_ref(), disk.plugin.get_ref());
+                match (&disk.plugin, &disk.mirror) {
+                    (Some(plugin), _) => println!("disk {}: plugin {}{dir}", name.get_ref(), plugin.get_ref()),
+                    (None, Some(members)) => {
+                        let quorum =
+                            disk.write_quorum.as_ref().map_or(members.get_ref().len() as u64, |q| *q.get_ref());
+                        println!(
+                            "disk {}: mirror of {} (write quorum {quorum})",
+                            name.get_ref(),
+                            members.get_ref().join(", ")
+                        )
+                    }
+                    (None, None) => {}
+                }
             }
             for class in StorageClass::ALL {
                 println!("class {class} -> disk {}", loaded.disk_for(class));

@@ -1,8 +1,10 @@
-//! `stowage fsck NAME:[prefix] [--json]`: reads every object of a disk (or a storage class's
-//! disk) under a prefix, recomputes its sha256 and compares it with the digests the driver
-//! and the ledger recorded (`stowage_runtime::fixity`). Prints each problem and a summary (or
-//! one JSON report), and exits 11 if any object is corrupted, missing, unrecorded or
-//! unreadable; the run is recorded in the ledger (`fixity_checked`) either way.
+//! `stowage fsck NAME:[prefix] [--json] [--repair]`: reads every object of a disk (or a storage
+//! class's disk) under a prefix, recomputes its sha256 and compares it with the digests the
+//! driver and the ledger recorded (`stowage_runtime::fixity`); on a mirrored disk, every
+//! mirror's copy. Prints each problem and a summary (or one JSON report), and exits 11 if any
+//! object is corrupted, missing, unrecorded or unreadable, or a mirror's copy is bad (and
+//! `--repair` did not restore it); the run is recorded in the ledger (`fixity_checked`)
+//! either way.
 
 use std::path::Path;
 
@@ -23,6 +25,10 @@ pub struct Args {
     /// Read at most this many MiB per second (to leave the disk to its users).
     #[arg(long, value_name = "MIB")]
     max_mib_per_sec: Option<u64>,
+    /// On a mirrored disk: restore every bad copy (damaged, missing or behind) from a good
+    /// one, recorded as `mirror_repaired`. Exits 0 if everything found was repaired.
+    #[arg(long)]
+    repair: bool,
 }
 
 /// The check ran and found problems (exit code 11).
@@ -39,7 +45,8 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<()> {
     let storage = open_storage(config).await?;
     let mut req = request();
     req.actor = Some(req.actor.unwrap_or_else(|| "stowage-fsck".into()));
-    let options = FsckOptions { max_bytes_per_sec: args.max_mib_per_sec.map(|m| m.saturating_mul(1 << 20)) };
+    let options =
+        FsckOptions { max_bytes_per_sec: args.max_mib_per_sec.map(|m| m.saturating_mul(1 << 20)), repair: args.repair };
     let report = at(storage.fsck(&addr, &req, &options).await, &args.addr)?;
     if args.json {
         println!("{}", to_json(&report));
@@ -103,6 +110,12 @@ fn detail(p: &Problem) -> String {
         }
         ProblemKind::Unrecorded => format!("sha256 {}: no ledger record of its write", sha(&p.actual_sha256)),
         ProblemKind::Unreadable => p.error.clone().unwrap_or_default(),
+        ProblemKind::BadCopy => format!(
+            "mirror `{}`: {}{}",
+            p.mirror.as_deref().unwrap_or("-"),
+            p.error.as_deref().unwrap_or_default(),
+            if p.repaired { " (repaired)" } else { "" }
+        ),
     }
 }
 
@@ -122,6 +135,8 @@ fn to_json(report: &FixityReport) -> serde_json::Value {
                 "ledger_sha256": p.ledger_sha256,
                 "ledger_index": p.ledger_index,
                 "error": p.error,
+                "mirror": p.mirror,
+                "repaired": p.repaired,
             })
         })
         .collect();
@@ -133,6 +148,7 @@ fn to_json(report: &FixityReport) -> serde_json::Value {
         "bytes": report.bytes,
         "records_read": report.records_read,
         "changed": report.changed,
+        "repaired": report.repaired(),
         "elapsed_ms": u64::try_from(report.elapsed.as_millis()).unwrap_or(u64::MAX),
         "counts": counts,
         "problems": problems,

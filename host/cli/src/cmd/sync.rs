@@ -1,5 +1,6 @@
-//! `stowage sync [--once]` and `stowage sync status [--json]`: the fallback queues. `serve`
-//! syncs by itself; this is for hosts that only run the command line (or a cron job).
+//! `stowage sync [--once]` and `stowage sync status [--json]`: the fallback queues, and the
+//! mirrors' repairs. `serve` does both by itself; this is for hosts that only run the command
+//! line (or a cron job).
 
 use std::path::Path;
 use std::time::Duration;
@@ -36,7 +37,7 @@ pub enum Command {
 
 /// Something still waits after `sync --once`.
 #[derive(Debug, thiserror::Error)]
-#[error("{0} queued entries still wait for their disks")]
+#[error("{0} queued entries or mirror repairs still wait for their disks")]
 pub struct StillWaiting(pub usize);
 
 /// Runs `sync`.
@@ -61,8 +62,19 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<()> {
         for (disk, path, why) in &report.failed {
             eprintln!("stowage: not synced: {disk}:{path}: {why}");
         }
+        let mut unrepaired = 0;
+        if storage.has_mirrors() {
+            let repairs = storage.repair_mirrors().await?;
+            for (disk, member, path, done) in &repairs.repaired {
+                println!("repaired\t{disk}:{path}\t{member}\t{done}");
+            }
+            for (disk, member, path, why) in &repairs.failed {
+                eprintln!("stowage: not repaired: {disk}:{path} on {member}: {why}");
+            }
+            unrepaired = repairs.failed.len();
+        }
         if args.once {
-            return match report.waiting {
+            return match report.waiting + unrepaired {
                 0 => Ok(()),
                 n => Err(StillWaiting(n).into()),
             };

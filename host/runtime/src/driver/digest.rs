@@ -25,14 +25,63 @@ pub struct Digest {
     pub sha256: String,
 }
 
+/// The hashes of a stream: of all of it, and (when asked) of each block of `block` bytes.
+#[derive(Clone)]
+struct Hashes {
+    whole: Sha256,
+    blocks: Option<Box<Blocks>>,
+}
+
+/// The sha256 of each `size`-byte block of a stream (the last may be shorter).
+#[derive(Clone)]
+struct Blocks {
+    size: u64,
+    current: Sha256,
+    in_current: u64,
+    done: Vec<[u8; 32]>,
+}
+
+impl Hashes {
+    fn update(&mut self, mut chunk: &[u8]) {
+        self.whole.update(chunk);
+        let Some(b) = &mut self.blocks else { return };
+        while !chunk.is_empty() {
+            let take = ((b.size - b.in_current) as usize).min(chunk.len());
+            b.current.update(&chunk[..take]);
+            b.in_current += take as u64;
+            chunk = &chunk[take..];
+            if b.in_current == b.size {
+                b.done.push(std::mem::take(&mut b.current).finalize().into());
+                b.in_current = 0;
+            }
+        }
+    }
+
+    fn finish(self) -> (String, Vec<[u8; 32]>) {
+        let blocks = match self.blocks {
+            Some(b) => {
+                let mut b = *b;
+                if b.in_current > 0 {
+                    b.done.push(b.current.finalize().into());
+                }
+                b.done
+            }
+            None => Vec::new(),
+        };
+        (hex::encode(self.whole.finalize()), blocks)
+    }
+}
+
 enum State {
-    Inline(Sha256),
+    Inline(Hashes),
     Threaded {
         tx: SyncSender<Bytes>,
-        thread: JoinHandle<Sha256>,
+        thread: JoinHandle<Hashes>,
     },
     /// The hashing thread died: no digest can be trusted.
     Broken,
+    /// Counting bytes only: somebody else measures the sha256 (a mirror, of all its copies).
+    Counting,
 }
 
 /// Measures a stream of chunks.
@@ -50,7 +99,19 @@ impl Default for Digester {
 impl Digester {
     /// A digester that has seen nothing.
     pub fn new() -> Self {
-        Digester { size: 0, state: State::Inline(Sha256::new()) }
+        Digester { size: 0, state: State::Inline(Hashes { whole: Sha256::new(), blocks: None }) }
+    }
+
+    /// A digester that also measures the sha256 of each `block`-byte block (see
+    /// [`Digester::finish_blocks`]).
+    pub fn with_blocks(block: u64) -> Self {
+        let blocks = Blocks { size: block.max(1), current: Sha256::new(), in_current: 0, done: Vec::new() };
+        Digester { size: 0, state: State::Inline(Hashes { whole: Sha256::new(), blocks: Some(Box::new(blocks)) }) }
+    }
+
+    /// A digester that counts bytes and measures no sha256 ([`Digester::finish`] is `None`).
+    pub fn counting() -> Self {
+        Digester { size: 0, state: State::Counting }
     }
 
     /// Bytes seen so far.
@@ -62,6 +123,9 @@ impl Digester {
     /// catch up (bounded queue): hashing is back-pressure like the write itself.
     pub fn update(&mut self, chunk: Bytes) {
         self.size += chunk.len() as u64;
+        if matches!(self.state, State::Counting) {
+            return;
+        }
         if self.size > PARALLEL_AFTER
             && let State::Inline(hasher) = &self.state
         {
@@ -74,26 +138,33 @@ impl Digester {
                     self.state = State::Broken;
                 }
             }
-            State::Broken => {}
+            State::Broken | State::Counting => {}
         }
     }
 
     /// The size and sha256 of everything seen; `None` if the hashing thread died.
     pub fn finish(&mut self) -> Option<Digest> {
-        let hasher = match std::mem::replace(&mut self.state, State::Broken) {
-            State::Inline(hasher) => hasher,
+        self.finish_blocks().map(|(digest, _)| digest)
+    }
+
+    /// Like [`Digester::finish`], with the sha256 of each block (empty unless made
+    /// [`Digester::with_blocks`]).
+    pub fn finish_blocks(&mut self) -> Option<(Digest, Vec<[u8; 32]>)> {
+        let hashes = match std::mem::replace(&mut self.state, State::Broken) {
+            State::Inline(hashes) => hashes,
             State::Threaded { tx, thread } => {
                 drop(tx);
                 thread.join().ok()?
             }
-            State::Broken => return None,
+            State::Broken | State::Counting => return None,
         };
-        Some(Digest { size: self.size, sha256: hex::encode(hasher.finalize()) })
+        let (sha256, blocks) = hashes.finish();
+        Some((Digest { size: self.size, sha256 }, blocks))
     }
 }
 
 /// Moves hashing to its own thread; stays inline if no thread can be had.
-fn spawn(hasher: Sha256) -> State {
+fn spawn(hasher: Hashes) -> State {
     let (tx, rx) = sync_channel::<Bytes>(QUEUE);
     let fallback = hasher.clone();
     let spawned = std::thread::Builder::new().name("stowage-sha256".into()).spawn(move || {
@@ -128,6 +199,22 @@ mod tests {
             let got = d.finish().unwrap();
             assert_eq!(got.size, data.len() as u64);
             assert_eq!(got.sha256, reference(&data), "chunk size {chunk}");
+        }
+    }
+
+    #[test]
+    fn block_digests_are_each_blocks_sha256_however_the_stream_is_cut() {
+        let block = 1 << 20;
+        let data: Vec<u8> = (0..(PARALLEL_AFTER as usize * 2 + 777)).map(|i| (i * 13 % 251) as u8).collect();
+        let want: Vec<[u8; 32]> = data.chunks(block).map(|b| Sha256::digest(b).into()).collect();
+        for chunk in [1000usize, block, block + 1, 3 << 20] {
+            let mut d = Digester::with_blocks(block as u64);
+            for piece in data.chunks(chunk) {
+                d.update(Bytes::copy_from_slice(piece));
+            }
+            let (digest, blocks) = d.finish_blocks().unwrap();
+            assert_eq!(digest.sha256, reference(&data), "chunk size {chunk}");
+            assert_eq!(blocks, want, "chunk size {chunk}");
         }
     }
 

@@ -6,6 +6,7 @@
 
 mod digest;
 mod lease;
+mod object;
 mod reader;
 mod unchecked;
 mod writer;
@@ -17,9 +18,11 @@ use stowage_path::{ObjectPath, Prefix};
 use wasmtime::component::Component;
 
 pub use digest::{Digest, Digester};
-pub use reader::{MAX_CHUNK, ObjectReader};
+pub use object::{ObjectReader, ObjectWriter};
+pub(crate) use reader::DriverReader;
+pub use reader::MAX_CHUNK;
 pub use unchecked::Unchecked;
-pub use writer::ObjectWriter;
+pub(crate) use writer::DriverWriter;
 
 use crate::bindings::driver::DriverPre;
 use crate::convert;
@@ -33,11 +36,20 @@ use crate::types::{ByteRange, Capabilities, ListPage, ObjectInfo, RequestContext
 /// The instances of one disk's driver.
 pub(crate) type DriverPool = Pool<DriverPre<PluginState>>;
 
-/// A storage disk served by a driver component.
+/// A storage disk: served by a driver component, or a mirror of such disks.
 #[derive(Clone)]
 pub struct Disk {
-    pool: Arc<DriverPool>,
+    kind: Kind,
     driver: Arc<str>,
+}
+
+/// What serves a disk.
+#[derive(Clone)]
+enum Kind {
+    /// One driver's instances.
+    Driver(Arc<DriverPool>),
+    /// Copies on other disks (`mirror = [...]`).
+    Mirror(Arc<crate::mirror::Mirror>),
 }
 
 impl Disk {
@@ -65,7 +77,32 @@ impl Disk {
         let linker = crate::imports::driver_linker(engine.engine()).map_err(link)?;
         let pre = DriverPre::new(linker.instantiate_pre(component).map_err(link)?).map_err(link)?;
         let pool = DriverPool::new(engine, name, pre, Grants::Driver(grants), limits);
-        Ok(Disk { pool: Arc::new(pool), driver: "unnamed".into() })
+        Ok(Disk { kind: Kind::Driver(Arc::new(pool)), driver: "unnamed".into() })
+    }
+
+    /// Disk `name`, mirrored on `members` (each served by a driver; in read order), a write
+    /// succeeding once `write_quorum` of them hold it.
+    pub fn mirror(name: &str, members: Vec<Disk>, write_quorum: usize) -> Result<Disk, StorageError> {
+        let mirror = crate::mirror::Mirror::new(name, members, write_quorum)?;
+        Ok(Disk { kind: Kind::Mirror(Arc::new(mirror)), driver: "mirror".into() })
+    }
+
+    /// The mirror this disk is, if it is one.
+    pub(crate) fn as_mirror(&self) -> Option<&Arc<crate::mirror::Mirror>> {
+        match &self.kind {
+            Kind::Mirror(m) => Some(m),
+            Kind::Driver(_) => None,
+        }
+    }
+
+    /// The disk's driver instances; refused for a mirror (whose members have them).
+    pub(crate) fn pool(&self) -> Result<&Arc<DriverPool>, StorageError> {
+        match &self.kind {
+            Kind::Driver(pool) => Ok(pool),
+            Kind::Mirror(m) => {
+                Err(StorageError::Unsupported(format!("disk `{}` is a mirror: it has no driver of its own", m.name())))
+            }
+        }
     }
 
     /// The same disk, recording which plugin serves it (what policies see as `driver`).
@@ -81,35 +118,51 @@ impl Disk {
 
     /// The disk's name.
     pub fn name(&self) -> &str {
-        self.pool.disk()
+        match &self.kind {
+            Kind::Driver(pool) => pool.disk(),
+            Kind::Mirror(m) => m.name(),
+        }
     }
 
     /// How many plugin instances were replaced after a fault since the disk was loaded.
     pub fn restarts(&self) -> u64 {
-        self.pool.restarts()
+        // A mirror's members count their own.
+        self.pool().map_or(0, |p| p.restarts())
     }
 
     /// Calls into the driver's instances running right now.
     pub fn calls_in_progress(&self) -> usize {
-        self.pool.calls_in_progress()
+        match &self.kind {
+            Kind::Driver(pool) => pool.calls_in_progress(),
+            Kind::Mirror(m) => m.members().iter().map(Disk::calls_in_progress).sum(),
+        }
     }
 
     /// Waits (at most `limit`) until clean-ups the disk runs in the background (the abort of a
     /// dropped writer, the release of a dropped reader) have finished; whether they have.
     pub async fn settled(&self, limit: std::time::Duration) -> bool {
-        self.pool.settled(limit).await
+        match &self.kind {
+            Kind::Driver(pool) => pool.settled(limit).await,
+            Kind::Mirror(m) => {
+                let all = m.members().iter().map(|d| Box::pin(d.settled(limit)));
+                futures::future::join_all(all).await.into_iter().all(|s| s)
+            }
+        }
     }
 
     /// GETs `url` through the disk's granted endpoint (what a holder of the driver's signed
     /// URL would get); `None` when the disk is granted no endpoint.
     pub async fn fetch(&self, url: &str, max_bytes: usize) -> Option<Result<(u16, Bytes), String>> {
-        let outbound = self.pool.grants().outbound()?.clone();
+        let outbound = self.pool().ok()?.grants().outbound()?.clone();
         Some(outbound.fetch(url, max_bytes).await)
     }
 
     /// What the driver declares it supports.
     pub async fn capabilities(&self) -> Result<Capabilities, StorageError> {
-        let mut lease = self.pool.lease().await?;
+        if let Kind::Mirror(m) = &self.kind {
+            return m.capabilities().await;
+        }
+        let mut lease = self.pool()?.lease().await?;
         let (store, guest) = lease.begin()?;
         let r = crate::pool::bounded(store.data().deadline, guest.call_get_capabilities(store)).await;
         lease.end_infallible(r).map(convert::capabilities_from_wit)
@@ -178,7 +231,11 @@ impl Disk {
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<TempPage, StorageError> {
-        let mut lease = self.pool.lease_for(ctx.authenticated_as.as_deref()).await?;
+        if self.as_mirror().is_some() {
+            // A mirror keeps no temp objects: its members do, and are swept as disks.
+            return Ok(TempPage { items: Vec::new(), next_cursor: None });
+        }
+        let mut lease = self.pool()?.lease_for(ctx.authenticated_as.as_deref()).await?;
         let (store, guest) = lease.begin()?;
         let r = crate::pool::bounded(
             store.data().deadline,
@@ -190,7 +247,11 @@ impl Disk {
 
     /// Removes one temporary object.
     pub async fn remove_temp(&self, ctx: &RequestContext, id: &str) -> Result<(), StorageError> {
-        let mut lease = self.pool.lease_for(ctx.authenticated_as.as_deref()).await?;
+        if self.as_mirror().is_some() {
+            // It lists none, so any id is one it never gave.
+            return Err(StorageError::NotFound(format!("temp object `{id}`")));
+        }
+        let mut lease = self.pool()?.lease_for(ctx.authenticated_as.as_deref()).await?;
         let (store, guest) = lease.begin()?;
         let r = crate::pool::bounded(
             store.data().deadline,

@@ -15,7 +15,7 @@ use crate::types::ObjectInfo;
 pub const MAX_CHUNK: usize = 1 << 20;
 
 /// An object being read.
-pub struct ObjectReader {
+pub struct DriverReader {
     lease: Option<Lease>,
     reader: ResourceAny,
     source: Option<Resource<DynInputStream>>,
@@ -24,7 +24,7 @@ pub struct ObjectReader {
     path: String,
 }
 
-impl ObjectReader {
+impl DriverReader {
     pub(crate) async fn new(
         mut lease: Lease,
         reader: ResourceAny,
@@ -35,7 +35,7 @@ impl ObjectReader {
         let (store, guest) = lease.begin()?;
         let source = crate::pool::bounded(store.data().deadline, guest.reader().call_source(&mut *store, reader)).await;
         let source = lease.end_infallible(source)?;
-        Ok(ObjectReader { lease: Some(lease), reader, source, info, remaining, path })
+        Ok(DriverReader { lease: Some(lease), reader, source, info, remaining, path })
     }
 
     /// The object's info (its whole size, not the range's).
@@ -125,7 +125,7 @@ impl ObjectReader {
     }
 }
 
-impl Drop for ObjectReader {
+impl Drop for DriverReader {
     fn drop(&mut self) {
         let Some(lease) = self.lease.take() else { return };
         let (source, reader) = (self.source.take(), self.reader);

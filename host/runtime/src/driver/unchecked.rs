@@ -6,9 +6,9 @@
 
 use bytes::Bytes;
 
-use super::Disk;
-use super::reader::{MAX_CHUNK, ObjectReader};
-use super::writer::{self, ObjectWriter};
+use super::reader::{DriverReader, MAX_CHUNK};
+use super::writer::{self, DriverWriter};
+use super::{Disk, Kind, ObjectReader, ObjectWriter};
 use crate::convert;
 use crate::error::StorageError;
 use crate::types::{ByteRange, ListPage, ObjectInfo, RequestContext, WriteOptions};
@@ -51,8 +51,21 @@ impl<'a> Unchecked<'a> {
         path: &str,
         options: &WriteOptions,
     ) -> Result<ObjectWriter, StorageError> {
+        match &self.disk.kind {
+            Kind::Driver(_) => Ok(ObjectWriter::driver(self.driver_writer(ctx, path, options).await?)),
+            Kind::Mirror(m) => Ok(ObjectWriter::mirror(Box::pin(m.writer(ctx, path, options)).await?)),
+        }
+    }
+
+    /// Starts writing `path` on a disk served by a driver.
+    pub(crate) async fn driver_writer(
+        &self,
+        ctx: &RequestContext,
+        path: &str,
+        options: &WriteOptions,
+    ) -> Result<DriverWriter, StorageError> {
         let owner = crate::owner::owners().begin();
-        let mut lease = self.disk.pool.lease_for(ctx.authenticated_as.as_deref()).await?;
+        let mut lease = self.disk.pool()?.lease_for(ctx.authenticated_as.as_deref()).await?;
         let (store, guest) = lease.begin()?;
         let r = crate::pool::bounded(
             store.data().deadline,
@@ -65,7 +78,7 @@ impl<'a> Unchecked<'a> {
         )
         .await;
         let writer = lease.end(r)?;
-        ObjectWriter::new(lease, writer, owner).await
+        DriverWriter::new(lease, writer, owner).await
     }
 
     /// Starts reading `path` (all of it, or `range`).
@@ -75,7 +88,20 @@ impl<'a> Unchecked<'a> {
         path: &str,
         range: Option<ByteRange>,
     ) -> Result<ObjectReader, StorageError> {
-        let mut lease = self.disk.pool.lease_for(ctx.authenticated_as.as_deref()).await?;
+        match &self.disk.kind {
+            Kind::Driver(_) => Ok(ObjectReader::driver(self.driver_reader(ctx, path, range).await?)),
+            Kind::Mirror(m) => Ok(ObjectReader::mirror(Box::pin(m.reader(ctx, path, range)).await?)),
+        }
+    }
+
+    /// Starts reading `path` (all of it, or `range`) on a disk served by a driver.
+    pub(crate) async fn driver_reader(
+        &self,
+        ctx: &RequestContext,
+        path: &str,
+        range: Option<ByteRange>,
+    ) -> Result<DriverReader, StorageError> {
+        let mut lease = self.disk.pool()?.lease_for(ctx.authenticated_as.as_deref()).await?;
         let (store, guest) = lease.begin()?;
         let r = crate::pool::bounded(
             store.data().deadline,
@@ -98,12 +124,16 @@ impl<'a> Unchecked<'a> {
                 }
             },
         };
-        ObjectReader::new(lease, reader, info, remaining, path.to_string()).await
+        DriverReader::new(lease, reader, info, remaining, path.to_string()).await
     }
 
     /// Everything known about `path`.
     pub async fn stat(&self, ctx: &RequestContext, path: &str) -> Result<ObjectInfo, StorageError> {
-        let mut lease = self.disk.pool.lease_for(ctx.authenticated_as.as_deref()).await?;
+        let pool = match &self.disk.kind {
+            Kind::Driver(pool) => pool,
+            Kind::Mirror(m) => return Box::pin(m.stat(ctx, path)).await,
+        };
+        let mut lease = pool.lease_for(ctx.authenticated_as.as_deref()).await?;
         let (store, guest) = lease.begin()?;
         let r =
             crate::pool::bounded(store.data().deadline, guest.call_stat(store, &convert::context_to_wit(ctx), path))
@@ -113,7 +143,11 @@ impl<'a> Unchecked<'a> {
 
     /// Whether an object exists at `path`.
     pub async fn exists(&self, ctx: &RequestContext, path: &str) -> Result<bool, StorageError> {
-        let mut lease = self.disk.pool.lease_for(ctx.authenticated_as.as_deref()).await?;
+        let pool = match &self.disk.kind {
+            Kind::Driver(pool) => pool,
+            Kind::Mirror(m) => return Box::pin(m.exists(ctx, path)).await,
+        };
+        let mut lease = pool.lease_for(ctx.authenticated_as.as_deref()).await?;
         let (store, guest) = lease.begin()?;
         let r =
             crate::pool::bounded(store.data().deadline, guest.call_exists(store, &convert::context_to_wit(ctx), path))
@@ -129,7 +163,11 @@ impl<'a> Unchecked<'a> {
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<ListPage, StorageError> {
-        let mut lease = self.disk.pool.lease_for(ctx.authenticated_as.as_deref()).await?;
+        let pool = match &self.disk.kind {
+            Kind::Driver(pool) => pool,
+            Kind::Mirror(m) => return Box::pin(m.list(ctx, prefix, cursor, limit)).await,
+        };
+        let mut lease = pool.lease_for(ctx.authenticated_as.as_deref()).await?;
         let (store, guest) = lease.begin()?;
         let r = crate::pool::bounded(
             store.data().deadline,
@@ -141,7 +179,11 @@ impl<'a> Unchecked<'a> {
 
     /// Removes `path`.
     pub async fn delete(&self, ctx: &RequestContext, path: &str) -> Result<(), StorageError> {
-        let mut lease = self.disk.pool.lease_for(ctx.authenticated_as.as_deref()).await?;
+        let pool = match &self.disk.kind {
+            Kind::Driver(pool) => pool,
+            Kind::Mirror(m) => return Box::pin(m.delete(ctx, path)).await,
+        };
+        let mut lease = pool.lease_for(ctx.authenticated_as.as_deref()).await?;
         let (store, guest) = lease.begin()?;
         let r =
             crate::pool::bounded(store.data().deadline, guest.call_delete(store, &convert::context_to_wit(ctx), path))
@@ -151,7 +193,11 @@ impl<'a> Unchecked<'a> {
 
     /// A URL serving `path` for `expires_in_secs`, if the driver can make one.
     pub async fn url(&self, ctx: &RequestContext, path: &str, expires_in_secs: u64) -> Result<String, StorageError> {
-        let mut lease = self.disk.pool.lease_for(ctx.authenticated_as.as_deref()).await?;
+        let pool = match &self.disk.kind {
+            Kind::Driver(pool) => pool,
+            Kind::Mirror(m) => return m.url(ctx, path, expires_in_secs).await,
+        };
+        let mut lease = pool.lease_for(ctx.authenticated_as.as_deref()).await?;
         let (store, guest) = lease.begin()?;
         let r = crate::pool::bounded(
             store.data().deadline,

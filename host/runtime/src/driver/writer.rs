@@ -23,7 +23,7 @@ const FINISH_BYTES_PER_SEC: u64 = 32 << 20;
 /// An object being written. Nothing is visible at its path until [`ObjectWriter::finish`]
 /// succeeds; [`ObjectWriter::abort`], or dropping it unfinished, discards it. After a failed
 /// `write` the writer only accepts `abort`.
-pub struct ObjectWriter {
+pub struct DriverWriter {
     /// Names the write's temp objects; live until the write is committed or aborted.
     owner: Option<crate::owner::OwnerTag>,
     lease: Option<Lease>,
@@ -35,7 +35,7 @@ pub struct ObjectWriter {
     sealed: Option<Digest>,
 }
 
-impl ObjectWriter {
+impl DriverWriter {
     pub(crate) async fn new(
         mut lease: Lease,
         writer: ResourceAny,
@@ -44,7 +44,7 @@ impl ObjectWriter {
         let (store, guest) = lease.begin()?;
         let sink = crate::pool::bounded(store.data().deadline, guest.writer().call_sink(&mut *store, writer)).await;
         let sink = lease.end_infallible(sink)?;
-        Ok(ObjectWriter {
+        Ok(DriverWriter {
             owner: Some(owner),
             lease: Some(lease),
             writer,
@@ -102,12 +102,6 @@ impl ObjectWriter {
         }
     }
 
-    /// Commits the object atomically and returns its info, with the size and sha256 the host
-    /// measured.
-    pub async fn finish(self) -> Result<ObjectInfo, StorageError> {
-        self.finish_verified(None).await
-    }
-
     /// Like [`ObjectWriter::finish`], but when `expected_sha256` is given and the bytes'
     /// sha256 differs, aborts instead: nothing is stored.
     pub async fn finish_verified(mut self, expected_sha256: Option<&str>) -> Result<ObjectInfo, StorageError> {
@@ -119,6 +113,29 @@ impl ObjectWriter {
     /// (what a write-ahead record names before the commit). When `expected_sha256` is given
     /// and differs, aborts instead and nothing is stored. After it, only `commit` and `abort`.
     pub async fn seal(&mut self, expected_sha256: Option<&str>) -> Result<Digest, StorageError> {
+        self.seal_with(expected_sha256, None).await
+    }
+
+    /// Stops measuring: the caller measures the bytes and seals with [`DriverWriter::seal_as`]
+    /// (a mirror hashes once for all its copies). Before the first write only.
+    pub(crate) fn unhashed(mut self) -> Self {
+        if self.digester.size() == 0 {
+            self.digester = Digester::counting();
+        }
+        self
+    }
+
+    /// Seals with the digest the caller measured of the same bytes (see
+    /// [`DriverWriter::unhashed`]); refused if the sizes differ.
+    pub(crate) async fn seal_as(&mut self, digest: Digest) -> Result<Digest, StorageError> {
+        self.seal_with(None, Some(digest)).await
+    }
+
+    async fn seal_with(
+        &mut self,
+        expected_sha256: Option<&str>,
+        given: Option<Digest>,
+    ) -> Result<Digest, StorageError> {
         if let Some(digest) = &self.sealed {
             return Ok(digest.clone());
         }
@@ -127,7 +144,19 @@ impl ObjectWriter {
             abort(lease, self.sink.take(), self.writer).await;
             return Err(StorageError::Io("an earlier write failed; nothing was stored".into()));
         }
-        let Some(digest) = self.digester.finish() else {
+        let measured = match given {
+            Some(d) if d.size == self.digester.size() => Some(d),
+            Some(d) => {
+                abort(lease, self.sink.take(), self.writer).await;
+                return Err(StorageError::Io(format!(
+                    "the copy took {} bytes but {} were measured; nothing was stored",
+                    self.digester.size(),
+                    d.size
+                )));
+            }
+            None => self.digester.finish(),
+        };
+        let Some(digest) = measured else {
             abort(lease, self.sink.take(), self.writer).await;
             return Err(StorageError::Io("the host could not compute the sha256; nothing was stored".into()));
         };
@@ -196,7 +225,7 @@ impl ObjectWriter {
     }
 }
 
-impl Drop for ObjectWriter {
+impl Drop for DriverWriter {
     fn drop(&mut self) {
         let Some(lease) = self.lease.take() else { return };
         let (sink, writer, owner) = (self.sink.take(), self.writer, self.owner.take());

@@ -116,6 +116,12 @@ impl Storage {
     ) -> Result<FixityReport, StorageError> {
         let started = Instant::now();
         let target = self.resolve_prefix(addr)?;
+        if options.repair && target.disk.as_mirror().is_none() {
+            return Err(StorageError::Unsupported(format!(
+                "fsck --repair restores bad copies from a mirror, and disk `{}` is not mirrored",
+                target.disk.name()
+            )));
+        }
         self.ledger().health().map_err(audit_error)?;
         let mut check = Check {
             disk: &target.disk,
@@ -155,6 +161,16 @@ impl Storage {
         check.report.changed += deleted.len() as u64;
         check.report.problems.extend(missing);
         let mut report = check.report;
+        if options.repair {
+            // Every bad copy found was marked; the repairer restores them (and any other
+            // marked copy of the disk), each recorded as `mirror_repaired`.
+            let repairs = self.repair_mirrors().await?;
+            for p in report.problems.iter_mut().filter(|p| p.kind == ProblemKind::BadCopy) {
+                p.repaired = repairs.repaired.iter().any(|(disk, member, path, _)| {
+                    *disk == report.disk && Some(member) == p.mirror.as_ref() && *path == p.path
+                });
+            }
+        }
         report.elapsed = started.elapsed();
         let index = self.ledger().append(&report.record(req)).await.map_err(|e| {
             tracing::error!(disk = %report.disk, problems = report.problems.len(), "a fixity check's summary could not be recorded");
@@ -222,8 +238,28 @@ impl Check<'_> {
         }
     }
 
-    /// Reads the object at `path` to its end, hashing on the host.
+    /// Reads the object at `path` to its end, hashing on the host. On a mirrored disk, reads
+    /// every mirror's copy, and reports (and marks for repair) each bad one.
     async fn read(&mut self, path: &str) -> Result<Read, StorageError> {
+        if let Some(mirror) = self.disk.as_mirror() {
+            let copies = mirror.check_copies(&self.ctx, path).await?;
+            self.throttle.take(copies.bytes_read).await;
+            for (member, why) in copies.bad {
+                let known = self.report.problems.iter().any(|p| {
+                    p.kind == ProblemKind::BadCopy && p.path == path && p.mirror.as_deref() == Some(member.as_str())
+                });
+                if !known {
+                    self.report.problems.push(Problem {
+                        mirror: Some(member),
+                        error: Some(why),
+                        ..Problem::new(ProblemKind::BadCopy, path)
+                    });
+                }
+            }
+            self.report.objects += 1;
+            self.report.bytes += copies.size;
+            return Ok(Read { info: copies.info, sha256: copies.sha256, size: copies.size });
+        }
         let object = ObjectPath::parse(path)?;
         let mut reader = self.disk.reader(&self.ctx, &object, None).await?;
         let info = reader.info().clone();

@@ -14,6 +14,8 @@ pub const MAX_NAMED: usize = 1000;
 pub struct FsckOptions {
     /// Read at most this many bytes per second (none: as fast as the disk gives them).
     pub max_bytes_per_sec: Option<u64>,
+    /// Restore every bad copy of a mirrored disk from a good one (`--repair`).
+    pub repair: bool,
 }
 
 /// What is wrong with one object.
@@ -27,12 +29,20 @@ pub enum ProblemKind {
     Unrecorded,
     /// It could not be read to the end, so nothing can be said of its bytes.
     Unreadable,
+    /// One mirror's copy of it (of a mirrored disk) is damaged, missing or behind; the
+    /// object itself reads whole from another.
+    BadCopy,
 }
 
 impl ProblemKind {
     /// Every kind, in report order.
-    pub const ALL: [ProblemKind; 4] =
-        [ProblemKind::Corrupted, ProblemKind::Missing, ProblemKind::Unrecorded, ProblemKind::Unreadable];
+    pub const ALL: [ProblemKind; 5] = [
+        ProblemKind::Corrupted,
+        ProblemKind::Missing,
+        ProblemKind::Unrecorded,
+        ProblemKind::Unreadable,
+        ProblemKind::BadCopy,
+    ];
 
     /// The kind's stable name (JSON, metrics, the ledger).
     pub fn as_str(self) -> &'static str {
@@ -41,6 +51,7 @@ impl ProblemKind {
             ProblemKind::Missing => "missing",
             ProblemKind::Unrecorded => "unrecorded",
             ProblemKind::Unreadable => "unreadable",
+            ProblemKind::BadCopy => "bad_copy",
         }
     }
 }
@@ -62,8 +73,12 @@ pub struct Problem {
     pub ledger_sha256: Option<String>,
     /// The index of that ledger record.
     pub ledger_index: Option<u64>,
-    /// Why it could not be read (unreadable).
+    /// Why it could not be read (unreadable), or what is wrong with the copy (bad copy).
     pub error: Option<String>,
+    /// The mirror whose copy is bad (bad copy).
+    pub mirror: Option<String>,
+    /// Whether `--repair` restored it.
+    pub repaired: bool,
 }
 
 impl Problem {
@@ -77,6 +92,8 @@ impl Problem {
             ledger_sha256: None,
             ledger_index: None,
             error: None,
+            mirror: None,
+            repaired: false,
         }
     }
 }
@@ -111,9 +128,14 @@ impl FixityReport {
         self.problems.iter().filter(|p| p.kind == kind).count() as u64
     }
 
-    /// Whether nothing was found wrong.
+    /// Whether nothing was found wrong (or everything found was repaired).
     pub fn is_clean(&self) -> bool {
-        self.problems.is_empty()
+        self.problems.iter().all(|p| p.repaired)
+    }
+
+    /// Problems `--repair` restored.
+    pub fn repaired(&self) -> u64 {
+        self.problems.iter().filter(|p| p.repaired).count() as u64
     }
 
     /// The ledger record that summarises the run: counts in `metadata` (`objects`, `bytes`,
@@ -127,6 +149,7 @@ impl FixityReport {
             ("changed".to_string(), self.changed.to_string()),
         ];
         metadata.extend(ProblemKind::ALL.iter().map(|k| (k.as_str().to_string(), self.count(*k).to_string())));
+        metadata.push(("repaired".to_string(), self.repaired().to_string()));
         metadata.push(("elapsed_ms".to_string(), self.elapsed.as_millis().to_string()));
         metadata.extend(
             self.problems.iter().take(MAX_NAMED).map(|p| (format!("{}_path", p.kind.as_str()), p.path.clone())),

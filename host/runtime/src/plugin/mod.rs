@@ -215,7 +215,10 @@ pub fn check_plugins(config: &crate::config::LoadedConfig, report: &mut crate::c
         return;
     }
     let model = &config.config;
-    let disks = model.disks.iter().map(|(n, d)| (format!("disks.{}", n.get_ref()), &d.plugin, &d.pin, World::Driver));
+    let disks = model
+        .disks
+        .iter()
+        .filter_map(|(n, d)| Some((format!("disks.{}", n.get_ref()), d.plugin.as_ref()?, &d.pin, World::Driver)));
     let policies =
         model.policies.iter().enumerate().map(|(i, p)| (format!("policies[{i}]"), &p.plugin, &p.pin, World::Policy));
     for (owner, plugin, pin, world) in disks.chain(policies) {

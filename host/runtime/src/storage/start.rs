@@ -198,6 +198,17 @@ impl Storage {
                 .with_driver_name(&plan.plugin.plugin.name());
             disks.insert(name, disk);
         }
+        for plan in &config.plan().mirrors {
+            let members = plan.members.iter().filter_map(|m| disks.get(m).cloned()).collect();
+            let disk = Disk::mirror(&plan.name, members, plan.write_quorum).map_err(|e| StartError::Plugin {
+                disk: plan.name.clone(),
+                plugin: "mirror".into(),
+                reason: e.to_string(),
+            })?;
+            let members: Vec<[u8; 32]> = plan.members.iter().filter_map(|m| identity.get(m).copied()).collect();
+            identity.insert(plan.name.clone(), mirror_identity(&members, plan.write_quorum));
+            disks.insert(plan.name.clone(), disk);
+        }
         let mut fallbacks = BTreeMap::new();
         let locks = crate::fallback::QueueLocks::beside(&config.ledger_path());
         for plan in config.plan().disks.iter() {
@@ -327,6 +338,15 @@ fn disk_identity(plan: &DiskPlan) -> [u8; 32] {
         p.plugin, g.dir, p.values.0, outbound, plan.max_object, plan.quota
     );
     sha2::Sha256::digest(text.as_bytes()).into()
+}
+
+/// What makes a mirror the same across a reload: its members (each the same disk) and quorum.
+fn mirror_identity(members: &[[u8; 32]], quorum: usize) -> [u8; 32] {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    members.iter().for_each(|m| h.update(m));
+    h.update(quorum.to_le_bytes());
+    h.finalize().into()
 }
 
 /// Verifies and compiles every plan's plugin as `world`, stopping at the first refusal.

@@ -1,0 +1,211 @@
+//! The repairer: works through the marks of every mirrored disk (in `serve` beside the
+//! fallback syncer, and in `stowage sync`). For each member marked as needing `path`, it asks
+//! every member what is true (the newest version, or deleted), then makes the member hold
+//! exactly that: a copy streamed from a good member, checked block by block on the way out and
+//! by its sha256 before it is committed, with its block digests; or the object removed. Each
+//! repair is recorded (`mirror_repaired`) before its marks go, so a crash between the two
+//! repeats the repair rather than leaving one nobody recorded.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt as _;
+
+use super::blocks::{BLOCK, Manifest};
+use super::reader::MirrorReader;
+use super::{MARKS, Mirror, Survey, VERSION, blocks_path};
+use crate::driver::{Digester, MAX_CHUNK};
+use crate::error::StorageError;
+use crate::storage::Storage;
+use crate::types::{RequestContext, WriteOptions};
+
+/// Repairs one mirror works on at a time.
+const CONCURRENCY: usize = 4;
+
+/// What one repair pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RepairReport {
+    /// (mirrored disk, member, path, what was done: `copied`, `removed` or `checked`).
+    pub repaired: Vec<(String, String, String, &'static str)>,
+    /// (mirrored disk, member, path, why) of each repair that could not be made now; its
+    /// marks stay.
+    pub failed: Vec<(String, String, String, String)>,
+}
+
+impl Storage {
+    /// One pass over every mirror's marks. Refused while the ledger cannot record.
+    pub async fn repair_mirrors(&self) -> Result<RepairReport, StorageError> {
+        self.ledger().health().map_err(StorageError::AuditUnavailable)?;
+        let mut report = RepairReport::default();
+        for (_, disk) in self.disks() {
+            let Some(mirror) = disk.as_mirror() else { continue };
+            let ctx = self.own_context(disk, "stowage-repair");
+            let marks = mirror.marks(&ctx).await;
+            let mut repairs = futures::stream::iter(marks)
+                .map(|(member, path)| {
+                    let ctx = &ctx;
+                    async move { (member, path.clone(), self.repair_one(mirror, ctx, member, &path).await) }
+                })
+                .buffer_unordered(CONCURRENCY);
+            while let Some((member, path, done)) = repairs.next().await {
+                let m = mirror.members()[member].name().to_string();
+                match done {
+                    Ok(what) => report.repaired.push((mirror.name().to_string(), m, path, what)),
+                    Err(e @ StorageError::AuditUnavailable(_)) => return Err(e),
+                    Err(e) => report.failed.push((mirror.name().to_string(), m, path, e.to_string())),
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Makes member `m` hold what is true of `path`, records it, and removes its marks.
+    async fn repair_one(
+        &self,
+        mirror: &Arc<Mirror>,
+        ctx: &RequestContext,
+        m: usize,
+        path: &str,
+    ) -> Result<&'static str, StorageError> {
+        let member = &mirror.members()[m];
+        let mctx = mirror.member_ctx(ctx, m);
+        let survey = match mirror.survey(ctx, path).await {
+            Ok(s) => s,
+            Err(StorageError::NotFound(_)) => {
+                Survey { newest: None, version: String::new(), holders: Vec::new(), behind: Vec::new() }
+            }
+            Err(e) => return Err(e),
+        };
+        let done = match &survey.newest {
+            None => {
+                match member.unchecked().delete(&mctx, path).await {
+                    Ok(()) | Err(StorageError::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+                if let Ok(blocks) = blocks_path(path) {
+                    let _ = member.unchecked().delete(&mctx, &blocks).await;
+                }
+                "removed"
+            }
+            Some(_) if survey.holders.contains(&m) && mirror.copy_is_good(ctx, m, path, &survey).await => "checked",
+            Some(info) => {
+                let from: Vec<usize> = survey.holders.iter().copied().filter(|h| *h != m).collect();
+                if from.is_empty() {
+                    return Err(StorageError::Io(format!(
+                        "no other mirror holds version {} of `{path}` to repair `{}` from",
+                        survey.version,
+                        member.name()
+                    )));
+                }
+                let mut source = MirrorReader::from_survey(mirror.clone(), ctx, path, &survey, &from, None).await?;
+                let mut metadata = info.metadata.clone();
+                metadata.push((VERSION.to_string(), survey.version.clone()));
+                metadata.sort();
+                let options = WriteOptions { content_type: info.content_type.clone(), metadata, create_only: false };
+                let mut writer = member.unchecked().driver_writer(&mctx, path, &options).await?;
+                // The block digests are measured again on the way: the bytes are the ones
+                // recorded (the member's commit checks their sha256), so are these.
+                let mut blocks = Digester::with_blocks(BLOCK);
+                while let Some(chunk) = source.next_chunk(MAX_CHUNK).await? {
+                    blocks.update(chunk.clone());
+                    writer.write(chunk).await?;
+                }
+                writer.finish_verified(info.sha256.as_deref()).await?;
+                if Manifest::kept_for(info.size) {
+                    let Some((digest, blocks)) = blocks.finish_blocks() else {
+                        return Err(StorageError::Io("the host could not measure the block digests".into()));
+                    };
+                    let manifest =
+                        Manifest { version: survey.version.clone(), size: digest.size, sha256: digest.sha256, blocks };
+                    let at = blocks_path(path)?;
+                    member
+                        .unchecked()
+                        .put_bytes(&mctx, &at, Bytes::from(manifest.encode()), &WriteOptions::default())
+                        .await?;
+                }
+                "copied"
+            }
+        };
+        let record = crate::ledger::Record {
+            action: "mirror_repaired".into(),
+            path: path.to_string(),
+            disk: mirror.name().to_string(),
+            actor: ctx.actor.clone(),
+            size: survey.newest.as_ref().map(|i| i.size),
+            sha256: survey.newest.as_ref().and_then(|i| i.sha256.clone()),
+            metadata: vec![
+                ("mirror".into(), member.name().to_string()),
+                ("done".into(), done.to_string()),
+                ("version".into(), survey.version.clone()),
+            ],
+            request_id: ctx.request_id.clone(),
+            key: ctx.authenticated_as.clone(),
+            ..crate::ledger::Record::default()
+        };
+        self.ledger().append(&record).await.map_err(|e| StorageError::AuditUnavailable(e.to_string()))?;
+        tracing::info!(mirror = %mirror.name(), member = %member.name(), done, "a mirror's copy was repaired");
+        mirror.unmark(ctx, m, path).await;
+        Ok(done)
+    }
+}
+
+impl Mirror {
+    /// Every (member, path) some member holds a mark for.
+    pub(super) async fn marks(&self, ctx: &RequestContext) -> BTreeSet<(usize, String)> {
+        let mut out = BTreeSet::new();
+        let prefix = format!("{MARKS}/");
+        for j in 0..self.members.len() {
+            let mctx = self.member_ctx(ctx, j);
+            let mut cursor: Option<String> = None;
+            loop {
+                let page = match self.members[j].unchecked().list(&mctx, &prefix, cursor.as_deref(), 1000).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::warn!(mirror = %self.name, member = %self.members[j].name(), error = %e, "cannot list a mirror's marks");
+                        break;
+                    }
+                };
+                for item in page.items {
+                    let Some(rest) = item.path.strip_prefix(&prefix) else { continue };
+                    let Some((member, path)) = rest.split_once('/') else { continue };
+                    if let Some(i) = self.members.iter().position(|d| d.name() == member) {
+                        out.insert((i, path.to_string()));
+                    }
+                }
+                match page.next_cursor {
+                    Some(c) => cursor = Some(c),
+                    None => break,
+                }
+            }
+        }
+        out
+    }
+
+    /// Removes every mark that member `m` needs `path` (on every member that answers).
+    async fn unmark(&self, ctx: &RequestContext, m: usize, path: &str) {
+        let Ok(mark) = self.mark_path(m, path) else { return };
+        for j in 0..self.members.len() {
+            let mctx = self.member_ctx(ctx, j);
+            let _ = self.members[j].unchecked().delete(&mctx, &mark).await;
+        }
+    }
+
+    /// Whether member `m`'s copy of the newest version reads back whole and matches its
+    /// digests (and, for a large object, has its block digests beside it).
+    async fn copy_is_good(self: &Arc<Self>, ctx: &RequestContext, m: usize, path: &str, survey: &Survey) -> bool {
+        let Ok(mut r) = MirrorReader::from_survey(self.clone(), ctx, path, survey, &[m], None).await else {
+            return false;
+        };
+        if !r.checks_blocks() {
+            return false;
+        }
+        loop {
+            match r.next_chunk(MAX_CHUNK).await {
+                Ok(Some(_)) => {}
+                Ok(None) => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+}
