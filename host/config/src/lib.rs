@@ -19,6 +19,7 @@ mod deployment;
 mod endpoint;
 mod fixity;
 pub mod keys;
+mod mirrors;
 mod model;
 mod plan;
 mod source;

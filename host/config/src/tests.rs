@@ -197,6 +197,13 @@ fn a_mirror_names_two_or_more_disks_with_plugins_and_a_quorum_it_can_reach() {
         let e = parse(&text(role, archive)).unwrap_err().to_string();
         assert!(e.contains(want), "{role} / {archive}: {e}");
     }
+    // A disk holds the copies of one mirror, and is nobody's fallback.
+    let two = text("testing", "mirror = [\"a\", \"b\"]\n[disks.other]\nmirror = [\"b\", \"a\"]");
+    let e = parse(&two).unwrap_err().to_string();
+    assert!(e.contains("disk `b` is in another mirror too"), "{e}");
+    let fallback = text("testing", "mirror = [\"a\", \"b\"]\n[disks.c]\nplugin = \"local-fs\"\nfallback = \"a\"");
+    let e = parse(&fallback).unwrap_err().to_string();
+    assert!(e.contains("disk `a` is another disk's fallback"), "{e}");
 }
 
 #[test]

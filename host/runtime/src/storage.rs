@@ -140,7 +140,7 @@ impl Storage {
 
     /// Whether some disk is a mirror (and so has a repairer to run).
     pub fn has_mirrors(&self) -> bool {
-        self.disks.values().any(|d| d.as_mirror().is_some())
+        self.disks.values().any(|d| crate::mirror::of(d).is_some())
     }
 
     /// Disk `name`'s limits, if it has any.
@@ -213,7 +213,7 @@ impl Storage {
             )));
         }
         // A mirror's own objects (its marks and block digests) are not the client's to touch.
-        if disk.as_mirror().is_some() && crate::mirror::reserved(&path) {
+        if crate::mirror::of(disk).is_some() && crate::mirror::reserved(&path) {
             return Err(StorageError::Denied(format!(
                 "`{path}` is where the mirrored disk `{}` keeps its own records; choose another path",
                 disk.name()

@@ -48,13 +48,12 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<()> {
     }
     loop {
         let report = storage.sync_fallbacks().await?;
+        let mut waiting = report.waiting;
         if report.busy {
             eprintln!(
-                "stowage: another process of this host (serve, or another sync) is syncing; this pass did nothing"
+                "stowage: another process of this host (serve, or another sync) is syncing the fallback queues; this pass left them"
             );
-            if args.once {
-                return Err(StillWaiting(storage.fallback_status().await?.len()).into());
-            }
+            waiting = storage.fallback_status().await?.len();
         }
         for (disk, path) in &report.synced {
             println!("synced\t{disk}:{path}");
@@ -74,7 +73,7 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<()> {
             unrepaired = repairs.failed.len();
         }
         if args.once {
-            return match report.waiting + unrepaired {
+            return match waiting + unrepaired {
                 0 => Ok(()),
                 n => Err(StillWaiting(n).into()),
             };

@@ -4,6 +4,7 @@
 //! where a path becomes the contract's `string`. `Disk::unchecked` hands those calls out, to
 //! test that a driver refuses a bad path itself.
 
+mod composite;
 mod digest;
 mod lease;
 mod object;
@@ -17,6 +18,7 @@ use bytes::Bytes;
 use stowage_path::{ObjectPath, Prefix};
 use wasmtime::component::Component;
 
+pub use composite::{BoxFuture, Composite, CompositeReader, CompositeWriter};
 pub use digest::{Digest, Digester};
 pub use object::{ObjectReader, ObjectWriter};
 pub(crate) use reader::DriverReader;
@@ -36,7 +38,7 @@ use crate::types::{ByteRange, Capabilities, ListPage, ObjectInfo, RequestContext
 /// The instances of one disk's driver.
 pub(crate) type DriverPool = Pool<DriverPre<PluginState>>;
 
-/// A storage disk: served by a driver component, or a mirror of such disks.
+/// A storage disk: served by a driver component, or made of other disks (a mirror).
 #[derive(Clone)]
 pub struct Disk {
     kind: Kind,
@@ -48,8 +50,8 @@ pub struct Disk {
 enum Kind {
     /// One driver's instances.
     Driver(Arc<DriverPool>),
-    /// Copies on other disks (`mirror = [...]`).
-    Mirror(Arc<crate::mirror::Mirror>),
+    /// Other disks (a mirror: `crate::mirror`).
+    Composite(Arc<dyn Composite>),
 }
 
 impl Disk {
@@ -80,28 +82,27 @@ impl Disk {
         Ok(Disk { kind: Kind::Driver(Arc::new(pool)), driver: "unnamed".into() })
     }
 
-    /// Disk `name`, mirrored on `members` (each served by a driver; in read order), a write
-    /// succeeding once `write_quorum` of them hold it.
-    pub fn mirror(name: &str, members: Vec<Disk>, write_quorum: usize) -> Result<Disk, StorageError> {
-        let mirror = crate::mirror::Mirror::new(name, members, write_quorum)?;
-        Ok(Disk { kind: Kind::Mirror(Arc::new(mirror)), driver: "mirror".into() })
+    /// A disk made of other disks, `driver` naming what kind (`mirror`).
+    pub fn composite(composite: Arc<dyn Composite>, driver: &str) -> Disk {
+        Disk { kind: Kind::Composite(composite), driver: driver.into() }
     }
 
-    /// The mirror this disk is, if it is one.
-    pub(crate) fn as_mirror(&self) -> Option<&Arc<crate::mirror::Mirror>> {
+    /// What this disk is made of, if it is made of other disks.
+    pub fn as_composite(&self) -> Option<&Arc<dyn Composite>> {
         match &self.kind {
-            Kind::Mirror(m) => Some(m),
+            Kind::Composite(c) => Some(c),
             Kind::Driver(_) => None,
         }
     }
 
-    /// The disk's driver instances; refused for a mirror (whose members have them).
+    /// The disk's driver instances; refused for a composite (whose members have them).
     pub(crate) fn pool(&self) -> Result<&Arc<DriverPool>, StorageError> {
         match &self.kind {
             Kind::Driver(pool) => Ok(pool),
-            Kind::Mirror(m) => {
-                Err(StorageError::Unsupported(format!("disk `{}` is a mirror: it has no driver of its own", m.name())))
-            }
+            Kind::Composite(c) => Err(StorageError::Unsupported(format!(
+                "disk `{}` is made of other disks: it has no driver of its own",
+                c.name()
+            ))),
         }
     }
 
@@ -120,13 +121,13 @@ impl Disk {
     pub fn name(&self) -> &str {
         match &self.kind {
             Kind::Driver(pool) => pool.disk(),
-            Kind::Mirror(m) => m.name(),
+            Kind::Composite(c) => c.name(),
         }
     }
 
     /// How many plugin instances were replaced after a fault since the disk was loaded.
     pub fn restarts(&self) -> u64 {
-        // A mirror's members count their own.
+        // A composite's members count their own.
         self.pool().map_or(0, |p| p.restarts())
     }
 
@@ -134,7 +135,7 @@ impl Disk {
     pub fn calls_in_progress(&self) -> usize {
         match &self.kind {
             Kind::Driver(pool) => pool.calls_in_progress(),
-            Kind::Mirror(m) => m.members().iter().map(Disk::calls_in_progress).sum(),
+            Kind::Composite(c) => c.calls_in_progress(),
         }
     }
 
@@ -143,10 +144,7 @@ impl Disk {
     pub async fn settled(&self, limit: std::time::Duration) -> bool {
         match &self.kind {
             Kind::Driver(pool) => pool.settled(limit).await,
-            Kind::Mirror(m) => {
-                let all = m.members().iter().map(|d| Box::pin(d.settled(limit)));
-                futures::future::join_all(all).await.into_iter().all(|s| s)
-            }
+            Kind::Composite(c) => c.settled(limit).await,
         }
     }
 
@@ -159,8 +157,8 @@ impl Disk {
 
     /// What the driver declares it supports.
     pub async fn capabilities(&self) -> Result<Capabilities, StorageError> {
-        if let Kind::Mirror(m) = &self.kind {
-            return m.capabilities().await;
+        if let Kind::Composite(c) = &self.kind {
+            return c.capabilities().await;
         }
         let mut lease = self.pool()?.lease().await?;
         let (store, guest) = lease.begin()?;
@@ -231,8 +229,8 @@ impl Disk {
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<TempPage, StorageError> {
-        if self.as_mirror().is_some() {
-            // A mirror keeps no temp objects: its members do, and are swept as disks.
+        if self.as_composite().is_some() {
+            // A composite keeps no temp objects: its members do, and are swept as disks.
             return Ok(TempPage { items: Vec::new(), next_cursor: None });
         }
         let mut lease = self.pool()?.lease_for(ctx.authenticated_as.as_deref()).await?;
@@ -247,7 +245,7 @@ impl Disk {
 
     /// Removes one temporary object.
     pub async fn remove_temp(&self, ctx: &RequestContext, id: &str) -> Result<(), StorageError> {
-        if self.as_mirror().is_some() {
+        if self.as_composite().is_some() {
             // It lists none, so any id is one it never gave.
             return Err(StorageError::NotFound(format!("temp object `{id}`")));
         }

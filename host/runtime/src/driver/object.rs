@@ -1,14 +1,14 @@
 //! A disk's streaming write and read, whatever serves the disk: one driver (`writer.rs`,
-//! `reader.rs`) or a mirror over several (`crate::mirror`). Everything above the disk (uploads,
+//! `reader.rs`) or a composite of several disks (`composite.rs`: a mirror). Everything above the disk (uploads,
 //! fallbacks, copies, the server) holds these and never asks which.
 
 use bytes::Bytes;
 
+use super::composite::{CompositeReader, CompositeWriter};
 use super::digest::Digest;
 use super::reader::DriverReader;
 use super::writer::DriverWriter;
 use crate::error::StorageError;
-use crate::mirror::{MirrorReader, MirrorWriter};
 use crate::types::ObjectInfo;
 
 /// An object being written. The host measures every byte's sha256 on the way; `finish`
@@ -17,11 +17,11 @@ pub struct ObjectWriter(WriterKind);
 
 #[allow(
     clippy::large_enum_variant,
-    reason = "the driver's write is the common one and stays inline (no allocation per operation); the mirror's is boxed"
+    reason = "the driver's write is the common one and stays inline (no allocation per operation); a composite's is boxed"
 )]
 enum WriterKind {
     Driver(DriverWriter),
-    Mirror(Box<MirrorWriter>),
+    Composite(Box<dyn CompositeWriter>),
 }
 
 impl ObjectWriter {
@@ -29,15 +29,15 @@ impl ObjectWriter {
         ObjectWriter(WriterKind::Driver(w))
     }
 
-    pub(crate) fn mirror(w: MirrorWriter) -> Self {
-        ObjectWriter(WriterKind::Mirror(Box::new(w)))
+    pub(crate) fn composite(w: Box<dyn CompositeWriter>) -> Self {
+        ObjectWriter(WriterKind::Composite(w))
     }
 
     /// Bytes written so far.
     pub fn written(&self) -> u64 {
         match &self.0 {
             WriterKind::Driver(w) => w.written(),
-            WriterKind::Mirror(w) => w.written(),
+            WriterKind::Composite(w) => w.written(),
         }
     }
 
@@ -45,7 +45,7 @@ impl ObjectWriter {
     pub fn owner(&self) -> &str {
         match &self.0 {
             WriterKind::Driver(w) => w.owner(),
-            WriterKind::Mirror(w) => w.owner(),
+            WriterKind::Composite(w) => w.owner(),
         }
     }
 
@@ -53,7 +53,7 @@ impl ObjectWriter {
     pub async fn write(&mut self, chunk: Bytes) -> Result<(), StorageError> {
         match &mut self.0 {
             WriterKind::Driver(w) => w.write(chunk).await,
-            WriterKind::Mirror(w) => w.write(chunk).await,
+            WriterKind::Composite(w) => w.write(chunk).await,
         }
     }
 
@@ -74,7 +74,7 @@ impl ObjectWriter {
     pub async fn seal(&mut self, expected_sha256: Option<&str>) -> Result<Digest, StorageError> {
         match &mut self.0 {
             WriterKind::Driver(w) => w.seal(expected_sha256).await,
-            WriterKind::Mirror(w) => w.seal(expected_sha256).await,
+            WriterKind::Composite(w) => w.seal(expected_sha256).await,
         }
     }
 
@@ -82,7 +82,7 @@ impl ObjectWriter {
     pub async fn commit(self) -> Result<ObjectInfo, StorageError> {
         match self.0 {
             WriterKind::Driver(w) => w.commit().await,
-            WriterKind::Mirror(w) => w.commit().await,
+            WriterKind::Composite(w) => w.commit().await,
         }
     }
 
@@ -91,7 +91,7 @@ impl ObjectWriter {
     pub fn crash(self) {
         match self.0 {
             WriterKind::Driver(w) => w.crash(),
-            WriterKind::Mirror(w) => w.crash(),
+            WriterKind::Composite(w) => w.crash(),
         }
     }
 
@@ -99,7 +99,7 @@ impl ObjectWriter {
     pub async fn abort(self) -> Result<(), StorageError> {
         match self.0 {
             WriterKind::Driver(w) => w.abort().await,
-            WriterKind::Mirror(w) => w.abort().await,
+            WriterKind::Composite(w) => w.abort().await,
         }
     }
 }
@@ -110,7 +110,7 @@ pub struct ObjectReader(ReaderKind);
 #[allow(clippy::large_enum_variant, reason = "as for `WriterKind`: the driver's read stays inline")]
 enum ReaderKind {
     Driver(DriverReader),
-    Mirror(Box<MirrorReader>),
+    Composite(Box<dyn CompositeReader>),
 }
 
 impl ObjectReader {
@@ -118,15 +118,15 @@ impl ObjectReader {
         ObjectReader(ReaderKind::Driver(r))
     }
 
-    pub(crate) fn mirror(r: MirrorReader) -> Self {
-        ObjectReader(ReaderKind::Mirror(Box::new(r)))
+    pub(crate) fn composite(r: Box<dyn CompositeReader>) -> Self {
+        ObjectReader(ReaderKind::Composite(r))
     }
 
     /// The object's info, as the disk reported it when the read opened.
     pub fn info(&self) -> &ObjectInfo {
         match &self.0 {
             ReaderKind::Driver(r) => r.info(),
-            ReaderKind::Mirror(r) => r.info(),
+            ReaderKind::Composite(r) => r.info(),
         }
     }
 
@@ -134,7 +134,7 @@ impl ObjectReader {
     pub(crate) fn set_info(&mut self, info: ObjectInfo) {
         match &mut self.0 {
             ReaderKind::Driver(r) => r.set_info(info),
-            ReaderKind::Mirror(r) => r.set_info(info),
+            ReaderKind::Composite(r) => r.set_info(info),
         }
     }
 
@@ -142,7 +142,7 @@ impl ObjectReader {
     pub fn remaining(&self) -> u64 {
         match &self.0 {
             ReaderKind::Driver(r) => r.remaining(),
-            ReaderKind::Mirror(r) => r.remaining(),
+            ReaderKind::Composite(r) => r.remaining(),
         }
     }
 
@@ -150,7 +150,7 @@ impl ObjectReader {
     pub async fn next_chunk(&mut self, max: usize) -> Result<Option<Bytes>, StorageError> {
         match &mut self.0 {
             ReaderKind::Driver(r) => r.next_chunk(max).await,
-            ReaderKind::Mirror(r) => r.next_chunk(max).await,
+            ReaderKind::Composite(r) => r.next_chunk(max).await,
         }
     }
 
@@ -158,7 +158,7 @@ impl ObjectReader {
     pub async fn close(&mut self) {
         match &mut self.0 {
             ReaderKind::Driver(r) => r.close().await,
-            ReaderKind::Mirror(r) => r.close().await,
+            ReaderKind::Composite(r) => r.close().await,
         }
     }
 }

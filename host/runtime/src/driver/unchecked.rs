@@ -53,7 +53,7 @@ impl<'a> Unchecked<'a> {
     ) -> Result<ObjectWriter, StorageError> {
         match &self.disk.kind {
             Kind::Driver(_) => Ok(ObjectWriter::driver(self.driver_writer(ctx, path, options).await?)),
-            Kind::Mirror(m) => Ok(ObjectWriter::mirror(Box::pin(m.writer(ctx, path, options)).await?)),
+            Kind::Composite(c) => Ok(ObjectWriter::composite(c.clone().writer(ctx, path, options).await?)),
         }
     }
 
@@ -90,7 +90,7 @@ impl<'a> Unchecked<'a> {
     ) -> Result<ObjectReader, StorageError> {
         match &self.disk.kind {
             Kind::Driver(_) => Ok(ObjectReader::driver(self.driver_reader(ctx, path, range).await?)),
-            Kind::Mirror(m) => Ok(ObjectReader::mirror(Box::pin(m.reader(ctx, path, range)).await?)),
+            Kind::Composite(c) => Ok(ObjectReader::composite(c.clone().reader(ctx, path, range).await?)),
         }
     }
 
@@ -131,7 +131,7 @@ impl<'a> Unchecked<'a> {
     pub async fn stat(&self, ctx: &RequestContext, path: &str) -> Result<ObjectInfo, StorageError> {
         let pool = match &self.disk.kind {
             Kind::Driver(pool) => pool,
-            Kind::Mirror(m) => return Box::pin(m.stat(ctx, path)).await,
+            Kind::Composite(c) => return c.stat(ctx, path).await,
         };
         let mut lease = pool.lease_for(ctx.authenticated_as.as_deref()).await?;
         let (store, guest) = lease.begin()?;
@@ -145,7 +145,7 @@ impl<'a> Unchecked<'a> {
     pub async fn exists(&self, ctx: &RequestContext, path: &str) -> Result<bool, StorageError> {
         let pool = match &self.disk.kind {
             Kind::Driver(pool) => pool,
-            Kind::Mirror(m) => return Box::pin(m.exists(ctx, path)).await,
+            Kind::Composite(c) => return c.exists(ctx, path).await,
         };
         let mut lease = pool.lease_for(ctx.authenticated_as.as_deref()).await?;
         let (store, guest) = lease.begin()?;
@@ -165,7 +165,7 @@ impl<'a> Unchecked<'a> {
     ) -> Result<ListPage, StorageError> {
         let pool = match &self.disk.kind {
             Kind::Driver(pool) => pool,
-            Kind::Mirror(m) => return Box::pin(m.list(ctx, prefix, cursor, limit)).await,
+            Kind::Composite(c) => return c.list(ctx, prefix, cursor, limit).await,
         };
         let mut lease = pool.lease_for(ctx.authenticated_as.as_deref()).await?;
         let (store, guest) = lease.begin()?;
@@ -181,7 +181,7 @@ impl<'a> Unchecked<'a> {
     pub async fn delete(&self, ctx: &RequestContext, path: &str) -> Result<(), StorageError> {
         let pool = match &self.disk.kind {
             Kind::Driver(pool) => pool,
-            Kind::Mirror(m) => return Box::pin(m.delete(ctx, path)).await,
+            Kind::Composite(c) => return c.delete(ctx, path).await,
         };
         let mut lease = pool.lease_for(ctx.authenticated_as.as_deref()).await?;
         let (store, guest) = lease.begin()?;
@@ -195,7 +195,12 @@ impl<'a> Unchecked<'a> {
     pub async fn url(&self, ctx: &RequestContext, path: &str, expires_in_secs: u64) -> Result<String, StorageError> {
         let pool = match &self.disk.kind {
             Kind::Driver(pool) => pool,
-            Kind::Mirror(m) => return m.url(ctx, path, expires_in_secs).await,
+            Kind::Composite(c) => {
+                return Err(StorageError::Unsupported(format!(
+                    "disk `{}` is made of other disks and has no URL of its own: the host serves its downloads, checked",
+                    c.name()
+                )));
+            }
         };
         let mut lease = pool.lease_for(ctx.authenticated_as.as_deref()).await?;
         let (store, guest) = lease.begin()?;

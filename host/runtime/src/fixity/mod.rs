@@ -116,7 +116,7 @@ impl Storage {
     ) -> Result<FixityReport, StorageError> {
         let started = Instant::now();
         let target = self.resolve_prefix(addr)?;
-        if options.repair && target.disk.as_mirror().is_none() {
+        if options.repair && crate::mirror::of(&target.disk).is_none() {
             return Err(StorageError::Unsupported(format!(
                 "fsck --repair restores bad copies from a mirror, and disk `{}` is not mirrored",
                 target.disk.name()
@@ -161,14 +161,17 @@ impl Storage {
         check.report.changed += deleted.len() as u64;
         check.report.problems.extend(missing);
         let mut report = check.report;
-        if options.repair {
+        if let (true, Some(mirror)) = (options.repair, crate::mirror::of(&target.disk)) {
             // Every bad copy found was marked; the repairer restores them (and any other
-            // marked copy of the disk), each recorded as `mirror_repaired`.
-            let repairs = self.repair_mirrors().await?;
+            // marked copy), each recorded as `mirror_repaired`. A copy counts as repaired
+            // when it now holds what is true, whichever repairer (this one, `serve`'s) did it.
+            self.repair_mirrors().await?;
+            let ctx = self.own_context(&target.disk, "stowage-fsck");
             for p in report.problems.iter_mut().filter(|p| p.kind == ProblemKind::BadCopy) {
-                p.repaired = repairs.repaired.iter().any(|(disk, member, path, _)| {
-                    *disk == report.disk && Some(member) == p.mirror.as_ref() && *path == p.path
-                });
+                p.repaired = match &p.mirror {
+                    Some(member) => mirror.copy_agrees(&ctx, member, &p.path).await,
+                    None => false,
+                };
             }
         }
         report.elapsed = started.elapsed();
@@ -241,7 +244,7 @@ impl Check<'_> {
     /// Reads the object at `path` to its end, hashing on the host. On a mirrored disk, reads
     /// every mirror's copy, and reports (and marks for repair) each bad one.
     async fn read(&mut self, path: &str) -> Result<Read, StorageError> {
-        if let Some(mirror) = self.disk.as_mirror() {
+        if let Some(mirror) = crate::mirror::of(self.disk) {
             let copies = mirror.check_copies(&self.ctx, path).await?;
             self.throttle.take(copies.bytes_read).await;
             for (member, why) in copies.bad {

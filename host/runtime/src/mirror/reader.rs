@@ -2,16 +2,21 @@
 //! checked against its digest before any byte of it goes out. A block that does not match, or
 //! a member that fails, and the read goes on from the next holder at that block; the bad copy
 //! is marked for repair. Memory: one block (1 MiB) per read.
+//!
+//! The digests come from the file beside the copy (`blocks.rs`), or, for an object of one
+//! block, from its recorded sha256. When no holder has the file (a crash between a commit and
+//! the file, or a copy written around the mirror), they are measured first: a holder's copy is
+//! read once, its blocks hashed, and taken only if its sha256 is the recorded one. A read never
+//! sends a byte it has not checked.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use sha2::{Digest as _, Sha256};
 
 use super::blocks::{BLOCK, Manifest, block_matches};
-use super::{Mirror, blocks_path, member_failed};
-use crate::driver::{DriverReader, MAX_CHUNK};
+use super::core::{Mirror, Survey, blocks_path, member_failed};
+use crate::driver::{Digester, DriverReader, MAX_CHUNK};
 use crate::error::StorageError;
 use crate::types::{ByteRange, ObjectInfo, RequestContext};
 
@@ -26,11 +31,11 @@ pub struct MirrorReader {
     next: VecDeque<usize>,
     /// The member being read, and its reader (positioned at `fetched`).
     current: Option<(usize, DriverReader)>,
-    /// The block digests, when known: then every block is checked before it goes out.
-    /// Without them (a large object whose digests are missing), a whole read is checked
-    /// against the sha256 at its end.
-    blocks: Option<Vec<[u8; 32]>>,
-    whole: Option<Sha256>,
+    /// The digest of every block, each checked before the block goes out.
+    blocks: Vec<[u8; 32]>,
+    /// Whether they were kept beside the first holder's copy (or are its recorded sha256),
+    /// rather than measured for this read.
+    kept: bool,
     /// The range asked for: `[start, end)`.
     end: u64,
     /// The next byte the caller gets.
@@ -51,7 +56,7 @@ impl MirrorReader {
         let survey = mirror.survey(ctx, path).await?;
         if survey.newest.is_some() {
             for &b in &survey.behind {
-                mirror.mark(ctx, b, path, "put", &survey.version, &survey.holders).await;
+                mirror.mark(ctx, b, path, "put", &survey.version).await;
             }
         }
         let holders = survey.holders.clone();
@@ -63,7 +68,7 @@ impl MirrorReader {
         mirror: Arc<Mirror>,
         ctx: &RequestContext,
         path: &str,
-        survey: &super::Survey,
+        survey: &Survey,
         holders: &[usize],
         range: Option<ByteRange>,
     ) -> Result<MirrorReader, StorageError> {
@@ -86,33 +91,38 @@ impl MirrorReader {
             version: survey.version.clone(),
             next: holders.iter().copied().collect(),
             current: None,
-            blocks: None,
-            whole: None,
+            blocks: Vec::new(),
+            kept: false,
             end,
             pos: start,
             fetched: start,
             ready: Bytes::new(),
             info,
         };
-        reader.blocks = reader.find_blocks().await;
-        match &reader.blocks {
-            // Checked block by block: fetching starts at the first byte of the first block.
-            Some(_) => reader.fetched = start - start % BLOCK,
-            None if start == 0 && end == size => reader.whole = Some(Sha256::new()),
-            None => {}
-        }
+        (reader.blocks, reader.kept) = reader.find_blocks().await?;
+        // Checked block by block: fetching starts at the first byte of the first block.
+        reader.fetched = start - start % BLOCK;
         Ok(reader)
     }
 
-    /// The block digests of the version being read: its own sha256 for an object of one
-    /// block, else the first holder's file that describes it (a holder without one is
-    /// marked, so the repairer writes it).
-    async fn find_blocks(&mut self) -> Option<Vec<[u8; 32]>> {
+    /// The block digests of the version being read, and whether the first holder keeps them:
+    /// its own sha256 for an object of one block; else the first holder's file that describes
+    /// it (a holder without one is marked, so the repairer writes it); else measured from the
+    /// first holder whose copy has the recorded sha256.
+    async fn find_blocks(&mut self) -> Result<(Vec<[u8; 32]>, bool), StorageError> {
         let (size, sha256) = (self.info.size, self.info.sha256.clone());
+        let Some(sha256) = sha256 else {
+            return Err(StorageError::Io(format!(
+                "`{}` has no recorded sha256 on its mirrors, so its bytes cannot be checked",
+                self.path
+            )));
+        };
         if !Manifest::kept_for(size) {
-            return Manifest::of_small(&self.version, size, sha256.as_deref()?).map(|m| m.blocks);
+            let small = Manifest::of_small(&self.version, size, &sha256)
+                .ok_or_else(|| StorageError::Io(format!("`{}` has a malformed recorded sha256", self.path)))?;
+            return Ok((small.blocks, true));
         }
-        let at = blocks_path(&self.path).ok()?;
+        let at = blocks_path(&self.path)?;
         let holders: Vec<usize> = self.next.iter().copied().collect();
         let mut lacking = Vec::new();
         let mut found = None;
@@ -120,22 +130,31 @@ impl MirrorReader {
             let mctx = self.mirror.member_ctx(&self.ctx, h);
             let text = self.mirror.members[h].get_bytes(&mctx, &at, None).await;
             match text.ok().and_then(|(_, t)| Manifest::decode(&t)) {
-                Some(m) if m.describes(&self.version, size, sha256.as_deref()) => {
-                    found = Some(m.blocks);
+                Some(m) if m.describes(&self.version, size, Some(&sha256)) => {
+                    found = Some((m.blocks, lacking.is_empty()));
                     break;
                 }
                 _ => lacking.push(h),
             }
         }
-        for h in lacking {
-            self.mirror.mark(&self.ctx, h, &self.path, "put", &self.version, &holders).await;
+        for &h in &lacking {
+            self.mirror.mark(&self.ctx, h, &self.path, "put", &self.version).await;
         }
-        found
+        if let Some(found) = found {
+            return Ok(found);
+        }
+        for &h in &holders {
+            if let Some(blocks) = measure_blocks(&self.mirror, &self.ctx, &self.path, h, size, &sha256).await {
+                return Ok((blocks, false));
+            }
+        }
+        Err(StorageError::Io(format!("no mirror holds a copy of `{}` whose sha256 is the recorded one", self.path)))
     }
 
-    /// Whether every block is checked before it goes out (the block digests were found).
-    pub(super) fn checks_blocks(&self) -> bool {
-        self.blocks.is_some()
+    /// Whether the first holder keeps the block digests beside its copy (they were not
+    /// measured for this read).
+    pub(super) fn digests_kept(&self) -> bool {
+        self.kept
     }
 
     /// The object's info.
@@ -171,11 +190,7 @@ impl MirrorReader {
     /// as needed.
     async fn fill(&mut self) -> Result<Bytes, StorageError> {
         loop {
-            let attempt = match &self.blocks {
-                Some(_) => self.fetch_block().await,
-                None => self.fetch_unchecked().await,
-            };
-            match attempt {
+            match self.fetch_block().await {
                 Ok(bytes) => return Ok(bytes),
                 Err(Moved::Next(bad, why)) => self.drop_member(bad, why).await?,
                 Err(Moved::Fail(e)) => return Err(e),
@@ -194,10 +209,7 @@ impl MirrorReader {
             };
             let mctx = self.mirror.member_ctx(&self.ctx, h);
             // Up to the end of the block holding the last byte asked for.
-            let upto = match &self.blocks {
-                Some(_) => self.end.div_ceil(BLOCK).saturating_mul(BLOCK).min(self.info.size),
-                None => self.end,
-            };
+            let upto = self.end.div_ceil(BLOCK).saturating_mul(BLOCK).min(self.info.size);
             let range = ByteRange { offset: self.fetched, length: Some(upto - self.fetched) };
             match self.mirror.members[h].unchecked().driver_reader(&mctx, &self.path, Some(range)).await {
                 Ok(r) => self.current = Some((h, r)),
@@ -238,7 +250,7 @@ impl MirrorReader {
                 buf.freeze()
             }
         };
-        let digest = self.blocks.as_ref().and_then(|b| b.get(k as usize));
+        let digest = self.blocks.get(k as usize);
         if !digest.is_some_and(|d| block_matches(&block, d)) {
             return Err(Moved::Next(member, format!("block {k} does not match its recorded sha256")));
         }
@@ -248,36 +260,6 @@ impl MirrorReader {
         Ok(block.slice(skip..take))
     }
 
-    /// The next bytes from the current holder, unchecked until the end (a large object whose
-    /// block digests are missing): a whole read is checked against the sha256 at its end.
-    async fn fetch_unchecked(&mut self) -> Result<Bytes, Moved> {
-        let want = (self.end - self.fetched).min(MAX_CHUNK as u64) as usize;
-        let (member, reader) = self.source().await?;
-        let member = *member;
-        let chunk = match reader.next_chunk(want).await {
-            Ok(Some(c)) => c,
-            Ok(None) => return Err(Moved::Next(member, "ended early".into())),
-            Err(e) if member_failed(&e) => return Err(Moved::Next(member, e.to_string())),
-            Err(e) => return Err(Moved::Fail(e)),
-        };
-        self.fetched += chunk.len() as u64;
-        if let Some(whole) = &mut self.whole {
-            whole.update(&chunk);
-            if self.fetched == self.end {
-                let measured = hex::encode(std::mem::take(whole).finalize());
-                if self.info.sha256.as_deref().is_some_and(|want| want != measured) {
-                    self.mirror.mark(&self.ctx, member, &self.path, "put", &self.version, &self.others(member)).await;
-                    return Err(Moved::Fail(StorageError::Io(format!(
-                        "`{}` read from mirror `{}` does not match its recorded sha256; it is marked for repair",
-                        self.path,
-                        self.mirror.members[member].name()
-                    ))));
-                }
-            }
-        }
-        Ok(chunk)
-    }
-
     /// Gives up on `member` (failed, or bad bytes): marks its copy for repair and moves on to
     /// the next holder at the same byte.
     async fn drop_member(&mut self, member: usize, why: String) -> Result<(), StorageError> {
@@ -285,7 +267,7 @@ impl MirrorReader {
         if let Some((_, mut r)) = self.current.take() {
             r.close().await;
         }
-        self.mirror.mark(&self.ctx, member, &self.path, "put", &self.version, &self.others(member)).await;
+        self.mirror.mark(&self.ctx, member, &self.path, "put", &self.version).await;
         if self.next.is_empty() {
             return Err(StorageError::Io(format!(
                 "no mirror of `{}` could serve the bytes from offset {} ({why})",
@@ -293,11 +275,6 @@ impl MirrorReader {
             )));
         }
         Ok(())
-    }
-
-    /// Every member but `member`.
-    fn others(&self, member: usize) -> Vec<usize> {
-        (0..self.mirror.members.len()).filter(|m| *m != member).collect()
     }
 
     /// Ends the read early.
@@ -314,4 +291,23 @@ enum Moved {
     Next(usize, String),
     /// Stop the read.
     Fail(StorageError),
+}
+
+/// The block digests of member `h`'s copy, read whole once, if its sha256 is `sha256`.
+async fn measure_blocks(
+    mirror: &Mirror,
+    ctx: &RequestContext,
+    path: &str,
+    h: usize,
+    size: u64,
+    sha256: &str,
+) -> Option<Vec<[u8; 32]>> {
+    let mctx = mirror.member_ctx(ctx, h);
+    let mut r = mirror.members[h].unchecked().driver_reader(&mctx, path, None).await.ok()?;
+    let mut digester = Digester::with_blocks(BLOCK);
+    while let Some(chunk) = r.next_chunk(MAX_CHUNK).await.ok()? {
+        digester.update(chunk);
+    }
+    let (digest, blocks) = digester.finish_blocks()?;
+    (digest.sha256 == sha256 && digest.size == size).then_some(blocks)
 }

@@ -13,14 +13,14 @@ use bytes::Bytes;
 use futures::StreamExt as _;
 
 use super::blocks::{BLOCK, Manifest};
+use super::core::{MARKS, Mirror, Survey, VERSION, blocks_path, new_version, version_of};
 use super::reader::MirrorReader;
-use super::{MARKS, Mirror, Survey, VERSION, blocks_path};
 use crate::driver::{Digester, MAX_CHUNK};
 use crate::error::StorageError;
 use crate::storage::Storage;
 use crate::types::{RequestContext, WriteOptions};
 
-/// Repairs one mirror works on at a time.
+/// Paths one mirror repairs at a time.
 const CONCURRENCY: usize = 4;
 
 /// What one repair pass did.
@@ -39,21 +39,34 @@ impl Storage {
         self.ledger().health().map_err(StorageError::AuditUnavailable)?;
         let mut report = RepairReport::default();
         for (_, disk) in self.disks() {
-            let Some(mirror) = disk.as_mirror() else { continue };
+            let Some(mirror) = super::of(disk) else { continue };
             let ctx = self.own_context(disk, "stowage-repair");
-            let marks = mirror.marks(&ctx).await;
-            let mut repairs = futures::stream::iter(marks)
-                .map(|(member, path)| {
-                    let ctx = &ctx;
-                    async move { (member, path.clone(), self.repair_one(mirror, ctx, member, &path).await) }
+            // Each path's mirrors one after another (a repair reads the others), a few paths
+            // at once.
+            let mut by_path: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
+            for (member, path) in mirror.marks(&ctx).await {
+                by_path.entry(path).or_default().push(member);
+            }
+            let mut repairs = futures::stream::iter(by_path)
+                .map(|(path, members)| {
+                    let (ctx, mirror) = (&ctx, &mirror);
+                    async move {
+                        let mut done = Vec::with_capacity(members.len());
+                        for member in members {
+                            done.push((member, self.repair_one(mirror, ctx, member, &path).await));
+                        }
+                        (path, done)
+                    }
                 })
                 .buffer_unordered(CONCURRENCY);
-            while let Some((member, path, done)) = repairs.next().await {
-                let m = mirror.members()[member].name().to_string();
-                match done {
-                    Ok(what) => report.repaired.push((mirror.name().to_string(), m, path, what)),
-                    Err(e @ StorageError::AuditUnavailable(_)) => return Err(e),
-                    Err(e) => report.failed.push((mirror.name().to_string(), m, path, e.to_string())),
+            while let Some((path, done)) = repairs.next().await {
+                for (member, done) in done {
+                    let m = mirror.members()[member].name().to_string();
+                    match done {
+                        Ok(what) => report.repaired.push((mirror.name().to_string(), m, path.clone(), what)),
+                        Err(e @ StorageError::AuditUnavailable(_)) => return Err(e),
+                        Err(e) => report.failed.push((mirror.name().to_string(), m, path.clone(), e.to_string())),
+                    }
                 }
             }
         }
@@ -70,6 +83,7 @@ impl Storage {
     ) -> Result<&'static str, StorageError> {
         let member = &mirror.members()[m];
         let mctx = mirror.member_ctx(ctx, m);
+        let started = new_version(ctx);
         let survey = match mirror.survey(ctx, path).await {
             Ok(s) => s,
             Err(StorageError::NotFound(_)) => {
@@ -145,7 +159,10 @@ impl Storage {
         };
         self.ledger().append(&record).await.map_err(|e| StorageError::AuditUnavailable(e.to_string()))?;
         tracing::info!(mirror = %mirror.name(), member = %member.name(), done, "a mirror's copy was repaired");
-        mirror.unmark(ctx, m, path).await;
+        // The marks this repair answered: those of the version it settled on, or older (a
+        // removal answers every mark made before it began). Newer ones wait for the next pass.
+        let answered = if survey.newest.is_some() { survey.version.as_str() } else { started.as_str() };
+        mirror.unmark(ctx, m, path, answered).await;
         Ok(done)
     }
 }
@@ -168,7 +185,8 @@ impl Mirror {
                 };
                 for item in page.items {
                     let Some(rest) = item.path.strip_prefix(&prefix) else { continue };
-                    let Some((member, path)) = rest.split_once('/') else { continue };
+                    let Some((member, rest)) = rest.split_once('/') else { continue };
+                    let Some((_op, path)) = rest.split_once('/') else { continue };
                     if let Some(i) = self.members.iter().position(|d| d.name() == member) {
                         out.insert((i, path.to_string()));
                     }
@@ -182,12 +200,33 @@ impl Mirror {
         out
     }
 
-    /// Removes every mark that member `m` needs `path` (on every member that answers).
-    async fn unmark(&self, ctx: &RequestContext, m: usize, path: &str) {
-        let Ok(mark) = self.mark_path(m, path) else { return };
-        for j in 0..self.members.len() {
-            let mctx = self.member_ctx(ctx, j);
-            let _ = self.members[j].unchecked().delete(&mctx, &mark).await;
+    /// Removes the marks that member `m` needs `path` of versions up to `upto` (on every
+    /// member that answers).
+    async fn unmark(&self, ctx: &RequestContext, m: usize, path: &str, upto: &str) {
+        for op in ["put", "delete"] {
+            let Ok(mark) = self.mark_path(m, op, path) else { continue };
+            for j in 0..self.members.len() {
+                let mctx = self.member_ctx(ctx, j);
+                let member = self.members[j].unchecked();
+                if let Ok(info) = member.stat(&mctx, &mark).await
+                    && version_of(&info) <= upto
+                {
+                    let _ = member.delete(&mctx, &mark).await;
+                }
+            }
+        }
+    }
+
+    /// Whether the mirror named `member` now holds what is true of `path` (the newest
+    /// version, read back good with its digests beside it; or nothing, when the path is gone):
+    /// how `fsck --repair` tells a bad copy was repaired, whichever repairer did it.
+    pub(crate) async fn copy_agrees(self: &Arc<Self>, ctx: &RequestContext, member: &str, path: &str) -> bool {
+        let Some(m) = self.members.iter().position(|d| d.name() == member) else { return false };
+        match self.survey(ctx, path).await {
+            Ok(s) if s.newest.is_some() => s.holders.contains(&m) && self.copy_is_good(ctx, m, path, &s).await,
+            Ok(s) => !s.behind.contains(&m),
+            Err(StorageError::NotFound(_)) => true,
+            Err(_) => false,
         }
     }
 
@@ -197,7 +236,7 @@ impl Mirror {
         let Ok(mut r) = MirrorReader::from_survey(self.clone(), ctx, path, survey, &[m], None).await else {
             return false;
         };
-        if !r.checks_blocks() {
+        if !r.digests_kept() {
             return false;
         }
         loop {

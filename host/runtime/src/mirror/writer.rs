@@ -8,7 +8,7 @@ use bytes::Bytes;
 use futures::future::join_all;
 
 use super::blocks::{BLOCK, Manifest};
-use super::{Mirror, VERSION, blocks_path, new_version};
+use super::core::{Mirror, VERSION, blocks_path, new_version};
 use crate::driver::{Digest, Digester, DriverWriter};
 use crate::error::StorageError;
 use crate::types::{ObjectInfo, RequestContext, WriteOptions};
@@ -45,6 +45,15 @@ impl MirrorWriter {
             return Err(StorageError::Unsupported(format!(
                 "metadata key `{VERSION}` is reserved on a mirrored disk (it holds each copy's version)"
             )));
+        }
+        if options.create_only {
+            // The first mirror's create-only commit settles a race; this settles a mirror
+            // behind (which may lack an object the others hold).
+            match mirror.survey(ctx, path).await {
+                Ok(s) if s.newest.is_some() => return Err(StorageError::AlreadyExists(path.to_string())),
+                Ok(_) | Err(StorageError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
         }
         let version = new_version(ctx);
         let mut metadata = options.metadata.clone();
@@ -175,13 +184,20 @@ impl MirrorWriter {
         };
         let mut parts = std::mem::take(&mut self.parts);
         let mut committed: Vec<(usize, ObjectInfo)> = Vec::new();
-        if self.create_only && !parts.is_empty() {
-            let first = parts.remove(0);
-            match first.writer.commit().await {
-                Ok(info) => committed.push((first.member, info)),
-                Err(e @ StorageError::AlreadyExists(_)) => return Err(e),
-                Err(e) => self.failed.push((first.member, e)),
+        if self.create_only {
+            // Only the first mirror was asked to refuse an existing object: its commit decides,
+            // before any other commits.
+            if parts.first().map(|p| p.member) != Some(0) {
+                return Err(StorageError::Unavailable {
+                    reason: format!(
+                        "a create-only write needs the first mirror, `{}`, which dropped out of it",
+                        self.mirror.members[0].name()
+                    ),
+                    retryable: true,
+                });
             }
+            let first = parts.remove(0);
+            committed.push((first.member, first.writer.commit().await?));
         }
         let members: Vec<usize> = parts.iter().map(|p| p.member).collect();
         let results = join_all(parts.into_iter().map(|p| p.writer.commit())).await;
@@ -206,7 +222,7 @@ impl MirrorWriter {
         }
         let behind: Vec<usize> = self.failed.iter().map(|(m, _)| *m).collect();
         for m in behind {
-            self.mirror.mark(&self.ctx, m, &self.path, "put", &self.version, &holders).await;
+            self.mirror.mark(&self.ctx, m, &self.path, "put", &self.version).await;
         }
         let (_, info) = committed.swap_remove(0);
         let mut info = self.mirror.as_own(info, &self.path);
@@ -242,7 +258,7 @@ async fn keep_blocks(mirror: &Mirror, ctx: &RequestContext, path: &str, holders:
     for (&m, w) in holders.iter().zip(written) {
         if let Err(e) = w {
             tracing::warn!(mirror = %mirror.name, member = %mirror.members[m].name(), error = %e, "could not keep an object's block digests");
-            mirror.mark(ctx, m, path, "put", &manifest.version, holders).await;
+            mirror.mark(ctx, m, path, "put", &manifest.version).await;
         }
     }
 }
@@ -255,9 +271,8 @@ async fn take_back(mirror: &Mirror, ctx: &RequestContext, path: &str, holders: &
         let mctx = mirror.member_ctx(ctx, m);
         if let Err(e) = mirror.members[m].unchecked().delete(&mctx, path).await {
             tracing::warn!(mirror = %mirror.name, member = %mirror.members[m].name(), error = %e, "could not take back a write that missed its quorum");
-            let others: Vec<usize> = (0..mirror.members.len()).filter(|o| *o != m).collect();
             let later = new_version(ctx);
-            mirror.mark(ctx, m, path, "delete", &later, &others).await;
+            mirror.mark(ctx, m, path, "delete", &later).await;
         }
     }
 }

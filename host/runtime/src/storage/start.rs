@@ -200,10 +200,8 @@ impl Storage {
         }
         for plan in &config.plan().mirrors {
             let members = plan.members.iter().filter_map(|m| disks.get(m).cloned()).collect();
-            let disk = Disk::mirror(&plan.name, members, plan.write_quorum).map_err(|e| StartError::Plugin {
-                disk: plan.name.clone(),
-                plugin: "mirror".into(),
-                reason: e.to_string(),
+            let disk = crate::mirror::mirrored(&plan.name, members, plan.write_quorum).map_err(|e| {
+                StartError::Plugin { disk: plan.name.clone(), plugin: "mirror".into(), reason: e.to_string() }
             })?;
             let members: Vec<[u8; 32]> = plan.members.iter().filter_map(|m| identity.get(m).copied()).collect();
             identity.insert(plan.name.clone(), mirror_identity(&members, plan.write_quorum));
