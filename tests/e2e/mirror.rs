@@ -273,3 +273,47 @@ async fn with_one_mirror_down_writes_succeed_by_quorum_and_the_lagging_mirror_ca
     assert_eq!(o.status.code(), Some(0), "both mirrors agree: {}{}", stdout(&o), stderr(&o));
     assert_eq!(exported(&cli(&["ledger", "export", "--format", "json"]), "mirror_repaired").len(), 3);
 }
+
+#[test]
+fn serve_reads_past_a_damaged_copy_and_repairs_it_by_itself() {
+    use crate::serve::{KEY, Server, curl, status_and_body};
+    let dir = local_mirror(&format!(
+        "[server]\ndev_mode = true\napi_keys = [\"{KEY}\"]\nurl_secret = {{ env = \"TEST_URL_SECRET\" }}\n"
+    ));
+    let d = dir.path();
+    let big = three_mib();
+    std::fs::write(d.join("big.bin"), &big).unwrap();
+    let server = Server::start_with_env(d, &[("TEST_URL_SECRET", "a-url-secret-of-32-bytes-or-more-0123")]);
+    let auth = format!("Authorization: Bearer {KEY}");
+    let url = format!("{}/v1/objects/archive/api/big.bin", server.url);
+    let o = curl(d, &["-X", "PUT", "-H", &auth, "--data-binary", "@big.bin", "-w", "\n%{http_code}", &url]);
+    assert_eq!(status_and_body(&o).0, "200", "{}", stdout(&o));
+    flip_byte(&d.join("a/api/big.bin"), (1 << 20) + 99);
+
+    let o = curl(d, &["-H", &auth, "-o", "got.bin", "-w", "%{http_code}", &url]);
+    assert_eq!(stdout(&o), "200");
+    assert_eq!(std::fs::read(d.join("got.bin")).unwrap(), big, "the API served the good copy");
+    // A download URL of a mirrored disk is the host's own, so its reads are checked too.
+    let issue = format!("{}/v1/urls/archive/api/big.bin?expires_in_secs=60", server.url);
+    let o = curl(d, &["-X", "POST", "-H", &auth, &issue]);
+    let answer: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(&o)));
+    let signed = answer["url"].as_str().unwrap_or_else(|| panic!("{answer}"));
+    assert!(signed.contains("/v1/signed/"), "{signed}");
+    let o = curl(d, &["-o", "signed.bin", "-w", "%{http_code}", signed]);
+    assert_eq!(stdout(&o), "200");
+    assert_eq!(std::fs::read(d.join("signed.bin")).unwrap(), big);
+
+    // The host's repairer (a pass every 5 s) restores the copy by itself.
+    let mut repaired = false;
+    for _ in 0..60 {
+        if std::fs::read(d.join("a/api/big.bin")).unwrap() == big {
+            repaired = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    assert!(repaired, "serve repaired the copy within 30 s");
+    drop(server);
+    let records = records(d, "mirror_repaired");
+    assert!(records.iter().any(|r| r["path"] == "api/big.bin" && meta(r, "mirror") == Some("a")), "{records:?}");
+}

@@ -25,25 +25,30 @@ pub struct Digest {
     pub sha256: String,
 }
 
-/// The hashes of a stream: of all of it, and (when asked) of each block of `block` bytes.
+/// The hashes of a stream: of all of it, or of each block of `block` bytes.
 #[derive(Clone)]
 struct Hashes {
-    whole: Sha256,
+    whole: Option<Sha256>,
     blocks: Option<Box<Blocks>>,
 }
 
-/// The sha256 of each `size`-byte block of a stream (the last may be shorter).
+/// The BLAKE3 digest of each `size`-byte block of a stream (the last may be shorter): what a
+/// mirror's reads check each block against. BLAKE3, not sha256, because it is checked on every
+/// read and costs a fraction of sha256 per byte; it is as strong, and the whole object's sha256
+/// stays what is recorded.
 #[derive(Clone)]
 struct Blocks {
     size: u64,
-    current: Sha256,
+    current: blake3::Hasher,
     in_current: u64,
     done: Vec<[u8; 32]>,
 }
 
 impl Hashes {
     fn update(&mut self, mut chunk: &[u8]) {
-        self.whole.update(chunk);
+        if let Some(whole) = &mut self.whole {
+            whole.update(chunk);
+        }
         let Some(b) = &mut self.blocks else { return };
         while !chunk.is_empty() {
             let take = ((b.size - b.in_current) as usize).min(chunk.len());
@@ -51,24 +56,25 @@ impl Hashes {
             b.in_current += take as u64;
             chunk = &chunk[take..];
             if b.in_current == b.size {
-                b.done.push(std::mem::take(&mut b.current).finalize().into());
+                b.done.push(*b.current.finalize().as_bytes());
+                b.current.reset();
                 b.in_current = 0;
             }
         }
     }
 
-    fn finish(self) -> (String, Vec<[u8; 32]>) {
+    fn finish(self) -> (Option<String>, Vec<[u8; 32]>) {
         let blocks = match self.blocks {
             Some(b) => {
                 let mut b = *b;
                 if b.in_current > 0 {
-                    b.done.push(b.current.finalize().into());
+                    b.done.push(*b.current.finalize().as_bytes());
                 }
                 b.done
             }
             None => Vec::new(),
         };
-        (hex::encode(self.whole.finalize()), blocks)
+        (self.whole.map(|w| hex::encode(w.finalize())), blocks)
     }
 }
 
@@ -88,6 +94,8 @@ enum State {
 pub struct Digester {
     size: u64,
     state: State,
+    /// The block digests, measured apart (on a thread of their own past [`PARALLEL_AFTER`]).
+    blocks: Option<Box<Digester>>,
 }
 
 impl Default for Digester {
@@ -99,19 +107,21 @@ impl Default for Digester {
 impl Digester {
     /// A digester that has seen nothing.
     pub fn new() -> Self {
-        Digester { size: 0, state: State::Inline(Hashes { whole: Sha256::new(), blocks: None }) }
+        Digester { size: 0, state: State::Inline(Hashes { whole: Some(Sha256::new()), blocks: None }), blocks: None }
     }
 
-    /// A digester that also measures the sha256 of each `block`-byte block (see
-    /// [`Digester::finish_blocks`]).
+    /// A digester that also measures the BLAKE3 digest of each `block`-byte block, on a thread
+    /// of its own (see [`Digester::finish_blocks`]).
     pub fn with_blocks(block: u64) -> Self {
-        let blocks = Blocks { size: block.max(1), current: Sha256::new(), in_current: 0, done: Vec::new() };
-        Digester { size: 0, state: State::Inline(Hashes { whole: Sha256::new(), blocks: Some(Box::new(blocks)) }) }
+        let blocks = Blocks { size: block.max(1), current: blake3::Hasher::new(), in_current: 0, done: Vec::new() };
+        let hashes = Hashes { whole: None, blocks: Some(Box::new(blocks)) };
+        let blocks = Digester { size: 0, state: State::Inline(hashes), blocks: None };
+        Digester { blocks: Some(Box::new(blocks)), ..Digester::new() }
     }
 
     /// A digester that counts bytes and measures no sha256 ([`Digester::finish`] is `None`).
     pub fn counting() -> Self {
-        Digester { size: 0, state: State::Counting }
+        Digester { size: 0, state: State::Counting, blocks: None }
     }
 
     /// Bytes seen so far.
@@ -122,6 +132,9 @@ impl Digester {
     /// Adds a chunk. Past [`PARALLEL_AFTER`] bytes this may wait for the hashing thread to
     /// catch up (bounded queue): hashing is back-pressure like the write itself.
     pub fn update(&mut self, chunk: Bytes) {
+        if let Some(blocks) = &mut self.blocks {
+            blocks.update(chunk.clone());
+        }
         self.size += chunk.len() as u64;
         if matches!(self.state, State::Counting) {
             return;
@@ -150,6 +163,19 @@ impl Digester {
     /// Like [`Digester::finish`], with the sha256 of each block (empty unless made
     /// [`Digester::with_blocks`]).
     pub fn finish_blocks(&mut self) -> Option<(Digest, Vec<[u8; 32]>)> {
+        let hashes = self.finish_hashes()?;
+        let (sha256, _) = hashes;
+        let blocks = match self.blocks.take() {
+            Some(mut b) => b.finish_hashes()?.1,
+            None => Vec::new(),
+        };
+        Some((Digest { size: self.size, sha256: sha256? }, blocks))
+    }
+}
+
+impl Digester {
+    /// What this digester's own hashes measured (the whole stream's sha256, or the blocks').
+    fn finish_hashes(&mut self) -> Option<(Option<String>, Vec<[u8; 32]>)> {
         let hashes = match std::mem::replace(&mut self.state, State::Broken) {
             State::Inline(hashes) => hashes,
             State::Threaded { tx, thread } => {
@@ -158,8 +184,7 @@ impl Digester {
             }
             State::Broken | State::Counting => return None,
         };
-        let (sha256, blocks) = hashes.finish();
-        Some((Digest { size: self.size, sha256 }, blocks))
+        Some(hashes.finish())
     }
 }
 
@@ -206,7 +231,7 @@ mod tests {
     fn block_digests_are_each_blocks_sha256_however_the_stream_is_cut() {
         let block = 1 << 20;
         let data: Vec<u8> = (0..(PARALLEL_AFTER as usize * 2 + 777)).map(|i| (i * 13 % 251) as u8).collect();
-        let want: Vec<[u8; 32]> = data.chunks(block).map(|b| Sha256::digest(b).into()).collect();
+        let want: Vec<[u8; 32]> = data.chunks(block).map(|b| *blake3::hash(b).as_bytes()).collect();
         for chunk in [1000usize, block, block + 1, 3 << 20] {
             let mut d = Digester::with_blocks(block as u64);
             for piece in data.chunks(chunk) {

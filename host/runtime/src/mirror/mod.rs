@@ -3,7 +3,7 @@
 //! disk (policies, uploads, fallbacks, fsck, the conformance suite) uses it unchanged.
 //!
 //! - **Writes** go to every member at once, measured once by the host (size, sha256, and the
-//!   sha256 of each 1 MiB block), and succeed once `write_quorum` members committed them.
+//!   BLAKE3 digest of each 1 MiB block), and succeed once `write_quorum` members committed them.
 //!   Every copy carries the write's *version* (`stowage-mirror-version`: the host's clock in
 //!   ms, then the request id), so a member that missed a write is seen to be behind. A member
 //!   that missed it is *marked* (below) for the repairer.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
-use super::blocks::{BLOCK, Manifest, block_matches};
+use super::blocks::{BLOCK, BlockDigests, Manifest};
 use super::core::{Mirror, Survey, blocks_path, member_failed};
 use crate::driver::{Digester, DriverReader, MAX_CHUNK};
 use crate::error::StorageError;
@@ -32,7 +32,7 @@ pub struct MirrorReader {
     /// The member being read, and its reader (positioned at `fetched`).
     current: Option<(usize, DriverReader)>,
     /// The digest of every block, each checked before the block goes out.
-    blocks: Vec<[u8; 32]>,
+    blocks: BlockDigests,
     /// Whether they were kept beside the first holder's copy (or are its recorded sha256),
     /// rather than measured for this read.
     kept: bool,
@@ -91,7 +91,7 @@ impl MirrorReader {
             version: survey.version.clone(),
             next: holders.iter().copied().collect(),
             current: None,
-            blocks: Vec::new(),
+            blocks: BlockDigests::Blake3(Vec::new()),
             kept: false,
             end,
             pos: start,
@@ -109,7 +109,7 @@ impl MirrorReader {
     /// its own sha256 for an object of one block; else the first holder's file that describes
     /// it (a holder without one is marked, so the repairer writes it); else measured from the
     /// first holder whose copy has the recorded sha256.
-    async fn find_blocks(&mut self) -> Result<(Vec<[u8; 32]>, bool), StorageError> {
+    async fn find_blocks(&mut self) -> Result<(BlockDigests, bool), StorageError> {
         let (size, sha256) = (self.info.size, self.info.sha256.clone());
         let Some(sha256) = sha256 else {
             return Err(StorageError::Io(format!(
@@ -118,9 +118,9 @@ impl MirrorReader {
             )));
         };
         if !Manifest::kept_for(size) {
-            let small = Manifest::of_small(&self.version, size, &sha256)
+            let small = BlockDigests::of_small(size, &sha256)
                 .ok_or_else(|| StorageError::Io(format!("`{}` has a malformed recorded sha256", self.path)))?;
-            return Ok((small.blocks, true));
+            return Ok((small, true));
         }
         let at = blocks_path(&self.path)?;
         let holders: Vec<usize> = self.next.iter().copied().collect();
@@ -131,7 +131,7 @@ impl MirrorReader {
             let text = self.mirror.members[h].get_bytes(&mctx, &at, None).await;
             match text.ok().and_then(|(_, t)| Manifest::decode(&t)) {
                 Some(m) if m.describes(&self.version, size, Some(&sha256)) => {
-                    found = Some((m.blocks, lacking.is_empty()));
+                    found = Some((BlockDigests::Blake3(m.blocks), lacking.is_empty()));
                     break;
                 }
                 _ => lacking.push(h),
@@ -145,7 +145,7 @@ impl MirrorReader {
         }
         for &h in &holders {
             if let Some(blocks) = measure_blocks(&self.mirror, &self.ctx, &self.path, h, size, &sha256).await {
-                return Ok((blocks, false));
+                return Ok((BlockDigests::Blake3(blocks), false));
             }
         }
         Err(StorageError::Io(format!("no mirror holds a copy of `{}` whose sha256 is the recorded one", self.path)))
@@ -250,8 +250,7 @@ impl MirrorReader {
                 buf.freeze()
             }
         };
-        let digest = self.blocks.get(k as usize);
-        if !digest.is_some_and(|d| block_matches(&block, d)) {
+        if !self.blocks.matches(k, &block) {
             return Err(Moved::Next(member, format!("block {k} does not match its recorded sha256")));
         }
         self.fetched = block_end;
