@@ -60,12 +60,15 @@ fn main() {
             }
             let bytes = (count * size) as f64;
             let rate = |t: Duration| bytes / t.as_secs_f64() / f64::from(1u32 << 20);
+            let per_sec = |t: Duration| count as f64 / t.as_secs_f64();
             println!(
-                "{:<22} {:>8.0} MiB/s {:>6.0} MiB/s {:>7.2}x",
+                "{:<22} {:>8.1} MiB/s {:>6.1} MiB/s {:>7.2}x   ({:.0} vs {:.0} objects/s)",
                 format!("{count} x {} KiB", size >> 10),
                 rate(best_sync),
                 rate(best_copy),
-                best_copy.as_secs_f64() / best_sync.as_secs_f64()
+                best_copy.as_secs_f64() / best_sync.as_secs_f64(),
+                per_sec(best_sync),
+                per_sec(best_copy),
             );
         }
     });
