@@ -192,7 +192,7 @@ impl Digester {
 fn spawn(hasher: Hashes) -> State {
     let (tx, rx) = sync_channel::<Bytes>(QUEUE);
     let fallback = hasher.clone();
-    let spawned = std::thread::Builder::new().name("stowage-sha256".into()).spawn(move || {
+    let spawned = std::thread::Builder::new().name("stowage-digest".into()).spawn(move || {
         let mut hasher = hasher;
         for chunk in rx {
             hasher.update(&chunk);

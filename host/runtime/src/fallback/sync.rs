@@ -1,8 +1,8 @@
 //! The syncer: moves each queue entry to its disk once the disk answers again. A queued write
 //! is streamed from the fallback to the disk and committed there only if the bytes have the
-//! sha256 the host measured when it queued them; a queued delete removes the path. Then the
-//! syncer records `fallback_synced` (durably) and, under the entry lock and only if the entry
-//! is still the one it moved, removes the entry. A crash between the steps leaves the
+//! sha256 the host measured when it queued them; a queued delete removes the path. Then,
+//! under the entry lock and only if the entry is still the one it moved, the syncer records
+//! `fallback_synced` (durably) and removes the entry. A crash between the steps leaves the
 //! entry, and the next pass moves the same bytes again: nothing is lost, and an entry a
 //! client replaced meanwhile is never removed.
 
@@ -21,10 +21,8 @@ use crate::ledger::Record;
 use crate::storage::Storage;
 use crate::types::{ObjectInfo, RequestContext, WriteOptions};
 
-/// Entries one disk's sync pass moves at a time: small entries are bound by durable steps
-/// (the copy's, the record's, the entry's removal), which overlap across movers; each mover
-/// holds at most one chunk.
-const CONCURRENCY: usize = 8;
+/// Entries one disk's sync pass moves at a time.
+const CONCURRENCY: usize = 4;
 
 /// What one sync pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -193,22 +191,19 @@ impl Storage {
             Err(CopyError::Disk(e) | CopyError::Fallback(e)) => return Err(e),
         }
         pause_point("sync-after-copy").await;
-        // Recorded before the entry goes: a crash between them moves the same bytes again,
-        // rather than leaving a move nobody recorded. What it records is true whatever happens
-        // to the entry next (these bytes reached the disk), so it is appended before the entry
-        // lock is taken: the movers' records share the ledger's group commits.
-        let record = sync_record("fallback_synced", fallback, &pctx, path, &queued, None);
-        self.ledger().append(&record).await.map_err(|e| StorageError::AuditUnavailable(e.to_string()))?;
-        pause_point("sync-after-record").await;
         let _entries = fallback.lock().await?;
         // Still the entry that was moved? A write or delete may have replaced it meanwhile (with
-        // other bytes, or the same bytes under other metadata): then it stays, and the next
-        // pass moves the newer one.
+        // other bytes, or the same bytes under other metadata).
         match fallback.disk().stat(&fctx, &entry).await {
             Ok(now) if same_version(&now, &info) => {}
             Ok(_) | Err(StorageError::NotFound(_)) => return Ok(Moved::Changed),
             Err(e) => return Err(e),
         }
+        // Recorded before the entry goes: a crash between them moves the same bytes again,
+        // rather than leaving a move nobody recorded.
+        let record = sync_record("fallback_synced", fallback, &pctx, path, &queued, None);
+        self.ledger().append(&record).await.map_err(|e| StorageError::AuditUnavailable(e.to_string()))?;
+        pause_point("sync-after-record").await;
         match fallback.disk().delete(&fctx, &entry).await {
             Ok(()) | Err(StorageError::NotFound(_)) => {}
             Err(e) => return Err(e),

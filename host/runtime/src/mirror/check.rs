@@ -39,9 +39,11 @@ impl Mirror {
         }
         let (mut good, mut bytes_read) = (None, 0);
         for &h in &survey.holders {
-            let mut reader = MirrorReader::from_survey(self.clone(), ctx, path, &survey, &[h], None).await?;
             let mut digester = crate::driver::Digester::new();
             let read: Result<(), StorageError> = async {
+                // A copy that cannot even be opened (no digests, and bytes that do not match
+                // the recorded sha256) is as bad as one that reads wrong.
+                let mut reader = MirrorReader::from_survey(self.clone(), ctx, path, &survey, &[h], None).await?;
                 if !reader.digests_kept() {
                     return Err(StorageError::Io("its block digests are missing or damaged".into()));
                 }

@@ -10,7 +10,7 @@ use crate::types::{Capabilities, ListPage, ObjectInfo, RequestContext, WriteOpti
 
 /// The metadata key holding a copy's version.
 pub const VERSION: &str = "stowage-mirror-version";
-/// Where marks live on a member: `stowage-mirror/<member>/<op>/<path>`.
+/// Where marks live on a member: `stowage-mirror/<member>/<op>/<path>/@<version>`.
 pub(super) const MARKS: &str = "stowage-mirror";
 /// Where block digests live on a member: `stowage-blocks/<path>`.
 const BLOCKS: &str = "stowage-blocks";
@@ -39,6 +39,8 @@ pub(crate) struct Survey {
     /// The members that answered and hold an older version or nothing (or, when the path is
     /// deleted, still hold it).
     pub behind: Vec<usize>,
+    /// Per member, the version it holds (`None`: nothing, or it did not answer).
+    pub versions: Vec<Option<String>>,
 }
 
 impl Mirror {
@@ -137,6 +139,8 @@ impl Mirror {
                 _ => Err(StorageError::NotFound(path.to_string())),
             };
         };
+        let versions: Vec<Option<String>> =
+            answers.iter().map(|a| a.as_ref().ok().map(|info| version_of(info).to_string())).collect();
         let holders: Vec<usize> =
             (0..answers.len()).filter(|i| answers[*i].as_ref().is_ok_and(|info| version_of(info) == version)).collect();
         let mut behind: Vec<usize> = (0..answers.len())
@@ -145,12 +149,12 @@ impl Mirror {
         if !missing.is_empty() && self.deleted_after(ctx, &missing, &holders, path, &version).await {
             behind.extend(&holders);
             behind.sort_unstable();
-            return Ok(Survey { newest: None, version: String::new(), holders: Vec::new(), behind });
+            return Ok(Survey { newest: None, version: String::new(), holders: Vec::new(), behind, versions });
         }
         behind.extend(&missing);
         behind.sort_unstable();
         let info = answers[first].as_ref().map(|i| self.as_own(i.clone(), path)).ok();
-        Ok(Survey { newest: info, version, holders, behind })
+        Ok(Survey { newest: info, version, holders, behind, versions })
     }
 
     /// Whether one of `missing` carries a `delete` mark for one of `holders` newer than
@@ -165,16 +169,35 @@ impl Mirror {
     ) -> bool {
         for &m in missing {
             for &h in holders {
-                let Ok(mark) = self.mark_path(h, "delete", path) else { continue };
                 let mctx = self.member_ctx(ctx, m);
-                if let Ok(info) = self.members[m].unchecked().stat(&mctx, &mark).await
-                    && version_of(&info) > version
-                {
+                let prefix = self.marks_of(h, "delete", path);
+                if self.mark_versions(&mctx, m, &prefix).await.iter().any(|v| v.as_str() > version) {
                     return true;
                 }
             }
         }
         false
+    }
+
+    /// The versions of the marks under `prefix` (one path's marks of one op) on member `j`.
+    pub(super) async fn mark_versions(&self, mctx: &RequestContext, j: usize, prefix: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let Ok(page) = self.members[j].unchecked().list(mctx, prefix, cursor.as_deref(), 1000).await else {
+                return out;
+            };
+            for item in page.items {
+                let Some(rest) = item.path.strip_prefix(prefix) else { continue };
+                if let Some(v) = rest.strip_prefix('@').filter(|v| !v.contains('/')) {
+                    out.push(v.to_string());
+                }
+            }
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => return out,
+            }
+        }
     }
 
     /// A member's info as the mirror's: its path, without the mirror's own metadata.
@@ -284,31 +307,27 @@ impl Mirror {
         Ok(())
     }
 
-    /// Where the mark that member `i` needs `op` on `path` lives (on the other members).
-    pub(super) fn mark_path(&self, i: usize, op: &str, path: &str) -> Result<ObjectPath, StorageError> {
-        Ok(ObjectPath::parse(&format!("{MARKS}/{}/{op}/{path}", self.members[i].name()))?)
+    /// Where the marks that member `i` needs `op` on `path` live (on the other members): one
+    /// file per version that asked, `<this>/@<version>`, so no mark ever replaces another.
+    pub(super) fn marks_of(&self, i: usize, op: &str, path: &str) -> String {
+        format!("{MARKS}/{}/{op}/{path}/", self.members[i].name())
     }
 
     /// Marks, on every other member that answers, that member `i` needs `op` on `path` (a
-    /// copy of the newest version, or its removal), asked by `version`. A mark never replaces
-    /// one of a newer version. Whether at least one mark holds (for a delete, the only record
-    /// that member `i` still has to lose the path; a member behind on a write is found by the
-    /// next read anyway).
+    /// copy of the newest version, or its removal), asked by `version`. Whether at least one
+    /// mark holds (for a delete, the only record that member `i` still has to lose the path;
+    /// a member behind on a write is found by the next read anyway).
     pub(crate) async fn mark(&self, ctx: &RequestContext, i: usize, path: &str, op: &str, version: &str) -> bool {
-        let Ok(mark) = self.mark_path(i, op, path) else { return false };
-        let options =
-            WriteOptions { metadata: vec![(VERSION.to_string(), version.to_string())], ..WriteOptions::default() };
+        let Ok(mark) = ObjectPath::parse(&format!("{}@{version}", self.marks_of(i, op, path))) else { return false };
         let placed = join_all((0..self.members.len()).filter(|&j| j != i).map(|j| {
             let mctx = self.member_ctx(ctx, j);
-            let (mark, options) = (&mark, &options);
+            let mark = &mark;
             async move {
                 let member = self.members[j].unchecked();
-                if let Ok(existing) = member.stat(&mctx, mark).await
-                    && version_of(&existing) >= version
-                {
+                if member.exists(&mctx, mark).await.unwrap_or(false) {
                     return Ok(());
                 }
-                member.put_bytes(&mctx, mark, bytes::Bytes::new(), options).await.map(|_| ())
+                member.put_bytes(&mctx, mark, bytes::Bytes::new(), &WriteOptions::default()).await.map(|_| ())
             }
         }))
         .await;

@@ -13,10 +13,9 @@
 //!   first member that has it, checking each block against its digest before a byte of it goes
 //!   out. A block that does not match, or a member that fails, and the read goes on from the
 //!   next member at that block, without the client noticing; the bad copy is marked.
-//! - **Marks** are small objects at `stowage-mirror/<member>/<op>/<path>` on the members that
-//!   hold the good copy, saying the member needs `put` (a copy of the newest version) or
-//!   `delete`, and the version that asked; one of each op per path, so neither replaces the
-//!   other.
+//! - **Marks** are empty objects at `stowage-mirror/<member>/<op>/<path>/@<version>` on the
+//!   other members, saying the member needs `put` (a copy of the newest version) or `delete`,
+//!   and which version asked: one file per version, so no mark ever replaces another.
 //!   The repairer (`repair.rs`, in `serve` and `stowage sync`) works through them: it copies
 //!   from a good member, verified, records `mirror_repaired`, and removes the marks.
 //! - **Deletes** go to every member and succeed on the quorum; a member that missed one is

@@ -157,6 +157,19 @@ impl MirrorReader {
         self.kept
     }
 
+    /// The block digests this read checked against, as the file kept beside a copy (for an
+    /// object over one block).
+    pub(super) fn manifest(&self) -> Option<Manifest> {
+        let BlockDigests::Blake3(blocks) = &self.blocks else { return None };
+        let sha256 = self.info.sha256.clone()?;
+        Manifest::kept_for(self.info.size).then(|| Manifest {
+            version: self.version.clone(),
+            size: self.info.size,
+            sha256,
+            blocks: blocks.clone(),
+        })
+    }
+
     /// The object's info.
     pub fn info(&self) -> &ObjectInfo {
         &self.info
@@ -308,5 +321,5 @@ async fn measure_blocks(
         digester.update(chunk);
     }
     let (digest, blocks) = digester.finish_blocks()?;
-    (digest.sha256 == sha256 && digest.size == size).then_some(blocks)
+    (digest.sha256.eq_ignore_ascii_case(sha256) && digest.size == size).then_some(blocks)
 }

@@ -6,19 +6,20 @@
 //! repair is recorded (`mirror_repaired`) before its marks go, so a crash between the two
 //! repeats the repair rather than leaving one nobody recorded.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt as _;
 
-use super::blocks::{BLOCK, Manifest};
+use super::blocks::Manifest;
 use super::core::{MARKS, Mirror, Survey, VERSION, blocks_path, new_version, version_of};
 use super::reader::MirrorReader;
-use crate::driver::{Digester, MAX_CHUNK};
+use crate::driver::MAX_CHUNK;
 use crate::error::StorageError;
 use crate::storage::Storage;
 use crate::types::{RequestContext, WriteOptions};
+use stowage_path::ObjectPath;
 
 /// Paths one mirror repairs at a time.
 const CONCURRENCY: usize = 4;
@@ -43,17 +44,17 @@ impl Storage {
             let ctx = self.own_context(disk, "stowage-repair");
             // Each path's mirrors one after another (a repair reads the others), a few paths
             // at once.
-            let mut by_path: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
-            for (member, path) in mirror.marks(&ctx).await {
-                by_path.entry(path).or_default().push(member);
+            let mut by_path: BTreeMap<String, BTreeMap<usize, Vec<Mark>>> = BTreeMap::new();
+            for ((member, path), marks) in mirror.marks(&ctx).await {
+                by_path.entry(path).or_default().insert(member, marks);
             }
             let mut repairs = futures::stream::iter(by_path)
                 .map(|(path, members)| {
                     let (ctx, mirror) = (&ctx, &mirror);
                     async move {
                         let mut done = Vec::with_capacity(members.len());
-                        for member in members {
-                            done.push((member, self.repair_one(mirror, ctx, member, &path).await));
+                        for (member, marks) in members {
+                            done.push((member, self.repair_one(mirror, ctx, member, &path, &marks).await));
                         }
                         (path, done)
                     }
@@ -80,6 +81,7 @@ impl Storage {
         ctx: &RequestContext,
         m: usize,
         path: &str,
+        marks: &[Mark],
     ) -> Result<&'static str, StorageError> {
         let member = &mirror.members()[m];
         let mctx = mirror.member_ctx(ctx, m);
@@ -87,12 +89,14 @@ impl Storage {
         let survey = match mirror.survey(ctx, path).await {
             Ok(s) => s,
             Err(StorageError::NotFound(_)) => {
-                Survey { newest: None, version: String::new(), holders: Vec::new(), behind: Vec::new() }
+                let versions = vec![None; mirror.members().len()];
+                Survey { newest: None, version: String::new(), holders: Vec::new(), behind: Vec::new(), versions }
             }
             Err(e) => return Err(e),
         };
         let done = match &survey.newest {
             None => {
+                mirror.unchanged(ctx, m, path, &survey).await?;
                 match member.unchecked().delete(&mctx, path).await {
                     Ok(()) | Err(StorageError::NotFound(_)) => {}
                     Err(e) => return Err(e),
@@ -102,44 +106,17 @@ impl Storage {
                 }
                 "removed"
             }
-            Some(_) if survey.holders.contains(&m) && mirror.copy_is_good(ctx, m, path, &survey).await => "checked",
-            Some(info) => {
-                let from: Vec<usize> = survey.holders.iter().copied().filter(|h| *h != m).collect();
-                if from.is_empty() {
-                    return Err(StorageError::Io(format!(
-                        "no other mirror holds version {} of `{path}` to repair `{}` from",
-                        survey.version,
-                        member.name()
-                    )));
-                }
-                let mut source = MirrorReader::from_survey(mirror.clone(), ctx, path, &survey, &from, None).await?;
-                let mut metadata = info.metadata.clone();
-                metadata.push((VERSION.to_string(), survey.version.clone()));
-                metadata.sort();
-                let options = WriteOptions { content_type: info.content_type.clone(), metadata, create_only: false };
-                let mut writer = member.unchecked().driver_writer(&mctx, path, &options).await?;
-                // The block digests are measured again on the way: the bytes are the ones
-                // recorded (the member's commit checks their sha256), so are these.
-                let mut blocks = Digester::with_blocks(BLOCK);
-                while let Some(chunk) = source.next_chunk(MAX_CHUNK).await? {
-                    blocks.update(chunk.clone());
-                    writer.write(chunk).await?;
-                }
-                writer.finish_verified(info.sha256.as_deref()).await?;
-                if Manifest::kept_for(info.size) {
-                    let Some((digest, blocks)) = blocks.finish_blocks() else {
-                        return Err(StorageError::Io("the host could not measure the block digests".into()));
-                    };
-                    let manifest =
-                        Manifest { version: survey.version.clone(), size: digest.size, sha256: digest.sha256, blocks };
+            Some(_) if survey.holders.contains(&m) => match mirror.copy_is_good(ctx, m, path, &survey).await {
+                Verdict::Good => "checked",
+                Verdict::LacksDigests(manifest) => {
                     let at = blocks_path(path)?;
-                    member
-                        .unchecked()
-                        .put_bytes(&mctx, &at, Bytes::from(manifest.encode()), &WriteOptions::default())
-                        .await?;
+                    let text = Bytes::from(manifest.encode());
+                    member.unchecked().put_bytes(&mctx, &at, text, &WriteOptions::default()).await?;
+                    "indexed"
                 }
-                "copied"
-            }
+                Verdict::Bad => self.copy_to(mirror, ctx, m, path, &survey).await?,
+            },
+            Some(_) => self.copy_to(mirror, ctx, m, path, &survey).await?,
         };
         let record = crate::ledger::Record {
             action: "mirror_repaired".into(),
@@ -162,15 +139,57 @@ impl Storage {
         // The marks this repair answered: those of the version it settled on, or older (a
         // removal answers every mark made before it began). Newer ones wait for the next pass.
         let answered = if survey.newest.is_some() { survey.version.as_str() } else { started.as_str() };
-        mirror.unmark(ctx, m, path, answered).await;
+        mirror.unmark(ctx, marks, answered).await;
         Ok(done)
+    }
+
+    /// Streams the newest version of `path` from another holder to member `m` (checked block
+    /// by block, committed only with its recorded sha256), with its block digests.
+    async fn copy_to(
+        &self,
+        mirror: &Arc<Mirror>,
+        ctx: &RequestContext,
+        m: usize,
+        path: &str,
+        survey: &Survey,
+    ) -> Result<&'static str, StorageError> {
+        let member = &mirror.members()[m];
+        let mctx = mirror.member_ctx(ctx, m);
+        let Some(info) = &survey.newest else { return Err(StorageError::NotFound(path.to_string())) };
+        let from: Vec<usize> = survey.holders.iter().copied().filter(|h| *h != m).collect();
+        if from.is_empty() {
+            return Err(StorageError::Io(format!(
+                "no other mirror holds version {} of `{path}` to repair `{}` from",
+                survey.version,
+                member.name()
+            )));
+        }
+        let mut source = MirrorReader::from_survey(mirror.clone(), ctx, path, survey, &from, None).await?;
+        let mut metadata = info.metadata.clone();
+        metadata.push((VERSION.to_string(), survey.version.clone()));
+        metadata.sort();
+        let options = WriteOptions { content_type: info.content_type.clone(), metadata, create_only: false };
+        let mut writer = member.unchecked().driver_writer(&mctx, path, &options).await?;
+        while let Some(chunk) = source.next_chunk(MAX_CHUNK).await? {
+            writer.write(chunk).await?;
+        }
+        // A client's write that reached the member since the survey is newer than this copy.
+        mirror.unchanged(ctx, m, path, survey).await?;
+        writer.finish_verified(info.sha256.as_deref()).await?;
+        // The source's digests were checked against every block it sent (measured from a copy
+        // with the recorded sha256 if none was kept).
+        if let Some(manifest) = source.manifest() {
+            let at = blocks_path(path)?;
+            member.unchecked().put_bytes(&mctx, &at, Bytes::from(manifest.encode()), &WriteOptions::default()).await?;
+        }
+        Ok("copied")
     }
 }
 
 impl Mirror {
-    /// Every (member, path) some member holds a mark for.
-    pub(super) async fn marks(&self, ctx: &RequestContext) -> BTreeSet<(usize, String)> {
-        let mut out = BTreeSet::new();
+    /// Every mark on every member that answers, by the member and path it is for.
+    pub(super) async fn marks(&self, ctx: &RequestContext) -> BTreeMap<(usize, String), Vec<Mark>> {
+        let mut out: BTreeMap<(usize, String), Vec<Mark>> = BTreeMap::new();
         let prefix = format!("{MARKS}/");
         for j in 0..self.members.len() {
             let mctx = self.member_ctx(ctx, j);
@@ -184,11 +203,14 @@ impl Mirror {
                     }
                 };
                 for item in page.items {
+                    // `<member>/<op>/<path>/@<version>`
                     let Some(rest) = item.path.strip_prefix(&prefix) else { continue };
                     let Some((member, rest)) = rest.split_once('/') else { continue };
-                    let Some((_op, path)) = rest.split_once('/') else { continue };
+                    let Some((_op, rest)) = rest.split_once('/') else { continue };
+                    let Some((path, version)) = rest.rsplit_once("/@") else { continue };
                     if let Some(i) = self.members.iter().position(|d| d.name() == member) {
-                        out.insert((i, path.to_string()));
+                        let mark = Mark { on: j, at: item.path.clone(), version: version.to_string() };
+                        out.entry((i, path.to_string())).or_default().push(mark);
                     }
                 }
                 match page.next_cursor {
@@ -200,21 +222,35 @@ impl Mirror {
         out
     }
 
-    /// Removes the marks that member `m` needs `path` of versions up to `upto` (on every
-    /// member that answers).
-    async fn unmark(&self, ctx: &RequestContext, m: usize, path: &str, upto: &str) {
-        for op in ["put", "delete"] {
-            let Ok(mark) = self.mark_path(m, op, path) else { continue };
-            for j in 0..self.members.len() {
-                let mctx = self.member_ctx(ctx, j);
-                let member = self.members[j].unchecked();
-                if let Ok(info) = member.stat(&mctx, &mark).await
-                    && version_of(&info) <= upto
-                {
-                    let _ = member.delete(&mctx, &mark).await;
-                }
-            }
+    /// Removes the `marks` (as listed) of versions up to `upto`: marks made since, or of newer
+    /// versions, stay for the next pass.
+    async fn unmark(&self, ctx: &RequestContext, marks: &[Mark], upto: &str) {
+        for mark in marks.iter().filter(|k| k.version.as_str() <= upto) {
+            let Ok(at) = ObjectPath::parse(&mark.at) else { continue };
+            let mctx = self.member_ctx(ctx, mark.on);
+            let _ = self.members[mark.on].unchecked().delete(&mctx, &at).await;
         }
+    }
+
+    /// Fails (`unavailable`, retryable: the next pass looks again) if member `m`'s copy of
+    /// `path` is no longer the one `survey` saw: a client's write reached it meanwhile.
+    async fn unchanged(&self, ctx: &RequestContext, m: usize, path: &str, survey: &Survey) -> Result<(), StorageError> {
+        let mctx = self.member_ctx(ctx, m);
+        let now = match self.members[m].unchecked().stat(&mctx, path).await {
+            Ok(info) => Some(version_of(&info).to_string()),
+            Err(StorageError::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        };
+        if now == survey.versions[m] {
+            return Ok(());
+        }
+        Err(StorageError::Unavailable {
+            reason: format!(
+                "`{path}` changed on `{}` while it was being repaired; the next pass looks again",
+                self.members[m].name()
+            ),
+            retryable: true,
+        })
     }
 
     /// Whether the mirror named `member` now holds what is true of `path` (the newest
@@ -223,28 +259,46 @@ impl Mirror {
     pub(crate) async fn copy_agrees(self: &Arc<Self>, ctx: &RequestContext, member: &str, path: &str) -> bool {
         let Some(m) = self.members.iter().position(|d| d.name() == member) else { return false };
         match self.survey(ctx, path).await {
-            Ok(s) if s.newest.is_some() => s.holders.contains(&m) && self.copy_is_good(ctx, m, path, &s).await,
+            Ok(s) if s.newest.is_some() => {
+                s.holders.contains(&m) && matches!(self.copy_is_good(ctx, m, path, &s).await, Verdict::Good)
+            }
             Ok(s) => !s.behind.contains(&m),
             Err(StorageError::NotFound(_)) => true,
             Err(_) => false,
         }
     }
 
-    /// Whether member `m`'s copy of the newest version reads back whole and matches its
-    /// digests (and, for a large object, has its block digests beside it).
-    async fn copy_is_good(self: &Arc<Self>, ctx: &RequestContext, m: usize, path: &str, survey: &Survey) -> bool {
+    /// What member `m`'s copy of the newest version is: good (it reads back whole, every
+    /// block matching, its digests beside it), good but without its digests (here they are,
+    /// measured from it), or bad.
+    async fn copy_is_good(self: &Arc<Self>, ctx: &RequestContext, m: usize, path: &str, survey: &Survey) -> Verdict {
         let Ok(mut r) = MirrorReader::from_survey(self.clone(), ctx, path, survey, &[m], None).await else {
-            return false;
+            return Verdict::Bad;
         };
-        if !r.digests_kept() {
-            return false;
-        }
         loop {
             match r.next_chunk(MAX_CHUNK).await {
                 Ok(Some(_)) => {}
-                Ok(None) => return true,
-                Err(_) => return false,
+                Ok(None) if r.digests_kept() => return Verdict::Good,
+                Ok(None) => return r.manifest().map_or(Verdict::Bad, Verdict::LacksDigests),
+                Err(_) => return Verdict::Bad,
             }
         }
     }
+}
+
+/// What a repair found of a member's copy.
+enum Verdict {
+    Good,
+    LacksDigests(Manifest),
+    Bad,
+}
+
+/// One mark, as listed.
+pub(super) struct Mark {
+    /// The member holding it.
+    on: usize,
+    /// Its path there.
+    at: String,
+    /// The version that asked.
+    version: String,
 }
