@@ -73,7 +73,7 @@ fn problems<'a>(report: &'a serde_json::Value, kind: &str) -> Vec<(&'a str, &'a 
 
 /// Flips one byte of `file` in place; with `keep_mtime`, as bit rot would (the file's time
 /// is put back, so the driver still vouches for its old sha256).
-fn flip_byte(file: &Path, at: u64, keep_mtime: bool) {
+pub(crate) fn flip_byte(file: &Path, at: u64, keep_mtime: bool) {
     use std::io::{Read, Seek, SeekFrom, Write};
     let modified = std::fs::metadata(file).unwrap().modified().unwrap();
     let mut f = std::fs::OpenOptions::new().read(true).write(true).open(file).unwrap();

@@ -48,15 +48,7 @@ fn meta<'a>(record: &'a serde_json::Value, key: &str) -> Option<&'a str> {
 
 /// Flips one byte of `file` in place, keeping its time (as bit rot would).
 fn flip_byte(file: &Path, at: u64) {
-    use std::io::{Read, Seek, SeekFrom, Write};
-    let modified = std::fs::metadata(file).unwrap().modified().unwrap();
-    let mut f = std::fs::OpenOptions::new().read(true).write(true).open(file).unwrap();
-    let mut b = [0u8; 1];
-    f.seek(SeekFrom::Start(at)).unwrap();
-    f.read_exact(&mut b).unwrap();
-    f.seek(SeekFrom::Start(at)).unwrap();
-    f.write_all(&[b[0] ^ 0x01]).unwrap();
-    f.set_times(std::fs::FileTimes::new().set_modified(modified)).unwrap();
+    crate::fixity::flip_byte(file, at, true);
 }
 
 /// 3 MiB and a bit of varied bytes: four blocks, the last short.
