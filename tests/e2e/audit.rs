@@ -11,7 +11,7 @@ use std::time::Instant;
 use crate::serve::{KEY, Server, curl, status_and_body};
 use crate::{run_in, stderr, stdout, stowage};
 
-const AUDITED: &str = "role = \"testing\"\n[disks.local]\nplugin = \"local-fs\"\ngrant = { dir = \"data\" }\n[storage]\ndefault = \"local\"\n\
+pub(crate) const AUDITED: &str = "role = \"testing\"\n[disks.local]\nplugin = \"local-fs\"\ngrant = { dir = \"data\" }\n[storage]\ndefault = \"local\"\n\
     [[policies]]\nplugin = \"role-policy\"\n[[policies]]\nplugin = \"phi-tracking\"\n";
 
 fn is_root() -> bool {
@@ -55,7 +55,7 @@ fn fill(dir: &Path) {
 }
 
 /// Every guarded command fails with the audit error, and the disk is as it was.
-fn every_operation_fails_closed(d: &Path, what: &str) {
+pub(crate) fn every_operation_fails_closed(d: &Path, what: &str) {
     std::fs::write(d.join("new.csv"), "new,data\n").unwrap();
     let before = std::fs::read(d.join("data/kept.csv")).unwrap();
     for args in [

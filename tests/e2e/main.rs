@@ -36,6 +36,7 @@ mod fallback;
 mod fixity;
 mod hardening;
 mod layout;
+mod ledger_pg;
 mod mirror;
 mod openapi;
 mod plugin_kit;

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 
+pub mod postgres;
 pub mod s3;
 
 /// What the benchmarks share: section selection and operation counts from the environment.

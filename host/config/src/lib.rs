@@ -19,6 +19,7 @@ mod deployment;
 mod endpoint;
 mod fixity;
 pub mod keys;
+mod ledger;
 mod mirrors;
 mod model;
 mod plan;
@@ -34,12 +35,13 @@ use sha2::{Digest, Sha256};
 pub use deployment::{Role, StorageClass};
 pub use endpoint::{Endpoint, read_ca_file};
 pub use fixity::{FixityConfig, FixityPlan};
+pub use ledger::LedgerPlan;
 pub use model::{
     CacheConfig, Config, DiskConfig, Grant, LedgerConfig, LimitsConfig, OnFailure, Pin, PolicyConfig, ServerConfig,
     ServerLimits, ServerTimeouts, StorageMap, TlsConfig, Trust,
 };
 pub use plan::{
-    DiskPlan, GrantPlan, LedgerPlan, Limits, MirrorPlan, OutboundPlan, Pins, Plan, PluginPlan, PolicyPlan, TrustPolicy,
+    DiskPlan, GrantPlan, Limits, MirrorPlan, OutboundPlan, Pins, Plan, PluginPlan, PolicyPlan, TrustPolicy,
     default_cache_dir, resolve_plugin,
 };
 pub use source::{BUNDLED, PluginSource};

@@ -163,8 +163,20 @@ pub struct LedgerConfig {
     pub host_key: Option<PathBuf>,
     /// The checkpoints' origin line and the key's name (default `stowage-ledger`).
     pub origin: Option<Spanned<String>>,
-    /// How long an append waits for another process's lock on the database (default 10000).
+    /// How long an append waits for another process's lock on the database (default 10000;
+    /// on PostgreSQL also the bound on every call).
     pub lock_timeout_ms: Option<Spanned<u64>>,
+    /// The records in PostgreSQL instead of the SQLite file: a `postgres://` URL, usually
+    /// `{ env = "STOWAGE_LEDGER_URL" }` (it holds a password). Every host naming the same
+    /// database appends to one chain; `path` then names only this host's own files (the
+    /// head, checkpoints and key are kept beside it).
+    pub url: Option<Spanned<toml::Value>>,
+    /// A CA certificate (PEM, relative to the config file) to trust for the database's TLS
+    /// certificate, beside the web roots. Needs `url`.
+    pub ca_file: Option<Spanned<PathBuf>>,
+    /// The name this host stamps on each record it appends (default: the machine's host name
+    /// when `url` is set, none otherwise).
+    pub host: Option<Spanned<String>>,
 }
 
 /// `[ledger] on_failure`.

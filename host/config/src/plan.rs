@@ -13,6 +13,7 @@ use toml::Spanned;
 use crate::endpoint::{Endpoint, read_ca_file};
 use crate::fixity::FixityPlan;
 use crate::keys;
+use crate::ledger::LedgerPlan;
 use crate::model::{self, Config, DiskConfig, PolicyConfig};
 use crate::source::PluginSource;
 use crate::values::{Values, flatten, resolve_value};
@@ -45,17 +46,6 @@ pub struct MirrorPlan {
     pub members: Vec<String>,
     /// How many must hold a write durably before it succeeds.
     pub write_quorum: usize,
-}
-
-/// The PHI ledger: its file, how it is opened, and what a failed record does.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct LedgerPlan {
-    /// The SQLite file.
-    pub path: PathBuf,
-    /// Its checkpoints (file, host key, schedule) and lock timeout.
-    pub options: stowage_ledger::LedgerOptions,
-    /// A required policy that cannot record only logs (`[ledger] on_failure = "log"`).
-    pub log_only: bool,
 }
 
 /// What every plugin needs, whatever its world: its name, where its component is, the pins
@@ -239,7 +229,7 @@ pub(crate) fn build(config: &Config, base_dir: &Path, problem: &mut Problems<'_>
         policies,
         trust: b.trust_policy(problem),
         cache_dir: b.cache_dir(),
-        ledger: b.ledger(),
+        ledger: crate::ledger::plan(&config.ledger, base_dir, problem),
         fixity,
         mirrors,
     }
@@ -374,42 +364,6 @@ impl Builder<'_> {
         match &cache.dir {
             Some(d) => Some(self.base_dir.join(d)),
             None => default_cache_dir(),
-        }
-    }
-
-    fn ledger(&self) -> LedgerPlan {
-        let path = self.ledger_path();
-        let log_only = self.config.ledger.on_failure.as_ref().is_some_and(|o| *o.get_ref() == model::OnFailure::Log);
-        LedgerPlan { options: self.ledger_options(&path), path, log_only }
-    }
-
-    /// The ledger database file.
-    fn ledger_path(&self) -> PathBuf {
-        match &self.config.ledger.path {
-            Some(p) => self.base_dir.join(p.get_ref()),
-            None => self.base_dir.join("stowage-ledger.sqlite"),
-        }
-    }
-
-    /// How to open the ledger at `path`: its checkpoints (file, host key, schedule) and lock
-    /// timeout.
-    fn ledger_options(&self, path: &Path) -> stowage_ledger::LedgerOptions {
-        let l = &self.config.ledger;
-        let beside = |suffix: &str| {
-            let mut p = path.as_os_str().to_owned();
-            p.push(suffix);
-            PathBuf::from(p)
-        };
-        let policy = stowage_ledger::CheckpointPolicy {
-            origin: l.origin.as_ref().map_or_else(|| "stowage-ledger".to_string(), |o| o.get_ref().clone()),
-            every_records: l.checkpoint_every.as_ref().map_or(1000, |v| *v.get_ref()),
-            every_secs: l.checkpoint_interval_secs.as_ref().map_or(60, |v| *v.get_ref()),
-            file: l.checkpoints.as_ref().map_or_else(|| beside(".checkpoints"), |p| self.base_dir.join(p)),
-            key_file: l.host_key.as_ref().map_or_else(|| beside(".key"), |p| self.base_dir.join(p)),
-        };
-        stowage_ledger::LedgerOptions {
-            checkpoints: Some(policy),
-            lock_timeout: Duration::from_millis(l.lock_timeout_ms.as_ref().map_or(10_000, |v| *v.get_ref())),
         }
     }
 }

@@ -102,6 +102,34 @@ fn logging_ledger_failures_is_for_testing_only_and_the_checkpoint_disk_must_exis
 }
 
 #[test]
+fn a_postgresql_ledger_needs_a_postgres_url_never_quoted_and_a_ca_file_only_with_it() {
+    let text = |ledger: &str| {
+        format!("role = \"services\"\n[disks.a]\nplugin = \"local-fs\"\n[storage]\ndefault = \"a\"\n[ledger]\n{ledger}")
+    };
+    let ok = parse(&text("url = \"postgres://u:pw@db.example:5432/ledger\"\nhost = \"svc-1\"\n")).unwrap();
+    let options = ok.ledger_options();
+    assert_eq!(options.database.as_ref().map(|d| d.url.as_str()), Some("postgres://u:pw@db.example:5432/ledger"));
+    assert_eq!(options.host.as_deref(), Some("svc-1"));
+    assert!(!format!("{options:?}").contains("pw@"), "the URL's password stays out of Debug: {options:?}");
+    // Without a name, a shared ledger names the machine; an SQLite one names no host.
+    let unnamed = parse(&text("url = \"postgresql://u:pw@db/ledger\"\n")).unwrap();
+    assert!(unnamed.ledger_options().host.is_some_and(|h| !h.is_empty()));
+    assert_eq!(parse(&text("")).unwrap().ledger_options().host, None);
+    let e = parse(&text("url = \"mysql://u:secretpw@db/ledger\"\n")).unwrap_err().to_string();
+    assert!(e.contains("t.toml:7:7: ledger.url must be a PostgreSQL URL"), "{e}");
+    assert!(!e.contains("secretpw"), "{e}");
+    let e = parse(&text("url = { env = \"STOWAGE_CONFIG_TEST_LEDGER_URL_UNSET\" }\n")).unwrap_err().to_string();
+    assert!(e.contains("ledger.url: environment variable `STOWAGE_CONFIG_TEST_LEDGER_URL_UNSET` is not set"), "{e}");
+    let e = parse(&text("ca_file = \"Cargo.toml\"\n")).unwrap_err().to_string();
+    assert!(e.contains("ledger.ca_file needs ledger.url"), "{e}");
+    let e = parse(&text("host = \"\"\n")).unwrap_err().to_string();
+    assert!(e.contains("ledger.host must be a non-empty name"), "{e}");
+    let e = parse(&text("url = \"postgres://u:pw@db/l\"\nlock_timeout_ms = 50\n")).unwrap_err().to_string();
+    assert!(e.contains("ledger.lock_timeout_ms = 50 is too short for PostgreSQL (at least 100)"), "{e}");
+    assert!(parse(&text("lock_timeout_ms = 50\n")).is_ok(), "SQLite may wait less");
+}
+
+#[test]
 fn position_counts_lines_and_columns_from_one() {
     assert_eq!(position("ab\ncd", 0), (1, 1));
     assert_eq!(position("ab\ncd", 4), (2, 2));

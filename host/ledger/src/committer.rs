@@ -12,13 +12,12 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
 use crate::checkpoint::{Due, SignedCheckpoint};
 use crate::head::{self, Head, HeadFile, HeadState};
 use crate::merkle::{Frontier, Hash};
-use crate::store::{self, GENESIS, Stored, chain_hash, hash_at, row_leaf};
+use crate::store::{self, Db, GENESIS, Read, Row, Stored, chain_hash, row_leaf};
 use crate::{LedgerError, Record, now_ms};
 
 /// Most records committed in one transaction.
@@ -62,7 +61,7 @@ pub(crate) struct Schedule {
 
 /// What the committer starts from.
 pub(crate) struct Start {
-    pub(crate) conn: Connection,
+    pub(crate) conn: Box<dyn Db>,
     /// The database's last record, if any.
     pub(crate) tip: Option<Head>,
     /// Why appending must be refused (the database does not reach its head).
@@ -71,6 +70,8 @@ pub(crate) struct Start {
     /// Whether a one-line (old format) head is still acceptable: not once there are
     /// checkpoints.
     pub(crate) legacy_head_ok: bool,
+    /// The database is shared by several hosts.
+    pub(crate) shared: bool,
     pub(crate) frontier: Frontier,
     pub(crate) schedule: Option<Schedule>,
     /// The last failure, cleared by the next commit that succeeds.
@@ -93,8 +94,34 @@ struct Appended {
     reply: Option<oneshot::Sender<Result<u64, LedgerError>>>,
 }
 
+/// How often a committer whose shared database stopped answering asks it again, while no
+/// append comes.
+const PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The next job; while a shared database does not answer, asking it again every
+/// `PROBE_EVERY` meanwhile, so the ledger is healthy again as soon as it answers (the loops
+/// that check `health` before they work do not wait for a client's request).
+fn next_job(s: &mut Start, rx: &Receiver<Job>) -> Option<Job> {
+    loop {
+        let failing = s.shared && s.broken.is_none() && s.health.lock().map_or(true, |h| h.is_some());
+        if !failing {
+            return rx.recv().ok();
+        }
+        match rx.recv_timeout(PROBE_EVERY) {
+            Ok(job) => return Some(job),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return None,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if s.conn.reconnect().and_then(|()| s.conn.tip()).is_ok() {
+                    tracing::info!("the ledger's database answers again");
+                    set_health(s, None);
+                }
+            }
+        }
+    }
+}
+
 fn run(mut s: Start, rx: Receiver<Job>) {
-    while let Ok(first) = rx.recv() {
+    while let Some(first) = next_job(&mut s, &rx) {
         let mut batch = Vec::new();
         let mut checkpoints = Vec::new();
         let mut next = Some(first);
@@ -149,8 +176,10 @@ fn commit_batch(s: &mut Start, batch: Vec<Appended>) {
             if let Err(e) = s.head.write(&tip) {
                 tracing::error!(error = %e, "ledger head file could not be written; records are committed");
             }
-            // Counted before anyone is answered: whoever sees its record durable sees the commit.
+            // Counted, and the ledger healthy again, before anyone is answered: whoever sees
+            // its record durable sees the commit and the health it brought.
             s.commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            set_health(s, None);
             for (i, p) in batch.into_iter().enumerate() {
                 if let Some(reply) = p.reply {
                     let _ = reply.send(Ok(first + i as u64));
@@ -160,7 +189,6 @@ fn commit_batch(s: &mut Start, batch: Vec<Appended>) {
                 tracing::error!(error = %e, "ledger head file could not be synced");
             }
             s.tip = Some(tip);
-            set_health(s, None);
         }
         Err(e) => {
             let why = e.to_string();
@@ -188,18 +216,19 @@ fn tampered() -> LedgerError {
 /// Chains the batch onto the tip (or onto what another process appended after it) in one
 /// transaction, with its Merkle nodes and intents; returns the new tip.
 fn commit(s: &mut Start, batch: &[Appended]) -> Result<Head, LedgerError> {
-    let tx = s.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let last = store::tip(&tx)?.map(|(count, hash)| Head { count, hash });
-    // Another process (a CLI command next to `serve`) may have appended since: its records
-    // must extend ours, which must still be there unchanged. Anything else was done behind
-    // the host's back.
+    s.conn.reconnect()?;
+    let mut tx = s.conn.begin()?;
+    let last = tx.tip()?.map(|(count, hash)| Head { count, hash });
+    // Another process (a CLI command next to `serve`, or another host on a shared database)
+    // may have appended since: its records must extend ours, which must still be there
+    // unchanged. Anything else was done behind the host's back.
     let adopted = match (s.tip.as_ref(), last) {
         (None, None) => None,
         (Some(tip), Some(last)) if last == *tip => Some(last),
         (tip, Some(last)) if tip.is_none_or(|t| last.count > t.count) => {
             let ours_intact = match tip {
                 None => true,
-                Some(t) => hash_at(&tx, t.count - 1)?.as_deref() == Some(t.hash.as_str()),
+                Some(t) => tx.hash_at(t.count - 1)?.as_deref() == Some(t.hash.as_str()),
             };
             if !ours_intact {
                 return Err(tampered());
@@ -211,61 +240,69 @@ fn commit(s: &mut Start, batch: &[Appended]) -> Result<Head, LedgerError> {
     // And the database must still reach the head (which any process may have advanced).
     let state = head::read(s.head.path())
         .map_err(|error| LedgerError::Head { path: s.head.path().display().to_string(), error })?;
-    if let Some(why) = reaches(&tx, adopted.as_ref(), &state, s.legacy_head_ok)? {
+    let rule = HeadRule { legacy_ok: s.legacy_head_ok, shared: s.shared };
+    if let Some(why) = reaches(&*tx, adopted.as_ref(), &state, rule)? {
         return Err(LedgerError::Tampered(why));
     }
     let (mut index, mut prev) = adopted.as_ref().map_or((0, GENESIS.to_string()), |t| (t.count, t.hash.clone()));
     // Another process's records grew the tree too: start from the stored nodes.
     let mut frontier =
-        if s.frontier.size() == index { s.frontier.clone() } else { Frontier::load(&Stored(&tx), index)? };
-    {
-        let mut insert =
-            tx.prepare_cached("INSERT INTO records (idx, at_ms, body, prev, hash) VALUES (?1, ?2, ?3, ?4, ?5)")?;
-        let mut node = tx.prepare_cached("INSERT OR REPLACE INTO merkle (level, idx, hash) VALUES (?1, ?2, ?3)")?;
-        let mut open = tx.prepare_cached("INSERT INTO open_intents (idx) VALUES (?1)")?;
-        let mut settle = tx.prepare_cached("DELETE FROM open_intents WHERE idx = ?1")?;
-        let at_ms = now_ms();
-        let mut failed = None;
-        for p in batch {
-            let hash = chain_hash(&prev, index, at_ms, &p.body);
-            insert.execute(params![index as i64, at_ms as i64, p.body, prev, hash])?;
-            frontier.push(row_leaf(index, at_ms, &p.body), |l, i, h| store::store(&mut node, l, i, h, &mut failed));
-            if p.intent {
-                open.execute(params![index as i64])?;
-            }
-            for settled in &p.settles {
-                settle.execute(params![*settled as i64])?;
-            }
-            prev = hash;
-            index += 1;
+        if s.frontier.size() == index { s.frontier.clone() } else { Frontier::load(&Stored(&*tx), index)? };
+    let at_ms = now_ms();
+    let mut failed = None;
+    for p in batch {
+        let hash = chain_hash(&prev, index, at_ms, &p.body);
+        tx.insert(&Row { index, at_ms, body: p.body.clone(), prev, hash: hash.clone(), leaf: None })?;
+        store::push_stored(&mut *tx, &mut frontier, row_leaf(index, at_ms, &p.body), &mut failed);
+        if p.intent {
+            tx.open_intent(index)?;
         }
-        if let Some(e) = failed {
-            return Err(e);
+        for settled in &p.settles {
+            tx.settle(*settled)?;
         }
+        prev = hash;
+        index += 1;
+    }
+    if let Some(e) = failed {
+        return Err(e);
     }
     tx.commit()?;
     s.frontier = frontier;
     Ok(Head { count: index, hash: prev })
 }
 
+/// What a head file must be.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HeadRule {
+    /// An old one-line head is still acceptable (not once there are checkpoints).
+    pub(crate) legacy_ok: bool,
+    /// The database is shared by several hosts (PostgreSQL): a missing head means this host
+    /// has not appended yet (while it has no checkpoints), and the chain's anchor is the
+    /// checkpoints.
+    pub(crate) shared: bool,
+}
+
 /// Why a database whose last record is `tip` does not reach the head `state` (the head may
 /// be behind, never ahead), if it does not.
 pub(crate) fn reaches(
-    conn: &Connection,
+    conn: &dyn Read,
     tip: Option<&Head>,
     state: &HeadState,
-    legacy_ok: bool,
+    rule: HeadRule,
 ) -> Result<Option<String>, LedgerError> {
     Ok(match (state, tip) {
         (HeadState::Missing, None) => None,
+        // A host that joins a shared database has seen none of it yet (one with checkpoints
+        // of its own has, and must have its head).
+        (HeadState::Missing, Some(_)) if rule.shared && rule.legacy_ok => None,
         (HeadState::Missing | HeadState::Damaged, Some(_)) => Some("the ledger's head file is missing or damaged".into()),
         (HeadState::Damaged, None) => Some("the ledger's head file is damaged".into()),
-        (HeadState::Legacy(_), _) if !legacy_ok => {
+        (HeadState::Legacy(_), _) if !rule.legacy_ok => {
             Some("the ledger's head file is in the old one-line format, which is not accepted once the ledger has checkpoints".into())
         }
         (HeadState::At(head) | HeadState::Legacy(head), _) => {
             let at_head = match head.count.checked_sub(1) {
-                Some(last) => hash_at(conn, last)?,
+                Some(last) => conn.hash_at(last)?,
                 None => None,
             };
             (at_head.as_deref() != Some(head.hash.as_str()))
@@ -274,8 +311,43 @@ pub(crate) fn reaches(
     })
 }
 
+/// Takes in what other hosts appended to a shared database since this host's last commit, so
+/// a checkpoint asked for here covers everything committed so far. Ours must still be there.
+fn catch_up(s: &mut Start) -> Result<(), LedgerError> {
+    s.conn.reconnect()?;
+    let Some((count, hash)) = s.conn.tip()? else { return Ok(()) };
+    if s.tip.as_ref().is_some_and(|t| t.count >= count) {
+        return Ok(());
+    }
+    if let Some(t) = &s.tip
+        && s.conn.hash_at(t.count - 1)?.as_deref() != Some(t.hash.as_str())
+    {
+        return Err(tampered());
+    }
+    let head = Head { count, hash: hash.clone() };
+    let state = head::read(s.head.path())
+        .map_err(|error| LedgerError::Head { path: s.head.path().display().to_string(), error })?;
+    let rule = HeadRule { legacy_ok: s.legacy_head_ok, shared: s.shared };
+    if let Some(why) = reaches(&*s.conn, Some(&head), &state, rule)? {
+        return Err(LedgerError::Tampered(why));
+    }
+    // Complete subtrees below `count` never change: the stored ones are final.
+    s.frontier = Frontier::load(&Stored(&*s.conn), count)?;
+    s.tip = Some(head);
+    Ok(())
+}
+
 /// Sends a checkpoint of the committed tip to the checkpointer when one is due (or asked for).
 fn schedule_checkpoint(s: &mut Start, forced: bool, replies: Vec<CheckpointReply>) {
+    if forced
+        && s.shared
+        && let Err(e) = catch_up(s)
+    {
+        for reply in replies {
+            let _ = reply.send(Err(e.to_string()));
+        }
+        return;
+    }
     let Some(tip) = s.tip.clone() else {
         for reply in replies {
             let _ = reply.send(Err("the ledger is empty: there is nothing to checkpoint".into()));

@@ -6,6 +6,9 @@ pub enum LedgerError {
     /// SQLite failed.
     #[error("ledger database: {0}")]
     Db(#[from] rusqlite::Error),
+    /// PostgreSQL failed, or could not be reached.
+    #[error("ledger database (PostgreSQL): {0}")]
+    Postgres(String),
     /// The head file could not be read or written.
     #[error("ledger head file {path}: {error}")]
     Head {

@@ -34,6 +34,7 @@ mod error;
 mod export;
 mod head;
 pub mod merkle;
+mod migrate;
 pub mod note;
 mod proof;
 mod record;
@@ -57,14 +58,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, params};
-
 pub use checkpoint::{
     Checkpoint, CheckpointPolicy, SignedCheckpoint, load_or_create_key, parse_all as parse_checkpoints,
     public_key_path, read_file as read_checkpoints,
 };
 pub use error::LedgerError;
 pub use export::{Filter, Format, export};
+pub use migrate::Migrated;
 pub use proof::{InclusionProof, check_proof};
 pub use record::{Effect, Entry, Intent, Metadata, Record, Seal, now_ms};
 pub use report::{AccessEvent, AccessKind, access_report};
@@ -75,19 +75,44 @@ use committer::Job;
 use head::HeadFile;
 use merkle::Frontier;
 use note::VerifierKey;
+use store::Db;
 
 /// How to open a ledger.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LedgerOptions {
     /// Signed checkpoints: none makes none (and verification is always a full walk).
     pub checkpoints: Option<CheckpointPolicy>,
-    /// How long an append waits for another process's lock on the database.
+    /// How long an append waits for another process's lock on the database (and, on
+    /// PostgreSQL, the bound on every call).
     pub lock_timeout: Duration,
+    /// Where the records live: none for the SQLite file at the ledger's path.
+    pub database: Option<PostgresLedger>,
+    /// The name this host stamps on every record it appends (`host`), so a chain several
+    /// hosts share says who wrote what; none stamps nothing.
+    pub host: Option<String>,
 }
 
 impl Default for LedgerOptions {
     fn default() -> Self {
-        LedgerOptions { checkpoints: None, lock_timeout: Duration::from_secs(10) }
+        LedgerOptions { checkpoints: None, lock_timeout: Duration::from_secs(10), database: None, host: None }
+    }
+}
+
+/// A ledger in PostgreSQL: the records of every host that names the same database form one
+/// chain. The ledger's path then names only this host's own files beside it (the head, the
+/// checkpoints and the host key).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresLedger {
+    /// `postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=require` (or `key=value` pairs).
+    pub url: String,
+    /// A CA certificate (PEM) to trust for the server's TLS certificate, beside the web roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for PostgresLedger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password.
+        f.debug_struct("PostgresLedger").field("url", &"(secret)").field("ca_file", &self.ca_file).finish()
     }
 }
 
@@ -103,7 +128,13 @@ struct Checkpoints {
 pub struct Ledger {
     path: PathBuf,
     /// For reading (`entries`, `verify`); the committer has its own connection.
-    conn: Mutex<Connection>,
+    conn: Mutex<Box<dyn Db>>,
+    /// Stamped on every record appended here.
+    host: Option<String>,
+    /// The bound on lock waits (and, on PostgreSQL, on every call).
+    lock_timeout: Duration,
+    /// The database is shared by several hosts (PostgreSQL).
+    shared: bool,
     head: PathBuf,
     writer: Option<Sender<Job>>,
     committer: Option<JoinHandle<()>>,
@@ -125,21 +156,49 @@ fn head_path(path: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
+/// Opens one connection to where the records live; `committer` for the committer's own
+/// (on PostgreSQL, driven by the committer's thread, which is never an async runtime's).
+fn connect(path: &Path, options: &LedgerOptions, committer: bool) -> Result<Box<dyn Db>, LedgerError> {
+    use store::postgres::{Driver, Postgres, Target};
+    Ok(match &options.database {
+        None => Box::new(store::sqlite::open(path, options.lock_timeout)?),
+        Some(pg) => {
+            let target = Target::new(&pg.url, pg.ca_file.as_deref(), options.lock_timeout)?;
+            Box::new(Postgres::new(&target, if committer { Driver::Caller } else { Driver::Worker })?)
+        }
+    })
+}
+
 impl Ledger {
-    /// Opens (creating if needed) the ledger database at `path`. A ledger that no longer
-    /// reaches its head still opens (so it can be verified, read and sealed) but refuses
-    /// appends; [`Ledger::verify`] says what is wrong.
+    /// Opens (creating if needed) the ledger database at `path` (or, with
+    /// [`LedgerOptions::database`], in PostgreSQL, with this host's files beside `path`). A
+    /// ledger that no longer reaches its head still opens (so it can be verified, read and
+    /// sealed) but refuses appends; [`Ledger::verify`] says what is wrong.
     pub fn open(path: &Path, options: LedgerOptions) -> Result<Ledger, LedgerError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|error| LedgerError::Head { path: dir.display().to_string(), error })?;
         }
-        let mut writer = store::connect(path, options.lock_timeout)?;
-        store::migrate(&mut writer)?;
+        // The state the committer starts from is read on the reading connection: the
+        // committer's own may only be used on its thread.
+        let reader = connect(path, &options, false)?;
         let head_path = head_path(path);
         let state = committer::read_head(&head_path)?;
-        let tip = store::tip(&writer)?.map(|(count, hash)| head::Head { count, hash });
+        let shared = options.database.is_some();
         let health = Arc::new(Mutex::new(None));
+        // A shared database that does not answer yet is looked at by the first commit (which
+        // checks everything again under the writers' lock).
+        let tip = match reader.tip() {
+            Ok(tip) => Some(tip.map(|(count, hash)| head::Head { count, hash })),
+            Err(e) if shared => {
+                tracing::warn!(error = %e, "the ledger's database does not answer yet");
+                if let Ok(mut h) = health.lock() {
+                    *h = Some(e.to_string());
+                }
+                None
+            }
+            Err(e) => return Err(e),
+        };
         let commits = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let (checkpoints, schedule, has_checkpoints) = match &options.checkpoints {
             None => (None, None, false),
@@ -173,17 +232,25 @@ impl Ledger {
                 )
             }
         };
-        let broken = committer::reaches(&writer, tip.as_ref(), &state, !has_checkpoints)?;
+        let rule = committer::HeadRule { legacy_ok: !has_checkpoints, shared };
+        let (tip, broken) = match tip {
+            Some(tip) => {
+                let broken = committer::reaches(&*reader, tip.as_ref(), &state, rule)?;
+                (tip, broken)
+            }
+            None => (None, None),
+        };
         let frontier = match &tip {
-            Some(t) => Frontier::load(&store::Stored(&writer), t.count).unwrap_or_default(),
+            Some(t) => Frontier::load(&store::Stored(&*reader), t.count).unwrap_or_default(),
             None => Frontier::default(),
         };
         let start = committer::Start {
-            conn: writer,
+            conn: connect(path, &options, true)?,
             tip,
             broken,
             head: HeadFile::new(&head_path, &state),
             legacy_head_ok: !has_checkpoints,
+            shared,
             frontier,
             schedule,
             health: health.clone(),
@@ -193,7 +260,10 @@ impl Ledger {
         let (tx, thread) = committer::spawn(start).map_err(head_err)?;
         Ok(Ledger {
             path: path.to_path_buf(),
-            conn: Mutex::new(store::connect(path, options.lock_timeout)?),
+            conn: Mutex::new(reader),
+            host: options.host.clone(),
+            lock_timeout: options.lock_timeout,
+            shared,
             head: head_path,
             writer: Some(tx),
             committer: Some(thread),
@@ -203,15 +273,34 @@ impl Ledger {
         })
     }
 
-    /// The database file.
+    /// The database file (with PostgreSQL: where this host's own files are, beside it).
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll
-        // back), so a poisoned lock is still safe to use.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    /// The name this host stamps on the records it appends, if it has one.
+    pub fn host(&self) -> Option<&str> {
+        self.host.as_deref()
+    }
+
+    /// The reading connection, connected again if it was lost.
+    fn conn(&self) -> Result<std::sync::MutexGuard<'_, Box<dyn Db>>, LedgerError> {
+        // A panic while holding the lock cannot leave the database inconsistent (transactions
+        // roll back), so a poisoned lock is still safe to use.
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        conn.reconnect()?;
+        Ok(conn)
+    }
+
+    /// `record` with this host's name, if it has one (whatever the record says: a record
+    /// built from another names the host that wrote that one).
+    fn stamped<'r>(&self, record: &'r Record) -> std::borrow::Cow<'r, Record> {
+        match &self.host {
+            Some(host) if record.host.as_ref() != Some(host) => {
+                std::borrow::Cow::Owned(Record { host: Some(host.clone()), ..record.clone() })
+            }
+            _ => std::borrow::Cow::Borrowed(record),
+        }
     }
 
     fn send(&self, job: Job) -> Result<(), LedgerError> {
@@ -223,7 +312,7 @@ impl Ledger {
     /// commit.
     pub async fn append(&self, record: &Record) -> Result<u64, LedgerError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.send(Job::append(record, Some(reply))?)?;
+        self.send(Job::append(&self.stamped(record), Some(reply))?)?;
         answer.await.map_err(|_| LedgerError::Append("the ledger's writer has stopped".into()))?
     }
 
@@ -236,7 +325,7 @@ impl Ledger {
     /// write-ahead record is already durable: a crash before this one is durable leaves the
     /// intent open, and reconciling settles it). A failure is logged and shows in `health`.
     pub fn append_nowait(&self, record: &Record) {
-        if let Err(e) = Job::append(record, None).and_then(|job| self.send(job)) {
+        if let Err(e) = Job::append(&self.stamped(record), None).and_then(|job| self.send(job)) {
             tracing::error!(error = %e, "could not queue a ledger record");
         }
     }
@@ -259,28 +348,14 @@ impl Ledger {
 
     /// The record at `index`.
     pub fn entry(&self, index: u64) -> Result<Option<Entry>, LedgerError> {
-        let conn = self.conn();
-        let row: Option<(i64, String)> = conn
-            .query_row("SELECT at_ms, body FROM records WHERE idx = ?1", params![index as i64], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?;
-        row.map(|(at_ms, body)| decode(index, at_ms as u64, &body)).transpose()
+        let row = self.conn()?.row(index)?;
+        row.map(|(at_ms, body)| decode(index, at_ms, &body)).transpose()
     }
 
     /// Calls `each` for every record from index `from`, in order, streaming (the ledger is
     /// never held in memory); stops early when `each` returns `false`.
     pub fn scan(&self, from: u64, mut each: impl FnMut(Entry) -> Result<bool, LedgerError>) -> Result<(), LedgerError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT idx, at_ms, body FROM records WHERE idx >= ?1 ORDER BY idx")?;
-        let mut rows = stmt.query(params![from as i64])?;
-        while let Some(row) = rows.next()? {
-            let (index, at_ms, body): (i64, i64, String) = (row.get(0)?, row.get(1)?, row.get(2)?);
-            if !each(decode(index as u64, at_ms as u64, &body)?)? {
-                break;
-            }
-        }
-        Ok(())
+        self.conn()?.scan(from, &mut |row| each(decode(row.index, row.at_ms, &row.body)?))
     }
 
     /// Every record, in order (small ledgers and tests; `scan` streams).
@@ -295,7 +370,7 @@ impl Ledger {
 
     /// How many records the ledger holds (its last index + 1).
     pub fn len(&self) -> Result<u64, LedgerError> {
-        Ok(store::tip(&self.conn())?.map_or(0, |(count, _)| count))
+        Ok(self.conn()?.tip()?.map_or(0, |(count, _)| count))
     }
 
     /// Whether the ledger holds no records.
@@ -305,14 +380,10 @@ impl Ledger {
 
     /// Write-ahead records no outcome has settled yet.
     pub fn open_intents(&self) -> Result<Vec<Entry>, LedgerError> {
-        let indexes: Vec<i64> = {
-            let conn = self.conn();
-            let mut stmt = conn.prepare("SELECT idx FROM open_intents ORDER BY idx")?;
-            stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?
-        };
+        let indexes = self.conn()?.open_intents()?;
         let mut out = Vec::with_capacity(indexes.len());
         for index in indexes {
-            if let Some(e) = self.entry(index as u64)?
+            if let Some(e) = self.entry(index)?
                 && e.record.intent.is_some()
             {
                 out.push(e);

@@ -42,16 +42,13 @@ impl Ledger {
         let Some(signed) = covering else {
             return Err(LedgerError::Checkpoint("no checkpoint covers this record".into()));
         };
-        let conn = self.conn();
-        let (at_ms, body): (i64, String) = conn
-            .query_row("SELECT at_ms, body FROM records WHERE idx = ?1", rusqlite::params![index as i64], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .map_err(|_| LedgerError::Record { index, error: "no such record".into() })?;
-        let path = merkle::inclusion_proof(&Stored(&conn), index, signed.checkpoint.size)?;
+        let conn = self.conn()?;
+        let (at_ms, body) =
+            conn.row(index)?.ok_or_else(|| LedgerError::Record { index, error: "no such record".into() })?;
+        let path = merkle::inclusion_proof(&Stored(&**conn), index, signed.checkpoint.size)?;
         Ok(InclusionProof {
             index,
-            at_ms: at_ms as u64,
+            at_ms,
             body,
             tree_size: signed.checkpoint.size,
             path: path.iter().map(hex::encode).collect(),

@@ -74,6 +74,10 @@ pub struct Record {
     /// A seal: an operator accepted a break in the chain and a new segment starts here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seal: Option<Seal>,
+    /// The host that appended it (its `[ledger] host` name): in a ledger several hosts share,
+    /// who wrote what. Stamped by the ledger.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 /// What a write-ahead record is about to do.

@@ -4,13 +4,11 @@
 //! the chain verifies again from the seal on. The tables derived from the rows (the Merkle
 //! tree, the open write-ahead records) are rebuilt from them. Run it with the host stopped.
 
-use rusqlite::params;
-
 use crate::checkpoint::{Checkpoint, append_file, load_or_create_key};
 use crate::committer::read_head;
 use crate::head::{Head, HeadFile};
 use crate::merkle::Frontier;
-use crate::store::{self, GENESIS, Stored, chain_hash, hash_at};
+use crate::store::{GENESIS, Row, Stored, chain_hash};
 use crate::verify::VerifyMode;
 use crate::{Ledger, LedgerError, Record, Seal, now_ms};
 
@@ -34,9 +32,9 @@ impl Ledger {
             Ok(_) => return Ok(None),
             Err(b) => b,
         };
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let last_good = match broken.index.checked_sub(1) {
-            Some(i) => hash_at(&conn, i)?.map(|h| (i, h)),
+            Some(i) => conn.hash_at(i)?.map(|h| (i, h)),
             None => None,
         };
         let seal =
@@ -49,19 +47,15 @@ impl Ledger {
         };
         let body =
             serde_json::to_string(&record).map_err(|e| LedgerError::Record { index: 0, error: e.to_string() })?;
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let (index, prev) = store::tip(&tx)?.unwrap_or((0, GENESIS.to_string()));
+        let mut tx = conn.begin()?;
+        let (index, prev) = tx.tip()?.unwrap_or((0, GENESIS.to_string()));
         let at_ms = now_ms();
         let hash = chain_hash(&prev, index, at_ms, &body);
-        tx.execute(
-            "INSERT INTO records (idx, at_ms, body, prev, hash) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![index as i64, at_ms as i64, body, prev, hash],
-        )?;
-        // The stored tree is rebuilt from what the rows now are, so proofs work again.
-        let size = store::rebuild_merkle(&tx)?;
-        // And which write-ahead records are still open, from what the rows say.
-        store::rebuild_open_intents(&tx)?;
-        let root = Frontier::load(&Stored(&tx), size)?.root();
+        tx.insert(&Row { index, at_ms, body, prev, hash: hash.clone(), leaf: None })?;
+        // The stored tree and which write-ahead records are still open are rebuilt from what
+        // the rows now are, so proofs work again.
+        let size = tx.rebuild()?;
+        let root = Frontier::load(&Stored(&*tx), size)?.root();
         tx.commit()?;
         drop(conn);
         // Both head slots name the new tip: a newer-looking slot from before the break must

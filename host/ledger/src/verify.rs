@@ -13,13 +13,11 @@
 //! A break an operator sealed (`seal`) is reported, not failed: the records between the break
 //! and the seal are in doubt, and the chain resumes at the seal.
 
-use rusqlite::{Connection, params};
-
 use crate::checkpoint::SignedCheckpoint;
-use crate::committer::{reaches, read_head};
+use crate::committer::{HeadRule, reaches, read_head};
 use crate::head::{Head, HeadState};
 use crate::merkle::{self, Frontier, Hash};
-use crate::store::{GENESIS, Stored, absent_leaf, chain_hash, hash_at, row_leaf};
+use crate::store::{GENESIS, Read, Row, Stored, absent_leaf, chain_hash, row_leaf};
 use crate::{Ledger, LedgerError, Record, Seal};
 
 /// How much to walk.
@@ -83,11 +81,11 @@ struct From {
 /// Walks rows from `from.index`, checking the chain, the stored leaves and `marks`; then the
 /// stored root and `head`.
 fn walk(
-    conn: &Connection,
+    conn: &dyn Read,
     from: From,
     marks: &[Mark],
     head: &HeadState,
-    legacy_ok: bool,
+    rule: HeadRule,
 ) -> Result<Result<Verified, Broken>, LedgerError> {
     let mut frontier = from.frontier;
     let mut expected = from.index;
@@ -98,6 +96,7 @@ fn walk(
     let mut marks = marks.iter().peekable();
     let mut last_mark = 0u64;
     let mut checked = Vec::new();
+    let mut broken_by_mark: Option<Broken> = None;
     // Compares the recomputed root with every mark the tree has reached.
     macro_rules! check_marks {
         () => {
@@ -108,9 +107,10 @@ fn walk(
                 if frontier.root() != m.root {
                     let (a, b) = (last_mark, m.size);
                     let place = if b - a == 1 { format!("record {a}") } else { format!("a record in {a}..{}", b - 1) };
-                    return broken(a, format!(
+                    broken_by_mark = Some(Broken { index: a, reason: format!(
                         "the ledger is not an extension of the checkpoint of size {b}: {place} was changed, removed or inserted since it was signed"
-                    ));
+                    )});
+                    return Ok(false);
                 }
                 checked.push(m.size);
                 last_mark = m.size;
@@ -118,27 +118,20 @@ fn walk(
             }
         };
     }
-    let mut stmt = conn.prepare(
-        "SELECT r.idx, r.at_ms, r.body, r.prev, r.hash, m.hash FROM records r
-         LEFT JOIN merkle m ON m.level = 0 AND m.idx = r.idx
-         WHERE r.idx >= ?1 ORDER BY r.idx",
-    )?;
-    let mut rows = stmt.query(params![from.index as i64])?;
     // Interior nodes the walk completes must be the stored ones (proofs are built from them).
-    let mut node_stmt = conn.prepare("SELECT hash FROM merkle WHERE level = ?1 AND idx = ?2")?;
     let mut bad_node: Option<u64> = None;
+    let mut node_failed: Option<LedgerError> = None;
     let mut check_node = |level: u32, idx: u64, hash: &Hash| {
-        if level > 0 && bad_node.is_none() {
-            let stored: Option<Vec<u8>> = node_stmt.query_row(params![level, idx as i64], |r| r.get(0)).ok();
-            if stored.as_deref() != Some(&hash[..]) {
-                bad_node = Some(idx << level);
+        if level > 0 && bad_node.is_none() && node_failed.is_none() {
+            match conn.node(level, idx) {
+                Ok(stored) if stored.as_deref() == Some(&hash[..]) => {}
+                Ok(_) => bad_node = Some(idx << level),
+                Err(e) => node_failed = Some(e),
             }
         }
     };
-    while let Some(row) = rows.next()? {
-        let (index, at_ms, body, row_prev, hash, stored): (i64, i64, String, String, String, Option<Vec<u8>>) =
-            (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?);
-        let (index, at_ms) = (index as u64, at_ms as u64);
+    conn.scan(from.index, &mut |row: Row| {
+        let Row { index, at_ms, body, prev: row_prev, hash, leaf: stored } = row;
         while frontier.size() < index {
             let gap = frontier.size();
             frontier.push(absent_leaf(gap), &mut check_node);
@@ -162,12 +155,12 @@ fn walk(
                 prev = hash.clone();
                 expected = index + 1;
                 last_row_hash = hash;
-                continue;
+                return Ok(true);
             }
         }
         last_row_hash = hash.clone();
         if doubt.is_some() {
-            continue;
+            return Ok(true);
         }
         let problem = if index != expected {
             Some((expected, "record missing (deleted, or rows renumbered)"))
@@ -182,10 +175,17 @@ fn walk(
         };
         if let Some((at, reason)) = problem {
             doubt = Some(Broken { index: at, reason: reason.into() });
-            continue;
+            return Ok(true);
         }
         prev = hash;
         expected = index + 1;
+        Ok(true)
+    })?;
+    if let Some(e) = node_failed {
+        return Err(e);
+    }
+    if let Some(b) = broken_by_mark {
+        return Ok(Err(b));
     }
     if let Some(b) = doubt {
         return Ok(Err(b));
@@ -221,11 +221,18 @@ fn walk(
         }
         _ => {}
     }
-    if let Some(why) = reaches(conn, tip.as_ref(), head, legacy_ok)? {
+    if let Some(why) = reaches(conn, tip.as_ref(), head, rule)? {
         let at = head.head().and_then(|h| h.count.checked_sub(1)).unwrap_or(0);
         return broken(at, why);
     }
     Ok(Ok(Verified { count, from: from.index, checkpoints: checked, sealed }))
+}
+
+/// Walks every row of `conn` (a copy being made, say) as a full verification does: the
+/// chain, every stored leaf and node and the root; no head or checkpoint is compared.
+pub(crate) fn walk_rows(conn: &dyn Read) -> Result<Result<Verified, Broken>, LedgerError> {
+    let from = From { index: 0, prev: GENESIS.to_string(), frontier: Frontier::default() };
+    walk(conn, from, &[], &HeadState::Missing, HeadRule { legacy_ok: true, shared: true })
 }
 
 impl Ledger {
@@ -235,19 +242,19 @@ impl Ledger {
         // is walked cannot look like missing ones.
         let head = read_head(&self.head)?;
         let local = self.checkpoints()?;
-        let legacy_ok = local.is_empty();
+        let rule = HeadRule { legacy_ok: local.is_empty(), shared: self.shared };
         if mode == VerifyMode::Incremental
             && let Some(latest) = local.iter().max_by_key(|c| c.checkpoint.size)
         {
-            let conn = self.conn();
+            let conn = self.conn()?;
             let c = &latest.checkpoint;
             if c.size > 0 {
-                let chain_ok = hash_at(&conn, c.size - 1)?.as_deref() == Some(c.chain.as_str());
-                let root_ok = merkle::root(&Stored(&conn), c.size).ok() == Some(c.root);
+                let chain_ok = conn.hash_at(c.size - 1)?.as_deref() == Some(c.chain.as_str());
+                let root_ok = merkle::root(&Stored(&**conn), c.size).ok() == Some(c.root);
                 if chain_ok && root_ok {
-                    let frontier = Frontier::load(&Stored(&conn), c.size)?;
+                    let frontier = Frontier::load(&Stored(&**conn), c.size)?;
                     let from = From { index: c.size, prev: c.chain.clone(), frontier };
-                    let mut result = walk(&conn, from, &[], &head, legacy_ok)?;
+                    let mut result = walk(&**conn, from, &[], &head, rule)?;
                     if let Ok(v) = &mut result {
                         v.checkpoints.push(c.size);
                     }
@@ -259,7 +266,7 @@ impl Ledger {
         }
         let marks: Vec<&SignedCheckpoint> =
             if mode == VerifyMode::Incremental { local.iter().collect() } else { Vec::new() };
-        self.walk_all(&marks, &head, legacy_ok)
+        self.walk_all(&marks, &head, rule)
     }
 
     /// Verifies the whole ledger and that it extends each of `checkpoints` (saved outside the
@@ -267,15 +274,16 @@ impl Ledger {
     pub fn verify_against(&self, checkpoints: &[SignedCheckpoint]) -> Result<Result<Verified, Broken>, LedgerError> {
         let head = read_head(&self.head)?;
         let legacy_ok = self.checkpoints()?.is_empty() && checkpoints.is_empty();
+        let rule = HeadRule { legacy_ok, shared: self.shared };
         let marks: Vec<&SignedCheckpoint> = checkpoints.iter().collect();
-        self.walk_all(&marks, &head, legacy_ok)
+        self.walk_all(&marks, &head, rule)
     }
 
     fn walk_all(
         &self,
         checkpoints: &[&SignedCheckpoint],
         head: &HeadState,
-        legacy_ok: bool,
+        rule: HeadRule,
     ) -> Result<Result<Verified, Broken>, LedgerError> {
         let mut marks: Vec<Mark> =
             checkpoints.iter().map(|c| Mark { size: c.checkpoint.size, root: c.checkpoint.root }).collect();
@@ -287,9 +295,9 @@ impl Ledger {
                 format!("two checkpoints of size {} name different roots: the log forked", w[0].size),
             );
         }
-        let conn = self.conn();
+        let conn = self.conn()?;
         let from = From { index: 0, prev: GENESIS.to_string(), frontier: Frontier::default() };
-        walk(&conn, from, &marks, head, legacy_ok)
+        walk(&**conn, from, &marks, head, rule)
     }
 }
 
@@ -339,7 +347,7 @@ pub(crate) mod tests {
         let b = l.verify(VerifyMode::Full).unwrap().unwrap_err();
         assert_eq!(b.index, 2, "{b}");
         assert!(b.reason.contains("Merkle node stored in the database"), "{b}");
-        crate::store::rebuild_merkle(&db).unwrap();
+        crate::store::sqlite::rebuild(&db).unwrap();
         db.execute("UPDATE records SET body = replace(body, 'f5', 'f9') WHERE idx = 5", []).unwrap();
         let b = l.verify(VerifyMode::Full).unwrap().unwrap_err();
         assert_eq!((b.index, b.reason.as_str()), (5, "contents changed after it was written"));
@@ -366,9 +374,9 @@ pub(crate) mod tests {
         drop(l);
         let db = Connection::open(&path).unwrap();
         db.execute("UPDATE records SET body = replace(body, 'f2', 'zz') WHERE idx = 2", []).unwrap();
-        crate::store::rechain(&db).unwrap();
-        crate::store::rebuild_merkle(&db).unwrap();
-        let tip = crate::store::tip(&db).unwrap().unwrap();
+        crate::store::sqlite::rechain(&db).unwrap();
+        crate::store::sqlite::rebuild(&db).unwrap();
+        let tip = crate::store::Read::tip(&db).unwrap().unwrap();
         let mut head = crate::head::HeadFile::new(&dir.path().join("l.sqlite.head"), &crate::head::HeadState::Missing);
         head.write(&crate::head::Head { count: tip.0, hash: tip.1 }).unwrap();
         let l = Ledger::open(&path, with_checkpoints(dir.path(), 4)).unwrap();

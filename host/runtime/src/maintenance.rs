@@ -54,7 +54,10 @@ impl Storage {
         let mut done = Reconciled::default();
         for entry in self.ledger().open_intents().map_err(audit_error)? {
             let Some(intent) = &entry.record.intent else { continue };
-            if owners().liveness(&intent.owner) == Liveness::Live {
+            // In a ledger several hosts share, each host settles only its own: another host's
+            // operation may still be running, and only that host can tell.
+            let another_host = entry.record.host.is_some() && entry.record.host.as_deref() != self.ledger().host();
+            if another_host || owners().liveness(&intent.owner) == Liveness::Live {
                 done.left.push(entry.index);
                 continue;
             }

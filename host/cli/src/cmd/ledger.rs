@@ -72,6 +72,17 @@ pub enum Command {
         #[arg(long)]
         path: Option<String>,
     },
+    /// Copy this (SQLite) ledger into an empty PostgreSQL database and prove the copy: the
+    /// same records, last chain hash and Merkle root. Then set `[ledger] url` to use it.
+    Migrate {
+        /// The database: `postgres://USER:PASSWORD@HOST:PORT/DATABASE`. Better given in the
+        /// environment (`STOWAGE_LEDGER_MIGRATE_TO`), where `ps` does not show the password.
+        #[arg(long, value_name = "URL", env = "STOWAGE_LEDGER_MIGRATE_TO", hide_env_values = true)]
+        to: String,
+        /// A CA certificate (PEM) to trust for the database's TLS certificate.
+        #[arg(long, value_name = "FILE")]
+        ca_file: Option<PathBuf>,
+    },
     /// Every record matching the filters, streamed as CSV or a JSON array.
     Export(super::ledger_report::ExportArgs),
     /// Reports a compliance officer can hand over.
@@ -278,6 +289,22 @@ pub async fn run(config: Option<&Path>, command: Command) -> anyhow::Result<()> 
                 }
                 Ok(true)
             })?;
+            Ok(())
+        }
+        Command::Migrate { to, ca_file } => {
+            if !(to.starts_with("postgres://") || to.starts_with("postgresql://")) {
+                anyhow::bail!("--to must be a PostgreSQL URL (postgres://USER:PASSWORD@HOST:PORT/DATABASE)");
+            }
+            let m = ledger.migrate_to(&stowage_runtime::ledger::PostgresLedger { url: to, ca_file })?;
+            println!(
+                "migrated {} records to PostgreSQL; the copy has the same Merkle root ({}) and last hash ({})",
+                m.records,
+                hex::encode(m.root),
+                m.chain
+            );
+            println!(
+                "next: set [ledger] url (e.g. {{ env = \"STOWAGE_LEDGER_URL\" }}) and keep [ledger] path, so the head file and checkpoints beside it still apply"
+            );
             Ok(())
         }
         Command::Export(args) => super::ledger_report::export(&ledger, args),

@@ -132,11 +132,21 @@ impl Storage {
         // plugin means nothing starts and nothing is touched.
         let plugins = Plugins::load(config, engine)?;
         let ledger = Arc::new(Ledger::open(&config.ledger_path(), config.ledger_options())?);
-        if let Err(broken) = ledger.verify(VerifyMode::Incremental)? {
-            if !config.ledger_log_only() {
-                return Err(StartError::LedgerBroken(broken));
+        match ledger.verify(VerifyMode::Incremental) {
+            Ok(Ok(_)) => {}
+            Ok(Err(broken)) => {
+                if !config.ledger_log_only() {
+                    return Err(StartError::LedgerBroken(broken));
+                }
+                tracing::error!(error = %broken, "the PHI ledger does not verify; going on because [ledger] on_failure = \"log\"");
             }
-            tracing::error!(error = %broken, "the PHI ledger does not verify; going on because [ledger] on_failure = \"log\"");
+            // A shared database that does not answer yet: the host starts, refuses guarded
+            // operations (each commit checks the chain again under the writers' lock) and
+            // goes on once the database answers.
+            Err(LedgerError::Postgres(why)) => {
+                tracing::error!(error = %why, "the PHI ledger's database does not answer: guarded operations are refused until it does");
+            }
+            Err(e) => return Err(e.into()),
         }
         Self::assemble(config, engine, plugins, ledger, None)
     }
