@@ -3,13 +3,17 @@
 //! - A writer's transaction first takes one transaction-scoped advisory lock
 //!   (`pg_advisory_xact_lock`), so appends from every host are serialised in the database:
 //!   each reads the tip under the lock and chains onto what the others committed. The lock
-//!   is released by the commit or by the connection's end, so a host killed mid-commit
-//!   blocks no one. The primary key on `idx` refuses a duplicate index whatever happens.
+//!   is released by the commit, by a rollback the moment a transaction is given up, or by
+//!   the connection's end, so a host killed mid-commit blocks no one. The primary key on
+//!   `idx` refuses a duplicate index whatever happens.
 //! - A transaction's rows, nodes and intents are sent in one statement per table
-//!   (`UNNEST` of arrays), so a group commit of 1,000 records is a handful of round trips.
-//! - The client is tokio-postgres on a small runtime of its own, so the ledger's blocking
-//!   calls work from any thread, inside an async runtime or not; every call has a wall-clock
-//!   bound, and a lost connection is made again on the next call (a restarted server).
+//!   (`UNNEST` of arrays), pipelined in one round trip; statements are prepared once per
+//!   connection.
+//! - The client is tokio-postgres. The committer's connection is driven by the committer's
+//!   own thread (a round trip is one write and one wake-up); the reading connection by a
+//!   worker of its own, so reads work from any thread, inside an async runtime or not. Every
+//!   call has a wall-clock bound, and a lost connection is made again on the next call (a
+//!   restarted server).
 //! - TLS is rustls, with the web roots or the CA file the config names; the server name is
 //!   checked. TLS is required unless the URL names another `sslmode` (`disable`, `prefer`).
 //!
