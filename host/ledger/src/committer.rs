@@ -218,32 +218,8 @@ fn tampered() -> LedgerError {
 fn commit(s: &mut Start, batch: &[Appended]) -> Result<Head, LedgerError> {
     s.conn.reconnect()?;
     let mut tx = s.conn.begin()?;
-    let last = tx.tip()?.map(|(count, hash)| Head { count, hash });
-    // Another process (a CLI command next to `serve`, or another host on a shared database)
-    // may have appended since: its records must extend ours, which must still be there
-    // unchanged. Anything else was done behind the host's back.
-    let adopted = match (s.tip.as_ref(), last) {
-        (None, None) => None,
-        (Some(tip), Some(last)) if last == *tip => Some(last),
-        (tip, Some(last)) if tip.is_none_or(|t| last.count > t.count) => {
-            let ours_intact = match tip {
-                None => true,
-                Some(t) => tx.hash_at(t.count - 1)?.as_deref() == Some(t.hash.as_str()),
-            };
-            if !ours_intact {
-                return Err(tampered());
-            }
-            Some(last)
-        }
-        _ => return Err(tampered()),
-    };
-    // And the database must still reach the head (which any process may have advanced).
-    let state = head::read(s.head.path())
-        .map_err(|error| LedgerError::Head { path: s.head.path().display().to_string(), error })?;
     let rule = HeadRule { legacy_ok: s.legacy_head_ok, shared: s.shared };
-    if let Some(why) = reaches(&*tx, adopted.as_ref(), &state, rule)? {
-        return Err(LedgerError::Tampered(why));
-    }
+    let adopted = adopt(&*tx, s.tip.as_ref(), s.head.path(), rule)?;
     let (mut index, mut prev) = adopted.as_ref().map_or((0, GENESIS.to_string()), |t| (t.count, t.hash.clone()));
     // Another process's records grew the tree too: start from the stored nodes.
     let mut frontier =
@@ -315,26 +291,41 @@ pub(crate) fn reaches(
 /// a checkpoint asked for here covers everything committed so far. Ours must still be there.
 fn catch_up(s: &mut Start) -> Result<(), LedgerError> {
     s.conn.reconnect()?;
-    let Some((count, hash)) = s.conn.tip()? else { return Ok(()) };
-    if s.tip.as_ref().is_some_and(|t| t.count >= count) {
-        return Ok(());
-    }
-    if let Some(t) = &s.tip
-        && s.conn.hash_at(t.count - 1)?.as_deref() != Some(t.hash.as_str())
-    {
-        return Err(tampered());
-    }
-    let head = Head { count, hash: hash.clone() };
-    let state = head::read(s.head.path())
-        .map_err(|error| LedgerError::Head { path: s.head.path().display().to_string(), error })?;
     let rule = HeadRule { legacy_ok: s.legacy_head_ok, shared: s.shared };
-    if let Some(why) = reaches(&*s.conn, Some(&head), &state, rule)? {
+    let Some(tip) = adopt(&*s.conn, s.tip.as_ref(), s.head.path(), rule)? else { return Ok(()) };
+    if s.frontier.size() != tip.count {
+        // Complete subtrees below the tip never change: the stored ones are final.
+        s.frontier = Frontier::load(&Stored(&*s.conn), tip.count)?;
+    }
+    s.tip = Some(tip);
+    Ok(())
+}
+
+/// The database's tip as this host may chain onto it: another process (a CLI command next to
+/// `serve`, or another host on a shared database) may have appended since `ours`, and its
+/// records must extend ours, which must still be there unchanged; and the database must still
+/// reach the head file at `head` (which any process may have advanced). Anything else was done
+/// behind the host's back.
+fn adopt(db: &dyn Read, ours: Option<&Head>, head: &Path, rule: HeadRule) -> Result<Option<Head>, LedgerError> {
+    let last = db.tip()?.map(|(count, hash)| Head { count, hash });
+    let adopted = match (ours, last) {
+        (None, None) => None,
+        (Some(tip), Some(last)) if last == *tip => Some(last),
+        (tip, Some(last)) if tip.is_none_or(|t| last.count > t.count) => {
+            if let Some(t) = tip
+                && db.hash_at(t.count - 1)?.as_deref() != Some(t.hash.as_str())
+            {
+                return Err(tampered());
+            }
+            Some(last)
+        }
+        _ => return Err(tampered()),
+    };
+    let state = read_head(head)?;
+    if let Some(why) = reaches(db, adopted.as_ref(), &state, rule)? {
         return Err(LedgerError::Tampered(why));
     }
-    // Complete subtrees below `count` never change: the stored ones are final.
-    s.frontier = Frontier::load(&Stored(&*s.conn), count)?;
-    s.tip = Some(head);
-    Ok(())
+    Ok(adopted)
 }
 
 /// Sends a checkpoint of the committed tip to the checkpointer when one is due (or asked for).
