@@ -32,6 +32,7 @@ mod conformance;
 mod copy;
 mod crash;
 mod deploy;
+mod durable_uploads;
 mod fallback;
 mod fixity;
 mod hardening;

@@ -79,7 +79,8 @@ fn verify_names_the_signer_or_the_exact_reason() {
     let out = stdout(&o);
     for want in [
         "world: driver",
-        "export: stowage:storage/store@0.3.0",
+        "export: stowage:storage/store@0.3.1",
+        "export: stowage:storage/resumable@0.3.1",
         "import: wasi:filesystem/preopens@0.2",
         &format!("signature: key {id} (embedded)"),
         "capabilities: range-reads, create-only",

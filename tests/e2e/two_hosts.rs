@@ -87,9 +87,13 @@ fn the_driver_conformance_suite_passes_from_a_web_host_to_a_services_host_over_t
     let out = stdout(&o);
     assert!(o.status.success(), "{out}\n{}", stderr(&o));
     let all = stowage_conformance::checks().len();
-    let summary = format!("{all} passed, 0 failed, 0 skipped");
+    // The remote driver cannot suspend writes yet: its `suspend` answers unsupported, and the
+    // web host keeps such sessions in memory.
+    let resume = stowage_conformance::checks().iter().filter(|c| c.name.starts_with("resume/")).count();
+    let summary = format!("{} passed, 0 failed, {resume} skipped", all - resume);
     assert_eq!(out.lines().last(), Some(summary.as_str()), "{out}");
-    assert_eq!(out.lines().filter(|l| l.starts_with("PASS ")).count(), all, "{out}");
+    assert_eq!(out.lines().filter(|l| l.starts_with("PASS ")).count(), all - resume, "{out}");
+    assert!(out.contains("SKIP resume/continues-elsewhere: the driver's `suspend` answers unsupported"), "{out}");
     // The suite's writes went through the services host's own pipeline: its ledger recorded
     // them, under the suite's scope.
     let entries = stowage_runtime::ledger::Ledger::open(&services.path().join("ledger.sqlite"), Default::default())

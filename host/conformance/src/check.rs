@@ -23,6 +23,9 @@ pub enum Needs {
     UserMetadata,
     /// Paged listings.
     ListPagination,
+    /// Writes that can be suspended and resumed (`resumable`, contract 0.3.1): probed, not
+    /// declared.
+    Resumable,
 }
 
 impl Needs {
@@ -34,6 +37,7 @@ impl Needs {
             Needs::CreateOnly => "create-only",
             Needs::UserMetadata => "user-metadata",
             Needs::ListPagination => "list-pagination",
+            Needs::Resumable => "resumable",
         }
     }
 
@@ -44,6 +48,8 @@ impl Needs {
             Needs::CreateOnly => caps.create_only,
             Needs::UserMetadata => caps.user_metadata,
             Needs::ListPagination => caps.list_pagination,
+            // Probed in `run_one`.
+            Needs::Resumable => true,
         }
     }
 }

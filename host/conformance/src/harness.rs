@@ -75,6 +75,46 @@ impl Harness {
     }
 }
 
+impl Harness {
+    /// The owner tag of the check's resumable write `name` (stable for the write, unique per
+    /// check).
+    pub fn owner_tag(&self, name: &str) -> String {
+        format!("conf-{}", &sha256_hex(self.path(name).as_bytes())[..24])
+    }
+
+    /// Opens a resumable write of `name`.
+    pub async fn resumable_writer(&self, name: &str) -> Result<(ObjectPath, stowage_runtime::ObjectWriter), String> {
+        let path = self.object(name)?;
+        let w = self
+            .disk
+            .resumable_writer(&self.ctx, &path, &WriteOptions::default(), &self.owner_tag(name))
+            .await
+            .map_err(|e| format!("open a resumable writer: {e}"))?;
+        Ok((path, w))
+    }
+
+    /// Why this disk's writes cannot be suspended (the `resume/*` checks are skipped), if
+    /// they cannot. A driver that answers `unsupported` keeps its sessions in the host's memory.
+    pub async fn cannot_suspend(&self) -> Option<String> {
+        if self.disk.as_composite().is_some() {
+            return Some("a disk made of other disks cannot suspend writes".into());
+        }
+        if !self.disk.resumable() {
+            return Some("the driver does not export `resumable` (contract 0.3.1)".into());
+        }
+        let (_, mut w) = match self.resumable_writer("probe").await {
+            Ok(w) => w,
+            Err(e) => return Some(e),
+        };
+        let answer = w.suspend().await;
+        let _ = w.abort().await;
+        match answer {
+            Err(StorageError::Unsupported(why)) => Some(format!("the driver's `suspend` answers unsupported ({why})")),
+            _ => None,
+        }
+    }
+}
+
 /// `prefix` as a checked listing prefix; a failure names it and what is wrong with it.
 pub fn listing(prefix: &str) -> Result<Prefix, String> {
     Prefix::parse(prefix).map_err(|e| format!("`{prefix}`: {e}"))

@@ -96,6 +96,11 @@ pub async fn run_one(disk: &Disk, scope: &str, caps: &Capabilities, check: &Chec
         return Outcome::Skip(format!("the driver does not declare {}", check.needs.wit_name()));
     }
     let harness = Harness::new(disk.clone(), *caps, format!("{scope}/{}", check.name.replace('/', "-")));
+    if check.needs == check::Needs::Resumable
+        && let Some(why) = harness.cannot_suspend().await
+    {
+        return Outcome::Skip(why);
+    }
     match (check.run)(&harness).await {
         Ok(()) => Outcome::Pass,
         Err(why) => Outcome::Fail(why),

@@ -40,6 +40,7 @@ mod proof;
 mod record;
 mod report;
 mod seal;
+pub mod sessions;
 mod store;
 mod verify;
 
@@ -135,6 +136,8 @@ pub struct Ledger {
     lock_timeout: Duration,
     /// The database is shared by several hosts (PostgreSQL).
     shared: bool,
+    /// The PostgreSQL database, if shared (for the upload sessions kept beside the ledger).
+    database: Option<PostgresLedger>,
     head: PathBuf,
     writer: Option<Sender<Job>>,
     committer: Option<JoinHandle<()>>,
@@ -264,6 +267,7 @@ impl Ledger {
             host: options.host.clone(),
             lock_timeout: options.lock_timeout,
             shared,
+            database: options.database.clone(),
             head: head_path,
             writer: Some(tx),
             committer: Some(thread),

@@ -17,7 +17,26 @@ pub mod driver {
 }
 
 pub use driver::exports::stowage::storage::store as wit_store;
+
+/// Bindings for the `resumable-driver` world (0.3.1): only its `resumable` export is used,
+/// found apart from `store` so that a driver without it (any 0.3.0 driver) still loads.
+pub mod resumable_driver {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "resumable-driver",
+        exports: { default: async },
+        with: {
+            "wasi:io": wasmtime_wasi_io::bindings::wasi::io,
+            "stowage:storage/types": super::driver::stowage::storage::types,
+            "stowage:storage/log": super::driver::stowage::storage::log,
+            "stowage:storage/config": super::driver::stowage::storage::config,
+        },
+        require_store_data_send: true,
+    });
+}
+
 pub use driver::stowage::storage::types as wit;
+pub use resumable_driver::exports::stowage::storage::resumable as wit_resumable;
 
 /// Bindings for the `policy` world; shared interfaces reuse the driver world's types.
 pub mod policy {

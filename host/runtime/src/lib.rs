@@ -44,7 +44,7 @@ mod upload;
 mod usage;
 
 pub use config::{ConfigError, ConfigSource, LoadedConfig};
-pub use driver::{Disk, MAX_CHUNK, ObjectReader, ObjectWriter, Unchecked};
+pub use driver::{DigestState, Disk, MAX_CHUNK, ObjectReader, ObjectWriter, Suspended, Unchecked};
 pub use engine::{Limits, PluginEngine};
 pub use error::{FaultKind, StorageError};
 pub use fixity::{FixityReport, FsckOptions, Problem, ProblemKind};

@@ -56,6 +56,12 @@ impl HostId {
         })
     }
 
+    /// Whether the process ran on this machine since its last boot (another machine's, or an
+    /// earlier boot's, cannot be looked at here).
+    pub fn on_this_boot(&self) -> bool {
+        self.boot == boot_id()
+    }
+
     /// Whether this host process still runs. A process of an earlier boot never does.
     pub fn is_alive(&self) -> bool {
         self.boot == boot_id() && start_time(self.pid) == Some(self.start)
@@ -97,6 +103,15 @@ pub struct OwnerTag {
 }
 
 impl OwnerTag {
+    /// A tag this process did not make and does not track: an upload session's, which outlives
+    /// any one host process (`tag` is `a-z`, `0-9` and `-`, at most 64 characters; else none).
+    pub fn external(tag: &str) -> Option<OwnerTag> {
+        let plain = !tag.is_empty()
+            && tag.len() <= 64
+            && tag.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        plain.then(|| OwnerTag { tag: tag.to_string(), n: u64::MAX, live: Arc::default() })
+    }
+
     /// The tag text.
     pub fn as_str(&self) -> &str {
         &self.tag

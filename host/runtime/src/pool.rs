@@ -107,6 +107,11 @@ impl<P: Prelinked> Pool<P> {
         &self.disk
     }
 
+    /// The linked component its instances come from.
+    pub(crate) fn prelinked(&self) -> &P {
+        &self.pre
+    }
+
     /// How many instances were thrown away after a fault.
     pub(crate) fn restarts(&self) -> u64 {
         self.restarts.load(Ordering::Relaxed)
@@ -251,6 +256,16 @@ impl<P: Prelinked> Lease<P> {
         &mut self,
         extra: Duration,
     ) -> Result<(&mut Store<PluginState>, &P::Exports), StorageError> {
+        let (store, bindings) = self.begin_bindings(extra)?;
+        Ok((store, P::exports(bindings)))
+    }
+
+    /// Like [`Lease::begin_with`], giving all the instance's bindings (for an interface other
+    /// than the main one).
+    pub(crate) fn begin_bindings(
+        &mut self,
+        extra: Duration,
+    ) -> Result<(&mut Store<PluginState>, &P::Bindings), StorageError> {
         let pool = &self.pool;
         match self.instance.as_mut() {
             Some(i) => {
@@ -260,10 +275,15 @@ impl<P: Prelinked> Lease<P> {
                     pool.calls.fetch_add(1, Ordering::AcqRel);
                 }
                 self.in_call = true;
-                Ok((&mut i.store, P::exports(&i.bindings)))
+                Ok((&mut i.store, &i.bindings))
             }
             None => Err(poisoned(pool)),
         }
+    }
+
+    /// The linked component this lease's instance comes from.
+    pub(crate) fn prelinked(&self) -> &P {
+        self.pool.prelinked()
     }
 
     /// How long one call (or one host-side wait on a stream the plugin handed over) may take.

@@ -24,6 +24,7 @@ use crate::types::{RequestContext, Role, StorageClass, WriteOptions};
 
 mod copy;
 mod operations;
+mod resumable;
 mod start;
 
 pub use start::StartError;

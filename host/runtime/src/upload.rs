@@ -39,6 +39,9 @@ pub struct Upload {
     pipeline: Pipeline,
     ledger: Arc<Ledger>,
     started: Instant,
+    /// Suspended at least once: dropped, it is left for its session (the policies learn
+    /// nothing; the write is not over).
+    suspended: bool,
 }
 
 impl Upload {
@@ -51,7 +54,17 @@ impl Upload {
         ledger: Arc<Ledger>,
         started: Instant,
     ) -> Upload {
-        Upload { inner: Some(inner), reservation, failed: None, reroute, request, pipeline, ledger, started }
+        Upload {
+            inner: Some(inner),
+            reservation,
+            failed: None,
+            reroute,
+            request,
+            pipeline,
+            ledger,
+            started,
+            suspended: false,
+        }
     }
 
     /// Bytes written so far.
@@ -102,6 +115,34 @@ impl Upload {
         self.inner = Some(writer);
         self.reservation = reservation;
         Ok(true)
+    }
+
+    /// Makes the bytes so far durable with the driver and returns what resumes the write from
+    /// here (`Storage::resumable_writer`); the write also goes on here. `unsupported` (and the
+    /// write goes on) if it cannot be suspended; any other failure leaves it only to abort.
+    pub async fn suspend(&mut self) -> Result<crate::driver::Suspended, StorageError> {
+        let Some(inner) = self.inner.as_mut() else {
+            return Err(StorageError::Io("the write was already finished or aborted".into()));
+        };
+        let suspended = inner.suspend().await;
+        match &suspended {
+            Ok(_) => self.suspended = true,
+            Err(StorageError::Unsupported(_)) => {}
+            Err(e) => {
+                self.failed.get_or_insert_with(|| e.clone());
+            }
+        }
+        suspended
+    }
+
+    /// Lets a suspended write go between requests: it is not over, so the policies learn
+    /// nothing and the driver keeps it for its session (bytes after the last suspend are
+    /// dropped when it resumes). What it took of the disk's limits is given back; the resumed
+    /// write takes it again.
+    pub async fn release(mut self) {
+        if let Some(inner) = self.inner.take() {
+            inner.release().await;
+        }
     }
 
     /// Commits the object; the policies learn its size and sha256 before and after.
@@ -280,6 +321,11 @@ impl Upload {
 impl Drop for Upload {
     fn drop(&mut self) {
         let Some(inner) = self.inner.take() else { return };
+        if self.suspended {
+            // Released, not aborted (see `DriverWriter`): the session goes on.
+            drop(inner);
+            return;
+        }
         // The inner writer aborts itself on drop; the policies still learn of the failure.
         let why = self
             .failed

@@ -86,7 +86,18 @@ pub(crate) async fn open_writer(
     path: &stowage_path::ObjectPath,
     options: &crate::types::WriteOptions,
 ) -> Result<(crate::driver::ObjectWriter, Option<Reservation>), StorageError> {
-    let reservation = match usage.filter(|u| u.limited()) {
+    let reservation = reserve(disk, usage, ctx, path).await?;
+    Ok((disk.writer(ctx, path, options).await?, reservation))
+}
+
+/// A write's reservation of `disk`'s limits, when it has any.
+pub(crate) async fn reserve(
+    disk: &Disk,
+    usage: Option<&Arc<Usage>>,
+    ctx: &RequestContext,
+    path: &stowage_path::ObjectPath,
+) -> Result<Option<Reservation>, StorageError> {
+    Ok(match usage.filter(|u| u.limited()) {
         Some(usage) => {
             // An overwrite gives back what it replaces.
             let replaced = match usage.quota {
@@ -100,8 +111,7 @@ pub(crate) async fn open_writer(
             Some(usage.begin(disk, ctx, replaced).await?)
         }
         None => None,
-    };
-    Ok((disk.writer(ctx, path, options).await?, reservation))
+    })
 }
 
 /// The bytes one write has taken so far; released unless the write commits.

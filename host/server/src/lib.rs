@@ -22,8 +22,11 @@ mod tls;
 // What every handler shares, over the data above.
 mod state;
 // Handlers and middleware, over the state.
+mod append;
 mod auth;
+mod durable;
 mod health;
+mod leases;
 mod limits;
 mod list;
 mod metrics;
@@ -69,12 +72,16 @@ use crate::state::AppState;
 
 /// The routes over `state`, `/v1` guarded by its keys.
 fn router(state: AppState) -> Router {
-    let reaped = Arc::downgrade(&state.uploads);
+    let reaped = state.downgrade();
     state.work.spawn(async move {
         loop {
             tokio::time::sleep(std::time::Duration::from_secs(60)).await;
-            let Some(sessions) = reaped.upgrade() else { return };
-            sessions.reap(crate::sessions::IDLE_LIMIT).await;
+            let Some(shared) = reaped.upgrade() else { return };
+            let state = AppState::from_shared(shared);
+            state.uploads.reap(crate::sessions::IDLE_LIMIT).await;
+            if let Some(durable) = state.durable.clone() {
+                durable::reap(&state, &durable, crate::sessions::IDLE_LIMIT).await;
+            }
         }
     });
     let require_key = || middleware::from_fn_with_state(state.clone(), auth::require_key);

@@ -36,8 +36,11 @@ pub struct Shared {
     pub(crate) metrics: Arc<Counters>,
     /// Reloads tried, refused, and of which config.
     pub(crate) reloads: Reloads,
-    /// Resumable uploads in progress.
+    /// Resumable uploads in progress, kept in this process's memory.
     pub(crate) uploads: Arc<Sessions>,
+    /// Resumable uploads kept in the ledger's database (on disks whose writes can be
+    /// suspended); none if the database cannot keep them.
+    pub(crate) durable: Option<Arc<crate::leases::Durable>>,
     /// Requests in flight per credential.
     pub(crate) per_key: Arc<PerKey>,
     /// The last readiness probe.
@@ -60,7 +63,15 @@ impl Shared {
 impl AppState {
     /// The shared state over `active`; storage work runs on `work`.
     pub fn new(active: Active, config_sha256: &str, tuning: Tuning, work: tokio::runtime::Handle) -> AppState {
+        let durable = match active.storage.ledger().sessions() {
+            Ok(store) => Some(Arc::new(crate::leases::Durable::new(store))),
+            Err(e) => {
+                tracing::warn!(error = %e, "upload sessions are kept in memory only: the ledger's database cannot keep them");
+                None
+            }
+        };
         AppState(Arc::new(Shared {
+            durable,
             reloads: Reloads::new(config_sha256),
             active: arc_swap::ArcSwap::from_pointee(active),
             metrics: Arc::default(),
@@ -71,6 +82,11 @@ impl AppState {
             work,
             tuning,
         }))
+    }
+
+    /// The state `shared` is (from a pointer that did not keep it alive).
+    pub fn from_shared(shared: Arc<Shared>) -> AppState {
+        AppState(shared)
     }
 
     /// A pointer to the state that does not keep it alive (for tasks that end with it).

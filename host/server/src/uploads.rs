@@ -24,17 +24,17 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt as _;
 use stowage_runtime::{Address, StorageError};
 
-use crate::counters::Counters;
+use crate::append::{commit, copy_with};
+use crate::durable::{self, Then};
 use crate::errors::ApiError;
 use crate::objects::{expected_sha256, info_json, write_options};
 use crate::request::Caller;
@@ -92,13 +92,35 @@ pub async fn create(
     let expected = expected_sha256(&headers)?;
     let with_upload = is_tus && tus::check_patch_type(&headers).is_ok();
     let checksum = if with_upload { tus::checksum(&headers)? } else { None };
-    let id = new_id()?;
     let owner = owner_of(&req);
+    let addr = Address { name, path };
+    if let Some(durable) = state.durable.as_ref()
+        && state.storage().resumable(&addr)
+        && let Some(id) =
+            durable::create(&state, durable, &addr, &req, &options, expected.clone(), length, &owner).await?
+    {
+        let mut at = 0;
+        if is_tus && (length == Some(0) || with_upload) {
+            let held = durable.take(&id, &owner).await?;
+            match durable::run(&state, durable, held, &req, Some((body, checksum)), Then::Suspend).await {
+                Ok((_, offset, _)) => at = offset,
+                Err(e) => {
+                    // The client never learns this session: it goes.
+                    if let Ok(held) = durable.take(&id, &owner).await {
+                        let _ = durable::discard(&state, durable, held, &req).await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        return Ok(created(&id, at, is_tus));
+    }
+    let id = new_id()?;
     // Held by this handler until the session is in the table: a client that goes away while
     // its session opens gives the slot back.
     let slot = state.uploads.reserve(&owner)?;
-    let label = crate::metrics::label_name(&state, &name);
-    let upload = state.storage().writer(&Address { name, path }, &req, &options).await?;
+    let label = crate::metrics::label_name(&state, &addr.name);
+    let upload = state.storage().writer(&addr, &req, &options).await?;
     let offset = Arc::new(AtomicU64::new(0));
     let session = Session {
         upload: Some(upload),
@@ -109,7 +131,6 @@ pub async fn create(
         name: label,
     };
     state.uploads.insert(id.clone(), owner.clone(), session, slot)?;
-    let location = format!("/v1/upload-sessions/{id}");
     // An empty tus upload is complete at once; creation-with-upload appends the body now. A
     // client that goes away meanwhile, or whose body is refused, never learns the session's
     // Location: the session goes (and its slot with it).
@@ -120,9 +141,14 @@ pub async fn create(
         append_in_task(&state, s, id.clone(), body, checksum).await?;
         unclaimed.claimed();
     }
+    Ok(created(&id, offset.load(Ordering::Acquire), is_tus))
+}
+
+/// The answer to a creation: `201`, the session's `Location` and its offset `at`.
+fn created(id: &str, at: u64, is_tus: bool) -> Response {
+    let location = format!("/v1/upload-sessions/{id}");
     // The session's id in the body too, so a client (or schemathesis, through the document's
     // links) need not take the Location apart.
-    let at = offset.load(Ordering::Acquire);
     let mut r = (StatusCode::CREATED, axum::Json(serde_json::json!({ "id": id, "location": location, "offset": at })))
         .into_response();
     r.headers_mut().insert(OFFSET, HeaderValue::from(at));
@@ -133,7 +159,7 @@ pub async fn create(
     if is_tus {
         tus::expiring(&mut r, expires());
     }
-    Ok(r)
+    r
 }
 
 /// Whose sessions a request may see: its API key's.
@@ -156,6 +182,17 @@ pub async fn offset(
         r.headers_mut().insert(HeaderName::from_static("upload-length"), HeaderValue::from(length));
         r
     };
+    if let Some(durable) = state.durable.as_ref().filter(|_| durable::is_durable(&id)) {
+        let row = durable.get(&id, &owner).await?.ok_or_else(|| not_found(&id))?;
+        if let Some(length) = row.committed {
+            return Ok(whole(length));
+        }
+        let mut r = offset_response(StatusCode::OK, row.offset);
+        if let Some(length) = durable::length_of(&row) {
+            r.headers_mut().insert(HeaderName::from_static("upload-length"), HeaderValue::from(length));
+        }
+        return Ok(r);
+    }
     let Some(handle) = state.uploads.get(&id, &owner) else {
         // Committed: a client that lost the last answer learns its upload is whole.
         return state.uploads.committed(&id, &owner).map(whole).ok_or_else(|| not_found(&id));
@@ -195,6 +232,20 @@ pub async fn append(
         tus::check_patch_type(&headers)?;
     }
     let checksum = tus::checksum(&headers)?;
+    if let Some(durable) = state.durable.as_ref().filter(|_| durable::is_durable(&id)) {
+        let held = durable.take(&id, &owner_of(&req)).await?;
+        let mut r = if claimed != held.row.offset {
+            offset_response(StatusCode::CONFLICT, held.row.offset)
+        } else {
+            let (status, offset, _) =
+                durable::run(&state, durable, held, &req, Some((body, checksum)), Then::Suspend).await?;
+            offset_response(status, offset)
+        };
+        if is_tus {
+            tus::expiring(&mut r, expires());
+        }
+        return Ok(r);
+    }
     let handle = state.uploads.get(&id, &owner_of(&req)).ok_or_else(|| not_found(&id))?;
     // One writer at a time: a second request waits for the first rather than interleaving.
     let s = handle.session.lock_owned().await;
@@ -248,10 +299,7 @@ async fn append_in_task(
     let idle = state.tuning.body_idle;
     let copied = tokio::spawn(async move {
         let mut s = s;
-        let status = match checksum {
-            Some(want) => copy_checked(&mut s, body, &uploads, &metrics, &id, idle, &want).await?,
-            None => copy_body(&mut s, body, &uploads, &metrics, &id, idle).await?,
-        };
+        let status = copy_with(&mut s, body, checksum, &uploads, &metrics, &id, idle).await?;
         // Every byte is in, however the body ended (its last bytes may arrive with a broken
         // ending): commit now, or a client that then asks the offset would take the upload for
         // whole while nothing is stored.
@@ -268,150 +316,6 @@ async fn append_in_task(
     }
 }
 
-/// Appends `body` to the session; `204`, or `400` if the body broke off (what arrived is
-/// kept). A driver failure ends the session. A tus session takes no byte past its length.
-async fn copy_body(
-    s: &mut Session,
-    body: Body,
-    uploads: &Sessions,
-    metrics: &Counters,
-    id: &str,
-    idle: Duration,
-) -> Result<StatusCode, ApiError> {
-    s.last_used = Instant::now();
-    let mut stream = body.into_data_stream();
-    let status = loop {
-        let chunk = match tokio::time::timeout(idle, stream.next()).await {
-            Ok(Some(Ok(bytes))) => bytes,
-            Ok(None) => break StatusCode::NO_CONTENT,
-            // Broken off or stalled: keep what arrived; the client asks the offset.
-            Ok(Some(Err(_))) | Err(_) => break StatusCode::BAD_REQUEST,
-        };
-        append_chunk(s, chunk, uploads, metrics, id).await?;
-    };
-    s.last_used = Instant::now();
-    Ok(status)
-}
-
-/// Appends a body whose sha256 must be `want`: held in memory (at most
-/// [`tus::MAX_CHECKSUMMED_PATCH`]) and checked before any of it is kept.
-async fn copy_checked(
-    s: &mut Session,
-    body: Body,
-    uploads: &Sessions,
-    metrics: &Counters,
-    id: &str,
-    idle: Duration,
-    want: &[u8; 32],
-) -> Result<StatusCode, ApiError> {
-    let declared = axum::body::HttpBody::size_hint(&body).exact();
-    s.last_used = Instant::now();
-    let mut stream = body.into_data_stream();
-    let mut held = bytes::BytesMut::new();
-    let too_large = || {
-        ApiError::from(StorageError::TooLarge {
-            disk: format!("a checksummed PATCH (upload session {id})"),
-            limit: tus::MAX_CHECKSUMMED_PATCH as u64,
-        })
-    };
-    if declared.is_some_and(|n| n > tus::MAX_CHECKSUMMED_PATCH as u64) {
-        return Err(too_large());
-    }
-    loop {
-        match tokio::time::timeout(idle, stream.next()).await {
-            Ok(Some(Ok(bytes))) if held.len() + bytes.len() <= tus::MAX_CHECKSUMMED_PATCH => {
-                held.extend_from_slice(&bytes)
-            }
-            Ok(Some(Ok(_))) => return Err(too_large()),
-            Ok(None) => break,
-            // Nothing of a body that broke off is kept: its checksum cannot be checked.
-            Ok(Some(Err(_))) | Err(_) => return Ok(StatusCode::BAD_REQUEST),
-        }
-    }
-    tus::verify(&held, want)?;
-    // In chunks a driver takes without holding much of it in its own memory.
-    let held = held.freeze();
-    for at in (0..held.len()).step_by(1 << 20) {
-        append_chunk(s, held.slice(at..held.len().min(at + (1 << 20))), uploads, metrics, id).await?;
-    }
-    s.last_used = Instant::now();
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// Appends one chunk; a driver failure (or a tus session's length overrun) ends the session.
-async fn append_chunk(
-    s: &mut Session,
-    chunk: bytes::Bytes,
-    uploads: &Sessions,
-    metrics: &Counters,
-    id: &str,
-) -> Result<(), ApiError> {
-    let n = chunk.len() as u64;
-    let offset = s.offset.load(Ordering::Acquire);
-    if let Some(length) = s.length
-        && offset.saturating_add(n) > length
-    {
-        return Err(ApiError::bad_request(format!(
-            "the body goes past Upload-Length ({length} bytes; {offset} are in); what is past it was not kept"
-        )));
-    }
-    let Some(upload) = s.upload.as_mut() else {
-        return Err(StorageError::NotFound(format!("upload session {id}")).into());
-    };
-    if let Err(e) = upload.write(chunk).await {
-        if let Some(upload) = s.upload.take() {
-            let _ = upload.abort().await;
-        }
-        uploads.remove(id);
-        return Err(e.into());
-    }
-    s.offset.fetch_add(n, Ordering::AcqRel);
-    metrics.add_bytes(&s.name, n, false);
-    Ok(())
-}
-
-/// Commits the session's object (after the sha256 check: `given`, or the one it was opened
-/// with; they must agree) and removes the session.
-async fn commit(
-    s: &mut Session,
-    uploads: &Sessions,
-    id: &str,
-    given: Option<String>,
-) -> Result<stowage_runtime::ObjectInfo, ApiError> {
-    let expected = match (given, s.expected_sha256.take()) {
-        (Some(a), Some(b)) if a != b => {
-            s.expected_sha256 = Some(b);
-            return Err(ApiError::bad_request("x-stowage-sha256 differs from the one the upload was opened with"));
-        }
-        (a, b) => a.or(b),
-    };
-    let offset = s.offset.load(Ordering::Acquire);
-    if let Some(length) = s.length.filter(|l| *l != offset) {
-        return Err(ApiError::with_status(
-            StatusCode::CONFLICT,
-            stowage_api::ErrorKind::BadRequest,
-            format!(
-                "the upload has {offset} of its {length} bytes (Upload-Length); it commits when the last one arrives"
-            ),
-        ));
-    }
-    let upload = s.upload.take().ok_or_else(|| not_found(id))?;
-    match upload.finish_verified(expected.as_deref()).await {
-        Ok(info) => {
-            // A tus client that lost this answer asks the offset next: it learns "whole".
-            match s.length {
-                Some(_) => uploads.completed(id, offset),
-                None => uploads.remove(id),
-            }
-            Ok(info)
-        }
-        Err(e) => {
-            uploads.remove(id);
-            Err(e.into())
-        }
-    }
-}
-
 /// Commits the object. An `x-stowage-sha256` here is checked too (a client that streams
 /// learns the digest only at the end); it must agree with one given at the start.
 pub async fn complete(
@@ -421,6 +325,12 @@ pub async fn complete(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let given = expected_sha256(&headers)?;
+    if let Some(durable) = state.durable.as_ref().filter(|_| durable::is_durable(&id)) {
+        let held = durable.take(&id, &owner_of(&req)).await?;
+        let (_, _, info) = durable::run(&state, durable, held, &req, None, Then::Commit(given)).await?;
+        let info = info.ok_or_else(|| not_found(&id))?;
+        return Ok((StatusCode::OK, Json(info_json(&info))).into_response());
+    }
     let handle = state.uploads.get(&id, &owner_of(&req)).ok_or_else(|| not_found(&id))?;
     let mut s = handle.session.lock_owned().await;
     let uploads = state.uploads.clone();
@@ -439,6 +349,11 @@ pub async fn discard(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     tus::requested(&headers)?;
+    if let Some(durable) = state.durable.as_ref().filter(|_| durable::is_durable(&id)) {
+        let held = durable.take(&id, &owner_of(&req)).await?;
+        durable::discard(&state, durable, held, &req).await?;
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
     let handle = state.uploads.get(&id, &owner_of(&req)).ok_or_else(|| not_found(&id))?;
     let mut s = handle.session.lock().await;
     state.uploads.remove(&id);

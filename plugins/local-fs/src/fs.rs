@@ -126,12 +126,25 @@ pub fn remove(root: &Descriptor, file: &str) -> Result<(), ErrorCode> {
 pub struct TempFile {
     /// The file's path under the root, or none once kept.
     path: Option<String>,
+    /// Whether dropping the guard leaves the file (a suspended write's, which its session
+    /// resumes or discards later).
+    outlives_writer: bool,
 }
 
 impl TempFile {
     /// Guards the temp file at `path`.
     pub fn new(path: String) -> Self {
-        Self { path: Some(path) }
+        Self { path: Some(path), outlives_writer: false }
+    }
+
+    /// Whether the file outlives the guard.
+    pub fn outlives(&self) -> bool {
+        self.outlives_writer
+    }
+
+    /// From now on the file outlives the guard (see `resume.rs`); `remove_now` still removes it.
+    pub fn outlive_writer(&mut self) {
+        self.outlives_writer = true;
     }
 
     /// The temp file's path under the root.
@@ -155,6 +168,9 @@ impl TempFile {
 
 impl Drop for TempFile {
     fn drop(&mut self) {
+        if self.outlives_writer {
+            return;
+        }
         if let (Some(path), Ok(root)) = (self.path.take(), root()) {
             // Best effort: a temp file left behind is hidden, and the host removes it once its
             // write is gone (`list-temps`, `remove-temp`).

@@ -17,6 +17,7 @@ mod meta;
 mod object;
 mod paths;
 mod reader;
+mod resume;
 mod temps;
 mod writer;
 
@@ -81,6 +82,18 @@ impl Store for LocalFs {
 
     fn list_temps(_ctx: RequestContext, cursor: Option<String>, limit: u32) -> Result<TempPage, Error> {
         temps::list(cursor, limit)
+    }
+
+    fn suspend(writer: &FsWriter) -> Result<String, Error> {
+        writer.suspend()
+    }
+
+    fn resume(_ctx: RequestContext, path: ObjectPath, options: WriteOptions, token: String) -> Result<Writer, Error> {
+        FsWriter::resume(path, options, &token).map(Writer::new)
+    }
+
+    fn discard(_ctx: RequestContext, token: String) -> Result<(), Error> {
+        resume::Token::parse(&token)?.discard()
     }
 
     fn remove_temp(_ctx: RequestContext, id: String) -> Result<(), Error> {

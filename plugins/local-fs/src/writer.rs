@@ -15,7 +15,8 @@ use stowage_plugin_sdk::wasip2::io::streams::OutputStream;
 use crate::error::{fs_error, not_an_object};
 use crate::fs::{NO_FOLLOW, TempFile, check_parents, create_dirs, etag, file_id, modified_ms, root, sync_dir};
 use crate::meta::{Sidecar, write_all};
-use crate::paths::{check_own_rules, sidecar_path, split, temp_path};
+use crate::paths::{TEMP_DIR, check_own_rules, sidecar_path, split, temp_path};
+use crate::resume::Token;
 
 /// An object being written; the `writer` resource.
 pub struct FsWriter {
@@ -71,6 +72,36 @@ impl FsWriter {
         Ok(FsWriter { state: RefCell::new(Some(pending)) })
     }
 
+    /// Continues the suspended write `token` names (`resume.rs`).
+    pub fn resume(path: ObjectPath, options: WriteOptions, token: &str) -> Result<FsWriter, Error> {
+        check_own_rules(&path)?;
+        let token = Token::parse(token)?;
+        let file = token.reopen(&path, &options)?;
+        let mut temp = TempFile::new(token.path());
+        temp.outlive_writer();
+        let pending = Pending { path: path.into_string(), options, file, temp, written: token.size, sink_given: false };
+        Ok(FsWriter { state: RefCell::new(Some(pending)) })
+    }
+
+    /// Makes the bytes written so far durable and returns the token that resumes the write
+    /// from here. The temp file now outlives this writer; `finish` and `abort` still end it.
+    pub fn suspend(&self) -> Result<String, Error> {
+        let mut state = self.state.borrow_mut();
+        let pending = state.as_mut().ok_or_else(Self::closed)?;
+        let io = |code| fs_error(code, &pending.path);
+        pending.file.sync().map_err(io)?;
+        let size = pending.file.stat().map_err(io)?.size;
+        if !pending.temp.outlives() {
+            // The file's name must survive a crash too.
+            sync_dir(root()?, TEMP_DIR, &pending.path)?;
+            pending.temp.outlive_writer();
+        }
+        // Bytes that came through the sink count now; the host asks for a new sink.
+        pending.written = size;
+        pending.sink_given = false;
+        Ok(Token::of(pending.temp.path(), size))
+    }
+
     /// The error for a call on a writer that has already finished or been aborted.
     fn closed() -> Error {
         Error::Io("this writer has already finished or been aborted".to_string())
@@ -105,7 +136,8 @@ impl GuestWriter for FsWriter {
     }
 
     fn finish(&self, digest: Digest) -> Result<ObjectInfo, Error> {
-        // Taken out first: if committing fails, dropping it removes the temp file.
+        // Taken out first: if committing fails, dropping it removes the temp file (unless the
+        // write was suspended: its session keeps it).
         let pending = self.state.borrow_mut().take().ok_or_else(Self::closed)?;
         pending.commit(digest)
     }

@@ -16,7 +16,9 @@ mod error;
 mod lister;
 mod object;
 mod reader;
+mod resume;
 mod settings;
+mod tails;
 mod temps;
 mod writer;
 
@@ -44,8 +46,9 @@ struct S3Driver;
 fn check(path: &ObjectPath) -> Result<(), Error> {
     if object::reserved(path) {
         return Err(Error::InvalidPath(format!(
-            "`{path}`: paths under `{}` are reserved by the s3 driver (the sha256 of multipart objects)",
-            object::COMPANIONS
+            "`{path}`: paths under `{}` and `{}` are reserved by the s3 driver (the sha256 of multipart objects, suspended writes)",
+            object::COMPANIONS,
+            object::TAILS
         )));
     }
     Ok(())
@@ -160,6 +163,19 @@ impl Store for S3Driver {
 
     fn remove_temp(ctx: RequestContext, id: String) -> Result<(), Error> {
         temps::remove(&ctx.disk, &id)
+    }
+
+    fn suspend(writer: &writer::S3Writer) -> Result<String, Error> {
+        writer.suspend()
+    }
+
+    fn resume(ctx: RequestContext, path: ObjectPath, options: WriteOptions, token: String) -> Result<Writer, Error> {
+        check(&path)?;
+        Ok(Writer::new(resume::resume(ctx.disk, path, options, &token)?))
+    }
+
+    fn discard(ctx: RequestContext, token: String) -> Result<(), Error> {
+        resume::discard(&ctx.disk, &token)
     }
 }
 

@@ -25,9 +25,13 @@ pub const IN_COMPANION: &str = "companion";
 /// written, read or listed there).
 pub const COMPANIONS: &str = ".stowage-sha256/";
 
-/// Whether `path` is reserved for companions.
+/// Where a suspended write keeps the bytes of its unfinished part (`resume.rs`), under the
+/// disk's prefix; reserved like [`COMPANIONS`].
+pub const TAILS: &str = ".stowage-tails/";
+
+/// Whether `path` is reserved for companions or suspended writes' tails.
 pub fn reserved(path: &str) -> bool {
-    path.starts_with(COMPANIONS)
+    path.starts_with(COMPANIONS) || path.starts_with(TAILS)
 }
 
 /// The path of the companion of the object at `path`.

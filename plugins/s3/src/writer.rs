@@ -24,8 +24,8 @@ use crate::object::{IN_COMPANION, SHA256_KEY, companion_body, companion_path};
 
 /// A multipart upload in progress.
 pub struct Upload {
-    id: String,
-    parts: Vec<CompletedPart>,
+    pub(crate) id: String,
+    pub(crate) parts: Vec<CompletedPart>,
 }
 
 /// The driver's writer.
@@ -33,17 +33,25 @@ pub type S3Writer = PartWriter<S3Parts>;
 
 /// How an object reaches the bucket: one PUT, or a multipart upload.
 pub struct S3Parts {
-    disk: String,
-    path: ObjectPath,
-    key: String,
+    pub(crate) disk: String,
+    pub(crate) path: ObjectPath,
+    pub(crate) key: String,
     options: WriteOptions,
     part_size: usize,
-    /// Names this write's companion, if it becomes a multipart upload (see `object`).
-    nonce: String,
+    /// Names this write's companion, if it becomes a multipart upload (see `object`), and
+    /// its suspended tails (`resume`).
+    pub(crate) nonce: String,
 }
 
 /// A writer for `path` on `disk`.
 pub fn writer(disk: String, path: ObjectPath, options: WriteOptions) -> Result<S3Writer, Error> {
+    let random = stowage_plugin_sdk::wasip2::random::random::get_random_u64;
+    let nonce = format!("{:016x}{:016x}", random(), random());
+    Ok(PartWriter::new(parts(disk, path, options, nonce)?))
+}
+
+/// How a write of `path` on `disk` named `nonce` reaches the bucket.
+pub(crate) fn parts(disk: String, path: ObjectPath, options: WriteOptions, nonce: String) -> Result<S3Parts, Error> {
     let s3 = s3()?;
     if options.metadata.iter().any(|(k, _)| k.eq_ignore_ascii_case(SHA256_KEY)) {
         return Err(Error::Unsupported(format!(
@@ -51,13 +59,11 @@ pub fn writer(disk: String, path: ObjectPath, options: WriteOptions) -> Result<S
         )));
     }
     let key = s3.settings.key(&path);
-    let random = stowage_plugin_sdk::wasip2::random::random::get_random_u64;
-    let nonce = format!("{:016x}{:016x}", random(), random());
-    Ok(PartWriter::new(S3Parts { disk, path, key, options, part_size: s3.settings.part_size, nonce }))
+    Ok(S3Parts { disk, path, key, options, part_size: s3.settings.part_size, nonce })
 }
 
 impl S3Parts {
-    fn op(&self, what: &'static str) -> Op<'_> {
+    pub(crate) fn op(&self, what: &'static str) -> Op<'_> {
         Op { disk: &self.disk, path: &self.path, what }
     }
 
@@ -218,7 +224,22 @@ impl PartHooks for S3Parts {
             }
         };
         self.put_companion(digest);
+        crate::tails::remove_tails(&self.disk, &self.nonce);
         Ok(done)
+    }
+
+    fn resumable(&self) -> bool {
+        true
+    }
+
+    fn suspend(&self, upload: &mut Upload, tail: Part<&[u8]>) -> Result<String, Error> {
+        let w = crate::tails::Suspending {
+            key: &self.key,
+            nonce: &self.nonce,
+            upload_id: &upload.id,
+            parts: &upload.parts,
+        };
+        crate::tails::suspend(&self.op("keep the unfinished part of"), &w, tail)
     }
 
     fn abort(&self, upload: Upload) -> Result<(), Error> {
@@ -232,6 +253,7 @@ impl PartHooks for S3Parts {
             .send())
         .map(|_| ())
         .map_err(|e| from_sdk(&self.op("abort the upload of"), e));
+        crate::tails::remove_tails(&self.disk, &self.nonce);
         if let Err(e) = &r {
             // Its parts stay on the server until a bucket lifecycle rule removes them.
             log(

@@ -30,10 +30,12 @@ pub use store::{Store, StoreExport};
 
 pub use describe::Describe;
 
-/// Bindings for the `driver` world.
+/// Bindings for the `resumable-driver` world: the `driver` world's `store` and the `resumable`
+/// interface (0.3.1). Every driver built with the kit exports both; one that cannot resume
+/// writes keeps [`Store`]'s defaults, which answer `unsupported`.
 pub mod driver {
     wit_bindgen::generate!({
-        world: "driver",
+        world: "resumable-driver",
         path: "../../wit",
         with: {
             "wasi:io/streams@0.2.12": wasip2::io::streams,

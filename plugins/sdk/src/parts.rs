@@ -53,6 +53,28 @@ pub trait PartHooks {
 
     /// Gives the upload up: its parts are removed.
     fn abort(&self, upload: Self::Upload) -> Result<(), Error>;
+
+    /// Whether [`PartHooks::suspend`] is implemented (by default not: `suspend` answers
+    /// `unsupported` and the host keeps upload sessions in its memory).
+    fn resumable(&self) -> bool {
+        false
+    }
+
+    /// Makes the upload resumable as it stands (`wit/resumable.wit`): keeps `tail` (the part
+    /// being filled, possibly empty) durably and returns a token naming the upload, its parts
+    /// and the tail, from which the driver's `resume` rebuilds a [`Resumed`].
+    fn suspend(&self, _upload: &mut Self::Upload, _tail: Part<&[u8]>) -> Result<String, Error> {
+        Err(Error::Unsupported("suspend".into()))
+    }
+}
+
+/// A suspended upload as the driver's `resume` found it again: the upload, how many parts
+/// and bytes it had stored, and the bytes of the part that was filling.
+pub struct Resumed<U> {
+    pub upload: U,
+    pub parts: u32,
+    pub stored: u64,
+    pub tail: Vec<u8>,
 }
 
 struct State<U> {
@@ -63,6 +85,8 @@ struct State<U> {
     parts: u32,
     stored: u64,
     done: bool,
+    /// A token was given out: dropping the writer leaves the upload for its session.
+    suspended: bool,
 }
 
 /// A driver's `writer` resource, over its [`PartHooks`].
@@ -79,8 +103,53 @@ impl<H: PartHooks> PartWriter<H> {
     pub fn new(hooks: H) -> PartWriter<H> {
         PartWriter {
             hooks,
-            state: RefCell::new(State { buf: Vec::new(), upload: None, parts: 0, stored: 0, done: false }),
+            state: RefCell::new(State {
+                buf: Vec::new(),
+                upload: None,
+                parts: 0,
+                stored: 0,
+                done: false,
+                suspended: false,
+            }),
         }
+    }
+
+    /// A writer continuing a suspended upload.
+    pub fn resumed(hooks: H, resumed: Resumed<H::Upload>) -> PartWriter<H> {
+        let mut buf = resumed.tail;
+        buf.reserve_exact(hooks.part_size().saturating_sub(buf.len()));
+        PartWriter {
+            hooks,
+            state: RefCell::new(State {
+                buf,
+                upload: Some(resumed.upload),
+                parts: resumed.parts,
+                stored: resumed.stored,
+                done: false,
+                suspended: true,
+            }),
+        }
+    }
+
+    /// Makes the bytes so far durable (the driver's [`PartHooks::suspend`]) and returns the
+    /// token that resumes the write from here; an upload is started first if none was.
+    pub fn suspend(&self) -> Result<String, Error> {
+        if !self.hooks.resumable() {
+            return Err(Error::Unsupported("suspend".into()));
+        }
+        let mut st = self.state.borrow_mut();
+        if st.done {
+            return Err(finished());
+        }
+        if st.upload.is_none() {
+            st.upload = Some(self.hooks.initiate()?);
+        }
+        let st = &mut *st;
+        let Some(upload) = st.upload.as_mut() else { return Err(Error::Io("no upload".into())) };
+        let token =
+            self.hooks.suspend(upload, Part { number: st.parts + 1, offset: st.stored, bytes: st.buf.as_slice() })?;
+        st.suspended = true;
+        Ok(token)
     }
 
     fn write_inner(&self, st: &mut State<H::Upload>, chunk: &[u8]) -> Result<(), Error> {
@@ -141,7 +210,12 @@ impl<H: PartHooks> PartWriter<H> {
         if got != digest.size {
             return Err(Error::Io(format!("the host counted {} bytes but the driver got {got}", digest.size)));
         }
-        if st.upload.is_none() {
+        if st.stored == 0 {
+            // Every byte is in the buffer: one request stores it. An upload a suspend started
+            // holds none of them (parts cannot be empty): it goes.
+            if let Some(upload) = st.upload.take() {
+                let _ = self.hooks.abort(upload);
+            }
             let info = self.hooks.write_once(std::mem::take(&mut st.buf), digest)?;
             st.done = true;
             return Ok(info);
@@ -203,9 +277,12 @@ impl<H: PartHooks> Drop for PartWriter<H> {
     fn drop(&mut self) {
         // Dropped unfinished (the host gave up on the write): leave no parts behind.
         let st = self.state.get_mut();
-        if !st.done && st.upload.is_some() {
-            let mut st =
-                std::mem::replace(st, State { buf: Vec::new(), upload: None, parts: 0, stored: 0, done: true });
+        // A suspended one is left to its session, which resumes or discards it.
+        if !st.done && st.upload.is_some() && !st.suspended {
+            let mut st = std::mem::replace(
+                st,
+                State { buf: Vec::new(), upload: None, parts: 0, stored: 0, done: true, suspended: false },
+            );
             let _ = self.abort_inner(&mut st);
         }
     }

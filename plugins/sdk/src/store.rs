@@ -1,4 +1,5 @@
-//! The `store` interface with checked paths: a driver implements [`Store`], whose methods
+//! The `store` interface (and `resumable`, whose methods default to `unsupported`) with
+//! checked paths: a driver implements [`Store`], whose methods
 //! take an [`ObjectPath`] (and `list` a [`Prefix`]), and exports it with
 //! [`export_store!`](crate::export_store). The export wrapper, [`StoreExport`], implements the
 //! generated `Guest` trait: it parses each path the host sent once, answers a bad one with
@@ -14,7 +15,8 @@
 
 use std::marker::PhantomData;
 
-use crate::driver::exports::stowage::storage::store::{Guest, GuestReader, GuestWriter, Reader, Writer};
+use crate::driver::exports::stowage::storage::resumable;
+use crate::driver::exports::stowage::storage::store::{Guest, GuestReader, GuestWriter, Reader, Writer, WriterBorrow};
 use crate::driver::stowage::storage::types::{
     ByteRange, Capabilities, Error, ListPage, ObjectInfo, RequestContext, TempPage, WriteOptions,
 };
@@ -63,6 +65,26 @@ pub trait Store {
 
     /// Removes one temporary object; `not-found` if it is gone already.
     fn remove_temp(ctx: RequestContext, id: String) -> Result<(), Error>;
+
+    /// Makes what `writer` took durable and returns the token that resumes it
+    /// (`wit/resumable.wit`). By default `unsupported`: the host keeps such a driver's upload
+    /// sessions in its own memory.
+    fn suspend(writer: &Self::Writer) -> Result<String, Error> {
+        let _ = writer;
+        Err(Error::Unsupported("suspend".into()))
+    }
+
+    /// A writer continuing the write `token` names, as it stood when the token was given.
+    fn resume(ctx: RequestContext, path: ObjectPath, options: WriteOptions, token: String) -> Result<Writer, Error> {
+        let _ = (ctx, path, options, token);
+        Err(Error::Unsupported("resume".into()))
+    }
+
+    /// Discards the suspended write `token` names.
+    fn discard(ctx: RequestContext, token: String) -> Result<(), Error> {
+        let _ = (ctx, token);
+        Err(Error::Unsupported("discard".into()))
+    }
 }
 
 /// The generated `Guest` over a [`Store`]: what [`export_store!`](crate::export_store)
@@ -111,6 +133,20 @@ impl<T: Store> Guest for StoreExport<T> {
 
     fn remove_temp(ctx: RequestContext, id: String) -> Result<(), Error> {
         T::remove_temp(ctx, id)
+    }
+}
+
+impl<T: Store> resumable::Guest for StoreExport<T> {
+    fn suspend(w: WriterBorrow<'_>) -> Result<String, Error> {
+        T::suspend(w.get::<T::Writer>())
+    }
+
+    fn resume(ctx: RequestContext, path: String, options: WriteOptions, token: String) -> Result<Writer, Error> {
+        T::resume(ctx, ObjectPath::try_from(path)?, options, token)
+    }
+
+    fn discard(ctx: RequestContext, token: String) -> Result<(), Error> {
+        T::discard(ctx, token)
     }
 }
 

@@ -10,6 +10,7 @@ use anyhow::{Context as _, bail};
 const WIT: &[(&str, &str)] = &[
     ("types.wit", include_str!("../../../../wit/types.wit")),
     ("store.wit", include_str!("../../../../wit/store.wit")),
+    ("resumable.wit", include_str!("../../../../wit/resumable.wit")),
     ("policy.wit", include_str!("../../../../wit/policy.wit")),
     ("host.wit", include_str!("../../../../wit/host.wit")),
     ("worlds.wit", include_str!("../../../../wit/worlds.wit")),

@@ -4,6 +4,7 @@ mod delete;
 mod list;
 mod paths;
 mod read;
+mod resume;
 mod write;
 
 use crate::{Check, Needs};
@@ -39,5 +40,9 @@ pub(crate) fn all() -> Vec<Check> {
         check!("delete/not-found", Basics, delete::not_found),
         check!("paths/invalid-refused", Basics, paths::invalid_refused),
         check!("paths/nested-and-unicode", Basics, paths::nested_and_unicode),
+        check!("resume/continues-elsewhere", Resumable, resume::continues_elsewhere),
+        check!("resume/older-token-drops-later-bytes", Resumable, resume::older_token_drops_later_bytes),
+        check!("resume/token-is-for-its-write", Resumable, resume::token_is_for_its_write),
+        check!("resume/discard-removes", Resumable, resume::discard_removes),
     ]
 }

@@ -8,7 +8,8 @@ use std::sync::mpsc::{SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
-use sha2::{Digest as _, Sha256};
+use sha2_resumable::digest::common::hazmat::{SerializableState, SerializedState};
+use sha2_resumable::{Digest as _, Sha256};
 
 /// Bytes after which hashing moves to a background thread.
 pub const PARALLEL_AFTER: u64 = 4 << 20;
@@ -24,6 +25,20 @@ pub struct Digest {
     /// Lowercase hex sha256.
     pub sha256: String,
 }
+
+/// Where a digester stood, for a write suspended here and resumed elsewhere (an upload
+/// session's next request on another host): bytes seen, and the sha256's internal state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestState {
+    /// Bytes seen.
+    pub size: u64,
+    /// `sha256-v1:` and the hex of the hasher's serialized state (sha2 0.11's layout: its
+    /// chaining value, block count and buffered bytes).
+    pub sha256: String,
+}
+
+/// The prefix of [`DigestState::sha256`]: another layout gets another prefix.
+const STATE_FORMAT: &str = "sha256-v1:";
 
 /// The hashes of a stream: of all of it, or of each block of `block` bytes.
 #[derive(Clone)]
@@ -155,6 +170,48 @@ impl Digester {
         }
     }
 
+    /// Where this digester stands (waiting for the hashing thread to catch up); `None` if it
+    /// measures no sha256 of its own or block digests (a mirror's), or its thread died.
+    pub fn snapshot(&mut self) -> Option<DigestState> {
+        if self.blocks.is_some() {
+            return None;
+        }
+        let hashes = match std::mem::replace(&mut self.state, State::Broken) {
+            State::Inline(hashes) => hashes,
+            State::Threaded { tx, thread } => {
+                drop(tx);
+                thread.join().ok()?
+            }
+            other @ State::Counting => {
+                self.state = other;
+                return None;
+            }
+            State::Broken => return None,
+        };
+        let whole = hashes.whole.as_ref()?;
+        let state =
+            DigestState { size: self.size, sha256: format!("{STATE_FORMAT}{}", hex::encode(whole.serialize())) };
+        // Hashing goes on inline; past `PARALLEL_AFTER` the next chunk moves it to a thread again.
+        self.state = State::Inline(hashes);
+        Some(state)
+    }
+
+    /// A digester that continues from `state`; why not, if the state is not one this host
+    /// wrote.
+    pub fn resume(state: &DigestState) -> Result<Digester, String> {
+        let bad = |what: &str| format!("a suspended write's sha256 state {what}");
+        let hex_state = state.sha256.strip_prefix(STATE_FORMAT).ok_or_else(|| bad("has an unknown format"))?;
+        let bytes = hex::decode(hex_state).map_err(|_| bad("is not hex"))?;
+        let serialized =
+            SerializedState::<Sha256>::try_from(bytes.as_slice()).map_err(|_| bad("has the wrong length"))?;
+        let whole = Sha256::deserialize(&serialized).map_err(|_| bad("does not parse"))?;
+        Ok(Digester {
+            size: state.size,
+            state: State::Inline(Hashes { whole: Some(whole), blocks: None }),
+            blocks: None,
+        })
+    }
+
     /// The size and sha256 of everything seen; `None` if the hashing thread died.
     pub fn finish(&mut self) -> Option<Digest> {
         self.finish_blocks().map(|(digest, _)| digest)
@@ -241,6 +298,44 @@ mod tests {
             assert_eq!(digest.sha256, reference(&data), "chunk size {chunk}");
             assert_eq!(blocks, want, "chunk size {chunk}");
         }
+    }
+
+    #[test]
+    fn a_snapshot_resumed_elsewhere_gives_the_whole_streams_sha256() {
+        let data: Vec<u8> = (0..(PARALLEL_AFTER as usize * 2 + 999)).map(|i| (i * 31 % 253) as u8).collect();
+        // Cut inline, mid-block, and after hashing moved to its thread.
+        for cut in [0usize, 1, 63, 64, 100_000, PARALLEL_AFTER as usize + 12_345] {
+            let mut first = Digester::new();
+            for piece in data[..cut].chunks(1 << 20) {
+                first.update(Bytes::copy_from_slice(piece));
+            }
+            let state = first.snapshot().unwrap();
+            assert_eq!(state.size, cut as u64);
+            // The first goes on too: a snapshot does not disturb it.
+            first.update(Bytes::copy_from_slice(&data[cut..]));
+            let mut second = Digester::resume(&state).unwrap();
+            for piece in data[cut..].chunks(777_777) {
+                second.update(Bytes::copy_from_slice(piece));
+            }
+            let (a, b) = (first.finish().unwrap(), second.finish().unwrap());
+            assert_eq!(a.sha256, reference(&data), "cut at {cut}");
+            assert_eq!(b, a, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn a_state_that_is_not_ours_is_refused() {
+        let state = Digester::new().snapshot().unwrap();
+        for (sha256, why) in [
+            ("sha256-v2:00".to_string(), "unknown format"),
+            ("sha256-v1:zz".to_string(), "not hex"),
+            (format!("{}00", state.sha256), "wrong length"),
+        ] {
+            let err = Digester::resume(&DigestState { size: 0, sha256 }).err().unwrap();
+            assert!(err.contains(why), "{err}");
+        }
+        assert!(Digester::counting().snapshot().is_none());
+        assert!(Digester::with_blocks(1024).snapshot().is_none());
     }
 
     #[test]

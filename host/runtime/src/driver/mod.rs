@@ -9,6 +9,7 @@ mod digest;
 mod lease;
 mod object;
 mod reader;
+mod resumable;
 mod unchecked;
 mod writer;
 
@@ -19,24 +20,24 @@ use stowage_path::{ObjectPath, Prefix};
 use wasmtime::component::Component;
 
 pub use composite::{BoxFuture, Composite, CompositeReader, CompositeWriter};
-pub use digest::{Digest, Digester};
+pub use digest::{Digest, DigestState, Digester};
 pub use object::{ObjectReader, ObjectWriter};
 pub(crate) use reader::DriverReader;
 pub use reader::MAX_CHUNK;
 pub use unchecked::Unchecked;
 pub(crate) use writer::DriverWriter;
+pub use writer::Suspended;
 
-use crate::bindings::driver::DriverPre;
 use crate::convert;
 use crate::engine::{Limits, PluginEngine};
 use crate::error::StorageError;
 use crate::plugin::LoadError;
 use crate::pool::Pool;
-use crate::state::{DriverGrants, Grants, PluginState};
+use crate::state::{DriverGrants, Grants};
 use crate::types::{ByteRange, Capabilities, ListPage, ObjectInfo, RequestContext, TempPage, WriteOptions};
 
 /// The instances of one disk's driver.
-pub(crate) type DriverPool = Pool<DriverPre<PluginState>>;
+pub(crate) type DriverPool = Pool<lease::DriverPrelinked>;
 
 /// A storage disk: served by a driver component, or made of other disks (a mirror).
 #[derive(Clone)]
@@ -77,7 +78,7 @@ impl Disk {
     ) -> Result<Disk, LoadError> {
         let link = |e: wasmtime::Error| LoadError::Link(format!("{e:#}"));
         let linker = crate::imports::driver_linker(engine.engine()).map_err(link)?;
-        let pre = DriverPre::new(linker.instantiate_pre(component).map_err(link)?).map_err(link)?;
+        let pre = lease::DriverPrelinked::new(linker.instantiate_pre(component).map_err(link)?).map_err(link)?;
         let pool = DriverPool::new(engine, name, pre, Grants::Driver(grants), limits);
         Ok(Disk { kind: Kind::Driver(Arc::new(pool)), driver: "unnamed".into() })
     }

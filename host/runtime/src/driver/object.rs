@@ -7,7 +7,7 @@ use bytes::Bytes;
 use super::composite::{CompositeReader, CompositeWriter};
 use super::digest::Digest;
 use super::reader::DriverReader;
-use super::writer::DriverWriter;
+use super::writer::{DriverWriter, Suspended};
 use crate::error::StorageError;
 use crate::types::ObjectInfo;
 
@@ -100,6 +100,31 @@ impl ObjectWriter {
         match self.0 {
             WriterKind::Driver(w) => w.abort().await,
             WriterKind::Composite(w) => w.abort().await,
+        }
+    }
+
+    /// Lets a suspended write go without aborting it (see `DriverWriter::release`); any other
+    /// write is aborted, as when dropped.
+    pub async fn release(self) {
+        match self.0 {
+            WriterKind::Driver(w) => w.release().await,
+            WriterKind::Composite(w) => {
+                if let Err(e) = w.abort().await {
+                    tracing::warn!(kind = e.kind().as_str(), "aborting a released write failed");
+                }
+            }
+        }
+    }
+
+    /// Makes the bytes so far durable with the driver and returns what resumes the write from
+    /// there (`resumable.rs`); the write also goes on here. `unsupported` if it cannot be
+    /// suspended.
+    pub async fn suspend(&mut self) -> Result<Suspended, StorageError> {
+        match &mut self.0 {
+            WriterKind::Driver(w) => w.suspend().await,
+            WriterKind::Composite(_) => {
+                Err(StorageError::Unsupported("a write to a disk made of other disks cannot be suspended".into()))
+            }
         }
     }
 }

@@ -64,7 +64,17 @@ impl<'a> Unchecked<'a> {
         path: &str,
         options: &WriteOptions,
     ) -> Result<DriverWriter, StorageError> {
-        let owner = crate::owner::owners().begin();
+        self.driver_writer_tagged(ctx, path, options, crate::owner::owners().begin()).await
+    }
+
+    /// Like [`Unchecked::driver_writer`], the write's temp objects tagged `owner`.
+    pub(crate) async fn driver_writer_tagged(
+        &self,
+        ctx: &RequestContext,
+        path: &str,
+        options: &WriteOptions,
+        owner: crate::owner::OwnerTag,
+    ) -> Result<DriverWriter, StorageError> {
         let mut lease = self.disk.pool()?.lease_for(ctx.authenticated_as.as_deref()).await?;
         let (store, guest) = lease.begin()?;
         let r = crate::pool::bounded(

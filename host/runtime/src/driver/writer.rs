@@ -8,7 +8,7 @@ use bytes::Bytes;
 use wasmtime::component::{Resource, ResourceAny};
 use wasmtime_wasi_io::streams::{DynOutputStream, StreamError};
 
-use super::digest::{Digest, Digester};
+use super::digest::{Digest, DigestState, Digester};
 use super::lease::Lease;
 use crate::bindings::wit;
 use crate::convert::info_from_wit;
@@ -33,26 +33,98 @@ pub struct DriverWriter {
     failed: bool,
     /// What was written, once the stream ended (`seal`).
     sealed: Option<Digest>,
+    /// The driver gave a token for this write: dropped unfinished, it is released (left for
+    /// its session), not aborted.
+    suspended: bool,
+}
+
+/// A write suspended so that another instance, or host, can continue it
+/// (`wit/resumable.wit`): the driver's token and where the host's digest stood.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suspended {
+    /// What the driver's `resume` takes.
+    pub token: String,
+    /// Bytes written, and the sha256 state after them.
+    pub digest: DigestState,
 }
 
 impl DriverWriter {
     pub(crate) async fn new(
-        mut lease: Lease,
+        lease: Lease,
         writer: ResourceAny,
         owner: crate::owner::OwnerTag,
     ) -> Result<Self, StorageError> {
-        let (store, guest) = lease.begin()?;
-        let sink = crate::pool::bounded(store.data().deadline, guest.writer().call_sink(&mut *store, writer)).await;
-        let sink = lease.end_infallible(sink)?;
+        Self::with_digester(lease, writer, owner, Digester::new()).await
+    }
+
+    /// A writer whose digest continues from `digester` (a resumed write's).
+    pub(crate) async fn with_digester(
+        mut lease: Lease,
+        writer: ResourceAny,
+        owner: crate::owner::OwnerTag,
+        digester: Digester,
+    ) -> Result<Self, StorageError> {
+        let sink = ask_sink(&mut lease, writer).await?;
         Ok(DriverWriter {
             owner: Some(owner),
             lease: Some(lease),
             writer,
             sink,
-            digester: Digester::new(),
+            digester,
             failed: false,
             sealed: None,
+            suspended: false,
         })
+    }
+
+    /// Makes the bytes written so far durable with the driver and says how to continue: the
+    /// write stays open here too. `unsupported` (and the write goes on) if the driver cannot
+    /// suspend it; any other failure leaves the write only to be aborted.
+    pub async fn suspend(&mut self) -> Result<Suspended, StorageError> {
+        if self.failed || self.sealed.is_some() {
+            return Err(StorageError::Io("this write failed or was sealed; it cannot be suspended".into()));
+        }
+        let lease = self.lease.as_mut().ok_or_else(gone)?;
+        if !lease.prelinked().resumable() {
+            return Err(StorageError::Unsupported(format!(
+                "disk `{}`: its driver was built against a contract without `resumable` (before 0.3.1)",
+                lease.disk()
+            )));
+        }
+        // The driver makes durable what it holds: every byte of the sink goes first.
+        if let Err(e) = close_sink(lease, self.sink.take()).await {
+            self.failed = true;
+            return Err(e);
+        }
+        let flush_time = Duration::from_secs(self.digester.size() / FINISH_BYTES_PER_SEC);
+        let (store, bindings) = lease.begin_bindings(flush_time)?;
+        let r = match bindings.resumable() {
+            Some(resumable) => {
+                crate::pool::bounded(store.data().deadline, resumable.call_suspend(&mut *store, self.writer)).await
+            }
+            None => Ok(Err(wit::Error::Unsupported("suspend".into()))),
+        };
+        let token = lease.end(r);
+        // Bytes go on into a new sink (the driver gives one again after a suspend).
+        let sink = ask_sink(lease, self.writer).await;
+        let (token, sink) = match (token, sink) {
+            (Ok(token), Ok(sink)) => (token, sink),
+            (Err(e @ StorageError::Unsupported(_)), Ok(sink)) => {
+                self.sink = sink;
+                return Err(e);
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                self.failed = true;
+                return Err(e);
+            }
+        };
+        self.sink = sink;
+        self.suspended = true;
+        let Some(digest) = self.digester.snapshot() else {
+            self.failed = true;
+            return Err(StorageError::Io("the host could not keep the sha256 of a suspended write".into()));
+        };
+        Ok(Suspended { token, digest })
     }
 
     /// Bytes written so far.
@@ -218,6 +290,17 @@ impl DriverWriter {
         drop(self.owner.take());
     }
 
+    /// Lets a suspended write go without aborting it: its session resumes it later, here or on
+    /// another host, from its last token (bytes written since are dropped then). The driver's
+    /// writer is dropped, which leaves a suspended write in place.
+    pub async fn release(mut self) {
+        let Some(mut lease) = self.lease.take() else { return };
+        if let Err(e) = close_sink(&mut lease, self.sink.take()).await {
+            tracing::warn!(kind = e.kind().as_str(), "closing a released write's stream failed");
+        }
+        drop_resource(&mut lease, self.writer).await;
+    }
+
     /// Discards the object; nothing becomes visible.
     pub async fn abort(mut self) -> Result<(), StorageError> {
         let lease = self.lease.take().ok_or_else(gone)?;
@@ -229,6 +312,15 @@ impl Drop for DriverWriter {
     fn drop(&mut self) {
         let Some(lease) = self.lease.take() else { return };
         let (sink, writer, owner) = (self.sink.take(), self.writer, self.owner.take());
+        if self.suspended {
+            // Its session resumes it from the last token: only the driver's writer goes.
+            cleanup_later(lease, move |mut lease| async move {
+                let _ = close_sink(&mut lease, sink).await;
+                drop_resource(&mut lease, writer).await;
+                drop(owner);
+            });
+            return;
+        }
         // The write stays live until its abort has run, so no sweep races it.
         cleanup_later(lease, move |lease| async move {
             abort(lease, sink, writer).await;
@@ -271,6 +363,13 @@ async fn write_to_sink(lease: &mut Lease, sink: &Resource<DynOutputStream>, chun
         Err(StreamError::Closed) => Err(lease.protocol_fault("the driver's write stream closed early".into())),
         Err(StreamError::Trap(e)) => Err(lease.protocol_fault(format!("write stream trapped: {e}"))),
     }
+}
+
+/// The stream the driver offers for the bytes, if any.
+async fn ask_sink(lease: &mut Lease, writer: ResourceAny) -> Result<Option<Resource<DynOutputStream>>, StorageError> {
+    let (store, guest) = lease.begin()?;
+    let sink = crate::pool::bounded(store.data().deadline, guest.writer().call_sink(&mut *store, writer)).await;
+    lease.end_infallible(sink)
 }
 
 /// Aborts, logging (not returning) a failure: for drops and paths that already failed.

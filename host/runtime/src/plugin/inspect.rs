@@ -7,11 +7,25 @@ use sha2::{Digest, Sha256};
 use wasmparser::{Parser, Payload};
 
 /// The version of the `stowage:storage` WIT package this host speaks.
-pub const CONTRACT_VERSION: &str = "0.3.0";
+pub const CONTRACT_VERSION: &str = "0.3.1";
 /// The interface a driver exports.
-pub const STORE_EXPORT: &str = "stowage:storage/store@0.3.0";
+pub const STORE_EXPORT: &str = "stowage:storage/store@0.3.1";
 /// The interface a policy exports.
-pub const POLICY_EXPORT: &str = "stowage:storage/policy-hooks@0.3.0";
+pub const POLICY_EXPORT: &str = "stowage:storage/policy-hooks@0.3.1";
+/// The versions this host loads: those semver-compatible with [`CONTRACT_VERSION`] (for a 0.x
+/// package, the same minor: 0.3.0 plugins load here, as wasmtime links them).
+const COMPATIBLE: &str = "0.3.";
+
+/// Whether `export` is `interface` (`stowage:storage/store@…`) at a version this host loads.
+fn exports_compatible(export: &str, interface: &str) -> bool {
+    let Some(version) = interface.split_once('@').and_then(|(name, _)| export.strip_prefix(name)) else {
+        return false;
+    };
+    version
+        .strip_prefix('@')
+        .and_then(|v| v.strip_prefix(COMPATIBLE))
+        .is_some_and(|patch| !patch.is_empty() && patch.bytes().all(|b| b.is_ascii_digit()))
+}
 
 /// The Stowage worlds a plugin can implement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,9 +104,9 @@ pub fn inspect(bytes: &[u8]) -> Result<Inspection, String> {
     if !is_component {
         return Err("a core WebAssembly module, not a component (build for wasm32-wasip2)".into());
     }
-    let world = if exports.iter().any(|e| e == STORE_EXPORT) {
+    let world = if exports.iter().any(|e| exports_compatible(e, STORE_EXPORT)) {
         Some(World::Driver)
-    } else if exports.iter().any(|e| e == POLICY_EXPORT) {
+    } else if exports.iter().any(|e| exports_compatible(e, POLICY_EXPORT)) {
         Some(World::Policy)
     } else {
         None
@@ -121,9 +135,26 @@ mod tests {
             sha256: String::new(),
         };
         let why = i.not_a_plugin();
-        assert!(why.contains("built against the stowage:storage 0.1.0 contract, but this host speaks 0.3.0"), "{why}");
+        assert!(why.contains("built against the stowage:storage 0.1.0 contract, but this host speaks 0.3.1"), "{why}");
         let i = Inspection { exports: vec!["wasi:cli/run@0.2.0".into()], ..i };
         assert_eq!(i.not_a_plugin(), "it exports neither stowage driver nor policy interfaces");
+    }
+
+    #[test]
+    fn earlier_patch_versions_of_the_contract_are_compatible_and_other_minors_are_not() {
+        assert!(exports_compatible("stowage:storage/store@0.3.0", STORE_EXPORT));
+        assert!(exports_compatible("stowage:storage/store@0.3.1", STORE_EXPORT));
+        assert!(exports_compatible("stowage:storage/policy-hooks@0.3.0", POLICY_EXPORT));
+        for other in [
+            "stowage:storage/store@0.2.0",
+            "stowage:storage/store@0.4.0",
+            "stowage:storage/store@0.3.x",
+            "stowage:storage/store@0.3.",
+            "stowage:storage/store",
+            "stowage:storage/stores@0.3.0",
+        ] {
+            assert!(!exports_compatible(other, STORE_EXPORT), "{other}");
+        }
     }
 
     #[test]

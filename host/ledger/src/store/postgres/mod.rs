@@ -30,7 +30,7 @@ use tokio_postgres::types::ToSql;
 
 pub(crate) use client::{Driver, Target};
 use client::{Statements, Waiter, connect};
-use queries::Queries;
+pub(crate) use queries::Queries;
 use tx::PgTx;
 
 use super::{Db, Tx};
@@ -116,6 +116,21 @@ impl Postgres {
             CREATE TABLE IF NOT EXISTS stowage_open_intents (idx BIGINT PRIMARY KEY);",
         )?;
         Tx::commit(Box::new(tx))
+    }
+}
+
+impl Postgres {
+    /// Runs statements that take no parameters (a schema), in one round trip.
+    pub(crate) fn batch(&self, sql: &str) -> Result<(), LedgerError> {
+        let client = self.client()?;
+        self.waiter.wait(client.batch_execute(sql))
+    }
+
+    /// Runs a statement that returns no rows; how many rows it changed.
+    pub(crate) fn query_count(&self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, LedgerError> {
+        let client = self.client()?;
+        let statement = self.statements.get(&self.waiter, sql, || client.prepare(sql))?;
+        self.waiter.wait(client.execute(&statement, params))
     }
 }
 

@@ -1,0 +1,279 @@
+//! The durable upload sessions' database and their leases (`durable.rs` serves them): a
+//! request takes a session (waiting its turn), renews its lease while it streams, and records
+//! the new offset or forgets the session; the writers this host keeps open between requests.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use stowage_runtime::ledger::sessions::{SessionRow, Sessions, Taken};
+use stowage_runtime::{Address, DigestState, Request, Storage, StorageError, Suspended, Upload, WriteOptions};
+
+use crate::errors::ApiError;
+
+/// How long a request holds a session without renewing.
+pub const LEASE: Duration = Duration::from_secs(30);
+
+/// How often a request renews its lease while the body streams.
+const RENEW_EVERY: Duration = Duration::from_secs(10);
+
+/// The sessions in the database, and the writers this host keeps open between requests.
+pub struct Durable {
+    store: Arc<Sessions>,
+    /// Names this process in leases: `<host id>/<random>`; each request adds `-<n>`.
+    pub(crate) holder: String,
+    /// Counts this process's requests.
+    requests: AtomicU64,
+    /// Session id → (the version the writer continues, the writer).
+    pub(crate) writers: Mutex<HashMap<String, (i64, Upload)>>,
+}
+
+/// What a session remembers besides its offset: how it was opened.
+#[derive(Serialize, Deserialize, Default)]
+pub(crate) struct Opened {
+    pub(crate) content_type: Option<String>,
+    pub(crate) metadata: Vec<(String, String)>,
+    pub(crate) create_only: bool,
+    pub(crate) expected_sha256: Option<String>,
+    pub(crate) length: Option<u64>,
+}
+
+impl Opened {
+    pub(crate) fn options(&self) -> WriteOptions {
+        WriteOptions {
+            content_type: self.content_type.clone(),
+            metadata: self.metadata.clone(),
+            create_only: self.create_only,
+        }
+    }
+}
+
+/// A tus session's length (`Upload-Length`), if it has one.
+pub fn length_of(row: &SessionRow) -> Option<u64> {
+    serde_json::from_str::<Opened>(&row.options).ok().and_then(|o| o.length)
+}
+
+/// Whether `id` names a durable session.
+pub fn is_durable(id: &str) -> bool {
+    id.len() == 33 && id.starts_with('r') && id[1..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+pub(crate) fn now_ms() -> i64 {
+    i64::try_from(stowage_runtime::ledger::now_ms()).unwrap_or(i64::MAX)
+}
+
+fn unavailable(e: impl std::fmt::Display) -> ApiError {
+    StorageError::Unavailable { reason: format!("the upload sessions' database: {e}"), retryable: true }.into()
+}
+
+fn locked() -> ApiError {
+    ApiError::with_status(
+        StatusCode::LOCKED,
+        stowage_api::ErrorKind::Unavailable,
+        format!(
+            "another request is writing to this upload session; ask its offset and try again (a host that stopped mid-request frees it within {} s)",
+            LEASE.as_secs()
+        ),
+    )
+}
+
+/// Renews a request's lease until dropped.
+pub struct Renewing(tokio::task::JoinHandle<()>);
+
+impl Drop for Renewing {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A session taken by this host for one request: given back on drop unless recorded.
+pub struct Held {
+    durable: Arc<Durable>,
+    pub(crate) row: SessionRow,
+    /// This request, in the session's lease.
+    pub(crate) holder: String,
+    pub(crate) released: bool,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        let (durable, id, holder) = (self.durable.clone(), self.row.id.clone(), self.holder.clone());
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = durable.store.release(&id, &holder) {
+                tracing::warn!(upload = %id, error = %e, "an upload session could not be given back; its lease runs out");
+            }
+        });
+    }
+}
+
+impl Durable {
+    /// The sessions of `store`, for this process.
+    pub fn new(store: Sessions) -> Durable {
+        let mut random = [0u8; 8];
+        let _ = getrandom::fill(&mut random);
+        let holder = format!("{}/{}", stowage_runtime::HostId::current(), hex::encode(random));
+        Durable { store: Arc::new(store), holder, requests: AtomicU64::new(0), writers: Mutex::default() }
+    }
+
+    /// Runs `f` on the database, off the async threads.
+    pub(crate) async fn db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Sessions) -> Result<T, stowage_runtime::ledger::LedgerError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || f(&store)).await {
+            Ok(r) => r.map_err(unavailable),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// The session `id` of `owner`, as last recorded.
+    pub async fn get(&self, id: &str, owner: &str) -> Result<Option<SessionRow>, ApiError> {
+        let id = id.to_string();
+        let row = self.db(move |s| s.get(&id)).await?;
+        Ok(row.filter(|r| r.owner == owner))
+    }
+
+    /// Takes `owner`'s session `id` for one request (`404` if there is none). While another
+    /// request holds it, waits (as requests on one host wait their turn), at most [`LEASE`]:
+    /// then `423`.
+    pub async fn take(self: &Arc<Self>, id: &str, owner: &str) -> Result<Held, ApiError> {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(20);
+        let me = format!("{}-{}", self.holder, self.requests.fetch_add(1, Ordering::Relaxed));
+        let row = loop {
+            let (key, holder) = (id.to_string(), me.clone());
+            let now = now_ms();
+            let until = now + LEASE.as_millis() as i64;
+            match self.db(move |s| s.take(&key, &holder, now, until)).await? {
+                Taken::Held(row) => break *row,
+                Taken::Missing => return Err(StorageError::NotFound(format!("upload session {id}")).into()),
+                Taken::Busy if let Some(row) = self.steal_from_the_dead(id, &me).await? => break row,
+                Taken::Busy if started.elapsed() + pause > LEASE => return Err(locked()),
+                Taken::Busy => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+            }
+        };
+        let held = Held { durable: self.clone(), row, holder: me, released: false };
+        if held.row.owner != owner {
+            return Err(StorageError::NotFound(format!("upload session {id}")).into());
+        }
+        Ok(held)
+    }
+
+    /// Frees the session `id` if its holder was a host process of this machine that is gone (a
+    /// restart after a crash need not wait for the lease to run out). Another machine's holder
+    /// is left to its lease.
+    async fn steal_from_the_dead(&self, id: &str, me: &str) -> Result<Option<SessionRow>, ApiError> {
+        let key = id.to_string();
+        let Some(dead) = self.db(move |s| s.get(&key)).await?.and_then(|r| r.holder) else { return Ok(None) };
+        let gone = dead
+            .split_once('/')
+            .and_then(|(host, _)| stowage_runtime::HostId::parse(host))
+            .is_some_and(|h| h.on_this_boot() && !h.is_alive());
+        if !gone {
+            return Ok(None);
+        }
+        let (key, holder) = (id.to_string(), me.to_string());
+        let until = now_ms() + LEASE.as_millis() as i64;
+        if !self.db(move |s| s.take_from(&key, &dead, &holder, until)).await? {
+            return Ok(None);
+        }
+        tracing::info!(upload = %id, "took over an upload session whose host process is gone");
+        let key = id.to_string();
+        self.db(move |s| s.get(&key)).await
+    }
+
+    /// Keeps `held`'s lease alive until the returned guard drops.
+    pub(crate) fn renewing(self: &Arc<Self>, id: &str, holder: &str) -> Renewing {
+        let (durable, id, me) = (self.clone(), id.to_string(), holder.to_string());
+        Renewing(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(RENEW_EVERY).await;
+                let (key, holder) = (id.clone(), me.clone());
+                let until = now_ms() + LEASE.as_millis() as i64;
+                if !matches!(durable.db(move |s| s.renew(&key, &holder, until)).await, Ok(true)) {
+                    tracing::warn!(upload = %id, "an upload session's lease could not be renewed");
+                }
+            }
+        }))
+    }
+
+    /// The writer for `held`: the one this host kept, if it continues the recorded version,
+    /// else the write resumed from the recorded token.
+    pub(crate) async fn writer(&self, storage: &Storage, held: &Held, req: &Request) -> Result<Upload, ApiError> {
+        let kept = self.writers.lock().ok().and_then(|mut w| w.remove(&held.row.id));
+        if let Some((version, upload)) = kept {
+            if version == held.row.version {
+                return Ok(upload);
+            }
+            upload.release().await;
+        }
+        let opened: Opened = serde_json::from_str(&held.row.options).unwrap_or_default();
+        let from = Suspended {
+            token: held.row.token.clone(),
+            digest: DigestState { size: held.row.offset, sha256: held.row.digest.clone() },
+        };
+        let addr = Address { name: held.row.name.clone(), path: held.row.path.clone() };
+        Ok(storage.resumable_writer(&addr, req, &opened.options(), &held.row.tag, Some(&from)).await?)
+    }
+
+    /// Suspends `upload` at `offset` and records it for `held`, keeping the writer for the next
+    /// request here.
+    pub(crate) async fn record(&self, mut held: Held, mut upload: Upload, offset: u64) -> Result<(), ApiError> {
+        let suspended = match upload.suspend().await {
+            Ok(s) => s,
+            Err(e) => {
+                // The recorded token still holds what was acknowledged: the next request
+                // resumes from there (dropping `held` gives the session back).
+                upload.release().await;
+                drop(held);
+                return Err(e.into());
+            }
+        };
+        let (id, holder) = (held.row.id.clone(), held.holder.clone());
+        let key = id.clone();
+        let version = self
+            .db(move |s| s.advance(&key, &holder, offset, &suspended.token, &suspended.digest.sha256, now_ms()))
+            .await;
+        held.released = true;
+        match version {
+            Ok(Some(version)) => {
+                if let Ok(mut writers) = self.writers.lock() {
+                    writers.insert(id, (version, upload));
+                }
+                Ok(())
+            }
+            Ok(None) => {
+                upload.release().await;
+                Err(StorageError::Unavailable {
+                    reason: "this request held the upload session too long and another took it over; ask the offset"
+                        .into(),
+                    retryable: true,
+                }
+                .into())
+            }
+            Err(e) => {
+                upload.release().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Forgets `held` (its write failed or was discarded).
+    pub(crate) async fn forget(&self, mut held: Held) {
+        held.released = true;
+        let (id, holder) = (held.row.id.clone(), held.holder.clone());
+        if let Err(e) = self.db(move |s| s.remove(&id, &holder, now_ms())).await {
+            tracing::warn!(error = ?e, "a failed upload session could not be removed; it is reaped later");
+        }
+    }
+}
