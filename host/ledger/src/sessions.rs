@@ -8,8 +8,9 @@
 //! One request at a time works on a session: it *takes* the session (a lease naming the holder
 //! until a time, renewed while the request streams), and gives it back when it records the new
 //! offset. A holder that dies leaves a lease that runs out, after which any host takes it.
-//! Every change but the first insert names its holder, so a host whose lease ran out changes
-//! nothing.
+//! Every change but the first insert names its holder, so once another request has taken the
+//! session, one whose lease ran out changes nothing in the database (what it wrote to storage
+//! meanwhile is dropped when the write resumes from the recorded token).
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -40,8 +41,11 @@ pub struct SessionRow {
     pub token: String,
     /// The host's digest state at `offset`.
     pub digest: String,
-    /// Counts changes: a host that kept the session's writer open knows it is still current.
+    /// Counts changes.
     pub version: i64,
+    /// Counts the requests that took the session: a host that kept the session's writer open
+    /// since its own request reuses it only if no request took the session in between.
+    pub taken: i64,
     /// Last change, milliseconds since the Unix epoch.
     pub updated_ms: i64,
     /// The request holding it now, if any (its lease may have run out).
@@ -115,6 +119,7 @@ fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
         updated_ms: r.get(10)?,
         committed: r.get::<_, Option<i64>>(11)?.map(u),
         holder: r.get(12)?,
+        taken: r.get(13)?,
     })
 }
 
@@ -133,6 +138,7 @@ fn from_pg(r: &tokio_postgres::Row) -> SessionRow {
         updated_ms: r.get(10),
         committed: r.get::<_, Option<i64>>(11).map(u),
         holder: r.get(12),
+        taken: r.get(13),
     }
 }
 
@@ -140,7 +146,8 @@ const SQLITE_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS upload_sessions (
     id TEXT PRIMARY KEY, owner TEXT NOT NULL, name TEXT NOT NULL, path TEXT NOT NULL,
     options TEXT NOT NULL, tag TEXT NOT NULL, off INTEGER NOT NULL, token TEXT NOT NULL,
     digest TEXT NOT NULL, version INTEGER NOT NULL, updated_ms INTEGER NOT NULL,
-    committed INTEGER, holder TEXT, held_until_ms INTEGER NOT NULL DEFAULT 0)";
+    committed INTEGER, holder TEXT, held_until_ms INTEGER NOT NULL DEFAULT 0,
+    taken INTEGER NOT NULL DEFAULT 0)";
 
 /// Made under an advisory lock, so hosts starting together make it once.
 const PG_SCHEMA: &str = "BEGIN;
@@ -149,7 +156,8 @@ CREATE TABLE IF NOT EXISTS stowage_upload_sessions (
     id TEXT PRIMARY KEY, owner TEXT NOT NULL, name TEXT NOT NULL, path TEXT NOT NULL,
     options TEXT NOT NULL, tag TEXT NOT NULL, off BIGINT NOT NULL, token TEXT NOT NULL,
     digest TEXT NOT NULL, version BIGINT NOT NULL, updated_ms BIGINT NOT NULL,
-    committed BIGINT, holder TEXT, held_until_ms BIGINT NOT NULL DEFAULT 0);
+    committed BIGINT, holder TEXT, held_until_ms BIGINT NOT NULL DEFAULT 0,
+    taken BIGINT NOT NULL DEFAULT 0);
 COMMIT;";
 
 /// One statement, in each backend's words.
@@ -165,22 +173,25 @@ const INSERT: Sql = Sql {
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
 };
 const GET: Sql = Sql {
-    sqlite: "SELECT id, owner, name, path, options, tag, off, token, digest, version, updated_ms, committed, holder
+    sqlite:
+        "SELECT id, owner, name, path, options, tag, off, token, digest, version, updated_ms, committed, holder, taken
              FROM upload_sessions WHERE id = ?1",
-    pg: "SELECT id, owner, name, path, options, tag, off, token, digest, version, updated_ms, committed, holder
+    pg: "SELECT id, owner, name, path, options, tag, off, token, digest, version, updated_ms, committed, holder, taken
          FROM stowage_upload_sessions WHERE id = $1",
 };
 const TAKE: Sql = Sql {
-    sqlite: "UPDATE upload_sessions SET holder = ?2, held_until_ms = ?4
+    sqlite: "UPDATE upload_sessions SET holder = ?2, held_until_ms = ?4, taken = taken + 1
              WHERE id = ?1 AND committed IS NULL AND (holder IS NULL OR held_until_ms < ?3)
-             RETURNING id, owner, name, path, options, tag, off, token, digest, version, updated_ms, committed, holder",
-    pg: "UPDATE stowage_upload_sessions SET holder = $2, held_until_ms = $4
+             RETURNING id, owner, name, path, options, tag, off, token, digest, version, updated_ms, committed, holder, taken",
+    pg: "UPDATE stowage_upload_sessions SET holder = $2, held_until_ms = $4, taken = taken + 1
          WHERE id = $1 AND committed IS NULL AND (holder IS NULL OR held_until_ms < $3)
-         RETURNING id, owner, name, path, options, tag, off, token, digest, version, updated_ms, committed, holder",
+         RETURNING id, owner, name, path, options, tag, off, token, digest, version, updated_ms, committed, holder, taken",
 };
 const TAKE_FROM: Sql = Sql {
-    sqlite: "UPDATE upload_sessions SET holder = ?3, held_until_ms = ?4 WHERE id = ?1 AND holder = ?2 AND committed IS NULL",
-    pg: "UPDATE stowage_upload_sessions SET holder = $3, held_until_ms = $4 WHERE id = $1 AND holder = $2 AND committed IS NULL",
+    sqlite: "UPDATE upload_sessions SET holder = ?3, held_until_ms = ?4, taken = taken + 1
+             WHERE id = ?1 AND holder = ?2 AND committed IS NULL",
+    pg: "UPDATE stowage_upload_sessions SET holder = $3, held_until_ms = $4, taken = taken + 1
+         WHERE id = $1 AND holder = $2 AND committed IS NULL",
 };
 const RENEW: Sql = Sql {
     sqlite: "UPDATE upload_sessions SET held_until_ms = ?3 WHERE id = ?1 AND holder = ?2",
@@ -211,10 +222,13 @@ const COUNT: Sql = Sql {
     pg: "SELECT count(*) FROM stowage_upload_sessions WHERE committed IS NULL AND ($1 = '' OR owner = $1)",
 };
 const IDLE: Sql = Sql {
-    sqlite: "SELECT id, owner, name, path, options, tag, off, token, digest, version, updated_ms, committed, holder
-             FROM upload_sessions WHERE updated_ms < ?1 AND (holder IS NULL OR held_until_ms < ?2) LIMIT 100",
-    pg: "SELECT id, owner, name, path, options, tag, off, token, digest, version, updated_ms, committed, holder
-         FROM stowage_upload_sessions WHERE updated_ms < $1 AND (holder IS NULL OR held_until_ms < $2) LIMIT 100",
+    sqlite:
+        "SELECT id, owner, name, path, options, tag, off, token, digest, version, updated_ms, committed, holder, taken
+             FROM upload_sessions WHERE updated_ms < ?1 AND (holder IS NULL OR held_until_ms < ?2)
+             ORDER BY updated_ms LIMIT 100",
+    pg: "SELECT id, owner, name, path, options, tag, off, token, digest, version, updated_ms, committed, holder, taken
+         FROM stowage_upload_sessions WHERE updated_ms < $1 AND (holder IS NULL OR held_until_ms < $2)
+         ORDER BY updated_ms LIMIT 100",
 };
 
 impl Sessions {
@@ -394,5 +408,87 @@ impl Sessions {
             },
             |db| Ok(db.query(IDLE.pg, &[&before_ms, &now_ms])?.iter().map(from_pg).collect()),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str) -> SessionRow {
+        SessionRow {
+            id: id.into(),
+            owner: "key-a".into(),
+            name: "default".into(),
+            path: "a/b.bin".into(),
+            options: "{}".into(),
+            tag: "up-x".into(),
+            offset: 0,
+            token: "t0".into(),
+            digest: "d0".into(),
+            version: 0,
+            updated_ms: 1_000,
+            committed: None,
+            holder: None,
+            taken: 0,
+        }
+    }
+
+    fn held(t: Taken) -> SessionRow {
+        match t {
+            Taken::Held(r) => *r,
+            other => panic!("not taken: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn one_request_holds_a_session_and_only_its_holder_changes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Sessions::open(&dir.path().join("ledger.sqlite"), &LedgerOptions::default()).unwrap();
+        assert!(sqlite_path(&dir.path().join("ledger.sqlite")).ends_with("ledger.sessions.sqlite"));
+        s.insert(&row("r1")).unwrap();
+        assert!(s.insert(&row("r1")).is_err(), "an id is unique");
+
+        // Taken by A until 5 000: B is refused until then, and changes nothing.
+        let a = held(s.take("r1", "A", 2_000, 5_000).unwrap());
+        assert_eq!((a.taken, a.holder.as_deref()), (1, Some("A")));
+        assert!(matches!(s.take("r1", "B", 3_000, 6_000).unwrap(), Taken::Busy));
+        assert_eq!(s.advance("r1", "B", 9, "tb", "db", 3_000).unwrap(), None);
+        assert!(!s.renew("r1", "B", 9_000).unwrap());
+        assert!(!s.remove("r1", "B", 3_000).unwrap());
+        assert!(!s.complete("r1", "B", 9, 3_000).unwrap());
+        assert!(matches!(s.take("nope", "B", 3_000, 6_000).unwrap(), Taken::Missing));
+
+        // A records and gives it back; B takes it and sees A's record.
+        assert_eq!(s.advance("r1", "A", 10, "t1", "d1", 4_000).unwrap(), Some(1));
+        let b = held(s.take("r1", "B", 4_500, 7_000).unwrap());
+        assert_eq!((b.offset, b.token.as_str(), b.digest.as_str(), b.taken), (10, "t1", "d1", 2));
+
+        // B's lease runs out: C takes it; B can no longer record.
+        let c = held(s.take("r1", "C", 8_000, 11_000).unwrap());
+        assert_eq!(c.taken, 3);
+        assert_eq!(s.advance("r1", "B", 20, "tb", "db", 8_500).unwrap(), None);
+        // A holder known to be gone is taken from at once.
+        assert!(!s.take_from("r1", "B", "D", 20_000).unwrap(), "only from the holder named");
+        assert!(s.take_from("r1", "C", "D", 20_000).unwrap());
+        assert_eq!(s.get("r1").unwrap().unwrap().taken, 4);
+
+        // Committed: kept for its client, never taken again, not counted as open.
+        assert_eq!(s.count_open("key-a").unwrap(), 1);
+        assert!(s.complete("r1", "D", 10, 9_000).unwrap());
+        assert!(matches!(s.take("r1", "E", 30_000, 40_000).unwrap(), Taken::Missing));
+        assert_eq!(s.get("r1").unwrap().unwrap().committed, Some(10));
+        assert_eq!(s.count_open("").unwrap(), 0);
+
+        // Idle ones, oldest first (the committed one too: it is forgotten); one held (its lease
+        // running) is not idle.
+        s.insert(&SessionRow { updated_ms: 500, ..row("r2") }).unwrap();
+        s.insert(&SessionRow { updated_ms: 700, ..row("r3") }).unwrap();
+        held(s.take("r3", "F", 50_000, 90_000).unwrap());
+        let idle: Vec<String> = s.idle(10_000, 60_000).unwrap().into_iter().map(|r| r.id).collect();
+        assert_eq!(idle, ["r2", "r1"]);
+        assert!(s.remove("r2", "anyone", 60_000).unwrap());
+        assert!(!s.remove("r3", "anyone", 60_000).unwrap(), "a held session is not removed by another");
+        assert!(s.remove("r3", "anyone", 95_000).unwrap(), "once its lease ran out, it is");
     }
 }

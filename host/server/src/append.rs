@@ -136,7 +136,11 @@ async fn append_chunk(
     };
     if let Err(e) = upload.write(chunk).await {
         if let Some(upload) = s.upload.take() {
-            let _ = upload.abort().await;
+            if s.durable {
+                upload.release().await;
+            } else {
+                let _ = upload.abort().await;
+            }
         }
         uploads.remove(id);
         return Err(e.into());

@@ -2,7 +2,8 @@
 //! whose driver can suspend writes keeps its state in the ledger's database, not in memory:
 //! after each request the write is suspended (its bytes durable with the driver) and the
 //! offset, the driver's token and the sha256 state are recorded. Any host that shares the
-//! database continues it; a restart loses only the bytes of a request that was cut off.
+//! database and reaches the same storage (an S3 bucket; a local-fs disk only from the machine
+//! whose disk it is) continues it; a restart loses only the bytes of a request that was cut off.
 //!
 //! One request works on a session at a time, on any host: it takes the session's lease
 //! ([`LEASE`], renewed while the body streams) and gives it back when it records the new
@@ -23,7 +24,7 @@ use stowage_runtime::ledger::sessions::SessionRow;
 use stowage_runtime::{Address, Request, StorageError, WriteOptions};
 
 use crate::errors::ApiError;
-use crate::leases::{Durable, Held, Opened, now_ms};
+use crate::leases::{Durable, Held, LEASE, Opened, now_ms};
 use crate::sessions::Session;
 use crate::state::AppState;
 
@@ -95,14 +96,13 @@ pub async fn create(
         updated_ms: now_ms(),
         committed: None,
         holder: None,
+        taken: 0,
     };
     if let Err(e) = durable.db(move |s| s.insert(&row)).await {
         let _ = upload.abort().await;
         return Err(e);
     }
-    if let Ok(mut writers) = durable.writers.lock() {
-        writers.insert(id.clone(), (0, upload));
-    }
+    durable.keep(&id, 0, upload);
     Ok(Some(id))
 }
 
@@ -127,7 +127,7 @@ pub async fn run(
     // The lease is renewed from here until the offset is recorded or the object committed.
     let renew = durable.renewing(&held.row.id, &held.holder);
     let upload = durable.writer(&state.storage(), &held, req).await?;
-    let opened: Opened = serde_json::from_str(&held.row.options).unwrap_or_default();
+    let opened = Opened::of(&held.row)?;
     let mut s = Session {
         upload: Some(upload),
         offset: Arc::new(AtomicU64::new(held.row.offset)),
@@ -135,6 +135,7 @@ pub async fn run(
         length: opened.length,
         last_used: Instant::now(),
         name: crate::metrics::label_name(state, &held.row.name),
+        durable: true,
     };
     let (state, durable) = (state.clone(), durable.clone());
     // In a task of its own: a client that goes away never cuts a driver write off halfway.
@@ -148,14 +149,12 @@ pub async fn run(
         let status = match copied {
             Ok(status) => status,
             Err(e) => {
-                // A driver failure ended the write; a refused chunk (a tus length overrun, a
-                // checksum) kept it.
-                match s.upload.take() {
-                    Some(upload) => {
-                        let offset = s.offset.load(Ordering::Acquire);
-                        durable.record(held, upload, offset).await?;
-                    }
-                    None => durable.forget(held).await,
+                // A refused chunk (a tus length overrun, a checksum) kept the write: what came
+                // before is recorded. A driver failure let it go: the session stays at its last
+                // recorded offset (`held` gives it back), to be continued or discarded.
+                if let Some(upload) = s.upload.take() {
+                    let offset = s.offset.load(Ordering::Acquire);
+                    durable.record(held, upload, offset).await?;
                 }
                 return Err(e);
             }
@@ -212,10 +211,9 @@ pub async fn run(
 }
 
 /// Discards `held`: its write (kept here, or suspended with the driver) and its record.
-pub async fn discard(state: &AppState, durable: &Arc<Durable>, held: Held, req: &Request) -> Result<(), ApiError> {
-    let kept = durable.writers.lock().ok().and_then(|mut w| w.remove(&held.row.id));
-    match kept {
-        Some((_, upload)) => upload.abort().await?,
+pub async fn discard(state: &AppState, durable: &Arc<Durable>, held: Held, req: &Request) -> Result<(), StorageError> {
+    match durable.take_kept(&held.row.id) {
+        Some(upload) => upload.abort().await?,
         None => {
             let addr = Address { name: held.row.name.clone(), path: held.row.path.clone() };
             state.storage().discard_suspended(&addr, req, &held.row.token).await?;
@@ -241,9 +239,21 @@ pub async fn reap(state: &AppState, durable: &Arc<Durable>, limit: Duration) {
             continue;
         };
         let req = Request { authenticated_as: Some(row.owner.clone()), ..Request::new() };
+        let id = row.id.clone();
         match discard(state, durable, held, &req).await {
-            Ok(()) => tracing::info!(upload = %row.id, "discarded an idle upload session"),
-            Err(e) => tracing::warn!(upload = %row.id, error = ?e, "an idle upload session could not be discarded"),
+            Ok(()) => tracing::info!(upload = %id, "discarded an idle upload session"),
+            // The backend may answer later: the session is tried again at the next round.
+            Err(e @ StorageError::Unavailable { retryable: true, .. }) => {
+                tracing::warn!(upload = %id, error = %e, "an idle upload session could not be discarded yet");
+            }
+            // It never will (its disk is gone from the config, say): the record goes, or it
+            // would be tried forever and count against the limits.
+            Err(e) => {
+                tracing::warn!(upload = %id, error = %e, "an idle upload session could not be discarded; its record is removed (the backend may keep its temporary objects until swept)");
+                let holder = durable.holder.clone();
+                let _ = durable.db(move |s| s.remove(&id, &holder, now_ms() + LEASE.as_millis() as i64)).await;
+            }
         }
     }
+    durable.let_go_of_stale();
 }

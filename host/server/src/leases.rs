@@ -27,8 +27,24 @@ pub struct Durable {
     pub(crate) holder: String,
     /// Counts this process's requests.
     requests: AtomicU64,
-    /// Session id → (the version the writer continues, the writer).
-    pub(crate) writers: Mutex<HashMap<String, (i64, Upload)>>,
+    /// Writers kept open between requests, by session id (at most [`KEPT`], none longer than
+    /// [`KEEP_FOR`]).
+    writers: Mutex<HashMap<String, Kept>>,
+}
+
+/// How many writers a host keeps open between requests (each holds a driver instance).
+const KEPT: usize = 16;
+
+/// How long a host keeps a writer no request uses.
+const KEEP_FOR: Duration = Duration::from_secs(60);
+
+/// A writer kept open after a request, for the session's next one on this host.
+struct Kept {
+    /// The session's `taken` count when its request here took it: the writer is current if
+    /// the next take is the one after.
+    taken: i64,
+    upload: Upload,
+    at: Instant,
 }
 
 /// What a session remembers besides its offset: how it was opened.
@@ -42,6 +58,14 @@ pub(crate) struct Opened {
 }
 
 impl Opened {
+    /// How `row` was opened; a record that does not read is refused (its options and the
+    /// client's expectations must not be lost silently).
+    pub(crate) fn of(row: &SessionRow) -> Result<Opened, ApiError> {
+        serde_json::from_str(&row.options).map_err(|e| {
+            ApiError::from(StorageError::Io(format!("upload session {}: its record does not read ({e})", row.id)))
+        })
+    }
+
     pub(crate) fn options(&self) -> WriteOptions {
         WriteOptions {
             content_type: self.content_type.clone(),
@@ -49,6 +73,11 @@ impl Opened {
             create_only: self.create_only,
         }
     }
+}
+
+/// This machine's name (`/proc/sys/kernel/hostname`; a container's own).
+fn machine() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().replace('/', "-")).unwrap_or_default()
 }
 
 /// A tus session's length (`Upload-Length`), if it has one.
@@ -117,7 +146,9 @@ impl Durable {
     pub fn new(store: Sessions) -> Durable {
         let mut random = [0u8; 8];
         let _ = getrandom::fill(&mut random);
-        let holder = format!("{}/{}", stowage_runtime::HostId::current(), hex::encode(random));
+        // The machine's name too: processes of two containers on one machine share the boot
+        // id, and one must never take the other's sessions for gone.
+        let holder = format!("{}/{}/{}", machine(), stowage_runtime::HostId::current(), hex::encode(random));
         Durable { store: Arc::new(store), holder, requests: AtomicU64::new(0), writers: Mutex::default() }
     }
 
@@ -175,10 +206,10 @@ impl Durable {
     async fn steal_from_the_dead(&self, id: &str, me: &str) -> Result<Option<SessionRow>, ApiError> {
         let key = id.to_string();
         let Some(dead) = self.db(move |s| s.get(&key)).await?.and_then(|r| r.holder) else { return Ok(None) };
-        let gone = dead
-            .split_once('/')
-            .and_then(|(host, _)| stowage_runtime::HostId::parse(host))
-            .is_some_and(|h| h.on_this_boot() && !h.is_alive());
+        let mut parts = dead.split('/');
+        let (name, host) = (parts.next(), parts.next());
+        let gone = name == Some(machine().as_str())
+            && host.and_then(stowage_runtime::HostId::parse).is_some_and(|h| h.on_this_boot() && !h.is_alive());
         if !gone {
             return Ok(None);
         }
@@ -207,23 +238,60 @@ impl Durable {
         }))
     }
 
-    /// The writer for `held`: the one this host kept, if it continues the recorded version,
+    /// The writer for `held`: the one this host kept, if no request took the session since,
     /// else the write resumed from the recorded token.
     pub(crate) async fn writer(&self, storage: &Storage, held: &Held, req: &Request) -> Result<Upload, ApiError> {
         let kept = self.writers.lock().ok().and_then(|mut w| w.remove(&held.row.id));
-        if let Some((version, upload)) = kept {
-            if version == held.row.version {
-                return Ok(upload);
+        if let Some(kept) = kept {
+            if kept.taken + 1 == held.row.taken {
+                return Ok(kept.upload);
             }
-            upload.release().await;
+            kept.upload.release().await;
         }
-        let opened: Opened = serde_json::from_str(&held.row.options).unwrap_or_default();
+        let opened = Opened::of(&held.row)?;
         let from = Suspended {
             token: held.row.token.clone(),
             digest: DigestState { size: held.row.offset, sha256: held.row.digest.clone() },
         };
         let addr = Address { name: held.row.name.clone(), path: held.row.path.clone() };
         Ok(storage.resumable_writer(&addr, req, &opened.options(), &held.row.tag, Some(&from)).await?)
+    }
+
+    /// Keeps `upload` for the session `id`'s next request here (taken as `taken`), letting go
+    /// of writers kept too long or too many.
+    pub(crate) fn keep(&self, id: &str, taken: i64, upload: Upload) {
+        let Ok(mut writers) = self.writers.lock() else { return };
+        writers.insert(id.to_string(), Kept { taken, upload, at: Instant::now() });
+        let mut stale: Vec<String> =
+            writers.iter().filter(|(_, k)| k.at.elapsed() > KEEP_FOR).map(|(id, _)| id.clone()).collect();
+        if writers.len() - stale.len() > KEPT {
+            let mut by_age: Vec<(&String, Instant)> = writers.iter().map(|(id, k)| (id, k.at)).collect();
+            by_age.sort_by_key(|(_, at)| *at);
+            stale.extend(by_age.iter().take(writers.len() - KEPT).map(|(id, _)| (*id).clone()));
+        }
+        for id in stale {
+            if let Some(kept) = writers.remove(&id) {
+                // Released, not aborted: the session resumes from its token elsewhere or later.
+                tokio::spawn(kept.upload.release());
+            }
+        }
+    }
+
+    /// Lets go of writers no request used for [`KEEP_FOR`] (the reaper calls it).
+    pub(crate) fn let_go_of_stale(&self) {
+        let Ok(mut writers) = self.writers.lock() else { return };
+        let stale: Vec<String> =
+            writers.iter().filter(|(_, k)| k.at.elapsed() > KEEP_FOR).map(|(id, _)| id.clone()).collect();
+        for id in stale {
+            if let Some(kept) = writers.remove(&id) {
+                tokio::spawn(kept.upload.release());
+            }
+        }
+    }
+
+    /// The writer kept for the session `id`, taken out.
+    pub(crate) fn take_kept(&self, id: &str) -> Option<Upload> {
+        self.writers.lock().ok().and_then(|mut w| w.remove(id)).map(|k| k.upload)
     }
 
     /// Suspends `upload` at `offset` and records it for `held`, keeping the writer for the next
@@ -239,20 +307,28 @@ impl Durable {
                 return Err(e.into());
             }
         };
-        let (id, holder) = (held.row.id.clone(), held.holder.clone());
+        if suspended.digest.size != offset {
+            // The driver took another count of bytes than the host: nothing is recorded.
+            upload.release().await;
+            return Err(StorageError::Io(format!(
+                "upload session {}: the write holds {} bytes but {offset} were counted; the last recorded offset stands",
+                held.row.id, suspended.digest.size
+            ))
+            .into());
+        }
+        let (id, holder, taken) = (held.row.id.clone(), held.holder.clone(), held.row.taken);
         let key = id.clone();
         let version = self
             .db(move |s| s.advance(&key, &holder, offset, &suspended.token, &suspended.digest.sha256, now_ms()))
             .await;
-        held.released = true;
         match version {
-            Ok(Some(version)) => {
-                if let Ok(mut writers) = self.writers.lock() {
-                    writers.insert(id, (version, upload));
-                }
+            Ok(Some(_)) => {
+                held.released = true;
+                self.keep(&id, taken, upload);
                 Ok(())
             }
             Ok(None) => {
+                held.released = true;
                 upload.release().await;
                 Err(StorageError::Unavailable {
                     reason: "this request held the upload session too long and another took it over; ask the offset"
@@ -262,6 +338,7 @@ impl Durable {
                 .into())
             }
             Err(e) => {
+                // `held` gives the session back on drop (if the database answers by then).
                 upload.release().await;
                 Err(e)
             }

@@ -29,6 +29,9 @@ pub struct Session {
     pub last_used: Instant,
     /// The storage name, for metrics.
     pub name: String,
+    /// Kept in the ledger's database (`durable.rs`): a failed write is let go, not aborted,
+    /// so the session resumes from its last recorded offset.
+    pub durable: bool,
 }
 
 /// A session found in the table: what is readable without its lock, and the lock.

@@ -230,6 +230,18 @@ impl<H: PartHooks> PartWriter<H> {
         Ok(info)
     }
 
+    /// A write or finish failed: the upload is aborted, unless it was suspended (its session
+    /// resumes it from its last token, which the failure did not touch); either way this
+    /// writer takes nothing more.
+    fn failed(&self, st: &mut State<H::Upload>) {
+        if st.suspended {
+            st.done = true;
+            st.buf = Vec::new();
+            return;
+        }
+        let _ = self.abort_inner(st);
+    }
+
     fn abort_inner(&self, st: &mut State<H::Upload>) -> Result<(), Error> {
         st.done = true;
         st.buf = Vec::new();
@@ -254,7 +266,7 @@ impl<H: PartHooks + 'static> GuestWriter for PartWriter<H> {
         let mut st = self.state.borrow_mut();
         let r = self.write_inner(&mut st, &chunk);
         if r.is_err() {
-            let _ = self.abort_inner(&mut st);
+            self.failed(&mut st);
         }
         r
     }
@@ -263,7 +275,7 @@ impl<H: PartHooks + 'static> GuestWriter for PartWriter<H> {
         let mut st = self.state.borrow_mut();
         let r = self.finish_inner(&mut st, &digest);
         if r.is_err() && !st.done {
-            let _ = self.abort_inner(&mut st);
+            self.failed(&mut st);
         }
         r
     }

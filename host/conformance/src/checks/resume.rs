@@ -9,7 +9,8 @@ use stowage_runtime::{ObjectPath, ObjectWriter, StorageError, Suspended, WriteOp
 use crate::ensure;
 use crate::harness::{Harness, pattern, sha256_hex};
 
-/// Bytes past one S3 part (5 MiB), so a suspend holds stored parts and a tail.
+/// Bytes past one S3 part at 5 MiB (the smallest part size, what `plugin test` runs with), so
+/// a suspend holds stored parts and a tail.
 const PAST_A_PART: usize = (6 << 20) + 5;
 
 fn owner(h: &Harness, name: &str) -> String {
