@@ -135,6 +135,13 @@ impl Upload {
         suspended
     }
 
+    /// Marks a write resumed from a token as its session's: dropped, it is released, never
+    /// aborted.
+    pub(crate) fn resumed(mut self) -> Upload {
+        self.suspended = true;
+        self
+    }
+
     /// Lets a suspended write go between requests: it is not over, so the policies learn
     /// nothing and the driver keeps it for its session (bytes after the last suspend are
     /// dropped when it resumes). What it took of the disk's limits is given back; the resumed

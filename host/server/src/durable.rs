@@ -24,7 +24,7 @@ use stowage_runtime::ledger::sessions::SessionRow;
 use stowage_runtime::{Address, Request, StorageError, WriteOptions};
 
 use crate::errors::ApiError;
-use crate::leases::{Durable, Held, LEASE, Opened, now_ms};
+use crate::leases::{Durable, Held, Opened, now_ms};
 use crate::sessions::Session;
 use crate::state::AppState;
 
@@ -137,7 +137,7 @@ pub async fn run(
         name: crate::metrics::label_name(state, &held.row.name),
         durable: true,
     };
-    let (state, durable) = (state.clone(), durable.clone());
+    let (state, durable, req) = (state.clone(), durable.clone(), req.clone());
     // In a task of its own: a client that goes away never cuts a driver write off halfway.
     let task = tokio::spawn(async move {
         let _renew = renew;
@@ -174,7 +174,6 @@ pub async fn run(
         match crate::append::commit(&mut s, &state.uploads, &id, given).await {
             Ok(info) => {
                 let mut held = held;
-                held.released = true;
                 let (key, holder, size) = (id.clone(), held.holder.clone(), info.size);
                 // A tus client that lost the answer asks the offset next and must learn
                 // "whole": its session is kept (marked) until reaped; any other goes.
@@ -188,8 +187,12 @@ pub async fn run(
                         }
                     })
                     .await;
-                if let Err(e) = marked {
-                    tracing::warn!(upload = %id, error = ?e, "a committed upload session could not be marked; it is reaped later");
+                match marked {
+                    Ok(_) => held.released = true,
+                    // `held` gives the session back; the reaper finds its write gone later.
+                    Err(e) => {
+                        tracing::warn!(upload = %id, error = ?e, "a committed upload session could not be marked; it is reaped later")
+                    }
                 }
                 Ok((StatusCode::NO_CONTENT, info.size, Some(info)))
             }
@@ -198,7 +201,17 @@ pub async fn run(
                     // Refused before the commit (a length not reached, differing sha256s):
                     // the write goes on.
                     Some(upload) => durable.record(held, upload, offset).await?,
-                    None => durable.forget(held).await,
+                    // The commit itself failed. One that may pass later (the backend or the
+                    // ledger away) leaves the session at its recorded offset, to complete
+                    // again; any other ends it, and what its write kept goes too.
+                    None if e.retryable() => drop(held),
+                    None => {
+                        let addr = Address { name: held.row.name.clone(), path: held.row.path.clone() };
+                        if let Err(left) = state.storage().discard_suspended(&addr, &req, &held.row.token).await {
+                            tracing::warn!(upload = %id, error = %left, "a failed upload's temporary objects were not removed");
+                        }
+                        durable.forget(held).await;
+                    }
                 }
                 Err(e)
             }
@@ -210,14 +223,32 @@ pub async fn run(
     }
 }
 
+/// Whether trying again later may succeed.
+fn retryable(e: &StorageError) -> bool {
+    matches!(e, StorageError::Unavailable { retryable: true, .. } | StorageError::AuditUnavailable(_))
+}
+
 /// Discards `held`: its write (kept here, or suspended with the driver) and its record.
 pub async fn discard(state: &AppState, durable: &Arc<Durable>, held: Held, req: &Request) -> Result<(), StorageError> {
-    match durable.take_kept(&held.row.id) {
-        Some(upload) => upload.abort().await?,
+    discard_held(state, durable, held, req).await.map_err(|(e, _)| e)
+}
+
+/// Like [`discard`]; a failure gives the session back to the caller, still held.
+async fn discard_held(
+    state: &AppState,
+    durable: &Arc<Durable>,
+    held: Held,
+    req: &Request,
+) -> Result<(), (StorageError, Held)> {
+    let gone = match durable.take_kept(&held.row.id) {
+        Some(upload) => upload.abort().await,
         None => {
             let addr = Address { name: held.row.name.clone(), path: held.row.path.clone() };
-            state.storage().discard_suspended(&addr, req, &held.row.token).await?;
+            state.storage().discard_suspended(&addr, req, &held.row.token).await
         }
+    };
+    if let Err(e) = gone {
+        return Err((e, held));
     }
     durable.forget(held).await;
     Ok(())
@@ -240,18 +271,17 @@ pub async fn reap(state: &AppState, durable: &Arc<Durable>, limit: Duration) {
         };
         let req = Request { authenticated_as: Some(row.owner.clone()), ..Request::new() };
         let id = row.id.clone();
-        match discard(state, durable, held, &req).await {
+        match discard_held(state, durable, held, &req).await {
             Ok(()) => tracing::info!(upload = %id, "discarded an idle upload session"),
             // The backend may answer later: the session is tried again at the next round.
-            Err(e @ StorageError::Unavailable { retryable: true, .. }) => {
+            Err((e, _held)) if retryable(&e) => {
                 tracing::warn!(upload = %id, error = %e, "an idle upload session could not be discarded yet");
             }
             // It never will (its disk is gone from the config, say): the record goes, or it
             // would be tried forever and count against the limits.
-            Err(e) => {
+            Err((e, held)) => {
                 tracing::warn!(upload = %id, error = %e, "an idle upload session could not be discarded; its record is removed (the backend may keep its temporary objects until swept)");
-                let holder = durable.holder.clone();
-                let _ = durable.db(move |s| s.remove(&id, &holder, now_ms() + LEASE.as_millis() as i64)).await;
+                durable.forget(held).await;
             }
         }
     }

@@ -19,6 +19,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// Whether trying again later may succeed (the backend or the ledger was away).
+    pub fn retryable(&self) -> bool {
+        matches!(self.kind, ErrorKind::Unavailable | ErrorKind::AuditUnavailable)
+    }
+
     /// A client over one of its limits (`429`, retry later).
     pub fn too_many(message: impl Into<String>) -> ApiError {
         ApiError { status: StatusCode::TOO_MANY_REQUESTS, kind: ErrorKind::TooManyRequests, message: message.into() }

@@ -133,7 +133,9 @@ impl Drop for Held {
             return;
         }
         let (durable, id, holder) = (self.durable.clone(), self.row.id.clone(), self.holder.clone());
-        tokio::task::spawn_blocking(move || {
+        // Outside a runtime (a process ending) the lease runs out by itself.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        runtime.spawn_blocking(move || {
             if let Err(e) = durable.store.release(&id, &holder) {
                 tracing::warn!(upload = %id, error = %e, "an upload session could not be given back; its lease runs out");
             }
@@ -308,7 +310,8 @@ impl Durable {
             }
         };
         if suspended.digest.size != offset {
-            // The driver took another count of bytes than the host: nothing is recorded.
+            // The session's count and the digest's (both the host's, kept apart) disagree: the
+            // resume would rebuild a digest at the wrong offset, so nothing is recorded.
             upload.release().await;
             return Err(StorageError::Io(format!(
                 "upload session {}: the write holds {} bytes but {offset} were counted; the last recorded offset stands",

@@ -67,12 +67,25 @@ pub fn remove_tails(disk: &str, nonce: &str) {
 pub(crate) fn remove_prefix(disk: &str, prefix: &str) {
     let removed = s3().and_then(|s3| {
         let op = Op { disk, path: prefix, what: "remove the tails of" };
-        let page = run(s3.client.list_objects_v2().bucket(&s3.settings.bucket).prefix(s3.settings.key(prefix)).send())
+        let mut next: Option<String> = None;
+        loop {
+            let page = run(s3
+                .client
+                .list_objects_v2()
+                .bucket(&s3.settings.bucket)
+                .prefix(s3.settings.key(prefix))
+                .set_continuation_token(next.take())
+                .send())
             .map_err(|e| from_sdk(&op, e))?;
-        for key in page.contents().iter().filter_map(|o| o.key()) {
-            run(s3.client.delete_object().bucket(&s3.settings.bucket).key(key).send()).map_err(|e| from_sdk(&op, e))?;
+            for key in page.contents().iter().filter_map(|o| o.key()) {
+                run(s3.client.delete_object().bucket(&s3.settings.bucket).key(key).send())
+                    .map_err(|e| from_sdk(&op, e))?;
+            }
+            match page.next_continuation_token() {
+                Some(token) if page.is_truncated() == Some(true) => next = Some(token.to_string()),
+                _ => return Ok(()),
+            }
         }
-        Ok(())
     });
     if let Err(e) = removed {
         log(Level::Warn, &format!("disk `{disk}`: a suspended write's tails were not removed: {}", Describe(&e)));

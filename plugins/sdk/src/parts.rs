@@ -212,12 +212,14 @@ impl<H: PartHooks> PartWriter<H> {
         }
         if st.stored == 0 {
             // Every byte is in the buffer: one request stores it. An upload a suspend started
-            // holds none of them (parts cannot be empty): it goes.
+            // holds none of them (parts cannot be empty): it goes once the object is stored
+            // (until then it is what the session's token names).
+            // (A failure leaves the session its token: the tail is kept with the backend.)
+            let info = self.hooks.write_once(std::mem::take(&mut st.buf), digest)?;
+            st.done = true;
             if let Some(upload) = st.upload.take() {
                 let _ = self.hooks.abort(upload);
             }
-            let info = self.hooks.write_once(std::mem::take(&mut st.buf), digest)?;
-            st.done = true;
             return Ok(info);
         }
         if !st.buf.is_empty() {

@@ -77,7 +77,7 @@ impl Disk {
         )
         .await;
         let writer = lease.end(r)?;
-        let w = DriverWriter::with_digester(lease, writer, tag, digester).await?;
+        let w = DriverWriter::with_digester(lease, writer, tag, digester, true).await?;
         Ok(ObjectWriter::driver(w))
     }
 

@@ -54,15 +54,17 @@ impl DriverWriter {
         writer: ResourceAny,
         owner: crate::owner::OwnerTag,
     ) -> Result<Self, StorageError> {
-        Self::with_digester(lease, writer, owner, Digester::new()).await
+        Self::with_digester(lease, writer, owner, Digester::new(), false).await
     }
 
-    /// A writer whose digest continues from `digester` (a resumed write's).
+    /// A writer whose digest continues from `digester` (a resumed write's, which is
+    /// `suspended`: dropped, it is released, never aborted).
     pub(crate) async fn with_digester(
         mut lease: Lease,
         writer: ResourceAny,
         owner: crate::owner::OwnerTag,
         digester: Digester,
+        suspended: bool,
     ) -> Result<Self, StorageError> {
         let sink = ask_sink(&mut lease, writer).await?;
         Ok(DriverWriter {
@@ -73,7 +75,7 @@ impl DriverWriter {
             digester,
             failed: false,
             sealed: None,
-            suspended: false,
+            suspended,
         })
     }
 
@@ -105,6 +107,10 @@ impl DriverWriter {
             None => Ok(Err(wit::Error::Unsupported("suspend".into()))),
         };
         let token = lease.end(r);
+        if token.is_ok() {
+            // The driver gave a token: from now on this write is its session's.
+            self.suspended = true;
+        }
         // Bytes go on into a new sink (the driver gives one again after a suspend).
         let sink = ask_sink(lease, self.writer).await;
         let (token, sink) = match (token, sink) {
@@ -119,7 +125,6 @@ impl DriverWriter {
             }
         };
         self.sink = sink;
-        self.suspended = true;
         let Some(digest) = self.digester.snapshot() else {
             self.failed = true;
             return Err(StorageError::Io("the host could not keep the sha256 of a suspended write".into()));

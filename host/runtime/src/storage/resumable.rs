@@ -62,7 +62,17 @@ impl Storage {
         .await;
         match opened {
             Ok((writer, reservation)) => {
-                Ok(Upload::new(writer, reservation, None, request, self.pipeline.clone(), self.ledger.clone(), started))
+                let upload = Upload::new(
+                    writer,
+                    reservation,
+                    None,
+                    request,
+                    self.pipeline.clone(),
+                    self.ledger.clone(),
+                    started,
+                );
+                // A resumed write is its session's from the start: dropped, it is released.
+                Ok(if from.is_some() { upload.resumed() } else { upload })
             }
             Err(e) => {
                 let mut outcome = OperationOutcome::of(request, started);
