@@ -152,6 +152,12 @@ fn a_session_survives_kill_9_of_its_host_mid_append_and_completes_after_a_restar
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     config(d, &format!("dev_mode = true\napi_keys = [\"{KEY}\"]\n"));
+    // Every temp object is old enough to be an orphan: the sweeps (at each start, and
+    // `cleanup`'s) must still leave the session's alone.
+    let text = std::fs::read_to_string(d.join("stowage.toml"))
+        .unwrap()
+        .replace("[storage]", "orphan_after_secs = 0\n[storage]");
+    std::fs::write(d.join("stowage.toml"), text).unwrap();
     let whole = data(6 << 20, 1);
     let sha = hex::encode(sha2::Sha256::digest(&whole));
     std::fs::write(d.join("first.bin"), &whole[..2 << 20]).unwrap();
@@ -159,6 +165,13 @@ fn a_session_survives_kill_9_of_its_host_mid_append_and_completes_after_a_restar
     let server = Server::start(d);
     let session = open(d, &server.url, "big.bin", &sha);
     assert_eq!(append(d, &server.url, &session, "first.bin", 0), ("204".into(), 2 << 20));
+    let o = crate::run_in(d, &["cleanup"]);
+    assert!(o.status.success(), "{}", crate::stderr(&o));
+    assert!(
+        !crate::stdout(&o).contains("temp object"),
+        "the sweep removed a live session's temp file: {}",
+        crate::stdout(&o)
+    );
 
     // The second append is cut by a SIGKILL of the host while its bytes stream in.
     let temp_bytes = || -> u64 {
@@ -193,7 +206,8 @@ fn a_session_survives_kill_9_of_its_host_mid_append_and_completes_after_a_restar
 }
 
 /// The config of a services host on `bucket` (SeaweedFS) whose ledger and sessions are in
-/// PostgreSQL at `url`, named `host`.
+/// PostgreSQL at `url`, named `host`. Every unfinished upload is old enough to be an orphan:
+/// the sweep at each start must still leave the session's multipart upload alone.
 fn shared_config(d: &Path, bucket: &str, url: &str, host: &str) {
     let s3 = stowage_tests::s3::server();
     std::fs::write(
@@ -201,6 +215,7 @@ fn shared_config(d: &Path, bucket: &str, url: &str, host: &str) {
         format!(
             "role = \"services\"\n[disks.nas]\nplugin = \"s3\"\ngrant = {{ endpoint = \"{e}\" }}\n\
              config = {{ endpoint = \"{e}\", bucket = \"{bucket}\", part_size_mib = 5, access_key_id = {{ env = \"TEST_S3_KEY\" }}, secret_access_key = {{ env = \"TEST_S3_SECRET\" }} }}\n\
+             orphan_after_secs = 0\n\
              [storage]\ndefault = \"nas\"\n[[policies]]\nplugin = \"phi-tracking\"\n\
              [ledger]\npath = \"ledger.sqlite\"\nurl = \"{url}\"\nhost = \"{host}\"\n\
              [server]\ndev_mode = true\napi_keys = [\"{KEY}\"]\n",

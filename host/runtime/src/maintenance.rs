@@ -109,6 +109,15 @@ impl Storage {
     /// `orphan_after_secs`), recording each removal. Refused while the ledger cannot record.
     pub async fn sweep_orphans(&self) -> Result<Swept, StorageError> {
         self.ledger().health().map_err(audit_error)?;
+        // Upload sessions outlive any host process: a temp object an open session's token
+        // names is never an orphan, whatever its age or owner says.
+        let sessions = match self.ledger().sessions() {
+            Ok(s) => std::sync::Arc::new(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "the upload sessions cannot be read; temp objects are not swept now");
+                return Ok(Swept::default());
+            }
+        };
         let mut swept = Swept::default();
         for (name, disk) in self.disks() {
             let ctx = self.own_context(disk, "stowage-sweep");
@@ -130,7 +139,7 @@ impl Storage {
                             temp.modified.is_some_and(|m| crate::ledger::now_ms().saturating_sub(m) >= max_age_ms)
                         }
                     };
-                    if !orphan {
+                    if !orphan || session_keeps(&sessions, &temp.id).await {
                         swept.kept += 1;
                         continue;
                     }
@@ -234,5 +243,19 @@ fn reconciled(entry: &Entry, happened: bool) -> Record {
         settles: vec![entry.index],
         reconciled: true,
         ..Record::default()
+    }
+}
+
+/// Whether an open upload session names the temp object `id` (if that cannot be told, it is
+/// kept: a sweep never removes what may be a live session's).
+async fn session_keeps(sessions: &std::sync::Arc<crate::ledger::sessions::Sessions>, id: &str) -> bool {
+    let (sessions, id) = (sessions.clone(), id.to_string());
+    match tokio::task::spawn_blocking(move || sessions.names_temp(&id)).await {
+        Ok(Ok(named)) => named,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot tell whether an upload session keeps a temp object; it stays");
+            true
+        }
+        Err(_) => true,
     }
 }

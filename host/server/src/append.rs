@@ -131,12 +131,15 @@ async fn append_chunk(
             "the body goes past Upload-Length ({length} bytes; {offset} are in); what is past it was not kept"
         )));
     }
+    if let Some(fence) = &s.fence {
+        fence.check(id)?;
+    }
     let Some(upload) = s.upload.as_mut() else {
         return Err(StorageError::NotFound(format!("upload session {id}")).into());
     };
     if let Err(e) = upload.write(chunk).await {
         if let Some(upload) = s.upload.take() {
-            if s.durable {
+            if s.fence.is_some() {
                 upload.release().await;
             } else {
                 let _ = upload.abort().await;

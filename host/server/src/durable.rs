@@ -135,17 +135,26 @@ pub async fn run(
         length: opened.length,
         last_used: Instant::now(),
         name: crate::metrics::label_name(state, &held.row.name),
-        durable: true,
+        fence: Some(renew.fence.clone()),
     };
     let (state, durable, req) = (state.clone(), durable.clone(), req.clone());
     // In a task of its own: a client that goes away never cuts a driver write off halfway.
     let task = tokio::spawn(async move {
+        let fence = renew.fence.clone();
         let _renew = renew;
         let id = held.row.id.clone();
         let copied = match body {
             Some((body, checksum)) => crate::append::copy(&state, &mut s, &id, body, checksum).await,
             None => Ok(StatusCode::NO_CONTENT),
         };
+        if let Err(lost) = fence.check(&id) {
+            // Another request may hold the session now: nothing is suspended or recorded, and
+            // the write is let go (it resumes from the recorded token).
+            if let Some(upload) = s.upload.take() {
+                upload.release().await;
+            }
+            return Err(lost);
+        }
         let status = match copied {
             Ok(status) => status,
             Err(e) => {

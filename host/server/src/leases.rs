@@ -109,12 +109,57 @@ fn locked() -> ApiError {
     )
 }
 
-/// Renews a request's lease until dropped.
-pub struct Renewing(tokio::task::JoinHandle<()>);
+/// A request stops writing this long before its lease runs out, if it could not renew it: by
+/// then another request may take the session (with the hosts' clocks a few seconds apart).
+const FENCE_MARGIN: Duration = Duration::from_secs(10);
+
+/// Whether a request may still write to its session: until its lease, as last renewed, less
+/// [`FENCE_MARGIN`], runs out; never again once a renewal found the session taken by another.
+/// Checked before each chunk, before the suspend and before the commit, so a request cut off
+/// from the database stops before anyone else can take its session over.
+pub struct Fence {
+    until_ms: std::sync::atomic::AtomicI64,
+}
+
+impl Fence {
+    fn new() -> Fence {
+        Fence { until_ms: std::sync::atomic::AtomicI64::new(fence_from(now_ms())) }
+    }
+
+    /// Whether the request still holds the session.
+    pub fn holds(&self) -> bool {
+        now_ms() < self.until_ms.load(Ordering::Acquire)
+    }
+
+    /// `Err` once the request lost the session.
+    pub fn check(&self, id: &str) -> Result<(), ApiError> {
+        if self.holds() {
+            return Ok(());
+        }
+        Err(StorageError::Unavailable {
+            reason: format!(
+                "upload session {id}: this request could not renew its hold on the session in time and stopped writing; ask the offset and go on from there"
+            ),
+            retryable: true,
+        }
+        .into())
+    }
+}
+
+/// The fence time for a lease renewed at `at_ms`.
+fn fence_from(at_ms: i64) -> i64 {
+    at_ms + (LEASE - FENCE_MARGIN).as_millis() as i64
+}
+
+/// Renews a request's lease until dropped, moving its [`Fence`].
+pub struct Renewing {
+    task: tokio::task::JoinHandle<()>,
+    pub(crate) fence: Arc<Fence>,
+}
 
 impl Drop for Renewing {
     fn drop(&mut self) {
-        self.0.abort();
+        self.task.abort();
     }
 }
 
@@ -228,16 +273,29 @@ impl Durable {
     /// Keeps `held`'s lease alive until the returned guard drops.
     pub(crate) fn renewing(self: &Arc<Self>, id: &str, holder: &str) -> Renewing {
         let (durable, id, me) = (self.clone(), id.to_string(), holder.to_string());
-        Renewing(tokio::spawn(async move {
+        let fence = Arc::new(Fence::new());
+        let moved = fence.clone();
+        let task = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(RENEW_EVERY).await;
                 let (key, holder) = (id.clone(), me.clone());
-                let until = now_ms() + LEASE.as_millis() as i64;
-                if !matches!(durable.db(move |s| s.renew(&key, &holder, until)).await, Ok(true)) {
-                    tracing::warn!(upload = %id, "an upload session's lease could not be renewed");
+                let at = now_ms();
+                let until = at + LEASE.as_millis() as i64;
+                match durable.db(move |s| s.renew(&key, &holder, until)).await {
+                    Ok(true) => moved.until_ms.store(fence_from(at), Ordering::Release),
+                    Ok(false) => {
+                        // Another request took the session: this one never writes again.
+                        moved.until_ms.store(0, Ordering::Release);
+                        tracing::warn!(upload = %id, "an upload session was taken over while a request held it");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(upload = %id, error = ?e, "an upload session's lease could not be renewed")
+                    }
                 }
             }
-        }))
+        });
+        Renewing { task, fence }
     }
 
     /// The writer for `held`: the one this host kept, if no request took the session since,
@@ -355,5 +413,34 @@ impl Durable {
         if let Err(e) = self.db(move |s| s.remove(&id, &holder, now_ms())).await {
             tracing::warn!(error = ?e, "a failed upload session could not be removed; it is reaped later");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fence_holds_for_the_lease_less_its_margin_and_never_after_a_takeover() {
+        let fence = Fence::new();
+        let until = fence.until_ms.load(Ordering::Acquire);
+        let expected = now_ms() + (LEASE - FENCE_MARGIN).as_millis() as i64;
+        assert!((expected - until).abs() < 1_000, "{until} vs {expected}");
+        assert!(fence.holds() && fence.check("r1").is_ok());
+        // A renewal that found the session taken.
+        fence.until_ms.store(0, Ordering::Release);
+        assert!(!fence.holds());
+        assert!(fence.check("r1").is_err());
+        // A lease last renewed longer ago than it lasts, less the margin.
+        fence.until_ms.store(fence_from(now_ms() - (LEASE - FENCE_MARGIN).as_millis() as i64 - 1), Ordering::Release);
+        assert!(!fence.holds());
+    }
+
+    #[test]
+    fn durable_ids_are_told_from_in_memory_ones_by_their_form() {
+        assert!(is_durable(&format!("r{}", "0".repeat(32))));
+        assert!(!is_durable(&"0".repeat(32)), "an in-memory id");
+        assert!(!is_durable(&format!("r{}", "g".repeat(32))));
+        assert!(!is_durable("r0"));
     }
 }

@@ -29,9 +29,10 @@ pub struct Session {
     pub last_used: Instant,
     /// The storage name, for metrics.
     pub name: String,
-    /// Kept in the ledger's database (`durable.rs`): a failed write is let go, not aborted,
-    /// so the session resumes from its last recorded offset.
-    pub durable: bool,
+    /// Kept in the ledger's database (`durable.rs`): its request's hold on the session, checked
+    /// before each chunk; a failed write is let go, not aborted, so the session resumes from
+    /// its last recorded offset.
+    pub fence: Option<Arc<crate::leases::Fence>>,
 }
 
 /// A session found in the table: what is readable without its lock, and the lock.

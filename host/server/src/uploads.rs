@@ -129,7 +129,7 @@ pub async fn create(
         length,
         last_used: Instant::now(),
         name: label,
-        durable: false,
+        fence: None,
     };
     state.uploads.insert(id.clone(), owner.clone(), session, slot)?;
     // An empty tus upload is complete at once; creation-with-upload appends the body now. A
