@@ -38,6 +38,23 @@ const KEPT: usize = 16;
 /// How long a host keeps a writer no request uses.
 const KEEP_FOR: Duration = Duration::from_secs(60);
 
+/// Lets go of the kept writers older than [`KEEP_FOR`], then of the oldest beyond [`KEPT`]:
+/// released, not aborted (each session resumes from its token, elsewhere or later).
+fn let_go(writers: &mut HashMap<String, Kept>) {
+    let mut gone: Vec<String> =
+        writers.iter().filter(|(_, k)| k.at.elapsed() > KEEP_FOR).map(|(id, _)| id.clone()).collect();
+    let mut by_age: Vec<(&String, Instant)> =
+        writers.iter().filter(|(_, k)| k.at.elapsed() <= KEEP_FOR).map(|(id, k)| (id, k.at)).collect();
+    by_age.sort_by_key(|(_, at)| *at);
+    let over = by_age.len().saturating_sub(KEPT);
+    gone.extend(by_age.into_iter().take(over).map(|(id, _)| id.clone()));
+    for id in gone {
+        if let Some(kept) = writers.remove(&id) {
+            tokio::spawn(kept.upload.release());
+        }
+    }
+}
+
 /// A writer kept open after a request, for the session's next one on this host.
 struct Kept {
     /// The session's `taken` count when its request here took it: the writer is current if
@@ -322,30 +339,13 @@ impl Durable {
     pub(crate) fn keep(&self, id: &str, taken: i64, upload: Upload) {
         let Ok(mut writers) = self.writers.lock() else { return };
         writers.insert(id.to_string(), Kept { taken, upload, at: Instant::now() });
-        let mut stale: Vec<String> =
-            writers.iter().filter(|(_, k)| k.at.elapsed() > KEEP_FOR).map(|(id, _)| id.clone()).collect();
-        if writers.len() - stale.len() > KEPT {
-            let mut by_age: Vec<(&String, Instant)> = writers.iter().map(|(id, k)| (id, k.at)).collect();
-            by_age.sort_by_key(|(_, at)| *at);
-            stale.extend(by_age.iter().take(writers.len() - KEPT).map(|(id, _)| (*id).clone()));
-        }
-        for id in stale {
-            if let Some(kept) = writers.remove(&id) {
-                // Released, not aborted: the session resumes from its token elsewhere or later.
-                tokio::spawn(kept.upload.release());
-            }
-        }
+        let_go(&mut writers);
     }
 
     /// Lets go of writers no request used for [`KEEP_FOR`] (the reaper calls it).
     pub(crate) fn let_go_of_stale(&self) {
-        let Ok(mut writers) = self.writers.lock() else { return };
-        let stale: Vec<String> =
-            writers.iter().filter(|(_, k)| k.at.elapsed() > KEEP_FOR).map(|(id, _)| id.clone()).collect();
-        for id in stale {
-            if let Some(kept) = writers.remove(&id) {
-                tokio::spawn(kept.upload.release());
-            }
+        if let Ok(mut writers) = self.writers.lock() {
+            let_go(&mut writers);
         }
     }
 
