@@ -1,5 +1,6 @@
 //! `/healthz` (the process answers) and `/readyz` (every disk does a real write, read and
-//! delete within a time limit, and the ledger can record; `503` if not). Both answer without a
+//! delete within a time limit, and the ledger's database answers and can record; `503` if
+//! not). Both answer without a
 //! key, so they say only ok or the kind of failure; the detail goes to the log. A readiness
 //! answer is reused for `readiness_interval` (`readiness.rs`).
 
@@ -14,32 +15,44 @@ pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Ready: a round trip on every disk (reused for the interval) and the ledger's health (as
-/// of now), JSON per disk.
+/// Ready: a round trip on every disk and a read of the ledger's database (reused for the
+/// interval), and the ledger's health as of now; JSON per disk.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
     let probe = async {
         let storage = state.storage();
-        // The probe does file I/O: on the storage work threads.
-        match state.work.spawn(async move { probe_disks(&storage).await }).await {
+        // The probe does file and database I/O: on the storage work threads.
+        let probed = state.work.spawn(async move {
+            let (disks_ok, disks) = probe_disks(&storage).await;
+            let ledger = tokio::task::spawn_blocking(move || storage.ledger().probe())
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+            if let Err(e) = &ledger {
+                tracing::warn!(error = %e, "readiness: the PHI ledger's database does not answer");
+            }
+            (disks_ok && ledger.is_ok(), serde_json::json!({ "disks": disks, "ledger": ledger.is_ok() }))
+        });
+        match probed.await {
             Ok(answer) => answer,
             Err(e) => {
                 tracing::error!(error = %e, "the readiness probe failed to run");
-                (false, serde_json::json!({}))
+                (false, serde_json::json!({ "disks": {}, "ledger": false }))
             }
         }
     };
-    let (disks_ok, disks) = state.readiness.disks(probe).await;
-    // A host whose ledger cannot record refuses every guarded operation: not ready.
+    let (probed_ok, probed) = state.readiness.disks(probe).await;
+    // A host whose ledger cannot record refuses every guarded operation: not ready. A failed
+    // commit shows at once, whatever the last probe found.
     let ledger = match state.storage().ledger().health() {
-        Ok(()) => serde_json::json!({ "ok": true }),
+        Ok(()) if probed["ledger"] == true => serde_json::json!({ "ok": true }),
+        Ok(()) => serde_json::json!({ "ok": false, "error": "audit-unavailable" }),
         Err(e) => {
             tracing::warn!(error = %e, "readiness: the PHI ledger cannot record");
             serde_json::json!({ "ok": false, "error": "audit-unavailable" })
         }
     };
-    let ready = disks_ok && ledger["ok"] == true;
+    let ready = probed_ok && ledger["ok"] == true;
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(serde_json::json!({ "ready": ready, "disks": disks, "ledger": ledger })))
+    (status, Json(serde_json::json!({ "ready": ready, "disks": probed["disks"], "ledger": ledger })))
 }
 
 async fn probe_disks(storage: &stowage_runtime::Storage) -> (bool, serde_json::Value) {
