@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use bytes::Bytes;
 use stowage_runtime::http::{Endpoint, Outbound};
-use stowage_runtime::{Disk, DriverGrants, Limits, PluginEngine, Storage, WriteOptions};
+use stowage_runtime::{Disk, DriverGrants, Limits, PluginEngine, WriteOptions};
 use stowage_tests::bench::{per_sec, section, work_dir};
 use stowage_tests::{ctx, object_path};
 
@@ -60,16 +60,7 @@ async fn start_services(dir: &Path) -> SocketAddr {
     );
     let file = dir.join("services.toml");
     std::fs::write(&file, text).expect("config file");
-    let (loaded, settings) = stowage_server::settings::load(Some(&file), Some("127.0.0.1:0")).expect("config");
-    let storage = Arc::new(Storage::open(&loaded).await.expect("storage"));
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        let _ = stowage_server::serve(storage, settings, &loaded.sha256, None, move |addr, _| {
-            let _ = tx.send(addr);
-        })
-        .await;
-    });
-    rx.await.expect("services host listening")
+    stowage_tests::serve_in_process(&file).await
 }
 
 fn mib_s(bytes: usize, d: Duration) -> f64 {

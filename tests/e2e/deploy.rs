@@ -12,9 +12,9 @@ use crate::serve::{Server, curl, status_and_body};
 use crate::serve_tls::test_ca;
 use crate::{stderr, stdout};
 
-const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy");
-const WEB_1_KEY: &str = "web-1-key-0123456789abcdef0123456789abcdef";
-const APP_KEY: &str = "app-key-0123456789abcdef0123456789abcdef";
+pub(crate) const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy");
+pub(crate) const WEB_1_KEY: &str = "web-1-key-0123456789abcdef0123456789abcdef";
+pub(crate) const APP_KEY: &str = "app-key-0123456789abcdef0123456789abcdef";
 
 /// Each host's secret files (`/etc/stowage/secrets/NAME`).
 fn secrets(role: &str) -> Vec<(&'static str, &'static str)> {
@@ -27,16 +27,30 @@ fn secrets(role: &str) -> Vec<(&'static str, &'static str)> {
 /// Installs `deploy/ROLE/stowage.toml` as `root/ROLE/etc/stowage.toml`, each of `changes`
 /// applied (each must apply: the test follows the file), with TLS files beside it.
 fn install(root: &Path, role: &str, changes: &[(&str, String)]) -> PathBuf {
-    let etc = root.join(role).join("etc");
+    install_as(root, role, &format!("{role}/stowage.toml"), &secrets(role), changes)
+}
+
+/// Installs `deploy/FILE` as host `host`'s `root/HOST/etc/stowage.toml`, with its secret
+/// files, a test CA and certificate in `etc/tls`, `/var/lib/stowage` moved to `root/HOST/var`,
+/// the cache to the tests' shared one, and each of `changes` applied (each must apply: the
+/// test follows the file).
+pub(crate) fn install_as(
+    root: &Path,
+    host: &str,
+    file: &str,
+    secrets: &[(&str, &str)],
+    changes: &[(&str, String)],
+) -> PathBuf {
+    let etc = root.join(host).join("etc");
     std::fs::create_dir_all(etc.join("tls")).unwrap();
     std::fs::create_dir_all(etc.join("secrets")).unwrap();
     test_ca(&etc.join("tls"));
-    for (name, value) in secrets(role) {
+    for (name, value) in secrets {
         std::fs::write(etc.join("secrets").join(name), format!("{value}\n")).unwrap();
     }
-    let mut text = std::fs::read_to_string(Path::new(DEPLOY).join(role).join("stowage.toml")).unwrap();
+    let mut text = std::fs::read_to_string(Path::new(DEPLOY).join(file)).unwrap();
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("stowage-cache");
-    let var = root.join(role).join("var");
+    let var = root.join(host).join("var");
     let mut all = vec![
         ("/var/lib/stowage", var.display().to_string()),
         ("/var/cache/stowage", cache.display().to_string()),
@@ -44,7 +58,7 @@ fn install(root: &Path, role: &str, changes: &[(&str, String)]) -> PathBuf {
     ];
     all.extend(changes.iter().cloned());
     for (from, to) in all {
-        assert!(text.contains(from), "deploy/{role}/stowage.toml no longer has {from:?}: update this test");
+        assert!(text.contains(from), "deploy/{file} no longer has {from:?}: update this test");
         text = text.replace(from, &to);
     }
     let file = etc.join("stowage.toml");
@@ -54,7 +68,7 @@ fn install(root: &Path, role: &str, changes: &[(&str, String)]) -> PathBuf {
 
 /// The unit's `KEY=` command line for `role`, run as a test would: the test's binary and the
 /// installed config.
-fn unit_command(role: &str, key: &str, config: &Path) -> Command {
+pub(crate) fn unit_command(role: &str, key: &str, config: &Path) -> Command {
     let unit =
         std::fs::read_to_string(Path::new(DEPLOY).join("systemd").join(format!("stowage-{role}.service"))).unwrap();
     let line = unit

@@ -12,7 +12,7 @@ use stowage_tests::postgres::Postgres;
 
 use crate::serve::{KEY, Server, config, curl, status_and_body};
 
-fn data(len: usize, seed: u32) -> Vec<u8> {
+pub(crate) fn data(len: usize, seed: u32) -> Vec<u8> {
     (0..len as u32).map(|i| (i.wrapping_add(seed).wrapping_mul(2654435761) >> 13) as u8).collect()
 }
 
@@ -279,4 +279,49 @@ async fn two_hosts_on_one_database_continue_each_others_sessions_and_one_killed_
     assert!(head_status(a, &host_b.url, &session).ends_with("404"));
     let rows = pg.psql("sessions", "SELECT count(*) FROM stowage_upload_sessions");
     assert_eq!(rows.trim(), "0", "{rows}");
+}
+
+/// A web host's `remote` driver keeps its side of an upload in memory, and the services host's
+/// session is durable: a services host killed mid-upload and started again within the driver's
+/// retry budget loses nothing, and the client's one `PUT` completes, whole.
+#[test]
+fn a_web_hosts_upload_continues_across_kill_9_and_restart_of_its_services_host() {
+    use crate::two_hosts::{KEY_ENV, WEB_KEY, free_port, services_config, web_config};
+    let services = tempfile::tempdir().unwrap();
+    let s = services.path();
+    services_config(s, &format!("dev_mode = true\napi_keys = [\"{KEY}\"]\n"));
+    let listen = format!("127.0.0.1:{}", free_port());
+    let server = Server::start_on(s, &[], &listen);
+    let web = tempfile::tempdir().unwrap();
+    let w = web.path();
+    // Retries for about 16 s (50 ms doubling to 5 s): long enough for a restart.
+    let retries = ", max_attempts = 10, retry_budget_ms = 25000";
+    let api_key = format!(", api_key = {{ env = \"{KEY_ENV}\" }}");
+    web_config(w, &server.url, &api_key, retries, &format!("dev_mode = true\napi_keys = [\"{WEB_KEY}\"]\n"));
+    let web_server = Server::start_with_env(w, &[(KEY_ENV, KEY)]);
+    let want = stowage_tests::write_big_file(&w.join("big.bin"), 256);
+    let auth = format!("Authorization: Bearer {WEB_KEY}");
+    let obj = format!("{}/v1/objects/default/big.bin", web_server.url);
+    let upload = Command::new("curl")
+        .current_dir(w)
+        .args(["-sS", "--max-time", "300", "--limit-rate", "100M", "-H", &auth, "-T", "big.bin"])
+        .args(["-w", "\n%{http_code}", &obj])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let temp_bytes = || -> u64 {
+        std::fs::read_dir(s.join("data/.stowage-tmp"))
+            .map(|it| it.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum())
+            .unwrap_or(0)
+    };
+    wait_for("64 MiB reaching the services host", || temp_bytes() > 64 << 20);
+    drop(server);
+    std::thread::sleep(Duration::from_millis(300));
+    let _server = Server::start_on(s, &[], &listen);
+
+    let (status, body) = status_and_body(&upload.wait_with_output().unwrap());
+    assert_eq!(status, "200", "{body}");
+    assert!(body.contains(&want), "{body}");
+    assert_eq!(stowage_tests::sha256_file(&s.join("data/big.bin")), want);
+    assert_eq!(temp_bytes(), 0, "a temp file was left");
 }

@@ -26,6 +26,7 @@ mod audit;
 mod audit_kill;
 mod audit_rewrites;
 mod cli;
+mod cluster;
 mod concurrency;
 mod config;
 mod conformance;

@@ -5,8 +5,35 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 
+pub mod nginx;
 pub mod postgres;
 pub mod s3;
+
+/// A free loopback port (free when this returns: a server that loses a race for it retries).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Runs `stowage serve` with the config file `config` in this process (on the caller's
+/// runtime), listening on a free loopback port; its address once it listens.
+pub async fn serve_in_process(config: &Path) -> std::net::SocketAddr {
+    let (loaded, settings) = stowage_server::settings::load(Some(config), Some("127.0.0.1:0")).expect("config");
+    let storage = std::sync::Arc::new(stowage_runtime::Storage::open(&loaded).await.expect("storage"));
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let _ = stowage_server::serve(storage, settings, &loaded.sha256, None, move |addr, _| {
+            let _ = tx.send(addr);
+        })
+        .await;
+    });
+    rx.await.expect("the host listens")
+}
+
+/// Whether this process runs as root (as CI does): servers that refuse root run as another user.
+pub fn is_root() -> bool {
+    std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false)
+}
 
 /// What the benchmarks share: section selection and operation counts from the environment.
 pub mod bench {

@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use crate::{free_port, is_root};
+
 /// A running (or stopped) test cluster.
 pub struct Postgres {
     dir: tempfile::TempDir,
@@ -34,15 +36,6 @@ fn bin_dir() -> PathBuf {
     found.pop().map(|(_, bin)| bin).unwrap_or_else(|| {
         panic!("no PostgreSQL server under /usr/lib/postgresql: install Debian's `postgresql` package (.ci/run does)")
     })
-}
-
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false)
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 impl Postgres {
