@@ -4,8 +4,9 @@
 //! write-ahead records, so any later host can tell a live operation's leftovers from those of
 //! one that is gone:
 //!
-//! - another process's: gone when that process is (its id holds the boot, pid and start time,
-//!   checked against `/proc`);
+//! - another process's on this machine: gone when that process is (its id holds the boot and
+//!   PID namespace, the pid and the start time, checked against `/proc`);
+//! - another machine's, another container's or an earlier boot's: not known (judged by age);
 //! - this process's own: gone when the operation is no longer in [`Owners`]'s live set (it
 //!   was dropped mid-call, say).
 //!
@@ -16,8 +17,9 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// This host process: `<boot>-<pid>-<start>`, where `boot` is 8 hex digits of the kernel's
-/// boot id and `start` the process's start time in clock ticks since boot.
+/// This host process: `<boot>-<pid>-<start>`, where `boot` is 8 hex digits naming the
+/// kernel's boot and the process's PID namespace (where a pid means one process, see
+/// [`boot_id`]) and `start` the process's start time in clock ticks since boot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostId {
     boot: String,
@@ -25,10 +27,28 @@ pub struct HostId {
     start: u64,
 }
 
+/// Where this process's pids mean one process each: the kernel's boot and this process's PID
+/// namespace. Another container on the same kernel (the same boot id, perhaps the same host
+/// name) has a namespace of its own, whose processes this one cannot see in `/proc`: their
+/// ids differ here, so they are never judged gone by a look that could not find them.
 fn boot_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .map(|s| s.trim().replace('-', "").chars().take(8).collect())
-        .unwrap_or_else(|_| "00000000".into())
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+        let pid_ns = std::fs::read_link("/proc/self/ns/pid").map(|p| p.display().to_string()).unwrap_or_default();
+        process_space(boot.trim(), &pid_ns)
+    })
+    .clone()
+}
+
+/// 8 hex digits of the boot id and PID namespace (`pid:[INODE]`); `00000000` if the boot is
+/// unknown.
+fn process_space(boot: &str, pid_ns: &str) -> String {
+    use sha2::Digest as _;
+    if boot.is_empty() {
+        return "00000000".into();
+    }
+    hex::encode(&sha2::Sha256::digest(format!("{boot}\n{pid_ns}").as_bytes())[..4])
 }
 
 /// Field 22 of `/proc/PID/stat`: the start time (after the command, which may hold spaces).
@@ -162,6 +182,11 @@ impl Owners {
             let live = self.live.lock().map(|l| l.contains(&n)).unwrap_or(true);
             return if live { Liveness::Live } else { Liveness::Gone };
         }
+        if !host.on_this_boot() {
+            // Another machine's (a disk shared over NFS), another container's, or an earlier
+            // boot's: its process cannot be looked at from here.
+            return Liveness::Unknown;
+        }
         if host.is_alive() { Liveness::Live } else { Liveness::Gone }
     }
 }
@@ -186,5 +211,26 @@ mod tests {
         assert_eq!(elsewhere.liveness(&format!("{dead}-0")), Liveness::Gone, "same pid, another start time");
         assert_eq!(owners.liveness("none"), Liveness::Unknown);
         assert_eq!(owners.liveness("abc-1"), Liveness::Unknown);
+    }
+
+    #[test]
+    fn a_process_of_another_pid_namespace_is_never_judged_by_this_ones_proc() {
+        let boot = "3f1d2c9a-0b7e-4c55-9a1e-5d2f7e8b9c01";
+        let here = process_space(boot, "pid:[4026531836]");
+        assert_eq!(here.len(), 8);
+        assert_eq!(here, process_space(boot, "pid:[4026531836]"));
+        assert_ne!(here, process_space(boot, "pid:[4026532512]"), "another container on this kernel");
+        assert_ne!(here, process_space("another-boot", "pid:[4026531836]"));
+        assert_eq!(process_space("", "pid:[1]"), "00000000");
+        // A process of another namespace, with a pid that here names a live process (this
+        // one), is not on this "boot": its liveness cannot be seen, so it is not gone.
+        let other_ns = HostId {
+            boot: process_space(boot, "pid:[1]"),
+            pid: std::process::id(),
+            start: start_time(std::process::id()).unwrap_or(0) + 1,
+        };
+        assert!(!other_ns.on_this_boot() && !other_ns.is_alive());
+        assert_eq!(Owners::default().liveness(&format!("{other_ns}-0")), Liveness::Unknown);
+        assert!(HostId::current().is_alive() && HostId::current().on_this_boot());
     }
 }
