@@ -17,7 +17,7 @@ pub(crate) fn data(len: usize, seed: u32) -> Vec<u8> {
 }
 
 /// Opens a session for `name` (the whole body's sha256 given); its URL path.
-fn open(d: &Path, url: &str, name: &str, sha: &str) -> String {
+pub(crate) fn open(d: &Path, url: &str, name: &str, sha: &str) -> String {
     let o = curl(
         d,
         &[
@@ -42,7 +42,7 @@ fn open(d: &Path, url: &str, name: &str, sha: &str) -> String {
 }
 
 /// The session's offset, as `url` answers.
-fn offset(d: &Path, url: &str, session: &str) -> u64 {
+pub(crate) fn offset(d: &Path, url: &str, session: &str) -> u64 {
     let h = crate::stdout(&curl(d, &["-I", "-H", &format!("Authorization: Bearer {KEY}"), &format!("{url}{session}")]))
         .to_ascii_lowercase();
     h.lines().find_map(|l| l.strip_prefix("upload-offset: ")).unwrap_or_else(|| panic!("{h}")).trim().parse().unwrap()
@@ -58,7 +58,7 @@ fn head_status(d: &Path, url: &str, session: &str) -> String {
 }
 
 /// Appends `file` (in `d`) at `at`: the status and the offset answered.
-fn append(d: &Path, url: &str, session: &str, file: &str, at: u64) -> (String, u64) {
+pub(crate) fn append(d: &Path, url: &str, session: &str, file: &str, at: u64) -> (String, u64) {
     let o = curl(
         d,
         &[
@@ -103,7 +103,7 @@ fn slow_append(d: &Path, url: &str, session: &str, file: &str, at: u64) -> std::
 }
 
 /// Completes the session; the status.
-fn complete(d: &Path, url: &str, session: &str) -> String {
+pub(crate) fn complete(d: &Path, url: &str, session: &str) -> String {
     let o = curl(
         d,
         &[
@@ -121,7 +121,7 @@ fn complete(d: &Path, url: &str, session: &str) -> String {
     status
 }
 
-fn get(d: &Path, url: &str, name: &str) -> (String, Vec<u8>) {
+pub(crate) fn get(d: &Path, url: &str, name: &str) -> (String, Vec<u8>) {
     let out = d.join("got.bin");
     let o = curl(
         d,
@@ -294,10 +294,14 @@ fn a_web_hosts_upload_continues_across_kill_9_and_restart_of_its_services_host()
     let server = Server::start_on(s, &[], &listen);
     let web = tempfile::tempdir().unwrap();
     let w = web.path();
-    // Retries for about 16 s (50 ms doubling to 5 s): long enough for a restart.
-    let retries = ", max_attempts = 10, retry_budget_ms = 25000";
     let api_key = format!(", api_key = {{ env = \"{KEY_ENV}\" }}");
+    let retries = ", max_attempts = 10, retry_budget_ms = 25000";
     web_config(w, &server.url, &api_key, retries, &format!("dev_mode = true\napi_keys = [\"{WEB_KEY}\"]\n"));
+    // Retries for 25 s (the budget; 300 ms doubling to 5 s, with jitter): long enough for a
+    // restart on a busy machine.
+    let text = std::fs::read_to_string(w.join("stowage.toml")).unwrap();
+    assert!(text.contains("backoff_ms = 50,"), "{text}");
+    std::fs::write(w.join("stowage.toml"), text.replace("backoff_ms = 50,", "backoff_ms = 300,")).unwrap();
     let web_server = Server::start_with_env(w, &[(KEY_ENV, KEY)]);
     let want = stowage_tests::write_big_file(&w.join("big.bin"), 256);
     let auth = format!("Authorization: Bearer {WEB_KEY}");

@@ -33,6 +33,7 @@ mod conformance;
 mod copy;
 mod crash;
 mod deploy;
+mod durable_hostile;
 mod durable_uploads;
 mod fallback;
 mod fixity;

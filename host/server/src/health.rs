@@ -10,22 +10,33 @@ use axum::http::StatusCode;
 
 use crate::state::AppState;
 
+/// How long the readiness probe waits for the ledger's database (as for each disk).
+const LEDGER_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Alive.
 pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Ready: a round trip on every disk and a read of the ledger's database (reused for the
-/// interval), and the ledger's health as of now; JSON per disk.
+/// Ready: a round trip on every disk and, alongside, a read of the ledger's database (both
+/// reused for the interval), and the ledger's health as of now; JSON per disk.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
     let probe = async {
         let storage = state.storage();
         // The probe does file and database I/O: on the storage work threads.
         let probed = state.work.spawn(async move {
-            let (disks_ok, disks) = probe_disks(&storage).await;
-            let ledger = tokio::task::spawn_blocking(move || storage.ledger().probe())
-                .await
-                .unwrap_or_else(|e| Err(e.to_string()));
+            let ledger = {
+                let storage = storage.clone();
+                let read = tokio::task::spawn_blocking(move || storage.ledger().probe());
+                async move {
+                    match tokio::time::timeout(LEDGER_PROBE_TIMEOUT, read).await {
+                        Ok(Ok(answer)) => answer,
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(_) => Err(format!("no answer within {} s", LEDGER_PROBE_TIMEOUT.as_secs())),
+                    }
+                }
+            };
+            let ((disks_ok, disks), ledger) = tokio::join!(probe_disks(&storage), ledger);
             if let Err(e) = &ledger {
                 tracing::warn!(error = %e, "readiness: the PHI ledger's database does not answer");
             }
