@@ -4,9 +4,10 @@
 //! write-ahead records, so any later host can tell a live operation's leftovers from those of
 //! one that is gone:
 //!
-//! - another process's on this machine: gone when that process is (its id holds the boot and
-//!   PID namespace, the pid and the start time, checked against `/proc`);
-//! - another machine's, another container's or an earlier boot's: not known (judged by age);
+//! - another process's on this machine: gone when that process is (its id holds the machine
+//!   and PID namespace, the boot, the pid and the start time, checked against `/proc`), or
+//!   when it ran before the last boot;
+//! - another machine's or another container's: not known (judged by age);
 //! - this process's own: gone when the operation is no longer in [`Owners`]'s live set (it
 //!   was dropped mid-call, say).
 //!
@@ -17,38 +18,46 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// This host process: `<boot>-<pid>-<start>`, where `boot` is 8 hex digits naming the
-/// kernel's boot and the process's PID namespace (where a pid means one process, see
-/// [`boot_id`]) and `start` the process's start time in clock ticks since boot.
+/// This host process: `<place><boot>-<pid>-<start>`, where `place` is 8 hex digits naming the
+/// machine (its host name) and the process's PID namespace (where a pid means one process),
+/// `boot` 8 hex digits of the kernel's boot id, and `start` the process's start time in clock
+/// ticks since boot.
+///
+/// Another container on the same kernel (the same boot, perhaps the same host name) has a PID
+/// namespace of its own, whose processes this one cannot see in `/proc`: its place differs, so
+/// its processes are never judged gone by a look that could not find them. The same place on
+/// another boot is this machine before it restarted: every process of it is gone. (Machines
+/// that share a disk need distinct host names, as their ledger records do.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostId {
+    place: String,
     boot: String,
     pid: u32,
     start: u64,
 }
 
-/// Where this process's pids mean one process each: the kernel's boot and this process's PID
-/// namespace. Another container on the same kernel (the same boot id, perhaps the same host
-/// name) has a namespace of its own, whose processes this one cannot see in `/proc`: their
-/// ids differ here, so they are never judged gone by a look that could not find them.
-fn boot_id() -> String {
-    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    ID.get_or_init(|| {
-        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+/// What neither the place nor the boot is when it cannot be read.
+const UNKNOWN: &str = "00000000";
+
+/// This process's (place, boot).
+fn here() -> &'static (String, String) {
+    static HERE: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    HERE.get_or_init(|| {
+        let read = |f: &str| std::fs::read_to_string(f).map(|s| s.trim().to_string()).unwrap_or_default();
         let pid_ns = std::fs::read_link("/proc/self/ns/pid").map(|p| p.display().to_string()).unwrap_or_default();
-        process_space(boot.trim(), &pid_ns)
+        (place_of(&read("/proc/sys/kernel/hostname"), &pid_ns), digest8(&read("/proc/sys/kernel/random/boot_id")))
     })
-    .clone()
 }
 
-/// 8 hex digits of the boot id and PID namespace (`pid:[INODE]`); `00000000` if the boot is
-/// unknown.
-fn process_space(boot: &str, pid_ns: &str) -> String {
+/// 8 hex digits of a host name and PID namespace (`pid:[INODE]`); [`UNKNOWN`] if either is.
+fn place_of(machine: &str, pid_ns: &str) -> String {
+    if machine.is_empty() || pid_ns.is_empty() { UNKNOWN.into() } else { digest8(&format!("{machine}\n{pid_ns}")) }
+}
+
+/// 8 hex digits of `text`'s sha256; [`UNKNOWN`] for nothing.
+fn digest8(text: &str) -> String {
     use sha2::Digest as _;
-    if boot.is_empty() {
-        return "00000000".into();
-    }
-    hex::encode(&sha2::Sha256::digest(format!("{boot}\n{pid_ns}").as_bytes())[..4])
+    if text.is_empty() { UNKNOWN.into() } else { hex::encode(&sha2::Sha256::digest(text.as_bytes())[..4]) }
 }
 
 /// Field 22 of `/proc/PID/stat`: the start time (after the command, which may hold spaces).
@@ -62,35 +71,45 @@ impl HostId {
     /// This process.
     pub fn current() -> HostId {
         let pid = std::process::id();
-        HostId { boot: boot_id(), pid, start: start_time(pid).unwrap_or(0) }
+        let (place, boot) = here().clone();
+        HostId { place, boot, pid, start: start_time(pid).unwrap_or(0) }
     }
 
-    /// Parses `<boot>-<pid>-<start>`.
+    /// Parses `<place><boot>-<pid>-<start>`.
     pub fn parse(s: &str) -> Option<HostId> {
         let mut parts = s.split('-');
-        let (boot, pid, start) = (parts.next()?, parts.next()?.parse().ok()?, parts.next()?.parse().ok()?);
-        (boot.len() == 8 && boot.bytes().all(|b| b.is_ascii_hexdigit()) && parts.next().is_none()).then(|| HostId {
-            boot: boot.to_string(),
+        let (ids, pid, start) = (parts.next()?, parts.next()?.parse().ok()?, parts.next()?.parse().ok()?);
+        let hex = ids.len() == 16 && ids.bytes().all(|b| b.is_ascii_hexdigit());
+        (hex && parts.next().is_none()).then(|| HostId {
+            place: ids[..8].to_string(),
+            boot: ids[8..].to_string(),
             pid,
             start,
         })
     }
 
-    /// Whether the process ran on this machine since its last boot (another machine's, or an
-    /// earlier boot's, cannot be looked at here).
+    /// Whether the process ran where this one runs (the same machine and PID namespace),
+    /// whatever the boot: its pid can be looked at here, on this boot.
+    pub fn of_this_place(&self) -> bool {
+        let (place, boot) = here();
+        self.place == *place && *place != UNKNOWN && *boot != UNKNOWN
+    }
+
+    /// Whether the process ran where this one runs, since the last boot (another machine's,
+    /// another container's or an earlier boot's cannot be looked at here).
     pub fn on_this_boot(&self) -> bool {
-        self.boot == boot_id()
+        self.of_this_place() && self.boot == here().1
     }
 
     /// Whether this host process still runs. A process of an earlier boot never does.
     pub fn is_alive(&self) -> bool {
-        self.boot == boot_id() && start_time(self.pid) == Some(self.start)
+        self.on_this_boot() && start_time(self.pid) == Some(self.start)
     }
 }
 
 impl std::fmt::Display for HostId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}-{}-{}", self.boot, self.pid, self.start)
+        write!(f, "{}{}-{}-{}", self.place, self.boot, self.pid, self.start)
     }
 }
 
@@ -182,11 +201,12 @@ impl Owners {
             let live = self.live.lock().map(|l| l.contains(&n)).unwrap_or(true);
             return if live { Liveness::Live } else { Liveness::Gone };
         }
-        if !host.on_this_boot() {
-            // Another machine's (a disk shared over NFS), another container's, or an earlier
-            // boot's: its process cannot be looked at from here.
+        if !host.of_this_place() {
+            // Another machine's (a disk shared over NFS) or another container's: its process
+            // cannot be looked at from here.
             return Liveness::Unknown;
         }
+        // Here, on this boot or an earlier one (whose processes are all gone).
         if host.is_alive() { Liveness::Live } else { Liveness::Gone }
     }
 }
@@ -205,32 +225,43 @@ mod tests {
         drop(tag);
         assert_eq!(owners.liveness(&text), Liveness::Gone);
         // Seen from another process: this one is alive; one with another start time is not.
-        let elsewhere = Owners::new(HostId { boot: "00000000".into(), pid: 1, start: 1 });
+        let elsewhere = Owners::new(HostId { place: UNKNOWN.into(), boot: UNKNOWN.into(), pid: 1, start: 1 });
         assert_eq!(elsewhere.liveness(&text), Liveness::Live, "this process is alive");
-        let dead = HostId { boot: boot_id(), pid: std::process::id(), start: 1 };
+        let dead = HostId { start: 1, ..HostId::current() };
         assert_eq!(elsewhere.liveness(&format!("{dead}-0")), Liveness::Gone, "same pid, another start time");
         assert_eq!(owners.liveness("none"), Liveness::Unknown);
         assert_eq!(owners.liveness("abc-1"), Liveness::Unknown);
     }
 
     #[test]
-    fn a_process_of_another_pid_namespace_is_never_judged_by_this_ones_proc() {
-        let boot = "3f1d2c9a-0b7e-4c55-9a1e-5d2f7e8b9c01";
-        let here = process_space(boot, "pid:[4026531836]");
-        assert_eq!(here.len(), 8);
-        assert_eq!(here, process_space(boot, "pid:[4026531836]"));
-        assert_ne!(here, process_space(boot, "pid:[4026532512]"), "another container on this kernel");
-        assert_ne!(here, process_space("another-boot", "pid:[4026531836]"));
-        assert_eq!(process_space("", "pid:[1]"), "00000000");
-        // A process of another namespace, with a pid that here names a live process (this
-        // one), is not on this "boot": its liveness cannot be seen, so it is not gone.
-        let other_ns = HostId {
-            boot: process_space(boot, "pid:[1]"),
-            pid: std::process::id(),
-            start: start_time(std::process::id()).unwrap_or(0) + 1,
-        };
-        assert!(!other_ns.on_this_boot() && !other_ns.is_alive());
-        assert_eq!(Owners::default().liveness(&format!("{other_ns}-0")), Liveness::Unknown);
-        assert!(HostId::current().is_alive() && HostId::current().on_this_boot());
+    fn a_process_of_another_machine_or_pid_namespace_is_never_judged_by_this_ones_proc() {
+        let (place, boot) = here().clone();
+        let me = HostId::current();
+        assert!(me.is_alive() && me.on_this_boot() && me.of_this_place());
+        assert_eq!(HostId::parse(&me.to_string()), Some(me.clone()));
+        assert_eq!(
+            place,
+            place_of(
+                std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim(),
+                &std::fs::read_link("/proc/self/ns/pid").unwrap().display().to_string()
+            )
+        );
+        assert_ne!(place_of("svc-1", "pid:[4026531836]"), place_of("svc-1", "pid:[4026532512]"), "another container");
+        assert_ne!(place_of("svc-1", "pid:[4026531836]"), place_of("svc-2", "pid:[4026531836]"), "another machine");
+        assert_eq!(place_of("", "pid:[1]"), UNKNOWN);
+        let observer = Owners::default();
+        // Its pid names a live process here (this one): still, another place cannot be looked
+        // at, so it is not gone.
+        let start = start_time(std::process::id()).unwrap_or(0) + 1;
+        let elsewhere =
+            HostId { place: place_of("elsewhere", "pid:[1]"), boot: boot.clone(), pid: std::process::id(), start };
+        assert!(!elsewhere.of_this_place() && !elsewhere.is_alive());
+        assert_eq!(observer.liveness(&format!("{elsewhere}-0")), Liveness::Unknown);
+        // The same place on an earlier boot: this machine before it restarted, all gone.
+        let earlier = HostId { place: place.clone(), boot: digest8("an earlier boot"), pid: 1, start: 1 };
+        assert!(earlier.of_this_place() && !earlier.on_this_boot());
+        assert_eq!(observer.liveness(&format!("{earlier}-0")), Liveness::Gone);
+        // An id in the format before the place was added says nothing.
+        assert_eq!(observer.liveness(&format!("{boot}-1-1-0")), Liveness::Unknown);
     }
 }

@@ -45,8 +45,9 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_js
         match probed.await {
             Ok(answer) => answer,
             Err(e) => {
+                // Not ready, and not for the ledger's sake: its answer is unknown.
                 tracing::error!(error = %e, "the readiness probe failed to run");
-                (false, serde_json::json!({ "disks": {}, "ledger": false }))
+                (false, serde_json::json!({ "disks": {}, "ledger": null }))
             }
         }
     };
@@ -54,7 +55,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_js
     // A host whose ledger cannot record refuses every guarded operation: not ready. A failed
     // commit shows at once, whatever the last probe found.
     let ledger = match state.storage().ledger().health() {
-        Ok(()) if probed["ledger"] == true => serde_json::json!({ "ok": true }),
+        Ok(()) if probed["ledger"] != false => serde_json::json!({ "ok": true }),
         Ok(()) => serde_json::json!({ "ok": false, "error": "audit-unavailable" }),
         Err(e) => {
             tracing::warn!(error = %e, "readiness: the PHI ledger cannot record");

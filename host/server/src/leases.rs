@@ -239,6 +239,11 @@ impl Durable {
     /// request holds it, waits (as requests on one host wait their turn), at most [`LEASE`]:
     /// then `423`.
     pub async fn take(self: &Arc<Self>, id: &str, owner: &str) -> Result<Held, ApiError> {
+        // Another key's session is no session, held or not: it neither waits nor takes it
+        // (which would tell it the session exists, and cost the owner its kept writer).
+        if self.get(id, owner).await?.is_none() {
+            return Err(StorageError::NotFound(format!("upload session {id}")).into());
+        }
         let started = Instant::now();
         let mut pause = Duration::from_millis(20);
         let me = format!("{}-{}", self.holder, self.requests.fetch_add(1, Ordering::Relaxed));
