@@ -329,3 +329,39 @@ fn a_web_hosts_upload_continues_across_kill_9_and_restart_of_its_services_host()
     assert_eq!(stowage_tests::sha256_file(&s.join("data/big.bin")), want);
     assert_eq!(temp_bytes(), 0, "a temp file was left");
 }
+
+/// The sessions' database (the ledger's PostgreSQL) stops mid-upload: an append is refused,
+/// retryably, and changes nothing; once it is back the session goes on from its recorded
+/// offset, without a restart of the host.
+#[test]
+fn a_session_whose_database_stops_refuses_appends_and_goes_on_once_it_is_back() {
+    let pg = Postgres::start();
+    let url = pg.create_database("stopped");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    config(d, &format!("dev_mode = true\napi_keys = [\"{KEY}\"]\n"));
+    let text = std::fs::read_to_string(d.join("stowage.toml")).unwrap();
+    let ledger = "[ledger]\npath = \"ledger.sqlite\"\n";
+    assert!(text.contains(ledger), "{text}");
+    let text = text.replace(ledger, &format!("{ledger}url = \"{url}\"\nlock_timeout_ms = 2000\n"));
+    std::fs::write(d.join("stowage.toml"), text).unwrap();
+    let whole = data(3 << 20, 9);
+    let sha = hex::encode(sha2::Sha256::digest(&whole));
+    std::fs::write(d.join("seg0"), &whole[..1 << 20]).unwrap();
+    std::fs::write(d.join("seg1"), &whole[1 << 20..]).unwrap();
+    let server = Server::start(d);
+    let session = open(d, &server.url, "db.bin", &sha);
+    assert_eq!(append(d, &server.url, &session, "seg0", 0), ("204".into(), 1 << 20));
+
+    pg.stop();
+    assert_eq!(append(d, &server.url, &session, "seg1", 1 << 20).0, "503");
+    assert!(head_status(d, &server.url, &session).ends_with("503"));
+    pg.start_again();
+    wait_for("the session answering again", || head_status(d, &server.url, &session).ends_with("200"));
+    assert_eq!(offset(d, &server.url, &session), 1 << 20, "the refused append changed the session");
+    assert_eq!(append(d, &server.url, &session, "seg1", 1 << 20), ("204".into(), 3 << 20));
+    complete(d, &server.url, &session);
+    let (status, got) = get(d, &server.url, "db.bin");
+    assert_eq!(status, "200");
+    assert!(got == whole, "the object differs from what was sent");
+}

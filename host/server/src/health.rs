@@ -25,6 +25,8 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_js
         let storage = state.storage();
         // The probe does file and database I/O: on the storage work threads.
         let probed = state.work.spawn(async move {
+            // Commits made after this count prove the ledger records, whatever the read found.
+            let commits = storage.ledger().commits();
             let ledger = {
                 let storage = storage.clone();
                 let read = tokio::task::spawn_blocking(move || storage.ledger().probe());
@@ -40,7 +42,8 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_js
             if let Err(e) = &ledger {
                 tracing::warn!(error = %e, "readiness: the PHI ledger's database does not answer");
             }
-            (disks_ok && ledger.is_ok(), serde_json::json!({ "disks": disks, "ledger": ledger.is_ok() }))
+            let answer = serde_json::json!({ "disks": disks, "ledger": ledger.is_ok(), "commits": commits });
+            (disks_ok, answer)
         });
         match probed.await {
             Ok(answer) => answer,
@@ -51,18 +54,20 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_js
             }
         }
     };
-    let (probed_ok, probed) = state.readiness.disks(probe).await;
+    let (disks_ok, probed) = state.readiness.disks(probe).await;
     // A host whose ledger cannot record refuses every guarded operation: not ready. A failed
-    // commit shows at once, whatever the last probe found.
-    let ledger = match state.storage().ledger().health() {
-        Ok(()) if probed["ledger"] != false => serde_json::json!({ "ok": true }),
+    // commit shows at once, and so does a commit that went through since a failed read.
+    let storage = state.storage();
+    let committed_since = probed["commits"].as_u64().is_some_and(|c| storage.ledger().commits() > c);
+    let ledger = match storage.ledger().health() {
+        Ok(()) if probed["ledger"] != false || committed_since => serde_json::json!({ "ok": true }),
         Ok(()) => serde_json::json!({ "ok": false, "error": "audit-unavailable" }),
         Err(e) => {
             tracing::warn!(error = %e, "readiness: the PHI ledger cannot record");
             serde_json::json!({ "ok": false, "error": "audit-unavailable" })
         }
     };
-    let ready = probed_ok && ledger["ok"] == true;
+    let ready = disks_ok && ledger["ok"] == true;
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(serde_json::json!({ "ready": ready, "disks": probed["disks"], "ledger": ledger })))
 }
